@@ -1,0 +1,161 @@
+"""The ``biodl`` command line.
+
+User faults (a bad file, key or option) print ``error: <where>: <what>`` on one
+line and exit with code 2. Anything else is a bug: it keeps its traceback and
+exits with 1. ``--debug`` shows tracebacks for everything.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from . import __version__
+from .errors import BiodlError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="biodl: reproducible deep learning for the health and life sciences.",
+)
+
+OverridesOpt = typer.Option(None, "--set", help="override a config key, e.g. --set trainer.epochs=5 (repeatable)")
+OutOpt = typer.Option(None, "--out", help="run directory (default: runs/<name>-<timestamp>)")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"biodl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="print the version"),
+    debug: bool = typer.Option(False, "--debug", help="show tracebacks for every error"),
+) -> None:
+    """biodl: reproducible deep learning for the health and life sciences."""
+
+
+def _print_metrics(metrics: dict[str, float], prefix: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{prefix} metrics", show_header=True)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in metrics.items():
+        if k.startswith(prefix + "/"):
+            table.add_row(k.split("/", 1)[1], f"{v:.4f}")
+    Console().print(table)
+
+
+@app.command()
+def studies() -> None:
+    """List the studies that `biodl run` knows, one line each."""
+    from .studies import list_studies
+
+    for name, summary in list_studies().items():
+        typer.echo(f"{name:<22} {summary}")
+
+
+@app.command()
+def run(
+    study: str = typer.Argument(..., help="study name (see `biodl studies`)"),
+    out: Optional[Path] = OutOpt,
+    overrides: Optional[list[str]] = OverridesOpt,
+) -> None:
+    """Run a study end to end on its embedded data."""
+    from .studies import get_study
+
+    run_dir = get_study(study).run(out, overrides or [])
+    typer.echo(f"results: {run_dir}")
+
+
+@app.command()
+def train(
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config file"),
+    overrides: Optional[list[str]] = OverridesOpt,
+    out: Optional[Path] = OutOpt,
+    resume: bool = typer.Option(False, "--resume", help="continue the run in --out from checkpoints/last"),
+) -> None:
+    """Train a model from a config file; with --resume, continue an interrupted run."""
+    from .config import load_config
+    from .runs import load_run_config
+    from .tasks import get_task
+
+    if config is None:
+        if not (resume and out is not None):
+            raise BiodlError("--config", "required (or --resume with --out RUN_DIR)")
+        cfg = load_run_config(out)
+        if overrides:
+            raise BiodlError("--set", "cannot change the config of a run being resumed")
+    else:
+        cfg = load_config(config, overrides or [])
+    result = get_task(cfg.task).train(cfg, out, resume=resume)
+    from .engine import is_main_process
+
+    if is_main_process():
+        _print_metrics(result.metrics, "test")
+        typer.echo(f"results: {result.run_dir}")
+
+
+@app.command()
+def evaluate(
+    run_dir: Path = typer.Argument(..., help="a run directory"),
+    data: Optional[Path] = typer.Option(None, "--data", help="a labelled CSV (default: the run's own test split)"),
+    checkpoint: str = typer.Option("best", "--checkpoint", help="best or last"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an earlier evaluation file"),
+) -> None:
+    """Evaluate a trained run on its test split or on another labelled data set."""
+    from .runs import load_run_config
+    from .tasks import get_task
+
+    if checkpoint not in ("best", "last"):
+        raise BiodlError("--checkpoint", f"must be best or last, got {checkpoint!r}")
+    cfg = load_run_config(run_dir)
+    metrics, path = get_task(cfg.task).evaluate(run_dir, data, checkpoint, overwrite)
+    _print_metrics(metrics, path.stem)
+    typer.echo(f"results: {path}")
+
+
+@app.command()
+def predict(
+    run_dir: Path = typer.Argument(..., help="a run directory"),
+    input: Path = typer.Argument(..., help="new records (CSV with the run's feature columns)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="output CSV (default: RUN_DIR/predictions/<input>.csv)"),
+    checkpoint: str = typer.Option("best", "--checkpoint", help="best or last"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing output file"),
+) -> None:
+    """Predict new records with a trained run, applying its saved preprocessing."""
+    from .runs import load_run_config
+    from .tasks import get_task
+
+    if checkpoint not in ("best", "last"):
+        raise BiodlError("--checkpoint", f"must be best or last, got {checkpoint!r}")
+    cfg = load_run_config(run_dir)
+    path = get_task(cfg.task).predict(run_dir, input, out, checkpoint, overwrite)
+    typer.echo(f"results: {path}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        app(args=args, prog_name="biodl")
+    except BiodlError as exc:
+        if "--debug" in args:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

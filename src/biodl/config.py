@@ -1,0 +1,239 @@
+"""Run configuration: pydantic models, YAML files and ``--set key=value`` overrides.
+
+A config is a YAML mapping whose keys mirror :class:`RunConfig`. Unknown keys are
+errors that list the valid keys and suggest the closest one, so a typo never
+silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import ConfigError
+
+__all__ = [
+    "DataConfig",
+    "ModelConfig",
+    "OptimizerConfig",
+    "SchedulerConfig",
+    "TrainerConfig",
+    "RunConfig",
+    "load_config",
+    "build_config",
+    "config_hash",
+    "dump_config",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class DataConfig(_Strict):
+    """Where the data is and how it is split. Tabular CSV for now."""
+
+    dataset: str | None = Field(None, description="name of an embedded data set (see `biodl studies`)")
+    path: Path | None = Field(None, description="a CSV file of your own (instead of `dataset`)")
+    target: str = "DEATH_EVENT"
+    features: list[str] | None = Field(None, description="feature columns; default: all but target and drop")
+    drop: list[str] = Field(default_factory=list, description="columns never used as features")
+    binary: list[str] = Field(default_factory=list, description="columns that must be 0 or 1")
+    val_fraction: float = Field(0.2, gt=0, lt=1)
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    split_seed: int | None = Field(None, description="seed of the split; default: the run seed")
+    standardize: bool = True
+    batch_size: int = Field(32, ge=1)
+    num_workers: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "DataConfig":
+        if (self.dataset is None) == (self.path is None):
+            raise ValueError("give exactly one of data.dataset (embedded) or data.path (your file)")
+        if self.val_fraction + self.test_fraction >= 0.9:
+            raise ValueError("data.val_fraction + data.test_fraction must leave at least 10% for training")
+        return self
+
+
+class ModelConfig(_Strict):
+    """A model from the registry (``biodl.models.list_models()``) and its constructor arguments."""
+
+    name: str = "mlp"
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class OptimizerConfig(_Strict):
+    name: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    momentum: float = Field(0.9, ge=0, description="SGD only")
+
+
+class SchedulerConfig(_Strict):
+    name: Literal["none", "step", "cosine", "plateau"] = "none"
+    step_size: int = Field(10, ge=1, description="step: epochs between decays")
+    gamma: float = Field(0.1, gt=0, description="step/plateau: decay factor")
+    patience: int = Field(5, ge=0, description="plateau: epochs without improvement")
+
+
+class TrainerConfig(_Strict):
+    epochs: int = Field(100, ge=1)
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
+    precision: Literal["auto", "32", "bf16"] = Field("auto", description="auto = bf16 autocast on CUDA")
+    compile: bool = False
+    grad_clip: float | None = Field(None, gt=0, description="max gradient norm")
+    monitor: str = Field("val/loss", description="metric that picks the best checkpoint")
+    mode: Literal["min", "max"] = "min"
+    early_stopping_patience: int | None = Field(None, ge=1, description="epochs without improvement; null = off")
+    checkpoint_every_steps: int = Field(0, ge=0, description="also save last.* every N steps (0: epoch ends)")
+    class_weights: bool = Field(True, description="weight the loss by inverse class frequency")
+    progress: bool = True
+
+
+class RunConfig(_Strict):
+    """Everything one run needs. Resolved, it is saved as ``config.yaml`` in the run directory."""
+
+    name: str = "run"
+    task: Literal["tabular"] = "tabular"
+    seed: int = Field(0, ge=0, lt=2**32)
+    deterministic: bool = False
+    data: DataConfig
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _nested_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _nested_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _check_keys(raw: Any, model: type[BaseModel], where: str, prefix: str = "") -> None:
+    """Raise ConfigError for the first key of ``raw`` that ``model`` does not have."""
+    if not isinstance(raw, dict):
+        return
+    fields = model.model_fields
+    for key, value in raw.items():
+        path = f"{prefix}{key}"
+        if key not in fields:
+            valid = sorted(fields)
+            close = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.5)
+            hint = f"did you mean '{prefix}{close[0]}'? " if close else ""
+            raise ConfigError(where, f"unknown key '{path}'; {hint}valid keys here: {', '.join(valid)}")
+        sub = _nested_model(fields[key].annotation)
+        if sub is not None:
+            _check_keys(value, sub, where, prefix=f"{path}.")
+
+
+def _validate(raw: dict[str, Any], where: str) -> RunConfig:
+    _check_keys(raw, RunConfig, where)
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"]
+        if "input" in err and err["type"] != "missing" and not isinstance(err["input"], dict):
+            msg += f" (got {err['input']!r})"
+        raise ConfigError(where, f"{loc}: {msg}" if loc else msg) from None
+
+
+def _parse_override(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise ConfigError(f"--set {item}", "expected KEY=VALUE, e.g. trainer.epochs=5")
+    key, _, text = item.partition("=")
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--set {item}", "empty key")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        value = text
+    return key.split("."), value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b.c=value`` strings to a nested dict (values parsed as YAML)."""
+    for item in overrides:
+        parts, value = _parse_override(item)
+        _check_keys(_nest(parts, value), RunConfig, f"--set {item}")
+        node = raw
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        node[parts[-1]] = value
+    return raw
+
+
+def _nest(parts: list[str], value: Any) -> dict[str, Any]:
+    out: Any = value
+    for part in reversed(parts):
+        out = {part: out}
+    return out
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, turning every fault into a one-line ConfigError."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(path, "no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(path, f"cannot read: {exc.__class__.__name__}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(path, f"invalid YAML{at}: {problem}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(path, f"expected a mapping of keys at the top level, got {type(raw).__name__}")
+    return raw
+
+
+def build_config(raw: dict[str, Any], overrides: list[str] | None = None, where: str = "config") -> RunConfig:
+    """Validate a raw mapping (plus overrides) into a :class:`RunConfig`."""
+    raw = json.loads(json.dumps(raw, default=str))  # deep copy, plain types
+    _check_keys(raw, RunConfig, where)
+    apply_overrides(raw, list(overrides or []))
+    return _validate(raw, where)
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Load a YAML config file and apply ``--set`` style overrides."""
+    return build_config(read_yaml(path), overrides, where=str(path))
+
+
+def config_dict(config: RunConfig) -> dict[str, Any]:
+    return config.model_dump(mode="json")
+
+
+def dump_config(config: RunConfig) -> str:
+    """The resolved config as YAML text (every default written out)."""
+    return yaml.safe_dump(config_dict(config), sort_keys=False)
+
+
+def config_hash(config: RunConfig) -> str:
+    """sha256 of the resolved config, canonical JSON; checkpoints record it."""
+    blob = json.dumps(config_dict(config), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()

@@ -1,0 +1,147 @@
+"""Tabular data: validated CSV reading and the preprocessing saved with a model.
+
+The checks are the ones a clinical table needs before any model sees it:
+required columns present, numeric columns numeric, no blanks, binary columns
+in {0, 1}. Each fault names the file, the column and the first offending rows
+(as line numbers of the file, the header being line 1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DataError
+
+_SHOW = 5  # offending rows named in an error
+
+
+def _lines(mask: np.ndarray) -> str:
+    rows = np.flatnonzero(mask)
+    shown = ", ".join(str(r + 2) for r in rows[:_SHOW])  # +1 for 1-based, +1 for the header line
+    more = f" and {len(rows) - _SHOW} more" if len(rows) > _SHOW else ""
+    return f"line{'s' if len(rows) > 1 else ''} {shown}{more}"
+
+
+def read_csv(path: str | Path) -> pd.DataFrame:
+    """Read a CSV as text cells (nothing coerced yet); every failure is a DataError."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "no such file" if not path.exists() else "not a file")
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise DataError(path, "empty file (no header row)") from None
+    except pd.errors.ParserError as exc:
+        detail = str(exc).strip().splitlines()[-1]
+        raise DataError(path, f"malformed CSV: {detail}") from None
+    except UnicodeDecodeError:
+        raise DataError(path, "not a UTF-8 text CSV (binary file?)") from None
+    if df.empty:
+        raise DataError(path, "no data rows")
+    df.columns = [str(c).strip() for c in df.columns]
+    dup = df.columns[df.columns.duplicated()].tolist()
+    if dup:
+        raise DataError(path, f"duplicated column names: {', '.join(dup)}")
+    return df
+
+
+def numeric_columns(
+    df: pd.DataFrame, columns: list[str], path: str | Path, binary: list[str] = ()
+) -> np.ndarray:
+    """Columns as a float64 (N, len(columns)) array, validated; raises DataError naming the fault."""
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise DataError(path, f"missing column{'s' if len(missing) > 1 else ''}: {', '.join(missing)}")
+    out = np.empty((len(df), len(columns)), dtype=np.float64)
+    for j, col in enumerate(columns):
+        text = df[col].astype(str).str.strip()
+        blank = (text == "").to_numpy()
+        if blank.any():
+            raise DataError(path, f"column '{col}': blank value at {_lines(blank)}")
+        values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(values)
+        if bad.any():
+            first = text.to_numpy()[bad][0]
+            raise DataError(path, f"column '{col}': not a number at {_lines(bad)} (e.g. {first!r})")
+        if col in binary:
+            notbin = ~np.isin(values, (0.0, 1.0))
+            if notbin.any():
+                raise DataError(
+                    path, f"column '{col}': must be 0 or 1, found {values[notbin][0]:g} at {_lines(notbin)}"
+                )
+        out[:, j] = values
+    return out
+
+
+@dataclass
+class TabularPreprocessor:
+    """Feature selection and standardisation, fitted on the training rows only.
+
+    Saved as JSON next to the model, so that ``predict`` applies exactly the
+    transformation the model was trained with.
+    """
+
+    features: list[str]
+    binary: list[str]
+    target: str
+    mean: list[float]
+    std: list[float]
+    classes: list[str]
+
+    @classmethod
+    def fit(
+        cls, x: np.ndarray, features: list[str], binary: list[str], target: str, standardize: bool
+    ) -> "TabularPreprocessor":
+        """``x``: (N, F) training features. Binary columns are left as 0/1."""
+        mean = x.mean(axis=0)
+        std = x.std(axis=0)
+        for j, col in enumerate(features):
+            if not standardize or col in binary:
+                mean[j], std[j] = 0.0, 1.0
+            elif std[j] == 0:
+                std[j] = 1.0  # a constant column stays constant (zero after centring)
+        return cls(features, list(binary), target, mean.tolist(), std.tolist(), ["0", "1"])
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """(N, F) raw values -> (N, F) float32 model inputs."""
+        return ((x - np.asarray(self.mean)) / np.asarray(self.std)).astype(np.float32)
+
+    def features_from(self, df: pd.DataFrame, path: str | Path) -> np.ndarray:
+        """Validated, transformed (N, F) inputs from a table holding at least ``features``."""
+        return self.transform(numeric_columns(df, self.features, path, self.binary))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TabularPreprocessor":
+        return cls(**d)
+
+
+def load_table(
+    path: str | Path,
+    target: str,
+    features: list[str] | None,
+    drop: list[str],
+    binary: list[str],
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Read a labelled CSV: (N, F) float64 features, (N,) int64 labels in {0, 1}, feature names."""
+    df = read_csv(path)
+    if target not in df.columns:
+        raise DataError(path, f"missing column: {target} (the target)")
+    if features is None:
+        features = [c for c in df.columns if c != target and c not in drop]
+    else:
+        overlap = [c for c in features if c == target or c in drop]
+        if overlap:
+            raise DataError(path, f"columns both used and excluded: {', '.join(overlap)}")
+    if not features:
+        raise DataError(path, "no feature columns left")
+    y = numeric_columns(df, [target], path, binary=[target])[:, 0].astype(np.int64)
+    x = numeric_columns(df, features, path, binary=[c for c in binary if c in features])
+    return x, y, features

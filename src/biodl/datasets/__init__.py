@@ -1,0 +1,24 @@
+"""Data sets embedded in the package, each with its SOURCE.md (licence and citation)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import DataError
+
+_HERE = Path(__file__).resolve().parent
+
+#: name -> (file inside the package, one-line description)
+EMBEDDED: dict[str, tuple[str, str]] = {
+    "heart-failure": (
+        "heart_failure/heart_failure_clinical_records_dataset.csv",
+        "299 heart-failure patients, 12 clinical features + DEATH_EVENT (Ahmad 2017; Chicco & Jurman 2020), CC BY 4.0",
+    ),
+}
+
+
+def embedded_path(name: str) -> Path:
+    """Path of an embedded data file by name (e.g. ``heart-failure``)."""
+    if name not in EMBEDDED:
+        raise DataError(f"data.dataset={name}", f"no embedded data set of that name; known: {', '.join(EMBEDDED)}")
+    return _HERE / EMBEDDED[name][0]

@@ -1,0 +1,301 @@
+"""The training loop: fit, evaluate, predict, with exact resume.
+
+Written to be read. One epoch is: set the sampler's epoch, then for each batch
+forward (under autocast when enabled), loss, backward, optional clipping,
+optimiser step; then validation, the scheduler, the callbacks and the ``last``
+checkpoint. The checkpoint holds everything the loop's future depends on
+(weights, optimiser and scheduler state, RNG states, sampler position,
+callback state), so a resumed run produces bit-identical weights on CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+from torchmetrics import MetricCollection
+
+from ..errors import CheckpointError
+from ..repro import get_rng_state, set_rng_state
+from .callbacks import Callback
+from .checkpoint import join_tree, load_checkpoint, load_model_weights, save_checkpoint, split_tree
+from .distributed import all_reduce_sum, init_distributed, is_distributed, is_main_process, world
+from .faults import crash_point
+from .loaders import TrainLoader, eval_loader
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks cuda (this process's local rank under torchrun), then mps, then cpu."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", world()[2] % torch.cuda.device_count())
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        from ..errors import ConfigError
+
+        raise ConfigError("trainer.device", f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        from ..errors import ConfigError
+
+        raise ConfigError("trainer.device", "cuda requested but no CUDA device is available")
+    return device
+
+
+def _as_float(t: Tensor) -> float:
+    """A metric as a Python float; float32 values keep their shortest decimal form (0.7, not 0.699999988)."""
+    if t.dtype == torch.float32:
+        import numpy as np
+
+        return float(repr(np.float32(t.item())).removeprefix("np.float32(").rstrip(")"))
+    return float(t)
+
+
+class Trainer:
+    """Supervised training of ``model`` with ``loss_fn(outputs, targets)``.
+
+    ``postprocess`` maps raw outputs to what metrics and ``predict`` use
+    (e.g. ``sigmoid`` of (B, 1) logits -> (B,) probabilities). ``metrics`` is a
+    torchmetrics collection updated with ``(postprocess(outputs), targets)``.
+    Batches are ``(inputs, targets)`` pairs.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: LossFn,
+        optimizer_factory: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer],
+        scheduler_factory: Callable[[torch.optim.Optimizer], Any] | None = None,
+        *,
+        metrics: MetricCollection | None = None,
+        postprocess: Callable[[Tensor], Tensor] = lambda t: t,
+        max_epochs: int = 10,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        seed: int = 0,
+        device: str | torch.device = "auto",
+        precision: str = "auto",
+        compile: bool = False,
+        grad_clip: float | None = None,
+        scheduler_monitor: str | None = None,
+        callbacks: list[Callback] | None = None,
+        checkpoint_dir: str | Path | None = None,
+        checkpoint_every_steps: int = 0,
+        config_hash: str | None = None,
+    ) -> None:
+        self.device = device if isinstance(device, torch.device) else resolve_device(device)
+        init_distributed(self.device)
+        self.rank, self.world_size = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if is_distributed() else (0, 1)
+        self.module = model.to(self.device)  # the plain model: its state_dict is what we save
+        self.channels_last = self.device.type == "cuda"
+        if self.channels_last:
+            self.module = self.module.to(memory_format=torch.channels_last)
+        self.model: nn.Module = self.module
+        if is_distributed():
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = nn.parallel.DistributedDataParallel(self.module, device_ids=ids)
+        self.forward = torch.compile(self.model) if compile else self.model
+        self.autocast_dtype = torch.bfloat16 if precision == "bf16" or (
+            precision == "auto" and self.device.type == "cuda") else None
+        self.loss_fn = loss_fn
+        self.optimizer = optimizer_factory(self.module.parameters())
+        self.scheduler = scheduler_factory(self.optimizer) if scheduler_factory else None
+        self.scheduler_monitor = scheduler_monitor
+        self.metrics = metrics.to(self.device) if metrics is not None else None
+        self.postprocess = postprocess
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+        self.grad_clip = grad_clip
+        self.callbacks = list(callbacks or [])
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        self.checkpoint_every_steps = checkpoint_every_steps
+        self.config_hash = config_hash
+        self.epoch = 0  # completed epochs
+        self.step = 0  # optimiser steps
+        self.should_stop = False
+        self.history: list[dict[str, float]] = []
+
+    # ------------------------------------------------------------------ helpers
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
+
+    def _to_device(self, x: Tensor) -> Tensor:
+        x = x.to(self.device, non_blocking=True)
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def _call(self, hook: str, *args: Any) -> None:
+        for cb in self.callbacks:
+            getattr(cb, hook)(self, *args)
+
+    # ------------------------------------------------------------------ fit
+
+    def fit(self, train_data: Dataset, val_data: Dataset | None = None, resume: bool = False) -> list[dict[str, float]]:
+        """Train for ``max_epochs`` (or until a callback stops it); returns one log dict per epoch.
+
+        ``resume=True`` continues from ``checkpoint_dir/last`` when it exists.
+        """
+        loader = TrainLoader(train_data, self.batch_size, self.seed, self.num_workers, self.rank, self.world_size,
+                             pin_memory=self.device.type == "cuda")
+        val_loader = (
+            eval_loader(val_data, self.batch_size, self.num_workers, self.rank, self.world_size)
+            if val_data is not None else None
+        )
+        start_batch, partial = 0, (0.0, 0)
+        if resume and self.checkpoint_dir and (self.checkpoint_dir / "last.json").exists():
+            start_batch, partial = self._restore(self.checkpoint_dir / "last", len(train_data))
+        self._call("on_fit_start")
+        while self.epoch < self.max_epochs and not self.should_stop:
+            logs = self._train_epoch(loader, start_batch, partial)
+            start_batch, partial = 0, (0.0, 0)
+            if val_loader is not None:
+                logs.update(self.evaluate(val_loader, prefix="val"))
+            logs["lr"] = self.optimizer.param_groups[0]["lr"]
+            if self.scheduler is not None:
+                if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                    self.scheduler.step(logs[self.scheduler_monitor or "val/loss"])
+                else:
+                    self.scheduler.step()
+            self.epoch += 1
+            logs = {"epoch": self.epoch, **logs}
+            self.history.append(logs)
+            self._call("on_epoch_end", logs)
+            self._save_last(batches_done=0, partial=(0.0, 0))
+        self._call("on_fit_end")
+        return self.history
+
+    def _train_epoch(self, loader: TrainLoader, start_batch: int, partial: tuple[float, int]) -> dict[str, float]:
+        self.model.train()
+        loader.set_epoch(self.epoch, start_batch)
+        self._call("on_epoch_start", len(loader) + start_batch)
+        loss_sum = torch.tensor(partial[0], dtype=torch.float64, device=self.device)
+        count = partial[1]
+        for batch_idx, (x, y) in enumerate(loader, start=start_batch):
+            x, y = self._to_device(x), y.to(self.device, non_blocking=True)
+            with self._autocast():
+                out = self.forward(x)
+                loss = self.loss_fn(out, y)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.grad_clip is not None:
+                nn.utils.clip_grad_norm_(self.module.parameters(), self.grad_clip)
+            self.optimizer.step()
+            self.step += 1
+            loss_sum += loss.detach().double() * len(y)
+            count += len(y)
+            crash_point("step")
+            self._call("on_train_batch_end", batch_idx)
+            if self.checkpoint_every_steps and self.step % self.checkpoint_every_steps == 0:
+                self._save_last(batches_done=batch_idx + 1, partial=(float(loss_sum), count))
+        totals = all_reduce_sum(torch.stack([loss_sum, torch.tensor(float(count), dtype=torch.float64, device=self.device)]))
+        return {"train/loss": float(totals[0] / totals[1].clamp_min(1))}
+
+    # ------------------------------------------------------------------ evaluate / predict
+
+    @torch.no_grad()
+    def evaluate(self, data: Dataset | Iterable, prefix: str = "test") -> dict[str, float]:
+        """Loss and metrics over ``data`` (a Dataset or a loader); under DDP each rank takes a shard."""
+        loader = data if not isinstance(data, Dataset) else eval_loader(
+            data, self.batch_size, self.num_workers, self.rank, self.world_size)
+        self.module.eval()
+        if self.metrics is not None:
+            self.metrics.reset()
+        totals = torch.zeros(2, dtype=torch.float64, device=self.device)
+        for x, y in loader:
+            x, y = self._to_device(x), y.to(self.device, non_blocking=True)
+            with self._autocast():
+                out = self.module(x)
+                loss = self.loss_fn(out, y)
+            totals[0] += loss.double() * len(y)
+            totals[1] += len(y)
+            if self.metrics is not None:
+                self.metrics.update(self.postprocess(out.float()), y)
+        all_reduce_sum(totals)
+        logs = {f"{prefix}/loss": float(totals[0] / totals[1].clamp_min(1))}
+        if self.metrics is not None:
+            logs.update({f"{prefix}/{k}": _as_float(v) for k, v in self.metrics.compute().items()})
+        return logs
+
+    @torch.no_grad()
+    def predict(self, data: Dataset) -> Tensor:
+        """``postprocess(model(x))`` for every sample, in order, on the CPU: (N, ...)."""
+        self.module.eval()
+        outs = []
+        for batch in eval_loader(data, self.batch_size, self.num_workers):
+            x = batch[0] if isinstance(batch, (tuple, list)) else batch
+            with self._autocast():
+                out = self.module(self._to_device(x))
+            outs.append(self.postprocess(out.float()).cpu())
+        return torch.cat(outs) if outs else torch.empty(0)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def save_weights(self, prefix: str | Path, meta: dict[str, Any] | None = None) -> None:
+        """Model weights only (e.g. ``best``), with epoch, step and ``meta`` in the JSON."""
+        save_checkpoint(prefix, dict(self.module.state_dict()),
+                        {"kind": "weights", "epoch": self.epoch, "step": self.step,
+                         "config_hash": self.config_hash, **(meta or {})})
+
+    def _save_last(self, batches_done: int, partial: tuple[float, int]) -> None:
+        if self.checkpoint_dir is None or not is_main_process():
+            return
+        tensors: dict[str, Tensor] = {}
+        for k, v in self.module.state_dict().items():
+            tensors[f"model.{k}"] = v
+        meta = {
+            "kind": "training",
+            "epoch": self.epoch,
+            "step": self.step,
+            "should_stop": self.should_stop,
+            "sampler": {"epoch": self.epoch, "batches_done": batches_done, "batch_size": self.batch_size,
+                        "seed": self.seed, "world_size": self.world_size},
+            "partial_train_loss": {"sum": partial[0], "count": partial[1]},
+            "rng": get_rng_state(),
+            "config_hash": self.config_hash,
+            "optimizer": split_tree(self.optimizer.state_dict(), "optimizer", tensors),
+            "scheduler": split_tree(self.scheduler.state_dict(), "scheduler", tensors) if self.scheduler else None,
+            "callbacks": {type(cb).__name__: cb.state_dict() for cb in self.callbacks},
+            "saved": time.time(),
+        }
+        save_checkpoint(self.checkpoint_dir / "last", tensors, meta)
+
+    def _restore(self, prefix: Path, n_train: int) -> tuple[int, tuple[float, int]]:
+        tensors, meta = load_checkpoint(prefix)
+        where = prefix.with_suffix(".json")
+        if meta.get("kind") != "training":
+            raise CheckpointError(where, "holds weights only, not a training state to resume")
+        if self.config_hash and meta.get("config_hash") != self.config_hash:
+            raise CheckpointError(where, "was made with a different config; resume with the run's own config.yaml")
+        s = meta["sampler"]
+        if (s["batch_size"], s["seed"], s["world_size"]) != (self.batch_size, self.seed, self.world_size):
+            raise CheckpointError(where, f"sampler mismatch: saved batch_size/seed/world_size {s['batch_size']}/"
+                                  f"{s['seed']}/{s['world_size']}, now {self.batch_size}/{self.seed}/{self.world_size}")
+        model_w = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+        load_model_weights(self.module, model_w, prefix.with_suffix(".safetensors"))
+        self.optimizer.load_state_dict(join_tree(meta["optimizer"], tensors))
+        if self.scheduler is not None and meta.get("scheduler") is not None:
+            self.scheduler.load_state_dict(join_tree(meta["scheduler"], tensors))
+        states = meta.get("callbacks", {})
+        for cb in self.callbacks:
+            if type(cb).__name__ in states:
+                cb.load_state_dict(states[type(cb).__name__])
+        self.epoch, self.step, self.should_stop = meta["epoch"], meta["step"], meta["should_stop"]
+        set_rng_state(meta["rng"])
+        p = meta["partial_train_loss"]
+        return s["batches_done"], (p["sum"], p["count"])

@@ -1,0 +1,35 @@
+"""The error hierarchy.
+
+Every fault a user can cause (a bad file, a bad key, a bad option) raises a
+:class:`BiodlError`. The CLI prints it as one line, ``error: <where>: <what>``,
+and exits with code 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class BiodlError(Exception):
+    """A fault in the user's input. ``where`` names the file, key or option."""
+
+    def __init__(self, where: str | Path | None, problem: str) -> None:
+        self.where = str(where) if where is not None else None
+        self.problem = problem
+        super().__init__(f"{self.where}: {problem}" if self.where else problem)
+
+
+class ConfigError(BiodlError):
+    """A config file, key, value or override is invalid."""
+
+
+class DataError(BiodlError):
+    """An input data file is missing, unreadable or malformed."""
+
+
+class CheckpointError(BiodlError):
+    """A checkpoint is missing, corrupt, unsafe or made for another model."""
+
+
+class RunDirError(BiodlError):
+    """A run directory is missing, incomplete or would be overwritten."""

@@ -1,0 +1,27 @@
+"""Studies: named, ready-to-run compositions of library parts (``biodl run STUDY``).
+
+Each study module defines ``NAME``, ``SUMMARY`` and ``run(out, overrides) -> run_dir``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from importlib import import_module
+from types import ModuleType
+
+from ..errors import ConfigError
+
+_MODULES = {"heart-failure-mlp": "heart_failure_mlp"}
+
+
+def list_studies() -> dict[str, str]:
+    """Study name -> one-line summary."""
+    return {name: get_study(name).SUMMARY for name in _MODULES}
+
+
+def get_study(name: str) -> ModuleType:
+    if name not in _MODULES:
+        close = difflib.get_close_matches(name, list(_MODULES), n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise ConfigError(f"study {name}", f"no such study; {hint}known: {', '.join(_MODULES)}")
+    return import_module(f".{_MODULES[name]}", __name__)

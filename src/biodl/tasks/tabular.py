@@ -1,0 +1,217 @@
+"""Binary classification of tabular (clinical) records with a neural net.
+
+Data: a CSV with numeric feature columns and a 0/1 target, checked row by row.
+Split: stratified train/validation/test. Preprocessing (feature list and
+standardisation) is fitted on the training rows only and saved as
+``preprocess.json``, so ``predict`` applies exactly what the model saw.
+Model: one logit per row; loss: BCE with logits, weighted by class frequency.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import TensorDataset
+
+from .. import runs
+from ..config import RunConfig, config_dict, config_hash
+from ..data import TabularPreprocessor, load_table, read_csv, stratified_split
+from ..datasets import embedded_path
+from ..engine import BestCheckpoint, CSVLogger, EarlyStopping, ProgressBar, TensorBoardLogger, Trainer
+from ..engine.checkpoint import load_checkpoint, load_model_weights
+from ..engine.distributed import barrier, init_distributed, is_main_process
+from ..engine.optim import optimizer_factory, scheduler_factory
+from ..engine.trainer import resolve_device
+from ..errors import DataError, RunDirError
+from ..io import atomic_write_json, atomic_write_text, sha256_file
+from ..metrics import binary_metrics
+from ..models import create_model
+from ..repro import finish_manifest, seed_everything, write_manifest
+
+PREPROCESS = "preprocess.json"
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    metrics: dict[str, float]
+    trainer: Trainer
+
+
+def data_path(config: RunConfig) -> Path:
+    return embedded_path(config.data.dataset) if config.data.dataset else Path(config.data.path)
+
+
+def _loss(pos_weight: float | None):
+    weight = torch.tensor(pos_weight) if pos_weight is not None else None
+
+    def loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        w = weight.to(out.device) if weight is not None else None
+        return torch.nn.functional.binary_cross_entropy_with_logits(out.squeeze(-1), y.to(out.dtype), pos_weight=w)
+
+    return loss
+
+
+def _probability(out: torch.Tensor) -> torch.Tensor:
+    """(B, 1) logits -> (B,) probability of class 1."""
+    return torch.sigmoid(out.squeeze(-1))
+
+
+def _dataset(x: np.ndarray, y: np.ndarray | None = None) -> TensorDataset:
+    xs = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    ys = torch.from_numpy(y.astype(np.int64)) if y is not None else torch.zeros(len(xs), dtype=torch.int64)
+    return TensorDataset(xs, ys)
+
+
+def _model(config: RunConfig, n_features: int) -> torch.nn.Module:
+    return create_model(config.model.name, in_features=n_features, num_outputs=1, **config.model.args)
+
+
+def _trainer(config: RunConfig, model: torch.nn.Module, run_dir: Path | None, pos_weight: float | None,
+             device: torch.device, train: bool = True) -> Trainer:
+    t = config.trainer
+    callbacks: list = []
+    if train and run_dir is not None:
+        callbacks = [CSVLogger(run_dir / runs.METRICS_CSV), TensorBoardLogger(run_dir / runs.TENSORBOARD),
+                     BestCheckpoint(run_dir / runs.CHECKPOINTS, t.monitor, t.mode)]
+        if t.early_stopping_patience:
+            callbacks.append(EarlyStopping(t.monitor, t.mode, t.early_stopping_patience))
+        if t.progress:
+            callbacks.append(ProgressBar())
+    return Trainer(
+        model, _loss(pos_weight), optimizer_factory(config.optimizer),
+        scheduler_factory(config.scheduler, t.epochs), metrics=binary_metrics(), postprocess=_probability,
+        max_epochs=t.epochs, batch_size=config.data.batch_size, num_workers=config.data.num_workers,
+        seed=config.seed, device=device, precision=t.precision, compile=t.compile and train, grad_clip=t.grad_clip,
+        scheduler_monitor=t.monitor, callbacks=callbacks,
+        checkpoint_dir=run_dir / runs.CHECKPOINTS if (train and run_dir) else None,
+        checkpoint_every_steps=t.checkpoint_every_steps, config_hash=config_hash(config),
+    )
+
+
+def _split(config: RunConfig, y: np.ndarray, where: Path) -> dict[str, np.ndarray]:
+    seed = config.data.split_seed if config.data.split_seed is not None else config.seed
+    return stratified_split(y, config.data.val_fraction, config.data.test_fraction, seed, where=str(where))
+
+
+def train(config: RunConfig, out: str | Path | None = None, resume: bool = False) -> TrainResult:
+    """Validate the data, train, pick the best epoch on validation, evaluate on test; write the run directory."""
+    d = config.data
+    path = data_path(config)
+    x, y, features = load_table(path, d.target, d.features, d.drop, d.binary)
+    split = _split(config, y, path)
+    pre = TabularPreprocessor.fit(x[split["train"]], features, [c for c in d.binary if c in features], d.target,
+                                  d.standardize)
+    device = resolve_device(config.trainer.device)
+    init_distributed(device)
+    run_dir = runs.prepare_run_dir(out, config.name, resume)
+    manifest: dict[str, Any] = {}
+    if is_main_process():
+        if resume:
+            manifest = runs.read_json(run_dir / runs.MANIFEST)
+            manifest.setdefault("resumed", []).append(manifest.get("finished") or "after an interruption")
+        else:
+            runs.save_config(run_dir, config)
+            atomic_write_json(run_dir / PREPROCESS, pre.to_dict())
+            manifest = write_manifest(
+                run_dir, config=config_dict(config), seed=config.seed, device=str(device), inputs={"data": path},
+                extra={"split_sizes": {k: int(len(v)) for k, v in split.items()},
+                       "class_counts": {k: np.bincount(y[v], minlength=2).tolist() for k, v in split.items()}},
+            )
+
+    seed_everything(config.seed, config.deterministic)
+    n_pos = float(y[split["train"]].sum())
+    pos_weight = (len(split["train"]) - n_pos) / n_pos if config.trainer.class_weights else None
+    trainer = _trainer(config, _model(config, len(features)), run_dir, pos_weight, device)
+    data = {k: _dataset(pre.transform(x[v]), y[v]) for k, v in split.items()}
+    trainer.fit(data["train"], data["val"], resume=resume)
+    barrier()
+
+    best = run_dir / runs.CHECKPOINTS / "best"
+    if best.with_suffix(".json").exists():
+        weights, meta = load_checkpoint(best)
+        load_model_weights(trainer.module, weights, best.with_suffix(".safetensors"))
+    metrics: dict[str, float] = {}
+    metrics.update(trainer.evaluate(data["val"], prefix="val"))
+    metrics.update(trainer.evaluate(data["test"], prefix="test"))
+    best_cb = next((c for c in trainer.callbacks if isinstance(c, BestCheckpoint)), None)
+    metrics["best_epoch"] = float(best_cb.best_epoch or trainer.epoch) if best_cb else float(trainer.epoch)
+    metrics["epochs_trained"] = float(trainer.epoch)
+    if is_main_process():
+        runs.write_metrics(run_dir, metrics)
+        finish_manifest(run_dir, manifest)
+    return TrainResult(run_dir, metrics, trainer)
+
+
+# ----------------------------------------------------------------------------- using a finished run
+
+
+def load_run(run_dir: str | Path, checkpoint: str = "best") -> tuple[RunConfig, TabularPreprocessor, Trainer]:
+    """Config, preprocessing and a Trainer holding the run's ``best`` (or ``last``) weights."""
+    run_dir = Path(run_dir)
+    config = runs.load_run_config(run_dir)
+    pre = TabularPreprocessor.from_dict(runs.read_json(run_dir / PREPROCESS))
+    prefix = run_dir / runs.CHECKPOINTS / checkpoint
+    if checkpoint == "best" and not prefix.with_suffix(".json").exists() and not prefix.with_suffix(".safetensors").exists():
+        prefix = run_dir / runs.CHECKPOINTS / "last"
+    if not prefix.with_suffix(".safetensors").exists() and not prefix.with_suffix(".json").exists():
+        raise RunDirError(run_dir, "holds no model checkpoint (checkpoints/best.* or last.*); did training finish?")
+    tensors, meta = load_checkpoint(prefix)
+    if meta.get("kind") == "training":
+        tensors = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    model = _model(config, len(pre.features))
+    load_model_weights(model, tensors, prefix.with_suffix(".safetensors"))
+    return config, pre, _trainer(config, model, None, None, resolve_device(config.trainer.device), train=False)
+
+
+def _refuse_overwrite(path: Path, overwrite: bool) -> None:
+    if path.exists() and not overwrite:
+        raise RunDirError(path, "exists; pass --overwrite to replace it")
+
+
+def evaluate(run_dir: str | Path, data: str | Path | None = None, checkpoint: str = "best",
+             overwrite: bool = False) -> tuple[dict[str, float], Path]:
+    """Metrics of a trained run on its own test split (data unchanged, checked by sha256) or on a labelled CSV."""
+    run_dir = Path(run_dir)
+    config, pre, trainer = load_run(run_dir, checkpoint)
+    if data is None:
+        manifest = runs.read_json(run_dir / runs.MANIFEST)
+        recorded = manifest.get("inputs", {}).get("data", {})
+        path = data_path(config)
+        if recorded.get("sha256") and recorded["sha256"] != sha256_file(path):
+            raise DataError(path, "has changed since the run was trained (sha256 differs from manifest.json)")
+        x, y, _ = load_table(path, pre.target, pre.features, [], pre.binary)
+        rows = _split(config, y, path)["test"]
+        x, y, name = x[rows], y[rows], "test"
+    else:
+        path = Path(data)
+        x, y, _ = load_table(path, pre.target, pre.features, [], pre.binary)
+        name = path.stem
+    out = run_dir / "evaluation" / f"{name}.json"
+    _refuse_overwrite(out, overwrite)
+    metrics = trainer.evaluate(_dataset(pre.transform(x), y), prefix=name)
+    metrics[f"{name}/n"] = float(len(y))
+    out.parent.mkdir(exist_ok=True)
+    runs.write_metrics(out.parent, metrics, out.name)
+    return metrics, out
+
+
+def predict(run_dir: str | Path, input_csv: str | Path, out: str | Path | None = None, checkpoint: str = "best",
+            overwrite: bool = False, threshold: float = 0.5) -> Path:
+    """Write ``input columns + probability + predicted`` for every row of a CSV of new records."""
+    run_dir, input_csv = Path(run_dir), Path(input_csv)
+    config, pre, trainer = load_run(run_dir, checkpoint)
+    df = read_csv(input_csv)
+    x = pre.features_from(df, input_csv)
+    out = Path(out) if out is not None else run_dir / "predictions" / f"{input_csv.stem}.csv"
+    _refuse_overwrite(out, overwrite)
+    prob = trainer.predict(_dataset(x)).numpy().astype(np.float64)
+    df[f"probability_{pre.target}"] = np.round(prob, 6)
+    df[f"predicted_{pre.target}"] = (prob >= threshold).astype(int)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, df.to_csv(index=False))
+    return out
