@@ -8,6 +8,7 @@ in {0, 1}. Each fault names the file, the column and the first offending rows
 
 from __future__ import annotations
 
+import csv
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,9 @@ def read_csv(path: str | Path) -> pd.DataFrame:
     if df.empty:
         raise DataError(path, "no data rows")
     df.columns = [str(c).strip() for c in df.columns]
-    dup = df.columns[df.columns.duplicated()].tolist()
+    with open(path, newline="", encoding="utf-8") as f:  # pandas renames duplicates (a, a.1): check the raw header
+        header = [c.strip() for c in next(csv.reader(f))]
+    dup = sorted({c for c in header if header.count(c) > 1})
     if dup:
         raise DataError(path, f"duplicated column names: {', '.join(dup)}")
     return df
@@ -92,12 +95,15 @@ class TabularPreprocessor:
     mean: list[float]
     std: list[float]
     classes: list[str]
+    pos_weight: float | None = None  # loss weight of class 1 (n_neg / n_pos in training), None = unweighted
 
     @classmethod
     def fit(
-        cls, x: np.ndarray, features: list[str], binary: list[str], target: str, standardize: bool
+        cls, x: np.ndarray, features: list[str], binary: list[str], target: str, standardize: bool,
+        y: np.ndarray | None = None,
     ) -> "TabularPreprocessor":
-        """``x``: (N, F) training features. Binary columns are left as 0/1."""
+        """``x``: (N, F) training features, ``y``: (N,) their labels (sets ``pos_weight``).
+        Binary columns are left as 0/1."""
         mean = x.mean(axis=0)
         std = x.std(axis=0)
         for j, col in enumerate(features):
@@ -105,7 +111,10 @@ class TabularPreprocessor:
                 mean[j], std[j] = 0.0, 1.0
             elif std[j] == 0:
                 std[j] = 1.0  # a constant column stays constant (zero after centring)
-        return cls(features, list(binary), target, mean.tolist(), std.tolist(), ["0", "1"])
+        pos_weight = None
+        if y is not None and 0 < y.sum() < len(y):
+            pos_weight = float((len(y) - y.sum()) / y.sum())
+        return cls(features, list(binary), target, mean.tolist(), std.tolist(), ["0", "1"], pos_weight)
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         """(N, F) raw values -> (N, F) float32 model inputs."""

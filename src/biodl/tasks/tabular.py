@@ -104,8 +104,9 @@ def train(config: RunConfig, out: str | Path | None = None, resume: bool = False
     path = data_path(config)
     x, y, features = load_table(path, d.target, d.features, d.drop, d.binary)
     split = _split(config, y, path)
-    pre = TabularPreprocessor.fit(x[split["train"]], features, [c for c in d.binary if c in features], d.target,
-                                  d.standardize)
+    train_rows = split["train"]
+    pre = TabularPreprocessor.fit(x[train_rows], features, [c for c in d.binary if c in features], d.target,
+                                  d.standardize, y[train_rows] if config.trainer.class_weights else None)
     device = resolve_device(config.trainer.device)
     init_distributed(device)
     run_dir = runs.prepare_run_dir(out, config.name, resume)
@@ -124,9 +125,7 @@ def train(config: RunConfig, out: str | Path | None = None, resume: bool = False
             )
 
     seed_everything(config.seed, config.deterministic)
-    n_pos = float(y[split["train"]].sum())
-    pos_weight = (len(split["train"]) - n_pos) / n_pos if config.trainer.class_weights else None
-    trainer = _trainer(config, _model(config, len(features)), run_dir, pos_weight, device)
+    trainer = _trainer(config, _model(config, len(features)), run_dir, pre.pos_weight, device)
     data = {k: _dataset(pre.transform(x[v]), y[v]) for k, v in split.items()}
     trainer.fit(data["train"], data["val"], resume=resume)
     barrier()
@@ -165,7 +164,7 @@ def load_run(run_dir: str | Path, checkpoint: str = "best") -> tuple[RunConfig, 
         tensors = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     model = _model(config, len(pre.features))
     load_model_weights(model, tensors, prefix.with_suffix(".safetensors"))
-    return config, pre, _trainer(config, model, None, None, resolve_device(config.trainer.device), train=False)
+    return config, pre, _trainer(config, model, None, pre.pos_weight, resolve_device(config.trainer.device), train=False)
 
 
 def _refuse_overwrite(path: Path, overwrite: bool) -> None:

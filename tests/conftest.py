@@ -1,0 +1,76 @@
+"""Shared fixtures: the CLI called in-process, a trained run, CSV helpers."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from biodl.cli import main
+from biodl.datasets import embedded_path
+
+ROOT = Path(__file__).resolve().parents[1]
+HEART = embedded_path("heart-failure")
+FAST = ["--set", "trainer.epochs=4", "--set", "trainer.progress=false"]
+
+
+class CliResult:
+    def __init__(self, code: int, out: str, err: str) -> None:
+        self.code, self.out, self.err = code, out, err
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run ``biodl ARGS`` in this process; returns exit code, stdout and stderr."""
+
+    def run(*args: str) -> CliResult:
+        capsys.readouterr()
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+def assert_one_line_error(result: CliResult, *fragments: str) -> None:
+    """Exit code 2, exactly one line on stderr starting with 'error:', containing each fragment."""
+    assert result.code == 2, (result.code, result.err)
+    lines = [line for line in result.err.splitlines() if line.strip()]
+    assert len(lines) == 1, result.err
+    assert lines[0].startswith("error: ")
+    assert "Traceback" not in result.err
+    for frag in fragments:
+        assert frag in lines[0], (frag, lines[0])
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> Path:
+    """A short heart-failure MLP run shared by the evaluate/predict tests (read only!)."""
+    out = tmp_path_factory.mktemp("shared") / "run"
+    try:
+        main(["train", "--config", str(ROOT / "examples/heart_failure_mlp.yaml"), "--out", str(out), *FAST])
+    except SystemExit as exc:
+        assert exc.code in (0, None)
+    return out
+
+
+@pytest.fixture
+def run_copy(trained_run, tmp_path) -> Path:
+    """A private copy of the trained run that a test may damage."""
+    dst = tmp_path / "run"
+    shutil.copytree(trained_run, dst)
+    return dst
+
+
+def heart_rows() -> list[str]:
+    return HEART.read_text().splitlines()
+
+
+def write_csv(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -1,0 +1,126 @@
+import csv
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import matthews_corrcoef, roc_auc_score
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from biodl.engine import BestCheckpoint, Callback, CSVLogger, EarlyStopping, TensorBoardLogger, Trainer
+from biodl.engine.checkpoint import load_checkpoint
+from biodl.metrics import binary_metrics
+from biodl.models import create_model
+from biodl.repro import seed_everything
+
+
+def _data(n=400, seed=0, noise=0.3):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 4, generator=g)
+    y = ((x[:, 0] + x[:, 1] + noise * torch.randn(n, generator=g)) > 0).long()
+    return TensorDataset(x, y)
+
+
+def _bce(out, y):
+    return nn.functional.binary_cross_entropy_with_logits(out.squeeze(-1), y.float())
+
+
+def _trainer(tmp_path=None, epochs=5, lr=1e-2, callbacks=None, every=0, dropout=0.2, **kw):
+    seed_everything(0)
+    model = create_model("mlp", in_features=4, hidden=[16], dropout=dropout)
+    return Trainer(
+        model, _bce, lambda p: torch.optim.Adam(p, lr=lr), metrics=binary_metrics(),
+        postprocess=lambda o: torch.sigmoid(o.squeeze(-1)), max_epochs=epochs, batch_size=32, seed=0,
+        device="cpu", callbacks=callbacks or [], checkpoint_dir=tmp_path, checkpoint_every_steps=every, **kw,
+    )
+
+
+def test_fit_learns_and_metrics_agree_with_sklearn():
+    train, val = _data(400, 0), _data(200, 1)
+    t = _trainer(epochs=15)
+    hist = t.fit(train, val)
+    assert len(hist) == 15 and [h["epoch"] for h in hist] == list(range(1, 16))
+    assert hist[-1]["train/loss"] < hist[0]["train/loss"]
+    logs = t.evaluate(val, prefix="val")
+    assert logs["val/accuracy"] > 0.85
+    prob = t.predict(val).numpy()
+    y = val.tensors[1].numpy()
+    assert prob.shape == (200,) and ((prob >= 0) & (prob <= 1)).all()
+    assert logs["val/mcc"] == pytest.approx(matthews_corrcoef(y, prob >= 0.5), abs=1e-5)
+    assert logs["val/roc_auc"] == pytest.approx(roc_auc_score(y, prob), abs=1e-5)
+    assert logs["val/accuracy"] == pytest.approx(((prob >= 0.5) == y).mean(), abs=1e-6)
+
+
+def test_early_stopping_stops_when_monitor_stalls():
+    t = _trainer(epochs=50, lr=0.0, callbacks=[EarlyStopping("val/loss", "min", patience=2)])
+    hist = t.fit(_data(64), _data(64, 1))
+    assert len(hist) == 3 and t.should_stop
+
+
+def test_monitor_missing_from_logs_is_a_config_error():
+    from biodl.errors import ConfigError
+
+    t = _trainer(epochs=2, callbacks=[EarlyStopping("val/auc", "max", patience=2)])
+    with pytest.raises(ConfigError, match="'val/auc' is not logged"):
+        t.fit(_data(64), _data(64, 1))
+
+
+def test_csv_tensorboard_and_best_checkpoint(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cbs = [CSVLogger(tmp_path / "metrics.csv"), TensorBoardLogger(tmp_path / "tb"),
+           BestCheckpoint(tmp_path / "ck", "val/mcc", "max")]
+    t = _trainer(tmp_path / "ck", epochs=4, callbacks=cbs)
+    hist = t.fit(_data(), _data(100, 1))
+    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    assert len(rows) == 4
+    assert [float(r["val/mcc"]) for r in rows] == [h["val/mcc"] for h in hist]
+    acc = EventAccumulator(str(tmp_path / "tb"))
+    acc.Reload()
+    assert {"train/loss", "val/loss", "val/mcc", "lr"} <= set(acc.Tags()["scalars"])
+    events = acc.Scalars("val/mcc")
+    assert [e.step for e in events] == [1, 2, 3, 4]
+    np.testing.assert_allclose([e.value for e in events], [h["val/mcc"] for h in hist], rtol=1e-6)
+    best_epoch = max(range(4), key=lambda i: hist[i]["val/mcc"]) + 1  # first maximum wins
+    _, meta = load_checkpoint(tmp_path / "ck" / "best")
+    assert meta["epoch"] == best_epoch and meta["value"] == pytest.approx(hist[best_epoch - 1]["val/mcc"])
+    _, last = load_checkpoint(tmp_path / "ck" / "last")
+    assert last["epoch"] == 4 and last["step"] == 4 * 13
+
+
+class _Crash(Callback):
+    def __init__(self, at):
+        self.at = at
+
+    def on_train_batch_end(self, trainer, batch_idx):
+        if trainer.step == self.at:
+            raise KeyboardInterrupt  # stands in for a crash after step `at` (its checkpoint not yet written)
+
+
+@pytest.mark.parametrize("crash_at, every", [(7, 1), (20, 3), (26, 5)])
+def test_resume_after_crash_is_bit_identical(tmp_path, crash_at, every):
+    train, val = _data(400), _data(100, 1)  # 13 batches per epoch, so crashes land mid-epoch and at its end
+    ref = _trainer(tmp_path / "ref", epochs=3, every=every)
+    ref.fit(train, val)
+    crashed = _trainer(tmp_path / "run", epochs=3, every=every, callbacks=[_Crash(crash_at)])
+    with pytest.raises(KeyboardInterrupt):
+        crashed.fit(train, val)
+    resumed = _trainer(tmp_path / "run", epochs=3, every=every)
+    hist = resumed.fit(train, val, resume=True)
+    for (k, a), b in zip(ref.module.state_dict().items(), resumed.module.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert resumed.step == ref.step == 39
+    assert hist[-1]["train/loss"] == ref.history[-1]["train/loss"]
+
+
+def test_loader_with_workers_gives_the_same_batches_as_without():
+    from biodl.engine.loaders import TrainLoader
+
+    ds = _data(100)
+    a = TrainLoader(ds, 16, seed=5, num_workers=0)
+    b = TrainLoader(ds, 16, seed=5, num_workers=2)
+    a.set_epoch(2, start_batch=3)
+    b.set_epoch(2, start_batch=3)
+    ya = torch.cat([y for _, y in a])
+    yb = torch.cat([y for _, y in b])
+    assert torch.equal(ya, yb) and len(ya) == 100 - 3 * 16

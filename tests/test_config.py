@@ -1,0 +1,96 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from biodl.config import build_config, config_hash, dump_config, load_config
+from biodl.errors import ConfigError
+from biodl.studies import heart_failure_mlp
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples/heart_failure_mlp.yaml"
+
+
+def test_example_matches_the_study_config():
+    # the README's `biodl train --config examples/...` and `biodl run heart-failure-mlp` are the same run
+    assert load_config(EXAMPLE) == heart_failure_mlp.config()
+
+
+def test_overrides_are_parsed_as_yaml_values():
+    cfg = load_config(EXAMPLE, ["trainer.epochs=5", "model.args.hidden=[8, 4]", "trainer.grad_clip=null",
+                                "optimizer.lr=1e-4"])
+    assert cfg.trainer.epochs == 5
+    assert cfg.model.args["hidden"] == [8, 4]
+    assert cfg.trainer.grad_clip is None
+    assert cfg.optimizer.lr == pytest.approx(1e-4)
+
+
+def test_unknown_key_suggests_the_closest_and_lists_valid(tmp_path):
+    raw = yaml.safe_load(EXAMPLE.read_text())
+    raw["trainer"]["epocs"] = 3
+    bad = tmp_path / "run.yaml"
+    bad.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError) as err:
+        load_config(bad)
+    msg = str(err.value)
+    assert str(bad) in msg
+    assert "unknown key 'trainer.epocs'" in msg
+    assert "did you mean 'trainer.epochs'" in msg
+    assert "grad_clip" in msg  # valid keys listed
+
+
+def test_unknown_override_key_names_the_override():
+    with pytest.raises(ConfigError) as err:
+        load_config(EXAMPLE, ["optimiser.lr=0.1"])
+    assert "--set optimiser.lr=0.1" in str(err.value)
+    assert "did you mean 'optimizer'" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "overrides, fragment",
+    [
+        (["trainer.epochs=many"], "trainer.epochs: Input should be a valid integer"),
+        (["trainer.epochs=0"], "greater than or equal to 1"),
+        (["optimizer.name=rmsprop"], "optimizer.name"),
+        (["data.test_fraction=0.45", "data.val_fraction=0.5"], "at least 10% for training"),
+        (["trainer.epochs"], "expected KEY=VALUE"),
+    ],
+)
+def test_bad_values_name_the_key(overrides, fragment):
+    with pytest.raises(ConfigError) as err:
+        load_config(EXAMPLE, overrides)
+    assert fragment in str(err.value)
+
+
+def test_yaml_syntax_error_gives_the_line(tmp_path):
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("name: x\ntrainer:\n  epochs: [1, 2\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(bad)
+    assert "invalid YAML" in str(err.value) and "line" in str(err.value)
+
+
+def test_missing_and_non_mapping_files(tmp_path):
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(tmp_path / "absent.yaml")
+    lst = tmp_path / "list.yaml"
+    lst.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_config(lst)
+
+
+def test_data_source_must_be_exactly_one():
+    with pytest.raises(ConfigError, match="exactly one of data.dataset"):
+        build_config({"data": {"dataset": "heart-failure", "path": "x.csv"}})
+    with pytest.raises(ConfigError, match="exactly one of data.dataset"):
+        build_config({"data": {}})
+
+
+def test_resolved_config_round_trips_and_hash_tracks_content(tmp_path):
+    cfg = load_config(EXAMPLE)
+    p = tmp_path / "config.yaml"
+    p.write_text(dump_config(cfg))
+    again = load_config(p)
+    assert again == cfg
+    assert config_hash(again) == config_hash(cfg)
+    assert config_hash(load_config(EXAMPLE, ["seed=1"])) != config_hash(cfg)
