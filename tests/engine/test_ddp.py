@@ -1,0 +1,69 @@
+"""DistributedDataParallel on the CPU: 2 processes, gloo backend, launched by torchrun."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples/heart_failure_mlp.yaml"
+SETS = ["trainer.epochs=3", "trainer.progress=false", "trainer.early_stopping_patience=null"]
+
+SCRIPT = """
+import sys, torch.distributed as dist
+from safetensors.torch import save_file
+from biodl.config import load_config
+from biodl.tasks.tabular import train
+cfg = load_config(sys.argv[1], sys.argv[3:])
+result = train(cfg, sys.argv[2])
+rank = dist.get_rank()
+save_file({k: v.contiguous() for k, v in result.trainer.module.state_dict().items()},
+          f"{sys.argv[2]}/rank{rank}.safetensors")
+with open(f"{sys.argv[2]}/rank{rank}.json", "w") as f:
+    import json; json.dump({"world": dist.get_world_size(), "metrics": result.metrics,
+                            "steps": result.trainer.step}, f)
+dist.destroy_process_group()
+"""
+
+
+def _torchrun(*args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
+
+
+def test_two_cpu_processes_end_with_identical_parameters(tmp_path):
+    script = tmp_path / "ddp_train.py"
+    script.write_text(SCRIPT)
+    out = tmp_path / "run"
+    p = _torchrun(str(script), str(EXAMPLE), str(out), *SETS)
+    assert p.returncode == 0, p.stderr[-3000:]
+    r0, r1 = load_file(out / "rank0.safetensors"), load_file(out / "rank1.safetensors")
+    assert r0.keys() == r1.keys() and len(r0) > 0
+    for k in r0:
+        assert r0[k].equal(r1[k]), k
+    m0 = json.loads((out / "rank0.json").read_text())
+    m1 = json.loads((out / "rank1.json").read_text())
+    assert m0["world"] == m1["world"] == 2
+    assert m0["metrics"] == m1["metrics"]  # metrics reduced across ranks: both see the full test split
+    written = json.loads((out / "metrics.json").read_text())
+    assert written == pytest.approx(m0["metrics"])
+    # each rank stepped through its own half of the 179 training rows: ceil(90 / 16) = 6 steps per epoch
+    assert m0["steps"] == m1["steps"] == 3 * 6
+    assert len((out / "metrics.csv").read_text().splitlines()) == 1 + 3  # one writer: no duplicate rows
+    assert len(list((out / "tb").iterdir())) == 1  # one event file
+
+
+def test_the_cli_command_works_under_torchrun(tmp_path):
+    out = tmp_path / "run"
+    sets = [a for s in SETS for a in ("--set", s)]
+    p = _torchrun("-m", "biodl", "train", "--config", str(EXAMPLE), "--out", str(out), *sets)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert p.stdout.count("results: ") == 1  # only rank 0 reports
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["finished"] and manifest["split_sizes"]["test"] == 60
+    assert (out / "checkpoints/best.safetensors").exists()
