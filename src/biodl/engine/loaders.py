@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Iterator
 
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, Sampler, TensorDataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, TensorDataset
 
 from ..repro import seed_worker
 
@@ -44,6 +44,20 @@ class ShardSampler(Sampler[int]):
         return len(self.indices)
 
 
+class TensorBatches(Sampler[torch.Tensor]):
+    """Batches of indices as int64 tensors (one gather per batch for in-memory tensors)."""
+
+    def __init__(self, sampler: Sampler[int], batch_size: int) -> None:
+        self.sampler, self.batch_size = sampler, batch_size
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        order = torch.as_tensor(list(self.sampler), dtype=torch.int64)
+        return iter(order.split(self.batch_size))
+
+    def __len__(self) -> int:
+        return -(-len(self.sampler) // self.batch_size)
+
+
 def _batch_indexable(dataset: Dataset) -> bool:
     """Datasets that return a whole batch for a list of indices (tensors in memory)."""
     return isinstance(dataset, TensorDataset) or bool(getattr(dataset, "batch_indexable", False))
@@ -55,7 +69,7 @@ def _loader(dataset: Dataset, sampler: Sampler[int], batch_size: int, num_worker
               persistent_workers=False)
     if _batch_indexable(dataset):
         # one indexing call per batch instead of one per sample plus a collate
-        return DataLoader(dataset, sampler=BatchSampler(sampler, batch_size, drop_last=False), batch_size=None, **kw)
+        return DataLoader(dataset, sampler=TensorBatches(sampler, batch_size), batch_size=None, **kw)
     return DataLoader(dataset, sampler=sampler, batch_size=batch_size, **kw)
 
 

@@ -197,7 +197,7 @@ class Trainer:
                 nn.utils.clip_grad_norm_(self.module.parameters(), self.grad_clip)
             self.optimizer.step()
             self.step += 1
-            loss_sum += loss.detach().double() * len(y)
+            loss_sum.add_(loss.detach(), alpha=len(y))
             count += len(y)
             crash_point("step")
             self._call("on_train_batch_end", batch_idx)
