@@ -183,3 +183,14 @@ def test_real_process_exit_code_and_single_line(tmp_path):
         f"error: {bad}: unknown key 'trainer.epoch'; did you mean 'trainer.epochs'? valid keys here: "
         "checkpoint_every_steps, class_weights, compile, device, early_stopping_patience, epochs, grad_clip, "
         "mode, monitor, precision, progress"]
+
+
+def test_resume_refuses_a_different_config(cli, run_copy):
+    before = (run_copy / "checkpoints/last.safetensors").read_bytes()
+    r = cli("train", "--config", EXAMPLE, "--out", run_copy, "--resume", *FAST, "--set", "seed=3")
+    assert_one_line_error(r, "config.yaml", "differs from the config given")
+    assert (run_copy / "checkpoints/last.safetensors").read_bytes() == before
+
+
+def test_resume_needs_an_existing_run(cli, tmp_path):
+    assert_one_line_error(cli("train", "--resume", "--out", tmp_path / "none"), "no such run directory")

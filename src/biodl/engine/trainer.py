@@ -23,7 +23,7 @@ from torchmetrics import MetricCollection
 from ..errors import CheckpointError
 from ..repro import get_rng_state, set_rng_state
 from .callbacks import Callback
-from .checkpoint import join_tree, load_checkpoint, load_model_weights, save_checkpoint, split_tree
+from .checkpoint import join_tree, load_checkpoint, load_model_weights, recover, save_checkpoint, split_tree
 from .distributed import all_reduce_sum, init_distributed, is_distributed, is_main_process, world
 from .faults import crash_point
 from .loaders import TrainLoader, eval_loader
@@ -57,7 +57,7 @@ def _as_float(t: Tensor) -> float:
     if t.dtype == torch.float32:
         import numpy as np
 
-        return float(repr(np.float32(t.item())).removeprefix("np.float32(").rstrip(")"))
+        return float(str(np.float32(t.item())))
     return float(t)
 
 
@@ -158,8 +158,10 @@ class Trainer:
             if val_data is not None else None
         )
         start_batch, partial = 0, (0.0, 0)
-        if resume and self.checkpoint_dir and (self.checkpoint_dir / "last.json").exists():
-            start_batch, partial = self._restore(self.checkpoint_dir / "last", len(train_data))
+        if resume and self.checkpoint_dir:
+            recover(self.checkpoint_dir / "last")  # finish or roll back a commit a kill interrupted
+            if (self.checkpoint_dir / "last.json").exists():
+                start_batch, partial = self._restore(self.checkpoint_dir / "last")
         self._call("on_fit_start")
         while self.epoch < self.max_epochs and not self.should_stop:
             logs = self._train_epoch(loader, start_batch, partial)
@@ -275,7 +277,7 @@ class Trainer:
         }
         save_checkpoint(self.checkpoint_dir / "last", tensors, meta)
 
-    def _restore(self, prefix: Path, n_train: int) -> tuple[int, tuple[float, int]]:
+    def _restore(self, prefix: Path) -> tuple[int, tuple[float, int]]:
         tensors, meta = load_checkpoint(prefix)
         where = prefix.with_suffix(".json")
         if meta.get("kind") != "training":

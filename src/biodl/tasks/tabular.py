@@ -110,6 +110,8 @@ def train(config: RunConfig, out: str | Path | None = None, resume: bool = False
     device = resolve_device(config.trainer.device)
     init_distributed(device)
     run_dir = runs.prepare_run_dir(out, config.name, resume)
+    if resume and config_hash(runs.load_run_config(run_dir)) != config_hash(config):
+        raise RunDirError(run_dir / runs.CONFIG, "differs from the config given; resume with the run's own config")
     manifest: dict[str, Any] = {}
     if is_main_process():
         if resume:
