@@ -194,3 +194,23 @@ def test_resume_refuses_a_different_config(cli, run_copy):
 
 def test_resume_needs_an_existing_run(cli, tmp_path):
     assert_one_line_error(cli("train", "--resume", "--out", tmp_path / "none"), "no such run directory")
+
+
+def test_logistic_net_example_on_two_features(cli, tmp_path):
+    out = tmp_path / "logit"
+    r = cli("train", "--config", ROOT / "examples/heart_failure_logistic.yaml", "--out", out, *FAST)
+    assert r.code == 0, r.err
+    pre = json.loads((out / "preprocess.json").read_text())
+    assert pre["features"] == ["serum_creatinine", "ejection_fraction"]
+    from safetensors.torch import load_file
+
+    w = load_file(out / "checkpoints/best.safetensors")
+    assert {k: tuple(v.shape) for k, v in w.items()} == {"linear.weight": (1, 2), "linear.bias": (1,)}
+    assert 0 <= json.loads((out / "metrics.json").read_text())["test/roc_auc"] <= 1
+
+
+def test_debug_shows_the_traceback_of_a_user_error(cli):
+    from biodl.errors import RunDirError
+
+    with pytest.raises(RunDirError):
+        cli("--debug", "evaluate", "/nonexistent/run")
