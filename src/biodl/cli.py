@@ -104,6 +104,16 @@ def train(
         typer.echo(f"results: {result.run_dir}")
 
 
+def _task_of(run_dir: Path, checkpoint: str):
+    """The task module that made a run (checking the --checkpoint choice on the way)."""
+    from .runs import load_run_config
+    from .tasks import get_task
+
+    if checkpoint not in ("best", "last"):
+        raise BiodlError("--checkpoint", f"must be best or last, got {checkpoint!r}")
+    return get_task(load_run_config(run_dir).task)
+
+
 @app.command()
 def evaluate(
     run_dir: Path = typer.Argument(..., help="a run directory"),
@@ -112,13 +122,7 @@ def evaluate(
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an earlier evaluation file"),
 ) -> None:
     """Evaluate a trained run on its test split or on another labelled data set."""
-    from .runs import load_run_config
-    from .tasks import get_task
-
-    if checkpoint not in ("best", "last"):
-        raise BiodlError("--checkpoint", f"must be best or last, got {checkpoint!r}")
-    cfg = load_run_config(run_dir)
-    metrics, path = get_task(cfg.task).evaluate(run_dir, data, checkpoint, overwrite)
+    metrics, path = _task_of(run_dir, checkpoint).evaluate(run_dir, data, checkpoint, overwrite)
     _print_metrics(metrics, path.stem)
     typer.echo(f"results: {path}")
 
@@ -132,13 +136,7 @@ def predict(
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing output file"),
 ) -> None:
     """Predict new records with a trained run, applying its saved preprocessing."""
-    from .runs import load_run_config
-    from .tasks import get_task
-
-    if checkpoint not in ("best", "last"):
-        raise BiodlError("--checkpoint", f"must be best or last, got {checkpoint!r}")
-    cfg = load_run_config(run_dir)
-    path = get_task(cfg.task).predict(run_dir, input, out, checkpoint, overwrite)
+    path = _task_of(run_dir, checkpoint).predict(run_dir, input, out, checkpoint, overwrite)
     typer.echo(f"results: {path}")
 
 

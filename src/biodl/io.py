@@ -13,6 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+from .errors import BiodlError
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -84,3 +86,17 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def read_json(path: str | Path, error: type[BiodlError] = BiodlError) -> dict[str, Any]:
+    """Read a JSON object; a missing, unreadable or malformed file raises ``error(path, problem)``."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(path, "missing") from None
+    except (OSError, ValueError) as exc:
+        raise error(path, f"not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise error(path, "expected a JSON object")
+    return data

@@ -12,13 +12,13 @@
 from __future__ import annotations
 
 import datetime as _dt
-import json
 from pathlib import Path
 from typing import Any
 
 from .config import RunConfig, dump_config, load_config
 from .errors import RunDirError
 from .io import atomic_write_json, atomic_write_text
+from .io import read_json as _read_json
 
 CONFIG = "config.yaml"
 MANIFEST = "manifest.json"
@@ -89,15 +89,7 @@ def load_run_config(run_dir: str | Path) -> RunConfig:
 
 
 def read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RunDirError(path, "missing") from None
-    except (OSError, ValueError) as exc:
-        raise RunDirError(path, f"not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise RunDirError(path, "expected a JSON object")
-    return data
+    return _read_json(path, RunDirError)
 
 
 def write_metrics(run_dir: Path, metrics: dict[str, float], name: str = METRICS) -> Path:

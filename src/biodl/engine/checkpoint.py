@@ -27,7 +27,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..errors import CheckpointError
-from ..io import fsync_dir, sha256_file, write_tmp
+from ..io import fsync_dir, read_json, sha256_file, write_tmp
 from .faults import crash_point
 
 FORMAT = "biodl-checkpoint"
@@ -146,13 +146,8 @@ def load_checkpoint(prefix: str | Path) -> tuple[dict[str, torch.Tensor], dict[s
     if not js_path.exists() and not st_path.exists():
         raise CheckpointError(st_path, "no such checkpoint")
     tensors = _read_safetensors(st_path)
-    try:
-        meta = json.loads(js_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CheckpointError(js_path, "missing (a checkpoint is a .safetensors + .json pair)") from None
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(js_path, f"not valid JSON: {exc}") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+    meta = read_json(js_path, CheckpointError)
+    if meta.get("format") != FORMAT:
         raise CheckpointError(js_path, "not a biodl checkpoint record")
     if meta.get("safetensors_sha256") != sha256_file(st_path):
         raise CheckpointError(st_path, f"does not match its record {js_path.name} (sha256 differs)")
