@@ -100,6 +100,9 @@ def train(
     from .engine import is_main_process
 
     if is_main_process():
+        m = result.metrics
+        typer.echo(f"trained {m['epochs_trained']:.0f} of {cfg.trainer.epochs} epochs; "
+                   f"best epoch {m['best_epoch']:.0f} by {cfg.trainer.monitor} (weights in checkpoints/best.*)")
         _print_metrics(result.metrics, "test")
         typer.echo(f"results: {result.run_dir}")
 

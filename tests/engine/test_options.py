@@ -67,7 +67,7 @@ def test_compile_gives_the_eager_result_and_plain_checkpoint_keys(tmp_path):
     eager.fit(_data(64))
     compiled = _trainer(tmp_path, epochs=1, dropout=0.0, compile=True)
     compiled.fit(_data(64))
-    for a, b in zip(eager.module.state_dict().values(), compiled.module.state_dict().values()):
+    for a, b in zip(eager.module.state_dict().values(), compiled.module.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
     from safetensors.torch import load_file
 

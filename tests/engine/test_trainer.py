@@ -107,7 +107,7 @@ def test_resume_after_crash_is_bit_identical(tmp_path, crash_at, every):
         crashed.fit(train, val)
     resumed = _trainer(tmp_path / "run", epochs=3, every=every)
     hist = resumed.fit(train, val, resume=True)
-    for (k, a), b in zip(ref.module.state_dict().items(), resumed.module.state_dict().values()):
+    for (k, a), b in zip(ref.module.state_dict().items(), resumed.module.state_dict().values(), strict=True):
         assert torch.equal(a, b), k
     assert resumed.step == ref.step == 39
     assert hist[-1]["train/loss"] == ref.history[-1]["train/loss"]

@@ -203,7 +203,8 @@ class ProgressBar(Callback):
     def on_epoch_end(self, trainer: "Trainer", logs: dict[str, float]) -> None:
         if self.progress is not None:
             shown = "  ".join(f"{k} {logs[k]:.4g}" for k in self.show if k in logs)
-            self.progress.console.print(f"epoch {trainer.epoch:>3}/{trainer.max_epochs}  {shown}", highlight=False)
+            self.progress.console.print(f"epoch {trainer.epoch:>3}/{trainer.max_epochs}  {shown}", highlight=False,
+                                        soft_wrap=True)
 
     def on_fit_end(self, trainer: "Trainer") -> None:
         if self.progress is not None:

@@ -95,7 +95,9 @@ class Trainer:
     ) -> None:
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         init_distributed(self.device)
-        self.rank, self.world_size = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if is_distributed() else (0, 1)
+        self.rank, self.world_size = 0, 1
+        if is_distributed():
+            self.rank, self.world_size = torch.distributed.get_rank(), torch.distributed.get_world_size()
         self.module = model.to(self.device)  # the plain model: its state_dict is what we save
         self.channels_last = self.device.type == "cuda"
         if self.channels_last:
@@ -205,7 +207,8 @@ class Trainer:
             self._call("on_train_batch_end", batch_idx)
             if self.checkpoint_every_steps and self.step % self.checkpoint_every_steps == 0:
                 self._save_last(batches_done=batch_idx + 1, partial=(float(loss_sum), count))
-        totals = all_reduce_sum(torch.stack([loss_sum, torch.tensor(float(count), dtype=torch.float64, device=self.device)]))
+        n = torch.tensor(float(count), dtype=torch.float64, device=self.device)
+        totals = all_reduce_sum(torch.stack([loss_sum, n]))
         return {"train/loss": float(totals[0] / totals[1].clamp_min(1))}
 
     # ------------------------------------------------------------------ evaluate / predict

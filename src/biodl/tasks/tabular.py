@@ -156,17 +156,21 @@ def load_run(run_dir: str | Path, checkpoint: str = "best") -> tuple[RunConfig, 
     run_dir = Path(run_dir)
     config = runs.load_run_config(run_dir)
     pre = TabularPreprocessor.from_dict(runs.read_json(run_dir / PREPROCESS))
+    def present(prefix: Path) -> bool:
+        return prefix.with_suffix(".json").exists() or prefix.with_suffix(".safetensors").exists()
+
     prefix = run_dir / runs.CHECKPOINTS / checkpoint
-    if checkpoint == "best" and not prefix.with_suffix(".json").exists() and not prefix.with_suffix(".safetensors").exists():
+    if checkpoint == "best" and not present(prefix):
         prefix = run_dir / runs.CHECKPOINTS / "last"
-    if not prefix.with_suffix(".safetensors").exists() and not prefix.with_suffix(".json").exists():
+    if not present(prefix):
         raise RunDirError(run_dir, "holds no model checkpoint (checkpoints/best.* or last.*); did training finish?")
     tensors, meta = load_checkpoint(prefix)
     if meta.get("kind") == "training":
         tensors = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     model = _model(config, len(pre.features))
     load_model_weights(model, tensors, prefix.with_suffix(".safetensors"))
-    return config, pre, _trainer(config, model, None, pre.pos_weight, resolve_device(config.trainer.device), train=False)
+    device = resolve_device(config.trainer.device)
+    return config, pre, _trainer(config, model, None, pre.pos_weight, device, train=False)
 
 
 def _refuse_overwrite(path: Path, overwrite: bool) -> None:
