@@ -68,11 +68,12 @@ def run(
     study: str = typer.Argument(..., help="study name (see `biodl studies`)"),
     out: Optional[Path] = OutOpt,
     overrides: Optional[list[str]] = OverridesOpt,
+    data: Optional[Path] = typer.Option(None, "--data", help="your own data file instead of the embedded one"),
 ) -> None:
-    """Run a study end to end on its embedded data."""
+    """Run a study end to end on its embedded data (or on --data)."""
     from .studies import get_study
 
-    run_dir = get_study(study).run(out, overrides or [])
+    run_dir = get_study(study).run(out, overrides or [], data)
     typer.echo(f"results: {run_dir}")
 
 

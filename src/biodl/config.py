@@ -11,12 +11,14 @@ import difflib
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import ConfigError
+
+M = TypeVar("M", bound=BaseModel)
 
 __all__ = [
     "DataConfig",
@@ -32,11 +34,13 @@ __all__ = [
 ]
 
 
-class _Strict(BaseModel):
+class Strict(BaseModel):
+    """Base of every config section: unknown keys are errors."""
+
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
 
-class DataConfig(_Strict):
+class DataConfig(Strict):
     """Where the data is and how it is split. Tabular CSV for now."""
 
     dataset: str | None = Field(None, description="name of an embedded data set (see `biodl studies`)")
@@ -61,28 +65,28 @@ class DataConfig(_Strict):
         return self
 
 
-class ModelConfig(_Strict):
+class ModelConfig(Strict):
     """A model from the registry (``biodl.models.list_models()``) and its constructor arguments."""
 
     name: str = "mlp"
     args: dict[str, Any] = Field(default_factory=dict)
 
 
-class OptimizerConfig(_Strict):
+class OptimizerConfig(Strict):
     name: Literal["adam", "adamw", "sgd"] = "adam"
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     momentum: float = Field(0.9, ge=0, description="SGD only")
 
 
-class SchedulerConfig(_Strict):
+class SchedulerConfig(Strict):
     name: Literal["none", "step", "cosine", "plateau"] = "none"
     step_size: int = Field(10, ge=1, description="step: epochs between decays")
     gamma: float = Field(0.1, gt=0, description="step/plateau: decay factor")
     patience: int = Field(5, ge=0, description="plateau: epochs without improvement")
 
 
-class TrainerConfig(_Strict):
+class TrainerConfig(Strict):
     epochs: int = Field(100, ge=1)
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
     precision: Literal["auto", "32", "bf16"] = Field("auto", description="auto = bf16 autocast on CUDA")
@@ -96,7 +100,7 @@ class TrainerConfig(_Strict):
     progress: bool = True
 
 
-class RunConfig(_Strict):
+class RunConfig(Strict):
     """Everything one run needs. Resolved, it is saved as ``config.yaml`` in the run directory."""
 
     name: str = "run"
@@ -140,10 +144,10 @@ def _check_keys(raw: Any, model: type[BaseModel], where: str, prefix: str = "") 
             _check_keys(value, sub, where, prefix=f"{path}.")
 
 
-def _validate(raw: dict[str, Any], where: str) -> RunConfig:
-    _check_keys(raw, RunConfig, where)
+def _validate(raw: dict[str, Any], where: str, model: type[M]) -> M:
+    _check_keys(raw, model, where)
     try:
-        return RunConfig.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
@@ -167,11 +171,11 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
     return key.split("."), value
 
 
-def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+def apply_overrides(raw: dict[str, Any], overrides: list[str], model: type[BaseModel] | None = None) -> dict[str, Any]:
     """Apply ``a.b.c=value`` strings to a nested dict (values parsed as YAML)."""
     for item in overrides:
         parts, value = _parse_override(item)
-        _check_keys(_nest(parts, value), RunConfig, f"--set {item}")
+        _check_keys(_nest(parts, value), model or RunConfig, f"--set {item}")
         node = raw
         for part in parts[:-1]:
             if not isinstance(node.get(part), dict):
@@ -211,12 +215,13 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return raw
 
 
-def build_config(raw: dict[str, Any], overrides: list[str] | None = None, where: str = "config") -> RunConfig:
-    """Validate a raw mapping (plus overrides) into a :class:`RunConfig`."""
+def build_config(raw: dict[str, Any], overrides: list[str] | None = None, where: str = "config",
+                 model: type[M] = RunConfig) -> M:
+    """Validate a raw mapping (plus overrides) into ``model`` (a :class:`RunConfig` by default)."""
     raw = json.loads(json.dumps(raw, default=str))  # deep copy, plain types
-    _check_keys(raw, RunConfig, where)
-    apply_overrides(raw, list(overrides or []))
-    return _validate(raw, where)
+    _check_keys(raw, model, where)
+    apply_overrides(raw, list(overrides or []), model)
+    return _validate(raw, where, model)
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
@@ -224,11 +229,11 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
     return build_config(read_yaml(path), overrides, where=str(path))
 
 
-def config_dict(config: RunConfig) -> dict[str, Any]:
+def config_dict(config: BaseModel) -> dict[str, Any]:
     return config.model_dump(mode="json")
 
 
-def dump_config(config: RunConfig) -> str:
+def dump_config(config: BaseModel) -> str:
     """The resolved config as YAML text (every default written out)."""
     return yaml.safe_dump(config_dict(config), sort_keys=False)
 

@@ -1,6 +1,7 @@
 """Studies: named, ready-to-run compositions of library parts (``biodl run STUDY``).
 
-Each study module defines ``NAME``, ``SUMMARY`` and ``run(out, overrides) -> run_dir``.
+Each study module defines ``NAME``, ``SUMMARY`` and ``run(out, overrides, data) -> run_dir``
+(``data``: a file of the user's own in place of the embedded default).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from types import ModuleType
 
 from ..errors import ConfigError
 
-_MODULES = {"heart-failure-mlp": "heart_failure_mlp"}
+_MODULES = {"heart-failure": "heart_failure", "heart-failure-mlp": "heart_failure_mlp"}
 
 
 def list_studies() -> dict[str, str]:

@@ -37,7 +37,9 @@ def config(overrides: list[str] | None = None) -> RunConfig:
     return build_config(CONFIG, overrides, where=f"study {NAME}")
 
 
-def run(out: str | Path | None = None, overrides: list[str] | None = None) -> Path:
+def run(out: str | Path | None = None, overrides: list[str] | None = None, data: str | Path | None = None) -> Path:
     from ..tasks.tabular import train
 
+    if data is not None:
+        overrides = ["data.dataset=null", f"data.path={data}", *(overrides or [])]
     return train(config(overrides), out).run_dir

@@ -220,3 +220,24 @@ def predict(run_dir: str | Path, input_csv: str | Path, out: str | Path | None =
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, df.to_csv(index=False))
     return out
+
+
+def fit_predict_net(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, seed: int, model: str = "logistic",
+                    epochs: int = 30, batch_size: int = 16, lr: float = 0.01, **model_args: Any
+                    ) -> tuple[np.ndarray, np.ndarray, torch.nn.Module]:
+    """Train a tabular net in memory through the engine (no run directory) and predict.
+
+    Features are standardised on the training rows; the loss is class-weighted BCE; SGD with
+    momentum 0.9. Returns (labels at 0.5, probabilities, model). Deterministic given ``seed``.
+    """
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(x_train)
+    seed_everything(seed)
+    net = create_model(model, in_features=x_train.shape[1], num_outputs=1, **model_args)
+    n_pos = float(y_train.sum())
+    trainer = Trainer(net, _loss((len(y_train) - n_pos) / n_pos), lambda p: torch.optim.SGD(p, lr=lr, momentum=0.9),
+                      postprocess=_probability, max_epochs=epochs, batch_size=batch_size, seed=seed, device="cpu")
+    trainer.fit(_dataset(scaler.transform(x_train), y_train))
+    prob = trainer.predict(_dataset(scaler.transform(x_test))).numpy().astype(np.float64)
+    return (prob >= 0.5).astype(int), prob, trainer.module

@@ -1,0 +1,173 @@
+"""Classical (scikit-learn) classifiers for tabular data, set up as in Chicco & Jurman 2020.
+
+The authors' R scripts (repository davidechicco/cardiovascular_heart_disease, ``bin/``)
+fix the settings the paper leaves open; each choice is noted where it is made. Every
+factory takes the split's seed, so a split's result does not depend on which process
+computes it.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
+from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from sklearn.naive_bayes import GaussianNB
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+from sklearn.tree import DecisionTreeClassifier
+
+
+class OneRuleClassifier(ClassifierMixin, BaseEstimator):
+    """One rule (Holte 1993) on numeric data: the single feature and threshold with the best
+    training accuracy. Predicts ``1 if x[f] >= t else 0`` (or the reverse, if better).
+
+    Thresholds are midpoints between consecutive distinct values; ties go to the lower
+    feature index, then the lower threshold.
+    """
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> "OneRuleClassifier":
+        X, y = np.asarray(X, dtype=float), np.asarray(y).astype(int)
+        self.classes_ = np.array([0, 1])
+        best = (-1.0, 0, 0.0, 1)  # accuracy, feature, threshold, sign
+        for f in range(X.shape[1]):
+            values = np.unique(X[:, f])
+            cuts = (values[:-1] + values[1:]) / 2 if len(values) > 1 else values
+            above = X[:, f][None, :] >= cuts[:, None]  # (T, N)
+            acc_pos = (above == (y[None, :] == 1)).mean(axis=1)
+            for sign, acc in ((1, acc_pos), (-1, 1.0 - acc_pos)):
+                i = int(np.argmax(acc))
+                if acc[i] > best[0]:
+                    best = (float(acc[i]), f, float(cuts[i]), sign)
+        self.train_accuracy_, self.feature_, self.threshold_, self.sign_ = best
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        above = np.asarray(X, dtype=float)[:, self.feature_] >= self.threshold_
+        return (above if self.sign_ == 1 else ~above).astype(int)
+
+
+class LinearRegressionClassifier(ClassifierMixin, BaseEstimator):
+    """Least-squares linear regression on the 0/1 label, thresholded at ``threshold``
+    (the paper's "linear regression" classifier). Its scores are the regression outputs."""
+
+    def __init__(self, threshold: float = 0.5) -> None:
+        self.threshold = threshold
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> "LinearRegressionClassifier":
+        self.model_ = LinearRegression().fit(X, y)
+        self.classes_ = np.array([0, 1])
+        return self
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        return self.model_.predict(X)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return (self.decision_function(X) >= self.threshold).astype(int)
+
+
+def _mcc_columns(y: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """MCC of each column of (N, K) 0/1 predictions against (N,) labels, with the arithmetic of
+    ``sklearn.metrics.matthews_corrcoef`` (same floating-point result; 0 when undefined)."""
+    n = float(len(y))
+    t_sum = np.array([n - y.sum(), y.sum()], dtype=np.float64)
+    p1 = pred.sum(axis=0).astype(np.float64)
+    p_sum = np.stack([n - p1, p1], axis=1)  # (K, 2)
+    correct = (pred == y[:, None]).sum(axis=0).astype(np.float64)
+    cov_ytyp = correct * n - p_sum @ t_sum
+    cov_ypyp = n * n - (p_sum * p_sum).sum(axis=1)
+    cov_ytyt = n * n - t_sum @ t_sum
+    denom = cov_ytyt * cov_ypyp
+    out = np.zeros(len(p1))
+    ok = denom != 0
+    out[ok] = cov_ytyp[ok] / np.sqrt(denom[ok])
+    return out
+
+
+class KNeighborsTuned(ClassifierMixin, BaseEstimator):
+    """k-nearest neighbours with k chosen by inner stratified k-fold CV on MCC.
+
+    Picks the same k as ``GridSearchCV(KNeighborsClassifier(), {"n_neighbors": k_grid},
+    scoring="matthews_corrcoef", cv=StratifiedKFold(5, shuffle=True, random_state=seed))``
+    (tested), but queries the neighbours once per fold for the largest k and reads every
+    smaller k off that list: 5 neighbour searches instead of 5 x len(k_grid).
+    """
+
+    def __init__(self, k_grid: tuple[int, ...] = tuple(range(1, 101)), n_folds: int = 5, seed: int = 0) -> None:
+        self.k_grid, self.n_folds, self.seed = k_grid, n_folds, seed
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> "KNeighborsTuned":
+        X, y = np.asarray(X, dtype=float), np.asarray(y).astype(int)
+        ks = np.asarray(self.k_grid)
+        scores = np.zeros((self.n_folds, len(ks)))
+        cv = StratifiedKFold(n_splits=self.n_folds, shuffle=True, random_state=self.seed)
+        for f, (tr, va) in enumerate(cv.split(X, y)):
+            kmax = min(int(ks.max()), len(tr))
+            nn = KNeighborsClassifier(n_neighbors=kmax).fit(X[tr], y[tr])
+            votes = np.cumsum(y[tr][nn.kneighbors(X[va], return_distance=False)], axis=1)  # (n_val, kmax)
+            kk = np.minimum(ks, kmax)
+            pred = (2 * votes[:, kk - 1] > kk).astype(int)  # (n_val, len(ks)); ties -> class 0, as sklearn
+            scores[f] = _mcc_columns(y[va], pred)
+        self.cv_scores_ = scores.mean(axis=0)
+        self.best_k_ = int(ks[int(np.argmax(self.cv_scores_))])
+        self.model_ = KNeighborsClassifier(n_neighbors=self.best_k_).fit(X, y)
+        self.classes_ = self.model_.classes_
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.model_.predict(X)
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return self.model_.predict_proba(X)
+
+
+def _inner_cv(seed: int) -> StratifiedKFold:
+    return StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
+
+
+#: The paper's grid for C (svm_*_classification.r) and for k (knn_classification.r: 1..100).
+C_GRID = [0.001, 0.01, 0.1, 1, 10]
+K_GRID = list(range(1, 101))
+
+
+def random_forest(seed: int) -> BaseEstimator:
+    """500 trees, sqrt(p) features per split: R randomForest's defaults."""
+    return RandomForestClassifier(n_estimators=500, random_state=seed)
+
+
+def _svm(kernel: str, seed: int) -> BaseEstimator:
+    # e1071::svm standardises every feature by default (scale = TRUE); C by inner CV on MCC
+    pipe = make_pipeline(StandardScaler(), SVC(kernel=kernel, random_state=seed))
+    return GridSearchCV(pipe, {"svc__C": C_GRID}, scoring="matthews_corrcoef", cv=_inner_cv(seed))
+
+
+#: name -> (label in the paper's Table 4, factory(seed) -> unfitted estimator)
+CLASSIFIERS: dict[str, tuple[str, Callable[[int], BaseEstimator]]] = {
+    "rf": ("Random forests", random_forest),
+    # rpart's defaults: minsplit 20, minbucket 7
+    "dt": ("Decision tree", lambda s: DecisionTreeClassifier(min_samples_split=20, min_samples_leaf=7,
+                                                             random_state=s)),
+    # the paper used XGBoost; scikit-learn's gradient boosting with its defaults stands in
+    "gb": ("Gradient boosting", lambda s: GradientBoostingClassifier(random_state=s)),
+    "linreg": ("Linear regression", lambda s: LinearRegressionClassifier()),
+    "onerule": ("One rule", lambda s: OneRuleClassifier()),
+    # the paper's ANN: one hidden layer of 100 units (its most frequent choice), standardised inputs
+    "mlp": ("Artificial neural network", lambda s: make_pipeline(
+        StandardScaler(), MLPClassifier(hidden_layer_sizes=(100,), max_iter=300, random_state=s))),
+    "nb": ("Naive bayes", lambda s: GaussianNB()),
+    "svm_rbf": ("SVM radial", lambda s: _svm("rbf", s)),
+    "svm_linear": ("SVM linear", lambda s: _svm("linear", s)),
+    # class::knn on the raw (unscaled) features, as the authors ran it; k by inner CV on MCC
+    "knn": ("k-nearest neighbors", lambda s: KNeighborsTuned(tuple(K_GRID), seed=s)),
+}
+
+
+def logistic_regression(seed: int) -> BaseEstimator:
+    """Standardised logistic regression (Table 11 variant)."""
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))

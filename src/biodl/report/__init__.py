@@ -1,0 +1,6 @@
+"""Figures and tables for run directories (PNG, CSV, Markdown)."""
+
+from .figures import boxplot_by_feature, borda_bar, distributions_by_outcome, roc_pr_bands
+from .tables import write_table
+
+__all__ = ["boxplot_by_feature", "borda_bar", "distributions_by_outcome", "roc_pr_bands", "write_table"]

@@ -1,0 +1,101 @@
+"""Matplotlib figures (headless Agg backend), saved atomically as PNG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..io import atomic_write
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: str | Path) -> None:
+    plt = _plt()
+    atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=120, bbox_inches="tight"))
+    plt.close(fig)
+
+
+def boxplot_by_feature(values: np.ndarray, features: list[str], title: str, xlabel: str, path: str | Path) -> None:
+    """Horizontal box plot of (R, F) per-run values, features ordered by median (largest on top)."""
+    plt = _plt()
+    order = np.argsort(np.median(values, axis=0))
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(features) + 1.5))
+    ax.boxplot(values[:, order], vert=False, tick_labels=[features[i] for i in order], showfliers=False)
+    ax.axvline(0, color="grey", lw=0.8)
+    ax.set(title=title, xlabel=xlabel)
+    _save(fig, path)
+
+
+def borda_bar(table: pd.DataFrame, title: str, path: str | Path) -> None:
+    """Bar chart of Borda points (a table from ``biodl.ranking.borda_count``), best on top."""
+    plt = _plt()
+    t = table.iloc[::-1]
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(t) + 1.5))
+    ax.barh(t["feature"], t["points"], color="#4c72b0")
+    ax.set(title=title, xlabel="Borda points")
+    _save(fig, path)
+
+
+def _interp_roc(y: np.ndarray, s: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, _ = roc_curve(y, s)
+    return np.interp(grid, fpr, tpr)
+
+
+def _interp_pr(y: np.ndarray, s: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    from sklearn.metrics import precision_recall_curve
+
+    precision, recall, _ = precision_recall_curve(y, s)
+    # interpolated precision: the best precision at any recall >= r
+    best = np.maximum.accumulate(precision[::-1])[::-1]
+    return np.interp(grid, recall[::-1], best[::-1])
+
+
+def roc_pr_bands(y_true: list[np.ndarray], scores: list[np.ndarray], title: str, path: str | Path) -> None:
+    """ROC and precision-recall curves over repeated splits: mean curve and 2.5-97.5% band."""
+    plt = _plt()
+    grid = np.linspace(0, 1, 101)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
+    for ax, fn, xl, yl in ((axes[0], _interp_roc, "false positive rate", "true positive rate"),
+                           (axes[1], _interp_pr, "recall", "precision")):
+        curves = np.array([fn(y, s, grid) for y, s in zip(y_true, scores, strict=True)])
+        lo, hi = np.quantile(curves, [0.025, 0.975], axis=0)
+        ax.fill_between(grid, lo, hi, alpha=0.25, label="95% of splits")
+        ax.plot(grid, curves.mean(axis=0), lw=2, label=f"mean of {len(curves)} splits")
+        ax.set(xlabel=xl, ylabel=yl, xlim=(0, 1), ylim=(0, 1.02))
+        ax.legend(loc="lower right" if fn is _interp_roc else "upper right")
+    axes[0].plot([0, 1], [0, 1], ls="--", color="grey", lw=0.8)
+    prevalence = float(np.mean(np.concatenate(y_true)))
+    axes[1].axhline(prevalence, ls="--", color="grey", lw=0.8)
+    fig.suptitle(title)
+    _save(fig, path)
+
+
+def distributions_by_outcome(df: pd.DataFrame, target: str, features: list[str], path: str | Path) -> None:
+    """One histogram per feature, the two outcome groups overlaid."""
+    plt = _plt()
+    cols = 3
+    rows = -(-len(features) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.8 * rows))
+    for ax, col in zip(np.ravel(axes), features, strict=False):
+        bins = np.histogram_bin_edges(df[col], bins=20)
+        for k, color in ((0, "#4c72b0"), (1, "#dd8452")):
+            ax.hist(df.loc[df[target] == k, col], bins=bins, alpha=0.6, color=color, label=f"{target}={k}",
+                    density=True)
+        ax.set_title(col, fontsize=10)
+    for ax in np.ravel(axes)[len(features):]:
+        ax.axis("off")
+    np.ravel(axes)[0].legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)

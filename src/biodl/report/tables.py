@@ -1,0 +1,72 @@
+"""Tables written side by side as CSV (for analysis) and Markdown (for reading)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from ..io import atomic_write_text
+
+
+def to_markdown(df: pd.DataFrame, digits: int = 3) -> str:
+    """A GitHub-flavoured Markdown table; floats rounded to ``digits``."""
+
+    def cell(v: object) -> str:
+        if isinstance(v, float):
+            return "" if pd.isna(v) else f"{v:.{digits}f}"
+        return str(v).replace("|", "\\|")
+
+    head = "| " + " | ".join(map(str, df.columns)) + " |"
+    rule = "|" + "|".join("---:" if pd.api.types.is_numeric_dtype(df[c]) else "---" for c in df.columns) + "|"
+    rows = ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([head, rule, *rows]) + "\n"
+
+
+def write_table(df: pd.DataFrame, path_stem: str | Path, title: str | None = None, note: str | None = None) -> None:
+    """Write ``<stem>.csv`` and ``<stem>.md`` atomically."""
+    stem = Path(path_stem)
+    atomic_write_text(stem.with_suffix(".csv"), df.to_csv(index=False))
+    md = (f"# {title}\n\n" if title else "") + (f"{note}\n\n" if note else "") + to_markdown(df)
+    atomic_write_text(stem.with_suffix(".md"), md)
+
+
+def compare_with_published(summaries: dict[str, dict[str, float]], published: dict[str, dict[str, float]],
+                           metrics: dict[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Our means and 95% CIs beside published means.
+
+    ``summaries``: method -> ``{metric}_mean/_ci_low/_ci_high`` (see ``HoldoutResult.summary``);
+    ``published``: method -> ``{"label": ..., metric: value}``; ``metrics``: key -> column title.
+    Returns a long table (one row per method and metric, with ``paper_in_ci``) and a wide one
+    for reading (one row per method; a cell reads ``0.344 [0.321, 0.367]``, the paper's value
+    is marked ``in`` or ``OUT`` of our interval).
+    """
+    long_rows, wide_rows = [], []
+    for name, pub in published.items():
+        s = summaries[name]
+        wide = {"method": pub["label"]}
+        inside_count = 0
+        for key, title in metrics.items():
+            mean, lo, hi, paper = s[f"{key}_mean"], s[f"{key}_ci_low"], s[f"{key}_ci_high"], pub[key]
+            inside = bool(lo <= paper <= hi)
+            inside_count += inside
+            long_rows.append({"method": pub["label"], "key": name, "metric": title, "mean": mean, "ci_low": lo,
+                              "ci_high": hi, "paper": paper, "paper_in_ci": inside})
+            wide[title] = f"{mean:+.3f} [{lo:+.3f}, {hi:+.3f}]" if key == "mcc" else f"{mean:.3f} [{lo:.3f}, {hi:.3f}]"
+            wide[f"paper {title}"] = f"{paper:.3f} {'in' if inside else 'OUT'}"
+        wide["paper inside our CI"] = f"{inside_count}/{len(metrics)}"
+        wide_rows.append(wide)
+    return pd.DataFrame(long_rows), pd.DataFrame(wide_rows)
+
+
+def print_table(df: pd.DataFrame, title: str) -> None:
+    """Show a table in the terminal (rich)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, show_lines=False)
+    for col in df.columns:
+        table.add_column(str(col), justify="left" if df[col].dtype == object else "right")
+    for row in df.itertuples(index=False):
+        table.add_row(*(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row))
+    Console(width=200).print(table)
