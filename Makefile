@@ -14,13 +14,14 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/biodl train --config examples/heart_failure_mlp.yaml
+	$(BIN)/biodl run heart-failure
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/engine_overhead.py
+	$(BIN)/python benchmarks/heart_failure.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

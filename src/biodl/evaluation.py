@@ -54,6 +54,10 @@ def binary_scores(y_true: np.ndarray, labels: np.ndarray, scores: np.ndarray) ->
         "tnr": float(recall_score(1 - y_true, 1 - labels, zero_division=0.0)),
         "pr_auc": float(average_precision_score(y_true, scores)),
         "roc_auc": float(roc_auc_score(y_true, scores)),
+        # the same two areas from the 0/1 labels: what the paper reports for some methods
+        # (an ROC AUC from labels is (TP rate + TN rate) / 2)
+        "pr_auc_labels": float(average_precision_score(y_true, labels)),
+        "roc_auc_labels": float(roc_auc_score(y_true, labels)),
     }
 
 
@@ -96,7 +100,7 @@ class HoldoutResult:
     def summary(self, n_boot: int = 1000, seed: int = 0) -> dict[str, float]:
         """``{metric}_mean``, ``{metric}_ci_low``, ``{metric}_ci_high`` (bootstrap over splits)."""
         out = {}
-        for key in METRICS:
+        for key in self.metrics.columns.drop("split", errors="ignore"):
             mean, low, high = bootstrap_ci(self.metrics[key].to_numpy(), n_boot=n_boot, seed=seed)
             out.update({f"{key}_mean": mean, f"{key}_ci_low": low, f"{key}_ci_high": high})
         return out

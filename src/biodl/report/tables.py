@@ -32,14 +32,17 @@ def write_table(df: pd.DataFrame, path_stem: str | Path, title: str | None = Non
 
 
 def compare_with_published(summaries: dict[str, dict[str, float]], published: dict[str, dict[str, float]],
-                           metrics: dict[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+                           metrics: dict[str, str], aliases: dict[str, dict[str, str]] | None = None
+                           ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Our means and 95% CIs beside published means.
 
     ``summaries``: method -> ``{metric}_mean/_ci_low/_ci_high`` (see ``HoldoutResult.summary``);
     ``published``: method -> ``{"label": ..., metric: value}``; ``metrics``: key -> column title.
     Returns a long table (one row per method and metric, with ``paper_in_ci``) and a wide one
     for reading (one row per method; a cell reads ``0.344 [0.321, 0.367]``, the paper's value
-    is marked ``in`` or ``OUT`` of our interval).
+    is marked ``in`` or ``OUT`` of our interval). ``aliases[method][metric]`` names another of
+    our metrics to set beside the paper's (when the paper computed that one differently);
+    such cells are marked with ``*``.
     """
     long_rows, wide_rows = [], []
     for name, pub in published.items():
@@ -47,12 +50,14 @@ def compare_with_published(summaries: dict[str, dict[str, float]], published: di
         wide = {"method": pub["label"]}
         inside_count = 0
         for key, title in metrics.items():
-            mean, lo, hi, paper = s[f"{key}_mean"], s[f"{key}_ci_low"], s[f"{key}_ci_high"], pub[key]
+            ours = (aliases or {}).get(name, {}).get(key, key)
+            mean, lo, hi, paper = s[f"{ours}_mean"], s[f"{ours}_ci_low"], s[f"{ours}_ci_high"], pub[key]
             inside = bool(lo <= paper <= hi)
             inside_count += inside
-            long_rows.append({"method": pub["label"], "key": name, "metric": title, "mean": mean, "ci_low": lo,
-                              "ci_high": hi, "paper": paper, "paper_in_ci": inside})
-            wide[title] = f"{mean:+.3f} [{lo:+.3f}, {hi:+.3f}]" if key == "mcc" else f"{mean:.3f} [{lo:.3f}, {hi:.3f}]"
+            long_rows.append({"method": pub["label"], "key": name, "metric": title, "ours": ours, "mean": mean,
+                              "ci_low": lo, "ci_high": hi, "paper": paper, "paper_in_ci": inside})
+            cell = f"{mean:+.3f} [{lo:+.3f}, {hi:+.3f}]" if key == "mcc" else f"{mean:.3f} [{lo:.3f}, {hi:.3f}]"
+            wide[title] = cell + ("*" if ours != key else "")
             wide[f"paper {title}"] = f"{paper:.3f} {'in' if inside else 'OUT'}"
         wide["paper inside our CI"] = f"{inside_count}/{len(metrics)}"
         wide_rows.append(wide)

@@ -1,0 +1,70 @@
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.inspection import permutation_importance as sk_permutation_importance
+from sklearn.metrics import make_scorer, matthews_corrcoef
+from sklearn.naive_bayes import GaussianNB
+from sklearn.tree import DecisionTreeClassifier
+
+from biodl.evaluation import Method, binary_scores, holdout_splits, permutation_importance, repeated_holdout
+from biodl.report.tables import compare_with_published
+from tests.conftest import HEART
+
+
+def _xy():
+    df = pd.read_csv(HEART)
+    return df.drop(columns=["time", "DEATH_EVENT"]).to_numpy(float), df["DEATH_EVENT"].to_numpy()
+
+
+def test_binary_scores_by_hand():
+    y = np.array([1, 1, 0, 0, 0])
+    labels = np.array([1, 0, 0, 0, 1])
+    s = binary_scores(y, labels, np.array([0.9, 0.4, 0.1, 0.2, 0.6]))
+    assert s["tpr"] == 0.5 and s["tnr"] == pytest.approx(2 / 3) and s["accuracy"] == 0.6
+    assert s["f1"] == 0.5
+    assert s["mcc"] == pytest.approx((1 * 2 - 1 * 1) / np.sqrt(2 * 2 * 3 * 3))
+    assert s["roc_auc"] == pytest.approx(5 / 6)  # 5 of the 6 (pos, neg) pairs ordered correctly
+
+
+def test_splits_are_stratified_and_seeded():
+    _, y = _xy()
+    a, b = holdout_splits(y, 3), holdout_splits(y, 3)
+    for (tr, te), (_, te2) in zip(a, b, strict=True):
+        assert np.array_equal(te, te2) and len(te) == 60 and not set(tr) & set(te)
+        assert abs(y[te].mean() - y.mean()) < 0.02
+    assert not np.array_equal(a[0][1], a[1][1])
+
+
+def test_permutation_importance_equals_scikit_learn():
+    X, y = _xy()
+    rf = RandomForestClassifier(50, random_state=0).fit(X[:240], y[:240])
+    expected = sk_permutation_importance(rf, X[240:], y[240:], scoring=make_scorer(matthews_corrcoef), n_repeats=4,
+                                         random_state=7).importances_mean
+    ours = permutation_importance(rf.predict, X[240:], y[240:], matthews_corrcoef, n_repeats=4, seed=7)
+    np.testing.assert_array_equal(ours, expected)
+
+
+def test_results_do_not_depend_on_the_number_of_workers():
+    X, y = _xy()
+    splits = holdout_splits(y, 4)
+    methods = [Method("dt", "tree", lambda s: DecisionTreeClassifier(random_state=s)),
+               Method("nb", "bayes", lambda s: GaussianNB(), columns=[4, 7])]
+    one = repeated_holdout(methods, X, y, splits, n_jobs=1)
+    two = repeated_holdout(methods, X, y, splits, n_jobs=2)
+    for k in ("dt", "nb"):
+        pd.testing.assert_frame_equal(one[k].metrics, two[k].metrics)
+        assert len(one[k].metrics) == 4 and one[k].metrics["split"].tolist() == [0, 1, 2, 3]
+    s = one["dt"].summary(n_boot=200)
+    assert s["mcc_ci_low"] <= s["mcc_mean"] <= s["mcc_ci_high"]
+    assert s["mcc_mean"] == pytest.approx(one["dt"].metrics["mcc"].mean())
+
+
+def test_compare_with_published_marks_inside_and_outside():
+    summaries = {"m": {"mcc_mean": 0.3, "mcc_ci_low": 0.2, "mcc_ci_high": 0.4,
+                       "f1_mean": 0.5, "f1_ci_low": 0.45, "f1_ci_high": 0.55}}
+    long, wide = compare_with_published(summaries, {"m": {"label": "Model", "mcc": 0.35, "f1": 0.6}},
+                                        {"mcc": "MCC", "f1": "F1 score"})
+    assert long["paper_in_ci"].tolist() == [True, False]
+    assert wide.loc[0, "paper MCC"] == "0.350 in" and wide.loc[0, "paper F1 score"] == "0.600 OUT"
+    assert wide.loc[0, "MCC"] == "+0.300 [+0.200, +0.400]" and wide.loc[0, "paper inside our CI"] == "1/2"
