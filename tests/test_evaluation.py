@@ -68,3 +68,13 @@ def test_compare_with_published_marks_inside_and_outside():
     assert long["paper_in_ci"].tolist() == [True, False]
     assert wide.loc[0, "paper MCC"] == "0.350 in" and wide.loc[0, "paper F1 score"] == "0.600 OUT"
     assert wide.loc[0, "MCC"] == "+0.300 [+0.200, +0.400]" and wide.loc[0, "paper inside our CI"] == "1/2"
+
+
+def test_interpolated_pr_curve_by_hand():
+    from biodl.report.figures import _interp_pr
+
+    y = np.array([1, 0, 1, 0])
+    s = np.array([0.9, 0.8, 0.7, 0.1])
+    # thresholds: 0.9 -> P 1, R 0.5; 0.8 -> P 0.5, R 0.5; 0.7 -> P 2/3, R 1; 0.1 -> P 0.5, R 1
+    got = _interp_pr(y, s, np.array([0.0, 0.5, 0.75, 1.0]))
+    np.testing.assert_allclose(got, [1.0, 1.0, 2 / 3, 2 / 3])

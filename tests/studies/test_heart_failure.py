@@ -30,7 +30,7 @@ def test_outputs(study_run):
     for png in ("importance_impurity.png", "importance_permutation.png", "borda_impurity.png", "borda_permutation.png",
                 "roc_pr_best.png", "distributions.png"):
         assert (study_run / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
-    assert {"manifest.json", "config.yaml", "metrics.json"} <= names
+    assert {"manifest.json", "config.yaml", "metrics.json", "protocol_differences.md"} <= names
     long = pd.read_csv(study_run / "table4_long.csv")
     assert sorted(long["key"].unique()) == sorted(
         ["rf", "dt", "gb", "linreg", "onerule", "mlp", "nb", "svm_rbf", "svm_linear", "knn"])

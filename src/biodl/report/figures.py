@@ -25,14 +25,15 @@ def _save(fig, path: str | Path) -> None:
     plt.close(fig)
 
 
-def boxplot_by_feature(values: np.ndarray, features: list[str], title: str, xlabel: str, path: str | Path) -> None:
-    """Horizontal box plot of (R, F) per-run values, features ordered by median (largest on top)."""
+def boxplot_by_feature(values: np.ndarray, features: list[str], title: str, ylabel: str, path: str | Path) -> None:
+    """Box plot of (R, F) per-run values, one box per feature, ordered by median (largest first)."""
     plt = _plt()
-    order = np.argsort(np.median(values, axis=0))
-    fig, ax = plt.subplots(figsize=(7, 0.35 * len(features) + 1.5))
-    ax.boxplot(values[:, order], vert=False, tick_labels=[features[i] for i in order], showfliers=False)
-    ax.axvline(0, color="grey", lw=0.8)
-    ax.set(title=title, xlabel=xlabel)
+    order = np.argsort(-np.median(values, axis=0), kind="stable")
+    fig, ax = plt.subplots(figsize=(0.6 * len(features) + 2, 4.5))
+    ax.boxplot(values[:, order], showfliers=False)
+    ax.set_xticks(np.arange(1, len(order) + 1), [features[i] for i in order], rotation=40, ha="right")
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set(title=title, ylabel=ylabel)
     _save(fig, path)
 
 
@@ -58,8 +59,7 @@ def _interp_pr(y: np.ndarray, s: np.ndarray, grid: np.ndarray) -> np.ndarray:
 
     precision, recall, _ = precision_recall_curve(y, s)
     # interpolated precision: the best precision at any recall >= r
-    best = np.maximum.accumulate(precision[::-1])[::-1]
-    return np.interp(grid, recall[::-1], best[::-1])
+    return np.where(recall[None, :] >= grid[:, None], precision[None, :], 0.0).max(axis=1)
 
 
 def roc_pr_bands(y_true: list[np.ndarray], scores: list[np.ndarray], title: str, path: str | Path) -> None:
@@ -74,7 +74,7 @@ def roc_pr_bands(y_true: list[np.ndarray], scores: list[np.ndarray], title: str,
         ax.fill_between(grid, lo, hi, alpha=0.25, label="95% of splits")
         ax.plot(grid, curves.mean(axis=0), lw=2, label=f"mean of {len(curves)} splits")
         ax.set(xlabel=xl, ylabel=yl, xlim=(0, 1), ylim=(0, 1.02))
-        ax.legend(loc="lower right" if fn is _interp_roc else "upper right")
+        ax.legend(loc="lower right" if fn is _interp_roc else "lower left")
     axes[0].plot([0, 1], [0, 1], ls="--", color="grey", lw=0.8)
     prevalence = float(np.mean(np.concatenate(y_true)))
     axes[1].axhline(prevalence, ls="--", color="grey", lw=0.8)

@@ -8,6 +8,7 @@ early has a short follow-up, so the column leaks the outcome.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -135,7 +136,9 @@ def run(out: str | Path | None = None, overrides: list[str] | None = None, data:
     for key, label in (("rf_2f", "Random forests (SC + EF)"), ("rf_top2_train", TOP2)):
         results[key] = _from_extras(results["rf"], key, label)
     summaries = {k: r.summary(cfg.n_boot, cfg.seed) for k, r in results.items()}
-    paper = json.loads((embedded_path("heart-failure").parent / "paper_results.json").read_text())
+    here = embedded_path("heart-failure").parent
+    paper = json.loads((here / "paper_results.json").read_text())
+    shutil.copyfile(here / "PROTOCOL_DIFFERENCES.md", run_dir / "protocol_differences.md")
     _tables(run_dir, df, results, summaries, paper, cfg)
     _figures(run_dir, df, results, summaries)
     flat = {f"{m}/{k}": v for m, s in summaries.items() for k, v in s.items()}
@@ -167,7 +170,8 @@ def _tables(run_dir: Path, df, results, summaries, paper, cfg) -> None:
         write_table(long, run_dir / f"{tab}_long")
         write_table(wide, run_dir / f"{tab}_comparison", paper[tab]["title"], f"{note} Ours: mean [95% bootstrap CI] "
                     f"over {cfg.n_splits} splits. *: areas from 0/1 predictions, as the paper computed them for "
-                    f"these methods. Source: {paper[tab]['source']}")
+                    f"these methods. Each difference from the paper: protocol_differences.md. "
+                    f"Source: {paper[tab]['source']}")
         if tab == "table4":
             print_table(wide[["method", "MCC", "paper MCC", "F1 score", "paper F1 score", "ROC AUC", "paper ROC AUC",
                               "paper inside our CI"]], f"{paper[tab]['title']} — ours vs paper ({LEAK})")
