@@ -148,7 +148,8 @@ def test_existing_run_directory_is_never_overwritten(cli, run_copy):
 
 
 @pytest.mark.parametrize("args, fragment", [
-    (["run", "heart-failur"], "did you mean 'heart-failure-mlp'"),
+    (["run", "heart-failur"], "did you mean 'heart-failure'"),
+    (["run", "heart-failure-mpl"], "did you mean 'heart-failure-mlp'"),
     (["evaluate", "/nonexistent/run"], "no such run directory"),
     (["train"], "--config: required"),
 ])

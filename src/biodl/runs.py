@@ -70,7 +70,7 @@ def _prepare(out: str | Path | None, name: str, resume: bool) -> Path:
         return path
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise RunDirError(path, "exists and is not empty; choose another --out or add --resume")
-    (path / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
+    path.mkdir(parents=True, exist_ok=True)
     return path
 
 

@@ -75,3 +75,14 @@ def print_table(df: pd.DataFrame, title: str) -> None:
     for row in df.itertuples(index=False):
         table.add_row(*(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row))
     Console(width=200).print(table)
+
+
+def summary_table(labels: dict[str, str], summaries: dict[str, dict[str, float]],
+                  metrics: dict[str, str]) -> pd.DataFrame:
+    """One row per method (``labels``: key -> name): the mean of each metric and the MCC's 95% CI."""
+    rows = []
+    for key, label in labels.items():
+        s = summaries[key]
+        rows.append({"method": label, **{title: s[f"{m}_mean"] for m, title in metrics.items()},
+                     "MCC CI": f"[{s['mcc_ci_low']:+.3f}, {s['mcc_ci_high']:+.3f}]"})
+    return pd.DataFrame(rows)

@@ -26,7 +26,7 @@ from ..evaluation import METRICS, HoldoutResult, Method, holdout_splits, permuta
 from ..models.classical import CLASSIFIERS, logistic_regression, random_forest
 from ..ranking import borda_count, ranks_from_scores
 from ..report import boxplot_by_feature, borda_bar, distributions_by_outcome, roc_pr_bands, write_table
-from ..report.tables import compare_with_published, print_table
+from ..report.tables import compare_with_published, print_table, summary_table
 from ..repro import finish_manifest, write_manifest
 from ..stats import describe_by_outcome
 
@@ -89,7 +89,7 @@ def _rf_inspect(repeats: int):
     def two_feature(cols, x_train, y_train, x_test, y_test, seed) -> dict[str, Any]:
         rf2 = random_forest(seed).fit(x_train[:, cols], y_train)
         labels, scores = predict_labels_and_scores(rf2, x_test[:, cols])
-        return {"metrics": binary_scores(y_test, labels, scores), "scores": scores, "columns": list(cols)}
+        return {"metrics": binary_scores(y_test, labels, scores), "scores": scores}
 
     def inspect(rf, x_train, y_train, x_test, y_test, seed) -> dict[str, Any]:
         imp = rf.feature_importances_
@@ -158,7 +158,7 @@ def _evaluate(methods, x, y, splits, cfg):
 def _from_extras(rf: HoldoutResult, key: str, label: str) -> HoldoutResult:
     extras = [e[key] for e in rf.extras]
     return HoldoutResult(Method(key, label, None), pd.DataFrame([e["metrics"] for e in extras]), rf.y_true,
-                         [e["scores"] for e in extras], [{"columns": e["columns"]} for e in extras])
+                         [e["scores"] for e in extras])
 
 
 def _tables(run_dir: Path, df, results, summaries, paper, cfg) -> None:
@@ -176,10 +176,8 @@ def _tables(run_dir: Path, df, results, summaries, paper, cfg) -> None:
             print_table(wide[["method", "MCC", "paper MCC", "F1 score", "paper F1 score", "ROC AUC", "paper ROC AUC",
                               "paper inside our CI"]], f"{paper[tab]['title']} — ours vs paper ({LEAK})")
     two = ["rf_2f", "gb_2f", "svm_rbf_2f", "logistic_net_2f", "rf_top2_train", "rf"]
-    rows = [{"method": results[k].method.label,
-             **{METRICS[m]: summaries[k][f"{m}_mean"] for m in METRICS},
-             "MCC CI": f"[{summaries[k]['mcc_ci_low']:+.3f}, {summaries[k]['mcc_ci_high']:+.3f}]"} for k in two]
-    write_table(pd.DataFrame(rows), run_dir / "two_features", "Two-feature models",
+    write_table(summary_table({k: results[k].method.label for k in two}, summaries, METRICS), run_dir / "two_features",
+                "Two-feature models",
                 "SC + EF were chosen by the paper on all the data (data snooping); the 'top 2 chosen on each training "
                 "split' row is the honest protocol; the last row uses all 11 clinical features.")
     for kind in ("impurity", "permutation"):
