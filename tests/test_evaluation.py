@@ -34,6 +34,12 @@ def test_splits_are_stratified_and_seeded():
         assert np.array_equal(te, te2) and len(te) == 60 and not set(tr) & set(te)
         assert abs(y[te].mean() - y.mean()) < 0.02
     assert not np.array_equal(a[0][1], a[1][1])
+    X, _ = _xy()
+    from sklearn.model_selection import train_test_split
+
+    xtr, xte, _, _ = train_test_split(X, y, test_size=0.2, stratify=y, random_state=2)
+    np.testing.assert_array_equal(X[a[2][0]], xtr)  # the same rows in the same order
+    np.testing.assert_array_equal(X[a[2][1]], xte)
 
 
 def test_permutation_importance_equals_scikit_learn():

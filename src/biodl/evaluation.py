@@ -33,13 +33,14 @@ METRICS = {"mcc": "MCC", "f1": "F1 score", "accuracy": "Accuracy", "tpr": "TP ra
 
 
 def holdout_splits(y: np.ndarray, n_splits: int = 100, test_size: float = 0.2) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``n_splits`` stratified (train, test) index pairs; split i uses seed i."""
+    """``n_splits`` stratified (train, test) index pairs; split i uses seed i.
+
+    The rows keep the order ``train_test_split`` draws them in, so split i is exactly
+    ``train_test_split(X, y, test_size=test_size, stratify=y, random_state=i)`` (row order
+    matters to order-sensitive learners such as bootstrap forests).
+    """
     idx = np.arange(len(y))
-    out = []
-    for i in range(n_splits):
-        train, test = train_test_split(idx, test_size=test_size, stratify=y, random_state=i)
-        out.append((np.sort(train), np.sort(test)))
-    return out
+    return [tuple(train_test_split(idx, test_size=test_size, stratify=y, random_state=i)) for i in range(n_splits)]
 
 
 def binary_scores(y_true: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
