@@ -61,5 +61,5 @@ def test_random_forest_is_a_thresholded_regression_forest_as_in_r():
     scores = m.decision_function(X)
     assert 0 <= scores.min() and scores.max() <= 1 and len(np.unique(scores)) > 10  # mean vote, not 0/1
     np.testing.assert_array_equal(m.predict(X), (scores >= 0.5).astype(int))
-    assert m.model_.max_features == 1 / 3 and m.model_.min_samples_leaf == 5 and m.model_.n_estimators == 500
+    assert m.model_.max_features == 1 / 3 and m.model_.min_samples_split == 6 and m.model_.n_estimators == 500
     assert int(np.argmax(m.feature_importances_)) == 0
