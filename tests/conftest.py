@@ -74,3 +74,14 @@ def heart_rows() -> list[str]:
 def write_csv(path: Path, lines: list[str]) -> Path:
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def edit_cell(path: Path, line: int, column: str, value: str) -> Path:
+    """Write a copy of the embedded heart-failure CSV to ``path`` with one cell replaced
+    (``line``: file line number, the header being line 1)."""
+    lines = heart_rows()
+    header = lines[0].split(",")
+    cells = lines[line - 1].split(",")
+    cells[header.index(column)] = value
+    lines[line - 1] = ",".join(cells)
+    return write_csv(path, lines)

@@ -4,7 +4,7 @@ import pytest
 
 from biodl.data import TabularPreprocessor, load_table, read_csv, stratified_split
 from biodl.errors import DataError
-from tests.conftest import HEART, heart_rows, write_csv
+from tests.conftest import HEART, edit_cell, heart_rows, write_csv
 
 BINARY = ["anaemia", "diabetes", "high_blood_pressure", "sex", "smoking"]
 
@@ -18,12 +18,7 @@ def test_embedded_heart_failure_loads_with_the_published_counts():
 
 
 def _edit(tmp_path, line_no: int, column: str, value: str):
-    lines = heart_rows()
-    header = lines[0].split(",")
-    cells = lines[line_no - 1].split(",")
-    cells[header.index(column)] = value
-    lines[line_no - 1] = ",".join(cells)
-    return write_csv(tmp_path / "edited.csv", lines)
+    return edit_cell(tmp_path / "edited.csv", line_no, column, value)
 
 
 def test_text_in_numeric_column_names_column_and_line(tmp_path):

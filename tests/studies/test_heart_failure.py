@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from tests.conftest import HEART, assert_one_line_error, heart_rows, write_csv
+from tests.conftest import HEART, assert_one_line_error, edit_cell
 
 FAST = ["--set", "n_splits=3", "--set", "n_boot=200", "--set", "progress=false"]
 
@@ -55,15 +55,6 @@ def test_rerun_gives_identical_tables(study_run, cli, tmp_path):
         assert (out / name).read_text() == (study_run / name).read_text(), name
 
 
-def _edited(tmp_path, line: int, column: str, value: str):
-    lines = heart_rows()
-    header = lines[0].split(",")
-    cells = lines[line - 1].split(",")
-    cells[header.index(column)] = value
-    lines[line - 1] = ",".join(cells)
-    return write_csv(tmp_path / "records.csv", lines)
-
-
 @pytest.mark.parametrize("column, value, fragments", [
     ("platelets", "263358.03yes", ["column 'platelets'", "line 3", "'263358.03yes'"]),
     ("platelets", "196000++++", ["column 'platelets'", "line 3", "'196000++++'"]),
@@ -71,7 +62,7 @@ def _edited(tmp_path, line: int, column: str, value: str):
     ("anaemia", "2", ["column 'anaemia'", "must be 0 or 1", "line 3"]),
 ])
 def test_bad_cells(cli, tmp_path, column, value, fragments):
-    path = _edited(tmp_path, 3, column, value)
+    path = edit_cell(tmp_path / "records.csv", 3, column, value)
     r = cli("run", "heart-failure", "--data", path, "--out", tmp_path / "out", *FAST)
     assert_one_line_error(r, str(path), *fragments)
     assert not (tmp_path / "out").exists()
