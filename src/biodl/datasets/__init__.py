@@ -14,6 +14,10 @@ EMBEDDED: dict[str, tuple[str, str]] = {
         "heart_failure/heart_failure_clinical_records_dataset.csv",
         "299 heart-failure patients, 12 clinical features + DEATH_EVENT (Ahmad 2017; Chicco & Jurman 2020), CC BY 4.0",
     ),
+    "retinamnist": (
+        "retina_dr/retinamnist.npz",
+        "RetinaMNIST (MedMNIST v2): 1,600 fundus photographs 28x28, 5 DR grades, official splits, CC BY 4.0",
+    ),
 }
 
 

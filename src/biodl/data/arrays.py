@@ -1,0 +1,157 @@
+"""Image sets held as uint8 arrays: MedMNIST ``.npz`` files and ``X.npy`` / ``Y.npy`` pairs.
+
+Every loader returns an :class:`ImageSet`: images (N, H, W, C) uint8, labels (N,) int64,
+class names, and, where the layout has them, official split names and patient ids. Files
+are read with ``allow_pickle=False``: an object array (which would need unpickling) is refused.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..errors import DataError
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class ImageSet:
+    """Images (N, H, W, C) uint8 with labels (N,) int64 in [0, len(classes))."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    classes: list[str]
+    split: np.ndarray | None = None  # (N,) "train" / "val" / "test" where the data set has official splits
+    patients: np.ndarray | None = None  # (N,) patient ids, where known
+    sources: list[str] = field(default_factory=list)  # where the images came from (for messages)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, idx: np.ndarray) -> "ImageSet":
+        pick = (lambda a: a[idx] if a is not None else None)
+        return ImageSet(self.images[idx], self.labels[idx], self.classes, pick(self.split), pick(self.patients),
+                        self.sources)
+
+
+class ImageDataset(Dataset):
+    """torchvision-style dataset over an :class:`ImageSet`: ``(image, label)`` with the image a
+    (C, H, W) uint8 tensor, or ``transform(image)``. Indexing with a list or tensor of indices
+    returns a whole batch (N, C, H, W) at once, which the engine's loaders use."""
+
+    batch_indexable = True
+
+    def __init__(self, data: ImageSet, transform=None) -> None:
+        self.data = data
+        self.classes = data.classes
+        self.images = torch.from_numpy(np.ascontiguousarray(data.images)).permute(0, 3, 1, 2)  # (N, C, H, W) view
+        self.labels = torch.from_numpy(data.labels)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index):
+        x, y = self.images[index], self.labels[index]
+        return (self.transform(x) if self.transform is not None else x), y
+
+
+def _labels(raw: np.ndarray, n: int, where: str) -> np.ndarray:
+    """(N,) or (N, 1) integer labels -> (N,) int64; anything else is a DataError."""
+    if raw.ndim == 2 and raw.shape[1] == 1:
+        raw = raw[:, 0]
+    if raw.ndim != 1:
+        raise DataError(where, f"labels must have shape (N,) or (N, 1), got {raw.shape} (multi-label is not supported)")
+    if len(raw) != n:
+        raise DataError(where, f"{n} images but {len(raw)} labels")
+    if not np.issubdtype(raw.dtype, np.integer):
+        if not np.issubdtype(raw.dtype, np.floating) or not np.all(np.isfinite(raw)) or np.any(raw != np.round(raw)):
+            raise DataError(where, f"labels must be whole numbers, got dtype {raw.dtype}")
+    labels = raw.astype(np.int64)
+    if labels.min(initial=0) < 0:
+        raise DataError(where, f"negative label {labels.min()}")
+    return labels
+
+
+def _images(raw: np.ndarray, where: str) -> np.ndarray:
+    """(N, H, W) or (N, H, W, C) images with C in {1, 3, 4} -> (N, H, W, C) uint8."""
+    if raw.ndim == 3:
+        raw = raw[..., None]
+    if raw.ndim != 4 or raw.shape[-1] not in (1, 3, 4):
+        raise DataError(where, f"images must be (N, H, W) or (N, H, W, C) with C = 1, 3 or 4, got {raw.shape}")
+    if raw.dtype == np.uint8:
+        return raw
+    if np.issubdtype(raw.dtype, np.floating) and raw.size and 0.0 <= raw.min() and raw.max() <= 1.0:
+        return np.round(raw * 255).astype(np.uint8)  # images scaled to [0, 1]
+    raise DataError(where, f"images must be uint8 (0-255) or floats in [0, 1], got {raw.dtype}")
+
+
+def _load(path: Path, key: str | None = None) -> np.ndarray:
+    try:
+        if key is None:
+            return np.load(path, allow_pickle=False)
+        with np.load(path, allow_pickle=False) as z:
+            return z[key]
+    except FileNotFoundError:
+        raise DataError(path, "no such file") from None
+    except ValueError as exc:  # object arrays need pickle; refused
+        raise DataError(path, f"cannot read without unpickling ({exc}); biodl never unpickles files") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(path, f"not a valid NumPy file (truncated or corrupt): {exc}") from None
+
+
+def _check_classes(labels: np.ndarray, classes: list[str] | None, where: str) -> list[str]:
+    n_classes = int(labels.max()) + 1 if len(labels) else 0
+    if classes is None:
+        return [str(i) for i in range(n_classes)]
+    if n_classes > len(classes):
+        raise DataError(where, f"label {n_classes - 1} is out of range for {len(classes)} classes")
+    return list(classes)
+
+
+def load_npz(path: str | Path, classes: list[str] | None = None) -> ImageSet:
+    """A MedMNIST-style ``.npz``: ``{train,val,test}_images`` and ``{train,val,test}_labels``
+    (at least the train pair); the official split of every image is kept."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            keys = set(z.files)
+    except FileNotFoundError:
+        raise DataError(path, "no such file") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(path, f"not a valid .npz file (truncated or corrupt): {exc}") from None
+    present = [s for s in SPLITS if f"{s}_images" in keys or f"{s}_labels" in keys]
+    missing = [f"{s}_{k}" for s in (present or ["train"]) for k in ("images", "labels") if f"{s}_{k}" not in keys]
+    if missing or not present:
+        raise DataError(path, f"missing keys: {', '.join(missing)} (found: {', '.join(sorted(keys)) or 'none'})")
+    images, labels, split = [], [], []
+    for s in present:
+        x = _images(_load(path, f"{s}_images"), f"{path}: {s}_images")
+        y = _labels(_load(path, f"{s}_labels"), len(x), f"{path}: {s}_labels")
+        images.append(x)
+        labels.append(y)
+        split += [s] * len(x)
+    shapes = {x.shape[1:] for x in images}
+    if len(shapes) > 1:
+        raise DataError(path, f"splits have different image shapes: {sorted(shapes)}")
+    y = np.concatenate(labels)
+    return ImageSet(np.concatenate(images), y, _check_classes(y, classes, str(path)), np.array(split), None,
+                    [str(path)])
+
+
+def load_npy_pair(folder: str | Path, classes: list[str] | None = None) -> ImageSet:
+    """``X.npy`` (N, H, W, C) uint8 and ``Y.npy`` (N,) labels in one folder (the workshop's IDC set)."""
+    folder = Path(folder)
+    x_path, y_path = folder / "X.npy", folder / "Y.npy"
+    for p in (x_path, y_path):
+        if not p.is_file():
+            raise DataError(p, "no such file (expected X.npy and Y.npy side by side)")
+    x = _images(_load(x_path), str(x_path))
+    y = _labels(_load(y_path), len(x), str(y_path))
+    return ImageSet(x, y, _check_classes(y, classes, str(y_path)), None, None, [str(x_path)])

@@ -1,0 +1,120 @@
+import numpy as np
+import pytest
+import torch
+
+from biodl.data.arrays import ImageDataset, load_npy_pair, load_npz
+from biodl.datasets import embedded_path
+from biodl.errors import DataError
+
+RETINA = embedded_path("retinamnist")
+
+
+def _npz(path, **arrays):
+    np.savez(path, **arrays)
+    return path
+
+
+def _medmnist_like(tmp_path, n=(6, 2, 3), shape=(28, 28, 3), label_shape=lambda n: (n, 1)):
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, k in zip(("train", "val", "test"), n, strict=True):
+        arrays[f"{split}_images"] = rng.integers(0, 256, (k, *shape), dtype=np.uint8)
+        arrays[f"{split}_labels"] = rng.integers(0, 5, label_shape(k))
+    return _npz(tmp_path / "set.npz", **arrays), arrays
+
+
+def test_npz_keeps_official_splits(tmp_path):
+    path, arrays = _medmnist_like(tmp_path)
+    s = load_npz(path)
+    assert s.images.shape == (11, 28, 28, 3) and s.images.dtype == np.uint8
+    assert s.split.tolist() == ["train"] * 6 + ["val"] * 2 + ["test"] * 3
+    np.testing.assert_array_equal(s.labels[:6], arrays["train_labels"][:, 0])
+    np.testing.assert_array_equal(s.images[6:8], arrays["val_images"])
+    assert s.classes == [str(i) for i in range(int(s.labels.max()) + 1)]
+
+
+def test_npz_with_flat_labels_and_grey_images(tmp_path):
+    path, _ = _medmnist_like(tmp_path, shape=(28, 28), label_shape=lambda n: (n,))
+    s = load_npz(path, classes=["a", "b", "c", "d", "e"])
+    assert s.images.shape == (11, 28, 28, 1) and s.classes == ["a", "b", "c", "d", "e"]
+
+
+def test_real_retinamnist_official_counts():
+    s = load_npz(RETINA)
+    assert {k: int((s.split == k).sum()) for k in ("train", "val", "test")} == {"train": 1080, "val": 120,
+                                                                                   "test": 400}
+    assert np.bincount(s.labels[s.split == "train"]).tolist() == [486, 128, 206, 194, 66]
+
+
+@pytest.mark.parametrize("drop, fragment", [
+    ("train_labels", "missing keys: train_labels"),
+    ("val_images", "missing keys: val_images"),
+])
+def test_npz_missing_keys(tmp_path, drop, fragment):
+    path, arrays = _medmnist_like(tmp_path)
+    del arrays[drop]
+    np.savez(path, **arrays)
+    with pytest.raises(DataError, match=fragment):
+        load_npz(path)
+
+
+def test_npz_mismatched_lengths(tmp_path):
+    path, arrays = _medmnist_like(tmp_path)
+    arrays["test_labels"] = arrays["test_labels"][:2]
+    np.savez(path, **arrays)
+    with pytest.raises(DataError, match="test_labels: 3 images but 2 labels"):
+        load_npz(path)
+
+
+def test_npz_label_out_of_range_for_given_classes(tmp_path):
+    path, _ = _medmnist_like(tmp_path)
+    with pytest.raises(DataError, match="out of range for 2 classes"):
+        load_npz(path, classes=["no", "yes"])
+
+
+def test_npz_truncated_and_pickled(tmp_path):
+    path, _ = _medmnist_like(tmp_path)
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(DataError, match="truncated or corrupt"):
+        load_npz(path)
+    obj = tmp_path / "obj.npz"
+    np.savez(obj, train_images=np.array([{"a": 1}], dtype=object), train_labels=np.array([0]))
+    with pytest.raises(DataError, match="never unpickles"):
+        load_npz(obj)
+
+
+def test_npy_pair_like_the_workshop_idc_set(tmp_path):
+    rng = np.random.default_rng(1)
+    np.save(tmp_path / "X.npy", rng.integers(0, 256, (10, 50, 50, 3), dtype=np.uint8))
+    np.save(tmp_path / "Y.npy", np.array([0, 1] * 5))
+    s = load_npy_pair(tmp_path, classes=["benign", "IDC"])
+    assert s.images.shape == (10, 50, 50, 3) and s.labels.tolist() == [0, 1] * 5 and s.split is None
+    np.save(tmp_path / "Y.npy", np.array([0, 1] * 4))
+    with pytest.raises(DataError, match="10 images but 8 labels"):
+        load_npy_pair(tmp_path)
+    (tmp_path / "X.npy").unlink()
+    with pytest.raises(DataError, match="X.npy: no such file"):
+        load_npy_pair(tmp_path)
+
+
+def test_float_images_in_unit_range_are_converted(tmp_path):
+    np.save(tmp_path / "X.npy", np.full((2, 4, 4, 3), 0.5, dtype=np.float32))
+    np.save(tmp_path / "Y.npy", np.array([0, 1]))
+    assert load_npy_pair(tmp_path).images[0, 0, 0, 0] == 128
+    np.save(tmp_path / "X.npy", np.full((2, 4, 4, 3), 7.5, dtype=np.float32))
+    with pytest.raises(DataError, match="uint8"):
+        load_npy_pair(tmp_path)
+
+
+def test_dataset_items_and_batches(tmp_path):
+    path, arrays = _medmnist_like(tmp_path)
+    ds = ImageDataset(load_npz(path))
+    x, y = ds[3]
+    assert x.shape == (3, 28, 28) and x.dtype == torch.uint8 and int(y) == arrays["train_labels"][3, 0]
+    np.testing.assert_array_equal(x.permute(1, 2, 0).numpy(), arrays["train_images"][3])
+    xb, yb = ds[torch.tensor([0, 4, 7])]
+    assert xb.shape == (3, 3, 28, 28) and yb.tolist() == [int(arrays["train_labels"][0, 0]),
+                                                           int(arrays["train_labels"][4, 0]),
+                                                           int(arrays["val_labels"][1, 0])]
+    ds2 = ImageDataset(load_npz(path), transform=lambda t: t.float() / 255)
+    assert ds2[0][0].dtype == torch.float32 and float(ds2[0][0].max()) <= 1.0
