@@ -31,6 +31,9 @@ def test_npz_keeps_official_splits(tmp_path):
     np.testing.assert_array_equal(s.labels[:6], arrays["train_labels"][:, 0])
     np.testing.assert_array_equal(s.images[6:8], arrays["val_images"])
     assert s.classes == [str(i) for i in range(int(s.labels.max()) + 1)]
+    test = s.subset(np.flatnonzero(s.split == "test"))
+    np.testing.assert_array_equal(test.images, arrays["test_images"])
+    assert test.split.tolist() == ["test"] * 3 and test.patients is None
 
 
 def test_npz_with_flat_labels_and_grey_images(tmp_path):

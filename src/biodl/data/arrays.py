@@ -35,7 +35,11 @@ class ImageSet:
         return len(self.labels)
 
     def subset(self, idx: np.ndarray) -> "ImageSet":
-        pick = (lambda a: a[idx] if a is not None else None)
+        """The images at ``idx`` (with their labels, splits and patients)."""
+
+        def pick(a: np.ndarray | None) -> np.ndarray | None:
+            return a[idx] if a is not None else None
+
         return ImageSet(self.images[idx], self.labels[idx], self.classes, pick(self.split), pick(self.patients),
                         self.sources)
 
