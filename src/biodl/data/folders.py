@@ -1,0 +1,188 @@
+"""Image sets from files: ImageFolder trees, a CSV beside an image folder, and patient trees.
+
+Every image is decoded once (Pillow), converted to RGB and resized to ``size`` x ``size``.
+Faults are collected over the whole set and reported together: a zero-byte, truncated or
+unreadable file, a class folder with no images, a CSV id that names a missing file or escapes
+the image folder. With ``skip_bad=True`` unreadable images are left out and counted instead.
+Grey, RGBA, palette and 16-bit images are converted, with one warning line per kind.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+from .arrays import ImageSet
+from .tabular import read_csv
+
+EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif")
+#: the Kaggle diabetic-retinopathy folder names in grade order (alphabetical order would lose it)
+DR_GRADES = ["No_DR", "Mild", "Moderate", "Severe", "Proliferate_DR"]
+_SHOW = 5
+_MODE_NAMES = {"L": "grey", "LA": "grey", "RGBA": "RGBA", "P": "palette"}
+
+
+def _decode(path: Path, size: int | None) -> tuple[np.ndarray | None, str | None, str | None]:
+    """(H, W, 3) uint8 image, or (None, problem); third item: a conversion that happened."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        if path.stat().st_size == 0:
+            return None, "empty file", None
+        with Image.open(path) as im:
+            im.load()
+            converted = None
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                arr = np.asarray(im, dtype=np.float64)
+                im = Image.fromarray(np.clip(arr / 257.0, 0, 255).astype(np.uint8))
+                converted = "16-bit"
+            if im.mode != "RGB":
+                converted = converted or _MODE_NAMES.get(im.mode, im.mode)
+                im = im.convert("RGB")
+            if size is not None and im.size != (size, size):
+                im = im.resize((size, size), Image.BILINEAR)
+            return np.asarray(im, dtype=np.uint8), None, converted
+    except UnidentifiedImageError:
+        return None, "not an image (unidentified format)", None
+    except (OSError, SyntaxError, ValueError) as exc:
+        return None, f"unreadable ({str(exc).splitlines()[0] or exc.__class__.__name__})", None
+
+
+def decode_images(paths: list[Path], size: int | None, root: Path, skip_bad: bool = False
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Decode every file: (N_ok, size, size, 3) uint8 and the (N_ok,) indices of the files kept."""
+    images, kept, bad, conversions = [], [], [], {}
+    for i, p in enumerate(paths):
+        img, problem, converted = _decode(p, size)
+        if problem:
+            bad.append(f"{p.relative_to(root) if p.is_relative_to(root) else p} ({problem})")
+            continue
+        if converted:
+            conversions[converted] = conversions.get(converted, 0) + 1
+        images.append(img)
+        kept.append(i)
+    if bad and not skip_bad:
+        more = f" and {len(bad) - _SHOW} more" if len(bad) > _SHOW else ""
+        raise DataError(root, f"{len(bad)} unreadable image{'s' if len(bad) > 1 else ''}: "
+                              f"{'; '.join(bad[:_SHOW])}{more} (--skip-bad leaves them out)")
+    if bad:
+        warnings.warn(f"{root}: skipped {len(bad)} unreadable images", stacklevel=2)
+    for kind, n in conversions.items():
+        warnings.warn(f"{root}: converted {n} {kind} image{'s' if n > 1 else ''} to 8-bit RGB", stacklevel=2)
+    if not images:
+        raise DataError(root, "no readable images")
+    shapes = {im.shape for im in images}
+    if len(shapes) > 1:
+        raise DataError(root, f"images differ in size {sorted(shapes)[:3]}; give a size to resize them to")
+    return np.stack(images), np.asarray(kept)
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in EXTENSIONS)
+
+
+def _class_order(names: list[str], classes: list[str] | None, root: Path) -> list[str]:
+    if classes is not None:
+        unknown = sorted(set(names) - set(classes))
+        if unknown:
+            raise DataError(root, f"class folders not in the given classes: {', '.join(unknown)}")
+        return list(classes)
+    if set(names) == set(DR_GRADES):
+        return list(DR_GRADES)
+    return sorted(names)
+
+
+def load_image_folder(root: str | Path, size: int | None = None, classes: list[str] | None = None,
+                      skip_bad: bool = False) -> ImageSet:
+    """``root/<class>/<image>`` (torchvision ImageFolder layout). Class order: ``classes`` if
+    given, the DR grade order for the Kaggle retinopathy folders, else alphabetical."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(root, "no such folder")
+    folders = sorted(p for p in root.iterdir() if p.is_dir())
+    if not folders:
+        raise DataError(root, "no class folders (expected root/<class>/<image files>)")
+    order = _class_order([f.name for f in folders], classes, root)
+    empty = [f.name for f in folders if not _images_in(f)]
+    if empty:
+        raise DataError(root, f"class folder{'s' if len(empty) > 1 else ''} with no images: {', '.join(empty)}")
+    paths, labels = [], []
+    for f in folders:
+        files = _images_in(f)
+        paths += files
+        labels += [order.index(f.name)] * len(files)
+    images, kept = decode_images(paths, size, root, skip_bad)
+    return ImageSet(images, np.asarray(labels, dtype=np.int64)[kept], order, None, None,
+                    [str(paths[i]) for i in kept])
+
+
+def load_patient_tree(root: str | Path, size: int | None = None, classes: list[str] | None = None,
+                      skip_bad: bool = False) -> ImageSet:
+    """``root/<patient>/<label>/<image>`` (the original IDC layout, labels 0 and 1)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(root, "no such folder")
+    paths, labels, patients = [], [], []
+    for patient in sorted(p for p in root.iterdir() if p.is_dir()):
+        for label_dir in sorted(p for p in patient.iterdir() if p.is_dir()):
+            if not label_dir.name.isdigit():
+                raise DataError(label_dir, "expected a numeric label folder (0, 1, ...) inside each patient folder")
+            files = _images_in(label_dir)
+            paths += files
+            labels += [int(label_dir.name)] * len(files)
+            patients += [patient.name] * len(files)
+    if not paths:
+        raise DataError(root, "no images (expected root/<patient>/<label>/<image files>)")
+    images, kept = decode_images(paths, size, root, skip_bad)
+    y = np.asarray(labels, dtype=np.int64)[kept]
+    names = classes or [str(i) for i in range(int(y.max()) + 1)]
+    if int(y.max()) >= len(names):
+        raise DataError(root, f"label {int(y.max())} is out of range for {len(names)} classes")
+    return ImageSet(images, y, list(names), None, np.asarray(patients)[kept], [str(paths[i]) for i in kept])
+
+
+def load_csv_images(csv_path: str | Path, image_dir: str | Path, size: int | None = None,
+                    classes: list[str] | None = None, skip_bad: bool = False) -> ImageSet:
+    """A CSV of ``image,label[,patient]`` (or APTOS ``id_code,diagnosis``) beside an image folder.
+    Ids may omit the extension. An id that leaves the folder (``../``) or names no file is an error."""
+    csv_path, image_dir = Path(csv_path), Path(image_dir)
+    df = read_csv(csv_path)
+    if df.shape[1] < 2:
+        raise DataError(csv_path, "expected at least two columns: image id and label")
+    id_col, label_col = df.columns[0], df.columns[1]
+    patient_col = "patient" if "patient" in df.columns else None
+    base = image_dir.resolve()
+    paths, escaped, missing = [], [], []
+    for line, name in enumerate(df[id_col].astype(str).str.strip(), start=2):
+        candidate = (image_dir / name).resolve()
+        if not candidate.is_relative_to(base):
+            escaped.append(f"line {line} ({name})")
+            continue
+        found = candidate if candidate.is_file() else next(
+            (candidate.with_name(candidate.name + ext) for ext in EXTENSIONS
+             if candidate.with_name(candidate.name + ext).is_file()), None)
+        if found is None:
+            missing.append(f"line {line} ({name})")
+        paths.append(found)
+    if escaped:
+        raise DataError(csv_path, f"ids outside {image_dir}: {', '.join(escaped[:_SHOW])}")
+    if missing:
+        more = f" and {len(missing) - _SHOW} more" if len(missing) > _SHOW else ""
+        raise DataError(csv_path, f"{len(missing)} ids name no file in {image_dir}: {', '.join(missing[:_SHOW])}{more}")
+    raw = df[label_col].astype(str).str.strip()
+    if classes is None and raw.str.fullmatch(r"\d+").all():
+        y = raw.astype(int).to_numpy()
+        names = [str(i) for i in range(int(y.max()) + 1)]
+    else:
+        names = list(classes) if classes is not None else sorted(raw.unique())
+        unknown = sorted(set(raw) - set(names))
+        if unknown:
+            raise DataError(csv_path, f"column '{label_col}': labels not in the classes: {', '.join(unknown[:_SHOW])}")
+        y = raw.map({c: i for i, c in enumerate(names)}).to_numpy()
+    images, kept = decode_images(paths, size, image_dir, skip_bad)
+    patients = df[patient_col].astype(str).to_numpy()[kept] if patient_col else None
+    return ImageSet(images, np.asarray(y, dtype=np.int64)[kept], names, None, patients,
+                    [str(paths[i]) for i in kept])

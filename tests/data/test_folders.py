@@ -1,0 +1,106 @@
+import warnings
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from biodl.data.folders import DR_GRADES, load_csv_images, load_image_folder, load_patient_tree
+from biodl.errors import DataError
+
+
+def _png(path, value=0, size=(8, 8), mode="RGB"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if mode == "I;16":
+        Image.fromarray(np.full(size, value * 257, dtype=np.uint16)).save(path)
+    else:
+        arr = np.full((*size, 3), value, dtype=np.uint8)
+        Image.fromarray(arr).convert(mode).save(path)
+    return path
+
+
+def test_image_folder_keeps_the_dr_grade_order(tmp_path):
+    for g, name in enumerate(DR_GRADES):
+        for k in range(2):
+            _png(tmp_path / name / f"{k}.png", value=10 * g)
+    s = load_image_folder(tmp_path, size=8)
+    assert s.classes == DR_GRADES  # not alphabetical (which would put Mild first)
+    assert s.labels.tolist() == sorted([0, 0, 1, 1, 2, 2, 3, 3, 4, 4], key=lambda g: DR_GRADES[g])
+    for img, y in zip(s.images, s.labels, strict=True):
+        assert img.shape == (8, 8, 3) and int(img[0, 0, 0]) == 10 * y
+
+
+def test_image_folder_resizes_and_converts_with_a_warning(tmp_path):
+    _png(tmp_path / "a" / "grey.png", 100, size=(16, 16), mode="L")
+    _png(tmp_path / "a" / "rgba.png", 50, size=(16, 16), mode="RGBA")
+    _png(tmp_path / "b" / "deep.png", 200, size=(16, 16), mode="I;16")
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        s = load_image_folder(tmp_path, size=8)
+    msgs = " ".join(str(x.message) for x in w)
+    assert "1 grey image" in msgs and "1 RGBA image" in msgs and "1 16-bit image" in msgs
+    assert s.images.shape == (3, 8, 8, 3)
+    assert s.images[s.labels == 1][0, 0, 0].tolist() == [200, 200, 200]  # 16-bit scaled to 8-bit
+
+
+def test_every_bad_file_is_reported_or_skipped(tmp_path):
+    _png(tmp_path / "a" / "ok.png", size=(64, 64))
+    noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    (tmp_path / "b").mkdir()
+    Image.fromarray(noise).save(tmp_path / "b" / "ok.png")  # noise: large enough to cut inside the pixel data
+    (tmp_path / "a" / "empty.png").write_bytes(b"")
+    good = (tmp_path / "b" / "ok.png").read_bytes()
+    (tmp_path / "b" / "cut.png").write_bytes(good[: len(good) // 2])
+    (tmp_path / "b" / "text.png").write_text("not an image")
+    with pytest.raises(DataError) as err:
+        load_image_folder(tmp_path, size=64)
+    msg = str(err.value)
+    assert "3 unreadable images" in msg and "a/empty.png (empty file)" in msg
+    assert "b/cut.png (unreadable" in msg and "b/text.png (not an image" in msg and "--skip-bad" in msg
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        s = load_image_folder(tmp_path, size=64, skip_bad=True)
+    assert len(s) == 2 and sorted(s.sources) == sorted([str(tmp_path / "a/ok.png"), str(tmp_path / "b/ok.png")])
+
+
+def test_empty_class_folder(tmp_path):
+    _png(tmp_path / "a" / "1.png")
+    (tmp_path / "b").mkdir()
+    with pytest.raises(DataError, match="class folder with no images: b"):
+        load_image_folder(tmp_path)
+
+
+def test_patient_tree(tmp_path):
+    for patient in ("p1", "p2"):
+        for label in ("0", "1"):
+            _png(tmp_path / patient / label / "x.png", value=int(label) * 100)
+    s = load_patient_tree(tmp_path, size=8)
+    assert s.patients.tolist() == ["p1", "p1", "p2", "p2"] and s.labels.tolist() == [0, 1, 0, 1]
+    assert s.classes == ["0", "1"]
+    _png(tmp_path / "p3" / "maybe" / "x.png")
+    with pytest.raises(DataError, match="numeric label folder"):
+        load_patient_tree(tmp_path)
+
+
+def test_csv_layout_aptos_style(tmp_path):
+    img = tmp_path / "train_images"
+    for i in range(4):
+        _png(img / f"id{i}.png", value=i)
+    (tmp_path / "train.csv").write_text("id_code,diagnosis\nid0,0\nid1,2\nid2,4\nid3,1\n")
+    s = load_csv_images(tmp_path / "train.csv", img, size=8)
+    assert s.labels.tolist() == [0, 2, 4, 1] and s.classes == ["0", "1", "2", "3", "4"]
+    assert s.images[:, 0, 0, 0].tolist() == [0, 1, 2, 3]
+
+
+def test_csv_ids_escaping_or_missing(tmp_path):
+    img = tmp_path / "images"
+    _png(img / "a.png")
+    _png(tmp_path / "secret.png")
+    (tmp_path / "esc.csv").write_text("image,label\na.png,x\n../secret.png,y\n")
+    with pytest.raises(DataError, match=r"ids outside .*images: line 3 \(../secret.png\)"):
+        load_csv_images(tmp_path / "esc.csv", img)
+    (tmp_path / "miss.csv").write_text("image,label,patient\na.png,x,p1\nb.png,y,p2\n")
+    with pytest.raises(DataError, match=r"1 ids name no file .*line 3 \(b.png\)"):
+        load_csv_images(tmp_path / "miss.csv", img)
+    _png(img / "b.png", 9)
+    s = load_csv_images(tmp_path / "miss.csv", img, classes=["y", "x"])
+    assert s.labels.tolist() == [1, 0] and s.patients.tolist() == ["p1", "p2"]
