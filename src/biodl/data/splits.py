@@ -32,3 +32,38 @@ def stratified_split(
     except ValueError as exc:  # too few rows for the requested fractions
         raise DataError(where, f"cannot split {n} rows: {exc}") from None
     return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
+
+
+def grouped_split(labels: np.ndarray, groups: np.ndarray, val_fraction: float, test_fraction: float, seed: int,
+                  where: str = "data") -> dict[str, np.ndarray]:
+    """Train/val/test indices with every group (patient) in exactly one part, classes balanced
+    as far as the groups allow (scikit-learn's StratifiedGroupKFold)."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    labels, groups = np.asarray(labels), np.asarray(groups)
+    n_groups = len(np.unique(groups))
+    k_test = max(2, round(1 / test_fraction))
+    if n_groups < k_test + 1:
+        raise DataError(where, f"{n_groups} patients are too few for a patient-grouped split")
+    idx = np.arange(len(labels))
+    rest, test = next(StratifiedGroupKFold(k_test, shuffle=True, random_state=seed).split(idx, labels, groups))
+    k_val = max(2, round((1 - test_fraction) / val_fraction))
+    tr, va = next(StratifiedGroupKFold(k_val, shuffle=True, random_state=seed).split(rest, labels[rest], groups[rest]))
+    return {"train": np.sort(rest[tr]), "val": np.sort(rest[va]), "test": np.sort(test)}
+
+
+def cross_split_duplicates(images: np.ndarray, parts: dict[str, np.ndarray]) -> list[tuple[int, int, str, str]]:
+    """Exact duplicate images that sit in two different parts: (i, j, part_i, part_j) pairs.
+
+    ``images``: (N, ...) arrays; ``parts``: part name -> indices. Each image is hashed once."""
+    import hashlib
+
+    seen: dict[bytes, tuple[int, str]] = {}
+    found = []
+    for name, idx in parts.items():
+        for i in idx:
+            key = hashlib.sha1(np.ascontiguousarray(images[i]).tobytes()).digest()
+            if key in seen and seen[key][1] != name:
+                found.append((seen[key][0], int(i), seen[key][1], name))
+            seen.setdefault(key, (int(i), name))
+    return found

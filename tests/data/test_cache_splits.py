@@ -1,0 +1,78 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from biodl.data.cache import cached, content_key
+from biodl.data.folders import load_image_folder
+from biodl.data.splits import cross_split_duplicates, grouped_split
+from biodl.errors import DataError
+
+
+def _tree(root, n=3):
+    for c in ("a", "b"):
+        for k in range(n):
+            (root / c).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.full((12, 12, 3), 40 * k + (c == "b"), dtype=np.uint8)).save(root / c / f"{k}.png")
+    return sorted(root.rglob("*.png"))
+
+
+def test_cache_hit_miss_and_invalidation(tmp_path):
+    files = _tree(tmp_path / "img")
+    calls = []
+
+    def load():
+        calls.append(1)
+        return load_image_folder(tmp_path / "img", size=8)
+
+    first, hit1 = cached(load, files, {"size": 8}, tmp_path / "cache")
+    again, hit2 = cached(load, files, {"size": 8}, tmp_path / "cache")
+    assert (hit1, hit2, len(calls)) == (False, True, 1)
+    assert isinstance(again.images, np.memmap) and again.images.dtype == np.uint8
+    np.testing.assert_array_equal(again.images, first.images)
+    np.testing.assert_array_equal(again.labels, first.labels)
+    assert again.classes == first.classes and again.sources == first.sources
+    _, hit3 = cached(load, files, {"size": 6}, tmp_path / "cache")  # another size: another entry
+    assert not hit3
+    Image.fromarray(np.full((12, 12, 3), 255, dtype=np.uint8)).save(files[0])  # an input changes
+    _, hit4 = cached(load, files, {"size": 8}, tmp_path / "cache")
+    assert not hit4 and len(calls) == 3
+    assert not [p for p in (tmp_path / "cache").iterdir() if p.name.startswith(".")]  # no temp folder left
+
+
+def test_content_key_ignores_where_the_tree_lives(tmp_path):
+    a = _tree(tmp_path / "one")
+    b = _tree(tmp_path / "two")
+    assert content_key(a, {"size": 8}) == content_key(b, {"size": 8})
+
+
+def test_failed_load_leaves_no_entry(tmp_path):
+    files = _tree(tmp_path / "img")
+
+    def broken():
+        raise DataError("x", "bad")
+
+    with pytest.raises(DataError):
+        cached(broken, files, {"size": 8}, tmp_path / "cache")
+    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").iterdir())
+
+
+def test_no_patient_crosses_splits():
+    rng = np.random.default_rng(0)
+    patients = np.repeat([f"p{i}" for i in range(40)], 5)
+    labels = rng.integers(0, 2, len(patients))
+    parts = grouped_split(labels, patients, 0.2, 0.2, seed=1)
+    sets = {k: set(patients[v]) for k, v in parts.items()}
+    assert not (sets["train"] & sets["val"]) and not (sets["train"] & sets["test"]) and not (sets["val"] & sets["test"])
+    assert sorted(np.concatenate(list(parts.values())).tolist()) == list(range(len(patients)))
+    assert 0.1 < len(parts["test"]) / len(patients) < 0.3
+    with pytest.raises(DataError, match="too few"):
+        grouped_split(labels[:10], patients[:10], 0.2, 0.2, seed=1)
+
+
+def test_planted_duplicate_across_splits_is_reported():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (20, 4, 4, 3), dtype=np.uint8)
+    images[17] = images[3]  # the same picture twice
+    images[5] = images[6]  # a duplicate inside one part is not a leak
+    parts = {"train": np.arange(0, 15), "test": np.arange(15, 20)}
+    assert cross_split_duplicates(images, parts) == [(3, 17, "train", "test")]
