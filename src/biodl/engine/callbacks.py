@@ -210,3 +210,16 @@ class ProgressBar(Callback):
         if self.progress is not None:
             self.progress.stop()
             self.progress = None
+
+
+class UnfreezeBackbone(Callback):
+    """Transfer learning: keep ``model.features`` frozen for the first ``after_epochs`` epochs,
+    then train it. Decided from the epoch number alone, so a resumed run does the same."""
+
+    def __init__(self, after_epochs: int) -> None:
+        self.after_epochs = after_epochs
+
+    def on_epoch_start(self, trainer: "Trainer", n_batches: int) -> None:
+        from ..models.transfer import set_backbone_trainable
+
+        set_backbone_trainable(trainer.module, trainer.epoch >= self.after_epochs)

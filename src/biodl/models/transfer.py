@@ -1,0 +1,91 @@
+"""Transfer learning from a local weights file (nothing is ever downloaded).
+
+``load_pretrained(model, path)`` copies a backbone's weights into ``model.features``. It reads
+safetensors, or a PyTorch state dict with ``torch.load(weights_only=True)`` (tensors only, no
+code), from torchvision (``resnet18-*.pth`` and the like), timm ResNets, or a biodl checkpoint.
+The source's classification head is left out: the model keeps its own new ``head``.
+Then ``freeze_backbone``/``UnfreezeBackbone`` and ``param_groups`` give the usual recipe:
+train the head first, unfreeze after N epochs, and train the backbone at a lower rate.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import CheckpointError
+
+#: keys of the classification layers that torchvision/timm backbones end with
+_HEAD_PREFIXES = ("fc.", "classifier.", "head.")
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors from a ``.safetensors`` file or a ``.pt``/``.pth`` state dict (weights only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(path, "no such weights file (biodl never downloads weights; give a local path)")
+    if path.suffix == ".safetensors":
+        from ..engine.checkpoint import load_weights
+
+        return load_weights(path)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling refusal or corrupt archive
+        detail = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        raise CheckpointError(path, f"not a weights-only PyTorch state dict: {detail[:200]}") from None
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(path, "expected a state dict of tensors")
+    return obj
+
+
+def load_pretrained(model: nn.Module, path: str | Path) -> dict[str, Any]:
+    """Copy matching backbone weights into ``model.features``; returns what was loaded and left out.
+
+    Every tensor of the backbone must be found with the right shape, except those of a replaced
+    input layer (``in_chans`` other than the source's), which are reported in ``kept_random``.
+    """
+    source = read_state_dict(path)
+    for prefix in ("module.", "_orig_mod."):  # DDP / torch.compile wrappers
+        source = {k.removeprefix(prefix): v for k, v in source.items()}
+    if any(k.startswith("features.") for k in source):  # a biodl checkpoint: backbone under features.
+        source = {k[len("features."):]: v for k, v in source.items() if k.startswith("features.")}
+    dropped = sorted(k for k in source if k.startswith(_HEAD_PREFIXES))
+    own = model.features.state_dict()
+    loaded, mismatched = {}, []
+    for k, v in source.items():
+        if k in own and k not in dropped:
+            if tuple(v.shape) == tuple(own[k].shape):
+                loaded[k] = v
+            else:
+                mismatched.append(f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}")
+    missing = [k for k in own if k not in loaded]
+    if not loaded:
+        first = ", ".join(list(source)[:3])
+        raise CheckpointError(path, f"no tensor matches this model's backbone (first keys: {first})")
+    if len(missing) > len(mismatched) + 2 or len(mismatched) > 2:  # more than a replaced input layer
+        raise CheckpointError(path, f"made for another architecture; missing: {', '.join(missing[:4])}"
+                                    + (f"; shape mismatch: {', '.join(mismatched[:4])}" if mismatched else ""))
+    model.features.load_state_dict(loaded, strict=False)
+    return {"loaded": len(loaded), "dropped_head": dropped, "kept_random": missing}
+
+
+def set_backbone_trainable(model: nn.Module, trainable: bool) -> None:
+    """Freeze (False) or unfreeze (True) ``model.features``; frozen batch-norm layers keep their
+    running statistics (eval mode) so that the pretrained statistics are not overwritten."""
+    for p in model.features.parameters():
+        p.requires_grad_(trainable)
+    if not trainable:
+        for m in model.features.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
+
+
+def param_groups(model: nn.Module, lr: float, backbone_lr_factor: float = 0.1) -> list[dict[str, Any]]:
+    """Optimiser groups: the head at ``lr``, the backbone at ``lr * backbone_lr_factor``."""
+    return [{"params": list(model.features.parameters()), "lr": lr * backbone_lr_factor},
+            {"params": list(model.head.parameters()), "lr": lr}]

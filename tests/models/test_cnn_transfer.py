@@ -1,0 +1,93 @@
+import pickle
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from torch.utils.data import TensorDataset
+
+from biodl.engine import Trainer, UnfreezeBackbone
+from biodl.errors import CheckpointError
+from biodl.models import create_model
+from biodl.models.transfer import load_pretrained, param_groups, read_state_dict
+
+
+@pytest.mark.parametrize("name, kwargs, size, n_params", [
+    ("dbrnet", {"num_classes": 5}, 224, 16 * 53 * 53 * 120 + 120 + 120 * 84 + 84 + 84 * 5 + 5 + 3 * 6 * 25 + 6
+     + 6 * 16 * 25 + 16),
+    ("cancer_cnn", {"num_classes": 2}, 50, 3 * 32 * 81 + 32 + 32 * 64 * 81 + 64 + 64 * 128 * 81 + 128
+     + 128 * 32 + 32 + 32 * 2 + 2),
+])
+def test_workshop_models_have_the_workshop_architecture(name, kwargs, size, n_params):
+    m = create_model(name, **kwargs)
+    assert m(torch.randn(2, 3, size, size)).shape == (2, kwargs["num_classes"])
+    assert sum(p.numel() for p in m.parameters()) == n_params
+
+
+@pytest.mark.parametrize("name", ["resnet_small", "resnet18", "efficientnet_b0", "convnext_tiny"])
+def test_backbones_take_other_channel_counts(name):
+    m = create_model(name, num_classes=3, in_chans=1).eval()
+    assert m(torch.randn(2, 1, 32, 32)).shape == (2, 3)
+
+
+def _torchvision_weights(tmp_path):
+    import torchvision
+
+    torch.manual_seed(0)
+    src = torchvision.models.resnet18(weights=None)  # stands in for a downloaded ImageNet file
+    sd = src.state_dict()
+    save_file({k: v.contiguous() for k, v in sd.items()}, tmp_path / "resnet18.safetensors")
+    torch.save(sd, tmp_path / "resnet18.pth")
+    return sd
+
+
+@pytest.mark.parametrize("fname", ["resnet18.safetensors", "resnet18.pth"])
+def test_load_pretrained_backbone_keeps_a_new_head(tmp_path, fname):
+    sd = _torchvision_weights(tmp_path)
+    torch.manual_seed(1)
+    model = create_model("resnet18", num_classes=2)
+    head_before = model.head.weight.clone()
+    report = load_pretrained(model, tmp_path / fname)
+    assert report["dropped_head"] == ["fc.bias", "fc.weight"] and report["kept_random"] == []
+    assert torch.equal(model.features.conv1.weight, sd["conv1.weight"])
+    assert torch.equal(model.features.layer4[1].bn2.running_var, sd["layer4.1.bn2.running_var"])
+    assert torch.equal(model.head.weight, head_before) and model.head.weight.shape == (2, 512)
+
+
+def test_grey_input_keeps_a_random_first_layer(tmp_path):
+    _torchvision_weights(tmp_path)
+    report = load_pretrained(create_model("resnet18", num_classes=2, in_chans=1), tmp_path / "resnet18.safetensors")
+    assert report["kept_random"] == ["conv1.weight"]
+
+
+def test_bad_weight_files(tmp_path):
+    with pytest.raises(CheckpointError, match="never downloads"):
+        read_state_dict(tmp_path / "absent.pth")
+    _torchvision_weights(tmp_path)
+    with pytest.raises(CheckpointError, match="no tensor matches this model's backbone"):
+        load_pretrained(create_model("efficientnet_b0", num_classes=2), tmp_path / "resnet18.safetensors")
+    with pytest.raises(CheckpointError, match="another architecture; missing: layer1.0.conv1.weight"):
+        load_pretrained(create_model("resnet50", num_classes=2), tmp_path / "resnet18.safetensors")
+    evil = tmp_path / "evil.pth"
+    evil.write_bytes(pickle.dumps({"w": object()}))
+    with pytest.raises(CheckpointError, match="weights-only"):
+        read_state_dict(evil)
+
+
+def test_frozen_backbone_then_unfrozen_at_lower_rate():
+    torch.manual_seed(0)
+    model = create_model("resnet_small", num_classes=2, width=8, blocks=1)
+    groups = param_groups(model, lr=0.1, backbone_lr_factor=0.1)
+    assert [g["lr"] for g in groups] == [pytest.approx(0.01), 0.1]
+    data = TensorDataset(torch.randn(32, 3, 16, 16), torch.randint(0, 2, (32,)))
+    snap = []
+
+    class Snap(UnfreezeBackbone):
+        def on_epoch_end(self, trainer, logs):
+            snap.append((model.features[0].weight.detach().clone(), model.head.weight.detach().clone()))
+
+    t = Trainer(model, torch.nn.functional.cross_entropy, lambda p: torch.optim.SGD(param_groups(model, 0.1), lr=0.1),
+                max_epochs=2, batch_size=8, device="cpu", callbacks=[Snap(after_epochs=1)])
+    start = (model.features[0].weight.detach().clone(), model.head.weight.detach().clone())
+    t.fit(data)
+    assert torch.equal(snap[0][0], start[0]) and not torch.equal(snap[0][1], start[1])  # epoch 1: head only
+    assert not torch.equal(snap[1][0], snap[0][0])  # epoch 2: backbone trains too
