@@ -48,9 +48,17 @@ def _print_metrics(metrics: dict[str, float], prefix: str) -> None:
     table = Table(title=f"{prefix} metrics", show_header=True)
     table.add_column("metric")
     table.add_column("value", justify="right")
+    with_ci = any(k.endswith("_ci_low") for k in metrics)
+    if with_ci:
+        table.add_column("95% CI", justify="right")
     for k, v in metrics.items():
-        if k.startswith(prefix + "/"):
-            table.add_row(k.split("/", 1)[1], f"{v:.4f}")
+        if not k.startswith(prefix + "/") or k.endswith(("_ci_low", "_ci_high")):
+            continue
+        row = [k.split("/", 1)[1], f"{v:.4f}"]
+        if with_ci:
+            lo, hi = metrics.get(f"{k}_ci_low"), metrics.get(f"{k}_ci_high")
+            row.append(f"[{lo:.4f}, {hi:.4f}]" if lo is not None and hi is not None else "")
+        table.add_row(*row)
     Console().print(table)
 
 

@@ -27,6 +27,9 @@ __all__ = [
     "SchedulerConfig",
     "TrainerConfig",
     "RunConfig",
+    "ImageDataConfig",
+    "ImageModelConfig",
+    "ImageRunConfig",
     "load_config",
     "build_config",
     "config_hash",
@@ -114,6 +117,62 @@ class RunConfig(Strict):
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
 
 
+class ImageDataConfig(Strict):
+    """Images in any supported layout, decoded once into the cache, and how they are split."""
+
+    dataset: str | None = Field(None, description="an embedded data set, e.g. retinamnist")
+    path: Path | None = Field(None, description=".npz, a folder with X.npy/Y.npy, a class-folder tree, a "
+                                                "patient tree, or a CSV (with `images`)")
+    images: Path | None = Field(None, description="image folder for a CSV layout")
+    layout: Literal["auto", "npz", "npy", "folder", "patients", "csv"] = "auto"
+    classes: list[str] | None = Field(None, description="class names in label order (default: from the data)")
+    graded: bool = Field(False, description="labels are ordered grades (adds quadratic weighted kappa)")
+    size: int | None = Field(None, ge=8, description="resize to size x size when decoding")
+    val_fraction: float = Field(0.15, gt=0, lt=1)
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    split_seed: int | None = None
+    group_by_patient: bool = Field(True, description="keep each patient in one split when ids exist")
+    batch_size: int = Field(64, ge=1)
+    num_workers: int = Field(0, ge=0)
+    skip_bad: bool = Field(False, description="leave unreadable images out (counted) instead of failing")
+    cache_dir: Path | None = Field(None, description="decoded-image cache (default ~/.cache/biodl)")
+    augment: bool = True
+    class_weights: bool = Field(True, description="weight the loss by inverse class frequency")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "ImageDataConfig":
+        if (self.dataset is None) == (self.path is None):
+            raise ValueError("give exactly one of data.dataset (embedded) or data.path (your files)")
+        return self
+
+
+class ImageModelConfig(Strict):
+    name: str = "resnet_small"
+    args: dict[str, Any] = Field(default_factory=dict)
+    pretrained: Path | None = Field(None, description="local weights file for the backbone (never downloaded)")
+    freeze_epochs: int = Field(0, ge=0, description="epochs with the pretrained backbone frozen")
+    backbone_lr_factor: float = Field(0.1, gt=0, description="backbone learning rate = lr x this")
+
+
+class ImageRunConfig(Strict):
+    """An image classification run (``task: image``)."""
+
+    name: str = "images"
+    task: Literal["image"] = "image"
+    seed: int = Field(0, ge=0, lt=2**32)
+    deterministic: bool = False
+    n_boot: int = Field(1000, ge=100, description="bootstrap resamples for test-set CIs")
+    data: ImageDataConfig
+    model: ImageModelConfig = Field(default_factory=ImageModelConfig)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+
+
+#: config model per task
+TASKS: dict[str, type[BaseModel]] = {}
+
+
 # ----------------------------------------------------------------------------- validation
 
 
@@ -171,11 +230,11 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
     return key.split("."), value
 
 
-def apply_overrides(raw: dict[str, Any], overrides: list[str], model: type[BaseModel] | None = None) -> dict[str, Any]:
+def apply_overrides(raw: dict[str, Any], overrides: list[str], model: type[BaseModel]) -> dict[str, Any]:
     """Apply ``a.b.c=value`` strings to a nested dict (values parsed as YAML)."""
     for item in overrides:
         parts, value = _parse_override(item)
-        _check_keys(_nest(parts, value), model or RunConfig, f"--set {item}")
+        _check_keys(_nest(parts, value), model, f"--set {item}")
         node = raw
         for part in parts[:-1]:
             if not isinstance(node.get(part), dict):
@@ -215,16 +274,31 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return raw
 
 
+def _task_model(raw: dict[str, Any], overrides: list[str], where: str) -> type[BaseModel]:
+    task = raw.get("task", "tabular")
+    for item in overrides:
+        if item.partition("=")[0].strip() == "task":
+            task = yaml.safe_load(item.partition("=")[2])
+    if task not in TASKS:
+        raise ConfigError(where, f"task: unknown task {task!r}; known: {', '.join(TASKS)}")
+    return TASKS[task]
+
+
 def build_config(raw: dict[str, Any], overrides: list[str] | None = None, where: str = "config",
-                 model: type[M] = RunConfig) -> M:
-    """Validate a raw mapping (plus overrides) into ``model`` (a :class:`RunConfig` by default)."""
+                 model: type[M] | None = None) -> M:
+    """Validate a raw mapping (plus overrides) into ``model`` (default: the config class of the
+    mapping's ``task``, a :class:`RunConfig` for tabular runs)."""
     raw = json.loads(json.dumps(raw, default=str))  # deep copy, plain types
+    model = model or _task_model(raw, list(overrides or []), where)
     _check_keys(raw, model, where)
     apply_overrides(raw, list(overrides or []), model)
     return _validate(raw, where, model)
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+TASKS.update({"tabular": RunConfig, "image": ImageRunConfig})
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig | ImageRunConfig:
     """Load a YAML config file and apply ``--set`` style overrides."""
     return build_config(read_yaml(path), overrides, where=str(path))
 

@@ -125,16 +125,17 @@ def recover(prefix: str | Path) -> None:
 
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     try:
-        head = path.open("rb").read(2)
+        return load_file(str(path))
     except FileNotFoundError:
         raise CheckpointError(path, "no such file") from None
-    except OSError as exc:
-        raise CheckpointError(path, f"cannot read: {exc.strerror}") from None
-    if head[:1] == b"\x80" or head == b"PK":
-        raise CheckpointError(path, "is a pickle/torch.save file, not safetensors; biodl never unpickles files")
-    try:
-        return load_file(str(path))
     except Exception as exc:  # safetensors raises its own error type for every format fault
+        try:
+            head = path.read_bytes()[:4]
+        except OSError as err:
+            raise CheckpointError(path, f"cannot read: {err.strerror}") from None
+        if head[:2] == b"PK" or (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")):
+            raise CheckpointError(path, "is a pickle/torch.save file, not safetensors; biodl never unpickles files") \
+                from None
         detail = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
         raise CheckpointError(path, f"not a valid safetensors file (truncated or corrupt): {detail}") from None
 

@@ -65,7 +65,8 @@ class Trainer:
     """Supervised training of ``model`` with ``loss_fn(outputs, targets)``.
 
     ``postprocess`` maps raw outputs to what metrics and ``predict`` use
-    (e.g. ``sigmoid`` of (B, 1) logits -> (B,) probabilities). ``metrics`` is a
+    (e.g. ``sigmoid`` of (B, 1) logits -> (B,) probabilities). ``batch_transform(x, train)``
+    runs on each input batch on the device (e.g. uint8 -> normalised floats, augmented in training). ``metrics`` is a
     torchmetrics collection updated with ``(postprocess(outputs), targets)``.
     Batches are ``(inputs, targets)`` pairs.
     """
@@ -92,6 +93,7 @@ class Trainer:
         checkpoint_dir: str | Path | None = None,
         checkpoint_every_steps: int = 0,
         config_hash: str | None = None,
+        batch_transform: Callable[[Tensor, bool], Tensor] | None = None,
     ) -> None:
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         init_distributed(self.device)
@@ -124,6 +126,7 @@ class Trainer:
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.checkpoint_every_steps = checkpoint_every_steps
         self.config_hash = config_hash
+        self.batch_transform = batch_transform
         self.epoch = 0  # completed epochs
         self.step = 0  # optimiser steps
         self.should_stop = False
@@ -136,8 +139,10 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
 
-    def _to_device(self, x: Tensor) -> Tensor:
+    def _to_device(self, x: Tensor, train: bool = False) -> Tensor:
         x = x.to(self.device, non_blocking=True)
+        if self.batch_transform is not None:
+            x = self.batch_transform(x, train)
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
@@ -191,7 +196,7 @@ class Trainer:
         loss_sum = torch.tensor(partial[0], dtype=torch.float64, device=self.device)
         count = partial[1]
         for batch_idx, (x, y) in enumerate(loader, start=start_batch):
-            x, y = self._to_device(x), y.to(self.device, non_blocking=True)
+            x, y = self._to_device(x, train=True), y.to(self.device, non_blocking=True)
             with self._autocast():
                 out = self.forward(x)
                 loss = self.loss_fn(out, y)

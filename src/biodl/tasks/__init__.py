@@ -16,4 +16,8 @@ def get_task(name: str) -> ModuleType:
         from . import tabular
 
         return tabular
-    raise ConfigError("task", f"unknown task {name!r}; known: tabular")
+    if name == "image":
+        from . import image
+
+        return image
+    raise ConfigError("task", f"unknown task {name!r}; known: tabular, image")

@@ -1,0 +1,73 @@
+"""Batched image preprocessing and augmentation on tensors, on whatever device the batch is on.
+
+One affine resampling per batch applies, per image, a flip, a multiple of 90 degrees, a small
+rotation and a random resized crop (fundus and histology images have no preferred
+orientation); brightness and contrast jitter follow. Random parameters are drawn on the CPU
+from torch's generator, so ``seed_everything`` fixes them and CPU and GPU runs augment alike.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class BatchAugment(nn.Module):
+    """(B, C, H, W) floats in [0, 1] -> the same, randomly transformed image by image."""
+
+    def __init__(self, flips: bool = True, rot90: bool = True, degrees: float = 10.0,
+                 crop_scale: tuple[float, float] = (0.8, 1.0), brightness: float = 0.1, contrast: float = 0.1) -> None:
+        super().__init__()
+        self.flips, self.rot90, self.degrees = flips, rot90, degrees
+        self.crop_scale, self.brightness, self.contrast = crop_scale, brightness, contrast
+
+    def forward(self, x: Tensor) -> Tensor:
+        b = x.shape[0]
+        u = torch.rand(b, 7)  # CPU generator: the same draws on every device
+        angle = (u[:, 0] * 2 - 1) * math.radians(self.degrees)
+        if self.rot90:
+            angle = angle + torch.floor(u[:, 1] * 4) * (math.pi / 2)
+        flip = torch.where(u[:, 2] < 0.5, -1.0, 1.0) if self.flips else torch.ones(b)
+        lo, hi = self.crop_scale
+        side = torch.sqrt(lo + (hi - lo) * u[:, 3])  # crop side as a fraction of the image side
+        tx, ty = (u[:, 4] * 2 - 1) * (1 - side), (u[:, 5] * 2 - 1) * (1 - side)
+        cos, sin = torch.cos(angle) * side, torch.sin(angle) * side
+        theta = torch.stack([torch.stack([cos * flip, -sin, tx], 1), torch.stack([sin * flip, cos, ty], 1)], 1)
+        grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+        jitter = torch.rand(b, 2).to(x.device, x.dtype) * 2 - 1
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        x = (x - mean) * (1 + self.contrast * jitter[:, 0].view(-1, 1, 1, 1)) + mean
+        x = x * (1 + self.brightness * jitter[:, 1].view(-1, 1, 1, 1))
+        return x.clamp_(0, 1)
+
+
+class ImagePreprocess(nn.Module):
+    """uint8 (B, C, H, W) -> normalised floats; with ``train=True`` augmented first."""
+
+    def __init__(self, mean: list[float], std: list[float], augment: nn.Module | None = None) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.augment = augment
+
+    def forward(self, x: Tensor, train: bool = False) -> Tensor:
+        x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
+        if train and self.augment is not None:
+            x = self.augment(x)
+        return (x - self.mean.to(x.device)) / self.std.to(x.device)
+
+
+def channel_stats(images) -> tuple[list[float], list[float]]:
+    """Per-channel mean and standard deviation of (N, H, W, C) uint8 images, scaled to [0, 1]."""
+    import numpy as np
+
+    n = len(images)
+    step = max(1, n // 2000)  # a sample of at most ~2000 images is plenty
+    sample = np.asarray(images[::step], dtype=np.float64) / 255.0
+    mean = sample.mean(axis=(0, 1, 2))
+    std = sample.std(axis=(0, 1, 2))
+    return mean.tolist(), np.maximum(std, 1e-3).tolist()

@@ -1,0 +1,296 @@
+"""Image classification: any supported layout -> cached uint8 arrays -> split -> CNN -> metrics
+with bootstrap CIs on the test set.
+
+Splits: the data set's official ones when it has them (MedMNIST); otherwise stratified
+train/val/test, grouped by patient whenever patient ids exist. Exact duplicate images that
+cross splits are reported (a leak). Augmentation runs batched on the device.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import runs
+from ..config import ImageRunConfig, config_dict, config_hash
+from ..data.arrays import ImageDataset, ImageSet, load_npy_pair, load_npz
+from ..data.cache import cached
+from ..data.folders import EXTENSIONS, decode_images, load_csv_images, load_image_folder, load_patient_tree
+from ..data.splits import cross_split_duplicates, grouped_split, stratified_split
+from ..data.transforms import BatchAugment, ImagePreprocess, channel_stats
+from ..datasets import embedded_path
+from ..engine import BestCheckpoint, CSVLogger, EarlyStopping, ProgressBar, TensorBoardLogger, Trainer
+from ..engine import UnfreezeBackbone
+from ..engine.checkpoint import load_checkpoint, load_model_weights
+from ..engine.distributed import barrier, init_distributed, is_main_process
+from ..engine.optim import optimizer_factory, scheduler_factory
+from ..engine.trainer import resolve_device
+from ..errors import DataError, RunDirError
+from ..io import atomic_write_json, atomic_write_text
+from ..metrics import bootstrap_cis, multiclass_metrics, multiclass_scores
+from ..models import create_model
+from ..models.transfer import load_pretrained, param_groups
+from ..repro import finish_manifest, seed_everything, write_manifest
+
+PREPROCESS = "preprocess.json"
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    metrics: dict[str, float]
+    trainer: Trainer
+
+
+def _layout(path: Path, layout: str) -> str:
+    if layout != "auto":
+        return layout
+    if path.suffix == ".npz":
+        return "npz"
+    if path.suffix == ".csv":
+        return "csv"
+    if path.is_dir():
+        if (path / "X.npy").is_file():
+            return "npy"
+        subdirs = [p for p in path.iterdir() if p.is_dir()]
+        if subdirs and all(any(q.is_dir() and q.name.isdigit() for q in d.iterdir()) for d in subdirs):
+            return "patients"
+        return "folder"
+    raise DataError(path, "cannot tell the layout: expected .npz, .csv, or a folder")
+
+
+def load_images(config: ImageRunConfig) -> tuple[ImageSet, Path]:
+    """The run's images (decoded once through the cache for file layouts) and the input path."""
+    d = config.data
+    path = embedded_path(d.dataset) if d.dataset else Path(d.path)
+    if not path.exists():
+        raise DataError(path, "no such file or folder")
+    layout = _layout(path, d.layout)
+    if layout == "npz":
+        data = load_npz(path, d.classes)
+    elif layout == "npy":
+        data = load_npy_pair(path, d.classes)
+    else:
+        if layout == "csv" and d.images is None:
+            raise DataError(path, "a CSV layout needs data.images (the image folder)")
+        root = Path(d.images) if layout == "csv" else path
+        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in EXTENSIONS)
+        files += [path] if layout == "csv" else []
+        if not files:
+            raise DataError(root, "no image files found")
+        loaders = {"folder": lambda: load_image_folder(path, d.size, d.classes, d.skip_bad),
+                   "patients": lambda: load_patient_tree(path, d.size, d.classes, d.skip_bad),
+                   "csv": lambda: load_csv_images(path, root, d.size, d.classes, d.skip_bad)}
+        cache = d.cache_dir or Path(os.environ.get("BIODL_CACHE", Path.home() / ".cache" / "biodl"))
+        params = {"layout": layout, "size": d.size, "classes": d.classes, "skip_bad": d.skip_bad}
+        data, _ = cached(loaders[layout], files, params, cache)
+    if d.size is not None and data.images.shape[1:3] != (d.size, d.size):
+        data.images = _resize(data.images, d.size)
+    if len(data.classes) < 2:
+        raise DataError(path, f"{len(data.classes)} class; a classifier needs two or more")
+    return data, path
+
+
+def _resize(images: np.ndarray, size: int) -> np.ndarray:
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()
+    x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def split_images(config: ImageRunConfig, data: ImageSet, where: Path) -> tuple[dict[str, np.ndarray], str]:
+    """(part -> indices, how): official splits, patient-grouped, or stratified."""
+    d = config.data
+    seed = d.split_seed if d.split_seed is not None else config.seed
+    if data.split is not None:
+        parts = {k: np.flatnonzero(data.split == k) for k in ("train", "val", "test")}
+        if all(len(v) for v in parts.values()):
+            return parts, "official"
+    if data.patients is not None and d.group_by_patient:
+        return grouped_split(data.labels, data.patients, d.val_fraction, d.test_fraction, seed, str(where)), "patient"
+    return stratified_split(data.labels, d.val_fraction, d.test_fraction, seed, str(where)), "stratified"
+
+
+def _trainer(config: ImageRunConfig, model: torch.nn.Module, n_classes: int, weights: torch.Tensor | None,
+             pre: dict[str, Any], run_dir: Path | None, device: torch.device, train: bool = True) -> Trainer:
+    t, m = config.trainer, config.model
+    prep = ImagePreprocess(pre["mean"], pre["std"], BatchAugment() if config.data.augment else None)
+    callbacks: list = []
+    if train and run_dir is not None:
+        callbacks = [CSVLogger(run_dir / runs.METRICS_CSV), TensorBoardLogger(run_dir / runs.TENSORBOARD),
+                     BestCheckpoint(run_dir / runs.CHECKPOINTS, t.monitor, t.mode)]
+        if t.early_stopping_patience:
+            callbacks.append(EarlyStopping(t.monitor, t.mode, t.early_stopping_patience))
+        if m.pretrained and m.freeze_epochs:
+            callbacks.append(UnfreezeBackbone(m.freeze_epochs))
+        if t.progress:
+            callbacks.append(ProgressBar(("train/loss", "val/loss", "val/accuracy", "val/roc_auc", "val/qwk", "lr")))
+    opt = optimizer_factory(config.optimizer)
+    make_opt = (lambda _: opt(param_groups(model, config.optimizer.lr, m.backbone_lr_factor))) if m.pretrained else opt
+
+    def loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        w = weights.to(out.device) if weights is not None else None
+        return torch.nn.functional.cross_entropy(out.float(), y, weight=w)
+
+    return Trainer(
+        model, loss, make_opt, scheduler_factory(config.scheduler, t.epochs),
+        metrics=multiclass_metrics(n_classes, config.data.graded), postprocess=lambda o: torch.softmax(o, dim=1),
+        max_epochs=t.epochs, batch_size=config.data.batch_size, num_workers=config.data.num_workers,
+        seed=config.seed, device=device, precision=t.precision, compile=t.compile and train, grad_clip=t.grad_clip,
+        scheduler_monitor=t.monitor, callbacks=callbacks,
+        checkpoint_dir=run_dir / runs.CHECKPOINTS if (train and run_dir) else None,
+        checkpoint_every_steps=t.checkpoint_every_steps, config_hash=config_hash(config), batch_transform=prep,
+    )
+
+
+def _model(config: ImageRunConfig, n_classes: int, in_chans: int) -> torch.nn.Module:
+    return create_model(config.model.name, num_classes=n_classes, in_chans=in_chans, **config.model.args)
+
+
+def train(config: ImageRunConfig, out: str | Path | None = None, resume: bool = False) -> TrainResult:
+    """Load, split, train, pick the best epoch on validation, and report test metrics with CIs."""
+    data, path = load_images(config)
+    parts, how = split_images(config, data, path)
+    dups = cross_split_duplicates(data.images, parts)
+    if dups:
+        warnings.warn(f"{path}: {len(dups)} exact duplicate images cross splits (first: rows {dups[0][:2]})",
+                      stacklevel=2)
+    n_classes, in_chans = len(data.classes), data.images.shape[-1]
+    mean, std = channel_stats(data.images[parts["train"]])
+    pre = {"classes": data.classes, "mean": mean, "std": std, "size": int(data.images.shape[1]),
+           "in_chans": int(in_chans), "graded": config.data.graded}
+    counts = np.bincount(data.labels[parts["train"]], minlength=n_classes)
+    if (counts == 0).any():
+        empty = [data.classes[i] for i in np.flatnonzero(counts == 0)]
+        raise DataError(path, f"classes without training images: {', '.join(empty)}")
+    weights = None
+    if config.data.class_weights:
+        weights = torch.tensor(counts.sum() / (n_classes * counts), dtype=torch.float32)
+    device = resolve_device(config.trainer.device)
+    init_distributed(device)
+    run_dir = runs.prepare_run_dir(out, config.name, resume)
+    if resume and config_hash(runs.load_run_config(run_dir)) != config_hash(config):
+        raise RunDirError(run_dir / runs.CONFIG, "differs from the config given; resume with the run's own config")
+    manifest: dict[str, Any] = {}
+    if is_main_process():
+        if resume:
+            manifest = runs.read_json(run_dir / runs.MANIFEST)
+        else:
+            runs.save_config(run_dir, config)
+            atomic_write_json(run_dir / PREPROCESS, pre)
+            manifest = write_manifest(
+                run_dir, config=config_dict(config), seed=config.seed, device=str(device),
+                inputs={"data": path} if path.is_file() else {},
+                extra={"split": how, "split_sizes": {k: int(len(v)) for k, v in parts.items()},
+                       "class_counts": {k: np.bincount(data.labels[v], minlength=n_classes).tolist()
+                                        for k, v in parts.items()},
+                       "duplicates_across_splits": [list(map(str, d)) for d in dups[:100]],
+                       "n_images": len(data)})
+    seed_everything(config.seed, config.deterministic)
+    model = _model(config, n_classes, in_chans)
+    if config.model.pretrained:
+        report = load_pretrained(model, config.model.pretrained)
+        manifest["pretrained"] = {"path": str(config.model.pretrained), **report}
+    trainer = _trainer(config, model, n_classes, weights, pre, run_dir, device)
+    sets = {k: ImageDataset(data.subset(v)) for k, v in parts.items()}
+    trainer.fit(sets["train"], sets["val"], resume=resume)
+    barrier()
+    best = run_dir / runs.CHECKPOINTS / "best"
+    if best.with_suffix(".json").exists():
+        weights_, _ = load_checkpoint(best)
+        load_model_weights(trainer.module, weights_, best.with_suffix(".safetensors"))
+    metrics = {**trainer.evaluate(sets["val"], prefix="val"), **trainer.evaluate(sets["test"], prefix="test")}
+    metrics.update(_cis(trainer, sets["test"], config))
+    best_cb = next((c for c in trainer.callbacks if isinstance(c, BestCheckpoint)), None)
+    metrics["best_epoch"] = float(best_cb.best_epoch or trainer.epoch) if best_cb else float(trainer.epoch)
+    metrics["epochs_trained"] = float(trainer.epoch)
+    if is_main_process():
+        runs.write_metrics(run_dir, metrics)
+        finish_manifest(run_dir, manifest)
+    return TrainResult(run_dir, metrics, trainer)
+
+
+def _cis(trainer: Trainer, test: ImageDataset, config: ImageRunConfig) -> dict[str, float]:
+    prob = trainer.predict(test).numpy().astype(np.float64)
+    y = test.labels.numpy()
+    cis = bootstrap_cis(y, prob, lambda a, b: multiclass_scores(a, b, config.data.graded), config.n_boot, seed=0)
+    return {f"test/{k}_ci_{side}": v for k, (lo, hi) in cis.items() for side, v in (("low", lo), ("high", hi))}
+
+
+def load_run(run_dir: str | Path, checkpoint: str = "best") -> tuple[ImageRunConfig, dict[str, Any], Trainer]:
+    run_dir = Path(run_dir)
+    config = runs.load_run_config(run_dir)
+    pre = runs.read_json(run_dir / PREPROCESS)
+    prefix = run_dir / runs.CHECKPOINTS / checkpoint
+    if checkpoint == "best" and not prefix.with_suffix(".json").exists():
+        prefix = run_dir / runs.CHECKPOINTS / "last"
+    if not prefix.with_suffix(".json").exists() and not prefix.with_suffix(".safetensors").exists():
+        raise RunDirError(run_dir, "holds no model checkpoint (checkpoints/best.* or last.*); did training finish?")
+    tensors, meta = load_checkpoint(prefix)
+    if meta.get("kind") == "training":
+        tensors = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    model = _model(config, len(pre["classes"]), pre["in_chans"])
+    load_model_weights(model, tensors, prefix.with_suffix(".safetensors"))
+    return config, pre, _trainer(config, model, len(pre["classes"]), None, pre, None,
+                                 resolve_device(config.trainer.device), train=False)
+
+
+def evaluate(run_dir: str | Path, data: str | Path | None = None, checkpoint: str = "best",
+             overwrite: bool = False) -> tuple[dict[str, float], Path]:
+    """Metrics (with CIs) of a trained run on its own test split."""
+    run_dir = Path(run_dir)
+    config, pre, trainer = load_run(run_dir, checkpoint)
+    if data is not None:
+        config = config.model_copy(update={"data": config.data.model_copy(update={"path": Path(data),
+                                                                                    "dataset": None})})
+    images, path = load_images(config)
+    parts, _ = split_images(config, images, path)
+    name = "test" if data is None else Path(data).stem
+    out = run_dir / "evaluation" / f"{name}.json"
+    if out.exists() and not overwrite:
+        raise RunDirError(out, "exists; pass --overwrite to replace it")
+    test = ImageDataset(images.subset(parts["test"] if data is None else np.arange(len(images))))
+    metrics = trainer.evaluate(test, prefix=name)
+    prob = trainer.predict(test).numpy().astype(np.float64)
+    cis = bootstrap_cis(test.labels.numpy(), prob, lambda a, b: multiclass_scores(a, b, pre["graded"]),
+                        config.n_boot, seed=0)
+    metrics.update({f"{name}/{k}_ci_{s}": v for k, (lo, hi) in cis.items() for s, v in (("low", lo), ("high", hi))})
+    out.parent.mkdir(exist_ok=True)
+    runs.write_metrics(out.parent, metrics, out.name)
+    return metrics, out
+
+
+def predict(run_dir: str | Path, input_path: str | Path, out: str | Path | None = None, checkpoint: str = "best",
+            overwrite: bool = False) -> Path:
+    """Class probabilities for an image file or every image in a folder, as CSV."""
+    run_dir, input_path = Path(run_dir), Path(input_path)
+    _, pre, trainer = load_run(run_dir, checkpoint)
+    if input_path.is_dir():
+        files = sorted(p for p in input_path.rglob("*") if p.suffix.lower() in EXTENSIONS)
+    elif input_path.is_file():
+        files = [input_path]
+    else:
+        raise DataError(input_path, "no such file or folder")
+    if not files:
+        raise DataError(input_path, "no image files")
+    out = Path(out) if out is not None else run_dir / "predictions" / f"{input_path.stem}.csv"
+    if out.exists() and not overwrite:
+        raise RunDirError(out, "exists; pass --overwrite to replace it")
+    images, kept = decode_images(files, pre["size"], input_path if input_path.is_dir() else input_path.parent)
+    if images.shape[-1] != pre["in_chans"]:
+        images = images[..., : pre["in_chans"]] if pre["in_chans"] < 3 else images
+    labels = np.zeros(len(images), dtype=np.int64)
+    prob = trainer.predict(ImageDataset(ImageSet(images, labels, pre["classes"]))).numpy()
+    import pandas as pd
+
+    df = pd.DataFrame(prob, columns=[f"p_{c}" for c in pre["classes"]])
+    df.insert(0, "image", [str(files[i]) for i in kept])
+    df["predicted"] = [pre["classes"][i] for i in prob.argmax(axis=1)]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, df.to_csv(index=False, float_format="%.6f"))
+    return out
