@@ -85,7 +85,8 @@ def multiclass_scores(y: np.ndarray, prob: np.ndarray, graded: bool = False) -> 
            "mcc": matthews_corrcoef(y, pred)}
     present = np.unique(y)
     if len(present) == prob.shape[1]:
-        out["roc_auc"] = roc_auc_score(y, prob, multi_class="ovr", average="macro")
+        out["roc_auc"] = (roc_auc_score(y, prob[:, 1]) if prob.shape[1] == 2
+                          else roc_auc_score(y, prob, multi_class="ovr", average="macro"))
     else:  # a resample that lacks a class: the macro AUC is undefined
         out["roc_auc"] = float("nan")
     if graded:

@@ -1,0 +1,120 @@
+"""The image task end to end on small generated data: every layout trains; bad input is one line."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from tests.conftest import assert_one_line_error
+
+FAST = ["--set", "trainer.epochs=2", "--set", "trainer.progress=false", "--set", "n_boot=100",
+        "--set", "data.batch_size=16", "--set", "model.args={width: 8, blocks: 1}"]
+
+
+def _square_images(n, size=16, seed=0):
+    """Class 1 has a bright square in the top-left corner; class 0 does not."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 80, (n, size, size, 3), dtype=np.uint8)
+    y = np.arange(n) % 2
+    x[y == 1, 2:7, 2:7] = 250
+    return x, y
+
+
+def _folder(root, n=60, size=16):
+    x, y = _square_images(n, size)
+    for i, (img, label) in enumerate(zip(x, y, strict=True)):
+        d = root / ("square" if label else "plain")
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(d / f"{i}.png")
+    return root
+
+
+def _config(tmp_path, path, **data):
+    cfg = {"name": "img", "task": "image", "data": {"path": str(path), "cache_dir": str(tmp_path / "cache"), **data},
+           "model": {"name": "resnet_small"}, "optimizer": {"lr": 0.01}}
+    p = tmp_path / "run.yaml"
+    import yaml
+
+    p.write_text(yaml.safe_dump(cfg))
+    return p
+
+
+@pytest.fixture(scope="module")
+def folder_run(tmp_path_factory):
+    from biodl.cli import main
+
+    tmp = tmp_path_factory.mktemp("img")
+    _folder(tmp / "data")
+    cfg = _config(tmp, tmp / "data")
+    try:
+        main(["train", "--config", str(cfg), "--out", str(tmp / "run"), *FAST, "--set", "trainer.epochs=6"])
+    except SystemExit as exc:
+        assert exc.code in (0, None)
+    return tmp
+
+
+def test_folder_layout_trains_and_learns(folder_run):
+    run = folder_run / "run"
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["test/accuracy"] > 0.8  # the square is easy to see
+    assert m["test/accuracy_ci_low"] <= m["test/accuracy"] <= m["test/accuracy_ci_high"]
+    pre = json.loads((run / "preprocess.json").read_text())
+    assert pre["classes"] == ["plain", "square"] and pre["size"] == 16
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["split"] == "stratified" and sum(manifest["split_sizes"].values()) == 60
+    assert len(list((folder_run / "cache").iterdir())) == 1  # decoded once, cached
+
+
+def test_predict_folder_of_images(folder_run, cli):
+    run = folder_run / "run"
+    r = cli("predict", run, folder_run / "data" / "square")
+    assert r.code == 0, r.err
+    df = pd.read_csv(run / "predictions" / "square.csv")
+    assert len(df) == 30 and (df["predicted"] == "square").mean() > 0.8
+    np.testing.assert_allclose(df[["p_plain", "p_square"]].sum(axis=1), 1, atol=1e-5)
+
+
+def test_npz_and_npy_layouts(tmp_path, cli):
+    x, y = _square_images(60)
+    np.savez(tmp_path / "set.npz", train_images=x[:40], train_labels=y[:40, None], val_images=x[40:50],
+             val_labels=y[40:50, None], test_images=x[50:], test_labels=y[50:, None])
+    r = cli("train", "--config", _config(tmp_path, tmp_path / "set.npz"), "--out", tmp_path / "a", *FAST)
+    assert r.code == 0, r.err
+    assert json.loads((tmp_path / "a/manifest.json").read_text())["split_sizes"] == {"train": 40, "val": 10, "test": 10}
+    (tmp_path / "idc").mkdir()
+    np.save(tmp_path / "idc/X.npy", x)
+    np.save(tmp_path / "idc/Y.npy", y)
+    r = cli("train", "--config", _config(tmp_path, tmp_path / "idc"), "--out", tmp_path / "b", *FAST)
+    assert r.code == 0, r.err
+
+
+def test_patient_tree_keeps_patients_apart(tmp_path, cli):
+    x, y = _square_images(80)
+    for i, (img, label) in enumerate(zip(x, y, strict=True)):
+        d = tmp_path / "tree" / f"patient{i // 4}" / str(label)
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(d / f"{i}.png")
+    r = cli("train", "--config", _config(tmp_path, tmp_path / "tree"), "--out", tmp_path / "run", *FAST)
+    assert r.code == 0, r.err
+    assert json.loads((tmp_path / "run/manifest.json").read_text())["split"] == "patient"
+
+
+def test_bad_image_and_missing_csv_file_are_one_line_errors(tmp_path, cli):
+    _folder(tmp_path / "data", n=20)
+    (tmp_path / "data" / "plain" / "broken.png").write_bytes(b"")
+    r = cli("train", "--config", _config(tmp_path, tmp_path / "data"), "--out", tmp_path / "run", *FAST)
+    assert_one_line_error(r, "1 unreadable image", "plain/broken.png (empty file)", "--skip-bad")
+    assert not (tmp_path / "run").exists()
+    (tmp_path / "labels.csv").write_text("image,label\nplain/0.png,a\nnowhere.png,b\n")
+    r = cli("train", "--config", _config(tmp_path, tmp_path / "labels.csv", images=str(tmp_path / "data")),
+            "--out", tmp_path / "run2", *FAST)
+    assert_one_line_error(r, "labels.csv", "ids name no file", "line 3 (nowhere.png)")
+
+
+def test_npz_missing_key_is_a_one_line_error(tmp_path, cli):
+    x, y = _square_images(10)
+    np.savez(tmp_path / "set.npz", train_images=x)
+    r = cli("train", "--config", _config(tmp_path, tmp_path / "set.npz"), "--out", tmp_path / "run", *FAST)
+    assert_one_line_error(r, "set.npz", "missing keys: train_labels")
