@@ -91,20 +91,35 @@ def train(
     overrides: Optional[list[str]] = OverridesOpt,
     out: Optional[Path] = OutOpt,
     resume: bool = typer.Option(False, "--resume", help="continue the run in --out from checkpoints/last"),
+    data: Optional[Path] = typer.Option(None, "--data", help="images to train on with no config file: .npz, "
+                                        "X.npy/Y.npy folder, class-folder tree, patient tree, or CSV + --images"),
+    images: Optional[Path] = typer.Option(None, "--images", help="image folder for a CSV given as --data"),
+    model: Optional[str] = typer.Option(None, "--model", help="model name (default: chosen by image size)"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="number of epochs"),
 ) -> None:
-    """Train a model from a config file; with --resume, continue an interrupted run."""
-    from .config import load_config
+    """Train a model from a config file (or straight from --data); --resume continues a run."""
+    from .config import build_config, load_config
     from .runs import load_run_config
     from .tasks import get_task
 
-    if config is None:
+    quick = [f"data.path={data}"] if data is not None else []
+    quick += [f"data.images={images}"] if images is not None else []
+    quick += [f"model.name={model}"] if model is not None else []
+    quick += [f"trainer.epochs={epochs}"] if epochs is not None else []
+    if config is None and data is not None:
+        raw = {"name": data.stem or "images", "task": "image", "data": {}, "model": {"name": "auto"},
+               "trainer": {"epochs": 20}}
+        cfg = build_config(raw, [*quick, *(overrides or [])], where="--data")
+    elif config is None:
         if not (resume and out is not None):
-            raise BiodlError("--config", "required (or --resume with --out RUN_DIR)")
+            raise BiodlError("--config", "required (or --data, or --resume with --out RUN_DIR)")
         cfg = load_run_config(out)
         if overrides:
             raise BiodlError("--set", "cannot change the config of a run being resumed")
     else:
-        cfg = load_config(config, overrides or [])
+        if data is not None:
+            quick = ["data.dataset=null", *quick]
+        cfg = load_config(config, [*quick, *(overrides or [])])
     result = get_task(cfg.task).train(cfg, out, resume=resume)
     from .engine import is_main_process
 

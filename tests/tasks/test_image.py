@@ -118,3 +118,17 @@ def test_npz_missing_key_is_a_one_line_error(tmp_path, cli):
     np.savez(tmp_path / "set.npz", train_images=x)
     r = cli("train", "--config", _config(tmp_path, tmp_path / "set.npz"), "--out", tmp_path / "run", *FAST)
     assert_one_line_error(r, "set.npz", "missing keys: train_labels")
+
+
+def test_train_straight_from_data_with_no_config(tmp_path, cli, monkeypatch):
+    monkeypatch.setenv("BIODL_CACHE", str(tmp_path / "cache"))
+    _folder(tmp_path / "scans", n=40, size=20)
+    r = cli("train", "--data", tmp_path / "scans", "--epochs", "1", "--out", tmp_path / "run",
+            "--set", "trainer.progress=false", "--set", "n_boot=100")
+    assert r.code == 0, r.err
+    import yaml
+
+    cfg = yaml.safe_load((tmp_path / "run/config.yaml").read_text())
+    assert cfg["task"] == "image" and cfg["data"]["path"] == str(tmp_path / "scans")
+    assert cfg["model"]["name"] == "auto" and cfg["trainer"]["epochs"] == 1
+    assert json.loads((tmp_path / "run/preprocess.json").read_text())["size"] == 20

@@ -84,17 +84,31 @@ def load_images(config: ImageRunConfig) -> tuple[ImageSet, Path]:
         files += [path] if layout == "csv" else []
         if not files:
             raise DataError(root, "no image files found")
-        loaders = {"folder": lambda: load_image_folder(path, d.size, d.classes, d.skip_bad),
-                   "patients": lambda: load_patient_tree(path, d.size, d.classes, d.skip_bad),
-                   "csv": lambda: load_csv_images(path, root, d.size, d.classes, d.skip_bad)}
+        loaders = {"folder": lambda: load_image_folder(path, size, d.classes, d.skip_bad),
+                   "patients": lambda: load_patient_tree(path, size, d.classes, d.skip_bad),
+                   "csv": lambda: load_csv_images(path, root, size, d.classes, d.skip_bad)}
+        size = d.size or _default_size(files)
         cache = d.cache_dir or Path(os.environ.get("BIODL_CACHE", Path.home() / ".cache" / "biodl"))
-        params = {"layout": layout, "size": d.size, "classes": d.classes, "skip_bad": d.skip_bad}
+        params = {"layout": layout, "size": size, "classes": d.classes, "skip_bad": d.skip_bad}
         data, _ = cached(loaders[layout], files, params, cache)
     if d.size is not None and data.images.shape[1:3] != (d.size, d.size):
         data.images = _resize(data.images, d.size)
     if len(data.classes) < 2:
         raise DataError(path, f"{len(data.classes)} class; a classifier needs two or more")
     return data, path
+
+
+def _default_size(files: list) -> int:
+    """Without data.size: the first image's shorter side, at most 224."""
+    from PIL import Image
+
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                return min(224, *im.size)
+        except OSError:
+            continue  # unreadable files are reported when decoding
+    return 224
 
 
 def _resize(images: np.ndarray, size: int) -> np.ndarray:
@@ -148,8 +162,12 @@ def _trainer(config: ImageRunConfig, model: torch.nn.Module, n_classes: int, wei
     )
 
 
-def _model(config: ImageRunConfig, n_classes: int, in_chans: int) -> torch.nn.Module:
-    return create_model(config.model.name, num_classes=n_classes, in_chans=in_chans, **config.model.args)
+def _model(config: ImageRunConfig, n_classes: int, in_chans: int, size: int) -> torch.nn.Module:
+    """The configured model; ``auto``: a small ResNet up to 64 px, ResNet-18 above."""
+    name = config.model.name
+    if name == "auto":
+        name = "resnet_small" if size <= 64 else "resnet18"
+    return create_model(name, num_classes=n_classes, in_chans=in_chans, **config.model.args)
 
 
 def train(config: ImageRunConfig, out: str | Path | None = None, resume: bool = False) -> TrainResult:
@@ -192,7 +210,7 @@ def train(config: ImageRunConfig, out: str | Path | None = None, resume: bool = 
                        "duplicates_across_splits": [list(map(str, d)) for d in dups[:100]],
                        "n_images": len(data)})
     seed_everything(config.seed, config.deterministic)
-    model = _model(config, n_classes, in_chans)
+    model = _model(config, n_classes, in_chans, int(data.images.shape[1]))
     if config.model.pretrained:
         report = load_pretrained(model, config.model.pretrained)
         manifest["pretrained"] = {"path": str(config.model.pretrained), **report}
@@ -234,7 +252,7 @@ def load_run(run_dir: str | Path, checkpoint: str = "best") -> tuple[ImageRunCon
     tensors, meta = load_checkpoint(prefix)
     if meta.get("kind") == "training":
         tensors = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-    model = _model(config, len(pre["classes"]), pre["in_chans"])
+    model = _model(config, len(pre["classes"]), pre["in_chans"], pre["size"])
     load_model_weights(model, tensors, prefix.with_suffix(".safetensors"))
     return config, pre, _trainer(config, model, len(pre["classes"]), None, pre, None,
                                  resolve_device(config.trainer.device), train=False)
