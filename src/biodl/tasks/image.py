@@ -18,27 +18,25 @@ import numpy as np
 import torch
 
 from .. import runs
-from ..config import ImageRunConfig, config_dict, config_hash
+from ..config import ImageRunConfig
 from ..data.arrays import ImageDataset, ImageSet, load_npy_pair, load_npz
 from ..data.cache import cached
 from ..data.folders import EXTENSIONS, decode_images, load_csv_images, load_image_folder, load_patient_tree
 from ..data.splits import cross_split_duplicates, grouped_split, stratified_split
 from ..data.transforms import BatchAugment, ImagePreprocess, channel_stats
 from ..datasets import embedded_path
-from ..engine import BestCheckpoint, CSVLogger, EarlyStopping, ProgressBar, TensorBoardLogger, Trainer
+from ..engine import Trainer
 from ..engine import UnfreezeBackbone
-from ..engine.checkpoint import load_checkpoint, load_model_weights
-from ..engine.distributed import barrier, init_distributed, is_main_process
-from ..engine.optim import optimizer_factory, scheduler_factory
+from ..engine.checkpoint import load_model_weights
+from ..engine.optim import optimizer_factory
 from ..engine.trainer import resolve_device
-from ..errors import DataError, RunDirError
-from ..io import atomic_write_json, atomic_write_text
+from ..errors import DataError
+from ..io import atomic_write_text
 from ..metrics import bootstrap_cis, multiclass_metrics, multiclass_scores
 from ..models import create_model
 from ..models.transfer import load_pretrained, param_groups
-from ..repro import finish_manifest, seed_everything, write_manifest
-
-PREPROCESS = "preprocess.json"
+from ..repro import seed_everything
+from .common import PREPROCESS, finish_run, make_trainer, open_run, refuse_overwrite, run_weights, write_results
 
 
 @dataclass
@@ -132,18 +130,8 @@ def split_images(config: ImageRunConfig, data: ImageSet, where: Path) -> tuple[d
 
 def _trainer(config: ImageRunConfig, model: torch.nn.Module, n_classes: int, weights: torch.Tensor | None,
              pre: dict[str, Any], run_dir: Path | None, device: torch.device, train: bool = True) -> Trainer:
-    t, m = config.trainer, config.model
+    m = config.model
     prep = ImagePreprocess(pre["mean"], pre["std"], BatchAugment() if config.data.augment else None)
-    callbacks: list = []
-    if train and run_dir is not None:
-        callbacks = [CSVLogger(run_dir / runs.METRICS_CSV), TensorBoardLogger(run_dir / runs.TENSORBOARD),
-                     BestCheckpoint(run_dir / runs.CHECKPOINTS, t.monitor, t.mode)]
-        if t.early_stopping_patience:
-            callbacks.append(EarlyStopping(t.monitor, t.mode, t.early_stopping_patience))
-        if m.pretrained and m.freeze_epochs:
-            callbacks.append(UnfreezeBackbone(m.freeze_epochs))
-        if t.progress:
-            callbacks.append(ProgressBar(("train/loss", "val/loss", "val/accuracy", "val/roc_auc", "val/qwk", "lr")))
     opt = optimizer_factory(config.optimizer)
     make_opt = (lambda _: opt(param_groups(model, config.optimizer.lr, m.backbone_lr_factor))) if m.pretrained else opt
 
@@ -151,15 +139,10 @@ def _trainer(config: ImageRunConfig, model: torch.nn.Module, n_classes: int, wei
         w = weights.to(out.device) if weights is not None else None
         return torch.nn.functional.cross_entropy(out.float(), y, weight=w)
 
-    return Trainer(
-        model, loss, make_opt, scheduler_factory(config.scheduler, t.epochs),
-        metrics=multiclass_metrics(n_classes, config.data.graded), postprocess=lambda o: torch.softmax(o, dim=1),
-        max_epochs=t.epochs, batch_size=config.data.batch_size, num_workers=config.data.num_workers,
-        seed=config.seed, device=device, precision=t.precision, compile=t.compile and train, grad_clip=t.grad_clip,
-        scheduler_monitor=t.monitor, callbacks=callbacks,
-        checkpoint_dir=run_dir / runs.CHECKPOINTS if (train and run_dir) else None,
-        checkpoint_every_steps=t.checkpoint_every_steps, config_hash=config_hash(config), batch_transform=prep,
-    )
+    unfreeze = (UnfreezeBackbone(m.freeze_epochs),) if m.pretrained and m.freeze_epochs else ()
+    return make_trainer(config, model, loss, multiclass_metrics(n_classes, config.data.graded),
+                        lambda o: torch.softmax(o, dim=1), run_dir, device, train, make_opt, unfreeze,
+                        ("train/loss", "val/loss", "val/accuracy", "val/roc_auc", "val/qwk", "lr"), prep)
 
 
 def _model(config: ImageRunConfig, n_classes: int, in_chans: int, size: int) -> torch.nn.Module:
@@ -190,25 +173,11 @@ def train(config: ImageRunConfig, out: str | Path | None = None, resume: bool = 
     if config.data.class_weights:
         weights = torch.tensor(counts.sum() / (n_classes * counts), dtype=torch.float32)
     device = resolve_device(config.trainer.device)
-    init_distributed(device)
-    run_dir = runs.prepare_run_dir(out, config.name, resume)
-    if resume and config_hash(runs.load_run_config(run_dir)) != config_hash(config):
-        raise RunDirError(run_dir / runs.CONFIG, "differs from the config given; resume with the run's own config")
-    manifest: dict[str, Any] = {}
-    if is_main_process():
-        if resume:
-            manifest = runs.read_json(run_dir / runs.MANIFEST)
-        else:
-            runs.save_config(run_dir, config)
-            atomic_write_json(run_dir / PREPROCESS, pre)
-            manifest = write_manifest(
-                run_dir, config=config_dict(config), seed=config.seed, device=str(device),
-                inputs={"data": path} if path.is_file() else {},
-                extra={"split": how, "split_sizes": {k: int(len(v)) for k, v in parts.items()},
-                       "class_counts": {k: np.bincount(data.labels[v], minlength=n_classes).tolist()
-                                        for k, v in parts.items()},
-                       "duplicates_across_splits": [list(map(str, d)) for d in dups[:100]],
-                       "n_images": len(data)})
+    run_dir, manifest = open_run(
+        config, out, resume, device, pre, {"data": path} if path.is_file() else {},
+        {"split": how, "split_sizes": {k: int(len(v)) for k, v in parts.items()},
+         "class_counts": {k: np.bincount(data.labels[v], minlength=n_classes).tolist() for k, v in parts.items()},
+         "duplicates_across_splits": [list(map(str, d)) for d in dups[:100]], "n_images": len(data)})
     seed_everything(config.seed, config.deterministic)
     model = _model(config, n_classes, in_chans, int(data.images.shape[1]))
     if config.model.pretrained:
@@ -217,19 +186,9 @@ def train(config: ImageRunConfig, out: str | Path | None = None, resume: bool = 
     trainer = _trainer(config, model, n_classes, weights, pre, run_dir, device)
     sets = {k: ImageDataset(data.subset(v)) for k, v in parts.items()}
     trainer.fit(sets["train"], sets["val"], resume=resume)
-    barrier()
-    best = run_dir / runs.CHECKPOINTS / "best"
-    if best.with_suffix(".json").exists():
-        weights_, _ = load_checkpoint(best)
-        load_model_weights(trainer.module, weights_, best.with_suffix(".safetensors"))
-    metrics = {**trainer.evaluate(sets["val"], prefix="val"), **trainer.evaluate(sets["test"], prefix="test")}
+    metrics = finish_run(trainer, run_dir, sets["val"], sets["test"], manifest)
     metrics.update(_cis(trainer, sets["test"], config))
-    best_cb = next((c for c in trainer.callbacks if isinstance(c, BestCheckpoint)), None)
-    metrics["best_epoch"] = float(best_cb.best_epoch or trainer.epoch) if best_cb else float(trainer.epoch)
-    metrics["epochs_trained"] = float(trainer.epoch)
-    if is_main_process():
-        runs.write_metrics(run_dir, metrics)
-        finish_manifest(run_dir, manifest)
+    write_results(run_dir, metrics, manifest)
     return TrainResult(run_dir, metrics, trainer)
 
 
@@ -244,16 +203,9 @@ def load_run(run_dir: str | Path, checkpoint: str = "best") -> tuple[ImageRunCon
     run_dir = Path(run_dir)
     config = runs.load_run_config(run_dir)
     pre = runs.read_json(run_dir / PREPROCESS)
-    prefix = run_dir / runs.CHECKPOINTS / checkpoint
-    if checkpoint == "best" and not prefix.with_suffix(".json").exists():
-        prefix = run_dir / runs.CHECKPOINTS / "last"
-    if not prefix.with_suffix(".json").exists() and not prefix.with_suffix(".safetensors").exists():
-        raise RunDirError(run_dir, "holds no model checkpoint (checkpoints/best.* or last.*); did training finish?")
-    tensors, meta = load_checkpoint(prefix)
-    if meta.get("kind") == "training":
-        tensors = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    tensors, source = run_weights(run_dir, checkpoint)
     model = _model(config, len(pre["classes"]), pre["in_chans"], pre["size"])
-    load_model_weights(model, tensors, prefix.with_suffix(".safetensors"))
+    load_model_weights(model, tensors, source)
     return config, pre, _trainer(config, model, len(pre["classes"]), None, pre, None,
                                  resolve_device(config.trainer.device), train=False)
 
@@ -270,8 +222,7 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None, checkpoint: st
     parts, _ = split_images(config, images, path)
     name = "test" if data is None else Path(data).stem
     out = run_dir / "evaluation" / f"{name}.json"
-    if out.exists() and not overwrite:
-        raise RunDirError(out, "exists; pass --overwrite to replace it")
+    refuse_overwrite(out, overwrite)
     test = ImageDataset(images.subset(parts["test"] if data is None else np.arange(len(images))))
     metrics = trainer.evaluate(test, prefix=name)
     prob = trainer.predict(test).numpy().astype(np.float64)
@@ -297,8 +248,7 @@ def predict(run_dir: str | Path, input_path: str | Path, out: str | Path | None 
     if not files:
         raise DataError(input_path, "no image files")
     out = Path(out) if out is not None else run_dir / "predictions" / f"{input_path.stem}.csv"
-    if out.exists() and not overwrite:
-        raise RunDirError(out, "exists; pass --overwrite to replace it")
+    refuse_overwrite(out, overwrite)
     images, kept = decode_images(files, pre["size"], input_path if input_path.is_dir() else input_path.parent)
     if images.shape[-1] != pre["in_chans"]:
         images = images[..., : pre["in_chans"]] if pre["in_chans"] < 3 else images

@@ -18,21 +18,18 @@ import torch
 from torch.utils.data import TensorDataset
 
 from .. import runs
-from ..config import RunConfig, config_dict, config_hash
+from ..config import RunConfig
 from ..data import TabularPreprocessor, load_table, read_csv, stratified_split
 from ..datasets import embedded_path
-from ..engine import BestCheckpoint, CSVLogger, EarlyStopping, ProgressBar, TensorBoardLogger, Trainer
-from ..engine.checkpoint import load_checkpoint, load_model_weights
-from ..engine.distributed import barrier, init_distributed, is_main_process
-from ..engine.optim import optimizer_factory, scheduler_factory
+from ..engine import Trainer
+from ..engine.checkpoint import load_model_weights
 from ..engine.trainer import resolve_device
-from ..errors import DataError, RunDirError
-from ..io import atomic_write_json, atomic_write_text, sha256_file
+from ..errors import DataError
+from ..io import atomic_write_text, sha256_file
 from ..metrics import binary_metrics
 from ..models import create_model
-from ..repro import finish_manifest, seed_everything, write_manifest
-
-PREPROCESS = "preprocess.json"
+from ..repro import seed_everything
+from .common import PREPROCESS, finish_run, make_trainer, open_run, refuse_overwrite, run_weights, write_results
 
 
 @dataclass
@@ -73,24 +70,7 @@ def _model(config: RunConfig, n_features: int) -> torch.nn.Module:
 
 def _trainer(config: RunConfig, model: torch.nn.Module, run_dir: Path | None, pos_weight: float | None,
              device: torch.device, train: bool = True) -> Trainer:
-    t = config.trainer
-    callbacks: list = []
-    if train and run_dir is not None:
-        callbacks = [CSVLogger(run_dir / runs.METRICS_CSV), TensorBoardLogger(run_dir / runs.TENSORBOARD),
-                     BestCheckpoint(run_dir / runs.CHECKPOINTS, t.monitor, t.mode)]
-        if t.early_stopping_patience:
-            callbacks.append(EarlyStopping(t.monitor, t.mode, t.early_stopping_patience))
-        if t.progress:
-            callbacks.append(ProgressBar())
-    return Trainer(
-        model, _loss(pos_weight), optimizer_factory(config.optimizer),
-        scheduler_factory(config.scheduler, t.epochs), metrics=binary_metrics(), postprocess=_probability,
-        max_epochs=t.epochs, batch_size=config.data.batch_size, num_workers=config.data.num_workers,
-        seed=config.seed, device=device, precision=t.precision, compile=t.compile and train, grad_clip=t.grad_clip,
-        scheduler_monitor=t.monitor, callbacks=callbacks,
-        checkpoint_dir=run_dir / runs.CHECKPOINTS if (train and run_dir) else None,
-        checkpoint_every_steps=t.checkpoint_every_steps, config_hash=config_hash(config),
-    )
+    return make_trainer(config, model, _loss(pos_weight), binary_metrics(), _probability, run_dir, device, train)
 
 
 def _split(config: RunConfig, y: np.ndarray, where: Path) -> dict[str, np.ndarray]:
@@ -108,43 +88,16 @@ def train(config: RunConfig, out: str | Path | None = None, resume: bool = False
     pre = TabularPreprocessor.fit(x[train_rows], features, [c for c in d.binary if c in features], d.target,
                                   d.standardize, y[train_rows] if config.trainer.class_weights else None)
     device = resolve_device(config.trainer.device)
-    init_distributed(device)
-    run_dir = runs.prepare_run_dir(out, config.name, resume)
-    if resume and config_hash(runs.load_run_config(run_dir)) != config_hash(config):
-        raise RunDirError(run_dir / runs.CONFIG, "differs from the config given; resume with the run's own config")
-    manifest: dict[str, Any] = {}
-    if is_main_process():
-        if resume:
-            manifest = runs.read_json(run_dir / runs.MANIFEST)
-            manifest.setdefault("resumed", []).append(manifest.get("finished") or "after an interruption")
-        else:
-            runs.save_config(run_dir, config)
-            atomic_write_json(run_dir / PREPROCESS, pre.to_dict())
-            manifest = write_manifest(
-                run_dir, config=config_dict(config), seed=config.seed, device=str(device), inputs={"data": path},
-                extra={"split_sizes": {k: int(len(v)) for k, v in split.items()},
-                       "class_counts": {k: np.bincount(y[v], minlength=2).tolist() for k, v in split.items()}},
-            )
-
+    run_dir, manifest = open_run(
+        config, out, resume, device, pre.to_dict(), {"data": path},
+        {"split_sizes": {k: int(len(v)) for k, v in split.items()},
+         "class_counts": {k: np.bincount(y[v], minlength=2).tolist() for k, v in split.items()}})
     seed_everything(config.seed, config.deterministic)
     trainer = _trainer(config, _model(config, len(features)), run_dir, pre.pos_weight, device)
     data = {k: _dataset(pre.transform(x[v]), y[v]) for k, v in split.items()}
     trainer.fit(data["train"], data["val"], resume=resume)
-    barrier()
-
-    best = run_dir / runs.CHECKPOINTS / "best"
-    if best.with_suffix(".json").exists():
-        weights, meta = load_checkpoint(best)
-        load_model_weights(trainer.module, weights, best.with_suffix(".safetensors"))
-    metrics: dict[str, float] = {}
-    metrics.update(trainer.evaluate(data["val"], prefix="val"))
-    metrics.update(trainer.evaluate(data["test"], prefix="test"))
-    best_cb = next((c for c in trainer.callbacks if isinstance(c, BestCheckpoint)), None)
-    metrics["best_epoch"] = float(best_cb.best_epoch or trainer.epoch) if best_cb else float(trainer.epoch)
-    metrics["epochs_trained"] = float(trainer.epoch)
-    if is_main_process():
-        runs.write_metrics(run_dir, metrics)
-        finish_manifest(run_dir, manifest)
+    metrics = finish_run(trainer, run_dir, data["val"], data["test"], manifest)
+    write_results(run_dir, metrics, manifest)
     return TrainResult(run_dir, metrics, trainer)
 
 
@@ -156,26 +109,11 @@ def load_run(run_dir: str | Path, checkpoint: str = "best") -> tuple[RunConfig, 
     run_dir = Path(run_dir)
     config = runs.load_run_config(run_dir)
     pre = TabularPreprocessor.from_dict(runs.read_json(run_dir / PREPROCESS))
-    def present(prefix: Path) -> bool:
-        return prefix.with_suffix(".json").exists() or prefix.with_suffix(".safetensors").exists()
-
-    prefix = run_dir / runs.CHECKPOINTS / checkpoint
-    if checkpoint == "best" and not present(prefix):
-        prefix = run_dir / runs.CHECKPOINTS / "last"
-    if not present(prefix):
-        raise RunDirError(run_dir, "holds no model checkpoint (checkpoints/best.* or last.*); did training finish?")
-    tensors, meta = load_checkpoint(prefix)
-    if meta.get("kind") == "training":
-        tensors = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    tensors, source = run_weights(run_dir, checkpoint)
     model = _model(config, len(pre.features))
-    load_model_weights(model, tensors, prefix.with_suffix(".safetensors"))
+    load_model_weights(model, tensors, source)
     device = resolve_device(config.trainer.device)
     return config, pre, _trainer(config, model, None, pre.pos_weight, device, train=False)
-
-
-def _refuse_overwrite(path: Path, overwrite: bool) -> None:
-    if path.exists() and not overwrite:
-        raise RunDirError(path, "exists; pass --overwrite to replace it")
 
 
 def evaluate(run_dir: str | Path, data: str | Path | None = None, checkpoint: str = "best",
@@ -197,7 +135,7 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None, checkpoint: st
         x, y, _ = load_table(path, pre.target, pre.features, [], pre.binary)
         name = path.stem
     out = run_dir / "evaluation" / f"{name}.json"
-    _refuse_overwrite(out, overwrite)
+    refuse_overwrite(out, overwrite)
     metrics = trainer.evaluate(_dataset(pre.transform(x), y), prefix=name)
     metrics[f"{name}/n"] = float(len(y))
     out.parent.mkdir(exist_ok=True)
@@ -213,7 +151,7 @@ def predict(run_dir: str | Path, input_csv: str | Path, out: str | Path | None =
     df = read_csv(input_csv)
     x = pre.features_from(df, input_csv)
     out = Path(out) if out is not None else run_dir / "predictions" / f"{input_csv.stem}.csv"
-    _refuse_overwrite(out, overwrite)
+    refuse_overwrite(out, overwrite)
     prob = trainer.predict(_dataset(x)).numpy().astype(np.float64)
     df[f"probability_{pre.target}"] = np.round(prob, 6)
     df[f"predicted_{pre.target}"] = (prob >= threshold).astype(int)

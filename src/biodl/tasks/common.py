@@ -1,0 +1,117 @@
+"""What every task's run does the same way: open the run directory, choose the callbacks,
+finish with the best weights evaluated, and reload a finished run's weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import BaseModel
+
+from .. import runs
+from ..config import config_dict, config_hash
+from ..engine import BestCheckpoint, CSVLogger, EarlyStopping, ProgressBar, TensorBoardLogger, Trainer
+from ..engine.checkpoint import load_checkpoint, load_model_weights
+from ..engine.distributed import barrier, init_distributed, is_main_process
+from ..errors import RunDirError
+from ..io import atomic_write_json
+from ..repro import finish_manifest, write_manifest
+
+PREPROCESS = "preprocess.json"
+
+
+def open_run(config: BaseModel, out: str | Path | None, resume: bool, device: torch.device,
+             preprocess: dict[str, Any], inputs: dict[str, Path], extra: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+    """Create (or reopen, with ``resume``) the run directory; rank 0 writes config.yaml,
+    preprocess.json and manifest.json. Returns (run_dir, manifest)."""
+    init_distributed(device)
+    run_dir = runs.prepare_run_dir(out, config.name, resume)
+    if resume and config_hash(runs.load_run_config(run_dir)) != config_hash(config):
+        raise RunDirError(run_dir / runs.CONFIG, "differs from the config given; resume with the run's own config")
+    manifest: dict[str, Any] = {}
+    if is_main_process():
+        if resume:
+            manifest = runs.read_json(run_dir / runs.MANIFEST)
+            manifest.setdefault("resumed", []).append(manifest.get("finished") or "after an interruption")
+        else:
+            runs.save_config(run_dir, config)
+            atomic_write_json(run_dir / PREPROCESS, preprocess)
+            manifest = write_manifest(run_dir, config=config_dict(config), seed=config.seed, device=str(device),
+                                      inputs=inputs, extra=extra)
+    return run_dir, manifest
+
+
+def callbacks(config: BaseModel, run_dir: Path, show: tuple[str, ...] | None = None) -> list:
+    """metrics.csv, TensorBoard, best checkpoint, early stopping and progress, as configured."""
+    t = config.trainer
+    cbs: list = [CSVLogger(run_dir / runs.METRICS_CSV), TensorBoardLogger(run_dir / runs.TENSORBOARD),
+                 BestCheckpoint(run_dir / runs.CHECKPOINTS, t.monitor, t.mode)]
+    if t.early_stopping_patience:
+        cbs.append(EarlyStopping(t.monitor, t.mode, t.early_stopping_patience))
+    if t.progress:
+        cbs.append(ProgressBar(show) if show else ProgressBar())
+    return cbs
+
+
+def finish_run(trainer: Trainer, run_dir: Path, val, test, manifest: dict[str, Any],
+               extra: dict[str, float] | None = None) -> dict[str, float]:
+    """Reload the best epoch's weights, evaluate validation and test, write metrics.json and
+    close the manifest. ``extra`` (e.g. CIs) is computed by the caller from the same weights."""
+    barrier()
+    best = run_dir / runs.CHECKPOINTS / "best"
+    if best.with_suffix(".json").exists():
+        weights, _ = load_checkpoint(best)
+        load_model_weights(trainer.module, weights, best.with_suffix(".safetensors"))
+    metrics = {**trainer.evaluate(val, prefix="val"), **trainer.evaluate(test, prefix="test")}
+    best_cb = next((c for c in trainer.callbacks if isinstance(c, BestCheckpoint)), None)
+    metrics["best_epoch"] = float(best_cb.best_epoch or trainer.epoch) if best_cb else float(trainer.epoch)
+    metrics["epochs_trained"] = float(trainer.epoch)
+    return metrics
+
+
+def write_results(run_dir: Path, metrics: dict[str, float], manifest: dict[str, Any]) -> None:
+    if is_main_process():
+        runs.write_metrics(run_dir, metrics)
+        finish_manifest(run_dir, manifest)
+
+
+def run_weights(run_dir: Path, checkpoint: str = "best") -> tuple[dict[str, torch.Tensor], Path]:
+    """The model tensors of a finished run (``best``, else ``last``) and the file they came from."""
+    def present(prefix: Path) -> bool:
+        return prefix.with_suffix(".json").exists() or prefix.with_suffix(".safetensors").exists()
+
+    prefix = run_dir / runs.CHECKPOINTS / checkpoint
+    if checkpoint == "best" and not present(prefix):
+        prefix = run_dir / runs.CHECKPOINTS / "last"
+    if not present(prefix):
+        raise RunDirError(run_dir, "holds no model checkpoint (checkpoints/best.* or last.*); did training finish?")
+    tensors, meta = load_checkpoint(prefix)
+    if meta.get("kind") == "training":
+        tensors = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    return tensors, prefix.with_suffix(".safetensors")
+
+
+def refuse_overwrite(path: Path, overwrite: bool) -> None:
+    if path.exists() and not overwrite:
+        raise RunDirError(path, "exists; pass --overwrite to replace it")
+
+
+def make_trainer(config: BaseModel, model: torch.nn.Module, loss, metrics, postprocess, run_dir: Path | None,
+                 device: torch.device, train: bool = True, optimizer=None, extra_callbacks: tuple = (),
+                 show: tuple[str, ...] | None = None, batch_transform=None) -> Trainer:
+    """A Trainer set up from a run config (``train=False``: for evaluate/predict, no files written)."""
+    from ..engine.optim import optimizer_factory, scheduler_factory
+
+    t = config.trainer
+    writing = train and run_dir is not None
+    return Trainer(
+        model, loss, optimizer or optimizer_factory(config.optimizer), scheduler_factory(config.scheduler, t.epochs),
+        metrics=metrics, postprocess=postprocess, max_epochs=t.epochs, batch_size=config.data.batch_size,
+        num_workers=config.data.num_workers, seed=config.seed, device=device, precision=t.precision,
+        compile=t.compile and train, grad_clip=t.grad_clip, scheduler_monitor=t.monitor,
+        callbacks=[*callbacks(config, run_dir, show), *extra_callbacks] if writing else [],
+        checkpoint_dir=run_dir / runs.CHECKPOINTS if writing else None,
+        checkpoint_every_steps=t.checkpoint_every_steps, config_hash=config_hash(config),
+        batch_transform=batch_transform,
+    )
