@@ -26,3 +26,15 @@ def get_study(name: str) -> ModuleType:
         hint = f"did you mean '{close[0]}'? " if close else ""
         raise ConfigError(f"study {name}", f"no such study; {hint}known: {', '.join(_MODULES)}")
     return import_module(f".{_MODULES[name]}", __name__)
+
+
+def run_config_study(raw: dict, name: str, out=None, overrides: list[str] | None = None, data=None):
+    """Run a study that is a task config (``raw``): ``--set`` overrides apply, and ``data`` (a
+    user's file or folder) replaces the embedded data set. Returns the run directory."""
+    from ..config import build_config
+    from ..tasks import get_task
+
+    if data is not None:
+        overrides = ["data.dataset=null", f"data.path={data}", *(overrides or [])]
+    config = build_config(raw, overrides, where=f"study {name}")
+    return get_task(config.task).train(config, out).run_dir

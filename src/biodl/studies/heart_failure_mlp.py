@@ -38,8 +38,6 @@ def config(overrides: list[str] | None = None) -> RunConfig:
 
 
 def run(out: str | Path | None = None, overrides: list[str] | None = None, data: str | Path | None = None) -> Path:
-    from ..tasks.tabular import train
+    from . import run_config_study
 
-    if data is not None:
-        overrides = ["data.dataset=null", f"data.path={data}", *(overrides or [])]
-    return train(config(overrides), out).run_dir
+    return run_config_study(CONFIG, NAME, out, overrides, data)
