@@ -124,3 +124,29 @@ def test_loader_with_workers_gives_the_same_batches_as_without():
     ya = torch.cat([y for _, y in a])
     yb = torch.cat([y for _, y in b])
     assert torch.equal(ya, yb) and len(ya) == 100 - 3 * 16
+
+
+def test_resume_with_random_augmentation_is_bit_identical(tmp_path):
+    from biodl.data.transforms import BatchAugment, ImagePreprocess
+
+    g = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.randint(0, 256, (96, 3, 12, 12), dtype=torch.uint8, generator=g),
+                         torch.randint(0, 3, (96,), generator=g))
+
+    def make(ckpt, cbs=()):
+        seed_everything(0)
+        model = create_model("resnet_small", num_classes=3, width=4, blocks=1)
+        return Trainer(model, nn.functional.cross_entropy, lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9),
+                       max_epochs=2, batch_size=16, seed=0, device="cpu", checkpoint_dir=ckpt,
+                       checkpoint_every_steps=1, callbacks=list(cbs),
+                       batch_transform=ImagePreprocess([0.5] * 3, [0.2] * 3, BatchAugment()))
+
+    ref = make(tmp_path / "ref")
+    ref.fit(data)
+    crashed = make(tmp_path / "run", [_Crash(8)])
+    with pytest.raises(KeyboardInterrupt):
+        crashed.fit(data)
+    resumed = make(tmp_path / "run")
+    resumed.fit(data, resume=True)
+    for a, b in zip(ref.module.state_dict().values(), resumed.module.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
