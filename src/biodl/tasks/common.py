@@ -3,6 +3,7 @@ finish with the best weights evaluated, and reload a finished run's weights."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,16 @@ from ..io import atomic_write_json
 from ..repro import finish_manifest, write_manifest
 
 PREPROCESS = "preprocess.json"
+
+
+@dataclass
+class TrainResult:
+    """What a task's ``train`` returns: where the run is, its final metrics, and the trainer
+    (holding the best weights)."""
+
+    run_dir: Path
+    metrics: dict[str, float]
+    trainer: Trainer
 
 
 def open_run(config: BaseModel, out: str | Path | None, resume: bool, device: torch.device,

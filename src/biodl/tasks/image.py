@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +35,16 @@ from ..metrics import bootstrap_cis, multiclass_metrics, multiclass_scores
 from ..models import create_model
 from ..models.transfer import load_pretrained, param_groups
 from ..repro import seed_everything
-from .common import PREPROCESS, finish_run, make_trainer, open_run, refuse_overwrite, run_weights, write_results
-
-
-@dataclass
-class TrainResult:
-    run_dir: Path
-    metrics: dict[str, float]
-    trainer: Trainer
+from .common import (
+    PREPROCESS,
+    TrainResult,
+    finish_run,
+    make_trainer,
+    open_run,
+    refuse_overwrite,
+    run_weights,
+    write_results,
+)
 
 
 def _layout(path: Path, layout: str) -> str:

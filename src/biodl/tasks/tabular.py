@@ -9,7 +9,6 @@ Model: one logit per row; loss: BCE with logits, weighted by class frequency.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +28,16 @@ from ..io import atomic_write_text, sha256_file
 from ..metrics import binary_metrics
 from ..models import create_model
 from ..repro import seed_everything
-from .common import PREPROCESS, finish_run, make_trainer, open_run, refuse_overwrite, run_weights, write_results
-
-
-@dataclass
-class TrainResult:
-    run_dir: Path
-    metrics: dict[str, float]
-    trainer: Trainer
+from .common import (
+    PREPROCESS,
+    TrainResult,
+    finish_run,
+    make_trainer,
+    open_run,
+    refuse_overwrite,
+    run_weights,
+    write_results,
+)
 
 
 def data_path(config: RunConfig) -> Path:
