@@ -64,7 +64,28 @@ def test_folder_layout_trains_and_learns(folder_run):
     assert pre["classes"] == ["plain", "square"] and pre["size"] == 16
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["split"] == "stratified" and sum(manifest["split_sizes"].values()) == 60
+    cm = pd.read_csv(run / "test_confusion.csv")
+    per_class = pd.read_csv(run / "test_per_class.csv")
+    assert cm["true"].tolist() == ["plain", "square"] and list(cm.columns) == ["true", "pred plain", "pred square"]
+    n_test = manifest["split_sizes"]["test"]
+    assert cm[["pred plain", "pred square"]].to_numpy().sum() == n_test == per_class["support"].sum()
+    accuracy = np.trace(cm[["pred plain", "pred square"]].to_numpy()) / n_test
+    assert accuracy == pytest.approx(m["test/accuracy"], abs=1e-6)  # the tables agree with metrics.json
     assert len(list((folder_run / "cache").iterdir())) == 1  # decoded once, cached
+
+
+def test_evaluate_rebuilds_the_test_report(folder_run, cli):
+    import shutil
+
+    run = folder_run / "copy"
+    shutil.copytree(folder_run / "run", run)
+    r = cli("evaluate", run)
+    assert r.code == 0, r.err
+    ev = json.loads((run / "evaluation/test.json").read_text())
+    m = json.loads((run / "metrics.json").read_text())
+    assert ev["test/accuracy"] == pytest.approx(m["test/accuracy"])
+    assert ev["test/roc_auc_ci_low"] == m["test/roc_auc_ci_low"]
+    assert (run / "evaluation/test_confusion.csv").read_text() == (run / "test_confusion.csv").read_text()
 
 
 def test_predict_folder_of_images(folder_run, cli):

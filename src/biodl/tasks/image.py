@@ -34,6 +34,7 @@ from ..io import atomic_write_text
 from ..metrics import bootstrap_cis, multiclass_metrics, multiclass_scores
 from ..models import create_model
 from ..models.transfer import load_pretrained, param_groups
+from ..engine.distributed import is_main_process
 from ..repro import seed_everything
 from .common import (
     PREPROCESS,
@@ -188,16 +189,33 @@ def train(config: ImageRunConfig, out: str | Path | None = None, resume: bool = 
     sets = {k: ImageDataset(data.subset(v)) for k, v in parts.items()}
     trainer.fit(sets["train"], sets["val"], resume=resume)
     metrics = finish_run(trainer, run_dir, sets["val"], sets["test"], manifest)
-    metrics.update(_cis(trainer, sets["test"], config))
+    metrics.update(test_report(trainer, sets["test"], config.data.graded, config.n_boot, "test", run_dir))
     write_results(run_dir, metrics, manifest)
     return TrainResult(run_dir, metrics, trainer)
 
 
-def _cis(trainer: Trainer, test: ImageDataset, config: ImageRunConfig) -> dict[str, float]:
-    prob = trainer.predict(test).numpy().astype(np.float64)
-    y = test.labels.numpy()
-    cis = bootstrap_cis(y, prob, lambda a, b: multiclass_scores(a, b, config.data.graded), config.n_boot, seed=0)
-    return {f"test/{k}_ci_{side}": v for k, (lo, hi) in cis.items() for side, v in (("low", lo), ("high", hi))}
+def test_report(trainer: Trainer, data: ImageDataset, graded: bool, n_boot: int, prefix: str,
+                out_dir: Path | None) -> dict[str, float]:
+    """95% bootstrap CIs of the metrics on ``data``; with ``out_dir``, also per-class precision,
+    recall, F1 and support (``<prefix>_per_class.*``) and the confusion matrix
+    (``<prefix>_confusion.*``, rows: true class, columns: predicted)."""
+    import pandas as pd
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    from ..report import write_table
+
+    prob = trainer.predict(data).numpy().astype(np.float64)
+    y, pred, classes = data.labels.numpy(), prob.argmax(axis=1), data.classes
+    cis = bootstrap_cis(y, prob, lambda a, b: multiclass_scores(a, b, graded), n_boot, seed=0)
+    if out_dir is not None and is_main_process():
+        labels = list(range(len(classes)))
+        p, r, f, n = precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
+        write_table(pd.DataFrame({"class": classes, "precision": p, "recall": r, "f1": f, "support": n}),
+                    out_dir / f"{prefix}_per_class", f"Per-class results ({prefix})")
+        cm = pd.DataFrame(confusion_matrix(y, pred, labels=labels), columns=[f"pred {c}" for c in classes])
+        cm.insert(0, "true", classes)
+        write_table(cm, out_dir / f"{prefix}_confusion", f"Confusion matrix ({prefix}): rows true, columns predicted")
+    return {f"{prefix}/{k}_ci_{side}": v for k, (lo, hi) in cis.items() for side, v in (("low", lo), ("high", hi))}
 
 
 def load_run(run_dir: str | Path, checkpoint: str = "best") -> tuple[ImageRunConfig, dict[str, Any], Trainer]:
@@ -226,11 +244,8 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None, checkpoint: st
     refuse_overwrite(out, overwrite)
     test = ImageDataset(images.subset(parts["test"] if data is None else np.arange(len(images))))
     metrics = trainer.evaluate(test, prefix=name)
-    prob = trainer.predict(test).numpy().astype(np.float64)
-    cis = bootstrap_cis(test.labels.numpy(), prob, lambda a, b: multiclass_scores(a, b, pre["graded"]),
-                        config.n_boot, seed=0)
-    metrics.update({f"{name}/{k}_ci_{s}": v for k, (lo, hi) in cis.items() for s, v in (("low", lo), ("high", hi))})
     out.parent.mkdir(exist_ok=True)
+    metrics.update(test_report(trainer, test, pre["graded"], config.n_boot, name, out.parent))
     runs.write_metrics(out.parent, metrics, out.name)
     return metrics, out
 
