@@ -153,3 +153,35 @@ def test_train_straight_from_data_with_no_config(tmp_path, cli, monkeypatch):
     assert cfg["task"] == "image" and cfg["data"]["path"] == str(tmp_path / "scans")
     assert cfg["model"]["name"] == "auto" and cfg["trainer"]["epochs"] == 1
     assert json.loads((tmp_path / "run/preprocess.json").read_text())["size"] == 20
+
+
+def test_histopathology_needs_data_and_says_what_it_expects(cli, tmp_path):
+    r = cli("run", "histopathology", "--out", tmp_path / "run")
+    assert_one_line_error(r, "study histopathology", "needs --data", "X.npy", "<patient>/<0|1>")
+    assert not (tmp_path / "run").exists()
+
+
+def test_histopathology_transfer_learning_from_a_local_file(cli, tmp_path, monkeypatch):
+    import torch
+    import torchvision
+    from safetensors.torch import save_file
+
+    monkeypatch.setenv("BIODL_CACHE", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    weights = tmp_path / "resnet18.safetensors"  # stands in for torchvision's ImageNet file
+    source = torchvision.models.resnet18(weights=None).state_dict()
+    save_file({k: v.contiguous() for k, v in source.items()}, str(weights))
+    x, y = _square_images(48, size=50)
+    (tmp_path / "idc").mkdir()
+    np.save(tmp_path / "idc/X.npy", x)
+    np.save(tmp_path / "idc/Y.npy", y)
+    r = cli("run", "histopathology", "--data", tmp_path / "idc", "--out", tmp_path / "run",
+            "--set", f"model.pretrained={weights}", "--set", "trainer.epochs=2", "--set", "model.freeze_epochs=1",
+            "--set", "data.size=32", "--set", "trainer.progress=false", "--set", "n_boot=100")
+    assert r.code == 0, r.err
+    manifest = json.loads((tmp_path / "run/manifest.json").read_text())
+    assert manifest["pretrained"]["dropped_head"] == ["fc.bias", "fc.weight"]
+    assert manifest["pretrained"]["loaded"] == len(source) - 2  # everything but fc.weight and fc.bias
+    assert manifest["pretrained"]["kept_random"] == []
+    pre = json.loads((tmp_path / "run/preprocess.json").read_text())
+    assert pre["classes"] == ["no IDC", "IDC"] and pre["size"] == 32

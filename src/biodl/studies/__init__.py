@@ -12,7 +12,8 @@ from types import ModuleType
 
 from ..errors import ConfigError
 
-_MODULES = {"heart-failure": "heart_failure", "heart-failure-mlp": "heart_failure_mlp", "retinopathy": "retinopathy"}
+_MODULES = {"heart-failure": "heart_failure", "heart-failure-mlp": "heart_failure_mlp",
+            "histopathology": "histopathology", "retinopathy": "retinopathy"}
 
 
 def list_studies() -> dict[str, str]:
