@@ -84,10 +84,6 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def read_json(path: str | Path, error: type[BiodlError] = BiodlError) -> dict[str, Any]:
     """Read a JSON object; a missing, unreadable or malformed file raises ``error(path, problem)``."""
     path = Path(path)

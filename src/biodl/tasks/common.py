@@ -65,10 +65,9 @@ def callbacks(config: BaseModel, run_dir: Path, show: tuple[str, ...] | None = N
     return cbs
 
 
-def finish_run(trainer: Trainer, run_dir: Path, val, test, manifest: dict[str, Any],
-               extra: dict[str, float] | None = None) -> dict[str, float]:
-    """Reload the best epoch's weights, evaluate validation and test, write metrics.json and
-    close the manifest. ``extra`` (e.g. CIs) is computed by the caller from the same weights."""
+def finish_run(trainer: Trainer, run_dir: Path, val, test) -> dict[str, float]:
+    """Reload the best epoch's weights and evaluate validation and test; the caller adds what
+    else it reports (e.g. CIs) and then calls :func:`write_results`."""
     barrier()
     best = run_dir / runs.CHECKPOINTS / "best"
     if best.with_suffix(".json").exists():
@@ -82,6 +81,7 @@ def finish_run(trainer: Trainer, run_dir: Path, val, test, manifest: dict[str, A
 
 
 def write_results(run_dir: Path, metrics: dict[str, float], manifest: dict[str, Any]) -> None:
+    """metrics.json and the manifest's end time (rank 0 only)."""
     if is_main_process():
         runs.write_metrics(run_dir, metrics)
         finish_manifest(run_dir, manifest)

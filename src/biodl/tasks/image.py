@@ -188,7 +188,7 @@ def train(config: ImageRunConfig, out: str | Path | None = None, resume: bool = 
     trainer = _trainer(config, model, n_classes, weights, pre, run_dir, device)
     sets = {k: ImageDataset(data.subset(v)) for k, v in parts.items()}
     trainer.fit(sets["train"], sets["val"], resume=resume)
-    metrics = finish_run(trainer, run_dir, sets["val"], sets["test"], manifest)
+    metrics = finish_run(trainer, run_dir, sets["val"], sets["test"])
     metrics.update(test_report(trainer, sets["test"], config.data.graded, config.n_boot, "test", run_dir))
     write_results(run_dir, metrics, manifest)
     return TrainResult(run_dir, metrics, trainer)

@@ -97,7 +97,7 @@ def train(config: RunConfig, out: str | Path | None = None, resume: bool = False
     trainer = _trainer(config, _model(config, len(features)), run_dir, pre.pos_weight, device)
     data = {k: _dataset(pre.transform(x[v]), y[v]) for k, v in split.items()}
     trainer.fit(data["train"], data["val"], resume=resume)
-    metrics = finish_run(trainer, run_dir, data["val"], data["test"], manifest)
+    metrics = finish_run(trainer, run_dir, data["val"], data["test"])
     write_results(run_dir, metrics, manifest)
     return TrainResult(run_dir, metrics, trainer)
 
