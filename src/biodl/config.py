@@ -137,7 +137,9 @@ class ImageDataConfig(Strict):
     skip_bad: bool = Field(False, description="leave unreadable images out (counted) instead of failing")
     cache_dir: Path | None = Field(None, description="decoded-image cache (default ~/.cache/biodl)")
     augment: bool = True
-    class_weights: bool = Field(True, description="weight the loss by inverse class frequency")
+    balance: Literal["loss", "sampler", "none"] = Field(
+        "loss", description="class imbalance: loss = weight the loss by inverse class frequency; sampler = draw "
+                            "training images with replacement, every class equally often; none")
 
     @model_validator(mode="after")
     def _one_source(self) -> "ImageDataConfig":

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from biodl.data.cache import cached, content_key
+from biodl.data.cache import DiskArray, cached, content_key
 from biodl.data.folders import load_image_folder
 from biodl.data.splits import cross_split_duplicates, grouped_split
 from biodl.errors import DataError
@@ -27,8 +27,9 @@ def test_cache_hit_miss_and_invalidation(tmp_path):
     first, hit1 = cached(load, files, {"size": 8}, tmp_path / "cache")
     again, hit2 = cached(load, files, {"size": 8}, tmp_path / "cache")
     assert (hit1, hit2, len(calls)) == (False, True, 1)
-    assert isinstance(again.images, np.memmap) and again.images.dtype == np.uint8
-    np.testing.assert_array_equal(again.images, first.images)
+    assert isinstance(again.images, DiskArray) and again.images.dtype == np.uint8
+    assert again.images.shape == first.images.shape == (6, 8, 8, 3)
+    np.testing.assert_array_equal(np.asarray(again.images), np.asarray(first.images))
     np.testing.assert_array_equal(again.labels, first.labels)
     assert again.classes == first.classes and again.sources == first.sources
     _, hit3 = cached(load, files, {"size": 6}, tmp_path / "cache")  # another size: another entry
@@ -37,6 +38,34 @@ def test_cache_hit_miss_and_invalidation(tmp_path):
     _, hit4 = cached(load, files, {"size": 8}, tmp_path / "cache")
     assert not hit4 and len(calls) == 3
     assert not [p for p in (tmp_path / "cache").iterdir() if p.name.startswith(".")]  # no temp folder left
+
+
+def test_disk_array_reads_the_rows_asked_for(tmp_path):
+    a = np.arange(7 * 4 * 3 * 2, dtype=np.uint8).reshape(7, 4, 3, 2)
+    np.save(tmp_path / "a.npy", a)
+    d = DiskArray(tmp_path / "a.npy")
+    assert d.shape == a.shape and len(d) == 7 and d.dtype == np.uint8
+    for index in (3, -1, slice(1, 6, 2), [6, 0, 1, 2, 2], np.array([], dtype=np.int64), a[:, 0, 0, 0] % 2 == 0):
+        np.testing.assert_array_equal(d[index], a[index])
+    np.testing.assert_array_equal(np.asarray(d), a)
+    with pytest.raises(IndexError):
+        d[[7]]
+    import pickle
+
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(d))[[5, 4]], a[[5, 4]])  # for DataLoader workers
+
+
+def test_damaged_cache_entry_is_decoded_again(tmp_path):
+    files = _tree(tmp_path / "img")
+    first, _ = cached(lambda: load_image_folder(tmp_path / "img", size=8), files, {"size": 8}, tmp_path / "cache")
+    (entry,) = (tmp_path / "cache").iterdir()
+    with open(entry / "images.npy", "r+b") as f:  # cut the file short, as a full disk or a bad copy would
+        f.truncate(200)
+    with pytest.warns(UserWarning, match="unreadable cache entry"):
+        again, hit = cached(lambda: load_image_folder(tmp_path / "img", size=8), files, {"size": 8},
+                            tmp_path / "cache")
+    assert not hit
+    np.testing.assert_array_equal(np.asarray(again.images), np.asarray(first.images))
 
 
 def test_content_key_ignores_where_the_tree_lives(tmp_path):

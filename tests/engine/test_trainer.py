@@ -150,3 +150,32 @@ def test_resume_with_random_augmentation_is_bit_identical(tmp_path):
     resumed.fit(data, resume=True)
     for a, b in zip(ref.module.state_dict().values(), resumed.module.state_dict().values(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_weighted_sampler_balances_classes_and_is_a_pure_function_of_seed_and_epoch():
+    from biodl.engine.loaders import ResumableSampler, TrainLoader
+
+    y = torch.tensor([0] * 900 + [1] * 100)
+    ds = TensorDataset(torch.arange(1000).float().unsqueeze(1), y)
+    w = 1.0 / torch.bincount(y).double()[y]  # every class equally often
+    loader = TrainLoader(ds, 50, seed=3, weights=w)
+    loader.set_epoch(0)
+    y0 = torch.cat([b for _, b in loader])
+    assert len(y0) == 1000
+    assert 0.44 < y0.float().mean() < 0.56  # ~half minority draws, against 0.10 when shuffled
+    loader.set_epoch(0)
+    assert torch.equal(torch.cat([b for _, b in loader]), y0)  # same (seed, epoch): same draws
+    loader.set_epoch(1)
+    x1 = torch.cat([x for x, _ in loader])
+    loader.set_epoch(1, start_batch=4)  # resume mid-epoch: exactly the rest of the epoch
+    assert torch.equal(torch.cat([x for x, _ in loader]), x1[200:])
+    shards = [list(ResumableSampler(ds, 2, r, shuffle=True, seed=3, weights=w)) for r in (0, 1)]
+    whole = list(ResumableSampler(ds, 1, 0, shuffle=True, seed=3, weights=w))
+    assert shards[0] == whole[0::2] and shards[1] == whole[1::2]  # DDP ranks split one draw
+    with pytest.raises(ValueError, match="one non-negative weight per sample"):
+        ResumableSampler(ds, 1, 0, shuffle=True, seed=0, weights=torch.ones(5))
+    zero = w.clone()
+    zero[y == 1] = 0
+    loader = TrainLoader(ds, 50, seed=3, weights=zero)
+    loader.set_epoch(0)
+    assert torch.cat([b for _, b in loader]).sum() == 0  # weight 0: never drawn

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from PIL import Image
 
 from tests.conftest import assert_one_line_error
@@ -109,6 +110,39 @@ def test_npz_and_npy_layouts(tmp_path, cli):
     np.save(tmp_path / "idc/Y.npy", y)
     r = cli("train", "--config", _config(tmp_path, tmp_path / "idc"), "--out", tmp_path / "b", *FAST)
     assert r.code == 0, r.err
+
+
+def test_balance_by_sampler_or_loss(tmp_path, cli, monkeypatch):
+    from biodl.engine import Trainer
+
+    seen = {}
+    fit = Trainer.fit
+
+    def spy(self, train, val=None, resume=False, sample_weights=None):
+        seen["draw"], seen["loss"] = sample_weights, self.loss_fn
+        return fit(self, train, val, resume, sample_weights)
+
+    monkeypatch.setattr(Trainer, "fit", spy)
+    x, y = _square_images(60)
+    y = (np.arange(60) % 6 == 0).astype(np.int64)  # 10 of 60 in class 1
+    np.savez(tmp_path / "set.npz", train_images=x[:48], train_labels=y[:48], val_images=x[48:54],
+             val_labels=y[48:54], test_images=x[54:], test_labels=y[54:])
+    r = cli("train", "--config", _config(tmp_path, tmp_path / "set.npz"), "--out", tmp_path / "s", *FAST,
+            "--set", "data.balance=sampler")
+    assert r.code == 0, r.err
+    draw = seen["draw"].numpy()
+    assert draw.shape == (48,)  # one weight per training image: n / (classes x count of its class)
+    np.testing.assert_allclose(draw[y[:48] == 0], 48 / (2 * 40))
+    np.testing.assert_allclose(draw[y[:48] == 1], 48 / (2 * 8))
+    out, t = torch.tensor([[2.0, 0.0], [2.0, 0.0]]), torch.tensor([0, 1])
+    plain = torch.nn.functional.cross_entropy(out, t)
+    assert torch.isclose(seen["loss"](out, t), plain)  # the sampler balances; the loss is not weighted too
+    r = cli("train", "--config", _config(tmp_path, tmp_path / "set.npz"), "--out", tmp_path / "l", *FAST)
+    assert r.code == 0, r.err
+    assert seen["draw"] is None and not torch.isclose(seen["loss"](out, t), plain)  # default: weighted loss
+    r = cli("train", "--config", _config(tmp_path, tmp_path / "set.npz"), "--out", tmp_path / "x", *FAST,
+            "--set", "data.balance=oversample")
+    assert_one_line_error(r, "data.balance", "'loss', 'sampler' or 'none'")
 
 
 def test_patient_tree_keeps_patients_apart(tmp_path, cli):

@@ -46,23 +46,33 @@ class ImageSet:
 
 class ImageDataset(Dataset):
     """torchvision-style dataset over an :class:`ImageSet`: ``(image, label)`` with the image a
-    (C, H, W) uint8 tensor, or ``transform(image)``. Indexing with a list or tensor of indices
-    returns a whole batch (N, C, H, W) at once, which the engine's loaders use."""
+    (C, H, W) uint8 tensor, or ``transform(image)``. ``indices`` picks a part of the set without
+    copying it (a memory-mapped cache stays on disk until read). Indexing with a list or tensor
+    of indices returns a whole batch (N, C, H, W) at once, which the engine's loaders use."""
 
     batch_indexable = True
 
-    def __init__(self, data: ImageSet, transform=None) -> None:
+    def __init__(self, data: ImageSet, transform=None, indices: np.ndarray | None = None) -> None:
         self.data = data
         self.classes = data.classes
-        self.images = torch.from_numpy(np.ascontiguousarray(data.images)).permute(0, 3, 1, 2)  # (N, C, H, W) view
-        self.labels = torch.from_numpy(data.labels)
+        # in memory: one (N, C, H, W) view; on disk (a cache file): rows are read per batch
+        self.images = (torch.from_numpy(np.ascontiguousarray(data.images)).permute(0, 3, 1, 2)
+                       if isinstance(data.images, np.ndarray) else None)
+        self.indices = None if indices is None else torch.as_tensor(np.asarray(indices), dtype=torch.int64)
+        labels = torch.from_numpy(np.asarray(data.labels))
+        self.labels = labels if self.indices is None else labels[self.indices]
         self.transform = transform
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, index):
-        x, y = self.images[index], self.labels[index]
+        rows = index if self.indices is None else self.indices[index]
+        if self.images is not None:
+            x = self.images[rows]
+        else:  # (..., H, W, C) rows read from disk -> (..., C, H, W)
+            x = torch.from_numpy(self.data.images[np.asarray(rows)]).movedim(-1, -3)
+        y = self.labels[index]
         return (self.transform(x) if self.transform is not None else x), y
 
 

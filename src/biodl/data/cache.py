@@ -1,6 +1,6 @@
 """Decode once: an on-disk cache of decoded image sets.
 
-A set is stored as ``images.npy`` (uint8 (N, H, W, C), memory-mapped when read) and
+A set is stored as ``images.npy`` (uint8 (N, H, W, C), read back row by row) and
 ``meta.json`` (labels, classes, splits, patients, sources) in a folder named by the sha256 of
 the inputs' contents and the loading parameters (e.g. the target size). A changed input or
 size gives another key, so a stale cache is never read. The folder is written under a
@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -37,17 +38,101 @@ def _arr(a: np.ndarray | None) -> list | None:
     return None if a is None else a.tolist()
 
 
+class DiskArray:
+    """A read-only ``.npy`` array left on disk: indexing (an int, a slice or integer indices along
+    the first axis) reads just those rows with ``pread`` into a new in-memory array.
+
+    Unlike a memory map, rows read this way never count toward the process's resident memory:
+    they stay in the operating system's page cache, shared and reclaimable, so training on a
+    cached set takes only a batch of memory beyond the model, however large the set.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        with open(self.path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                           (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+            if read_header is None:
+                raise ValueError(f"{self.path}: unsupported .npy version {version}")
+            shape, fortran, dtype = read_header(f)
+            self.offset = f.tell()
+        if fortran or dtype.hasobject:
+            raise ValueError(f"{self.path}: not a C-ordered plain array")
+        self.shape, self.dtype = tuple(shape), dtype
+        self.ndim = len(self.shape)
+        self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * dtype.itemsize
+        self._fd, self._pid = -1, -1
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _file(self) -> int:
+        if self._pid != os.getpid():  # a forked DataLoader worker opens its own
+            self._fd, self._pid = os.open(self.path, os.O_RDONLY), os.getpid()
+        return self._fd
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_fd": -1, "_pid": -1}
+
+    def __getitem__(self, index) -> np.ndarray:
+        if isinstance(index, (int, np.integer)):
+            return self[np.array([index])][0]
+        rows = np.arange(len(self))[index] if isinstance(index, slice) else np.asarray(index)
+        if rows.dtype == bool:
+            rows = np.flatnonzero(rows)
+        rows = np.where(rows < 0, rows + len(self), rows).astype(np.int64).reshape(-1)
+        if rows.size and (rows.min() < 0 or rows.max() >= len(self)):
+            raise IndexError(f"row index out of range for {len(self)} rows")
+        out = np.empty((len(rows), *self.shape[1:]), dtype=self.dtype)
+        if not len(rows):
+            return out
+        flat, fd = out.reshape(len(rows), -1).view(np.uint8), self._file()
+        start = 0
+        while start < len(rows):  # one read per run of consecutive rows
+            stop = start + 1
+            while stop < len(rows) and rows[stop] == rows[stop - 1] + 1:
+                stop += 1
+            want = (stop - start) * self.row_bytes
+            at = self.offset + int(rows[start]) * self.row_bytes
+            got = os.preadv(fd, [memoryview(flat[start:stop]).cast("B")], at)
+            if got != want:
+                raise OSError(f"{self.path}: short read ({got} of {want} bytes); the cache file is truncated")
+            start = stop
+        return out
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        a = self[:]
+        return a if dtype is None else a.astype(dtype)
+
+    def __del__(self) -> None:
+        if self._fd >= 0 and self._pid == os.getpid():
+            os.close(self._fd)
+
+
+def _read(entry: Path) -> ImageSet:
+    meta = json.loads((entry / "meta.json").read_text())
+    images = DiskArray(entry / "images.npy")
+    size = (entry / "images.npy").stat().st_size
+    if size != images.offset + len(images) * images.row_bytes or len(images) != len(meta["labels"]):
+        raise ValueError(f"images.npy holds {size} bytes, not {len(meta['labels'])} images")
+    split, patients = (np.asarray(meta[k]) if meta[k] is not None else None for k in ("split", "patients"))
+    return ImageSet(images, np.asarray(meta["labels"], dtype=np.int64), meta["classes"], split, patients,
+                    meta["sources"])
+
+
 def cached(load: Callable[[], ImageSet], files: list[Path], params: dict[str, Any],
            cache_dir: str | Path) -> tuple[ImageSet, bool]:
     """The set from the cache when its key is there, else ``load()`` stored under that key.
-    Returns (set, hit)."""
+    Either way the images come back as a :class:`DiskArray` over the cache file (rows are read
+    when indexed). Returns (set, hit)."""
     entry = Path(cache_dir) / content_key(files, params)
     if (entry / "meta.json").is_file():
-        meta = json.loads((entry / "meta.json").read_text())
-        images = np.load(entry / "images.npy", mmap_mode="r", allow_pickle=False)
-        split, patients = (np.asarray(meta[k]) if meta[k] is not None else None for k in ("split", "patients"))
-        return ImageSet(images, np.asarray(meta["labels"], dtype=np.int64), meta["classes"], split, patients,
-                        meta["sources"]), True
+        try:
+            return _read(entry), True
+        except (OSError, ValueError, KeyError) as exc:  # damaged from outside (our writes are atomic)
+            warnings.warn(f"{entry}: unreadable cache entry ({exc}); decoding again", stacklevel=2)
+            shutil.rmtree(entry, ignore_errors=True)
     data = load()
     entry.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
@@ -70,4 +155,5 @@ def cached(load: Callable[[], ImageSet], files: list[Path], params: dict[str, An
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return data, False
+    del data  # the decoded copy; training reads the map
+    return _read(entry), False

@@ -9,7 +9,9 @@ Grey, RGBA, palette and 16-bit images are converted, with one warning line per k
 
 from __future__ import annotations
 
+import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -55,8 +57,7 @@ def decode_images(paths: list[Path], size: int | None, root: Path, skip_bad: boo
                   ) -> tuple[np.ndarray, np.ndarray]:
     """Decode every file: (N_ok, size, size, 3) uint8 and the (N_ok,) indices of the files kept."""
     images, kept, bad, conversions = [], [], [], {}
-    for i, p in enumerate(paths):
-        img, problem, converted = _decode(p, size)
+    for i, (p, (img, problem, converted)) in enumerate(zip(paths, _decode_all(paths, size, root), strict=True)):
         if problem:
             bad.append(f"{p.relative_to(root) if p.is_relative_to(root) else p} ({problem})")
             continue
@@ -77,7 +78,22 @@ def decode_images(paths: list[Path], size: int | None, root: Path, skip_bad: boo
     shapes = {im.shape for im in images}
     if len(shapes) > 1:
         raise DataError(root, f"images differ in size {sorted(shapes)[:3]}; give a size to resize them to")
-    return np.stack(images), np.asarray(kept)
+    out = np.empty((len(images), *images[0].shape), dtype=np.uint8)
+    for i in range(len(images)):  # fill and let go image by image: peak memory stays near one copy
+        out[i], images[i] = images[i], None
+    return out, np.asarray(kept)
+
+
+def _decode_all(paths: list[Path], size: int | None, root: Path) -> list:
+    """``_decode`` of every path, in order, on a thread pool (Pillow releases the GIL while it
+    decodes and resizes), with a progress bar for large sets."""
+    from rich.console import Console
+    from rich.progress import track
+
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        results = pool.map(lambda p: _decode(p, size), paths)
+        return list(track(results, total=len(paths), description=f"decoding {root.name}", transient=True,
+                          disable=len(paths) < 1000, console=Console(stderr=True)))
 
 
 def _images_in(folder: Path) -> list[Path]:

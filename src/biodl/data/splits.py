@@ -61,9 +61,13 @@ def cross_split_duplicates(images: np.ndarray, parts: dict[str, np.ndarray]) -> 
     seen: dict[bytes, tuple[int, str]] = {}
     found = []
     for name, idx in parts.items():
-        for i in idx:
-            key = hashlib.sha1(np.ascontiguousarray(images[i]).tobytes()).digest()
-            if key in seen and seen[key][1] != name:
-                found.append((seen[key][0], int(i), seen[key][1], name))
-            seen.setdefault(key, (int(i), name))
+        idx = np.asarray(idx)
+        for start in range(0, len(idx), 256):  # a block of images at a time (also from a cache on disk)
+            rows = idx[start:start + 256]
+            block = np.asarray(images[rows])
+            for i, img in zip(rows, block, strict=True):
+                key = hashlib.sha1(np.ascontiguousarray(img).tobytes()).digest()
+                if key in seen and seen[key][1] != name:
+                    found.append((seen[key][0], int(i), seen[key][1], name))
+                seen.setdefault(key, (int(i), name))
     return found

@@ -18,14 +18,30 @@ from ..repro import seed_worker
 
 
 class ResumableSampler(DistributedSampler):
-    """DistributedSampler that can skip the first ``start`` indices of its epoch."""
+    """DistributedSampler that can skip the first ``start`` indices of its epoch.
 
-    def __init__(self, dataset: Dataset, num_replicas: int, rank: int, shuffle: bool, seed: int) -> None:
+    With ``weights`` (one per sample) each epoch instead draws ``len(dataset)`` indices with
+    replacement, with probability proportional to the weights (e.g. 1 / class count: every
+    class equally often), from a generator seeded by ``seed + epoch``; rank r takes draws r,
+    r+W, r+2W, ...
+    """
+
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int, shuffle: bool, seed: int,
+                 weights: torch.Tensor | None = None) -> None:
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed)
         self.start = 0
+        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
+        if self.weights is not None and (len(self.weights) != len(dataset) or not (self.weights >= 0).all()
+                                         or not self.weights.sum() > 0):
+            raise ValueError("sampling weights: one non-negative weight per sample, not all zero")
 
     def __iter__(self) -> Iterator[int]:
-        return iter(list(super().__iter__())[self.start :])
+        if self.weights is None:
+            return iter(list(super().__iter__())[self.start :])
+        g = torch.Generator()
+        g.manual_seed(self.seed + self.epoch)
+        draws = torch.multinomial(self.weights, self.total_size, replacement=True, generator=g)
+        return iter(draws[self.rank : self.total_size : self.num_replicas][self.start :].tolist())
 
     def __len__(self) -> int:
         return self.num_samples - self.start
@@ -74,15 +90,15 @@ def _loader(dataset: Dataset, sampler: Sampler[int], batch_size: int, num_worker
 
 
 class TrainLoader:
-    """Shuffled, sharded, resumable training batches."""
+    """Shuffled (or weighted-sampled), sharded, resumable training batches."""
 
     def __init__(
         self, dataset: Dataset, batch_size: int, seed: int, num_workers: int = 0,
-        rank: int = 0, world_size: int = 1, pin_memory: bool = False,
+        rank: int = 0, world_size: int = 1, pin_memory: bool = False, weights: torch.Tensor | None = None,
     ) -> None:
         self.batch_size = batch_size
         self.seed = seed
-        self.sampler = ResumableSampler(dataset, world_size, rank, shuffle=True, seed=seed)
+        self.sampler = ResumableSampler(dataset, world_size, rank, shuffle=True, seed=seed, weights=weights)
         self.loader = _loader(dataset, self.sampler, batch_size, num_workers, pin_memory)
 
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:

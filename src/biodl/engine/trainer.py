@@ -61,6 +61,15 @@ def _as_float(t: Tensor) -> float:
     return float(t)
 
 
+def _nhwc_safe_on_cpu(model: nn.Module) -> bool:
+    """Whether channels_last (NHWC) may be used on the CPU, where it makes oneDNN convolutions
+    faster (1.7x for DBRNet at 224 px, 1.4x for the small ResNet). Not with a strided 1x1
+    convolution: oneDNN's NHWC weight gradient for it writes past its workspace with few input
+    channels (uxlfoundation/oneDNN#6035; here a crash or heap corruption at odd batch sizes)."""
+    return not any(isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) and m.stride != (1, 1)
+                   for m in model.modules())
+
+
 class Trainer:
     """Supervised training of ``model`` with ``loss_fn(outputs, targets)``.
 
@@ -101,7 +110,7 @@ class Trainer:
         if is_distributed():
             self.rank, self.world_size = torch.distributed.get_rank(), torch.distributed.get_world_size()
         self.module = model.to(self.device)  # the plain model: its state_dict is what we save
-        self.channels_last = self.device.type == "cuda"
+        self.channels_last = self.device.type == "cuda" or (self.device.type == "cpu" and _nhwc_safe_on_cpu(model))
         if self.channels_last:
             self.module = self.module.to(memory_format=torch.channels_last)
         self.model: nn.Module = self.module
@@ -153,13 +162,16 @@ class Trainer:
 
     # ------------------------------------------------------------------ fit
 
-    def fit(self, train_data: Dataset, val_data: Dataset | None = None, resume: bool = False) -> list[dict[str, float]]:
+    def fit(self, train_data: Dataset, val_data: Dataset | None = None, resume: bool = False,
+            sample_weights: Tensor | None = None) -> list[dict[str, float]]:
         """Train for ``max_epochs`` (or until a callback stops it); returns one log dict per epoch.
 
-        ``resume=True`` continues from ``checkpoint_dir/last`` when it exists.
+        ``resume=True`` continues from ``checkpoint_dir/last`` when it exists. ``sample_weights``
+        (N,): draw each epoch's N training samples with replacement in proportion to them
+        (e.g. a class-balanced sampler) instead of a permutation.
         """
         loader = TrainLoader(train_data, self.batch_size, self.seed, self.num_workers, self.rank, self.world_size,
-                             pin_memory=self.device.type == "cuda")
+                             pin_memory=self.device.type == "cuda", weights=sample_weights)
         val_loader = (
             eval_loader(val_data, self.batch_size, self.num_workers, self.rank, self.world_size)
             if val_data is not None else None

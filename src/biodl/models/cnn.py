@@ -69,7 +69,10 @@ class _Block(nn.Module):
         self.bn1 = nn.BatchNorm2d(cout)
         self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(cout)
-        self.skip = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+        # ResNet-D shortcut (average-pool, then a 1x1 convolution at stride 1): no strided 1x1
+        # convolution, which keeps channels_last usable on the CPU (see engine.trainer)
+        self.skip = (nn.Sequential(nn.AvgPool2d(stride, ceil_mode=True, count_include_pad=False),
+                                   nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout))
                      if stride != 1 or cin != cout else nn.Identity())
 
     def forward(self, x: Tensor) -> Tensor:
@@ -79,7 +82,8 @@ class _Block(nn.Module):
 
 class SmallResNet(_Classifier):
     """A CIFAR-style residual net for small images (28-64 px): a 3x3 stem and three stages of
-    ``blocks`` basic blocks (widths w, 2w, 4w; stride 2 between stages), global average pool."""
+    ``blocks`` basic blocks (widths w, 2w, 4w; stride 2 between stages, ResNet-D shortcuts),
+    global average pool."""
 
     def __init__(self, num_classes: int, in_chans: int = 3, width: int = 32, blocks: int = 2,
                  dropout: float = 0.0) -> None:

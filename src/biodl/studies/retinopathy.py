@@ -19,7 +19,7 @@ CONFIG: dict[str, Any] = {
     "task": "image",
     "seed": 0,
     # unweighted loss: the MedMNIST baselines' accuracy rewards the majority grade
-    "data": {"dataset": "retinamnist", "graded": True, "batch_size": 64, "augment": True, "class_weights": False},
+    "data": {"dataset": "retinamnist", "graded": True, "batch_size": 64, "augment": True, "balance": "none"},
     "model": {"name": "resnet_small", "args": {"width": 32, "blocks": 2, "dropout": 0.2}},
     "optimizer": {"name": "adamw", "lr": 0.003, "weight_decay": 0.05},
     "scheduler": {"name": "cosine"},

@@ -164,16 +164,15 @@ def train(config: ImageRunConfig, out: str | Path | None = None, resume: bool = 
         warnings.warn(f"{path}: {len(dups)} exact duplicate images cross splits (first: rows {dups[0][:2]})",
                       stacklevel=2)
     n_classes, in_chans = len(data.classes), data.images.shape[-1]
-    mean, std = channel_stats(data.images[parts["train"]])
+    mean, std = channel_stats(data.images, parts["train"])
     pre = {"classes": data.classes, "mean": mean, "std": std, "size": int(data.images.shape[1]),
            "in_chans": int(in_chans), "graded": config.data.graded}
     counts = np.bincount(data.labels[parts["train"]], minlength=n_classes)
     if (counts == 0).any():
         empty = [data.classes[i] for i in np.flatnonzero(counts == 0)]
         raise DataError(path, f"classes without training images: {', '.join(empty)}")
-    weights = None
-    if config.data.class_weights:
-        weights = torch.tensor(counts.sum() / (n_classes * counts), dtype=torch.float32)
+    class_weights = torch.tensor(counts.sum() / (n_classes * counts), dtype=torch.float32)
+    balance = config.data.balance
     device = resolve_device(config.trainer.device)
     run_dir, manifest = open_run(
         config, out, resume, device, pre, {"data": path} if path.is_file() else {},
@@ -185,9 +184,10 @@ def train(config: ImageRunConfig, out: str | Path | None = None, resume: bool = 
     if config.model.pretrained:
         report = load_pretrained(model, config.model.pretrained)
         manifest["pretrained"] = {"path": str(config.model.pretrained), **report}
-    trainer = _trainer(config, model, n_classes, weights, pre, run_dir, device)
-    sets = {k: ImageDataset(data.subset(v)) for k, v in parts.items()}
-    trainer.fit(sets["train"], sets["val"], resume=resume)
+    trainer = _trainer(config, model, n_classes, class_weights if balance == "loss" else None, pre, run_dir, device)
+    sets = {k: ImageDataset(data, indices=v) for k, v in parts.items()}
+    draw = class_weights[sets["train"].labels] if balance == "sampler" else None
+    trainer.fit(sets["train"], sets["val"], resume=resume, sample_weights=draw)
     metrics = finish_run(trainer, run_dir, sets["val"], sets["test"])
     metrics.update(test_report(trainer, sets["test"], config.data.graded, config.n_boot, "test", run_dir))
     write_results(run_dir, metrics, manifest)
@@ -242,7 +242,7 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None, checkpoint: st
     name = "test" if data is None else Path(data).stem
     out = run_dir / "evaluation" / f"{name}.json"
     refuse_overwrite(out, overwrite)
-    test = ImageDataset(images.subset(parts["test"] if data is None else np.arange(len(images))))
+    test = ImageDataset(images, indices=parts["test"] if data is None else None)
     metrics = trainer.evaluate(test, prefix=name)
     out.parent.mkdir(exist_ok=True)
     metrics.update(test_report(trainer, test, pre["graded"], config.n_boot, name, out.parent))
