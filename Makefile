@@ -20,8 +20,11 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,bench]'
 	$(BIN)/python benchmarks/engine_overhead.py
 	$(BIN)/python benchmarks/heart_failure.py
+	$(BIN)/python benchmarks/image_pipeline.py
+	$(BIN)/python benchmarks/image_memory.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -154,6 +154,8 @@ class ImageModelConfig(Strict):
     pretrained: Path | None = Field(None, description="local weights file for the backbone (never downloaded)")
     freeze_epochs: int = Field(0, ge=0, description="epochs with the pretrained backbone frozen")
     backbone_lr_factor: float = Field(0.1, gt=0, description="backbone learning rate = lr x this")
+    tta: bool = Field(False, description="validate, test and predict on the mean over the 8 flips and 90-degree "
+                                         "rotations of each image (for rotation-invariant images)")
 
 
 class ImageRunConfig(Strict):

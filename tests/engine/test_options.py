@@ -85,3 +85,20 @@ def test_manifest_records_the_git_commit_of_the_checkout(trained_run):
     manifest = json.loads((trained_run / "manifest.json").read_text())
     assert manifest["git"]["commit"] == head.stdout.strip()
     assert isinstance(manifest["git"]["dirty"], bool)
+
+
+def test_eval_forward_replaces_the_model_call_in_evaluate_and_predict_only():
+    calls = []
+
+    def halved(module, x):
+        calls.append(len(x))
+        return module(x) * 0.5
+
+    trainer = _trainer(epochs=1, eval_forward=halved)
+    data = _data(64)
+    trainer.fit(data)
+    assert calls == []  # training calls the model itself
+    plain = torch.sigmoid(trainer.module.eval()(data.tensors[0]).squeeze(-1) * 0.5)
+    torch.testing.assert_close(trainer.predict(data), plain)
+    trainer.evaluate(data)
+    assert sum(calls) == 2 * 64

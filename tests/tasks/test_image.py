@@ -72,6 +72,11 @@ def test_folder_layout_trains_and_learns(folder_run):
     assert cm[["pred plain", "pred square"]].to_numpy().sum() == n_test == per_class["support"].sum()
     accuracy = np.trace(cm[["pred plain", "pred square"]].to_numpy()) / n_test
     assert accuracy == pytest.approx(m["test/accuracy"], abs=1e-6)  # the tables agree with metrics.json
+    auc = per_class["roc_auc"].to_numpy()  # two classes: one-vs-rest AUCs mirror each other and the macro AUC
+    assert auc[0] == pytest.approx(auc[1]) and auc.mean() == pytest.approx(m["test/roc_auc"], abs=1e-5)
+    assert ((per_class["average_precision"] > 0) & (per_class["average_precision"] <= 1)).all()
+    with Image.open(run / "test_curves.png") as im:
+        assert im.format == "PNG" and im.width > 2 * im.height > 400  # ROC and PR side by side
     assert len(list((folder_run / "cache").iterdir())) == 1  # decoded once, cached
 
 

@@ -45,6 +45,20 @@ class BatchAugment(nn.Module):
         return x.clamp_(0, 1)
 
 
+def dihedral_tta(model: nn.Module, x: Tensor) -> Tensor:
+    """Test-time augmentation for rotation-invariant images: log of the mean softmax over the 8
+    flips and 90-degree rotations of each image (4 flips if not square). (B, C, H, W) ->
+    (B, K) log-probabilities, which cross-entropy and softmax take as they take logits."""
+    square = x.shape[-1] == x.shape[-2]
+    views = [torch.rot90(x, k, dims=(-2, -1)) for k in range(4)] if square else [x, x.flip(-2)]
+    total = None
+    for v in views:
+        for w in (v, v.flip(-1)):
+            p = torch.softmax(model(w).float(), dim=1)
+            total = p if total is None else total + p
+    return (total / (2 * len(views))).clamp_min(1e-12).log()
+
+
 class ImagePreprocess(nn.Module):
     """uint8 (B, C, H, W) -> normalised floats; with ``train=True`` augmented first."""
 

@@ -73,7 +73,8 @@ def _nhwc_safe_on_cpu(model: nn.Module) -> bool:
 class Trainer:
     """Supervised training of ``model`` with ``loss_fn(outputs, targets)``.
 
-    ``postprocess`` maps raw outputs to what metrics and ``predict`` use
+    ``eval_forward(module, x)`` replaces ``module(x)`` in evaluate and predict (e.g. test-time
+    augmentation). ``postprocess`` maps raw outputs to what metrics and ``predict`` use
     (e.g. ``sigmoid`` of (B, 1) logits -> (B,) probabilities). ``batch_transform(x, train)``
     runs on each input batch on the device (e.g. uint8 -> normalised floats, augmented in training). ``metrics`` is a
     torchmetrics collection updated with ``(postprocess(outputs), targets)``.
@@ -103,6 +104,7 @@ class Trainer:
         checkpoint_every_steps: int = 0,
         config_hash: str | None = None,
         batch_transform: Callable[[Tensor, bool], Tensor] | None = None,
+        eval_forward: Callable[[nn.Module, Tensor], Tensor] | None = None,
     ) -> None:
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         init_distributed(self.device)
@@ -136,6 +138,7 @@ class Trainer:
         self.checkpoint_every_steps = checkpoint_every_steps
         self.config_hash = config_hash
         self.batch_transform = batch_transform
+        self.eval_forward = eval_forward or (lambda module, x: module(x))
         self.epoch = 0  # completed epochs
         self.step = 0  # optimiser steps
         self.should_stop = False
@@ -242,7 +245,7 @@ class Trainer:
         for x, y in loader:
             x, y = self._to_device(x), y.to(self.device, non_blocking=True)
             with self._autocast():
-                out = self.module(x)
+                out = self.eval_forward(self.module, x)
                 loss = self.loss_fn(out, y)
             totals[0] += loss.double() * len(y)
             totals[1] += len(y)
@@ -262,7 +265,7 @@ class Trainer:
         for batch in eval_loader(data, self.batch_size, self.num_workers):
             x = batch[0] if isinstance(batch, (tuple, list)) else batch
             with self._autocast():
-                out = self.module(self._to_device(x))
+                out = self.eval_forward(self.module, self._to_device(x))
             outs.append(self.postprocess(out.float()).cpu())
         return torch.cat(outs) if outs else torch.empty(0)
 

@@ -99,3 +99,31 @@ def distributions_by_outcome(df: pd.DataFrame, target: str, features: list[str],
     np.ravel(axes)[0].legend(fontsize=8)
     fig.tight_layout()
     _save(fig, path)
+
+
+def per_class_curves(y: np.ndarray, prob: np.ndarray, classes: list[str], title: str, path: str | Path) -> None:
+    """One-vs-rest ROC and precision-recall curves, one line per class, from (N,) labels and
+    (N, K) probabilities; the legend gives each class's ROC AUC and average precision. A class
+    absent from ``y`` has no curve (and says so)."""
+    from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
+
+    plt = _plt()
+    fig, (roc, pr) = plt.subplots(1, 2, figsize=(11, 4.6))
+    for k, name in enumerate(classes):
+        pos = y == k
+        if pos.all() or not pos.any():
+            roc.plot([], [], label=f"{name}: no {'negatives' if pos.all() else 'positives'}")
+            pr.plot([], [], label=f"{name}: -")
+            continue
+        fpr, tpr, _ = roc_curve(pos, prob[:, k])
+        precision, recall, _ = precision_recall_curve(pos, prob[:, k])
+        roc.plot(fpr, tpr, lw=1.4, label=f"{name}: AUC {roc_auc_score(pos, prob[:, k]):.3f}")
+        pr.step(recall, precision, where="post", lw=1.4,
+                label=f"{name}: AP {average_precision_score(pos, prob[:, k]):.3f} (prevalence {pos.mean():.2f})")
+    roc.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
+    roc.set(xlabel="false positive rate", ylabel="true positive rate", title=f"ROC, one class vs rest ({title})",
+            xlim=(0, 1), ylim=(0, 1.01))
+    pr.set(xlabel="recall", ylabel="precision", title=f"Precision-recall ({title})", xlim=(0, 1), ylim=(0, 1.01))
+    for ax in (roc, pr):
+        ax.legend(fontsize=8, loc="lower right")
+    _save(fig, path)

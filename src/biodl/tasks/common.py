@@ -110,7 +110,7 @@ def refuse_overwrite(path: Path, overwrite: bool) -> None:
 
 def make_trainer(config: BaseModel, model: torch.nn.Module, loss, metrics, postprocess, run_dir: Path | None,
                  device: torch.device, train: bool = True, optimizer=None, extra_callbacks: tuple = (),
-                 show: tuple[str, ...] | None = None, batch_transform=None) -> Trainer:
+                 show: tuple[str, ...] | None = None, batch_transform=None, eval_forward=None) -> Trainer:
     """A Trainer set up from a run config (``train=False``: for evaluate/predict, no files written)."""
     from ..engine.optim import optimizer_factory, scheduler_factory
 
@@ -124,5 +124,5 @@ def make_trainer(config: BaseModel, model: torch.nn.Module, loss, metrics, postp
         callbacks=[*callbacks(config, run_dir, show), *extra_callbacks] if writing else [],
         checkpoint_dir=run_dir / runs.CHECKPOINTS if writing else None,
         checkpoint_every_steps=t.checkpoint_every_steps, config_hash=config_hash(config),
-        batch_transform=batch_transform,
+        batch_transform=batch_transform, eval_forward=eval_forward,
     )

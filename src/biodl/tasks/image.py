@@ -22,7 +22,7 @@ from ..data.arrays import ImageDataset, ImageSet, load_npy_pair, load_npz
 from ..data.cache import cached
 from ..data.folders import EXTENSIONS, decode_images, load_csv_images, load_image_folder, load_patient_tree
 from ..data.splits import cross_split_duplicates, grouped_split, stratified_split
-from ..data.transforms import BatchAugment, ImagePreprocess, channel_stats
+from ..data.transforms import BatchAugment, ImagePreprocess, channel_stats, dihedral_tta
 from ..datasets import embedded_path
 from ..engine import Trainer
 from ..engine import UnfreezeBackbone
@@ -130,8 +130,10 @@ def split_images(config: ImageRunConfig, data: ImageSet, where: Path) -> tuple[d
     return stratified_split(data.labels, d.val_fraction, d.test_fraction, seed, str(where)), "stratified"
 
 
-def _trainer(config: ImageRunConfig, model: torch.nn.Module, n_classes: int, weights: torch.Tensor | None,
-             pre: dict[str, Any], run_dir: Path | None, device: torch.device, train: bool = True) -> Trainer:
+def build_trainer(config: ImageRunConfig, model: torch.nn.Module, n_classes: int, weights: torch.Tensor | None,
+                  pre: dict[str, Any], run_dir: Path | None, device: torch.device, train: bool = True) -> Trainer:
+    """The run's Trainer: uint8 batches normalised (and augmented in training) on the device,
+    cross-entropy (``weights``: per-class loss weights), the run's metrics and callbacks."""
     m = config.model
     prep = ImagePreprocess(pre["mean"], pre["std"], BatchAugment() if config.data.augment else None)
     opt = optimizer_factory(config.optimizer)
@@ -144,7 +146,8 @@ def _trainer(config: ImageRunConfig, model: torch.nn.Module, n_classes: int, wei
     unfreeze = (UnfreezeBackbone(m.freeze_epochs),) if m.pretrained and m.freeze_epochs else ()
     return make_trainer(config, model, loss, multiclass_metrics(n_classes, config.data.graded),
                         lambda o: torch.softmax(o, dim=1), run_dir, device, train, make_opt, unfreeze,
-                        ("train/loss", "val/loss", "val/accuracy", "val/roc_auc", "val/qwk", "lr"), prep)
+                        ("train/loss", "val/loss", "val/accuracy", "val/roc_auc", "val/qwk", "lr"), prep,
+                        dihedral_tta if m.tta else None)
 
 
 def _model(config: ImageRunConfig, n_classes: int, in_chans: int, size: int) -> torch.nn.Module:
@@ -184,7 +187,8 @@ def train(config: ImageRunConfig, out: str | Path | None = None, resume: bool = 
     if config.model.pretrained:
         report = load_pretrained(model, config.model.pretrained)
         manifest["pretrained"] = {"path": str(config.model.pretrained), **report}
-    trainer = _trainer(config, model, n_classes, class_weights if balance == "loss" else None, pre, run_dir, device)
+    loss_weights = class_weights if balance == "loss" else None
+    trainer = build_trainer(config, model, n_classes, loss_weights, pre, run_dir, device)
     sets = {k: ImageDataset(data, indices=v) for k, v in parts.items()}
     draw = class_weights[sets["train"].labels] if balance == "sampler" else None
     trainer.fit(sets["train"], sets["val"], resume=resume, sample_weights=draw)
@@ -197,12 +201,13 @@ def train(config: ImageRunConfig, out: str | Path | None = None, resume: bool = 
 def test_report(trainer: Trainer, data: ImageDataset, graded: bool, n_boot: int, prefix: str,
                 out_dir: Path | None) -> dict[str, float]:
     """95% bootstrap CIs of the metrics on ``data``; with ``out_dir``, also per-class precision,
-    recall, F1 and support (``<prefix>_per_class.*``) and the confusion matrix
-    (``<prefix>_confusion.*``, rows: true class, columns: predicted)."""
+    recall, F1, one-vs-rest ROC AUC and average precision, and support (``<prefix>_per_class.*``),
+    the confusion matrix (``<prefix>_confusion.*``, rows: true class, columns: predicted) and the
+    per-class ROC and precision-recall curves (``<prefix>_curves.png``)."""
     import pandas as pd
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-    from ..report import write_table
+    from ..report import per_class_curves, write_table
 
     prob = trainer.predict(data).numpy().astype(np.float64)
     y, pred, classes = data.labels.numpy(), prob.argmax(axis=1), data.classes
@@ -210,12 +215,29 @@ def test_report(trainer: Trainer, data: ImageDataset, graded: bool, n_boot: int,
     if out_dir is not None and is_main_process():
         labels = list(range(len(classes)))
         p, r, f, n = precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
-        write_table(pd.DataFrame({"class": classes, "precision": p, "recall": r, "f1": f, "support": n}),
-                    out_dir / f"{prefix}_per_class", f"Per-class results ({prefix})")
+        auc, ap = _one_vs_rest(y, prob)
+        write_table(pd.DataFrame({"class": classes, "precision": p, "recall": r, "f1": f, "roc_auc": auc,
+                                  "average_precision": ap, "support": n}),
+                    out_dir / f"{prefix}_per_class", f"Per-class results ({prefix}; AUC and AP one class vs rest)")
+        per_class_curves(y, prob, classes, prefix, out_dir / f"{prefix}_curves.png")
         cm = pd.DataFrame(confusion_matrix(y, pred, labels=labels), columns=[f"pred {c}" for c in classes])
         cm.insert(0, "true", classes)
         write_table(cm, out_dir / f"{prefix}_confusion", f"Confusion matrix ({prefix}): rows true, columns predicted")
     return {f"{prefix}/{k}_ci_{side}": v for k, (lo, hi) in cis.items() for side, v in (("low", lo), ("high", hi))}
+
+
+def _one_vs_rest(y: np.ndarray, prob: np.ndarray) -> tuple[list[float], list[float]]:
+    """Per-class ROC AUC and average precision, one class against the rest (NaN for a class
+    that is absent from ``y`` or is all of it)."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    auc, ap = [], []
+    for k in range(prob.shape[1]):
+        pos = y == k
+        ok = 0 < pos.sum() < len(y)
+        auc.append(float(roc_auc_score(pos, prob[:, k])) if ok else float("nan"))
+        ap.append(float(average_precision_score(pos, prob[:, k])) if ok else float("nan"))
+    return auc, ap
 
 
 def load_run(run_dir: str | Path, checkpoint: str = "best") -> tuple[ImageRunConfig, dict[str, Any], Trainer]:
@@ -225,8 +247,8 @@ def load_run(run_dir: str | Path, checkpoint: str = "best") -> tuple[ImageRunCon
     tensors, source = run_weights(run_dir, checkpoint)
     model = _model(config, len(pre["classes"]), pre["in_chans"], pre["size"])
     load_model_weights(model, tensors, source)
-    return config, pre, _trainer(config, model, len(pre["classes"]), None, pre, None,
-                                 resolve_device(config.trainer.device), train=False)
+    return config, pre, build_trainer(config, model, len(pre["classes"]), None, pre, None,
+                                      resolve_device(config.trainer.device), train=False)
 
 
 def evaluate(run_dir: str | Path, data: str | Path | None = None, checkpoint: str = "best",
