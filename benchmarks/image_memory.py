@@ -22,7 +22,7 @@ from _images import make_tree
 
 WRAP = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
         "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, r.returncode)")
-IMPORTS = "import biodl.cli, biodl.tasks.image, torch, torchvision, torchmetrics, sklearn.metrics"
+IMPORTS = "import biodl.cli, biodl.tasks.image, biodl.metrics, torch, torchmetrics, sklearn.metrics"
 
 
 def peak_rss_mb(cmd: list[str]) -> tuple[float, float]:
@@ -48,7 +48,7 @@ def main() -> None:
     try:
         base, _ = peak_rss_mb([sys.executable, "-c", IMPORTS])
         print(f"{args.n} images of 224x224: {args.n * 224 * 224 * 3 / 2**20:.0f} MB decoded; "
-              f"imports alone (torch, torchvision, torchmetrics, scikit-learn, biodl): {base:.0f} MB")
+              f"imports alone (biodl, torch, torchmetrics, scikit-learn): {base:.0f} MB")
         for run in ("first run (decodes into the cache)", "second run (trains from the cache)"):
             cmd = [biodl, "train", "--data", str(root), "--model", args.model, "--epochs", str(args.epochs),
                    "--out", str(tmp / run.split()[0]), "--set", f"data.cache_dir={tmp / 'cache'}",

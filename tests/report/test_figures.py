@@ -9,7 +9,7 @@ def test_per_class_curves_and_scores_handle_a_class_missing_from_the_labels(tmp_
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 200)  # class 2 never occurs
     prob = rng.dirichlet(np.ones(3), 200)
-    prob[:, 1] += 0.5 * y  # class 1 is detectable
+    prob[:, 1] += 1.0 * y  # class 1 is detectable
     prob /= prob.sum(axis=1, keepdims=True)
     auc, ap = _one_vs_rest(y, prob)
     from sklearn.metrics import average_precision_score, roc_auc_score

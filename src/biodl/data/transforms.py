@@ -60,17 +60,28 @@ def dihedral_tta(model: nn.Module, x: Tensor) -> Tensor:
 
 
 class ImagePreprocess(nn.Module):
-    """uint8 (B, C, H, W) -> normalised floats; with ``train=True`` augmented first."""
+    """uint8 (B, C, H, W) -> normalised floats; with ``train=True`` augmented first.
+
+    Without augmentation a uint8 batch is converted and normalised in one fused multiply-add,
+    ``x * 1/(255 std) - mean/std``: one float copy of the batch and no temporaries."""
 
     def __init__(self, mean: list[float], std: list[float], augment: nn.Module | None = None) -> None:
         super().__init__()
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+        s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+        self.register_buffer("mean", m, persistent=False)
+        self.register_buffer("std", s, persistent=False)
+        self.register_buffer("scale", 1 / (255 * s), persistent=False)
+        self.register_buffer("shift", -m / s, persistent=False)
         self.augment = augment
 
     def forward(self, x: Tensor, train: bool = False) -> Tensor:
+        augment = train and self.augment is not None
+        if x.dtype == torch.uint8 and not augment:
+            x = x.float()
+            return x.mul_(self.scale.to(x.device)).add_(self.shift.to(x.device))
         x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
-        if train and self.augment is not None:
+        if augment:
             x = self.augment(x)
         return (x - self.mean.to(x.device)) / self.std.to(x.device)
 
