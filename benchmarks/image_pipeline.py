@@ -161,7 +161,9 @@ def biodl_arm(data, name: str, device: torch.device, bs: int, warm: int, timed: 
         "task": "image", "data": {"path": "unused", "batch_size": bs, "augment": augment},
         "model": {"name": name}, "optimizer": {"name": "adam", "lr": 1e-3},
         "trainer": {"epochs": 1, "progress": False, "device": str(device)}})
-    rows = np.random.default_rng(0).permutation(len(data))[: bs * (warm + timed)]
+    # one pass of warm + timed batches; a small set (on a GPU) is repeated in a new order each time
+    rows = np.concatenate([np.random.default_rng(i).permutation(len(data))
+                           for i in range(-(-bs * (warm + timed) // len(data)))])[: bs * (warm + timed)]
     mean, std = channel_stats(data.images, rows)
     pre = {"mean": mean, "std": std, "classes": data.classes}
     trainer = build_trainer(config, make_model(name, device, False), len(data.classes), None, pre, None, device)

@@ -37,3 +37,50 @@ def test_bootstrap_cis_bracket_the_estimate():
     for k, (lo, hi) in cis.items():
         assert lo <= point[k] <= hi, k
     assert 0.6 < cis["accuracy"][0] < 0.7 < cis["accuracy"][1] < 0.8
+
+
+def test_calibration_bins_by_hand_and_against_torchmetrics():
+    from torchmetrics.functional.classification import binary_calibration_error, multiclass_calibration_error
+
+    from biodl.metrics import calibration_bins
+
+    # by hand: two bins used; [0.0, 0.1): p = 0.05 twice, one positive; [0.9, 1.0]: 0.95, 1.0, positive both
+    bins, ece = calibration_bins(np.array([0, 1, 1, 1]), np.array([0.05, 0.05, 0.95, 1.0]))
+    assert [(b["lo"], b["n"]) for b in bins] == [(0.0, 2), (0.9, 2)]
+    assert bins[0]["observed"] == 0.5 and bins[1]["confidence"] == pytest.approx(0.975)
+    assert ece == pytest.approx(0.5 * abs(0.5 - 0.05) + 0.5 * abs(1 - 0.975))
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 500)
+    p = np.clip(0.3 * y + rng.random(500) * 0.7, 0, 0.999)
+    ours = calibration_bins(y, p)[1]
+    theirs = binary_calibration_error(torch.tensor(p), torch.tensor(y), n_bins=10).item()
+    assert ours == pytest.approx(theirs, abs=1e-6) and ours > 0.01
+    # two columns: the second is P(class 1)
+    assert calibration_bins(y, np.column_stack([1 - p, p]))[1] == pytest.approx(ours)
+    y3 = rng.integers(0, 4, 400)
+    logits = rng.normal(size=(400, 4)) + 2.0 * np.eye(4)[y3]
+    prob = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    theirs = multiclass_calibration_error(torch.tensor(prob), torch.tensor(y3), 4, n_bins=10).item()
+    assert calibration_bins(y3, prob)[1] == pytest.approx(theirs, abs=1e-6)
+
+
+def test_binary_scores_match_scikit_learn_and_torchmetrics():
+    from sklearn.metrics import average_precision_score, f1_score, matthews_corrcoef, roc_auc_score
+
+    from biodl.metrics import binary_metrics, binary_scores
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 200)
+    p = np.clip(0.35 * y + 0.65 * rng.random(200), 0, 1)
+    s = binary_scores(y, p)
+    pred = p >= 0.5
+    assert s["mcc"] == pytest.approx(matthews_corrcoef(y, pred))
+    assert s["f1"] == pytest.approx(f1_score(y, pred))
+    assert s["roc_auc"] == pytest.approx(roc_auc_score(y, p))
+    assert s["pr_auc"] == pytest.approx(average_precision_score(y, p))
+    tm = {k: float(v) for k, v in binary_metrics()(torch.tensor(p, dtype=torch.float32), torch.tensor(y)).items()}
+    assert tm.keys() == s.keys()
+    for k in tm:
+        assert s[k] == pytest.approx(tm[k], abs=1e-5), k
+    one = binary_scores(np.ones(5, int), np.full(5, 0.7))  # a bootstrap resample of one class
+    assert np.isnan(one["roc_auc"]) and np.isnan(one["tnr"]) and one["tpr"] == 1.0

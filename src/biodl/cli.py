@@ -167,6 +167,47 @@ def predict(
     typer.echo(f"results: {path}")
 
 
+@app.command()
+def report(
+    run_dir: Path = typer.Argument(..., help="a run directory"),
+    screenshot: Optional[Path] = typer.Option(None, "--screenshot", help="also open the report in headless "
+                                              "Chromium, check every figure, and save the page as this PNG"),
+) -> None:
+    """Rebuild RUN_DIR/report.html (and its figures) from the run's saved files."""
+    from .report.run_report import build_report
+
+    path = build_report(run_dir)
+    typer.echo(f"report: {path}")
+    if screenshot is not None:
+        from .report.browser import check_page
+
+        check = check_page(path, screenshot)
+        problems = [f"image not shown: {a}" for a in check.broken] + check.console + [
+            f"request: {u}" for u in check.requests]
+        typer.echo(f"checked in Chromium: {len(check.images)} images, {len(problems)} problems; screenshot: "
+                   f"{screenshot}")
+        if problems:
+            raise BiodlError(path, "; ".join(problems))
+
+
+@app.command()
+def compare(
+    run_dirs: list[Path] = typer.Argument(..., help="two or more run directories"),
+    out: Path = typer.Option(Path("compare"), "--out", help="output stem: writes OUT.md and OUT.html"),
+    metrics: Optional[str] = typer.Option(None, "--metrics", help="comma-separated globs of metric names "
+                                          "(default: test/* when the runs have test metrics, else all)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace earlier comparison files"),
+) -> None:
+    """Put runs side by side: settings and metrics (with CIs), as Markdown and HTML."""
+    from .report.compare import write_comparison
+    from .report.tables import print_table
+
+    patterns = [p.strip() for p in metrics.split(",") if p.strip()] if metrics else None
+    table, paths = write_comparison(run_dirs, out, patterns, overwrite)
+    print_table(table, "runs compared")
+    typer.echo(f"results: {paths[0]} {paths[1]}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point."""
     args = list(sys.argv[1:] if argv is None else argv)

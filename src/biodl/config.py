@@ -110,6 +110,7 @@ class RunConfig(Strict):
     task: Literal["tabular"] = "tabular"
     seed: int = Field(0, ge=0, lt=2**32)
     deterministic: bool = False
+    n_boot: int = Field(1000, ge=100, description="bootstrap resamples for test-set CIs")
     data: DataConfig
     model: ModelConfig = Field(default_factory=ModelConfig)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)

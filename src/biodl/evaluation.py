@@ -98,6 +98,14 @@ class HoldoutResult:
     scores: list[np.ndarray] = field(default_factory=list)
     extras: list[dict[str, Any]] = field(default_factory=list)
 
+    @classmethod
+    def from_extras(cls, result: "HoldoutResult", key: str, label: str) -> "HoldoutResult":
+        """The result of a model fitted inside another's ``inspect`` (``extras[i][key]`` holding
+        its ``metrics`` and ``scores`` on split i)."""
+        extras = [e[key] for e in result.extras]
+        return cls(Method(key, label, None), pd.DataFrame([e["metrics"] for e in extras]), result.y_true,
+                   [e["scores"] for e in extras])
+
     def summary(self, n_boot: int = 1000, seed: int = 0) -> dict[str, float]:
         """``{metric}_mean``, ``{metric}_ci_low``, ``{metric}_ci_high`` (bootstrap over splits)."""
         out = {}
@@ -145,17 +153,20 @@ def _task(method: Method, X, y, split, seed):
 
 def repeated_holdout(methods: list[Method], X: np.ndarray, y: np.ndarray,
                      splits: list[tuple[np.ndarray, np.ndarray]], n_jobs: int = -1,
-                     progress: Callable[[int, int], None] | None = None) -> dict[str, HoldoutResult]:
-    """Evaluate every method on every split, ``n_jobs`` worker processes (-1: all cores)."""
+                     progress: bool = False) -> dict[str, HoldoutResult]:
+    """Evaluate every method on every split, ``n_jobs`` worker processes (-1: all cores), with a
+    progress bar when ``progress``."""
     from joblib import Parallel, delayed
+    from rich.progress import Progress
 
     tasks = [(m, i) for m in methods for i in range(len(splits))]
     runner = Parallel(n_jobs=n_jobs, return_as="generator", batch_size=1)
     results = []
-    for done, res in enumerate(runner(delayed(_task)(m, X, y, splits[i], i) for m, i in tasks), start=1):
-        results.append(res)
-        if progress:
-            progress(done, len(tasks))
+    with Progress(transient=True, disable=not progress) as bar:
+        task = bar.add_task("methods x splits", total=len(tasks))
+        for res in runner(delayed(_task)(m, X, y, splits[i], i) for m, i in tasks):
+            results.append(res)
+            bar.advance(task)
     out: dict[str, HoldoutResult] = {}
     for (m, i), (metrics, scores, extras) in zip(tasks, results, strict=True):
         r = out.setdefault(m.name, HoldoutResult(m, pd.DataFrame()))

@@ -105,3 +105,70 @@ def bootstrap_cis(y: np.ndarray, prob: np.ndarray, score: Callable[[np.ndarray, 
             draws.setdefault(k, []).append(v)
     a = (1 - level) / 2
     return {k: tuple(float(q) for q in np.nanquantile(v, [a, 1 - a])) for k, v in draws.items()}
+
+
+def calibration_bins(y: np.ndarray, prob: np.ndarray, n_bins: int = 10) -> tuple[list[dict[str, float]], float]:
+    """Reliability-diagram bins and the expected calibration error (ECE, L1).
+
+    ``prob``: (N, K) class probabilities with ``y`` (N,) labels, or (N,) probabilities of class 1
+    with 0/1 labels. Two classes: the calibration of P(class 1) against the observed rate of class
+    1; more: top-label calibration (the predicted class's probability against accuracy), as in
+    Guo et al. 2017. Bins are equal-width on [0, 1], left-closed (the last also takes 1), as in
+    torchmetrics' ``CalibrationError``.
+    Returns one dict per non-empty bin (``lo, hi, n, confidence, observed``) and
+    ECE = sum over bins of n/N * |observed - confidence|.
+    """
+    y = np.asarray(y).astype(int)
+    prob = np.asarray(prob, dtype=np.float64)
+    if prob.ndim == 2 and prob.shape[1] == 2:
+        prob = prob[:, 1]
+    if prob.ndim == 1:
+        conf, hit = prob, (y == 1).astype(np.float64)
+    else:
+        conf, hit = prob.max(axis=1), (prob.argmax(axis=1) == y).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    which = np.clip(np.searchsorted(edges, conf, side="right") - 1, 0, n_bins - 1)
+    bins, ece = [], 0.0
+    for b in range(n_bins):
+        sel = which == b
+        n = int(sel.sum())
+        if n == 0:
+            continue
+        c, o = float(conf[sel].mean()), float(hit[sel].mean())
+        ece += n / len(conf) * abs(o - c)
+        bins.append({"lo": float(edges[b]), "hi": float(edges[b + 1]), "n": n, "confidence": c, "observed": o})
+    return bins, float(ece)
+
+
+def one_vs_rest_scores(y: np.ndarray, prob: np.ndarray) -> tuple[list[float], list[float]]:
+    """Per-class ROC AUC and average precision of (N, K) probabilities, one class against the
+    rest (NaN for a class that is absent from ``y`` or is all of it)."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    auc, ap = [], []
+    for k in range(prob.shape[1]):
+        pos = y == k
+        ok = 0 < pos.sum() < len(y)
+        auc.append(float(roc_auc_score(pos, prob[:, k])) if ok else float("nan"))
+        ap.append(float(average_precision_score(pos, prob[:, k])) if ok else float("nan"))
+    return auc, ap
+
+
+def binary_scores(y: np.ndarray, prob: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    """The :data:`BINARY_METRICS` on NumPy arrays (for bootstrap resampling), from (N,) 0/1 labels
+    and (N,) probabilities of class 1 or (N, 2) probabilities. The areas are NaN when ``y``
+    holds one class only."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    p = prob[:, 1] if prob.ndim == 2 else prob
+    y = np.asarray(y).astype(bool)
+    pred = p >= threshold
+    tp, fp = float(np.sum(pred & y)), float(np.sum(pred & ~y))
+    fn, tn = float(np.sum(~pred & y)), float(np.sum(~pred & ~y))
+    denom = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    both = 0 < y.sum() < len(y)
+    return {"mcc": (tp * tn - fp * fn) / denom if denom else 0.0, "accuracy": (tp + tn) / len(y),
+            "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0,
+            "tpr": tp / (tp + fn) if tp + fn else float("nan"), "tnr": tn / (tn + fp) if tn + fp else float("nan"),
+            "roc_auc": float(roc_auc_score(y, p)) if both else float("nan"),
+            "pr_auc": float(average_precision_score(y, p)) if both else float("nan")}

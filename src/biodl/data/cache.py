@@ -34,6 +34,11 @@ def content_key(files: list[Path], params: dict[str, Any]) -> str:
     return h.hexdigest()
 
 
+def cache_key(images: object) -> str | None:
+    """The content key (see :func:`content_key`) of images read from the cache, else None."""
+    return images.path.parent.name if isinstance(images, DiskArray) else None
+
+
 def _arr(a: np.ndarray | None) -> list | None:
     return None if a is None else a.tolist()
 

@@ -269,6 +269,24 @@ class Trainer:
             outs.append(self.postprocess(out.float()).cpu())
         return torch.cat(outs) if outs else torch.empty(0)
 
+    @torch.no_grad()
+    def features(self, data: Dataset, layer: nn.Module) -> Tensor:
+        """What ``layer`` receives for every sample in ``data`` (its first input, flattened to
+        (N, D), on the CPU), from a plain forward pass; e.g. the penultimate-layer features when
+        ``layer`` is the classifier head."""
+        captured: list[Tensor] = []
+        handle = layer.register_forward_hook(lambda _m, inputs, _out: captured.append(
+            inputs[0].detach().float().flatten(1).cpu()))
+        try:
+            self.module.eval()
+            for batch in eval_loader(data, self.batch_size, self.num_workers):
+                x = batch[0] if isinstance(batch, (tuple, list)) else batch
+                with self._autocast():
+                    self.module(self._to_device(x))
+        finally:
+            handle.remove()
+        return torch.cat(captured) if captured else torch.empty(0)
+
     # ------------------------------------------------------------------ checkpoints
 
     def save_weights(self, prefix: str | Path, meta: dict[str, Any] | None = None) -> None:

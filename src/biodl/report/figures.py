@@ -109,7 +109,7 @@ def per_class_curves(y: np.ndarray, prob: np.ndarray, classes: list[str], title:
 
     plt = _plt()
     fig, (roc, pr) = plt.subplots(1, 2, figsize=(11, 4.6))
-    for k, name in enumerate(classes):
+    for k, name in enumerate(map(_tex_safe, classes)):
         pos = y == k
         if pos.all() or not pos.any():
             roc.plot([], [], label=f"{name}: no {'negatives' if pos.all() else 'positives'}")
@@ -126,4 +126,98 @@ def per_class_curves(y: np.ndarray, prob: np.ndarray, classes: list[str], title:
     pr.set(xlabel="recall", ylabel="precision", title=f"Precision-recall ({title})", xlim=(0, 1), ylim=(0, 1.01))
     for ax in (roc, pr):
         ax.legend(fontsize=8, loc="lower right")
+    _save(fig, path)
+
+
+def _tex_safe(text: object) -> str:
+    """A label matplotlib prints as given: ``$`` would start mathtext (user class names may hold it)."""
+    return str(text).replace("$", r"\$")
+
+
+def training_curves(history: pd.DataFrame, path: str | Path, best_epoch: int | None = None) -> None:
+    """Losses, validation metrics and learning rate per epoch, from a run's ``metrics.csv``
+    (columns ``epoch``, ``train/loss``, ``val/...``, ``lr``)."""
+    plt = _plt()
+    metrics = [c for c in history.columns if c.startswith("val/") and c != "val/loss"]
+    panels = [("loss", [c for c in ("train/loss", "val/loss") if c in history])]
+    panels += [("validation metrics", metrics)] if metrics else []
+    panels += [("learning rate", ["lr"])] if "lr" in history else []
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8), squeeze=False)
+    for ax, (title, cols) in zip(axes[0], panels, strict=True):
+        for c in cols:
+            ax.plot(history["epoch"], history[c], marker="o" if len(history) <= 30 else None, ms=3, lw=1.4,
+                    label=c.split("/", 1)[-1] if title == "validation metrics" else c)
+        if best_epoch:
+            ax.axvline(best_epoch, color="grey", ls=":", lw=1, label=f"best epoch {best_epoch}")
+        ax.set(title=title, xlabel="epoch")
+        if title == "learning rate" and (history["lr"] > 0).all():
+            ax.set_yscale("log")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def confusion_heatmap(counts: np.ndarray, classes: list[str], title: str, path: str | Path) -> None:
+    """(K, K) counts (rows: true class, columns: predicted) as a heat map of row-normalised
+    rates, each cell labelled with its count and rate."""
+    plt = _plt()
+    counts = np.asarray(counts)
+    rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    k = len(classes)
+    fig, ax = plt.subplots(figsize=(1.0 * k + 2.5, 0.9 * k + 2))
+    im = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    names = [_tex_safe(c) for c in classes]
+    ax.set_xticks(range(k), names, rotation=40 if k > 4 else 0, ha="right" if k > 4 else "center")
+    ax.set_yticks(range(k), names)
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, f"{counts[i, j]}\n{rates[i, j]:.2f}", ha="center", va="center", fontsize=8,
+                    color="white" if rates[i, j] > 0.6 else "black")
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    fig.colorbar(im, ax=ax, fraction=0.046, label="share of the true class")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def reliability_diagram(y: np.ndarray, prob: np.ndarray, what: str, title: str, path: str | Path
+                        ) -> tuple[list[dict[str, float]], float]:
+    """Observed rate against mean predicted probability in 10 bins, with the bin counts below;
+    ``y``, ``prob`` and the returned (bins, ECE) as in ``biodl.metrics.calibration_bins``."""
+    from ..metrics import calibration_bins
+
+    bins, ece = calibration_bins(y, prob)
+    plt = _plt()
+    fig, (ax, hist) = plt.subplots(2, 1, figsize=(5, 5.6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=0.8, label="perfect calibration")
+    if bins:
+        mid = [(b["lo"] + b["hi"]) / 2 for b in bins]
+        width = bins[0]["hi"] - bins[0]["lo"]
+        ax.bar(mid, [b["observed"] for b in bins], width=width * 0.9, alpha=0.35, color="#4c72b0",
+               edgecolor="#4c72b0", label=f"observed ({what})")
+        ax.plot([b["confidence"] for b in bins], [b["observed"] for b in bins], "o-", color="#dd8452", ms=4,
+                label="bin mean")
+        hist.bar(mid, [b["n"] for b in bins], width=width * 0.9, color="grey")
+    ax.set(ylabel=f"observed {what}", xlim=(0, 1), ylim=(0, 1.02), title=f"{title}: ECE {ece:.3f}")
+    ax.legend(fontsize=8, loc="upper left")
+    hist.set(xlabel="predicted probability", ylabel="predictions")
+    fig.tight_layout()
+    _save(fig, path)
+    return bins, ece
+
+
+def image_examples(images: np.ndarray, captions: list[str], colors: list[str], title: str, path: str | Path,
+                   cols: int = 8) -> None:
+    """A grid of (N, H, W, C) uint8 images, each with a caption in its colour."""
+    plt = _plt()
+    n = len(images)
+    rows = max(1, -(-n // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(1.7 * cols, 1.95 * rows + 0.4), squeeze=False)
+    for i, ax in enumerate(np.ravel(axes)):
+        ax.axis("off")
+        if i < n:
+            img = images[i]
+            ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None)
+            ax.set_title(_tex_safe(captions[i]), fontsize=7, color=colors[i])
+    fig.suptitle(_tex_safe(title), fontsize=10)
+    fig.tight_layout()
     _save(fig, path)

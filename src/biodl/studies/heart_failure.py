@@ -26,6 +26,8 @@ from ..evaluation import METRICS, HoldoutResult, Method, holdout_splits, permuta
 from ..models.classical import CLASSIFIERS, logistic_regression, random_forest
 from ..ranking import borda_count, ranks_from_scores
 from ..report import boxplot_by_feature, borda_bar, distributions_by_outcome, roc_pr_bands, write_table
+from ..report.figures import reliability_diagram
+from ..report.run_report import build_report
 from ..report.tables import compare_with_published, print_table, summary_table
 from ..repro import finish_manifest, write_manifest
 from ..stats import describe_by_outcome
@@ -127,14 +129,16 @@ def run(out: str | Path | None = None, overrides: list[str] | None = None, data:
     run_dir = runs.prepare_run_dir(out, cfg.name, resume=False)
     runs.save_config(run_dir, cfg)
     manifest = write_manifest(run_dir, config=config_dict(cfg), seed=cfg.seed, device="cpu", inputs={"data": path},
-                              extra={"note": LEAK})
+                              extra={"note": LEAK, "split": f"{cfg.n_splits} stratified splits", "classes": [
+                                  "survived (0)", "died (1)"], "class_counts": {"all records": np.bincount(
+                                      df[TARGET].to_numpy(int)).tolist()}})
     t0 = time.perf_counter()
     y = df[TARGET].to_numpy(int)
     x = np.column_stack([df[CLINICAL].to_numpy(float), np.ceil(df["time"].to_numpy(float) / 30.0)])
     splits = holdout_splits(y, cfg.n_splits, cfg.test_fraction)
-    results = _evaluate(_methods(cfg), x, y, splits, cfg)
+    results = repeated_holdout(_methods(cfg), x, y, splits, cfg.n_jobs, cfg.progress)
     for key, label in (("rf_2f", "Random forests (SC + EF)"), ("rf_top2_train", TOP2)):
-        results[key] = _from_extras(results["rf"], key, label)
+        results[key] = HoldoutResult.from_extras(results["rf"], key, label)
     summaries = {k: r.summary(cfg.n_boot, cfg.seed) for k, r in results.items()}
     here = embedded_path("heart-failure").parent
     paper = json.loads((here / "paper_results.json").read_text())
@@ -144,21 +148,8 @@ def run(out: str | Path | None = None, overrides: list[str] | None = None, data:
     flat = {f"{m}/{k}": v for m, s in summaries.items() for k, v in s.items()}
     runs.write_metrics(run_dir, flat)
     finish_manifest(run_dir, manifest, seconds=round(time.perf_counter() - t0, 1))
+    build_report(run_dir, json.loads((here / "report_layout.json").read_text()))
     return run_dir
-
-
-def _evaluate(methods, x, y, splits, cfg):
-    from rich.progress import Progress
-
-    with Progress(transient=True, disable=not cfg.progress) as bar:
-        task = bar.add_task("methods x splits", total=len(methods) * len(splits))
-        return repeated_holdout(methods, x, y, splits, cfg.n_jobs, lambda d, n: bar.update(task, completed=d))
-
-
-def _from_extras(rf: HoldoutResult, key: str, label: str) -> HoldoutResult:
-    extras = [e[key] for e in rf.extras]
-    return HoldoutResult(Method(key, label, None), pd.DataFrame([e["metrics"] for e in extras]), rf.y_true,
-                         [e["scores"] for e in extras])
 
 
 def _tables(run_dir: Path, df, results, summaries, paper, cfg) -> None:
@@ -196,4 +187,7 @@ def _figures(run_dir: Path, df, results, summaries) -> None:
     best = max(CLASSIFIERS, key=lambda k: summaries[k]["mcc_mean"])
     r = results[best]
     roc_pr_bands(r.y_true, r.scores, f"{r.method.label}: best mean MCC", run_dir / "roc_pr_best.png")
+    y, p = np.concatenate(r.y_true), np.concatenate(r.scores)
+    if p.min() >= 0 and p.max() <= 1:  # probabilities (not an SVM's decision values)
+        reliability_diagram(y, p, "death rate", f"{r.method.label}, all splits", run_dir / "calibration_best.png")
     distributions_by_outcome(df, TARGET, NUMERIC, run_dir / "distributions.png")

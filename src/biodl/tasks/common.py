@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+import numpy as np
 import torch
 from pydantic import BaseModel
 
@@ -17,6 +18,8 @@ from ..engine.checkpoint import load_checkpoint, load_model_weights
 from ..engine.distributed import barrier, init_distributed, is_main_process
 from ..errors import RunDirError
 from ..io import atomic_write_json
+from ..metrics import bootstrap_cis, calibration_bins
+from ..report.predictions import save_predictions
 from ..repro import finish_manifest, write_manifest
 
 PREPROCESS = "preprocess.json"
@@ -81,10 +84,13 @@ def finish_run(trainer: Trainer, run_dir: Path, val, test) -> dict[str, float]:
 
 
 def write_results(run_dir: Path, metrics: dict[str, float], manifest: dict[str, Any]) -> None:
-    """metrics.json and the manifest's end time (rank 0 only)."""
+    """metrics.json, the manifest's end time and report.html (rank 0 only)."""
     if is_main_process():
+        from ..report.run_report import build_report
+
         runs.write_metrics(run_dir, metrics)
         finish_manifest(run_dir, manifest)
+        build_report(run_dir)
 
 
 def run_weights(run_dir: Path, checkpoint: str = "best") -> tuple[dict[str, torch.Tensor], Path]:
@@ -126,3 +132,17 @@ def make_trainer(config: BaseModel, model: torch.nn.Module, loss, metrics, postp
         checkpoint_every_steps=t.checkpoint_every_steps, config_hash=config_hash(config),
         batch_transform=batch_transform, eval_forward=eval_forward,
     )
+
+
+def score_predictions(y: np.ndarray, prob: np.ndarray, classes: list[str],
+                      score: Callable[[np.ndarray, np.ndarray], dict[str, float]], n_boot: int, prefix: str,
+                      out_dir: Path | None, rows=None) -> dict[str, float]:
+    """Percentile-bootstrap 95% CIs of ``score(y, prob)`` and the expected calibration error of
+    (N, K) probabilities ``prob``; with ``out_dir`` (rank 0), also ``<prefix>_predictions.csv``
+    (``rows``: each sample's index in the data set)."""
+    cis = bootstrap_cis(y, prob, score, n_boot, seed=0)
+    _, ece = calibration_bins(y, prob)
+    if out_dir is not None and is_main_process():
+        save_predictions(out_dir, prefix, y, prob, classes, None if rows is None else np.asarray(rows))
+    return {f"{prefix}/ece": ece,
+            **{f"{prefix}/{k}_ci_{side}": v for k, (lo, hi) in cis.items() for side, v in (("low", lo), ("high", hi))}}

@@ -19,7 +19,7 @@ import torch
 from .. import runs
 from ..config import ImageRunConfig
 from ..data.arrays import ImageDataset, ImageSet, load_npy_pair, load_npz
-from ..data.cache import cached
+from ..data.cache import cache_key, cached
 from ..data.folders import EXTENSIONS, decode_images, load_csv_images, load_image_folder, load_patient_tree
 from ..data.splits import cross_split_duplicates, grouped_split, stratified_split
 from ..data.transforms import BatchAugment, ImagePreprocess, channel_stats, dihedral_tta
@@ -31,10 +31,11 @@ from ..engine.optim import optimizer_factory
 from ..engine.trainer import resolve_device
 from ..errors import DataError
 from ..io import atomic_write_text
-from ..metrics import bootstrap_cis, multiclass_metrics, multiclass_scores
+from ..metrics import multiclass_metrics, multiclass_scores
 from ..models import create_model
 from ..models.transfer import load_pretrained, param_groups
 from ..engine.distributed import is_main_process
+from ..report.predictions import prediction_artefacts
 from ..repro import seed_everything
 from .common import (
     PREPROCESS,
@@ -44,6 +45,7 @@ from .common import (
     open_run,
     refuse_overwrite,
     run_weights,
+    score_predictions,
     write_results,
 )
 
@@ -181,7 +183,8 @@ def train(config: ImageRunConfig, out: str | Path | None = None, resume: bool = 
         config, out, resume, device, pre, {"data": path} if path.is_file() else {},
         {"split": how, "split_sizes": {k: int(len(v)) for k, v in parts.items()},
          "class_counts": {k: np.bincount(data.labels[v], minlength=n_classes).tolist() for k, v in parts.items()},
-         "duplicates_across_splits": [list(map(str, d)) for d in dups[:100]], "n_images": len(data)})
+         "duplicates_across_splits": [list(map(str, d)) for d in dups[:100]], "n_images": len(data),
+         "classes": data.classes, "data_content_sha256": cache_key(data.images)})
     seed_everything(config.seed, config.deterministic)
     model = _model(config, n_classes, in_chans, int(data.images.shape[1]))
     if config.model.pretrained:
@@ -193,51 +196,69 @@ def train(config: ImageRunConfig, out: str | Path | None = None, resume: bool = 
     draw = class_weights[sets["train"].labels] if balance == "sampler" else None
     trainer.fit(sets["train"], sets["val"], resume=resume, sample_weights=draw)
     metrics = finish_run(trainer, run_dir, sets["val"], sets["test"])
-    metrics.update(test_report(trainer, sets["test"], config.data.graded, config.n_boot, "test", run_dir))
+    prob, scores = test_report(trainer, sets["test"], config.data.graded, config.n_boot, "test", run_dir)
+    metrics.update(scores)
+    if is_main_process():
+        show_examples(sets["test"], prob, run_dir / "test_examples.png")
+        log_tensorboard(trainer, sets["train"], sets["test"], prob, run_dir / runs.TENSORBOARD)
     write_results(run_dir, metrics, manifest)
     return TrainResult(run_dir, metrics, trainer)
 
 
 def test_report(trainer: Trainer, data: ImageDataset, graded: bool, n_boot: int, prefix: str,
-                out_dir: Path | None) -> dict[str, float]:
-    """95% bootstrap CIs of the metrics on ``data``; with ``out_dir``, also per-class precision,
-    recall, F1, one-vs-rest ROC AUC and average precision, and support (``<prefix>_per_class.*``),
-    the confusion matrix (``<prefix>_confusion.*``, rows: true class, columns: predicted) and the
-    per-class ROC and precision-recall curves (``<prefix>_curves.png``)."""
-    import pandas as pd
-    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
-
-    from ..report import per_class_curves, write_table
-
+                out_dir: Path | None) -> tuple[np.ndarray, dict[str, float]]:
+    """95% bootstrap CIs of the metrics on ``data`` and the expected calibration error; with
+    ``out_dir``, also ``<prefix>_predictions.csv`` (from which the report derives its tables and
+    figures). Returns (test probabilities (N, K), metrics)."""
     prob = trainer.predict(data).numpy().astype(np.float64)
-    y, pred, classes = data.labels.numpy(), prob.argmax(axis=1), data.classes
-    cis = bootstrap_cis(y, prob, lambda a, b: multiclass_scores(a, b, graded), n_boot, seed=0)
-    if out_dir is not None and is_main_process():
-        labels = list(range(len(classes)))
-        p, r, f, n = precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
-        auc, ap = _one_vs_rest(y, prob)
-        write_table(pd.DataFrame({"class": classes, "precision": p, "recall": r, "f1": f, "roc_auc": auc,
-                                  "average_precision": ap, "support": n}),
-                    out_dir / f"{prefix}_per_class", f"Per-class results ({prefix}; AUC and AP one class vs rest)")
-        per_class_curves(y, prob, classes, prefix, out_dir / f"{prefix}_curves.png")
-        cm = pd.DataFrame(confusion_matrix(y, pred, labels=labels), columns=[f"pred {c}" for c in classes])
-        cm.insert(0, "true", classes)
-        write_table(cm, out_dir / f"{prefix}_confusion", f"Confusion matrix ({prefix}): rows true, columns predicted")
-    return {f"{prefix}/{k}_ci_{side}": v for k, (lo, hi) in cis.items() for side, v in (("low", lo), ("high", hi))}
+    return prob, score_predictions(data.labels.numpy(), prob, data.classes,
+                                   lambda a, b: multiclass_scores(a, b, graded), n_boot, prefix, out_dir,
+                                   rows=data.indices)
 
 
-def _one_vs_rest(y: np.ndarray, prob: np.ndarray) -> tuple[list[float], list[float]]:
-    """Per-class ROC AUC and average precision, one class against the rest (NaN for a class
-    that is absent from ``y`` or is all of it)."""
-    from sklearn.metrics import average_precision_score, roc_auc_score
+def _part(data: ImageDataset, n: int) -> ImageDataset:
+    """The first ``n`` samples of ``data``, as a view."""
+    rows = data.indices if data.indices is not None else torch.arange(len(data))
+    return ImageDataset(data.data, indices=rows[:n].numpy())
 
-    auc, ap = [], []
-    for k in range(prob.shape[1]):
-        pos = y == k
-        ok = 0 < pos.sum() < len(y)
-        auc.append(float(roc_auc_score(pos, prob[:, k])) if ok else float("nan"))
-        ap.append(float(average_precision_score(pos, prob[:, k])) if ok else float("nan"))
-    return auc, ap
+
+def show_examples(data: ImageDataset, prob: np.ndarray, path: Path, n: int = 8) -> None:
+    """``path``: a figure of the ``n`` most confident right and the ``n`` most confident wrong
+    predictions on ``data`` (probabilities ``prob``, (N, K)), captioned true -> predicted (p)."""
+    from ..report.figures import image_examples
+
+    y, pred, conf = data.labels.numpy(), prob.argmax(axis=1), prob.max(axis=1)
+    order = np.argsort(-conf, kind="stable")
+    right = [i for i in order if pred[i] == y[i]][:n]
+    wrong = [i for i in order if pred[i] != y[i]][:n]
+    picks = right + wrong
+    if not picks:
+        return
+    images = data[torch.as_tensor(picks)][0].movedim(1, -1).numpy()
+    c = data.classes
+    image_examples(images, [f"{c[y[i]]} → {c[pred[i]]} ({conf[i]:.2f})" for i in picks],
+                   ["#1a7f37"] * len(right) + ["#cf222e"] * len(wrong),
+                   f"{len(right)} most confident right, {len(wrong)} most confident wrong", path)
+
+
+def log_tensorboard(trainer: Trainer, train_set: ImageDataset, test: ImageDataset, prob: np.ndarray, log_dir: Path,
+                    n_embed: int = 1000) -> None:
+    """TensorBoard extras: 64 training images, the graph, per-class PR curves on ``test`` and the
+    projector of up to ``n_embed`` test images' penultimate-layer features."""
+    from ..report.tensorboard import last_linear, log_extras, thumbnails
+
+    grid = train_set[torch.arange(min(64, len(train_set)))][0]
+    part = _part(test, n_embed)
+    head = last_linear(trainer.module)
+    embedding = None
+    if head is not None and len(part):
+        feats = trainer.features(part, head)
+        y, pred, c = part.labels.numpy(), prob[: len(part)].argmax(axis=1), test.classes
+        meta = [[c[a], c[b], "yes" if a == b else "no"] for a, b in zip(y, pred, strict=True)]
+        embedding = (feats, meta, ["true", "predicted", "correct"], thumbnails(part[torch.arange(len(part))][0]))
+    example = trainer._to_device(grid[:2])
+    log_extras(log_dir, step=trainer.epoch, images=grid, graph=(trainer.module, example),
+               pr=(test.labels.numpy(), prob, test.classes), embedding=embedding)
 
 
 def load_run(run_dir: str | Path, checkpoint: str = "best") -> tuple[ImageRunConfig, dict[str, Any], Trainer]:
@@ -267,7 +288,8 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None, checkpoint: st
     test = ImageDataset(images, indices=parts["test"] if data is None else None)
     metrics = trainer.evaluate(test, prefix=name)
     out.parent.mkdir(exist_ok=True)
-    metrics.update(test_report(trainer, test, pre["graded"], config.n_boot, name, out.parent))
+    metrics.update(test_report(trainer, test, pre["graded"], config.n_boot, name, out.parent)[1])
+    prediction_artefacts(out.parent, name)
     runs.write_metrics(out.parent, metrics, out.name)
     return metrics, out
 

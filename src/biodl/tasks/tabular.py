@@ -25,7 +25,8 @@ from ..engine.checkpoint import load_model_weights
 from ..engine.trainer import resolve_device
 from ..errors import DataError
 from ..io import atomic_write_text, sha256_file
-from ..metrics import binary_metrics
+from ..engine.distributed import is_main_process
+from ..metrics import binary_metrics, binary_scores
 from ..models import create_model
 from ..repro import seed_everything
 from .common import (
@@ -36,6 +37,7 @@ from .common import (
     open_run,
     refuse_overwrite,
     run_weights,
+    score_predictions,
     write_results,
 )
 
@@ -92,12 +94,23 @@ def train(config: RunConfig, out: str | Path | None = None, resume: bool = False
     run_dir, manifest = open_run(
         config, out, resume, device, pre.to_dict(), {"data": path},
         {"split_sizes": {k: int(len(v)) for k, v in split.items()},
-         "class_counts": {k: np.bincount(y[v], minlength=2).tolist() for k, v in split.items()}})
+         "class_counts": {k: np.bincount(y[v], minlength=2).tolist() for k, v in split.items()},
+         "classes": [f"{d.target}={k}" for k in (0, 1)]})
     seed_everything(config.seed, config.deterministic)
     trainer = _trainer(config, _model(config, len(features)), run_dir, pre.pos_weight, device)
     data = {k: _dataset(pre.transform(x[v]), y[v]) for k, v in split.items()}
     trainer.fit(data["train"], data["val"], resume=resume)
     metrics = finish_run(trainer, run_dir, data["val"], data["test"])
+    prob = trainer.predict(data["test"]).numpy().astype(np.float64)
+    classes = [f"{d.target}={k}" for k in (0, 1)]
+    metrics.update(score_predictions(y[split["test"]], np.column_stack([1 - prob, prob]), classes, binary_scores,
+                                     config.n_boot, "test", run_dir, rows=split["test"]))
+    if is_main_process():
+        from ..report.tensorboard import log_extras
+
+        example = trainer._to_device(data["test"][:2][0])
+        log_extras(run_dir / runs.TENSORBOARD, step=trainer.epoch, graph=(trainer.module, example),
+                   pr=(y[split["test"]], np.column_stack([1 - prob, prob]), classes))
     write_results(run_dir, metrics, manifest)
     return TrainResult(run_dir, metrics, trainer)
 

@@ -1,0 +1,82 @@
+"""Saved predictions and what is derived from them: per-class table, confusion matrix, ROC and
+precision-recall curves per class, and calibration (reliability diagram and ECE).
+
+Everything here is computed from ``<prefix>_predictions.csv`` alone, so ``biodl report`` can
+redraw it from a finished run without the data or the model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import RunDirError
+from ..io import atomic_write_text
+from ..metrics import one_vs_rest_scores
+from .figures import confusion_heatmap, per_class_curves, reliability_diagram
+from .tables import write_table
+
+PROB = "p_"
+
+
+def save_predictions(out_dir: str | Path, prefix: str, y: np.ndarray, prob: np.ndarray, classes: list[str],
+                     rows: np.ndarray | None = None) -> Path:
+    """``<prefix>_predictions.csv``: one row per sample with ``row`` (its index in the data set),
+    ``label`` (true class index), ``true``, ``predicted`` and ``p_<class>`` for each class.
+    ``prob``: (N, K) probabilities, or (N,) probabilities of class 1 for two classes."""
+    prob = np.asarray(prob, dtype=np.float64)
+    if prob.ndim == 1:
+        prob = np.column_stack([1 - prob, prob])
+    y = np.asarray(y).astype(int)
+    pred = prob.argmax(axis=1)
+    df = pd.DataFrame({"row": np.arange(len(y)) if rows is None else np.asarray(rows), "label": y,
+                       "true": [classes[i] for i in y], "predicted": [classes[i] for i in pred]})
+    for k, name in enumerate(classes):
+        df[f"{PROB}{name}"] = prob[:, k]
+    path = Path(out_dir) / f"{prefix}_predictions.csv"
+    atomic_write_text(path, df.to_csv(index=False, float_format="%.8g"))
+    return path
+
+
+def load_predictions(path: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(labels (N,), probabilities (N, K), class names) from a predictions CSV."""
+    path = Path(path)
+    try:
+        df = pd.read_csv(path, keep_default_na=False)
+        cols = [c for c in df.columns if c.startswith(PROB)]
+        y, prob = df["label"].to_numpy(int), df[cols].to_numpy(np.float64)
+    except (OSError, ValueError, KeyError, pd.errors.ParserError) as exc:
+        raise RunDirError(path, f"unreadable predictions file ({exc})") from None
+    if len(cols) < 2 or len(y) == 0 or y.min() < 0 or y.max() >= len(cols) or not np.isfinite(prob).all():
+        raise RunDirError(path, "not a predictions file (needs label and two or more p_<class> columns)")
+    return y, prob, [c[len(PROB):] for c in cols]
+
+
+def prediction_artefacts(out_dir: str | Path, prefix: str) -> dict[str, float]:
+    """From ``<prefix>_predictions.csv`` in ``out_dir`` write ``<prefix>_per_class.csv/.md``
+    (precision, recall, F1, one-vs-rest ROC AUC and average precision, support),
+    ``<prefix>_confusion.csv/.md/.png`` (rows true, columns predicted), ``<prefix>_curves.png``
+    and ``<prefix>_calibration.csv/.png``. Returns ``{"<prefix>/ece": ...}``."""
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    out_dir = Path(out_dir)
+    y, prob, classes = load_predictions(out_dir / f"{prefix}_predictions.csv")
+    pred, labels = prob.argmax(axis=1), list(range(len(classes)))
+    p, r, f, n = precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
+    auc, ap = one_vs_rest_scores(y, prob)
+    write_table(pd.DataFrame({"class": classes, "precision": p, "recall": r, "f1": f, "roc_auc": auc,
+                              "average_precision": ap, "support": n}),
+                out_dir / f"{prefix}_per_class", f"Per-class results ({prefix}; AUC and AP one class vs rest)")
+    counts = confusion_matrix(y, pred, labels=labels)
+    cm = pd.DataFrame(counts, columns=[f"pred {c}" for c in classes])
+    cm.insert(0, "true", classes)
+    write_table(cm, out_dir / f"{prefix}_confusion", f"Confusion matrix ({prefix}): rows true, columns predicted")
+    confusion_heatmap(counts, classes, f"Confusion matrix ({prefix})", out_dir / f"{prefix}_confusion.png")
+    per_class_curves(y, prob, classes, prefix, out_dir / f"{prefix}_curves.png")
+    what = f"rate of {classes[1]}" if len(classes) == 2 else "accuracy (top label)"
+    bins, ece = reliability_diagram(y, prob, what, f"Calibration ({prefix})", out_dir / f"{prefix}_calibration.png")
+    write_table(pd.DataFrame(bins, columns=["lo", "hi", "n", "confidence", "observed"]),
+                out_dir / f"{prefix}_calibration", f"Calibration ({prefix}): ECE {ece:.4f}, 10 equal-width bins")
+    return {f"{prefix}/ece": ece}

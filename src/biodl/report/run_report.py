@@ -1,0 +1,237 @@
+"""``report.html``: one self-contained page per run directory, rebuilt from its saved files.
+
+What a section needs, it reads from the run directory; a section whose files are absent is
+left out, so the same builder serves a trained model, an evaluation and a study:
+
+- summary: ``manifest.json`` (+ ``preprocess.json`` for class names);
+- training curves: ``metrics.csv`` (redrawn as ``training_curves.png``);
+- metrics with 95% CIs: ``metrics.json`` (``test/<m>``, ``test/<m>_ci_low``/``_ci_high``);
+- per class, confusion, ROC/PR and calibration: ``test_predictions.csv`` (figures redrawn);
+- examples of right and wrong predictions: ``test_examples.png``; attributions: ``explain/*.png``;
+- a study's own tables and figures, in the order its ``report.json`` lists them;
+- the manifest: versions, platform, git commit, command, input hashes and the config.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .. import runs
+from ..errors import RunDirError
+from ..io import atomic_write_json, atomic_write_text
+from . import html as h
+from .figures import training_curves
+from .predictions import prediction_artefacts
+
+REPORT = "report.html"
+LAYOUT = "report.json"
+CURVES = "training_curves.png"
+
+
+def build_report(run_dir: str | Path, layout: dict[str, Any] | None = None) -> Path:
+    """(Re)draw the derived figures and write ``RUN_DIR/report.html``; returns its path.
+    ``layout`` (a study's sections, see :func:`_layout`) is saved as ``report.json`` for rebuilds."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunDirError(run_dir, "no such run directory")
+    if not (run_dir / runs.MANIFEST).is_file():
+        raise RunDirError(run_dir, f"not a run directory (no {runs.MANIFEST})")
+    if layout is not None:
+        atomic_write_json(run_dir / LAYOUT, layout)
+    manifest = runs.read_json(run_dir / runs.MANIFEST)
+    metrics = runs.read_json(run_dir / runs.METRICS) if (run_dir / runs.METRICS).is_file() else {}
+    pre = runs.read_json(run_dir / "preprocess.json") if (run_dir / "preprocess.json").is_file() else {}
+    config = manifest.get("config") or {}
+    shown: set[str] = set()
+    sections = [_summary(run_dir, manifest, metrics, pre)]
+    sections += _training(run_dir, metrics, shown)
+    sections += _metrics(metrics)
+    if (run_dir / "test_predictions.csv").is_file():
+        prediction_artefacts(run_dir, "test")
+        sections += _predictions(run_dir, "test", shown)
+    sections += _examples(run_dir, shown)
+    sections += _layout(run_dir, shown)
+    sections += _tensorboard(run_dir)
+    sections.append(_manifest(manifest))
+    title = f"{config.get('name', run_dir.name)}: {run_dir.name}"
+    subtitle = (f"{'task ' + config['task'] if 'task' in config else 'study'} · seed {manifest.get('seed', '-')} · "
+                f"finished {manifest.get('finished') or 'not finished'} · report written "
+                f"{_dt.datetime.now().astimezone().isoformat(timespec='seconds')}")
+    out = run_dir / REPORT
+    atomic_write_text(out, h.page(title, subtitle, sections))
+    return out
+
+
+def _summary(run_dir: Path, manifest: dict[str, Any], metrics: dict[str, float], pre: dict[str, Any]) -> h.Section:
+    config = manifest.get("config") or {}
+    model = config.get("model") or {}
+    trainer = config.get("trainer") or {}
+    data = config.get("data") or {}
+    pairs: list[tuple[str, object]] = [
+        ("run directory", run_dir.resolve()),
+        ("task", config.get("task", "study")),
+        ("data", data.get("dataset") or data.get("path") or _input_path(manifest)),
+        ("split", manifest.get("split")),
+        ("model", model.get("name")),
+        ("seed", manifest.get("seed")),
+        ("device", manifest.get("device")),
+        ("epochs trained", _int(metrics.get("epochs_trained"))),
+        ("best epoch", f"{_int(metrics['best_epoch'])} (by {trainer.get('monitor')})" if "best_epoch" in metrics
+         else None),
+        ("started", manifest.get("started")),
+        ("finished", manifest.get("finished") or "not finished"),
+    ]
+    body = h.key_values(pairs)
+    counts = manifest.get("class_counts")
+    if isinstance(counts, dict) and counts:
+        classes = pre.get("classes") or manifest.get("classes") or [str(i) for i in range(len(next(iter(
+            counts.values()))))]
+        df = pd.DataFrame({"class": classes, **{split: c for split, c in counts.items()}})
+        total = pd.DataFrame([{"class": "all", **{split: sum(c) for split, c in counts.items()}}])
+        body += "<h3>Class balance (images or records per split)</h3>" + h.table(pd.concat([df, total]))
+    if manifest.get("duplicates_across_splits"):
+        body += h.para(f"{len(manifest['duplicates_across_splits'])} exact duplicate images cross splits "
+                       "(see manifest.json): a leak between training and evaluation.", "warn")
+    if manifest.get("note"):
+        body += h.para(str(manifest["note"]), "note")
+    return h.Section("summary", "Summary", body)
+
+
+def _training(run_dir: Path, metrics: dict[str, float], shown: set[str]) -> list[h.Section]:
+    path = run_dir / runs.METRICS_CSV
+    if not path.is_file():
+        return []
+    try:
+        history = pd.read_csv(path)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise RunDirError(path, f"unreadable ({exc})") from None
+    if history.empty or "epoch" not in history:
+        return []
+    best = _int(metrics.get("best_epoch"))
+    training_curves(history, run_dir / CURVES, best)
+    shown.add(CURVES)
+    return [h.Section("training", "Training", h.figure(run_dir / CURVES, "Loss, validation metrics and learning "
+                                                       "rate per epoch" + (f"; dotted: best epoch {best}" if best
+                                                                           else "")))]
+
+
+def _metrics(metrics: dict[str, float]) -> list[h.Section]:
+    names = sorted({k.split("/", 1)[1] for k in metrics if k.startswith("test/") and "_ci_" not in k})
+    if not names:
+        return []
+    rows = []
+    for m in names:
+        lo, hi = metrics.get(f"test/{m}_ci_low"), metrics.get(f"test/{m}_ci_high")
+        rows.append({"metric": m, "validation (best epoch)": metrics.get(f"val/{m}", float("nan")),
+                     "test": metrics[f"test/{m}"],
+                     "test 95% CI": f"[{lo:.3f}, {hi:.3f}]" if lo is not None and hi is not None else ""})
+    note = h.para("95% CIs: percentile bootstrap over the test rows (resampled with replacement). ece: expected "
+                  "calibration error, 10 bins.", "note")
+    return [h.Section("metrics", "Metrics", h.table(pd.DataFrame(rows)) + note)]
+
+
+def _predictions(run_dir: Path, prefix: str, shown: set[str]) -> list[h.Section]:
+    per_class = pd.read_csv(run_dir / f"{prefix}_per_class.csv", keep_default_na=False, na_values=[""])
+    calibration = pd.read_csv(run_dir / f"{prefix}_calibration.csv")
+    title = (run_dir / f"{prefix}_calibration.md").read_text().splitlines()[0].lstrip("# ")
+    shown.update(f"{prefix}_{k}.png" for k in ("curves", "confusion", "calibration"))
+    return [
+        h.Section("per-class", "Per class", h.table(per_class) + h.figure(
+            run_dir / f"{prefix}_curves.png", "ROC and precision-recall curves, each class against the rest")),
+        h.Section("confusion", "Confusion matrix", h.figure(
+            run_dir / f"{prefix}_confusion.png", "Rows: true class; columns: predicted; shade: share of the row")),
+        h.Section("calibration", "Calibration", h.para(title) + h.figure(
+            run_dir / f"{prefix}_calibration.png", "Reliability diagram: observed rate against mean predicted "
+            "probability per bin; below, how many predictions fall in each bin") + h.table(calibration, 4)),
+    ]
+
+
+def _examples(run_dir: Path, shown: set[str]) -> list[h.Section]:
+    body = ""
+    if (run_dir / "test_examples.png").is_file():
+        shown.add("test_examples.png")
+        body += h.figure(run_dir / "test_examples.png", "Test images: the most confident right (green) and wrong "
+                                                        "(red) predictions; caption: true → predicted (probability)")
+    explain = sorted((run_dir / "explain").glob("*.png")) if (run_dir / "explain").is_dir() else []
+    if explain:
+        body += "<h3>Attributions</h3>" + "".join(h.figure(p, p.stem) for p in explain[:24])
+    return [h.Section("examples", "Examples", body)] if body else []
+
+
+def _layout(run_dir: Path, shown: set[str]) -> list[h.Section]:
+    """A study's sections from ``report.json`` (``{"sections": [{"title", "text", "items"}]}``;
+    an item is a PNG or a table stem with ``.md`` and ``.csv``); without it, the PNGs not shown yet."""
+    path = run_dir / LAYOUT
+    if path.is_file():
+        spec = runs.read_json(path)
+        out = []
+        for i, sec in enumerate(spec.get("sections", [])):
+            body = h.para(sec["text"]) if sec.get("text") else ""
+            for item in sec.get("items", []):
+                body += _item(run_dir, item)
+                shown.add(item)
+            out.append(h.Section(f"study-{i}", sec.get("title", f"Part {i + 1}"), body))
+        return out
+    rest = sorted(p for p in run_dir.glob("*.png") if p.name not in shown)
+    return [h.Section("figures", "Other figures", "".join(h.figure(p, p.stem) for p in rest))] if rest else []
+
+
+def _item(run_dir: Path, item: str) -> str:
+    path = run_dir / item
+    if path.suffix == ".png":
+        return h.figure(path, path.stem.replace("_", " ")) if path.is_file() else ""
+    if path.suffix == ".md":
+        return h.pre(path.read_text()) if path.is_file() else ""
+    md, csv = path.with_suffix(".md"), path.with_suffix(".csv")
+    if not csv.is_file():
+        return ""
+    lines = md.read_text().splitlines() if md.is_file() else []
+    title = lines[0].lstrip("# ") if lines and lines[0].startswith("#") else path.name
+    note = lines[2] if len(lines) > 2 and not lines[2].startswith("|") else ""
+    return f"<h3>{h.esc(title)}</h3>" + (h.para(note, "note") if note else "") + h.table(
+        pd.read_csv(csv, keep_default_na=False, na_values=[""]))
+
+
+def _tensorboard(run_dir: Path) -> list[h.Section]:
+    tb = run_dir / runs.TENSORBOARD
+    if not tb.is_dir() or not any(tb.iterdir()):
+        return []
+    parts = ["scalars per epoch"]
+    parts += ["the embedding projector (penultimate-layer features)"] if (tb / "projector_config.pbtxt").is_file() \
+        else []
+    text = (f"TensorBoard logs ({', '.join(parts)}; images, graph and PR curves where the task logs them) are in "
+            f"{tb.resolve()}. Open them with: tensorboard --logdir {tb.resolve()}")
+    return [h.Section("tensorboard", "TensorBoard", h.para(text))]
+
+
+def _manifest(manifest: dict[str, Any]) -> h.Section:
+    git = manifest.get("git") or {}
+    pairs = [("biodl", manifest.get("versions", {}).get("biodl")),
+             ("git commit", f"{git.get('commit')}{' (uncommitted changes)' if git.get('dirty') else ''}" if git
+              else "not a git checkout"),
+             ("command", " ".join(manifest.get("command", []))),
+             ("platform", (manifest.get("platform") or {}).get("system"))]
+    versions = pd.DataFrame(sorted((manifest.get("versions") or {}).items()), columns=["package", "version"])
+    inputs = pd.DataFrame([{"input": k, "path": v.get("path"), "sha256": v.get("sha256"), "bytes": v.get("bytes")}
+                           for k, v in (manifest.get("inputs") or {}).items()])
+    body = h.key_values(pairs) + "<h3>Versions</h3>" + h.table(versions)
+    if not inputs.empty:
+        body += "<h3>Inputs</h3>" + h.table(inputs)
+    if manifest.get("data_content_sha256"):
+        body += h.para(f"Image files: sha256 over every file's name and content: {manifest['data_content_sha256']}")
+    body += "<h3>Configuration</h3>" + h.pre(json.dumps(manifest.get("config"), indent=2, default=str))
+    return h.Section("manifest", "Manifest", body)
+
+
+def _input_path(manifest: dict[str, Any]) -> str | None:
+    data = (manifest.get("inputs") or {}).get("data")
+    return data.get("path") if isinstance(data, dict) else None
+
+
+def _int(value: float | None) -> int | None:
+    return None if value is None else int(value)
