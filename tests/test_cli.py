@@ -64,6 +64,11 @@ def test_evaluate_reproduces_the_test_metrics(cli, run_copy):
     for k in ("mcc", "roc_auc", "accuracy", "loss"):
         assert ev[f"test/{k}"] == pytest.approx(m[f"test/{k}"], abs=1e-7)
     assert ev["test/n"] == 60
+    for k in ("mcc_ci_low", "mcc_ci_high", "ece"):  # the same bootstrap (seed 0) and predictions
+        assert ev[f"test/{k}"] == pytest.approx(m[f"test/{k}"], abs=1e-7)
+    assert (run_copy / "evaluation/test_predictions.csv").read_text() == (run_copy / "test_predictions.csv").read_text()
+    for name in ("test_calibration.png", "test_confusion.csv", "test_curves.png"):
+        assert (run_copy / "evaluation" / name).is_file()
     assert_one_line_error(cli("evaluate", run_copy), "exists; pass --overwrite")
     assert cli("evaluate", run_copy, "--overwrite").code == 0
 

@@ -134,6 +134,11 @@ def test_report_command_rebuilds_from_saved_files(image_run, tmp_path, cli):
     r = cli("report", run)
     assert r.code == 0, r.err
     assert (run / "report.html").read_text().count("data:image/png;base64,") == 5
+    (run / "explain").mkdir()  # what `biodl explain` leaves: shown under Examples
+    shutil.copyfile(run / "test_curves.png", run / "explain" / "ig_grid.png")
+    assert cli("report", run).code == 0
+    html = (run / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 6 and "<h3>Attributions</h3>" in html
     for name in ("training_curves.png", "test_confusion.png", "test_calibration.png"):
         with Image.open(run / name) as im:
             assert im.format == "PNG"

@@ -224,3 +224,5 @@ def test_histopathology_transfer_learning_from_a_local_file(cli, tmp_path, monke
     assert manifest["pretrained"]["kept_random"] == []
     pre = json.loads((tmp_path / "run/preprocess.json").read_text())
     assert pre["classes"] == ["no IDC", "IDC"] and pre["size"] == 32
+    html = (tmp_path / "run/report.html").read_text()  # the study's report, like every image run's
+    assert html.count("data:image/png;base64,") == 5 and "no IDC" in html and str(weights) in html

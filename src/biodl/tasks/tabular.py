@@ -28,6 +28,7 @@ from ..io import atomic_write_text, sha256_file
 from ..engine.distributed import is_main_process
 from ..metrics import binary_metrics, binary_scores
 from ..models import create_model
+from ..report.predictions import prediction_artefacts
 from ..repro import seed_everything
 from .common import (
     PREPROCESS,
@@ -147,12 +148,17 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None, checkpoint: st
     else:
         path = Path(data)
         x, y, _ = load_table(path, pre.target, pre.features, [], pre.binary)
-        name = path.stem
+        rows, name = None, path.stem
     out = run_dir / "evaluation" / f"{name}.json"
     refuse_overwrite(out, overwrite)
-    metrics = trainer.evaluate(_dataset(pre.transform(x), y), prefix=name)
+    data = _dataset(pre.transform(x), y)
+    metrics = trainer.evaluate(data, prefix=name)
     metrics[f"{name}/n"] = float(len(y))
     out.parent.mkdir(exist_ok=True)
+    prob = trainer.predict(data).numpy().astype(np.float64)
+    metrics.update(score_predictions(y, np.column_stack([1 - prob, prob]), [f"{pre.target}={k}" for k in (0, 1)],
+                                     binary_scores, config.n_boot, name, out.parent, rows))
+    prediction_artefacts(out.parent, name)
     runs.write_metrics(out.parent, metrics, out.name)
     return metrics, out
 
