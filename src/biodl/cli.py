@@ -168,6 +168,31 @@ def predict(
 
 
 @app.command()
+def explain(
+    run_dir: Path = typer.Argument(..., help="a run directory"),
+    images: Optional[list[Path]] = typer.Argument(None, help="image files at the model's input size (default: "
+                                                  "test images picked by outcome)"),
+    method: str = typer.Option("ig,gradcam,occlusion", "--method", help="comma-separated: saliency, ixg, ig, "
+                               "gradshap, smoothgrad, occlusion, gradcam, superpixels"),
+    target: str = typer.Option("predicted", "--target", help="predicted, or a class index or name"),
+    pick: str = typer.Option("tp,tn,fp,fn", "--pick", help="without images: test outcomes to show (class 0 is "
+                             "the negative class)"),
+    n: int = typer.Option(4, "--n", min=1, help="without images: images per outcome"),
+    baseline: str = typer.Option("black", "--baseline", help="IG baseline: black, blurred, masked, or an image"),
+    steps: int = typer.Option(50, "--steps", min=2, help="IG steps (also samples for SmoothGrad and GradientSHAP)"),
+    sanity: bool = typer.Option(True, "--sanity/--no-sanity", help="model-randomisation sanity check"),
+    layer: Optional[str] = typer.Option(None, "--layer", help="module for the activation maps (default: "
+                                       "Grad-CAM's layer)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an earlier RUN_DIR/explain"),
+) -> None:
+    """Attribution maps (captum) with sanity and faithfulness checks; tabular runs: feature importance."""
+    from .interpret.explain import explain_run
+
+    out = explain_run(run_dir, images, method, target, pick, n, baseline, steps, sanity, layer, overwrite)
+    typer.echo(f"results: {out}")
+
+
+@app.command()
 def report(
     run_dir: Path = typer.Argument(..., help="a run directory"),
     screenshot: Optional[Path] = typer.Option(None, "--screenshot", help="also open the report in headless "

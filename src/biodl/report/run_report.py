@@ -158,9 +158,13 @@ def _examples(run_dir: Path, shown: set[str]) -> list[h.Section]:
         shown.add("test_examples.png")
         body += h.figure(run_dir / "test_examples.png", "Test images: the most confident right (green) and wrong "
                                                         "(red) predictions; caption: true → predicted (probability)")
-    explain = sorted((run_dir / "explain").glob("*.png")) if (run_dir / "explain").is_dir() else []
+    folder = run_dir / "explain"
+    overview = [folder / f for f in ("grid.png", "tabular_importance.png", "filters.png", "activations.png")]
+    explain = [p for p in overview if p.is_file()] or (sorted(folder.glob("*.png"))[:24] if folder.is_dir() else [])
     if explain:
-        body += "<h3>Attributions</h3>" + "".join(h.figure(p, p.stem) for p in explain[:24])
+        body += "<h3>Attributions</h3>" + h.para("From biodl explain: per image and method, explain/NNN_METHOD.png; "
+                                                  "the numbers in explain/explain.json.", "note")
+        body += "".join(h.figure(p, p.stem.replace("_", " ")) for p in explain)
     return [h.Section("examples", "Examples", body)] if body else []
 
 

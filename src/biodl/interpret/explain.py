@@ -1,0 +1,245 @@
+"""``biodl explain RUN_DIR``: attributions of a trained run, with their checks, written to
+``RUN_DIR/explain/`` (per image and method a PNG of the image, heat map and blend; a grid;
+first-layer filters; activation maps; ``explain.json`` with the numbers). Tabular runs get
+permutation importance and integrated gradients per feature instead."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import runs
+from ..errors import BiodlError, DataError
+from ..io import atomic_write_json
+from .attributions import BASELINES, PixelModel, attribute, parse_methods
+from .checks import deletion_insertion, sanity_check
+
+OUTCOMES = ("tp", "tn", "fp", "fn")
+OUT = "explain"
+
+
+def explain_run(run_dir: str | Path, images: list[Path] | None = None, methods: str = "ig,gradcam,occlusion",
+                target: str = "predicted", pick: str = "tp,tn,fp,fn", n: int = 4, baseline: str = "black",
+                steps: int = 50, sanity: bool = True, layer: str | None = None, overwrite: bool = False) -> Path:
+    """Explain a run; returns the output folder. Every input fault is raised before anything is
+    written, and the folder is replaced whole (written aside, then renamed)."""
+    run_dir = Path(run_dir)
+    config = runs.load_run_config(run_dir)
+    out = run_dir / OUT
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise BiodlError(out, "exists; pass --overwrite to replace it")
+    tmp = Path(tempfile.mkdtemp(prefix=".explain-", dir=run_dir))
+    try:
+        if config.task == "image":
+            _explain_images(run_dir, tmp, images or [], parse_methods(methods), target, pick, n, baseline, steps,
+                            sanity, layer)
+        else:
+            _explain_tabular(run_dir, tmp)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    from ..report.run_report import build_report
+
+    build_report(run_dir)
+    return out
+
+
+# ----------------------------------------------------------------------------- images
+
+
+def _load_files(files: list[Path], size: int, chans: int) -> torch.Tensor:
+    """(N, C, H, W) pixels in [0, 1]; an image of another size or channel count is refused."""
+    from PIL import Image
+
+    out = []
+    for f in files:
+        if not f.is_file():
+            raise DataError(f, "no such image file")
+        try:
+            with Image.open(f) as im:
+                im.load()
+                mode, (w, h) = im.mode, im.size
+                arr = np.asarray(im.convert("L" if mode in ("L", "I;16", "I", "1") else "RGB"))
+        except OSError as exc:
+            raise DataError(f, f"unreadable image ({exc})") from None
+        c = 1 if arr.ndim == 2 else arr.shape[-1]
+        if (w, h) != (size, size):
+            raise DataError(f, f"image is {w}x{h}; the model takes {size}x{size} (resize it first)")
+        if c != chans:
+            raise DataError(f, f"image has {c} channel{'s' * (c > 1)} ({mode}); the model takes {chans}")
+        x = torch.from_numpy(arr.copy()).float().div(255)
+        out.append(x[None] if x.dim() == 2 else x.permute(2, 0, 1))
+    return torch.stack(out)
+
+
+def _pick_test(config, trainer, pre: dict, pick: str, n: int) -> tuple[torch.Tensor, list[dict]]:
+    """The ``n`` most confident test images of each outcome in ``pick``. Class 0 is the negative
+    class: tp = a non-zero class predicted right, tn = class 0 right, fp = class 0 called
+    another, fn = another class called 0."""
+    from ..data.arrays import ImageDataset
+    from ..tasks.image import load_images, split_images
+
+    wanted = [p.strip().lower() for p in pick.split(",") if p.strip()]
+    bad = [p for p in wanted if p not in OUTCOMES]
+    if bad or not wanted:
+        raise BiodlError("--pick", f"unknown outcome {bad[0] if bad else pick!r}; choose from {', '.join(OUTCOMES)}")
+    data, path = load_images(config)
+    parts, _ = split_images(config, data, path)
+    test = ImageDataset(data, indices=parts["test"])
+    prob = trainer.predict(test).numpy()
+    y, pred, conf = test.labels.numpy(), prob.argmax(axis=1), prob.max(axis=1)
+    masks = {"tp": (y != 0) & (pred == y), "tn": (y == 0) & (pred == 0), "fp": (y == 0) & (pred != 0),
+             "fn": (y != 0) & (pred == 0)}
+    rows, meta = [], []
+    for o in wanted:
+        idx = np.flatnonzero(masks[o])
+        for i in idx[np.argsort(-conf[idx], kind="stable")][:n]:
+            rows.append(int(i))
+            meta.append({"source": f"test row {int(parts['test'][i])}", "outcome": o, "true": pre["classes"][y[i]]})
+    if not rows:
+        raise BiodlError("--pick", f"no test image is {', '.join(wanted)}")
+    x = test[torch.as_tensor(rows)][0].float().div(255)
+    return x, meta
+
+
+def _target(target: str, classes: list[str], predicted: int) -> int:
+    if target == "predicted":
+        return predicted
+    if target in classes:
+        return classes.index(target)
+    if target.lstrip("-").isdigit():
+        k = int(target)
+        if 0 <= k < len(classes):
+            return k
+        raise BiodlError("--target", f"class {k} is out of range: the model has {len(classes)} classes "
+                                     f"(0-{len(classes) - 1})")
+    raise BiodlError("--target", f"{target!r} is not 'predicted', a class index or a class name "
+                                 f"({', '.join(classes)})")
+
+
+def _explain_images(run_dir: Path, out: Path, files: list[Path], methods: list[str], target: str, pick: str, n: int,
+                    baseline: str, steps: int, sanity: bool, layer: str | None) -> None:
+    from rich.progress import Progress
+
+    from ..tasks.image import load_run
+    from .figures import activation_maps, attribution_grid, first_layer_filters, save_triptych
+
+    config, pre, trainer = load_run(run_dir)
+    classes, size, chans = pre["classes"], pre["size"], pre["in_chans"]
+    base: str | torch.Tensor = baseline
+    if baseline not in BASELINES:
+        base = _load_files([Path(baseline)], size, chans)[:1]
+    _target(target, classes, 0)  # a bad --target fails before any work
+    if files:
+        x_all, meta = _load_files(files, size, chans), [{"source": str(f)} for f in files]
+    else:
+        x_all, meta = _pick_test(config, trainer, pre, pick, n)
+    device = trainer.device
+    model = PixelModel(trainer.module.float(), pre["mean"], pre["std"]).to(device).eval()
+    with torch.no_grad():
+        prob = torch.cat([torch.softmax(model(c.to(device)).float(), 1).cpu() for c in x_all.split(64)])
+    records, maps = [], []
+    with Progress(transient=True) as bar:
+        task = bar.add_task("attributions", total=len(x_all) * len(methods))
+        for i, (x, m) in enumerate(zip(x_all, meta, strict=True)):
+            x = x[None].to(device)
+            k = _target(target, classes, int(prob[i].argmax()))
+            rec = {**m, "predicted": classes[int(prob[i].argmax())], "target": classes[k],
+                   "probability": float(prob[i, k]), "methods": {}}
+            row = {}
+            for meth in methods:
+                amap, info = attribute(meth, model, x, k, base, steps)
+                png = f"{i:03d}_{meth}.png"
+                w, h = save_triptych(x.cpu(), amap, meth, out / png)
+                faith = deletion_insertion(model, x, k, amap.to(device))
+                rec["methods"][meth] = {**info, "png": png, "png_size": [w, h],
+                                        "deletion_auc": faith["deletion_auc"], "insertion_auc": faith["insertion_auc"],
+                                        "deletion": faith["deletion"], "insertion": faith["insertion"]}
+                row[meth] = amap
+                bar.advance(task)
+            records.append(rec)
+            maps.append(row)
+    captions = [f"{r.get('outcome', '')} {r.get('true', '')}→{r['predicted']} ({r['probability']:.2f})".strip()
+                for r in records]
+    attribution_grid([x[None] for x in x_all], maps, captions, out / "grid.png")
+    first_layer_filters(model.model, out / "filters.png")
+    checks: dict[str, Any] = {}
+    x0 = x_all[:1].to(device)
+    k0 = _target(target, classes, int(prob[0].argmax()))
+    if sanity:
+        for meth in methods:
+            checks[meth] = sanity_check(lambda mdl, xx, kk, meth=meth: attribute(meth, mdl, xx, kk, base, steps)[0],
+                                        model, x0, k0)
+    if layer is None and "gradcam" in methods:
+        layer = records[0]["methods"]["gradcam"].get("layer")
+    shape = activation_maps(model, layer, x0, out / "activations.png") if layer else None
+    atomic_write_json(out / "explain.json", {
+        "run": str(run_dir.resolve()), "methods": methods, "target": target, "baseline": baseline, "steps": steps,
+        "images": records, "sanity_check": checks, "activations": {"layer": layer, "shape": shape} if layer else None,
+        "summary": {meth: {"deletion_auc_mean": float(np.mean([r["methods"][meth]["deletion_auc"] for r in records])),
+                           "insertion_auc_mean": float(np.mean([r["methods"][meth]["insertion_auc"]
+                                                                for r in records])),
+                           "sanity_flagged": checks.get(meth, {}).get("flagged")} for meth in methods}})
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def _explain_tabular(run_dir: Path, out: Path) -> None:
+    """Permutation importance (drop in ROC AUC, 10 repeats) and mean integrated gradients per
+    feature over the run's test rows, as a bar chart and JSON."""
+    from captum.attr import IntegratedGradients
+    from sklearn.metrics import roc_auc_score
+
+    from ..evaluation import permutation_importance
+    from ..report.figures import _plt, _save
+    from ..tasks.tabular import _split, data_path, load_run, load_table
+
+    config, pre, trainer = load_run(run_dir)
+    path = data_path(config)
+    x, y, _ = load_table(path, pre.target, pre.features, [], pre.binary)
+    rows = _split(config, y, path)["test"]
+    xt = pre.transform(x[rows]).astype(np.float32)
+    model = trainer.module.float().eval()
+
+    def predict(a: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return torch.sigmoid(model(torch.from_numpy(a.astype(np.float32))).squeeze(-1)).numpy()
+
+    perm = permutation_importance(predict, xt, y[rows], roc_auc_score, 10, config.seed)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    inp = torch.from_numpy(xt).requires_grad_(True)
+    ig, delta = IntegratedGradients(model).attribute(inp, torch.zeros_like(inp), target=0, n_steps=50,
+                                                     return_convergence_delta=True)
+    ig = ig.detach().numpy()
+    feats = list(pre.features)
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.32 * len(feats) + 1.8))
+    order = np.argsort(perm)
+    axes[0].barh([feats[i] for i in order], perm[order], color="#4c72b0")
+    axes[0].set(title="permutation importance (test rows)", xlabel="drop in ROC AUC")
+    mean_abs = np.abs(ig).mean(0)
+    order = np.argsort(mean_abs)
+    axes[1].barh([feats[i] for i in order], ig.mean(0)[order], color="#dd8452", label="mean")
+    axes[1].barh([feats[i] for i in order], mean_abs[order], fill=False, edgecolor="grey", label="mean |IG|")
+    axes[1].axvline(0, color="grey", lw=0.8)
+    axes[1].set(title="integrated gradients (baseline: the training mean)", xlabel="attribution to the logit")
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, out / "tabular_importance.png")
+    atomic_write_json(out / "explain.json", {
+        "run": str(run_dir.resolve()), "rows": len(rows), "features": feats,
+        "permutation_importance_auc_drop": dict(zip(feats, map(float, perm), strict=True)),
+        "ig_mean": dict(zip(feats, map(float, ig.mean(0)), strict=True)),
+        "ig_mean_abs": dict(zip(feats, map(float, mean_abs), strict=True)),
+        "ig_convergence_delta_max": float(delta.abs().max())})
