@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/heart_failure.py
 	$(BIN)/python benchmarks/image_pipeline.py
 	$(BIN)/python benchmarks/image_memory.py
+	$(BIN)/python benchmarks/explain_ig.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

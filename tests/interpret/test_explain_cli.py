@@ -1,0 +1,123 @@
+"""`biodl explain` end to end on a small image run and on the tabular run."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from tests.conftest import assert_one_line_error
+
+FAST = ["--set", "trainer.epochs=3", "--set", "trainer.progress=false", "--set", "n_boot=100",
+        "--set", "data.batch_size=16", "--set", "model.args={width: 8, blocks: 1}"]
+
+
+@pytest.fixture(scope="module")
+def image_run(tmp_path_factory):
+    """A small resnet_small run on 16 px generated images (class 'square' has a bright corner)."""
+    from biodl.cli import main
+
+    tmp = tmp_path_factory.mktemp("explain")
+    rng = np.random.default_rng(0)
+    for i in range(60):
+        img = rng.integers(0, 80, (16, 16, 3), dtype=np.uint8)
+        if i % 2:
+            img[2:7, 2:7] = 250
+        d = tmp / "data" / ("square" if i % 2 else "plain")
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(d / f"{i}.png")
+    cfg = {"name": "img", "task": "image", "data": {"path": str(tmp / "data"), "cache_dir": str(tmp / "cache")},
+           "model": {"name": "resnet_small"}, "optimizer": {"lr": 0.01}}
+    (tmp / "run.yaml").write_text(yaml.safe_dump(cfg))
+    try:
+        main(["train", "--config", str(tmp / "run.yaml"), "--out", str(tmp / "run"), *FAST])
+    except SystemExit as exc:
+        assert exc.code in (0, None)
+    return tmp / "run"
+
+
+@pytest.fixture
+def run(image_run, tmp_path):
+    dst = tmp_path / "run"
+    shutil.copytree(image_run, dst)
+    return dst
+
+
+def test_explain_picks_test_images_and_writes_figures_and_numbers(run, cli):
+    r = cli("explain", run, "--method", "ig,gradcam,occlusion", "--pick", "tp,tn,fp,fn", "--n", "2")
+    assert r.code == 0, r.err
+    out = run / "explain"
+    e = json.loads((out / "explain.json").read_text())
+    assert e["methods"] == ["ig", "gradcam", "occlusion"] and 1 <= len(e["images"]) <= 8
+    assert {i["outcome"] for i in e["images"]} <= {"tp", "tn", "fp", "fn"}
+    for img in e["images"]:
+        assert img["target"] == img["predicted"]  # --target predicted
+        for meth, m in img["methods"].items():
+            with Image.open(out / m["png"]) as im:
+                im.load()
+                # image | heat | blend, each 16 px scaled 14x to 224
+                assert im.format == "PNG" and im.size == (3 * 224, 224) == tuple(m["png_size"]), meth
+            assert 0 <= m["deletion_auc"] <= 1 and 0 <= m["insertion_auc"] <= 1
+        assert img["methods"]["ig"]["convergence_delta"] >= 0
+    assert set(e["sanity_check"]) == {"ig", "gradcam", "occlusion"}
+    assert all(len(s["steps"]) >= 2 for s in e["sanity_check"].values())
+    for name in ("grid.png", "filters.png", "activations.png"):
+        with Image.open(out / name) as im:
+            assert im.format == "PNG" and im.width > 200
+    assert e["activations"]["layer"] == e["images"][0]["methods"]["gradcam"]["layer"]
+    html = (run / "report.html").read_text()
+    assert "<h3>Attributions</h3>" in html and html.count("data:image/png;base64,") == 5 + 3
+
+
+def test_explain_given_images_and_a_class_name_target(run, cli, tmp_path):
+    img = np.zeros((16, 16, 3), np.uint8)
+    img[2:7, 2:7] = 250
+    Image.fromarray(img).save(tmp_path / "a.png")
+    r = cli("explain", run, tmp_path / "a.png", "--method", "saliency,superpixels", "--target", "plain",
+            "--baseline", "blurred", "--no-sanity")
+    assert r.code == 0, r.err
+    e = json.loads((run / "explain/explain.json").read_text())
+    assert [i["source"] for i in e["images"]] == [str(tmp_path / "a.png")]
+    assert e["images"][0]["target"] == "plain" and e["sanity_check"] == {}
+    # a second run refuses to replace the first without --overwrite, and replaces it with it
+    assert_one_line_error(cli("explain", run, tmp_path / "a.png"), "explain", "--overwrite")
+    assert cli("explain", run, tmp_path / "a.png", "--method", "ig", "--overwrite", "--no-sanity").code == 0
+    assert sorted(p.name for p in (run / "explain").glob("000_*.png")) == ["000_ig.png"]
+
+
+def test_explain_bad_inputs_are_one_line_errors_and_write_nothing(run, cli, tmp_path):
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp_path / "big.png")
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(tmp_path / "grey.png")
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "ok.png")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    assert_one_line_error(cli("explain", run, tmp_path / "big.png"), "big.png", "20x20", "16x16")
+    assert_one_line_error(cli("explain", run, tmp_path / "grey.png"), "grey.png", "1 channel", "takes 3")
+    assert_one_line_error(cli("explain", run, tmp_path / "broken.png"), "broken.png", "unreadable image")
+    assert_one_line_error(cli("explain", run, tmp_path / "ok.png", "--method", "ig,lime"), "--method", "lime")
+    assert_one_line_error(cli("explain", run, tmp_path / "ok.png", "--target", "7"), "--target", "out of range")
+    assert_one_line_error(cli("explain", run, tmp_path / "ok.png", "--target", "tumour"), "--target", "tumour")
+    assert_one_line_error(cli("explain", run, "--pick", "tp,xx"), "--pick", "xx")
+    assert_one_line_error(cli("explain", run, tmp_path / "ok.png", "--baseline", "grey"), "grey")
+    assert_one_line_error(cli("explain", run, tmp_path / "ok.png", "--layer", "nope"), "--layer", "nope")
+    assert_one_line_error(cli("explain", tmp_path / "nowhere"), "no such run directory")
+    assert not (run / "explain").exists() and not list(run.glob(".explain-*"))
+    shutil.rmtree(run / "checkpoints")
+    assert_one_line_error(cli("explain", run, tmp_path / "ok.png"), "no model checkpoint")
+    assert not (run / "explain").exists()
+
+
+def test_explain_tabular_run_gives_feature_importance(run_copy, cli):
+    r = cli("explain", run_copy)
+    assert r.code == 0, r.err
+    e = json.loads((run_copy / "explain/explain.json").read_text())
+    feats = e["features"]
+    assert len(feats) == 11 and "time" not in feats and e["rows"] == 60
+    assert set(e["permutation_importance_auc_drop"]) == set(feats) == set(e["ig_mean_abs"])
+    assert all(v >= 0 for v in e["ig_mean_abs"].values())
+    # completeness of IG over 50 steps on an MLP: small delta
+    assert e["ig_convergence_delta_max"] < 0.05
+    with Image.open(run_copy / "explain/tabular_importance.png") as im:
+        assert im.format == "PNG" and im.width > 800
+    assert "tabular importance" in (run_copy / "report.html").read_text()
