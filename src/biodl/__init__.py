@@ -2,7 +2,8 @@
 
 The public API is small: seeding (``seed_everything``), config (``load_config``,
 ``RunConfig``), models (``create_model``, ``list_models``), the engine
-(``Trainer``) and the error every user fault raises (``BiodlError``).
+(``Trainer``), reports (``build_report``), explanations (``explain_run``) and the error
+every user fault raises (``BiodlError``).
 Names load on first use, so ``import biodl`` (and ``biodl --version``) stays fast.
 """
 
@@ -21,6 +22,8 @@ _EXPORTS = {
     "create_model": "models",
     "list_models": "models",
     "seed_everything": "repro",
+    "build_report": "report.run_report",
+    "explain_run": "interpret.explain",
 }
 __all__ = ["__version__", *_EXPORTS]
 
