@@ -27,12 +27,12 @@ endif
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,bench]'
 	$(BIN)/python benchmarks/engine_overhead.py
 	$(BIN)/python benchmarks/heart_failure.py
 	$(BIN)/python benchmarks/image_pipeline.py
 	$(BIN)/python benchmarks/image_memory.py
 	$(BIN)/python benchmarks/explain_ig.py
+	$(BIN)/python benchmarks/vessels_tiling.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

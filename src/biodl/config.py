@@ -174,6 +174,53 @@ class ImageRunConfig(Strict):
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
 
 
+class SegmentationDataConfig(Strict):
+    """Fundus images with vessel masks (CHASE_DB1, DRIVE or images/ + masks/ [+ fov/]) and how
+    patches are drawn from them."""
+
+    dataset: str | None = Field(None, description="an embedded data set: chase_db1")
+    path: Path | None = Field(None, description="your folder (CHASE_DB1, DRIVE or images/ + masks/ layout)")
+    layout: Literal["auto", "chase", "drive", "folder"] = "auto"
+    test_images: int = Field(8, ge=1, description="chase and folder layouts: the last N images (by name) are the "
+                                                  "test set (CHASE_DB1 protocol: 20 train, 8 test)")
+    channels: Literal["green", "rgb"] = Field("green", description="input: the green channel or RGB")
+    clahe: bool = Field(True, description="contrast-limited adaptive histogram equalisation per image")
+    patch: int = Field(64, ge=16, description="training patch side (a multiple of 2**depth)")
+    patches: int = Field(20000, ge=100, description="training patches drawn (inside the FOV) per epoch")
+    batch_size: int = Field(32, ge=1)
+    num_workers: int = Field(0, ge=0)
+    augment: bool = Field(True, description="flips, 90-degree rotations, brightness/contrast jitter")
+    tile: int = Field(512, ge=32, description="whole-image inference: tile side")
+    overlap: int = Field(32, ge=0, description="whole-image inference: overlap between tiles (blended)")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "SegmentationDataConfig":
+        if (self.dataset is None) == (self.path is None):
+            raise ValueError("give exactly one of data.dataset (embedded) or data.path (your files)")
+        if self.overlap >= self.tile // 2:
+            raise ValueError(f"overlap {self.overlap} must be below half the tile ({self.tile})")
+        return self
+
+
+class SegmentationTrainerConfig(TrainerConfig):
+    monitor: str = Field("train/loss", description="metric that picks the best checkpoint (no validation set: "
+                                                   "images are for training or testing)")
+
+
+class SegmentationRunConfig(Strict):
+    """A binary segmentation run (``task: segmentation``), e.g. retinal vessels with a U-Net."""
+
+    name: str = "segmentation"
+    task: Literal["segmentation"] = "segmentation"
+    seed: int = Field(0, ge=0, lt=2**32)
+    deterministic: bool = False
+    data: SegmentationDataConfig
+    model: ImageModelConfig = Field(default_factory=lambda: ImageModelConfig(name="unet"))
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    trainer: SegmentationTrainerConfig = Field(default_factory=SegmentationTrainerConfig)
+
+
 #: config model per task
 TASKS: dict[str, type[BaseModel]] = {}
 
@@ -300,7 +347,7 @@ def build_config(raw: dict[str, Any], overrides: list[str] | None = None, where:
     return _validate(raw, where, model)
 
 
-TASKS.update({"tabular": RunConfig, "image": ImageRunConfig})
+TASKS.update({"tabular": RunConfig, "image": ImageRunConfig, "segmentation": SegmentationRunConfig})
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig | ImageRunConfig:

@@ -18,6 +18,10 @@ EMBEDDED: dict[str, tuple[str, str]] = {
         "retina_dr/retinamnist.npz",
         "RetinaMNIST (MedMNIST v2): 1,600 fundus photographs 28x28, 5 DR grades, official splits, CC BY 4.0",
     ),
+    "chase_db1": (
+        "vessels_chase",
+        "CHASE_DB1: 28 fundus photographs 999x960 with two observers' vessel masks (Fraz 2012), CC BY 4.0",
+    ),
 }
 
 

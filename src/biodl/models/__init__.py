@@ -50,6 +50,6 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
         raise ConfigError("model.args", f"{name}: {exc}") from None
 
 
-from . import cnn, tabular  # noqa: E402,F401  (register the image and tabular families)
+from . import cnn, tabular, unet  # noqa: E402,F401  (register the image, tabular and U-Net families)
 
 __all__ = ["create_model", "list_models", "register_model"]

@@ -13,7 +13,7 @@ from types import ModuleType
 from ..errors import ConfigError
 
 _MODULES = {"heart-failure": "heart_failure", "heart-failure-mlp": "heart_failure_mlp",
-            "histopathology": "histopathology", "retinopathy": "retinopathy"}
+            "histopathology": "histopathology", "retinopathy": "retinopathy", "vessels": "vessels"}
 
 
 def list_studies() -> dict[str, str]:

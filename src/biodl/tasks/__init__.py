@@ -20,4 +20,8 @@ def get_task(name: str) -> ModuleType:
         from . import image
 
         return image
-    raise ConfigError("task", f"unknown task {name!r}; known: tabular, image")
+    if name == "segmentation":
+        from . import segmentation
+
+        return segmentation
+    raise ConfigError("task", f"unknown task {name!r}; known: tabular, image, segmentation")

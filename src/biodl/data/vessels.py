@@ -1,0 +1,159 @@
+"""Retinal vessel segmentation data: fundus images with binary vessel masks and field-of-view
+(FOV) masks, in three layouts.
+
+- CHASE_DB1 (flat): ``Image_NNX.jpg`` with ``Image_NNX_1stHO.png`` (ground truth) and
+  ``Image_NNX_2ndHO.png`` (second observer). No FOV masks: they are derived (:func:`derive_fov`).
+- DRIVE: ``training|test/images/*.tif``, ``training|test/1st_manual/*_manual1.gif``,
+  ``training|test/mask/*_mask.gif`` (optionally ``2nd_manual/*_manual2.gif``); matched by the
+  number that starts each file name.
+- folder: ``images/``, ``masks/`` (same stem, any image format), optional ``fov/``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+
+IMAGE_EXT = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".gif", ".bmp", ".ppm")
+
+
+@dataclass
+class VesselCase:
+    """One fundus image: ``image`` (H, W, 3) uint8, ``mask`` (H, W) bool vessels (the ground
+    truth), ``fov`` (H, W) bool, ``second`` (H, W) bool (a second observer) or None."""
+
+    name: str
+    image: np.ndarray
+    mask: np.ndarray
+    fov: np.ndarray
+    fov_derived: bool
+    second: np.ndarray | None = None
+
+
+def _read(path: Path, what: str) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return np.asarray(im.convert("RGB") if what == "image" else im)
+    except OSError as exc:
+        raise DataError(path, f"unreadable {what} ({exc})") from None
+
+
+def read_binary(path: Path, shape: tuple[int, int], what: str = "mask") -> np.ndarray:
+    """A binary mask file as (H, W) bool: it must have ``shape`` and at most two grey levels
+    (any channel layout; 0 is background)."""
+    a = _read(path, what)
+    if a.ndim == 3:
+        if not (a == a[..., :1]).all():
+            raise DataError(path, f"{what} is not binary: its colour channels differ")
+        a = a[..., 0]
+    if a.shape != shape:
+        raise DataError(path, f"{what} is {a.shape[1]}x{a.shape[0]} but its image is {shape[1]}x{shape[0]}")
+    levels = np.unique(a)
+    if len(levels) > 2 or (len(levels) == 2 and levels[0] != 0):
+        raise DataError(path, f"{what} is not binary: {len(levels)} grey levels "
+                              f"({', '.join(map(str, levels[:5]))}{', ...' if len(levels) > 5 else ''})")
+    return a > 0
+
+
+def derive_fov(image: np.ndarray, threshold: float = 0.1) -> np.ndarray:
+    """The circular field of view of a fundus image (H, W, 3) uint8: red channel above
+    ``threshold`` x its 99th percentile, closed and opened (radius ~1% of the width), holes
+    filled, largest component kept."""
+    from scipy import ndimage
+
+    red = image[..., 0].astype(np.float32)
+    fov = red > threshold * max(np.percentile(red, 99), 1.0)
+    r = max(1, round(0.01 * image.shape[1]))
+    disk = np.hypot(*np.mgrid[-r:r + 1, -r:r + 1]) <= r
+    fov = ndimage.binary_opening(ndimage.binary_closing(fov, disk, border_value=0), disk)
+    fov = ndimage.binary_fill_holes(fov)
+    labels, n = ndimage.label(fov)
+    if n > 1:
+        sizes = ndimage.sum(fov, labels, range(1, n + 1))
+        fov = labels == 1 + int(np.argmax(sizes))
+    return fov
+
+
+def _case(name: str, image_path: Path, mask_path: Path | None, fov_path: Path | None,
+          second_path: Path | None) -> VesselCase:
+    if mask_path is None or not mask_path.is_file():
+        raise DataError(image_path, f"no vessel mask for this image (expected {mask_path.name if mask_path else '?'})")
+    image = _read(image_path, "image")
+    shape = image.shape[:2]
+    mask = read_binary(mask_path, shape)
+    fov = read_binary(fov_path, shape, "FOV mask") if fov_path is not None and fov_path.is_file() else None
+    second = read_binary(second_path, shape) if second_path is not None and second_path.is_file() else None
+    return VesselCase(name, image, mask, fov if fov is not None else derive_fov(image), fov is None, second)
+
+
+def load_chase(root: str | Path) -> list[VesselCase]:
+    """CHASE_DB1's flat folder, in name order (01L, 01R, 02L, ...)."""
+    root = Path(root)
+    images = sorted(p for p in root.glob("Image_*.jpg"))
+    if not images:
+        raise DataError(root, "no Image_NNX.jpg files (CHASE_DB1 layout)")
+    return [_case(p.stem, p, root / f"{p.stem}_1stHO.png", None, root / f"{p.stem}_2ndHO.png") for p in images]
+
+
+def _by_number(folder: Path) -> dict[str, Path]:
+    out = {}
+    if folder.is_dir():
+        for p in folder.iterdir():
+            m = re.match(r"(\d+)", p.name)
+            if m and p.suffix.lower() in IMAGE_EXT:
+                out[m.group(1)] = p
+    return out
+
+
+def load_drive(root: str | Path, part: str) -> list[VesselCase]:
+    """DRIVE's ``training`` or ``test`` part."""
+    base = Path(root) / part
+    images = _by_number(base / "images")
+    if not images:
+        raise DataError(base / "images", "no images (DRIVE layout: <part>/images/NN_<part>.tif)")
+    manual, masks, second = _by_number(base / "1st_manual"), _by_number(base / "mask"), _by_number(base / "2nd_manual")
+    out = []
+    for key in sorted(images, key=int):
+        if key not in manual:
+            raise DataError(images[key], f"no vessel mask for this image in {base / '1st_manual'}")
+        out.append(_case(images[key].stem, images[key], manual[key], masks.get(key), second.get(key)))
+    return out
+
+
+def load_folder(root: str | Path) -> list[VesselCase]:
+    """``images/`` with ``masks/`` (and optionally ``fov/``) of the same stems."""
+    root = Path(root)
+    images = sorted(p for p in (root / "images").glob("*") if p.suffix.lower() in IMAGE_EXT)
+    if not images:
+        raise DataError(root / "images", "no images (folder layout: images/, masks/ [, fov/])")
+
+    def same_stem(folder: str, stem: str) -> Path | None:
+        hits = [p for p in (root / folder).glob(f"{stem}.*") if p.suffix.lower() in IMAGE_EXT]
+        return hits[0] if hits else None
+
+    out = []
+    for p in images:
+        mask = same_stem("masks", p.stem)
+        if mask is None:
+            raise DataError(p, f"no vessel mask for this image (expected {root / 'masks' / p.stem}.*)")
+        out.append(_case(p.stem, p, mask, same_stem("fov", p.stem), same_stem("second", p.stem)))
+    return out
+
+
+def detect_layout(root: Path) -> str:
+    if (root / "training" / "images").is_dir() or (root / "test" / "images").is_dir():
+        return "drive"
+    if (root / "images").is_dir():
+        return "folder"
+    if any(root.glob("Image_*.jpg")):
+        return "chase"
+    raise DataError(root, "cannot tell the layout: expected CHASE_DB1 (Image_NNX.jpg), DRIVE (training/, test/) "
+                          "or images/ + masks/")

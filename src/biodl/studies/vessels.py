@@ -1,0 +1,31 @@
+"""Retinal vessel segmentation on the embedded CHASE_DB1 (28 fundus images, 999 x 960, two
+observers): the usual protocol (images 01-10 train, 11-14 test; first observer = ground truth,
+second observer = the human reference), a U-Net on green-channel CLAHE patches, FOV-only
+metrics. Published for scale: U-Net AUC 0.9772 / F1 0.7783, IterNet 0.9851 / 0.8073.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+NAME = "vessels"
+SUMMARY = "CHASE_DB1 retinal vessels (20 train / 8 test): patch U-Net, FOV-only AUC/F1 vs the second observer"
+
+CONFIG: dict[str, Any] = {
+    "name": NAME,
+    "task": "segmentation",
+    "seed": 0,
+    "data": {"dataset": "chase_db1", "test_images": 8, "channels": "green", "clahe": True, "patch": 64,
+             "patches": 20000, "batch_size": 32},
+    "model": {"name": "unet", "args": {"width": 16, "depth": 3, "dropout": 0.1}},
+    "optimizer": {"name": "adamw", "lr": 0.003, "weight_decay": 0.0001},
+    "scheduler": {"name": "cosine"},
+    "trainer": {"epochs": 6, "monitor": "train/loss", "mode": "min"},
+}
+
+
+def run(out: str | Path | None = None, overrides: list[str] | None = None, data: str | Path | None = None) -> Path:
+    from . import run_config_study
+
+    return run_config_study(CONFIG, NAME, out, overrides, data)
