@@ -154,6 +154,11 @@ def test_segmentation_trains_predicts_and_evaluates(folder, tmp_path, cli):
         assert im.size == (4 * 480, 480)
     html = (run / "report.html").read_text()
     assert "Vessel segmentation: test results" in html and "Fields of view" in html
+    from biodl.data.cache import content_key
+
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["data_content_sha256"] == content_key(sorted(folder.rglob("*.png")), {})
+    assert manifest["n_files"] == 8 and manifest["data_content_sha256"] in html
     r = cli("predict", run, folder / "images/case3.png", "--out", tmp_path / "pred")
     assert r.code == 0, r.err
     for kind in ("prob", "mask"):

@@ -21,7 +21,7 @@ CONFIG: dict[str, Any] = {
     "model": {"name": "unet", "args": {"width": 16, "depth": 3, "dropout": 0.1}},
     "optimizer": {"name": "adamw", "lr": 0.003, "weight_decay": 0.0001},
     "scheduler": {"name": "cosine"},
-    "trainer": {"epochs": 6, "monitor": "train/loss", "mode": "min"},
+    "trainer": {"epochs": 8, "monitor": "train/loss", "mode": "min"},
 }
 
 

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from .. import runs
 from ..config import SegmentationRunConfig
+from ..data.cache import content_key
 from ..data.vessels import IMAGE_EXT, VesselCase, derive_fov, detect_layout, load_chase, load_drive, load_folder
 from ..datasets import embedded_path
 from ..engine import BestCheckpoint
@@ -181,8 +182,10 @@ def train(config: SegmentationRunConfig, out: str | Path | None = None, resume: 
     pre = {"channels": d.channels, "clahe": d.clahe, "mean": mean, "std": std, "in_chans": len(mean),
            "train": [c.name for c in train_cases], "test": [c.name for c in test_cases]}
     device = resolve_device(config.trainer.device)
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXT)
     run_dir, manifest = open_run(config, out, resume, device, pre, {}, {
         "split": f"{len(train_cases)} train / {len(test_cases)} test", "data_path": str(root),
+        "data_content_sha256": content_key(files, {}), "n_files": len(files),
         "fov_derived": sum(c.fov_derived for c in [*train_cases, *test_cases])})
     seed_everything(config.seed, config.deterministic)
     model = _model(config, len(mean))
