@@ -64,15 +64,15 @@ def test_calibration_bins_by_hand_and_against_torchmetrics():
     assert calibration_bins(y3, prob)[1] == pytest.approx(theirs, abs=1e-6)
 
 
-def test_binary_scores_match_scikit_learn_and_torchmetrics():
+def test_binary_prob_scores_match_scikit_learn_and_torchmetrics():
     from sklearn.metrics import average_precision_score, f1_score, matthews_corrcoef, roc_auc_score
 
-    from biodl.metrics import binary_metrics, binary_scores
+    from biodl.metrics import binary_metrics, binary_prob_scores
 
     rng = np.random.default_rng(1)
     y = rng.integers(0, 2, 200)
     p = np.clip(0.35 * y + 0.65 * rng.random(200), 0, 1)
-    s = binary_scores(y, p)
+    s = binary_prob_scores(y, p)
     pred = p >= 0.5
     assert s["mcc"] == pytest.approx(matthews_corrcoef(y, pred))
     assert s["f1"] == pytest.approx(f1_score(y, pred))
@@ -82,5 +82,5 @@ def test_binary_scores_match_scikit_learn_and_torchmetrics():
     assert tm.keys() == s.keys()
     for k in tm:
         assert s[k] == pytest.approx(tm[k], abs=1e-5), k
-    one = binary_scores(np.ones(5, int), np.full(5, 0.7))  # a bootstrap resample of one class
+    one = binary_prob_scores(np.ones(5, int), np.full(5, 0.7))  # a bootstrap resample of one class
     assert np.isnan(one["roc_auc"]) and np.isnan(one["tnr"]) and one["tpr"] == 1.0

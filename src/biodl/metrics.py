@@ -154,7 +154,7 @@ def one_vs_rest_scores(y: np.ndarray, prob: np.ndarray) -> tuple[list[float], li
     return auc, ap
 
 
-def binary_scores(y: np.ndarray, prob: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+def binary_prob_scores(y: np.ndarray, prob: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
     """The :data:`BINARY_METRICS` on NumPy arrays (for bootstrap resampling), from (N,) 0/1 labels
     and (N,) probabilities of class 1 or (N, 2) probabilities. The areas are NaN when ``y``
     holds one class only."""

@@ -26,7 +26,7 @@ from ..engine.trainer import resolve_device
 from ..errors import DataError
 from ..io import atomic_write_text, sha256_file
 from ..engine.distributed import is_main_process
-from ..metrics import binary_metrics, binary_scores
+from ..metrics import binary_metrics, binary_prob_scores
 from ..models import create_model
 from ..report.predictions import prediction_artefacts
 from ..repro import seed_everything
@@ -104,7 +104,7 @@ def train(config: RunConfig, out: str | Path | None = None, resume: bool = False
     metrics = finish_run(trainer, run_dir, data["val"], data["test"])
     prob = trainer.predict(data["test"]).numpy().astype(np.float64)
     classes = [f"{d.target}={k}" for k in (0, 1)]
-    metrics.update(score_predictions(y[split["test"]], np.column_stack([1 - prob, prob]), classes, binary_scores,
+    metrics.update(score_predictions(y[split["test"]], np.column_stack([1 - prob, prob]), classes, binary_prob_scores,
                                      config.n_boot, "test", run_dir, rows=split["test"]))
     if is_main_process():
         from ..report.tensorboard import log_extras
@@ -157,7 +157,7 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None, checkpoint: st
     out.parent.mkdir(exist_ok=True)
     prob = trainer.predict(data).numpy().astype(np.float64)
     metrics.update(score_predictions(y, np.column_stack([1 - prob, prob]), [f"{pre.target}={k}" for k in (0, 1)],
-                                     binary_scores, config.n_boot, name, out.parent, rows))
+                                     binary_prob_scores, config.n_boot, name, out.parent, rows))
     prediction_artefacts(out.parent, name)
     runs.write_metrics(out.parent, metrics, out.name)
     return metrics, out
