@@ -8,7 +8,7 @@ and a dict of diagnostics (e.g. the integrated-gradients convergence delta).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -170,6 +170,3 @@ def attribute(method: str, model: nn.Module, x: Tensor, target: int, baseline: s
         for p in frozen:
             p.requires_grad_(True)
     return a.detach().float().cpu(), info
-
-
-MapFn = Callable[[nn.Module, Tensor, int], Tensor]

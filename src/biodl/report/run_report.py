@@ -131,9 +131,11 @@ def _metrics(metrics: dict[str, float]) -> list[h.Section]:
         rows.append({"metric": m, "validation (best epoch)": metrics.get(f"val/{m}", float("nan")),
                      "test": metrics[f"test/{m}"],
                      "test 95% CI": f"[{lo:.3f}, {hi:.3f}]" if lo is not None and hi is not None else ""})
-    note = h.para("95% CIs: percentile bootstrap over the test rows (resampled with replacement). ece: expected "
-                  "calibration error, 10 bins.", "note")
-    return [h.Section("metrics", "Metrics", h.table(pd.DataFrame(rows)) + note)]
+    notes = (["95% CIs: percentile bootstrap over the test rows (resampled with replacement)."]
+             if any(r["test 95% CI"] for r in rows) else [])
+    notes += ["ece: expected calibration error, 10 bins."] if "ece" in names else []
+    return [h.Section("metrics", "Metrics", h.table(pd.DataFrame(rows)) + (h.para(" ".join(notes), "note")
+                                                                            if notes else ""))]
 
 
 def _predictions(run_dir: Path, prefix: str, shown: set[str]) -> list[h.Section]:
