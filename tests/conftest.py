@@ -85,3 +85,30 @@ def edit_cell(path: Path, line: int, column: str, value: str) -> Path:
     cells[header.index(column)] = value
     lines[line - 1] = ",".join(cells)
     return write_csv(path, lines)
+
+
+def train_square_run(tmp: Path, names: tuple[str, str], epochs: int = 3) -> Path:
+    """``tmp/run``: a short small-ResNet run on 60 generated 16 px images in two class folders
+    (``names[1]``'s images have a bright square in the top-left corner)."""
+    import numpy as np
+    import yaml
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for i in range(60):
+        img = rng.integers(0, 80, (16, 16, 3), dtype=np.uint8)
+        if i % 2:
+            img[2:7, 2:7] = 250
+        d = tmp / "data" / names[i % 2]
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(d / f"{i}.png")
+    cfg = {"name": "img", "task": "image", "data": {"path": str(tmp / "data"), "cache_dir": str(tmp / "cache")},
+           "model": {"name": "resnet_small"}, "optimizer": {"lr": 0.01}}
+    (tmp / "run.yaml").write_text(yaml.safe_dump(cfg))
+    try:
+        main(["train", "--config", str(tmp / "run.yaml"), "--out", str(tmp / "run"),
+              "--set", f"trainer.epochs={epochs}", "--set", "trainer.progress=false", "--set", "n_boot=100",
+              "--set", "data.batch_size=16", "--set", "model.args={width: 8, blocks: 1}"])
+    except SystemExit as exc:
+        assert exc.code in (0, None)
+    return tmp / "run"

@@ -5,37 +5,13 @@ import shutil
 
 import numpy as np
 import pytest
-import yaml
 from PIL import Image
 
-from tests.conftest import assert_one_line_error
-
-FAST = ["--set", "trainer.epochs=3", "--set", "trainer.progress=false", "--set", "n_boot=100",
-        "--set", "data.batch_size=16", "--set", "model.args={width: 8, blocks: 1}"]
-
+from tests.conftest import assert_one_line_error, train_square_run
 
 @pytest.fixture(scope="module")
 def image_run(tmp_path_factory):
-    """A small resnet_small run on 16 px generated images (class 'square' has a bright corner)."""
-    from biodl.cli import main
-
-    tmp = tmp_path_factory.mktemp("explain")
-    rng = np.random.default_rng(0)
-    for i in range(60):
-        img = rng.integers(0, 80, (16, 16, 3), dtype=np.uint8)
-        if i % 2:
-            img[2:7, 2:7] = 250
-        d = tmp / "data" / ("square" if i % 2 else "plain")
-        d.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(img).save(d / f"{i}.png")
-    cfg = {"name": "img", "task": "image", "data": {"path": str(tmp / "data"), "cache_dir": str(tmp / "cache")},
-           "model": {"name": "resnet_small"}, "optimizer": {"lr": 0.01}}
-    (tmp / "run.yaml").write_text(yaml.safe_dump(cfg))
-    try:
-        main(["train", "--config", str(tmp / "run.yaml"), "--out", str(tmp / "run"), *FAST])
-    except SystemExit as exc:
-        assert exc.code in (0, None)
-    return tmp / "run"
+    return train_square_run(tmp_path_factory.mktemp("explain"), ("plain", "square"))
 
 
 @pytest.fixture

@@ -9,41 +9,19 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from PIL import Image
 
 from biodl.report.html import CSP
-from tests.conftest import assert_one_line_error
+from tests.conftest import assert_one_line_error, train_square_run
 
 EVIL = "<script>alert(1)"
 ODD = "b&\"q' $x$"
-FAST = ["--set", "trainer.epochs=3", "--set", "trainer.progress=false", "--set", "n_boot=100",
-        "--set", "data.batch_size=16", "--set", "model.args={width: 8, blocks: 1}"]
 
 
 @pytest.fixture(scope="module")
 def image_run(tmp_path_factory):
-    """A short image run on generated 16 px images whose class folders are named with HTML."""
-    from biodl.cli import main
-
-    tmp = tmp_path_factory.mktemp("report")
-    rng = np.random.default_rng(0)
-    for i in range(60):
-        label = i % 2
-        img = rng.integers(0, 80, (16, 16, 3), dtype=np.uint8)
-        if label:
-            img[2:7, 2:7] = 250
-        d = tmp / "data" / (EVIL if label else ODD)
-        d.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(img).save(d / f"{i}.png")
-    cfg = {"name": "img", "task": "image", "data": {"path": str(tmp / "data"), "cache_dir": str(tmp / "cache")},
-           "model": {"name": "resnet_small"}, "optimizer": {"lr": 0.01}}
-    (tmp / "run.yaml").write_text(yaml.safe_dump(cfg))
-    try:
-        main(["train", "--config", str(tmp / "run.yaml"), "--out", str(tmp / "run"), *FAST])
-    except SystemExit as exc:
-        assert exc.code in (0, None)
-    return tmp / "run"
+    """A short image run whose class folders are named with HTML (and a $ for matplotlib)."""
+    return train_square_run(tmp_path_factory.mktemp("report"), (ODD, EVIL))
 
 
 def _images(html: str) -> list[Image.Image]:

@@ -16,7 +16,7 @@ from ..config import config_dict, config_hash
 from ..engine import BestCheckpoint, CSVLogger, EarlyStopping, ProgressBar, TensorBoardLogger, Trainer
 from ..engine.checkpoint import load_checkpoint, load_model_weights
 from ..engine.distributed import barrier, init_distributed, is_main_process
-from ..errors import RunDirError
+from ..errors import DataError, RunDirError
 from ..io import atomic_write_json
 from ..metrics import bootstrap_cis, calibration_bins
 from ..report.predictions import save_predictions
@@ -107,6 +107,19 @@ def run_weights(run_dir: Path, checkpoint: str = "best") -> tuple[dict[str, torc
     if meta.get("kind") == "training":
         tensors = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     return tensors, prefix.with_suffix(".safetensors")
+
+
+def image_files(path: Path, extensions: tuple[str, ...]) -> list[Path]:
+    """``path`` itself, or the images anywhere under the folder ``path`` (sorted); none is an error."""
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in extensions)
+    elif path.is_file():
+        files = [path]
+    else:
+        raise DataError(path, "no such file or folder")
+    if not files:
+        raise DataError(path, "no image files")
+    return files
 
 
 def refuse_overwrite(path: Path, overwrite: bool) -> None:

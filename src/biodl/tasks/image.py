@@ -43,6 +43,7 @@ from .common import (
     finish_run,
     make_trainer,
     open_run,
+    image_files,
     refuse_overwrite,
     run_weights,
     score_predictions,
@@ -299,14 +300,7 @@ def predict(run_dir: str | Path, input_path: str | Path, out: str | Path | None 
     """Class probabilities for an image file or every image in a folder, as CSV."""
     run_dir, input_path = Path(run_dir), Path(input_path)
     _, pre, trainer = load_run(run_dir, checkpoint)
-    if input_path.is_dir():
-        files = sorted(p for p in input_path.rglob("*") if p.suffix.lower() in EXTENSIONS)
-    elif input_path.is_file():
-        files = [input_path]
-    else:
-        raise DataError(input_path, "no such file or folder")
-    if not files:
-        raise DataError(input_path, "no image files")
+    files = image_files(input_path, EXTENSIONS)
     out = Path(out) if out is not None else run_dir / "predictions" / f"{input_path.stem}.csv"
     refuse_overwrite(out, overwrite)
     images, kept = decode_images(files, pre["size"], input_path if input_path.is_dir() else input_path.parent)

@@ -30,7 +30,8 @@ from ..errors import DataError
 from ..io import atomic_write_json
 from ..models import create_model
 from ..repro import seed_everything
-from .common import PREPROCESS, TrainResult, make_trainer, open_run, refuse_overwrite, run_weights, write_results
+from .common import (PREPROCESS, TrainResult, image_files, make_trainer, open_run, refuse_overwrite, run_weights,
+                     write_results)
 
 BINS = 1000  # threshold resolution of the F1-optimal search
 
@@ -254,14 +255,7 @@ def predict(run_dir: str | Path, input_path: str | Path, out: str | Path | None 
 
     run_dir, input_path = Path(run_dir), Path(input_path)
     config, pre, trainer, norm = load_run(run_dir, checkpoint)
-    if input_path.is_dir():
-        files = sorted(p for p in input_path.iterdir() if p.suffix.lower() in IMAGE_EXT)
-    elif input_path.is_file():
-        files = [input_path]
-    else:
-        raise DataError(input_path, "no such file or folder")
-    if not files:
-        raise DataError(input_path, "no image files")
+    files = image_files(input_path, IMAGE_EXT)
     out = Path(out) if out is not None else run_dir / "predictions" / input_path.stem
     if out.exists() and any(out.iterdir()):
         refuse_overwrite(out, overwrite)
