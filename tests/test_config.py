@@ -6,6 +6,7 @@ import yaml
 from biodl.config import build_config, config_hash, dump_config, load_config
 from biodl.errors import ConfigError
 from biodl.studies import heart_failure_mlp
+from tests.conftest import assert_one_line_error
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples/heart_failure_mlp.yaml"
@@ -94,3 +95,44 @@ def test_resolved_config_round_trips_and_hash_tracks_content(tmp_path):
     assert again == cfg
     assert config_hash(again) == config_hash(cfg)
     assert config_hash(load_config(EXAMPLE, ["seed=1"])) != config_hash(cfg)
+
+
+def _alias_bomb(levels: int = 9, width: int = 9) -> str:
+    """A few hundred bytes that expand to width**levels values (the "billion laughs")."""
+    lines = ['a0: &a0 ["lol"]']
+    for i in range(1, levels + 1):
+        lines.append(f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * width)}]")
+    return "\n".join(lines) + "\n"
+
+
+def test_yaml_alias_bomb_is_refused_before_it_expands(tmp_path):
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(_alias_bomb())
+    assert bomb.stat().st_size < 600
+    with pytest.raises(ConfigError) as err:
+        load_config(bomb)
+    assert str(bomb) in str(err.value) and "aliases expand to more than 100,000 values" in str(err.value)
+    with pytest.raises(ConfigError, match="alias bomb"):  # the same through an override
+        load_config(EXAMPLE, ["model.args={" + _alias_bomb().replace("\n", ", ").rstrip(", ") + "}"])
+
+
+def test_a_few_aliases_are_still_fine(tmp_path):
+    p = tmp_path / "ok.yaml"
+    text = EXAMPLE.read_text()
+    p.write_text(text[: text.index("optimizer:")] + "optimizer: {name: adamw, lr: &rate 0.002, weight_decay: *rate}\n"
+                 + text[text.index("scheduler:"):])
+    cfg = load_config(p)
+    assert cfg.optimizer.lr == pytest.approx(0.002) and cfg.optimizer.weight_decay == pytest.approx(0.002)
+
+
+def test_deeply_nested_yaml_and_a_config_link_loop_are_one_line_errors(tmp_path, cli):
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("a: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        load_config(deep)
+    loop = tmp_path / "loop.yaml"
+    loop.symlink_to(tmp_path / "loop2.yaml")
+    (tmp_path / "loop2.yaml").symlink_to(loop)
+    r = cli("train", "--config", loop, "--out", tmp_path / "run")
+    assert_one_line_error(r, "loop.yaml", "cannot read: a symbolic-link loop")
+    assert not (tmp_path / "run").exists()

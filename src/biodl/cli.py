@@ -7,7 +7,9 @@ exits with 1. ``--debug`` shows tracebacks for everything.
 
 from __future__ import annotations
 
+import math
 import sys
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -54,12 +56,25 @@ def _print_metrics(metrics: dict[str, float], prefix: str) -> None:
     for k, v in metrics.items():
         if not k.startswith(prefix + "/") or k.endswith(("_ci_low", "_ci_high")):
             continue
-        row = [k.split("/", 1)[1], f"{v:.4f}"]
+        row = [k.split("/", 1)[1], _number(v)]
         if with_ci:
             lo, hi = metrics.get(f"{k}_ci_low"), metrics.get(f"{k}_ci_high")
-            row.append(f"[{lo:.4f}, {hi:.4f}]" if lo is not None and hi is not None else "")
+            row.append(f"[{_number(lo)}, {_number(hi)}]" if _defined(lo) and _defined(hi) else "")
         table.add_row(*row)
     Console().print(table)
+    undefined = [k.split("/", 1)[1] for k, v in metrics.items()
+                 if k.startswith(prefix + "/") and "_ci_" not in k and not _defined(v)]
+    if undefined:
+        typer.echo(f"undefined: {', '.join(undefined)} (these labels lack a class; null in the JSON file)")
+
+
+def _defined(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def _number(value: float | None) -> str:
+    """A metric on screen: 4 decimals, or "undefined" (JSON null: e.g. ROC AUC with one class)."""
+    return f"{value:.4f}" if _defined(value) else "undefined"
 
 
 @app.command()
@@ -77,11 +92,20 @@ def run(
     out: Optional[Path] = OutOpt,
     overrides: Optional[list[str]] = OverridesOpt,
     data: Optional[Path] = typer.Option(None, "--data", help="your own data file instead of the embedded one"),
+    resume: bool = typer.Option(False, "--resume", help="continue the study's run in --out from checkpoints/last "
+                                "(studies that train through the engine)"),
 ) -> None:
-    """Run a study end to end on its embedded data (or on --data)."""
-    from .studies import get_study
+    """Run a study end to end on its embedded data (or on --data); --resume continues it."""
+    from .studies import get_study, resume_study
 
-    run_dir = get_study(study).run(out, overrides or [], data)
+    if resume:
+        if out is None:
+            raise BiodlError("--resume", "needs --out RUN_DIR, the run to continue")
+        if overrides or data is not None:
+            raise BiodlError("--resume", "continues a run with its own config; drop --set and --data")
+        run_dir = resume_study(study, out)
+    else:
+        run_dir = get_study(study).run(out, overrides or [], data)
     typer.echo(f"results: {run_dir}")
 
 
@@ -100,7 +124,7 @@ def train(
     """Train a model from a config file (or straight from --data); --resume continues a run."""
     from .config import build_config, load_config
     from .runs import load_run_config
-    from .tasks import get_task
+    from .tasks import task_command
 
     quick = [f"data.path={data}"] if data is not None else []
     quick += [f"data.images={images}"] if images is not None else []
@@ -120,7 +144,7 @@ def train(
         if data is not None:
             quick = ["data.dataset=null", *quick]
         cfg = load_config(config, [*quick, *(overrides or [])])
-    result = get_task(cfg.task).train(cfg, out, resume=resume)
+    result = task_command(cfg.task, "train", config or data or out)(cfg, out, resume=resume)
     from .engine import is_main_process
 
     if is_main_process():
@@ -131,14 +155,15 @@ def train(
         typer.echo(f"results: {result.run_dir}")
 
 
-def _task_of(run_dir: Path, checkpoint: str):
-    """The task module that made a run (checking the --checkpoint choice on the way)."""
+def _command_of(run_dir: Path, command: str, checkpoint: str):
+    """The function behind ``biodl <command>`` for the task that made a run (checking the
+    --checkpoint choice on the way)."""
     from .runs import load_run_config
-    from .tasks import get_task
+    from .tasks import task_command
 
     if checkpoint not in ("best", "last"):
         raise BiodlError("--checkpoint", f"must be best or last, got {checkpoint!r}")
-    return get_task(load_run_config(run_dir).task)
+    return task_command(load_run_config(run_dir).task, command, run_dir)
 
 
 @app.command()
@@ -148,8 +173,11 @@ def evaluate(
     checkpoint: str = typer.Option("best", "--checkpoint", help="best or last"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an earlier evaluation file"),
 ) -> None:
-    """Evaluate a trained run on its test split or on another labelled data set."""
-    metrics, path = _task_of(run_dir, checkpoint).evaluate(run_dir, data, checkpoint, overwrite)
+    """Evaluate a trained run on its test split or on another labelled data set.
+
+    A metric that is undefined on the labels given (ROC AUC, PR AUC, MCC when a class is
+    missing) is shown as "undefined" and written as null."""
+    metrics, path = _command_of(run_dir, "evaluate", checkpoint)(run_dir, data, checkpoint, overwrite)
     _print_metrics(metrics, path.stem)
     typer.echo(f"results: {path}")
 
@@ -157,13 +185,15 @@ def evaluate(
 @app.command()
 def predict(
     run_dir: Path = typer.Argument(..., help="a run directory"),
-    input: Path = typer.Argument(..., help="new records (CSV with the run's feature columns)"),
-    out: Optional[Path] = typer.Option(None, "--out", help="output CSV (default: RUN_DIR/predictions/<input>.csv)"),
+    input: Path = typer.Argument(..., help="new data: a CSV with the run's feature columns (tabular runs), or an "
+                                 "image file or folder of images (image and segmentation runs)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="output: a CSV file (tabular and image runs; default "
+                                       "RUN_DIR/predictions/<input>.csv) or a folder (segmentation runs)"),
     checkpoint: str = typer.Option("best", "--checkpoint", help="best or last"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing output file"),
 ) -> None:
-    """Predict new records with a trained run, applying its saved preprocessing."""
-    path = _task_of(run_dir, checkpoint).predict(run_dir, input, out, checkpoint, overwrite)
+    """Predict new data with a trained run, applying its saved preprocessing."""
+    path = _command_of(run_dir, "predict", checkpoint)(run_dir, input, out, checkpoint, overwrite)
     typer.echo(f"results: {path}")
 
 
@@ -202,7 +232,6 @@ def report(
     from .report.run_report import build_report
 
     path = build_report(run_dir)
-    typer.echo(f"report: {path}")
     if screenshot is not None:
         from .report.browser import check_page
 
@@ -213,6 +242,7 @@ def report(
                    f"{screenshot}")
         if problems:
             raise BiodlError(path, "; ".join(problems))
+    typer.echo(f"results: {path}")
 
 
 @app.command()
@@ -233,9 +263,22 @@ def compare(
     typer.echo(f"results: {paths[0]} {paths[1]}")
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ARG001
+    """Warnings on one line each, ``warning: <text>``, each text once per command."""
+    text = f"warning: {str(message).strip()}"
+    if text not in _SHOWN:
+        _SHOWN.add(text)
+        print(text, file=file or sys.stderr)
+
+
+_SHOWN: set[str] = set()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point."""
     args = list(sys.argv[1:] if argv is None else argv)
+    _SHOWN.clear()
+    warnings.showwarning = _show_warning
     try:
         app(args=args, prog_name="biodl")
     except BiodlError as exc:

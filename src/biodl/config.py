@@ -10,13 +10,14 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Callable, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .errors import ConfigError
+from .errors import ConfigError, describe_os_error
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -30,10 +31,16 @@ __all__ = [
     "ImageDataConfig",
     "ImageModelConfig",
     "ImageRunConfig",
+    "SegmentationRunConfig",
+    "TaskSpec",
+    "TASKS",
+    "task_spec",
     "load_config",
     "build_config",
     "config_hash",
     "dump_config",
+    "safe_yaml",
+    "validation_problem",
 ]
 
 
@@ -221,8 +228,48 @@ class SegmentationRunConfig(Strict):
     trainer: SegmentationTrainerConfig = Field(default_factory=SegmentationTrainerConfig)
 
 
-#: config model per task
-TASKS: dict[str, type[BaseModel]] = {}
+# ----------------------------------------------------------------------------- the task registry
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A task (``task:`` in a config): its config class, the module whose ``train``, ``evaluate``
+    and ``predict`` run it, and the ``module:function`` that explains its runs (None: no explain).
+    The CLI, :func:`load_config`, ``biodl explain`` and the studies all ask :data:`TASKS`."""
+
+    name: str
+    config: type[BaseModel]
+    module: str
+    explain: str | None = None
+
+    @property
+    def commands(self) -> tuple[str, ...]:
+        return ("train", "evaluate", "predict", *(("explain",) if self.explain else ()))
+
+    def command(self, name: str, where: str | Path | None = None) -> Callable[..., Any]:
+        """The function behind ``biodl <name>`` for this task; a command the task does not
+        have is a one-line error naming ``where`` (e.g. the run directory)."""
+        from importlib import import_module
+
+        if name not in self.commands:
+            able = [t.name for t in TASKS.values() if name in t.commands]
+            raise ConfigError(where or "task", f"biodl {name} does not support {self.name} runs (it supports: "
+                                               f"{', '.join(able)})")
+        module, _, function = (self.explain if name == "explain" else f"{self.module}:{name}").partition(":")
+        return getattr(import_module(module), function)
+
+
+#: task name -> its spec (filled at the end of this module)
+TASKS: dict[str, TaskSpec] = {}
+
+
+def task_spec(name: Any, where: str | Path = "task") -> TaskSpec:
+    """The registered task ``name``; an unknown name is a ConfigError suggesting the closest."""
+    if name not in TASKS:
+        close = difflib.get_close_matches(str(name), list(TASKS), n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise ConfigError(where, f"task: unknown task {name!r}; {hint}known: {', '.join(TASKS)}")
+    return TASKS[name]
 
 
 # ----------------------------------------------------------------------------- validation
@@ -255,17 +302,25 @@ def _check_keys(raw: Any, model: type[BaseModel], where: str, prefix: str = "") 
             _check_keys(value, sub, where, prefix=f"{path}.")
 
 
+def validation_problem(exc: ValidationError) -> str:
+    """The first fault of a pydantic error as ``key.path: message (got value)``."""
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    msg = err["msg"]
+    if "input" in err and err["type"] != "missing" and not isinstance(err["input"], (dict, list)):
+        got = repr(err["input"])
+        msg += f" (got {got[:60] + '...' if len(got) > 60 else got})"
+    elif isinstance(err.get("input"), list) and err["type"] != "missing":
+        msg += " (got a list)"
+    return f"{loc}: {msg}" if loc else msg
+
+
 def _validate(raw: dict[str, Any], where: str, model: type[M]) -> M:
     _check_keys(raw, model, where)
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        msg = err["msg"]
-        if "input" in err and err["type"] != "missing" and not isinstance(err["input"], dict):
-            msg += f" (got {err['input']!r})"
-        raise ConfigError(where, f"{loc}: {msg}" if loc else msg) from None
+        raise ConfigError(where, validation_problem(exc)) from None
 
 
 def _parse_override(item: str) -> tuple[list[str], Any]:
@@ -276,9 +331,11 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"--set {item}", "empty key")
     try:
-        value = yaml.safe_load(text) if text.strip() else None
-    except yaml.YAMLError:
-        value = text
+        value = safe_yaml(text, f"--set {item}") if text.strip() else None
+    except ConfigError as exc:
+        if not isinstance(exc.__cause__, yaml.YAMLError):
+            raise
+        value = text  # not YAML: the text itself
     return key.split("."), value
 
 
@@ -303,6 +360,54 @@ def _nest(parts: list[str], value: Any) -> dict[str, Any]:
     return out
 
 
+#: most YAML nodes a config may expand to through aliases (``*a``) before it is refused
+MAX_YAML_NODES = 100_000
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    """How many nodes ``node`` stands for once every alias is expanded (counted, not expanded)."""
+    if id(node) in memo:
+        return memo[id(node)]
+    memo[id(node)] = 1  # a node that refers to itself counts once (yaml refuses such loops anyway)
+    total = 1
+    if isinstance(node, yaml.SequenceNode):
+        total += sum(_expanded_size(child, memo) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        total += sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+    memo[id(node)] = total = min(total, MAX_YAML_NODES + 1)
+    return total
+
+
+def safe_yaml(text: str, where: str | Path) -> Any:
+    """Parse YAML safely (plain data only) and boundedly: a document whose aliases would expand to
+    more than :data:`MAX_YAML_NODES` nodes (an "alias bomb") or that nests too deeply is refused
+    before anything is built. Every fault is one ConfigError naming ``where``."""
+    loader = yaml.SafeLoader(text)
+    try:
+        try:
+            node = loader.get_single_node()
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(exc, "problem", None) or "invalid YAML"
+            raise ConfigError(where, f"invalid YAML{at}: {problem}") from exc
+        except RecursionError:
+            raise ConfigError(where, "invalid YAML: nested too deeply") from None
+        if node is None:
+            return None
+        try:
+            if _expanded_size(node, {}) > MAX_YAML_NODES:
+                raise ConfigError(where, f"YAML aliases expand to more than {MAX_YAML_NODES:,} values (an alias "
+                                         "bomb?); write the values out or use fewer aliases")
+            return loader.construct_document(node)
+        except RecursionError:
+            raise ConfigError(where, "invalid YAML: nested too deeply") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(where, f"invalid YAML: {getattr(exc, 'problem', None) or exc}") from exc
+    finally:
+        loader.dispose()
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping, turning every fault into a one-line ConfigError."""
     path = Path(path)
@@ -310,15 +415,13 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(path, "no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(path, f"cannot read: {exc.__class__.__name__}") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(path, f"invalid YAML{at}: {problem}") from None
+    except IsADirectoryError:
+        raise ConfigError(path, "is a folder, not a YAML file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(path, "not a UTF-8 text file (binary file?)") from None
+    except OSError as exc:
+        raise ConfigError(path, f"cannot read: {describe_os_error(exc)}") from None
+    raw = safe_yaml(text, path)
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -330,10 +433,8 @@ def _task_model(raw: dict[str, Any], overrides: list[str], where: str) -> type[B
     task = raw.get("task", "tabular")
     for item in overrides:
         if item.partition("=")[0].strip() == "task":
-            task = yaml.safe_load(item.partition("=")[2])
-    if task not in TASKS:
-        raise ConfigError(where, f"task: unknown task {task!r}; known: {', '.join(TASKS)}")
-    return TASKS[task]
+            task = _parse_override(item)[1]
+    return task_spec(task, where).config
 
 
 def build_config(raw: dict[str, Any], overrides: list[str] | None = None, where: str = "config",
@@ -347,7 +448,10 @@ def build_config(raw: dict[str, Any], overrides: list[str] | None = None, where:
     return _validate(raw, where, model)
 
 
-TASKS.update({"tabular": RunConfig, "image": ImageRunConfig, "segmentation": SegmentationRunConfig})
+for _spec in (TaskSpec("tabular", RunConfig, "biodl.tasks.tabular", "biodl.interpret.explain:explain_tabular"),
+              TaskSpec("image", ImageRunConfig, "biodl.tasks.image", "biodl.interpret.explain:explain_images"),
+              TaskSpec("segmentation", SegmentationRunConfig, "biodl.tasks.segmentation")):
+    TASKS[_spec.name] = _spec
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig | ImageRunConfig:

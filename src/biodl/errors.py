@@ -1,4 +1,4 @@
-"""The error hierarchy.
+"""The error hierarchy, and OS faults described in the user's words.
 
 Every fault a user can cause (a bad file, a bad key, a bad option) raises a
 :class:`BiodlError`. The CLI prints it as one line, ``error: <where>: <what>``,
@@ -33,3 +33,13 @@ class CheckpointError(BiodlError):
 
 class RunDirError(BiodlError):
     """A run directory is missing, incomplete or would be overwritten."""
+
+
+def describe_os_error(exc: OSError) -> str:
+    """An operating-system fault in the user's words (``a symbolic-link loop``, ...)."""
+    import errno
+
+    words = {errno.ELOOP: "a symbolic-link loop", errno.EACCES: "permission denied", errno.EPERM: "not permitted",
+             errno.ENOENT: "no such file (a dangling symbolic link?)", errno.EISDIR: "is a folder, not a file",
+             errno.ENOTDIR: "a path part is not a folder", errno.EIO: "input/output error (a failing disk?)"}
+    return words.get(exc.errno) or (exc.strerror or str(exc) or exc.__class__.__name__)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -56,10 +57,17 @@ def write_tmp(path: Path, write: Callable[[Path], None]) -> Path:
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
-    """Create or replace ``path`` atomically; ``write(tmp_path)`` produces the content."""
+    """Create or replace ``path`` atomically; ``write(tmp_path)`` produces the content. A folder
+    at ``path`` is refused (BiodlError), and no temporary file is ever left behind."""
     path = Path(path)
+    if path.is_dir():
+        raise BiodlError(path, "is a folder; give a file path")
     tmp = write_tmp(path, write)
-    os.replace(tmp, path)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     fsync_dir(path.parent)
 
 
@@ -71,8 +79,27 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def finite_json(obj: Any) -> Any:
+    """``obj`` with every NaN or infinite float replaced by None (JSON null): standard JSON has
+    no NaN/Infinity, and a metric that is undefined is written as null."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_json(v) for v in obj]
+    if hasattr(obj, "item") and getattr(obj, "ndim", None) == 0:  # NumPy / torch scalars
+        return finite_json(obj.item())
+    return obj
+
+
+def json_text(obj: Any, indent: int | None = 2) -> str:
+    """Strict JSON text (NaN and infinities written as null), ending with a newline."""
+    return json.dumps(finite_json(obj), indent=indent, sort_keys=False, allow_nan=False) + "\n"
+
+
 def atomic_write_json(path: str | Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    atomic_write_text(path, json_text(obj))
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

@@ -96,15 +96,22 @@ def multiclass_scores(y: np.ndarray, prob: np.ndarray, graded: bool = False) -> 
 
 def bootstrap_cis(y: np.ndarray, prob: np.ndarray, score: Callable[[np.ndarray, np.ndarray], dict[str, float]],
                   n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> dict[str, tuple[float, float]]:
-    """Percentile-bootstrap CIs of each metric of ``score(y, prob)`` over resampled test rows."""
+    """Percentile-bootstrap CIs of each metric of ``score(y, prob)`` over resampled test rows.
+    Resamples where a metric is undefined (NaN: a class missing) are left out of its interval;
+    a metric undefined in every resample gets (NaN, NaN). scikit-learn's warnings about such
+    resamples are expected here and not shown."""
+    import warnings
+
     rng = np.random.default_rng(seed)
     draws: dict[str, list[float]] = {}
-    for _ in range(n_boot):
-        idx = rng.integers(0, len(y), len(y))
-        for k, v in score(y[idx], prob[idx]).items():
-            draws.setdefault(k, []).append(v)
     a = (1 - level) / 2
-    return {k: tuple(float(q) for q in np.nanquantile(v, [a, 1 - a])) for k, v in draws.items()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(n_boot):
+            idx = rng.integers(0, len(y), len(y))
+            for k, v in score(y[idx], prob[idx]).items():
+                draws.setdefault(k, []).append(v)
+        return {k: tuple(float(q) for q in np.nanquantile(v, [a, 1 - a])) for k, v in draws.items()}
 
 
 def calibration_bins(y: np.ndarray, prob: np.ndarray, n_bins: int = 10) -> tuple[list[dict[str, float]], float]:
@@ -156,8 +163,9 @@ def one_vs_rest_scores(y: np.ndarray, prob: np.ndarray) -> tuple[list[float], li
 
 def binary_prob_scores(y: np.ndarray, prob: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
     """The :data:`BINARY_METRICS` on NumPy arrays (for bootstrap resampling), from (N,) 0/1 labels
-    and (N,) probabilities of class 1 or (N, 2) probabilities. The areas are NaN when ``y``
-    holds one class only."""
+    and (N,) probabilities of class 1 or (N, 2) probabilities. When ``y`` holds one class only,
+    the areas and the MCC are undefined (NaN), and so is the rate of the missing class; constant
+    predictions give MCC 0 (scikit-learn's convention)."""
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     p = prob[:, 1] if prob.ndim == 2 else prob
@@ -167,7 +175,8 @@ def binary_prob_scores(y: np.ndarray, prob: np.ndarray, threshold: float = 0.5) 
     fn, tn = float(np.sum(~pred & y)), float(np.sum(~pred & ~y))
     denom = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
     both = 0 < y.sum() < len(y)
-    return {"mcc": (tp * tn - fp * fn) / denom if denom else 0.0, "accuracy": (tp + tn) / len(y),
+    mcc = (tp * tn - fp * fn) / denom if denom else 0.0 if both else float("nan")
+    return {"mcc": mcc, "accuracy": (tp + tn) / len(y),
             "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0,
             "tpr": tp / (tp + fn) if tp + fn else float("nan"), "tnr": tn / (tn + fp) if tn + fp else float("nan"),
             "roc_auc": float(roc_auc_score(y, p)) if both else float("nan"),

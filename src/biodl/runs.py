@@ -12,12 +12,17 @@
 from __future__ import annotations
 
 import datetime as _dt
+import os
+import shutil
+import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
-from .config import RunConfig, dump_config, load_config
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+
+from .config import RunConfig, dump_config, load_config, validation_problem
 from .errors import RunDirError
-from .io import atomic_write_json, atomic_write_text
+from .io import atomic_write_json, atomic_write_text, fsync_dir
 from .io import read_json as _read_json
 
 CONFIG = "config.yaml"
@@ -26,6 +31,8 @@ METRICS = "metrics.json"
 METRICS_CSV = "metrics.csv"
 TENSORBOARD = "tb"
 CHECKPOINTS = "checkpoints"
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def default_run_dir(name: str, root: str | Path = "runs") -> Path:
@@ -40,7 +47,9 @@ def default_run_dir(name: str, root: str | Path = "runs") -> Path:
 
 
 def prepare_run_dir(out: str | Path | None, name: str, resume: bool) -> Path:
-    """Create (or, with ``resume``, reopen) a run directory. Never reuses a non-empty one otherwise.
+    """The run directory to use: ``out`` (or a new ``runs/<name>-<time>``), which must be absent
+    or empty, or with ``resume`` an existing run. Nothing is created yet (see
+    :func:`create_run_dir`), so a fault found while the run is being set up leaves nothing behind.
 
     Under torchrun, rank 0 decides and the other ranks receive the same path.
     """
@@ -68,10 +77,31 @@ def _prepare(out: str | Path | None, name: str, resume: bool) -> Path:
         if not (path / CONFIG).is_file():
             raise RunDirError(path, f"nothing to resume: no {CONFIG} in this directory")
         return path
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise RunDirError(path, "exists and is not empty; choose another --out or add --resume")
-    path.mkdir(parents=True, exist_ok=True)
+    if path.exists() and not path.is_dir():
+        raise RunDirError(path, "exists and is not a folder; choose another --out")
+    if path.exists() and any(path.iterdir()):
+        raise RunDirError(path, "exists and is not empty; choose another --out (or add --resume to continue "
+                                "an interrupted run)")
     return path
+
+
+def create_run_dir(path: Path, stage: Callable[[Path], Any]) -> Any:
+    """Create the new run directory ``path`` whole: ``stage(folder)`` writes its first files into
+    a temporary sibling folder, which is then renamed to ``path`` (replacing an empty folder).
+    On any fault the temporary folder is removed and ``path`` is untouched. Returns what
+    ``stage`` returns."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.starting-", dir=path.parent))
+    try:
+        result = stage(tmp)
+        if path.is_dir():
+            path.rmdir()  # empty (checked by prepare_run_dir); rename cannot replace it everywhere
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    fsync_dir(path.parent)
+    return result
 
 
 def save_config(run_dir: Path, config: RunConfig) -> None:
@@ -90,6 +120,69 @@ def load_run_config(run_dir: str | Path) -> RunConfig:
 
 def read_json(path: Path) -> dict[str, Any]:
     return _read_json(path, RunDirError)
+
+
+def read_validated(path: Path, model: type[M]) -> M:
+    """A run-directory JSON file checked against ``model``; a fault names the file and the key."""
+    try:
+        return model.model_validate(read_json(path))
+    except ValidationError as exc:
+        raise RunDirError(path, validation_problem(exc)) from None
+
+
+def read_metrics(path: Path) -> dict[str, float | None]:
+    """``metrics.json`` (or an evaluation's): metric name -> number, or None where undefined
+    (JSON null); anything else is a RunDirError naming the key."""
+    out: dict[str, float | None] = {}
+    for key, value in read_json(path).items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            got = repr(value) if not isinstance(value, (list, dict)) else f"a {type(value).__name__}"
+            raise RunDirError(path, f"metric {key!r} is not a number (got {got[:60]})")
+        out[key] = None if value is None else float(value)
+    return out
+
+
+class _Input(BaseModel):
+    path: str
+    sha256: str
+    bytes: StrictInt | None = None
+
+
+class _Git(BaseModel):
+    commit: str
+    dirty: bool = False
+
+
+class Manifest(BaseModel):
+    """What the code reads from ``manifest.json``, typed; every other key is kept as it is."""
+
+    model_config = ConfigDict(extra="allow")
+
+    config: dict[str, Any] = Field(default_factory=dict)
+    seed: StrictInt | None = None
+    device: str | None = None
+    command: list[str] = Field(default_factory=list)
+    versions: dict[str, str] = Field(default_factory=dict)
+    git: _Git | None = None
+    platform: dict[str, Any] | None = None
+    inputs: dict[str, _Input] = Field(default_factory=dict)
+    started: str | None = None
+    finished: str | None = None
+    split: str | None = None
+    classes: list[str] | None = None
+    class_counts: dict[str, list[StrictInt]] | None = None
+    duplicates_across_splits: list[list[str]] | None = None
+    pretrained: dict[str, Any] | None = None
+    note: str | None = None
+    data_content_sha256: str | None = None
+    resumed: list[str] | None = None
+
+
+def read_manifest(run_dir: Path) -> dict[str, Any]:
+    """``RUN_DIR/manifest.json`` checked against :class:`Manifest`, as the dict it holds."""
+    path = Path(run_dir) / MANIFEST
+    read_validated(path, Manifest)
+    return read_json(path)
 
 
 def write_metrics(run_dir: Path, metrics: dict[str, float], name: str = METRICS) -> Path:

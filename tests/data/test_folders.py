@@ -55,7 +55,7 @@ def test_every_bad_file_is_reported_or_skipped(tmp_path):
         load_image_folder(tmp_path, size=64)
     msg = str(err.value)
     assert "3 unreadable images" in msg and "a/empty.png (empty file)" in msg
-    assert "b/cut.png (unreadable" in msg and "b/text.png (not an image" in msg and "--skip-bad" in msg
+    assert "b/cut.png (unreadable" in msg and "b/text.png (not an image" in msg and "--set data.skip_bad=true" in msg
     with warnings.catch_warnings(record=True):
         warnings.simplefilter("always")
         s = load_image_folder(tmp_path, size=64, skip_bad=True)

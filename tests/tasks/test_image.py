@@ -165,7 +165,7 @@ def test_bad_image_and_missing_csv_file_are_one_line_errors(tmp_path, cli):
     _folder(tmp_path / "data", n=20)
     (tmp_path / "data" / "plain" / "broken.png").write_bytes(b"")
     r = cli("train", "--config", _config(tmp_path, tmp_path / "data"), "--out", tmp_path / "run", *FAST)
-    assert_one_line_error(r, "1 unreadable image", "plain/broken.png (empty file)", "--skip-bad")
+    assert_one_line_error(r, "1 unreadable image", "plain/broken.png (empty file)", "--set data.skip_bad=true")
     assert not (tmp_path / "run").exists()
     (tmp_path / "labels.csv").write_text("image,label\nplain/0.png,a\nnowhere.png,b\n")
     r = cli("train", "--config", _config(tmp_path, tmp_path / "labels.csv", images=str(tmp_path / "data")),

@@ -101,17 +101,33 @@ def _images(raw: np.ndarray, where: str) -> np.ndarray:
         raise DataError(where, f"images must be (N, H, W) or (N, H, W, C) with C = 1, 3 or 4, got {raw.shape}")
     if raw.dtype == np.uint8:
         return raw
-    if np.issubdtype(raw.dtype, np.floating) and raw.size and 0.0 <= raw.min() and raw.max() <= 1.0:
-        return np.round(raw * 255).astype(np.uint8)  # images scaled to [0, 1]
+    if np.issubdtype(raw.dtype, np.floating) and raw.size:
+        bad = int(np.count_nonzero(~np.isfinite(raw)))
+        if bad:
+            raise DataError(where, f"{bad} pixel value{'s are' if bad > 1 else ' is'} NaN or infinite; images must "
+                                   "be uint8 (0-255) or floats in [0, 1]")
+        lo, hi = float(raw.min()), float(raw.max())
+        if 0.0 <= lo and hi <= 1.0:
+            return np.round(raw * 255).astype(np.uint8)  # images scaled to [0, 1]
+        raise DataError(where, f"float pixel values run from {lo:g} to {hi:g}; images must be uint8 (0-255) or "
+                               "floats in [0, 1]")
     raise DataError(where, f"images must be uint8 (0-255) or floats in [0, 1], got {raw.dtype}")
 
 
 def _load(path: Path, key: str | None = None) -> np.ndarray:
+    """One array: a ``.npy`` file, or member ``key`` of a ``.npz``; never unpickled. A member that is
+    not in ``.npy`` format (NumPy then hands back its raw bytes, e.g. a pickle stream) is refused."""
     try:
         if key is None:
-            return np.load(path, allow_pickle=False)
-        with np.load(path, allow_pickle=False) as z:
-            return z[key]
+            out = np.load(path, allow_pickle=False)
+        else:
+            with np.load(path, allow_pickle=False) as z:
+                out = z[key]
+        if not isinstance(out, np.ndarray):
+            what = f"member {key!r}" if key is not None else "file"
+            raise DataError(path, f"{what} is not a NumPy array in .npy format (raw bytes, e.g. a pickle stream); "
+                                  "biodl never unpickles files")
+        return out
     except FileNotFoundError:
         raise DataError(path, "no such file") from None
     except ValueError as exc:  # object arrays need pickle; refused

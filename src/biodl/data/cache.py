@@ -25,12 +25,17 @@ from .arrays import ImageSet
 
 
 def content_key(files: list[Path], params: dict[str, Any]) -> str:
-    """sha256 over the loading parameters and every file's relative name and content hash."""
+    """sha256 over the loading parameters and every file's relative name and content hash. A file
+    that cannot be read (a link loop, permission) enters by its fault instead: the decoder reports
+    it as a bad file, and ``skip_bad`` decides."""
     h = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
     root = Path(os.path.commonpath([str(f) for f in files])) if len(files) > 1 else files[0].parent
     for f in sorted(files):
         h.update(str(f.relative_to(root)).encode())
-        h.update(sha256_file(f).encode())
+        try:
+            h.update(sha256_file(f).encode())
+        except OSError as exc:
+            h.update(f"unreadable: errno {exc.errno}".encode())
     return h.hexdigest()
 
 

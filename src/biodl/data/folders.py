@@ -15,9 +15,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from ..errors import DataError
 from .arrays import ImageSet
+from .images import ImageFault, open_image
 from .tabular import read_csv
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif")
@@ -29,13 +31,10 @@ _MODE_NAMES = {"L": "grey", "LA": "grey", "RGBA": "RGBA", "P": "palette"}
 
 def _decode(path: Path, size: int | None) -> tuple[np.ndarray | None, str | None, str | None]:
     """(H, W, 3) uint8 image, or (None, problem); third item: a conversion that happened."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     try:
-        if path.stat().st_size == 0:
-            return None, "empty file", None
-        with Image.open(path) as im:
-            im.load()
+        with open_image(path) as im:
             converted = None
             if im.mode in ("I;16", "I;16B", "I;16L", "I"):
                 arr = np.asarray(im, dtype=np.float64)
@@ -47,10 +46,10 @@ def _decode(path: Path, size: int | None) -> tuple[np.ndarray | None, str | None
             if size is not None and im.size != (size, size):
                 im = im.resize((size, size), Image.BILINEAR)
             return np.asarray(im, dtype=np.uint8), None, converted
-    except UnidentifiedImageError:
-        return None, "not an image (unidentified format)", None
-    except (OSError, SyntaxError, ValueError) as exc:
-        return None, f"unreadable ({str(exc).splitlines()[0] or exc.__class__.__name__})", None
+    except ImageFault as fault:
+        return None, fault.problem, None
+    except (OSError, ValueError) as exc:  # a mode Pillow cannot convert
+        return None, f"unreadable ({str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__})", None
 
 
 def decode_images(paths: list[Path], size: int | None, root: Path, skip_bad: bool = False
@@ -68,7 +67,7 @@ def decode_images(paths: list[Path], size: int | None, root: Path, skip_bad: boo
     if bad and not skip_bad:
         more = f" and {len(bad) - _SHOW} more" if len(bad) > _SHOW else ""
         raise DataError(root, f"{len(bad)} unreadable image{'s' if len(bad) > 1 else ''}: "
-                              f"{'; '.join(bad[:_SHOW])}{more} (--skip-bad leaves them out)")
+                              f"{'; '.join(bad[:_SHOW])}{more} (--set data.skip_bad=true leaves them out)")
     if bad:
         warnings.warn(f"{root}: skipped {len(bad)} unreadable images", stacklevel=2)
     for kind, n in conversions.items():
@@ -96,8 +95,12 @@ def _decode_all(paths: list[Path], size: int | None, root: Path) -> list:
                           disable=len(paths) < 1000, console=Console(stderr=True)))
 
 
-def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in EXTENSIONS)
+def image_paths(folder: Path, recursive: bool = False, extensions: tuple[str, ...] = EXTENSIONS) -> list[Path]:
+    """The files in ``folder`` (``recursive``: anywhere under it) with an image extension, sorted.
+    A name that is not a folder counts even if it cannot be read (a broken link, a link loop):
+    decoding then reports it as a bad file instead of leaving it out unseen."""
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in found if p.suffix.lower() in extensions and not p.is_dir())
 
 
 def _class_order(names: list[str], classes: list[str] | None, root: Path) -> list[str]:
@@ -122,12 +125,12 @@ def load_image_folder(root: str | Path, size: int | None = None, classes: list[s
     if not folders:
         raise DataError(root, "no class folders (expected root/<class>/<image files>)")
     order = _class_order([f.name for f in folders], classes, root)
-    empty = [f.name for f in folders if not _images_in(f)]
+    empty = [f.name for f in folders if not image_paths(f)]
     if empty:
         raise DataError(root, f"class folder{'s' if len(empty) > 1 else ''} with no images: {', '.join(empty)}")
     paths, labels = [], []
     for f in folders:
-        files = _images_in(f)
+        files = image_paths(f)
         paths += files
         labels += [order.index(f.name)] * len(files)
     images, kept = decode_images(paths, size, root, skip_bad)
@@ -146,7 +149,7 @@ def load_patient_tree(root: str | Path, size: int | None = None, classes: list[s
         for label_dir in sorted(p for p in patient.iterdir() if p.is_dir()):
             if not label_dir.name.isdigit():
                 raise DataError(label_dir, "expected a numeric label folder (0, 1, ...) inside each patient folder")
-            files = _images_in(label_dir)
+            files = image_paths(label_dir)
             paths += files
             labels += [int(label_dir.name)] * len(files)
             patients += [patient.name] * len(files)
@@ -158,6 +161,16 @@ def load_patient_tree(root: str | Path, size: int | None = None, classes: list[s
     if int(y.max()) >= len(names):
         raise DataError(root, f"label {int(y.max())} is out of range for {len(names)} classes")
     return ImageSet(images, y, list(names), None, np.asarray(patients)[kept], [str(paths[i]) for i in kept])
+
+
+def _warn_conflicting_ids(ids: pd.Series, labels: pd.Series, where: Path) -> None:
+    """Warn about ids listed more than once with different labels (which label is right?)."""
+    per_id = labels.groupby(ids.to_numpy()).nunique()
+    conflicting = per_id.index[per_id > 1].tolist()
+    if conflicting:
+        shown = ", ".join(f"{i} ({'/'.join(sorted(labels[ids == i].unique()))})" for i in conflicting[:_SHOW])
+        warnings.warn(f"{where}: {len(conflicting)} id{'s' if len(conflicting) > 1 else ''} listed with different "
+                      f"labels: {shown}; each row is used as given", stacklevel=3)
 
 
 def load_csv_images(csv_path: str | Path, image_dir: str | Path, size: int | None = None,
@@ -189,6 +202,11 @@ def load_csv_images(csv_path: str | Path, image_dir: str | Path, size: int | Non
         more = f" and {len(missing) - _SHOW} more" if len(missing) > _SHOW else ""
         raise DataError(csv_path, f"{len(missing)} ids name no file in {image_dir}: {', '.join(missing[:_SHOW])}{more}")
     raw = df[label_col].astype(str).str.strip()
+    blank = (raw == "").to_numpy()
+    if blank.any():
+        lines = ", ".join(str(i + 2) for i in np.flatnonzero(blank)[:_SHOW])
+        raise DataError(csv_path, f"column '{label_col}': blank label at line{'s' if blank.sum() > 1 else ''} {lines}")
+    _warn_conflicting_ids(df[id_col].astype(str).str.strip(), raw, csv_path)
     if classes is None and raw.str.fullmatch(r"\d+").all():
         y = raw.astype(int).to_numpy()
         names = [str(i) for i in range(int(y.max()) + 1)]

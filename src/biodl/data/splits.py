@@ -9,21 +9,28 @@ from ..errors import DataError
 
 
 def stratified_split(
-    labels: np.ndarray, val_fraction: float, test_fraction: float, seed: int, where: str = "data"
+    labels: np.ndarray, val_fraction: float, test_fraction: float, seed: int, where: str = "data",
+    names: list[str] | None = None,
 ) -> dict[str, np.ndarray]:
     """Stratified train/val/test indices (sorted) with class proportions kept in each part.
 
-    ``labels``: (N,) integer class labels. Returns ``{"train", "val", "test"}`` index arrays.
+    ``labels``: (N,) integer class labels (``names``: their class names, for messages).
+    Returns ``{"train", "val", "test"}`` index arrays.
     """
     labels = np.asarray(labels)
     n = len(labels)
     idx = np.arange(n)
     classes, counts = np.unique(labels, return_counts=True)
+    def name(k) -> str:
+        return repr(names[int(k)]) if names is not None and 0 <= int(k) < len(names) else str(int(k))
+
     if len(classes) < 2:
-        raise DataError(where, f"only one class present ({classes.tolist()}); a classifier needs two or more")
+        raise DataError(where, f"only one class present ({', '.join(map(name, classes))}); a classifier needs two "
+                               "or more")
     if counts.min() < 3:
         rare = classes[counts.argmin()]
-        raise DataError(where, f"class {rare!r} has {counts.min()} rows; a stratified split needs at least 3")
+        raise DataError(where, f"class {name(rare)} has {counts.min()} "
+                               f"{'row' if counts.min() == 1 else 'rows'}; a stratified split needs at least 3")
     try:
         rest, test = train_test_split(idx, test_size=test_fraction, stratify=labels, random_state=seed)
         train, val = train_test_split(

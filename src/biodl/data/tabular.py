@@ -9,6 +9,9 @@ in {0, 1}. Each fault names the file, the column and the first offending rows
 from __future__ import annotations
 
 import csv
+import difflib
+import re
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -44,13 +47,44 @@ def read_csv(path: str | Path) -> pd.DataFrame:
         raise DataError(path, "not a UTF-8 text CSV (binary file?)") from None
     if df.empty:
         raise DataError(path, "no data rows")
-    df.columns = [str(c).strip() for c in df.columns]
-    with open(path, newline="", encoding="utf-8") as f:  # pandas renames duplicates (a, a.1): check the raw header
+    with open(path, newline="", encoding="utf-8-sig") as f:  # pandas renames duplicates (a, a.1): read the header
         header = [c.strip() for c in next(csv.reader(f))]
-    dup = sorted({c for c in header if header.count(c) > 1})
+    dup = sorted({c for c in header if header.count(c) > 1 and c})
     if dup:
         raise DataError(path, f"duplicated column names: {', '.join(dup)}")
+    df.columns = [str(c).strip() for c in df.columns]
+    return _drop_saved_index(df, header, path)
+
+
+def _drop_saved_index(df: pd.DataFrame, header: list[str], path: Path) -> pd.DataFrame:
+    """Drop a column without a name (or named ``Unnamed: N`` by an earlier pandas round trip) that
+    holds distinct whole numbers: a row index that ``DataFrame.to_csv`` wrote. Kept, it would be a
+    feature carrying the file's row order (which can leak the outcome). Another nameless column
+    is an error."""
+    for j, raw in enumerate(header[: df.shape[1]]):
+        if raw and not re.fullmatch(r"Unnamed: \d+", raw):
+            continue
+        col = df.columns[j]
+        text = df[col].str.strip()
+        rest = header[:j] + header[j + 1:]
+        if (text == "").all():  # e.g. a trailing comma on every line: an empty column, nothing to keep
+            return _drop_saved_index(df.drop(columns=col), rest, path)
+        label = f"column {j + 1} ({'no name' if not raw else repr(raw)})"
+        values = pd.to_numeric(text, errors="coerce")
+        if not (text.str.fullmatch(r"\d{1,15}").all() and values.is_unique):
+            raise DataError(path, f"{label} has no real name; name it or remove it")
+        warnings.warn(f"{path}: {label} holds distinct row numbers ({int(values.min())}..{int(values.max())}), an index that "
+                      "pandas saved with the table; dropped (as a feature it would carry the row order)",
+                      stacklevel=3)
+        return _drop_saved_index(df.drop(columns=col), rest, path)
     return df
+
+
+def closest_column(name: str, columns: list[str]) -> str:
+    """`` (did you mean 'X'?)`` for the column most like ``name`` (case first), else ``""``."""
+    same = [c for c in columns if c.lower() == name.lower()]
+    close = same or difflib.get_close_matches(name, columns, n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def numeric_columns(
@@ -141,8 +175,14 @@ def load_table(
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Read a labelled CSV: (N, F) float64 features, (N,) int64 labels in {0, 1}, feature names."""
     df = read_csv(path)
+    columns = list(df.columns)
     if target not in df.columns:
-        raise DataError(path, f"missing column: {target} (the target)")
+        raise DataError(path, f"missing column: {target} (the target, data.target){closest_column(target, columns)}")
+    for key, names in (("features", features or []), ("drop", drop), ("binary", binary)):
+        for c in names:
+            if c not in columns:
+                raise DataError(path, f"data.{key} names no column '{c}'{closest_column(c, columns)}; columns: "
+                                      f"{', '.join(columns)}")
     if features is None:
         features = [c for c in df.columns if c != target and c not in drop]
     else:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from .images import ImageFault, open_image
 
 IMAGE_EXT = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".gif", ".bmp", ".ppm")
 
@@ -36,14 +37,16 @@ class VesselCase:
 
 
 def _read(path: Path, what: str) -> np.ndarray:
-    from PIL import Image
-
     try:
-        with Image.open(path) as im:
-            im.load()
+        with open_image(path) as im:
             return np.asarray(im.convert("RGB") if what == "image" else im)
-    except OSError as exc:
-        raise DataError(path, f"unreadable {what} ({exc})") from None
+    except ImageFault as fault:
+        raise DataError(path, f"{what}: {fault.problem}") from None
+
+
+def read_image(path: Path) -> np.ndarray:
+    """An image file as (H, W, 3) uint8 RGB; a bad file is a DataError."""
+    return _read(path, "image")
 
 
 def read_binary(path: Path, shape: tuple[int, int], what: str = "mask") -> np.ndarray:

@@ -133,7 +133,7 @@ class CSVLogger(Callback):
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
         writer.writeheader()
-        writer.writerows(self.rows)
+        writer.writerows({k: _cell(v) for k, v in row.items()} for row in self.rows)
         atomic_write_text(self.path, buf.getvalue())
 
     def state_dict(self) -> dict[str, Any]:
@@ -141,6 +141,11 @@ class CSVLogger(Callback):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.rows = [dict(r) for r in state["rows"]]
+
+
+def _cell(value: Any) -> Any:
+    """A metrics.csv cell: an undefined (NaN) metric is left empty, never written as ``nan``."""
+    return "" if value is None or (isinstance(value, float) and not math.isfinite(value)) else value
 
 
 class TensorBoardLogger(Callback):

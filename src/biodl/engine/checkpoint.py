@@ -27,7 +27,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..errors import CheckpointError
-from ..io import fsync_dir, read_json, sha256_file, write_tmp
+from ..io import fsync_dir, json_text, read_json, sha256_file, write_tmp
 from .faults import crash_point
 
 FORMAT = "biodl-checkpoint"
@@ -93,7 +93,7 @@ def save_checkpoint(prefix: str | Path, tensors: dict[str, torch.Tensor], meta: 
     st_tmp = write_tmp(st_path, lambda p: save_file(tensors, str(p), metadata={"format": FORMAT}))
     try:
         record = {"format": FORMAT, "version": VERSION, "safetensors_sha256": sha256_file(st_tmp), **meta}
-        js_tmp = write_tmp(js_path, lambda p: p.write_text(json.dumps(record, indent=1) + "\n"))
+        js_tmp = write_tmp(js_path, lambda p: p.write_text(json_text(record, indent=1)))
         os.replace(js_tmp, pending)
         crash_point("pending")
         os.replace(st_tmp, st_path)

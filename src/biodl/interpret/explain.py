@@ -29,18 +29,18 @@ def explain_run(run_dir: str | Path, images: list[Path] | None = None, methods: 
                 steps: int = 50, sanity: bool = True, layer: str | None = None, overwrite: bool = False) -> Path:
     """Explain a run; returns the output folder. Every input fault is raised before anything is
     written, and the folder is replaced whole (written aside, then renamed)."""
+    from ..config import task_spec
+
     run_dir = Path(run_dir)
     config = runs.load_run_config(run_dir)
+    explainer = task_spec(config.task, run_dir).command("explain", run_dir)
     out = run_dir / OUT
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise BiodlError(out, "exists; pass --overwrite to replace it")
     tmp = Path(tempfile.mkdtemp(prefix=".explain-", dir=run_dir))
     try:
-        if config.task == "image":
-            _explain_images(run_dir, tmp, images or [], parse_methods(methods), target, pick, n, baseline, steps,
-                            sanity, layer)
-        else:
-            _explain_tabular(run_dir, tmp)
+        explainer(run_dir, tmp, images=images or [], methods=methods, target=target, pick=pick, n=n,
+                  baseline=baseline, steps=steps, sanity=sanity, layer=layer)
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
@@ -58,19 +58,18 @@ def explain_run(run_dir: str | Path, images: list[Path] | None = None, methods: 
 
 def _load_files(files: list[Path], size: int, chans: int) -> torch.Tensor:
     """(N, C, H, W) pixels in [0, 1]; an image of another size or channel count is refused."""
-    from PIL import Image
+    from ..data.images import ImageFault, open_image
 
     out = []
     for f in files:
-        if not f.is_file():
+        if not f.exists() and not f.is_symlink():
             raise DataError(f, "no such image file")
         try:
-            with Image.open(f) as im:
-                im.load()
+            with open_image(f) as im:
                 mode, (w, h) = im.mode, im.size
                 arr = np.asarray(im.convert("L" if mode in ("L", "I;16", "I", "1") else "RGB"))
-        except OSError as exc:
-            raise DataError(f, f"unreadable image ({exc})") from None
+        except ImageFault as fault:
+            raise DataError(f, fault.problem) from None
         c = 1 if arr.ndim == 2 else arr.shape[-1]
         if (w, h) != (size, size):
             raise DataError(f, f"image is {w}x{h}; the model takes {size}x{size} (resize it first)")
@@ -126,13 +125,16 @@ def _target(target: str, classes: list[str], predicted: int) -> int:
                                  f"({', '.join(classes)})")
 
 
-def _explain_images(run_dir: Path, out: Path, files: list[Path], methods: list[str], target: str, pick: str, n: int,
-                    baseline: str, steps: int, sanity: bool, layer: str | None) -> None:
+def explain_images(run_dir: Path, out: Path, images: list[Path], methods: str, target: str, pick: str, n: int,
+                   baseline: str, steps: int, sanity: bool, layer: str | None) -> None:
+    """An image run's attributions (``methods``: comma-separated) of ``images``, or of test
+    images picked by outcome, with the sanity and faithfulness checks, into ``out``."""
     from rich.progress import Progress
 
     from ..tasks.image import load_run
     from .figures import activation_maps, attribution_grid, first_layer_filters, save_triptych
 
+    files, methods = images, parse_methods(methods)
     config, pre, trainer = load_run(run_dir)
     classes, size, chans = pre["classes"], pre["size"], pre["in_chans"]
     base: str | torch.Tensor = baseline
@@ -194,9 +196,11 @@ def _explain_images(run_dir: Path, out: Path, files: list[Path], methods: list[s
 # ----------------------------------------------------------------------------- tables
 
 
-def _explain_tabular(run_dir: Path, out: Path) -> None:
+def explain_tabular(run_dir: Path, out: Path, images: list[Path], **_: Any) -> None:
     """Permutation importance (drop in ROC AUC, 10 repeats) and mean integrated gradients per
-    feature over the run's test rows, as a bar chart and JSON."""
+    feature over the run's test rows, as a bar chart and JSON (the image options do not apply)."""
+    if images:
+        raise BiodlError(images[0], "a tabular run is explained on its test rows; give no files")
     from captum.attr import IntegratedGradients
     from sklearn.metrics import roc_auc_score
 

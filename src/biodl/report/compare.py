@@ -24,11 +24,7 @@ def _load(run_dir: Path) -> tuple[dict[str, Any], dict[str, float]]:
     for name in (runs.MANIFEST, runs.METRICS):
         if not (run_dir / name).is_file():
             raise RunDirError(run_dir, f"not a finished run directory (no {name})")
-    metrics = runs.read_json(run_dir / runs.METRICS)
-    bad = [k for k, v in metrics.items() if not isinstance(v, (int, float))]
-    if bad:
-        raise RunDirError(run_dir / runs.METRICS, f"metric {bad[0]!r} is not a number")
-    return runs.read_json(run_dir / runs.MANIFEST), metrics
+    return runs.read_manifest(run_dir), runs.read_metrics(run_dir / runs.METRICS)
 
 
 def _ci_keys(key: str) -> tuple[str, str]:
@@ -65,8 +61,8 @@ def compare_runs(run_dirs: list[Path], patterns: list[str] | None = None
                                    zip(names, loaded, strict=True)}})
     for label in ("epochs_trained", "best_epoch"):
         if any(label in m for _, _, m in loaded):
-            rows.append({"": label.replace("_", " "), **{n: f"{m[label]:.0f}" if label in m else "" for n, (_, _, m)
-                                                         in zip(names, loaded, strict=True)}})
+            rows.append({"": label.replace("_", " "), **{n: f"{m[label]:.0f}" if m.get(label) is not None else ""
+                                                         for n, (_, _, m) in zip(names, loaded, strict=True)}})
     values: dict[str, list[float | None]] = {}
     for key in keys:
         lo_key, hi_key = _ci_keys(key)
@@ -74,8 +70,8 @@ def compare_runs(run_dirs: list[Path], patterns: list[str] | None = None
         for n, (_, _, m) in zip(names, loaded, strict=True):
             v = m.get(key)
             lo, hi = m.get(lo_key), m.get(hi_key)
-            cells[n] = "" if v is None else (f"{v:.3f} [{lo:.3f}, {hi:.3f}]" if lo is not None and hi is not None
-                                             else f"{v:.4g}")
+            cells[n] = ("" if key not in m else "undefined" if v is None else
+                        f"{v:.3f} [{lo:.3f}, {hi:.3f}]" if lo is not None and hi is not None else f"{v:.4g}")
         values[key] = [m.get(key) for _, _, m in loaded]
         rows.append({"": key, **cells})
     return pd.DataFrame(rows), values
@@ -116,6 +112,8 @@ def write_comparison(run_dirs: list[Path], out: Path, patterns: list[str] | None
     stem = out.with_suffix("") if out.suffix in (".md", ".html") else out
     paths = [stem.with_name(stem.name + ".md"), stem.with_name(stem.name + ".html")]
     for p in paths:
+        if p.is_dir():
+            raise RunDirError(p, "is a folder; --out takes a file stem (writes STEM.md and STEM.html)")
         if p.exists() and not overwrite:
             raise RunDirError(p, "exists; pass --overwrite to replace it")
     note = "Cells: value [95% CI] where the run saved a CI. Bold (HTML): the best value in the row."

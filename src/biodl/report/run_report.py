@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pydantic import BaseModel, Field, field_validator
 
 from .. import runs
 from ..errors import RunDirError
@@ -43,8 +44,8 @@ def build_report(run_dir: str | Path, layout: dict[str, Any] | None = None) -> P
         raise RunDirError(run_dir, f"not a run directory (no {runs.MANIFEST})")
     if layout is not None:
         atomic_write_json(run_dir / LAYOUT, layout)
-    manifest = runs.read_json(run_dir / runs.MANIFEST)
-    metrics = runs.read_json(run_dir / runs.METRICS) if (run_dir / runs.METRICS).is_file() else {}
+    manifest = runs.read_manifest(run_dir)
+    metrics = runs.read_metrics(run_dir / runs.METRICS) if (run_dir / runs.METRICS).is_file() else {}
     pre = runs.read_json(run_dir / "preprocess.json") if (run_dir / "preprocess.json").is_file() else {}
     config = manifest.get("config") or {}
     shown: set[str] = set()
@@ -89,9 +90,10 @@ def _summary(run_dir: Path, manifest: dict[str, Any], metrics: dict[str, float],
     ]
     body = h.key_values(pairs)
     counts = manifest.get("class_counts")
-    if isinstance(counts, dict) and counts:
-        classes = pre.get("classes") or manifest.get("classes") or [str(i) for i in range(len(next(iter(
-            counts.values()))))]
+    if counts and len({len(c) for c in counts.values()}) == 1:
+        k = len(next(iter(counts.values())))
+        classes = next((c for c in (pre.get("classes"), manifest.get("classes")) if isinstance(c, list) and len(c) == k),
+                       [str(i) for i in range(k)])
         df = pd.DataFrame({"class": classes, **{split: c for split, c in counts.items()}})
         total = pd.DataFrame([{"class": "all", **{split: sum(c) for split, c in counts.items()}}])
         body += "<h3>Class balance (images or records per split)</h3>" + h.table(pd.concat([df, total]))
@@ -128,8 +130,9 @@ def _metrics(metrics: dict[str, float]) -> list[h.Section]:
     rows = []
     for m in names:
         lo, hi = metrics.get(f"test/{m}_ci_low"), metrics.get(f"test/{m}_ci_high")
-        rows.append({"metric": m, "validation (best epoch)": metrics.get(f"val/{m}", float("nan")),
-                     "test": metrics[f"test/{m}"],
+        val, test = metrics.get(f"val/{m}"), metrics[f"test/{m}"]
+        rows.append({"metric": m, "validation (best epoch)": "undefined" if f"val/{m}" in metrics and val is None
+                     else val, "test": "undefined" if test is None else test,
                      "test 95% CI": f"[{lo:.3f}, {hi:.3f}]" if lo is not None and hi is not None else ""})
     notes = (["95% CIs: percentile bootstrap over the test rows (resampled with replacement)."]
              if any(r["test 95% CI"] for r in rows) else [])
@@ -175,17 +178,37 @@ def _layout(run_dir: Path, shown: set[str]) -> list[h.Section]:
     an item is a PNG or a table stem with ``.md`` and ``.csv``); without it, the PNGs not shown yet."""
     path = run_dir / LAYOUT
     if path.is_file():
-        spec = runs.read_json(path)
+        spec = runs.read_validated(path, ReportLayout)
         out = []
-        for i, sec in enumerate(spec.get("sections", [])):
-            body = h.para(sec["text"]) if sec.get("text") else ""
-            for item in sec.get("items", []):
+        for i, sec in enumerate(spec.sections):
+            body = h.para(sec.text) if sec.text else ""
+            for item in sec.items:
                 body += _item(run_dir, item)
                 shown.add(item)
-            out.append(h.Section(f"study-{i}", sec.get("title", f"Part {i + 1}"), body))
+            out.append(h.Section(f"study-{i}", sec.title or f"Part {i + 1}", body))
         return out
     rest = sorted(p for p in run_dir.glob("*.png") if p.name not in shown)
     return [h.Section("figures", "Other figures", "".join(h.figure(p, p.stem) for p in rest))] if rest else []
+
+
+class LayoutSection(BaseModel):
+    title: str | None = None
+    text: str | None = None
+    items: list[str] = Field(default_factory=list)
+
+    @field_validator("items")
+    @classmethod
+    def _inside(cls, items: list[str]) -> list[str]:
+        bad = [i for i in items if Path(i).is_absolute() or ".." in Path(i).parts]
+        if bad:
+            raise ValueError(f"item {bad[0]!r} is outside the run directory")
+        return items
+
+
+class ReportLayout(BaseModel):
+    """``report.json``: a study's sections, each a title, a text and items (files of the run)."""
+
+    sections: list[LayoutSection] = Field(default_factory=list)
 
 
 def _item(run_dir: Path, item: str) -> str:

@@ -29,13 +29,29 @@ def get_study(name: str) -> ModuleType:
     return import_module(f".{_MODULES[name]}", __name__)
 
 
+def resume_study(name: str, out):
+    """Continue the interrupted run of study ``name`` in ``out`` from its last checkpoint, with
+    the run's own config. Returns the run directory."""
+    from ..runs import load_run_config
+    from ..tasks import task_command
+
+    study = get_study(name)
+    if not hasattr(study, "CONFIG"):
+        raise ConfigError("--resume", f"study {name} trains no checkpoints and cannot be resumed; run it again "
+                                      "with a new --out")
+    config = load_run_config(out)
+    if config.name != study.CONFIG["name"]:
+        raise ConfigError(out, f"is a run of {config.name!r}, not of study {name!r}")
+    return task_command(config.task, "train", out)(config, out, resume=True).run_dir
+
+
 def run_config_study(raw: dict, name: str, out=None, overrides: list[str] | None = None, data=None):
     """Run a study that is a task config (``raw``): ``--set`` overrides apply, and ``data`` (a
     user's file or folder) replaces the embedded data set. Returns the run directory."""
     from ..config import build_config
-    from ..tasks import get_task
+    from ..tasks import task_command
 
     if data is not None:
         overrides = ["data.dataset=null", f"data.path={data}", *(overrides or [])]
     config = build_config(raw, overrides, where=f"study {name}")
-    return get_task(config.task).train(config, out).run_dir
+    return task_command(config.task, "train")(config, out).run_dir

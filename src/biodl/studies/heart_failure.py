@@ -127,11 +127,15 @@ def run(out: str | Path | None = None, overrides: list[str] | None = None, data:
     path = Path(data) if data is not None else embedded_path("heart-failure")
     df = load_records(path)  # every input fault is raised before anything is written
     run_dir = runs.prepare_run_dir(out, cfg.name, resume=False)
-    runs.save_config(run_dir, cfg)
-    manifest = write_manifest(run_dir, config=config_dict(cfg), seed=cfg.seed, device="cpu", inputs={"data": path},
+
+    def stage(folder: Path) -> dict[str, Any]:
+        runs.save_config(folder, cfg)
+        return write_manifest(folder, config=config_dict(cfg), seed=cfg.seed, device="cpu", inputs={"data": path},
                               extra={"note": LEAK, "split": f"{cfg.n_splits} stratified splits", "classes": [
                                   "survived (0)", "died (1)"], "class_counts": {"all records": np.bincount(
                                       df[TARGET].to_numpy(int)).tolist()}})
+
+    manifest = runs.create_run_dir(run_dir, stage)
     t0 = time.perf_counter()
     y = df[TARGET].to_numpy(int)
     x = np.column_stack([df[CLINICAL].to_numpy(float), np.ceil(df["time"].to_numpy(float) / 30.0)])

@@ -1,27 +1,28 @@
-"""Tasks turn a config into data, model and engine: train, evaluate and predict.
+"""Tasks turn a config into data, model and engine: train, evaluate, predict (and explain).
 
-Each task module offers ``train(config, out, resume)``, ``evaluate(run_dir, ...)``
-and ``predict(run_dir, input, ...)``; ``config.task`` picks the module.
+Which module runs a task is the task registry's answer (:data:`biodl.config.TASKS`); adding a
+task means registering its config class and module there, nowhere else.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import ModuleType
+from typing import Any, Callable
 
-from ..errors import ConfigError
+from ..config import task_spec
 
 
 def get_task(name: str) -> ModuleType:
-    if name == "tabular":
-        from . import tabular
+    """The module that runs task ``name`` (its ``train``, ``evaluate`` and ``predict``)."""
+    from importlib import import_module
 
-        return tabular
-    if name == "image":
-        from . import image
+    return import_module(task_spec(name).module)
 
-        return image
-    if name == "segmentation":
-        from . import segmentation
 
-        return segmentation
-    raise ConfigError("task", f"unknown task {name!r}; known: tabular, image, segmentation")
+def task_command(name: str, command: str, where: str | Path | None = None) -> Callable[..., Any]:
+    """The function behind ``biodl <command>`` for task ``name`` (one-line error if it has none)."""
+    return task_spec(name, where or "task").command(command, where)
+
+
+__all__ = ["get_task", "task_command"]

@@ -3,19 +3,21 @@ finish with the best weights evaluated, and reload a finished run's weights."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 import numpy as np
 import torch
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from .. import runs
-from ..config import config_dict, config_hash
+from ..config import config_dict, config_hash, validation_problem
 from ..engine import BestCheckpoint, CSVLogger, EarlyStopping, ProgressBar, TensorBoardLogger, Trainer
 from ..engine.checkpoint import load_checkpoint, load_model_weights
 from ..engine.distributed import barrier, init_distributed, is_main_process
+from ..data.folders import image_paths
 from ..errors import DataError, RunDirError
 from ..io import atomic_write_json
 from ..metrics import bootstrap_cis, calibration_bins
@@ -23,6 +25,7 @@ from ..report.predictions import save_predictions
 from ..repro import finish_manifest, write_manifest
 
 PREPROCESS = "preprocess.json"
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass
@@ -35,25 +38,48 @@ class TrainResult:
     trainer: Trainer
 
 
-def open_run(config: BaseModel, out: str | Path | None, resume: bool, device: torch.device,
-             preprocess: dict[str, Any], inputs: dict[str, Path], extra: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
-    """Create (or reopen, with ``resume``) the run directory; rank 0 writes config.yaml,
-    preprocess.json and manifest.json. Returns (run_dir, manifest)."""
+def run_path(config: BaseModel, out: str | Path | None, resume: bool, device: torch.device) -> Path:
+    """Where the run goes (joining the process group under torchrun): ``out`` or a new
+    ``runs/<name>-<time>``, checked but not created, or with ``resume`` the run to continue, whose
+    config must be ``config``. A task builds its model and trainer between this and
+    :func:`start_run`, so a fault there leaves no directory behind."""
     init_distributed(device)
     run_dir = runs.prepare_run_dir(out, config.name, resume)
     if resume and config_hash(runs.load_run_config(run_dir)) != config_hash(config):
         raise RunDirError(run_dir / runs.CONFIG, "differs from the config given; resume with the run's own config")
+    return run_dir
+
+
+def start_run(config: BaseModel, run_dir: Path, resume: bool, device: torch.device, preprocess: dict[str, Any],
+              inputs: dict[str, Path], extra: dict[str, Any]) -> dict[str, Any]:
+    """Create the run directory with config.yaml, preprocess.json and manifest.json, all at once
+    (rank 0; see :func:`runs.create_run_dir`), or reopen it with ``resume``. Returns the manifest."""
     manifest: dict[str, Any] = {}
     if is_main_process():
         if resume:
-            manifest = runs.read_json(run_dir / runs.MANIFEST)
+            manifest = runs.read_manifest(run_dir)
             manifest.setdefault("resumed", []).append(manifest.get("finished") or "after an interruption")
         else:
-            runs.save_config(run_dir, config)
-            atomic_write_json(run_dir / PREPROCESS, preprocess)
-            manifest = write_manifest(run_dir, config=config_dict(config), seed=config.seed, device=str(device),
+            def stage(folder: Path) -> dict[str, Any]:
+                runs.save_config(folder, config)
+                atomic_write_json(folder / PREPROCESS, preprocess)
+                return write_manifest(folder, config=config_dict(config), seed=config.seed, device=str(device),
                                       inputs=inputs, extra=extra)
-    return run_dir, manifest
+
+            manifest = runs.create_run_dir(run_dir, stage)
+    barrier()  # the other ranks write into it from now on
+    return manifest
+
+
+def read_preprocess(run_dir: Path, model: type[M], task: str) -> M:
+    """``RUN_DIR/preprocess.json`` checked against the task's ``model``; a file of another task's
+    run, a missing key or a wrong type is one RunDirError naming the file and the key."""
+    path = run_dir / PREPROCESS
+    try:
+        return model.model_validate(runs.read_json(path))
+    except ValidationError as exc:
+        raise RunDirError(path, f"does not fit a run of task {task} (as {runs.CONFIG} says): "
+                                f"{validation_problem(exc)}") from None
 
 
 def callbacks(config: BaseModel, run_dir: Path, show: tuple[str, ...] | None = None) -> list:
@@ -112,7 +138,7 @@ def run_weights(run_dir: Path, checkpoint: str = "best") -> tuple[dict[str, torc
 def image_files(path: Path, extensions: tuple[str, ...]) -> list[Path]:
     """``path`` itself, or the images anywhere under the folder ``path`` (sorted); none is an error."""
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in extensions)
+        files = image_paths(path, recursive=True, extensions=extensions)
     elif path.is_file():
         files = [path]
     else:
@@ -122,8 +148,14 @@ def image_files(path: Path, extensions: tuple[str, ...]) -> list[Path]:
     return files
 
 
-def refuse_overwrite(path: Path, overwrite: bool) -> None:
-    if path.exists() and not overwrite:
+def refuse_overwrite(path: Path, overwrite: bool, folder: bool = False) -> None:
+    """Refuse an output path that would replace earlier results without ``overwrite``, or that is
+    of the wrong kind (a folder where a file goes, or with ``folder``, the other way round)."""
+    if folder and path.exists() and not path.is_dir():
+        raise RunDirError(path, "is a file; --out takes a folder for this run's outputs")
+    if not folder and path.is_dir():
+        raise RunDirError(path, "is a folder; --out takes a file path (e.g. predictions.csv)")
+    if (path.exists() and not folder or folder and path.is_dir() and any(path.iterdir())) and not overwrite:
         raise RunDirError(path, "exists; pass --overwrite to replace it")
 
 
@@ -152,10 +184,13 @@ def score_predictions(y: np.ndarray, prob: np.ndarray, classes: list[str],
                       out_dir: Path | None, rows=None) -> dict[str, float]:
     """Percentile-bootstrap 95% CIs of ``score(y, prob)`` and the expected calibration error of
     (N, K) probabilities ``prob``; with ``out_dir`` (rank 0), also ``<prefix>_predictions.csv``
-    (``rows``: each sample's index in the data set)."""
+    (``rows``: each sample's index in the data set). A metric that ``score`` finds undefined on
+    the whole set (NaN: e.g. ROC AUC when ``y`` holds one class) comes back as NaN, replacing
+    whatever number the engine's metrics gave, and is written as null."""
+    undefined = {f"{prefix}/{k}": float("nan") for k, v in score(y, prob).items() if not math.isfinite(v)}
     cis = bootstrap_cis(y, prob, score, n_boot, seed=0)
     _, ece = calibration_bins(y, prob)
     if out_dir is not None and is_main_process():
         save_predictions(out_dir, prefix, y, prob, classes, None if rows is None else np.asarray(rows))
-    return {f"{prefix}/ece": ece,
+    return {f"{prefix}/ece": ece, **undefined,
             **{f"{prefix}/{k}_ci_{side}": v for k, (lo, hi) in cis.items() for side, v in (("low", lo), ("high", hi))}}

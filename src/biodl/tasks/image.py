@@ -17,10 +17,13 @@ import numpy as np
 import torch
 
 from .. import runs
-from ..config import ImageRunConfig
+from pydantic import Field, model_validator
+
+from ..config import ImageRunConfig, Strict
 from ..data.arrays import ImageDataset, ImageSet, load_npy_pair, load_npz
 from ..data.cache import cache_key, cached
-from ..data.folders import EXTENSIONS, decode_images, load_csv_images, load_image_folder, load_patient_tree
+from ..data.folders import EXTENSIONS, decode_images, image_paths, load_csv_images, load_image_folder, load_patient_tree
+from ..data.layouts import default_size, detect_image_layout
 from ..data.splits import cross_split_duplicates, grouped_split, stratified_split
 from ..data.transforms import BatchAugment, ImagePreprocess, channel_stats, dihedral_tta
 from ..datasets import embedded_path
@@ -38,34 +41,36 @@ from ..engine.distributed import is_main_process
 from ..report.predictions import prediction_artefacts
 from ..repro import seed_everything
 from .common import (
-    PREPROCESS,
     TrainResult,
     finish_run,
-    make_trainer,
-    open_run,
     image_files,
+    make_trainer,
+    read_preprocess,
     refuse_overwrite,
+    run_path,
     run_weights,
     score_predictions,
+    start_run,
     write_results,
 )
 
 
-def _layout(path: Path, layout: str) -> str:
-    if layout != "auto":
-        return layout
-    if path.suffix == ".npz":
-        return "npz"
-    if path.suffix == ".csv":
-        return "csv"
-    if path.is_dir():
-        if (path / "X.npy").is_file():
-            return "npy"
-        subdirs = [p for p in path.iterdir() if p.is_dir()]
-        if subdirs and all(any(q.is_dir() and q.name.isdigit() for q in d.iterdir()) for d in subdirs):
-            return "patients"
-        return "folder"
-    raise DataError(path, "cannot tell the layout: expected .npz, .csv, or a folder")
+class PreprocessFile(Strict):
+    """``preprocess.json`` of an image run: class names, the training pixels' per-channel mean
+    and std (0-1 scale), the image side and channel count, and whether labels are grades."""
+
+    classes: list[str] = Field(min_length=2)
+    mean: list[float]
+    std: list[float]
+    size: int = Field(ge=1)
+    in_chans: int = Field(ge=1, le=4)
+    graded: bool
+
+    @model_validator(mode="after")
+    def _channels(self) -> "PreprocessFile":
+        if not len(self.mean) == len(self.std) == self.in_chans:
+            raise ValueError(f"mean and std need one value per channel ({self.in_chans})")
+        return self
 
 
 def load_images(config: ImageRunConfig) -> tuple[ImageSet, Path]:
@@ -74,7 +79,7 @@ def load_images(config: ImageRunConfig) -> tuple[ImageSet, Path]:
     path = embedded_path(d.dataset) if d.dataset else Path(d.path)
     if not path.exists():
         raise DataError(path, "no such file or folder")
-    layout = _layout(path, d.layout)
+    layout = detect_image_layout(path, d.layout)
     if layout == "npz":
         data = load_npz(path, d.classes)
     elif layout == "npy":
@@ -83,35 +88,23 @@ def load_images(config: ImageRunConfig) -> tuple[ImageSet, Path]:
         if layout == "csv" and d.images is None:
             raise DataError(path, "a CSV layout needs data.images (the image folder)")
         root = Path(d.images) if layout == "csv" else path
-        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in EXTENSIONS)
-        files += [path] if layout == "csv" else []
+        if not root.is_dir():
+            raise DataError(root, "no such folder (data.images: the folder of the CSV's images)")
+        files = image_paths(root, recursive=True)
         if not files:
             raise DataError(root, "no image files found")
         loaders = {"folder": lambda: load_image_folder(path, size, d.classes, d.skip_bad),
                    "patients": lambda: load_patient_tree(path, size, d.classes, d.skip_bad),
                    "csv": lambda: load_csv_images(path, root, size, d.classes, d.skip_bad)}
-        size = d.size or _default_size(files)
+        size = d.size or default_size(files, root)
         cache = d.cache_dir or Path(os.environ.get("BIODL_CACHE", Path.home() / ".cache" / "biodl"))
         params = {"layout": layout, "size": size, "classes": d.classes, "skip_bad": d.skip_bad}
-        data, _ = cached(loaders[layout], files, params, cache)
+        data, _ = cached(loaders[layout], files + ([path] if layout == "csv" else []), params, cache)
     if d.size is not None and data.images.shape[1:3] != (d.size, d.size):
         data.images = _resize(data.images, d.size)
     if len(data.classes) < 2:
         raise DataError(path, f"{len(data.classes)} class; a classifier needs two or more")
     return data, path
-
-
-def _default_size(files: list) -> int:
-    """Without data.size: the first image's shorter side, at most 224."""
-    from PIL import Image
-
-    for f in files:
-        try:
-            with Image.open(f) as im:
-                return min(224, *im.size)
-        except OSError:
-            continue  # unreadable files are reported when decoding
-    return 224
 
 
 def _resize(images: np.ndarray, size: int) -> np.ndarray:
@@ -128,9 +121,12 @@ def split_images(config: ImageRunConfig, data: ImageSet, where: Path) -> tuple[d
         parts = {k: np.flatnonzero(data.split == k) for k in ("train", "val", "test")}
         if all(len(v) for v in parts.values()):
             return parts, "official"
+        empty = [k for k, v in parts.items() if not len(v)]
+        warnings.warn(f"{where}: the official split has no {' or '.join(empty)} images; all {len(data)} images are "
+                      "split anew", stacklevel=2)
     if data.patients is not None and d.group_by_patient:
         return grouped_split(data.labels, data.patients, d.val_fraction, d.test_fraction, seed, str(where)), "patient"
-    return stratified_split(data.labels, d.val_fraction, d.test_fraction, seed, str(where)), "stratified"
+    return stratified_split(data.labels, d.val_fraction, d.test_fraction, seed, str(where), data.classes), "stratified"
 
 
 def build_trainer(config: ImageRunConfig, model: torch.nn.Module, n_classes: int, weights: torch.Tensor | None,
@@ -180,19 +176,18 @@ def train(config: ImageRunConfig, out: str | Path | None = None, resume: bool = 
     class_weights = torch.tensor(counts.sum() / (n_classes * counts), dtype=torch.float32)
     balance = config.data.balance
     device = resolve_device(config.trainer.device)
-    run_dir, manifest = open_run(
-        config, out, resume, device, pre, {"data": path} if path.is_file() else {},
-        {"split": how, "split_sizes": {k: int(len(v)) for k, v in parts.items()},
-         "class_counts": {k: np.bincount(data.labels[v], minlength=n_classes).tolist() for k, v in parts.items()},
-         "duplicates_across_splits": [list(map(str, d)) for d in dups[:100]], "n_images": len(data),
-         "classes": data.classes, "data_content_sha256": cache_key(data.images)})
+    run_dir = run_path(config, out, resume, device)
     seed_everything(config.seed, config.deterministic)
     model = _model(config, n_classes, in_chans, int(data.images.shape[1]))
+    extra = {"split": how, "split_sizes": {k: int(len(v)) for k, v in parts.items()},
+             "class_counts": {k: np.bincount(data.labels[v], minlength=n_classes).tolist() for k, v in parts.items()},
+             "duplicates_across_splits": [list(map(str, d)) for d in dups[:100]], "n_images": len(data),
+             "classes": data.classes, "data_content_sha256": cache_key(data.images)}
     if config.model.pretrained:
-        report = load_pretrained(model, config.model.pretrained)
-        manifest["pretrained"] = {"path": str(config.model.pretrained), **report}
+        extra["pretrained"] = {"path": str(config.model.pretrained), **load_pretrained(model, config.model.pretrained)}
     loss_weights = class_weights if balance == "loss" else None
     trainer = build_trainer(config, model, n_classes, loss_weights, pre, run_dir, device)
+    manifest = start_run(config, run_dir, resume, device, pre, {"data": path} if path.is_file() else {}, extra)
     sets = {k: ImageDataset(data, indices=v) for k, v in parts.items()}
     draw = class_weights[sets["train"].labels] if balance == "sampler" else None
     trainer.fit(sets["train"], sets["val"], resume=resume, sample_weights=draw)
@@ -265,7 +260,7 @@ def log_tensorboard(trainer: Trainer, train_set: ImageDataset, test: ImageDatase
 def load_run(run_dir: str | Path, checkpoint: str = "best") -> tuple[ImageRunConfig, dict[str, Any], Trainer]:
     run_dir = Path(run_dir)
     config = runs.load_run_config(run_dir)
-    pre = runs.read_json(run_dir / PREPROCESS)
+    pre = read_preprocess(run_dir, PreprocessFile, "image").model_dump()
     tensors, source = run_weights(run_dir, checkpoint)
     model = _model(config, len(pre["classes"]), pre["in_chans"], pre["size"])
     load_model_weights(model, tensors, source)

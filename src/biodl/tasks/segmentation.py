@@ -12,26 +12,58 @@ training images; the second observer, where there is one, is scored the same way
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
+
 import numpy as np
 import torch
+from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from .. import runs
-from ..config import SegmentationRunConfig
+from ..config import SegmentationRunConfig, Strict
 from ..data.cache import content_key
-from ..data.vessels import IMAGE_EXT, VesselCase, derive_fov, detect_layout, load_chase, load_drive, load_folder
+from ..data.folders import image_paths
+from ..data.vessels import (IMAGE_EXT, VesselCase, derive_fov, detect_layout, load_chase, load_drive, load_folder,
+                            read_image)
 from ..datasets import embedded_path
 from ..engine import BestCheckpoint
 from ..engine.checkpoint import load_checkpoint, load_model_weights
 from ..engine.distributed import is_main_process
 from ..engine.tiling import tiled_predict
 from ..engine.trainer import resolve_device
-from ..errors import DataError
+from ..errors import DataError, RunDirError
 from ..io import atomic_write_json
 from ..models import create_model
 from ..repro import seed_everything
-from .common import (PREPROCESS, TrainResult, image_files, make_trainer, open_run, refuse_overwrite, run_weights,
-                     write_results)
+from .common import (TrainResult, image_files, make_trainer, read_preprocess, refuse_overwrite, run_path, run_weights,
+                     start_run, write_results)
+
+
+class PreprocessFile(Strict):
+    """``preprocess.json`` of a segmentation run: the input channels, CLAHE, the training FOV
+    pixels' per-channel mean and std, and the names of the training and test images."""
+
+    channels: Literal["green", "rgb"]
+    clahe: bool
+    mean: list[float]
+    std: list[float]
+    in_chans: int = Field(ge=1, le=3)
+    train: list[str]
+    test: list[str]
+
+    @model_validator(mode="after")
+    def _channels(self) -> "PreprocessFile":
+        if not len(self.mean) == len(self.std) == self.in_chans:
+            raise ValueError(f"mean and std need one value per channel ({self.in_chans})")
+        return self
+
+
+def _threshold(run_dir: Path) -> float:
+    """The run's F1-optimal threshold (chosen on the training images), else 0.5."""
+    t = runs.read_metrics(run_dir / runs.METRICS).get("threshold_f1_train")
+    if t is not None and not 0 <= t <= 1:
+        raise RunDirError(run_dir / runs.METRICS, f"threshold_f1_train: {t} is not a probability")
+    return 0.5 if t is None else t
 
 BINS = 1000  # threshold resolution of the F1-optimal search
 
@@ -164,7 +196,9 @@ def scores(prob: np.ndarray, mask: np.ndarray, fov: np.ndarray, thresholds: dict
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     p, y = prob[fov].astype(np.float64), mask[fov]
-    out = {"auc": float(roc_auc_score(y, p)), "pr_auc": float(average_precision_score(y, p))}
+    both = 0 < y.sum() < len(y)  # the areas are undefined (NaN, written null) without vessels or background
+    out = {"auc": float(roc_auc_score(y, p)) if both else float("nan"),
+           "pr_auc": float(average_precision_score(y, p)) if both else float("nan")}
     for name, t in thresholds.items():
         pred = p >= t
         tp, fp = float(np.sum(pred & y)), float(np.sum(pred & ~y))
@@ -183,16 +217,17 @@ def train(config: SegmentationRunConfig, out: str | Path | None = None, resume: 
     pre = {"channels": d.channels, "clahe": d.clahe, "mean": mean, "std": std, "in_chans": len(mean),
            "train": [c.name for c in train_cases], "test": [c.name for c in test_cases]}
     device = resolve_device(config.trainer.device)
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXT)
-    run_dir, manifest = open_run(config, out, resume, device, pre, {}, {
-        "split": f"{len(train_cases)} train / {len(test_cases)} test", "data_path": str(root),
-        "data_content_sha256": content_key(files, {}), "n_files": len(files),
-        "fov_derived": sum(c.fov_derived for c in [*train_cases, *test_cases])})
+    files = image_paths(root, recursive=True, extensions=IMAGE_EXT)
+    run_dir = run_path(config, out, resume, device)
     seed_everything(config.seed, config.deterministic)
     model = _model(config, len(mean))
     norm = Normalise(mean, std, d.augment)
     trainer = make_trainer(config, model, _loss(), None, torch.sigmoid, run_dir, device,
                            show=("train/loss", "lr"), batch_transform=norm)
+    manifest = start_run(config, run_dir, resume, device, pre, {}, {
+        "split": f"{len(train_cases)} train / {len(test_cases)} test", "data_path": str(root),
+        "data_content_sha256": content_key(files, {}), "n_files": len(files),
+        "fov_derived": sum(c.fov_derived for c in [*train_cases, *test_cases])})
     xs, ys = draw_patches([prepared[c.name] for c in train_cases], [c.mask for c in train_cases],
                           [c.fov for c in train_cases], d.patches, d.patch, config.seed, d.augment)
     trainer.fit(torch.utils.data.TensorDataset(xs, ys), None, resume=resume)
@@ -214,7 +249,7 @@ def train(config: SegmentationRunConfig, out: str | Path | None = None, resume: 
 def load_run(run_dir: str | Path, checkpoint: str = "best"):
     run_dir = Path(run_dir)
     config = runs.load_run_config(run_dir)
-    pre = runs.read_json(run_dir / PREPROCESS)
+    pre = read_preprocess(run_dir, PreprocessFile, "segmentation").model_dump()
     tensors, source = run_weights(run_dir, checkpoint)
     model = _model(config, pre["in_chans"])
     load_model_weights(model, tensors, source)
@@ -237,7 +272,7 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None, checkpoint: st
     name = "test" if data is None else Path(data).name
     out = run_dir / "evaluation" / f"{name}.json"
     refuse_overwrite(out, overwrite)
-    t = runs.read_json(run_dir / runs.METRICS).get("threshold_f1_train", 0.5)
+    t = _threshold(run_dir)
     _, metrics, _ = test_metrics(trainer, norm, config, test_cases, t, name)
     out.parent.mkdir(exist_ok=True)
     runs.write_metrics(out.parent, metrics, out.name)
@@ -257,16 +292,9 @@ def predict(run_dir: str | Path, input_path: str | Path, out: str | Path | None 
     config, pre, trainer, norm = load_run(run_dir, checkpoint)
     files = image_files(input_path, IMAGE_EXT)
     out = Path(out) if out is not None else run_dir / "predictions" / input_path.stem
-    if out.exists() and any(out.iterdir()):
-        refuse_overwrite(out, overwrite)
-    images = []
-    for f in files:  # every file is read and checked before anything is written
-        try:
-            with Image.open(f) as im:
-                images.append(np.asarray(im.convert("RGB")))
-        except OSError as exc:
-            raise DataError(f, f"unreadable image ({exc})") from None
-    t = runs.read_json(run_dir / runs.METRICS).get("threshold_f1_train", 0.5)
+    refuse_overwrite(out, overwrite, folder=True)
+    images = [read_image(f) for f in files]  # every file is read and checked before anything is written
+    t = _threshold(run_dir)
     out.mkdir(parents=True, exist_ok=True)
     for f, img in zip(files, images, strict=True):
         prob = predict_map(trainer, norm, prepare(img, pre["channels"], pre["clahe"]), config.data.tile,

@@ -14,10 +14,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import Field, model_validator
 from torch.utils.data import TensorDataset
 
 from .. import runs
-from ..config import RunConfig
+from ..config import RunConfig, Strict
 from ..data import TabularPreprocessor, load_table, read_csv, stratified_split
 from ..datasets import embedded_path
 from ..engine import Trainer
@@ -31,16 +32,37 @@ from ..models import create_model
 from ..report.predictions import prediction_artefacts
 from ..repro import seed_everything
 from .common import (
-    PREPROCESS,
     TrainResult,
     finish_run,
     make_trainer,
-    open_run,
+    read_preprocess,
     refuse_overwrite,
+    run_path,
     run_weights,
     score_predictions,
+    start_run,
     write_results,
 )
+
+
+class PreprocessFile(Strict):
+    """``preprocess.json`` of a tabular run (see :class:`TabularPreprocessor`)."""
+
+    features: list[str] = Field(min_length=1)
+    binary: list[str]
+    target: str
+    mean: list[float]
+    std: list[float]
+    classes: list[str]
+    pos_weight: float | None = None
+
+    @model_validator(mode="after")
+    def _sizes(self) -> "PreprocessFile":
+        if not len(self.mean) == len(self.std) == len(self.features):
+            raise ValueError(f"mean and std need one value per feature ({len(self.features)})")
+        if any(not s > 0 for s in self.std):
+            raise ValueError("std values must be positive")
+        return self
 
 
 def data_path(config: RunConfig) -> Path:
@@ -92,13 +114,13 @@ def train(config: RunConfig, out: str | Path | None = None, resume: bool = False
     pre = TabularPreprocessor.fit(x[train_rows], features, [c for c in d.binary if c in features], d.target,
                                   d.standardize, y[train_rows] if config.trainer.class_weights else None)
     device = resolve_device(config.trainer.device)
-    run_dir, manifest = open_run(
-        config, out, resume, device, pre.to_dict(), {"data": path},
-        {"split_sizes": {k: int(len(v)) for k, v in split.items()},
-         "class_counts": {k: np.bincount(y[v], minlength=2).tolist() for k, v in split.items()},
-         "classes": [f"{d.target}={k}" for k in (0, 1)]})
+    run_dir = run_path(config, out, resume, device)
     seed_everything(config.seed, config.deterministic)
     trainer = _trainer(config, _model(config, len(features)), run_dir, pre.pos_weight, device)
+    manifest = start_run(config, run_dir, resume, device, pre.to_dict(), {"data": path},
+                         {"split_sizes": {k: int(len(v)) for k, v in split.items()},
+                          "class_counts": {k: np.bincount(y[v], minlength=2).tolist() for k, v in split.items()},
+                          "classes": [f"{d.target}={k}" for k in (0, 1)]})
     data = {k: _dataset(pre.transform(x[v]), y[v]) for k, v in split.items()}
     trainer.fit(data["train"], data["val"], resume=resume)
     metrics = finish_run(trainer, run_dir, data["val"], data["test"])
@@ -123,7 +145,7 @@ def load_run(run_dir: str | Path, checkpoint: str = "best") -> tuple[RunConfig, 
     """Config, preprocessing and a Trainer holding the run's ``best`` (or ``last``) weights."""
     run_dir = Path(run_dir)
     config = runs.load_run_config(run_dir)
-    pre = TabularPreprocessor.from_dict(runs.read_json(run_dir / PREPROCESS))
+    pre = TabularPreprocessor.from_dict(read_preprocess(run_dir, PreprocessFile, "tabular").model_dump())
     tensors, source = run_weights(run_dir, checkpoint)
     model = _model(config, len(pre.features))
     load_model_weights(model, tensors, source)
@@ -137,7 +159,7 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None, checkpoint: st
     run_dir = Path(run_dir)
     config, pre, trainer = load_run(run_dir, checkpoint)
     if data is None:
-        manifest = runs.read_json(run_dir / runs.MANIFEST)
+        manifest = runs.read_manifest(run_dir)
         recorded = manifest.get("inputs", {}).get("data", {})
         path = data_path(config)
         if recorded.get("sha256") and recorded["sha256"] != sha256_file(path):
