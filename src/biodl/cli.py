@@ -279,6 +279,10 @@ def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     _SHOWN.clear()
     warnings.showwarning = _show_warning
+    from PIL import Image
+
+    # a file declaring more pixels than Pillow's limit is a bad file (biodl.data.images), not a warning
+    warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
     try:
         app(args=args, prog_name="biodl")
     except BiodlError as exc:

@@ -121,3 +121,59 @@ def test_dataset_items_and_batches(tmp_path):
                                                            int(arrays["val_labels"][1, 0])]
     ds2 = ImageDataset(load_npz(path), transform=lambda t: t.float() / 255)
     assert ds2[0][0].dtype == torch.float32 and float(ds2[0][0].max()) <= 1.0
+
+
+def test_npz_member_that_is_not_npy_is_refused_without_unpickling(tmp_path):
+    import pickle
+    import zipfile
+
+    path, _ = _medmnist_like(tmp_path)
+    marker = tmp_path / "ran"
+    payload = pickle.dumps(Exploit(str(marker)))
+    with zipfile.ZipFile(path, "a") as z:  # a raw pickle stream where an array belongs
+        z.writestr("val_images", payload)
+    bad = tmp_path / "bad.npz"
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(bad, "w") as dst:
+        for name in src.namelist():
+            if name != "val_images.npy":
+                dst.writestr(name, src.read(name))
+    with pytest.raises(DataError, match=r"member 'val_images' is not a NumPy array in \.npy format"):
+        load_npz(bad)
+    assert not marker.exists()
+
+
+class Exploit:
+    """Unpickling this would create a file: the test checks it never happens."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+@pytest.mark.parametrize("values, fragment", [
+    (np.array([0.5, np.nan]), "1 pixel value is NaN or infinite"),
+    (np.array([0.5, np.inf, -np.inf]), "2 pixel values are NaN or infinite"),
+    (np.array([0.0, 254.0]), "float pixel values run from 0 to 254"),
+])
+def test_float_images_outside_the_unit_range_say_what_is_wrong(tmp_path, values, fragment):
+    x = np.zeros((4, 8, 8, 1), np.float32)
+    x.flat[: len(values)] = values
+    with pytest.raises(DataError, match=fragment):
+        load_npz(_npz(tmp_path / "f.npz", train_images=x, train_labels=np.array([0, 1, 0, 1])))
+
+
+def test_empty_official_test_split_is_split_anew_with_a_warning(tmp_path, cli):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (40, 8, 8, 3), dtype=np.uint8)
+    y = np.arange(40) % 2
+    path = _npz(tmp_path / "s.npz", train_images=x[:30], train_labels=y[:30], val_images=x[30:],
+                val_labels=y[30:], test_images=x[:0], test_labels=y[:0])
+    r = cli("train", "--data", path, "--epochs", "1", "--out", tmp_path / "run", "--set", "trainer.progress=false",
+            "--set", "n_boot=100", "--set", "model.args={width: 8, blocks: 1}")
+    assert r.code == 0, r.err
+    assert "warning:" in r.err and "the official split has no test images; all 40 images are split anew" in r.err
+    import json
+
+    assert json.loads((tmp_path / "run/manifest.json").read_text())["split"] == "stratified"

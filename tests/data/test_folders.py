@@ -1,4 +1,5 @@
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -104,3 +105,24 @@ def test_csv_ids_escaping_or_missing(tmp_path):
     _png(img / "b.png", 9)
     s = load_csv_images(tmp_path / "miss.csv", img, classes=["y", "x"])
     assert s.labels.tolist() == [1, 0] and s.patients.tolist() == ["p1", "p2"]
+
+
+def test_csv_blank_label_and_conflicting_ids_are_reported(tmp_path):
+    for i in range(4):
+        _png(tmp_path / "img" / f"{i}.png", value=i)
+    (tmp_path / "blank.csv").write_text("image,label\n0.png,a\n1.png,\n2.png,b\n")
+    with pytest.raises(DataError, match=r"blank.csv: column 'label': blank label at line 3$"):
+        load_csv_images(tmp_path / "blank.csv", tmp_path / "img", size=8)
+    (tmp_path / "dup.csv").write_text("image,label\n0.png,a\n1.png,b\n0.png,b\n2.png,a\n3.png,b\n")
+    with pytest.warns(UserWarning, match=r"dup.csv: 1 id listed with different labels: 0.png \(a/b\)"):
+        s = load_csv_images(tmp_path / "dup.csv", tmp_path / "img", size=8)
+    assert len(s) == 5
+
+
+def test_cache_key_takes_relative_and_absolute_paths_together(tmp_path, monkeypatch):
+    from biodl.data.cache import content_key
+
+    a = _png(tmp_path / "img" / "a.png")
+    monkeypatch.chdir(tmp_path)
+    assert content_key([Path("img/a.png"), tmp_path / "labels.csv"], {}) == content_key(
+        [a, tmp_path / "labels.csv"], {})

@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -118,3 +120,45 @@ def test_stratified_split_is_disjoint_complete_and_stratified():
 def test_split_refuses_a_single_class():
     with pytest.raises(DataError, match="only one class"):
         stratified_split(np.zeros(50, dtype=int), 0.2, 0.2, seed=0)
+
+
+def test_a_saved_pandas_index_is_dropped_with_a_warning(tmp_path):
+    sorted_by_time = pd.read_csv(HEART).sort_values("time")  # the index now follows follow-up time: a leak
+    path = tmp_path / "with_index.csv"
+    sorted_by_time.to_csv(path)  # index=True, pandas' default: a first column with no name
+    with pytest.warns(UserWarning, match=r"column 1 \(no name\) holds distinct row numbers \(0\.\.298\).*dropped"):
+        x, y, features = load_table(path, "DEATH_EVENT", None, ["time"], BINARY)
+    assert x.shape == (299, 11) and features[0] == "age" and "Unnamed: 0" not in features
+    twice = tmp_path / "twice.csv"  # read back and saved again: the old index is now named 'Unnamed: 0'
+    pd.read_csv(path).to_csv(twice, index=False)
+    with pytest.warns(UserWarning, match=r"column 1 \('Unnamed: 0'\)"):
+        assert read_csv(twice).columns[0] == "age"
+
+
+def test_a_nameless_column_that_is_no_index_is_refused_and_an_empty_one_dropped(tmp_path):
+    lines = heart_rows()
+    path = write_csv(tmp_path / "nameless.csv", [",".join(["", lines[0]])] +
+                     [f"{'ab'[i % 2]},{line}" for i, line in enumerate(lines[1:])])
+    with pytest.raises(DataError, match=r"column 1 \(no name\) has no real name; name it or remove it"):
+        read_csv(path)
+    trailing = write_csv(tmp_path / "trailing.csv", [line + "," for line in lines])  # an Excel-style trailing comma
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert list(read_csv(trailing).columns) == lines[0].split(",")
+
+
+@pytest.mark.parametrize("key, value, fragment", [
+    ("drop", ["Time"], "missing column: Time (did you mean 'time'?), named in data.drop"),
+    ("features", ["age", "ejection_fractoin"], "missing column: ejection_fractoin (did you mean "
+                                               "'ejection_fraction'?), named in data.features"),
+    ("binary", ["smoker"], "missing column: smoker (did you mean 'smoking'?), named in data.binary"),
+])
+def test_unknown_column_names_in_the_config_name_the_closest(key, value, fragment):
+    args = {"features": None, "drop": [], "binary": []}
+    args[key] = value
+    with pytest.raises(DataError) as err:
+        load_table(HEART, "DEATH_EVENT", **args)
+    assert fragment in str(err.value)
+    with pytest.raises(DataError, match=r"missing column: death_event \(the target, data.target\) \(did you mean "
+                                        r"'DEATH_EVENT'\?\)"):
+        load_table(HEART, "death_event", None, [], [])

@@ -67,3 +67,17 @@ def test_resume_of_a_finished_run_changes_nothing(reference, tmp_path):
     assert p.returncode == 0, p.stderr
     after = load_file(out / "checkpoints/last.safetensors")
     assert all(before[k].equal(after[k]) for k in before)
+
+
+def test_a_killed_study_run_resumes_with_run_resume(reference, tmp_path):
+    """`biodl run STUDY --resume --out DIR` continues like `train --resume` (the study's config is
+    the example's, so the result must equal the uninterrupted reference)."""
+    out = tmp_path / "run"
+    killed = _biodl(out, "run", "heart-failure-mlp", *ARGS[3:], crash="step:17")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    resumed = _biodl(out, "run", "heart-failure-mlp", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"results: {out}" in resumed.stdout
+    ref, got = load_file(reference / "checkpoints/last.safetensors"), load_file(out / "checkpoints/last.safetensors")
+    assert all(ref[k].equal(got[k]) for k in ref)
+    assert (out / "metrics.json").read_text() == (reference / "metrics.json").read_text()

@@ -69,8 +69,21 @@ def test_bad_weight_files(tmp_path):
         load_pretrained(create_model("resnet50", num_classes=2), tmp_path / "resnet18.safetensors")
     evil = tmp_path / "evil.pth"
     evil.write_bytes(pickle.dumps({"w": object()}))
-    with pytest.raises(CheckpointError, match="weights-only"):
+    with pytest.raises(CheckpointError, match="holds Python objects besides tensors"):
         read_state_dict(evil)
+    garbage = tmp_path / "cut.pth"
+    garbage.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(CheckpointError, match="not a valid PyTorch weights file"):
+        read_state_dict(garbage)
+    import torch
+
+    model_object = tmp_path / "whole_model.pth"  # torch.save(model): a pickled module, not a state dict
+    torch.save(torch.nn.Linear(2, 2), model_object)
+    with pytest.raises(CheckpointError) as err:
+        read_state_dict(model_object)
+    msg = str(err.value)
+    assert "holds Python objects besides tensors, which biodl does not load" in msg
+    assert "weights_only=False" not in msg and "weights_only" not in msg  # PyTorch's advice is not passed on
 
 
 def test_frozen_backbone_then_unfrozen_at_lower_rate():

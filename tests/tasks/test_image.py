@@ -192,6 +192,7 @@ def test_train_straight_from_data_with_no_config(tmp_path, cli, monkeypatch):
     assert cfg["task"] == "image" and cfg["data"]["path"] == str(tmp_path / "scans")
     assert cfg["model"]["name"] == "auto" and cfg["trainer"]["epochs"] == 1
     assert json.loads((tmp_path / "run/preprocess.json").read_text())["size"] == 20
+    assert "Warning" not in r.err and "warning" not in r.err  # scikit-learn's resample warnings stay quiet
 
 
 def test_histopathology_needs_data_and_says_what_it_expects(cli, tmp_path):

@@ -29,6 +29,7 @@ def content_key(files: list[Path], params: dict[str, Any]) -> str:
     that cannot be read (a link loop, permission) enters by its fault instead: the decoder reports
     it as a bad file, and ``skip_bad`` decides."""
     h = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
+    files = [Path(os.path.abspath(f)) for f in files]
     root = Path(os.path.commonpath([str(f) for f in files])) if len(files) > 1 else files[0].parent
     for f in sorted(files):
         h.update(str(f.relative_to(root)).encode())

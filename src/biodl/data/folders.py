@@ -173,16 +173,13 @@ def _warn_conflicting_ids(ids: pd.Series, labels: pd.Series, where: Path) -> Non
                       f"labels: {shown}; each row is used as given", stacklevel=3)
 
 
-def load_csv_images(csv_path: str | Path, image_dir: str | Path, size: int | None = None,
-                    classes: list[str] | None = None, skip_bad: bool = False) -> ImageSet:
-    """A CSV of ``image,label[,patient]`` (or APTOS ``id_code,diagnosis``) beside an image folder.
-    Ids may omit the extension. An id that leaves the folder (``../``) or names no file is an error."""
-    csv_path, image_dir = Path(csv_path), Path(image_dir)
+def _csv_rows(csv_path: Path, image_dir: Path) -> tuple[pd.DataFrame, list[Path]]:
+    """The CSV (an id and a label column at least) and the file each row's id names; an id that
+    leaves the folder or names no file is an error."""
     df = read_csv(csv_path)
     if df.shape[1] < 2:
         raise DataError(csv_path, "expected at least two columns: image id and label")
-    id_col, label_col = df.columns[0], df.columns[1]
-    patient_col = "patient" if "patient" in df.columns else None
+    id_col = df.columns[0]
     base = image_dir.resolve()
     paths, escaped, missing = [], [], []
     for line, name in enumerate(df[id_col].astype(str).str.strip(), start=2):
@@ -201,6 +198,22 @@ def load_csv_images(csv_path: str | Path, image_dir: str | Path, size: int | Non
     if missing:
         more = f" and {len(missing) - _SHOW} more" if len(missing) > _SHOW else ""
         raise DataError(csv_path, f"{len(missing)} ids name no file in {image_dir}: {', '.join(missing[:_SHOW])}{more}")
+    return df, paths
+
+
+def csv_image_files(csv_path: str | Path, image_dir: str | Path) -> list[Path]:
+    """The image files a CSV of ``image,label[,patient]`` lists, in its row order (every id checked)."""
+    return _csv_rows(Path(csv_path), Path(image_dir))[1]
+
+
+def load_csv_images(csv_path: str | Path, image_dir: str | Path, size: int | None = None,
+                    classes: list[str] | None = None, skip_bad: bool = False) -> ImageSet:
+    """A CSV of ``image,label[,patient]`` (or APTOS ``id_code,diagnosis``) beside an image folder.
+    Ids may omit the extension. An id that leaves the folder (``../``) or names no file is an error."""
+    csv_path, image_dir = Path(csv_path), Path(image_dir)
+    df, paths = _csv_rows(csv_path, image_dir)
+    id_col, label_col = df.columns[0], df.columns[1]
+    patient_col = "patient" if "patient" in df.columns else None
     raw = df[label_col].astype(str).str.strip()
     blank = (raw == "").to_numpy()
     if blank.any():

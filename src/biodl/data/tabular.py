@@ -178,11 +178,12 @@ def load_table(
     columns = list(df.columns)
     if target not in df.columns:
         raise DataError(path, f"missing column: {target} (the target, data.target){closest_column(target, columns)}")
-    for key, names in (("features", features or []), ("drop", drop), ("binary", binary)):
-        for c in names:
-            if c not in columns:
-                raise DataError(path, f"data.{key} names no column '{c}'{closest_column(c, columns)}; columns: "
-                                      f"{', '.join(columns)}")
+    for key, names in (("features", features or []), ("binary", binary), ("drop", drop)):
+        missing = [c for c in names if c not in columns]
+        if missing:  # a typo must not pass silently: in drop it would keep a leaking column
+            raise DataError(path, f"missing column{'s' if len(missing) > 1 else ''}: {', '.join(missing)}"
+                                  f"{closest_column(missing[0], columns)}, named in data.{key}; the columns are: "
+                                  f"{', '.join(columns)}")
     if features is None:
         features = [c for c in df.columns if c != target and c not in drop]
     else:

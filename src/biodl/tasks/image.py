@@ -22,7 +22,8 @@ from pydantic import Field, model_validator
 from ..config import ImageRunConfig, Strict
 from ..data.arrays import ImageDataset, ImageSet, load_npy_pair, load_npz
 from ..data.cache import cache_key, cached
-from ..data.folders import EXTENSIONS, decode_images, image_paths, load_csv_images, load_image_folder, load_patient_tree
+from ..data.folders import (EXTENSIONS, csv_image_files, decode_images, image_paths, load_csv_images, load_image_folder,
+                            load_patient_tree)
 from ..data.layouts import default_size, detect_image_layout
 from ..data.splits import cross_split_duplicates, grouped_split, stratified_split
 from ..data.transforms import BatchAugment, ImagePreprocess, channel_stats, dihedral_tta
@@ -87,10 +88,10 @@ def load_images(config: ImageRunConfig) -> tuple[ImageSet, Path]:
     else:
         if layout == "csv" and d.images is None:
             raise DataError(path, "a CSV layout needs data.images (the image folder)")
-        root = Path(d.images) if layout == "csv" else path
+        root = Path(d.images).resolve() if layout == "csv" else path
         if not root.is_dir():
             raise DataError(root, "no such folder (data.images: the folder of the CSV's images)")
-        files = image_paths(root, recursive=True)
+        files = csv_image_files(path, root) if layout == "csv" else image_paths(root, recursive=True)
         if not files:
             raise DataError(root, "no image files found")
         loaders = {"folder": lambda: load_image_folder(path, size, d.classes, d.skip_bad),
