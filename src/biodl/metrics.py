@@ -1,4 +1,5 @@
-"""Classification metrics, from torchmetrics (DDP-aware: states are synced across ranks).
+"""Classification metrics (torchmetrics, DDP-aware: states are synced across ranks; NumPy
+versions for the bootstrap), and segmentation metrics inside a field of view.
 
 Binary metrics take probabilities of the positive class, (N,) floats in [0, 1],
 and targets, (N,) integers in {0, 1}.
@@ -181,3 +182,40 @@ def binary_prob_scores(y: np.ndarray, prob: np.ndarray, threshold: float = 0.5) 
             "tpr": tp / (tp + fn) if tp + fn else float("nan"), "tnr": tn / (tn + fp) if tn + fp else float("nan"),
             "roc_auc": float(roc_auc_score(y, p)) if both else float("nan"),
             "pr_auc": float(average_precision_score(y, p)) if both else float("nan")}
+
+
+# ----------------------------------------------------------------------------- segmentation
+
+
+def f1_optimal_threshold(probs: list[np.ndarray], masks: list[np.ndarray], fovs: list[np.ndarray],
+                         bins: int = 1000) -> float:
+    """The threshold (to 1/``bins``) that maximises F1 over the pooled FOV pixels of (H, W)
+    probability maps ``probs`` against bool ``masks``, inside bool fields of view ``fovs``."""
+    pos = np.zeros(bins + 1)
+    neg = np.zeros(bins + 1)
+    for p, m, f in zip(probs, masks, fovs, strict=True):
+        q = np.clip(np.round(p[f] * bins).astype(int), 0, bins)
+        pos += np.bincount(q[m[f]], minlength=bins + 1)
+        neg += np.bincount(q[~m[f]], minlength=bins + 1)
+    tp = np.cumsum(pos[::-1])[::-1]  # predicted positive: prob >= t
+    fp = np.cumsum(neg[::-1])[::-1]
+    f1 = 2 * tp / np.maximum(2 * tp + fp + (pos.sum() - tp), 1)
+    return float(np.argmax(f1) / bins)
+
+
+def fov_scores(prob: np.ndarray, mask: np.ndarray, fov: np.ndarray, thresholds: dict[str, float]) -> dict[str, float]:
+    """FOV-only metrics of a probability (or binary) map against ``mask``: ROC AUC, PR AUC
+    (average precision), and Dice/F1, sensitivity, specificity, accuracy at each threshold."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    p, y = prob[fov].astype(np.float64), mask[fov]
+    both = 0 < y.sum() < len(y)  # the areas are undefined (NaN, written null) without vessels or background
+    out = {"auc": float(roc_auc_score(y, p)) if both else float("nan"),
+           "pr_auc": float(average_precision_score(y, p)) if both else float("nan")}
+    for name, t in thresholds.items():
+        pred = p >= t
+        tp, fp = float(np.sum(pred & y)), float(np.sum(pred & ~y))
+        fn, tn = float(np.sum(~pred & y)), float(np.sum(~pred & ~y))
+        out.update({f"f1{name}": 2 * tp / max(2 * tp + fp + fn, 1), f"sensitivity{name}": tp / max(tp + fn, 1),
+                    f"specificity{name}": tn / max(tn + fp, 1), f"accuracy{name}": (tp + tn) / len(y)})
+    return out

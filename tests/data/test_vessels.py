@@ -11,7 +11,8 @@ from PIL import Image
 
 from biodl.data.vessels import derive_fov, load_chase, load_drive
 from biodl.engine.tiling import tiled_predict
-from biodl.tasks.segmentation import f1_threshold, scores
+from biodl.metrics import f1_optimal_threshold as f1_threshold
+from biodl.metrics import fov_scores as scores
 from tests.conftest import assert_one_line_error
 
 
@@ -170,6 +171,20 @@ def test_segmentation_trains_predicts_and_evaluates(folder, tmp_path, cli):
     assert r.code == 0, r.err
     ev = json.loads((run / "evaluation/test.json").read_text())
     assert ev["test/auc"] == pytest.approx(m["test/auc"], abs=1e-9)
+    # issue 12: an --out of the wrong kind, and a run's own files checked when read back
+    (tmp_path / "afile").write_text("x")
+    r = cli("predict", run, folder / "images/case3.png", "--out", tmp_path / "afile", "--overwrite")
+    assert_one_line_error(r, "afile", "is a file; --out takes a folder")
+    assert (tmp_path / "afile").read_text() == "x"
+    assert_one_line_error(cli("explain", run), "biodl explain does not support segmentation runs")
+    metrics = json.loads((run / "metrics.json").read_text())
+    (run / "metrics.json").write_text(json.dumps({**metrics, "threshold_f1_train": 7}))
+    assert_one_line_error(cli("predict", run, folder / "images/case3.png", "--out", tmp_path / "p2"),
+                          "metrics.json", "threshold_f1_train: 7.0 is not a probability")
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    pre = json.loads((run / "preprocess.json").read_text())
+    (run / "preprocess.json").write_text(json.dumps({**pre, "channels": "blue"}))
+    assert_one_line_error(cli("evaluate", run, "--overwrite"), "preprocess.json", "channels")
 
 
 def test_bad_masks_are_one_line_errors(folder, tmp_path, cli):

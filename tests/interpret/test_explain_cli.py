@@ -70,7 +70,8 @@ def test_explain_bad_inputs_are_one_line_errors_and_write_nothing(run, cli, tmp_
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     assert_one_line_error(cli("explain", run, tmp_path / "big.png"), "big.png", "20x20", "16x16")
     assert_one_line_error(cli("explain", run, tmp_path / "grey.png"), "grey.png", "1 channel", "takes 3")
-    assert_one_line_error(cli("explain", run, tmp_path / "broken.png"), "broken.png", "not an image (unidentified format)")
+    assert_one_line_error(cli("explain", run, tmp_path / "broken.png"), "broken.png",
+                          "not an image (unidentified format)")
     assert_one_line_error(cli("explain", run, tmp_path / "ok.png", "--method", "ig,lime"), "--method", "lime")
     assert_one_line_error(cli("explain", run, tmp_path / "ok.png", "--target", "7"), "--target", "out of range")
     assert_one_line_error(cli("explain", run, tmp_path / "ok.png", "--target", "tumour"), "--target", "tumour")

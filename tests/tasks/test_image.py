@@ -227,3 +227,25 @@ def test_histopathology_transfer_learning_from_a_local_file(cli, tmp_path, monke
     assert pre["classes"] == ["no IDC", "IDC"] and pre["size"] == 32
     html = (tmp_path / "run/report.html").read_text()  # the study's report, like every image run's
     assert html.count("data:image/png;base64,") == 5 and "no IDC" in html and str(weights) in html
+
+
+def test_a_bad_pretrained_file_or_model_leaves_no_run_directory(tmp_path, cli):
+    _folder(tmp_path / "data", n=20)
+    cfg = _config(tmp_path, tmp_path / "data")
+    bad = tmp_path / "weights.pth"
+    bad.write_bytes(b"not weights")
+    for override, fragment in ((f"model.pretrained={tmp_path / 'absent.pth'}", "never downloads weights"),
+                               (f"model.pretrained={bad}", "not a readable PyTorch weights file"),
+                               ("model.name=resnet_smal", "did you mean 'resnet_small'")):
+        r = cli("train", "--config", cfg, "--out", tmp_path / "run", *FAST, "--set", override)
+        assert_one_line_error(r, fragment)
+        assert not (tmp_path / "run").exists()
+        assert not [p for p in tmp_path.iterdir() if p.name.startswith(".run")]  # no staging folder
+
+
+def test_csv_layout_names_the_real_folder_not_dot(tmp_path, cli, monkeypatch):
+    _folder(tmp_path / "data", n=8)
+    (tmp_path / "labels.csv").write_text("image,label\nplain/0.png,a\nplain/missing.png,b\n")
+    monkeypatch.chdir(tmp_path / "data")
+    r = cli("train", "--data", tmp_path / "labels.csv", "--images", ".", "--out", tmp_path / "run", *FAST)
+    assert_one_line_error(r, "labels.csv", f"1 ids name no file in {tmp_path / 'data'}:", "line 3 (plain/missing.png)")

@@ -73,8 +73,8 @@ def _drop_saved_index(df: pd.DataFrame, header: list[str], path: Path) -> pd.Dat
         values = pd.to_numeric(text, errors="coerce")
         if not (text.str.fullmatch(r"\d{1,15}").all() and values.is_unique):
             raise DataError(path, f"{label} has no real name; name it or remove it")
-        warnings.warn(f"{path}: {label} holds distinct row numbers ({int(values.min())}..{int(values.max())}), an index that "
-                      "pandas saved with the table; dropped (as a feature it would carry the row order)",
+        warnings.warn(f"{path}: {label} holds distinct row numbers ({int(values.min())}..{int(values.max())}), an "
+                      "index that pandas saved with the table; dropped (as a feature it would carry the row order)",
                       stacklevel=3)
         return _drop_saved_index(df.drop(columns=col), rest, path)
     return df

@@ -160,3 +160,13 @@ def detect_layout(root: Path) -> str:
         return "chase"
     raise DataError(root, "cannot tell the layout: expected CHASE_DB1 (Image_NNX.jpg), DRIVE (training/, test/) "
                           "or images/ + masks/")
+
+
+def prepare_fundus(image: np.ndarray, channels: str, clahe: bool) -> np.ndarray:
+    """(H, W, 3) uint8 -> (C, H, W) float32 in [0, 1]: green channel or RGB, optionally CLAHE."""
+    x = (image[..., 1:2] if channels == "green" else image[..., :3]).astype(np.float32) / 255.0
+    if clahe:
+        from skimage.exposure import equalize_adapthist
+
+        x = np.stack([equalize_adapthist(x[..., c], clip_limit=0.01) for c in range(x.shape[-1])], -1)
+    return np.ascontiguousarray(x.transpose(2, 0, 1), dtype=np.float32)

@@ -2,7 +2,8 @@
 
 ``load_pretrained(model, path)`` copies a backbone's weights into ``model.features``. It reads
 safetensors, or a PyTorch state dict with ``torch.load(weights_only=True)`` (PyTorch's
-restricted unpickler: tensors and plain containers, never arbitrary objects or code), from torchvision (``resnet18-*.pth`` and the like), timm ResNets, or a biodl checkpoint.
+restricted unpickler: tensors and plain containers, never arbitrary objects or code), from
+torchvision (``resnet18-*.pth`` and the like), timm ResNets, or a biodl checkpoint.
 The source's classification head is left out: the model keeps its own new ``head``.
 Then ``freeze_backbone``/``UnfreezeBackbone`` and ``param_groups`` give the usual recipe:
 train the head first, unfreeze after N epochs, and train the backbone at a lower rate.
@@ -10,7 +11,6 @@ train the head first, unfreeze after N epochs, and train the backbone at a lower
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -34,15 +34,14 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         return load_weights(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:  # PyTorch's restricted unpickler refused a Python object
-        raise CheckpointError(path, "holds Python objects besides tensors, which biodl does not load; save the "
-                                    "state dict alone (torch.save(model.state_dict(), ...)) or as safetensors") from None
-    except Exception as exc:  # noqa: BLE001 - a corrupt or truncated archive, or not a PyTorch file at all
-        detail = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-        if "weights_only" in detail:  # never pass on PyTorch's advice to load it unrestricted
-            detail = "not loadable with the restricted unpickler"
-        raise CheckpointError(path, f"not a valid PyTorch weights file (truncated or corrupt?): {detail[:200]}") \
-            from None
+    except Exception as exc:  # noqa: BLE001 - PyTorch's refusals and every kind of corrupt file
+        if "unsupported global" in str(exc).lower():  # the restricted unpickler met a Python object
+            raise CheckpointError(path, "holds Python objects besides tensors, which biodl does not load; save the "
+                                        "state dict alone (torch.save(model.state_dict(), ...)) or as safetensors") \
+                from None
+        # PyTorch's own text advises retrying unrestricted (weights_only=False): not passed on
+        raise CheckpointError(path, "not a readable PyTorch weights file (truncated, corrupt, or not written by "
+                                    "torch.save)") from None
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):

@@ -92,8 +92,8 @@ def _summary(run_dir: Path, manifest: dict[str, Any], metrics: dict[str, float],
     counts = manifest.get("class_counts")
     if counts and len({len(c) for c in counts.values()}) == 1:
         k = len(next(iter(counts.values())))
-        classes = next((c for c in (pre.get("classes"), manifest.get("classes")) if isinstance(c, list) and len(c) == k),
-                       [str(i) for i in range(k)])
+        named = [c for c in (pre.get("classes"), manifest.get("classes")) if isinstance(c, list) and len(c) == k]
+        classes = named[0] if named else [str(i) for i in range(k)]
         df = pd.DataFrame({"class": classes, **{split: c for split, c in counts.items()}})
         total = pd.DataFrame([{"class": "all", **{split: sum(c) for split, c in counts.items()}}])
         body += "<h3>Class balance (images or records per split)</h3>" + h.table(pd.concat([df, total]))

@@ -24,12 +24,11 @@ from ..config import SegmentationRunConfig, Strict
 from ..data.cache import content_key
 from ..data.folders import image_paths
 from ..data.vessels import (IMAGE_EXT, VesselCase, derive_fov, detect_layout, load_chase, load_drive, load_folder,
-                            read_image)
+                            prepare_fundus, read_image)
 from ..datasets import embedded_path
 from ..engine import BestCheckpoint
 from ..engine.checkpoint import load_checkpoint, load_model_weights
 from ..engine.distributed import is_main_process
-from ..engine.tiling import tiled_predict
 from ..engine.trainer import resolve_device
 from ..errors import DataError, RunDirError
 from ..io import atomic_write_json
@@ -37,6 +36,7 @@ from ..models import create_model
 from ..repro import seed_everything
 from .common import (TrainResult, image_files, make_trainer, read_preprocess, refuse_overwrite, run_path, run_weights,
                      start_run, write_results)
+from .segmentation_report import predict_map, test_metrics, write_test_report
 
 
 class PreprocessFile(Strict):
@@ -65,9 +65,6 @@ def _threshold(run_dir: Path) -> float:
         raise RunDirError(run_dir / runs.METRICS, f"threshold_f1_train: {t} is not a probability")
     return 0.5 if t is None else t
 
-BINS = 1000  # threshold resolution of the F1-optimal search
-
-
 def load_cases(config: SegmentationRunConfig) -> tuple[list[VesselCase], list[VesselCase], Path]:
     """(training cases, test cases, data path) by the layout's protocol."""
     d = config.data
@@ -81,16 +78,6 @@ def load_cases(config: SegmentationRunConfig) -> tuple[list[VesselCase], list[Ve
     if len(cases) <= d.test_images:
         raise DataError(root, f"{len(cases)} images: too few for {d.test_images} test images and a training set")
     return cases[: -d.test_images], cases[-d.test_images:], root
-
-
-def prepare(image: np.ndarray, channels: str, clahe: bool) -> np.ndarray:
-    """(H, W, 3) uint8 -> (C, H, W) float32 in [0, 1]: green channel or RGB, optionally CLAHE."""
-    x = (image[..., 1:2] if channels == "green" else image[..., :3]).astype(np.float32) / 255.0
-    if clahe:
-        from skimage.exposure import equalize_adapthist
-
-        x = np.stack([equalize_adapthist(x[..., c], clip_limit=0.01) for c in range(x.shape[-1])], -1)
-    return np.ascontiguousarray(x.transpose(2, 0, 1), dtype=np.float32)
 
 
 def draw_patches(images: list[np.ndarray], masks: list[np.ndarray], fovs: list[np.ndarray], n: int, size: int,
@@ -157,61 +144,10 @@ def _model(config: SegmentationRunConfig, in_chans: int) -> nn.Module:
     return create_model(config.model.name, in_chans=in_chans, **config.model.args)
 
 
-def _multiple(model: nn.Module) -> int:
-    return 2 ** getattr(model, "depth", 0)
-
-
-def predict_map(trainer, norm: Normalise, x: np.ndarray, tile: int, overlap: int) -> np.ndarray:
-    """(C, H, W) prepared image -> (H, W) vessel probability."""
-    module = trainer.module.eval()
-    device = trainer.device
-
-    def run(t: Tensor) -> Tensor:
-        t = norm(t)
-        if trainer.channels_last:
-            t = t.contiguous(memory_format=torch.channels_last)
-        return torch.sigmoid(module(t).float())
-
-    img = torch.from_numpy(x).to(device)
-    return tiled_predict(run, img, tile, overlap, multiple=_multiple(module))[0].cpu().numpy()
-
-
-def f1_threshold(probs: list[np.ndarray], masks: list[np.ndarray], fovs: list[np.ndarray]) -> float:
-    """The threshold (to 1/BINS) that maximises F1 over the pooled FOV pixels."""
-    pos = np.zeros(BINS + 1)
-    neg = np.zeros(BINS + 1)
-    for p, m, f in zip(probs, masks, fovs, strict=True):
-        q = np.clip(np.round(p[f] * BINS).astype(int), 0, BINS)
-        pos += np.bincount(q[m[f]], minlength=BINS + 1)
-        neg += np.bincount(q[~m[f]], minlength=BINS + 1)
-    tp = np.cumsum(pos[::-1])[::-1]  # predicted positive: prob >= t
-    fp = np.cumsum(neg[::-1])[::-1]
-    f1 = 2 * tp / np.maximum(2 * tp + fp + (pos.sum() - tp), 1)
-    return float(np.argmax(f1) / BINS)
-
-
-def scores(prob: np.ndarray, mask: np.ndarray, fov: np.ndarray, thresholds: dict[str, float]) -> dict[str, float]:
-    """FOV-only metrics of a probability (or binary) map against ``mask``: ROC AUC, PR AUC
-    (average precision), and Dice/F1, sensitivity, specificity, accuracy at each threshold."""
-    from sklearn.metrics import average_precision_score, roc_auc_score
-
-    p, y = prob[fov].astype(np.float64), mask[fov]
-    both = 0 < y.sum() < len(y)  # the areas are undefined (NaN, written null) without vessels or background
-    out = {"auc": float(roc_auc_score(y, p)) if both else float("nan"),
-           "pr_auc": float(average_precision_score(y, p)) if both else float("nan")}
-    for name, t in thresholds.items():
-        pred = p >= t
-        tp, fp = float(np.sum(pred & y)), float(np.sum(pred & ~y))
-        fn, tn = float(np.sum(~pred & y)), float(np.sum(~pred & ~y))
-        out.update({f"f1{name}": 2 * tp / max(2 * tp + fp + fn, 1), f"sensitivity{name}": tp / max(tp + fn, 1),
-                    f"specificity{name}": tn / max(tn + fp, 1), f"accuracy{name}": (tp + tn) / len(y)})
-    return out
-
-
 def train(config: SegmentationRunConfig, out: str | Path | None = None, resume: bool = False) -> TrainResult:
     d = config.data
     train_cases, test_cases, root = load_cases(config)
-    prepared = {c.name: prepare(c.image, d.channels, d.clahe) for c in [*train_cases, *test_cases]}
+    prepared = {c.name: prepare_fundus(c.image, d.channels, d.clahe) for c in [*train_cases, *test_cases]}
     pix = np.concatenate([prepared[c.name][:, c.fov].T for c in train_cases])
     mean, std = pix.mean(0).tolist(), np.maximum(pix.std(0), 1e-3).tolist()
     pre = {"channels": d.channels, "clahe": d.clahe, "mean": mean, "std": std, "in_chans": len(mean),
@@ -239,7 +175,6 @@ def train(config: SegmentationRunConfig, out: str | Path | None = None, resume: 
     best_epoch = (best.best_epoch if best is not None else None) or trainer.epoch
     metrics: dict[str, float] = {"epochs_trained": float(trainer.epoch), "best_epoch": float(best_epoch)}
     if is_main_process():
-        from .segmentation_report import write_test_report
 
         metrics.update(write_test_report(run_dir, trainer, norm, config, train_cases, test_cases, prepared))
     write_results(run_dir, metrics, manifest)
@@ -261,8 +196,6 @@ def load_run(run_dir: str | Path, checkpoint: str = "best"):
 def evaluate(run_dir: str | Path, data: str | Path | None = None, checkpoint: str = "best",
              overwrite: bool = False) -> tuple[dict[str, float], Path]:
     """Test metrics of a trained run again (its own split, or another folder's test images)."""
-    from .segmentation_report import test_metrics
-
     run_dir = Path(run_dir)
     config, pre, trainer, norm = load_run(run_dir, checkpoint)
     if data is not None:
@@ -297,7 +230,7 @@ def predict(run_dir: str | Path, input_path: str | Path, out: str | Path | None 
     t = _threshold(run_dir)
     out.mkdir(parents=True, exist_ok=True)
     for f, img in zip(files, images, strict=True):
-        prob = predict_map(trainer, norm, prepare(img, pre["channels"], pre["clahe"]), config.data.tile,
+        prob = predict_map(trainer, norm, prepare_fundus(img, pre["channels"], pre["clahe"]), config.data.tile,
                            config.data.overlap)
         fov = derive_fov(img)
         prob_png = Image.fromarray(np.round(prob * 255).astype(np.uint8))

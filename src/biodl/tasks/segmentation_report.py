@@ -1,6 +1,7 @@
-"""The test report of a segmentation run: per-image FOV metrics (ours and the second
-observer's), the threshold chosen on the training images, and figures (each test image with
-its ground truth, prediction and errors; the fields of view)."""
+"""Whole-image inference and the test report of a segmentation run: per-image FOV metrics
+(ours and the second observer's), the threshold chosen on the training images, and figures
+(each test image with its ground truth, prediction and errors; the fields of view). The task
+module (``tasks.segmentation``) calls into this one, never the other way round."""
 
 from __future__ import annotations
 
@@ -9,13 +10,32 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
+from torch import Tensor
 
-from ..data.vessels import VesselCase
+from ..data.vessels import VesselCase, prepare_fundus
+from ..engine.tiling import tiled_predict
 from ..io import atomic_write, atomic_write_json
+from ..metrics import f1_optimal_threshold, fov_scores
 from ..report.tables import write_table
-from .segmentation import f1_threshold, predict_map, prepare, scores
 
 PANEL = 480  # pixels: the width of each panel of a test-image figure
+
+
+def predict_map(trainer, norm, x: np.ndarray, tile: int, overlap: int) -> np.ndarray:
+    """(C, H, W) prepared image -> (H, W) vessel probability: the trainer's model behind ``norm``
+    (the run's normalisation), over the whole image in blended tiles."""
+    module = trainer.module.eval()
+    device = trainer.device
+
+    def run(t: Tensor) -> Tensor:
+        t = norm(t)
+        if trainer.channels_last:
+            t = t.contiguous(memory_format=torch.channels_last)
+        return torch.sigmoid(module(t).float())
+
+    img = torch.from_numpy(x).to(device)
+    return tiled_predict(run, img, tile, overlap, multiple=2 ** getattr(module, "depth", 0))[0].cpu().numpy()
 
 
 def test_metrics(trainer, norm, config, cases: list[VesselCase], threshold: float, prefix: str,
@@ -26,11 +46,11 @@ def test_metrics(trainer, norm, config, cases: list[VesselCase], threshold: floa
     d = config.data
     rows, probs, seconds = [], {}, []
     for c in cases:
-        x = prepared[c.name] if prepared else prepare(c.image, d.channels, d.clahe)
+        x = prepared[c.name] if prepared else prepare_fundus(c.image, d.channels, d.clahe)
         t0 = time.perf_counter()
         probs[c.name] = predict_map(trainer, norm, x, d.tile, d.overlap)
         seconds.append(time.perf_counter() - t0)
-        rows.append({"image": c.name, **scores(probs[c.name], c.mask, c.fov, {"_at05": 0.5, "_opt": threshold})})
+        rows.append({"image": c.name, **fov_scores(probs[c.name], c.mask, c.fov, {"_at05": 0.5, "_opt": threshold})})
     table = pd.DataFrame(rows)
     metrics = {f"{prefix}/{k}": float(table[k].mean()) for k in table.columns if k != "image"}
     metrics[f"{prefix}/seconds_per_image"] = float(np.mean(seconds))
@@ -46,7 +66,7 @@ def write_test_report(run_dir: Path, trainer, norm, config, train_cases: list[Ve
                       test_cases: list[VesselCase], prepared: dict) -> dict[str, float]:
     d = config.data
     train_probs = [predict_map(trainer, norm, prepared[c.name], d.tile, d.overlap) for c in train_cases]
-    t = f1_threshold(train_probs, [c.mask for c in train_cases], [c.fov for c in train_cases])
+    t = f1_optimal_threshold(train_probs, [c.mask for c in train_cases], [c.fov for c in train_cases])
     table, metrics, probs = test_metrics(trainer, norm, config, test_cases, t, "test", prepared)
     metrics["threshold_f1_train"] = t
     cols = ["image", "auc", "pr_auc", "f1_opt", "sensitivity_opt", "specificity_opt", "accuracy_opt", "f1_at05",
@@ -56,7 +76,7 @@ def write_test_report(run_dir: Path, trainer, norm, config, train_cases: list[Ve
     human = [c for c in test_cases if c.second is not None]
     summary = [{"who": f"U-Net ({config.model.name})", **{k: metrics[f"test/{k}"] for k in cols[1:]}}]
     if human:
-        h = pd.DataFrame([{"image": c.name, **scores(c.second.astype(np.float64), c.mask, c.fov, {"_opt": 0.5})}
+        h = pd.DataFrame([{"image": c.name, **fov_scores(c.second.astype(np.float64), c.mask, c.fov, {"_opt": 0.5})}
                           for c in human])
         write_table(_with_mean(h[["image", "auc", "f1_opt", "sensitivity_opt", "specificity_opt", "accuracy_opt"]]),
                     run_dir / "human_per_image", "Second observer against the first (the human reference), FOV only")
