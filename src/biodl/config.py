@@ -17,7 +17,7 @@ from typing import Any, Callable, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .errors import ConfigError, describe_os_error
+from .errors import ConfigError, describe_os_error, path_problem
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -414,7 +414,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(path, "no such file") from None
+        raise ConfigError(path, path_problem(path) or "no such file") from None
     except IsADirectoryError:
         raise ConfigError(path, "is a folder, not a YAML file") from None
     except UnicodeDecodeError:

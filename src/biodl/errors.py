@@ -40,6 +40,21 @@ def describe_os_error(exc: OSError) -> str:
     import errno
 
     words = {errno.ELOOP: "a symbolic-link loop", errno.EACCES: "permission denied", errno.EPERM: "not permitted",
-             errno.ENOENT: "no such file (a dangling symbolic link?)", errno.EISDIR: "is a folder, not a file",
+             errno.ENOENT: "no such file or folder", errno.EISDIR: "is a folder, not a file",
              errno.ENOTDIR: "a path part is not a folder", errno.EIO: "input/output error (a failing disk?)"}
     return words.get(exc.errno) or (exc.strerror or str(exc) or exc.__class__.__name__)
+
+
+def path_problem(path: str | Path) -> str | None:
+    """Why ``path`` cannot be opened, in words (``no such file or folder``, ``a symbolic-link
+    loop``, ``a dangling symbolic link``, ...), or None when it can."""
+    import errno
+    import os
+
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT and os.path.islink(path):
+            return "a dangling symbolic link"
+        return describe_os_error(exc)
+    return None

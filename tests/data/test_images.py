@@ -47,7 +47,7 @@ def _loop(folder, name="loop.png"):
 def test_every_fault_of_a_file_is_an_image_fault(tmp_path):
     cases = {
         "loop": (_loop(tmp_path), "a symbolic-link loop"),
-        "dangling": (tmp_path / "dangling.png", "no such file"),
+        "dangling": (tmp_path / "dangling.png", "unreadable (a dangling symbolic link)"),
         "folder": (tmp_path / "folder.png", "is a folder"),
         "empty": (tmp_path / "empty.png", "empty file"),
         "text": (tmp_path / "text.png", "not an image"),
@@ -140,3 +140,17 @@ def test_decode_size_is_the_median_of_the_set_with_a_warning_when_sizes_vary(tmp
         assert default_size(same, tmp_path) == 48
         assert default_size([_png(tmp_path / "big.png", size=300)], tmp_path) == 224  # capped
         assert default_size([bomb_png(tmp_path / "b.png")], tmp_path) == 224  # nothing readable: the cap
+
+
+def test_a_data_path_that_is_a_link_loop_or_dangling_link_says_so(tmp_path, cli):
+    from tests.conftest import ROOT
+
+    loop = _loop(tmp_path, "data")
+    r = cli("train", "--data", loop, "--out", tmp_path / "run")
+    assert_one_line_error(r, str(loop), "a symbolic-link loop")
+    dangling = tmp_path / "table.csv"
+    dangling.symlink_to(tmp_path / "moved.csv")
+    r = cli("train", "--config", ROOT / "examples/heart_failure_mlp.yaml", "--set", "data.dataset=null",
+            "--set", f"data.path={dangling}", "--out", tmp_path / "run")
+    assert_one_line_error(r, "table.csv", "a dangling symbolic link")
+    assert not (tmp_path / "run").exists()

@@ -122,6 +122,14 @@ def test_split_refuses_a_single_class():
         stratified_split(np.zeros(50, dtype=int), 0.2, 0.2, seed=0)
 
 
+def test_split_names_a_rare_class_in_words():
+    y = np.array([0] * 20 + [1])
+    with pytest.raises(DataError, match=r"class 'IDC' has 1 row; a stratified split needs at least 3$"):
+        stratified_split(y, 0.2, 0.2, seed=0, names=["no IDC", "IDC"])
+    with pytest.raises(DataError, match=r"class 1 has 1 row;"):  # no names: the index, not np.int64(1)
+        stratified_split(y, 0.2, 0.2, seed=0)
+
+
 def test_a_saved_pandas_index_is_dropped_with_a_warning(tmp_path):
     sorted_by_time = pd.read_csv(HEART).sort_values("time")  # the index now follows follow-up time: a leak
     path = tmp_path / "with_index.csv"

@@ -17,6 +17,7 @@ from biodl.engine.checkpoint import (
 )
 from biodl.errors import CheckpointError
 from biodl.io import sha256_file
+from tests.conftest import assert_one_line_error
 
 
 def _adam_state():
@@ -146,3 +147,23 @@ def test_a_safetensors_file_whose_first_byte_looks_like_pickle_loads(tmp_path):
     else:  # pragma: no cover
         pytest.skip("could not produce such a header")
     assert torch.equal(load_weights(path)["x" * n], torch.zeros(2))
+
+
+@pytest.mark.parametrize("edit, fragment", [
+    (lambda d: d.update(epoch="abc"), "not a complete training state: epoch: Input should be a valid integer"),
+    (lambda d: d.pop("rng"), "not a complete training state: rng: Field required"),
+    (lambda d: d["sampler"].update(batch_size=0), "sampler.batch_size"),
+    (lambda d: d["callbacks"].update(EarlyStopping={}), "training state does not fit this run (KeyError"),
+    (lambda d: d["rng"]["python"].update(state=[1, 2]), "training state does not fit this run"),
+])
+def test_a_malformed_training_state_is_one_line_on_resume(run_copy, cli, edit, fragment):
+    """The JSON half of last.* is checked before it is used (its sha256 link to the tensors
+    still holds: only the record was edited)."""
+    path = run_copy / "checkpoints/last.json"
+    meta = json.loads(path.read_text())
+    edit(meta)
+    path.write_text(json.dumps(meta))
+    before = (run_copy / "metrics.json").read_bytes()
+    r = cli("train", "--resume", "--out", run_copy)
+    assert_one_line_error(r, "last.json", fragment)
+    assert (run_copy / "metrics.json").read_bytes() == before

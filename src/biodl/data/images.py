@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-from ..errors import describe_os_error
+from ..errors import describe_os_error, path_problem
 
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image as PILImage
@@ -48,8 +48,11 @@ def _open(path: Path, load: bool) -> "PILImage.Image":
     """The image at ``path``, opened (and with ``load``, decoded); every fault an ImageFault."""
     from PIL import Image, UnidentifiedImageError
 
+    problem = path_problem(path)  # follows links: a loop or a dangling link fails here
+    if problem:
+        raise ImageFault(f"unreadable ({problem})")
     try:
-        st = os.stat(path)  # follows links: a loop or a dangling link fails here
+        st = os.stat(path)
         if stat.S_ISDIR(st.st_mode):
             raise ImageFault("is a folder, not an image file")
         if not stat.S_ISREG(st.st_mode):

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError
+from ..errors import DataError, path_problem
 
 _SHOW = 5  # offending rows named in an error
 
@@ -34,8 +34,9 @@ def _lines(mask: np.ndarray) -> str:
 def read_csv(path: str | Path) -> pd.DataFrame:
     """Read a CSV as text cells (nothing coerced yet); every failure is a DataError."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "no such file" if not path.exists() else "not a file")
+    problem = path_problem(path)
+    if problem or not path.is_file():
+        raise DataError(path, problem or "not a file")
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
     except pd.errors.EmptyDataError:

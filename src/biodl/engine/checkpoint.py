@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -153,6 +154,57 @@ def load_checkpoint(prefix: str | Path) -> tuple[dict[str, torch.Tensor], dict[s
     if meta.get("safetensors_sha256") != sha256_file(st_path):
         raise CheckpointError(st_path, f"does not match its record {js_path.name} (sha256 differs)")
     return tensors, meta
+
+
+class _Sampler(BaseModel):
+    epoch: StrictInt = Field(ge=0)
+    batches_done: StrictInt = Field(ge=0)
+    batch_size: StrictInt = Field(ge=1)
+    seed: StrictInt
+    world_size: StrictInt = Field(ge=1)
+
+
+class _PartialLoss(BaseModel):
+    sum: StrictFloat | StrictInt
+    count: StrictInt = Field(ge=0)
+
+
+class _Rng(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    python: dict[str, Any]
+    numpy: dict[str, Any]
+    torch: str
+
+
+class TrainingState(BaseModel):
+    """The JSON half of a ``last`` checkpoint (what resuming needs), checked before use."""
+
+    model_config = ConfigDict(extra="allow")
+
+    kind: str
+    epoch: StrictInt = Field(ge=0)
+    step: StrictInt = Field(ge=0)
+    should_stop: bool
+    sampler: _Sampler
+    partial_train_loss: _PartialLoss
+    rng: _Rng
+    config_hash: str | None = None
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any] | None = None
+    callbacks: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+def check_training_state(meta: dict[str, Any], where: str | Path) -> None:
+    """Raise CheckpointError naming the key when ``meta`` is not a training state biodl wrote."""
+    if meta.get("kind") != "training":
+        raise CheckpointError(where, "holds weights only, not a training state to resume")
+    try:
+        TrainingState.model_validate(meta)
+    except ValidationError as exc:
+        from ..config import validation_problem
+
+        raise CheckpointError(where, f"not a complete training state: {validation_problem(exc)}") from None
 
 
 def load_weights(path: str | Path) -> dict[str, torch.Tensor]:

@@ -23,7 +23,8 @@ from torchmetrics import MetricCollection
 from ..errors import CheckpointError
 from ..repro import get_rng_state, set_rng_state
 from .callbacks import Callback
-from .checkpoint import join_tree, load_checkpoint, load_model_weights, recover, save_checkpoint, split_tree
+from .checkpoint import (check_training_state, join_tree, load_checkpoint, load_model_weights, recover, save_checkpoint,
+                         split_tree)
 from .distributed import all_reduce_sum, init_distributed, is_distributed, is_main_process, world
 from .faults import crash_point
 from .loaders import TrainLoader, eval_loader
@@ -321,8 +322,7 @@ class Trainer:
     def _restore(self, prefix: Path) -> tuple[int, tuple[float, int]]:
         tensors, meta = load_checkpoint(prefix)
         where = prefix.with_suffix(".json")
-        if meta.get("kind") != "training":
-            raise CheckpointError(where, "holds weights only, not a training state to resume")
+        check_training_state(meta, where)
         if self.config_hash and meta.get("config_hash") != self.config_hash:
             raise CheckpointError(where, "was made with a different config; resume with the run's own config.yaml")
         s = meta["sampler"]
@@ -331,14 +331,18 @@ class Trainer:
                                   f"{s['seed']}/{s['world_size']}, now {self.batch_size}/{self.seed}/{self.world_size}")
         model_w = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
         load_model_weights(self.module, model_w, prefix.with_suffix(".safetensors"))
-        self.optimizer.load_state_dict(join_tree(meta["optimizer"], tensors))
-        if self.scheduler is not None and meta.get("scheduler") is not None:
-            self.scheduler.load_state_dict(join_tree(meta["scheduler"], tensors))
-        states = meta.get("callbacks", {})
-        for cb in self.callbacks:
-            if type(cb).__name__ in states:
-                cb.load_state_dict(states[type(cb).__name__])
+        try:  # the structure is checked; what is left to fail is content that does not fit this run
+            self.optimizer.load_state_dict(join_tree(meta["optimizer"], tensors))
+            if self.scheduler is not None and meta.get("scheduler") is not None:
+                self.scheduler.load_state_dict(join_tree(meta["scheduler"], tensors))
+            states = meta.get("callbacks", {})
+            for cb in self.callbacks:
+                if type(cb).__name__ in states:
+                    cb.load_state_dict(states[type(cb).__name__])
+            set_rng_state(meta["rng"])
+        except (KeyError, ValueError, TypeError, IndexError, RuntimeError) as exc:
+            raise CheckpointError(where, f"training state does not fit this run ({exc.__class__.__name__}: "
+                                         f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
         self.epoch, self.step, self.should_stop = meta["epoch"], meta["step"], meta["should_stop"]
-        set_rng_state(meta["rng"])
         p = meta["partial_train_loss"]
         return s["batches_done"], (p["sum"], p["count"])

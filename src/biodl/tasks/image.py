@@ -33,7 +33,7 @@ from ..engine import UnfreezeBackbone
 from ..engine.checkpoint import load_model_weights
 from ..engine.optim import optimizer_factory
 from ..engine.trainer import resolve_device
-from ..errors import DataError
+from ..errors import DataError, path_problem
 from ..io import atomic_write_text
 from ..metrics import multiclass_metrics, multiclass_scores
 from ..models import create_model
@@ -78,8 +78,8 @@ def load_images(config: ImageRunConfig) -> tuple[ImageSet, Path]:
     """The run's images (decoded once through the cache for file layouts) and the input path."""
     d = config.data
     path = embedded_path(d.dataset) if d.dataset else Path(d.path)
-    if not path.exists():
-        raise DataError(path, "no such file or folder")
+    if path_problem(path):
+        raise DataError(path, path_problem(path))
     layout = detect_image_layout(path, d.layout)
     if layout == "npz":
         data = load_npz(path, d.classes)

@@ -30,7 +30,7 @@ from ..engine import BestCheckpoint
 from ..engine.checkpoint import load_checkpoint, load_model_weights
 from ..engine.distributed import is_main_process
 from ..engine.trainer import resolve_device
-from ..errors import DataError, RunDirError
+from ..errors import DataError, RunDirError, path_problem
 from ..io import atomic_write_json
 from ..models import create_model
 from ..repro import seed_everything
@@ -70,7 +70,7 @@ def load_cases(config: SegmentationRunConfig) -> tuple[list[VesselCase], list[Ve
     d = config.data
     root = embedded_path(d.dataset) if d.dataset else Path(d.path)
     if not root.is_dir():
-        raise DataError(root, "no such folder")
+        raise DataError(root, path_problem(root) or "not a folder")
     layout = detect_layout(root) if d.layout == "auto" else d.layout
     if layout == "drive":
         return load_drive(root, "training"), load_drive(root, "test"), root
