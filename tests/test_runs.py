@@ -202,3 +202,17 @@ def test_hints_name_options_that_exist(cli, run_copy):
         params = next(c for c in app.registered_commands if c.callback.__name__ == command).callback.__code__
         assert "resume" in params.co_varnames
     shutil.rmtree(run_copy)
+
+
+def test_a_table_saved_with_its_index_trains_without_it(cli, tmp_path):
+    leaky = tmp_path / "sorted.csv"
+    pd.read_csv(HEART).sort_values("time").to_csv(leaky)  # the saved index follows follow-up time
+    r = cli("train", "--config", EXAMPLE, "--set", "data.dataset=null", "--set", f"data.path={leaky}",
+            "--out", tmp_path / "run", *FAST)
+    assert r.code == 0, r.err
+    warned = [line for line in r.err.splitlines() if line.startswith("warning:")]
+    assert len(warned) == 1 and "column 1 (no name) holds distinct row numbers (0..298)" in warned[0]
+    features = json.loads((tmp_path / "run/preprocess.json").read_text())["features"]
+    assert features[0] == "age" and len(features) == 11 and not any("Unnamed" in f for f in features)
+    r = cli("train", "--data", leaky, "--out", tmp_path / "img")  # a clinical table given as image data
+    assert_one_line_error(r, "sorted.csv", "needs the image folder (--images", "task: tabular")

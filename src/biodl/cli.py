@@ -276,23 +276,24 @@ _SHOWN: set[str] = set()
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    _SHOWN.clear()
-    warnings.showwarning = _show_warning
     from PIL import Image
 
-    # a file declaring more pixels than Pillow's limit is a bad file (biodl.data.images), not a warning
-    warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
-    try:
-        app(args=args, prog_name="biodl")
-    except BiodlError as exc:
-        if "--debug" in args:
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        sys.exit(130)
+    args = list(sys.argv[1:] if argv is None else argv)
+    _SHOWN.clear()
+    with warnings.catch_warnings():  # both settings end with the command (it may run in-process)
+        warnings.showwarning = _show_warning
+        # a file declaring more pixels than Pillow's limit is a bad file (biodl.data.images), not a warning
+        warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
+        try:
+            app(args=args, prog_name="biodl")
+        except BiodlError as exc:
+            if "--debug" in args:
+                raise
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            print("error: interrupted", file=sys.stderr)
+            sys.exit(130)
 
 
 if __name__ == "__main__":  # pragma: no cover

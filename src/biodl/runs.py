@@ -122,12 +122,13 @@ def read_json(path: Path) -> dict[str, Any]:
     return _read_json(path, RunDirError)
 
 
-def read_validated(path: Path, model: type[M]) -> M:
-    """A run-directory JSON file checked against ``model``; a fault names the file and the key."""
+def read_validated(path: Path, model: type[M], context: str = "") -> M:
+    """A run-directory JSON file checked against ``model``; a fault is a RunDirError naming the
+    file and the key (after ``context``, e.g. what the file should fit)."""
     try:
         return model.model_validate(read_json(path))
     except ValidationError as exc:
-        raise RunDirError(path, validation_problem(exc)) from None
+        raise RunDirError(path, f"{context}{validation_problem(exc)}") from None
 
 
 def read_metrics(path: Path) -> dict[str, float | None]:

@@ -10,14 +10,14 @@ from typing import Any, Callable, TypeVar
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from .. import runs
-from ..config import config_dict, config_hash, validation_problem
+from ..config import config_dict, config_hash
+from ..data.folders import image_paths
 from ..engine import BestCheckpoint, CSVLogger, EarlyStopping, ProgressBar, TensorBoardLogger, Trainer
 from ..engine.checkpoint import load_checkpoint, load_model_weights
 from ..engine.distributed import barrier, init_distributed, is_main_process
-from ..data.folders import image_paths
 from ..errors import DataError, RunDirError
 from ..io import atomic_write_json
 from ..metrics import bootstrap_cis, calibration_bins
@@ -74,12 +74,8 @@ def start_run(config: BaseModel, run_dir: Path, resume: bool, device: torch.devi
 def read_preprocess(run_dir: Path, model: type[M], task: str) -> M:
     """``RUN_DIR/preprocess.json`` checked against the task's ``model``; a file of another task's
     run, a missing key or a wrong type is one RunDirError naming the file and the key."""
-    path = run_dir / PREPROCESS
-    try:
-        return model.model_validate(runs.read_json(path))
-    except ValidationError as exc:
-        raise RunDirError(path, f"does not fit a run of task {task} (as {runs.CONFIG} says): "
-                                f"{validation_problem(exc)}") from None
+    return runs.read_validated(run_dir / PREPROCESS, model, f"does not fit a run of task {task} (as {runs.CONFIG} "
+                                                            "says): ")
 
 
 def callbacks(config: BaseModel, run_dir: Path, show: tuple[str, ...] | None = None) -> list:

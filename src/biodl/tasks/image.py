@@ -87,7 +87,8 @@ def load_images(config: ImageRunConfig) -> tuple[ImageSet, Path]:
         data = load_npy_pair(path, d.classes)
     else:
         if layout == "csv" and d.images is None:
-            raise DataError(path, "a CSV layout needs data.images (the image folder)")
+            raise DataError(path, "a CSV of image,label rows needs the image folder (--images, or data.images); a "
+                                  "table of clinical features trains with --config and task: tabular")
         root = Path(d.images).resolve() if layout == "csv" else path
         if not root.is_dir():
             raise DataError(root, "no such folder (data.images: the folder of the CSV's images)")
