@@ -78,8 +78,8 @@ def load_images(config: ImageRunConfig) -> tuple[ImageSet, Path]:
     """The run's images (decoded once through the cache for file layouts) and the input path."""
     d = config.data
     path = embedded_path(d.dataset) if d.dataset else Path(d.path)
-    if path_problem(path):
-        raise DataError(path, path_problem(path))
+    if problem := path_problem(path):
+        raise DataError(path, problem)
     layout = detect_image_layout(path, d.layout)
     if layout == "npz":
         data = load_npz(path, d.classes)
