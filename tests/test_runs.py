@@ -216,3 +216,9 @@ def test_a_table_saved_with_its_index_trains_without_it(cli, tmp_path):
     assert features[0] == "age" and len(features) == 11 and not any("Unnamed" in f for f in features)
     r = cli("train", "--data", leaky, "--out", tmp_path / "img")  # a clinical table given as image data
     assert_one_line_error(r, "sorted.csv", "needs the image folder (--images", "task: tabular")
+
+
+def test_explain_on_a_tabular_run_takes_no_image_files(cli, run_copy, tmp_path):
+    r = cli("explain", run_copy, tmp_path / "scan.png")
+    assert_one_line_error(r, "scan.png", "a tabular run is explained on its test rows; give no files")
+    assert not (run_copy / "explain").exists() and not list(run_copy.glob(".explain-*"))
