@@ -3,7 +3,6 @@ read back, output paths of the wrong kind are refused, and nothing biodl writes 
 
 import json
 import re
-import shutil
 
 import pandas as pd
 import pytest
@@ -201,7 +200,6 @@ def test_hints_name_options_that_exist(cli, run_copy):
     for command in ("train", "run"):  # the option the hint names exists on both commands
         params = next(c for c in app.registered_commands if c.callback.__name__ == command).callback.__code__
         assert "resume" in params.co_varnames
-    shutil.rmtree(run_copy)
 
 
 def test_a_table_saved_with_its_index_trains_without_it(cli, tmp_path):
