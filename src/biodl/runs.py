@@ -122,11 +122,12 @@ def read_json(path: Path) -> dict[str, Any]:
     return _read_json(path, RunDirError)
 
 
-def read_validated(path: Path, model: type[M], context: str = "") -> M:
-    """A run-directory JSON file checked against ``model``; a fault is a RunDirError naming the
-    file and the key (after ``context``, e.g. what the file should fit)."""
+def read_validated(path: Path, model: type[M], context: str = "", data: dict[str, Any] | None = None) -> M:
+    """A run-directory JSON file (or its ``data``, already read) checked against ``model``; a
+    fault is a RunDirError naming the file and the key (after ``context``, e.g. what the file
+    should fit)."""
     try:
-        return model.model_validate(read_json(path))
+        return model.model_validate(read_json(path) if data is None else data)
     except ValidationError as exc:
         raise RunDirError(path, f"{context}{validation_problem(exc)}") from None
 
@@ -182,8 +183,9 @@ class Manifest(BaseModel):
 def read_manifest(run_dir: Path) -> dict[str, Any]:
     """``RUN_DIR/manifest.json`` checked against :class:`Manifest`, as the dict it holds."""
     path = Path(run_dir) / MANIFEST
-    read_validated(path, Manifest)
-    return read_json(path)
+    data = read_json(path)
+    read_validated(path, Manifest, data=data)
+    return data
 
 
 def write_metrics(run_dir: Path, metrics: dict[str, float], name: str = METRICS) -> Path:

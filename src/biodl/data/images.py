@@ -48,11 +48,11 @@ def _open(path: Path, load: bool) -> "PILImage.Image":
     """The image at ``path``, opened (and with ``load``, decoded); every fault an ImageFault."""
     from PIL import Image, UnidentifiedImageError
 
-    problem = path_problem(path)  # follows links: a loop or a dangling link fails here
-    if problem:
-        raise ImageFault(f"unreadable ({problem})")
     try:
-        st = os.stat(path)
+        st = os.stat(path)  # follows links: a loop or a dangling link fails here
+    except OSError:
+        raise ImageFault(f"unreadable ({path_problem(path)})") from None
+    try:
         if stat.S_ISDIR(st.st_mode):
             raise ImageFault("is a folder, not an image file")
         if not stat.S_ISREG(st.st_mode):
