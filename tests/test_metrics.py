@@ -84,3 +84,28 @@ def test_binary_prob_scores_match_scikit_learn_and_torchmetrics():
         assert s[k] == pytest.approx(tm[k], abs=1e-5), k
     one = binary_prob_scores(np.ones(5, int), np.full(5, 0.7))  # a bootstrap resample of one class
     assert np.isnan(one["roc_auc"]) and np.isnan(one["tnr"]) and one["tpr"] == 1.0
+
+
+def test_cluster_bootstrap_is_wider_and_matches_the_patient_level_spread():
+    """40 patients of 25 identical images each: the images add no information beyond their
+    patient, so the cluster CI must match the binomial spread over 40 patients, and the row CI
+    (which believes in 1,000 independent images) is about sqrt(25) = 5 times too narrow."""
+    from biodl.metrics import bootstrap_cis
+
+    n_pat, m, p_correct = 40, 25, 0.7
+    correct = np.zeros(n_pat, bool)
+    correct[: int(n_pat * p_correct)] = True
+    y = np.repeat(np.arange(n_pat) % 2, m)
+    pred = np.repeat(np.where(correct, np.arange(n_pat) % 2, 1 - np.arange(n_pat) % 2), m)
+    prob = np.column_stack([1.0 - pred, pred.astype(float)])
+    groups = np.repeat(np.arange(n_pat), m)
+
+    def accuracy(a, b):
+        return {"accuracy": float((b.argmax(1) == a).mean())}
+
+    lo_c, hi_c = bootstrap_cis(y, prob, accuracy, 2000, groups=groups)["accuracy"]
+    lo_r, hi_r = bootstrap_cis(y, prob, accuracy, 2000)["accuracy"]
+    analytic = 2 * 1.96 * np.sqrt(p_correct * (1 - p_correct) / n_pat)  # 0.284
+    assert (hi_c - lo_c) == pytest.approx(analytic, rel=0.15)
+    assert (hi_c - lo_c) > 3.5 * (hi_r - lo_r)
+    assert lo_c < p_correct < hi_c

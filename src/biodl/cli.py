@@ -54,7 +54,7 @@ def _print_metrics(metrics: dict[str, float], prefix: str) -> None:
     if with_ci:
         table.add_column("95% CI", justify="right")
     for k, v in metrics.items():
-        if not k.startswith(prefix + "/") or k.endswith(("_ci_low", "_ci_high")):
+        if not k.startswith(prefix + "/") or k.endswith(("_ci_low", "_ci_high", "/ci_clusters")):
             continue
         row = [k.split("/", 1)[1], _number(v)]
         if with_ci:
@@ -62,6 +62,10 @@ def _print_metrics(metrics: dict[str, float], prefix: str) -> None:
             row.append(f"[{_number(lo)}, {_number(hi)}]" if _defined(lo) and _defined(hi) else "")
         table.add_row(*row)
     Console().print(table)
+    if with_ci:
+        n = metrics.get(f"{prefix}/ci_clusters")
+        typer.echo(f"95% CIs: cluster bootstrap over {n:.0f} patients (patients resampled, not images)" if n
+                   else "95% CIs: bootstrap over the rows")
     undefined = [k.split("/", 1)[1] for k, v in metrics.items()
                  if k.startswith(prefix + "/") and "_ci_" not in k and not _defined(v)]
     if undefined:

@@ -136,6 +136,10 @@ class ImageDataConfig(Strict):
     classes: list[str] | None = Field(None, description="class names in label order (default: from the data)")
     graded: bool = Field(False, description="labels are ordered grades (adds quadratic weighted kappa)")
     size: int | None = Field(None, ge=8, description="resize to size x size when decoding")
+    fit: Literal["resize", "pad"] = Field(
+        "resize", description="resize: every image to size x size; pad: patches cut from a slide keep their pixels, "
+                              "smaller edge crops are padded with white (right, bottom) to the set's patch size, a "
+                              "larger image is an error; then the patches are resized to size if given")
     val_fraction: float = Field(0.15, gt=0, lt=1)
     test_fraction: float = Field(0.2, gt=0, lt=1)
     split_seed: int | None = None
@@ -159,7 +163,10 @@ class ImageDataConfig(Strict):
 class ImageModelConfig(Strict):
     name: str = "resnet_small"
     args: dict[str, Any] = Field(default_factory=dict)
-    pretrained: Path | None = Field(None, description="local weights file for the backbone (never downloaded)")
+    pretrained: Path | None = Field(None, description="weights file for the backbone, or 'imagenet': torchvision's "
+                                                      "ImageNet weights from the torch hub cache ($TORCH_HOME)")
+    download: bool = Field(False, description="with pretrained: imagenet, download the weights file into the torch "
+                                              "hub cache when it is missing (off: biodl never uses the network)")
     freeze_epochs: int = Field(0, ge=0, description="epochs with the pretrained backbone frozen")
     backbone_lr_factor: float = Field(0.1, gt=0, description="backbone learning rate = lr x this")
     tta: bool = Field(False, description="validate, test and predict on the mean over the 8 flips and 90-degree "

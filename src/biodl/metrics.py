@@ -96,8 +96,12 @@ def multiclass_scores(y: np.ndarray, prob: np.ndarray, graded: bool = False) -> 
 
 
 def bootstrap_cis(y: np.ndarray, prob: np.ndarray, score: Callable[[np.ndarray, np.ndarray], dict[str, float]],
-                  n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> dict[str, tuple[float, float]]:
-    """Percentile-bootstrap CIs of each metric of ``score(y, prob)`` over resampled test rows.
+                  n_boot: int = 1000, level: float = 0.95, seed: int = 0, groups: np.ndarray | None = None
+                  ) -> dict[str, tuple[float, float]]:
+    """Percentile-bootstrap CIs of each metric of ``score(y, prob)`` over resampled test rows,
+    or with ``groups`` ((N,) cluster ids, e.g. patients) a cluster bootstrap: each resample
+    draws as many clusters as there are, with replacement, and takes all their rows. Rows of
+    one patient are not independent, so only the cluster bootstrap gives honest intervals.
     Resamples where a metric is undefined (NaN: a class missing) are left out of its interval;
     a metric undefined in every resample gets (NaN, NaN). scikit-learn's warnings about such
     resamples are expected here and not shown."""
@@ -106,10 +110,18 @@ def bootstrap_cis(y: np.ndarray, prob: np.ndarray, score: Callable[[np.ndarray, 
     rng = np.random.default_rng(seed)
     draws: dict[str, list[float]] = {}
     a = (1 - level) / 2
+    clusters = None
+    if groups is not None:
+        _, which = np.unique(np.asarray(groups), return_inverse=True)
+        order = np.argsort(which, kind="stable")
+        clusters = np.split(order, np.cumsum(np.bincount(which))[:-1])  # the rows of each cluster
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for _ in range(n_boot):
-            idx = rng.integers(0, len(y), len(y))
+            if clusters is None:
+                idx = rng.integers(0, len(y), len(y))
+            else:
+                idx = np.concatenate([clusters[c] for c in rng.integers(0, len(clusters), len(clusters))])
             for k, v in score(y[idx], prob[idx]).items():
                 draws.setdefault(k, []).append(v)
         return {k: tuple(float(q) for q in np.nanquantile(v, [a, 1 - a])) for k, v in draws.items()}

@@ -126,3 +126,68 @@ def test_cache_key_takes_relative_and_absolute_paths_together(tmp_path, monkeypa
     monkeypatch.chdir(tmp_path)
     assert content_key([Path("img/a.png"), tmp_path / "labels.csv"], {}) == content_key(
         [a, tmp_path / "labels.csv"], {})
+
+
+def test_embedded_idc_matches_its_manifest_and_published_counts():
+    import hashlib
+
+    from biodl.datasets import embedded_path
+
+    root = embedded_path("idc")
+    manifest = (root.parent / "MANIFEST.sha256").read_text().split("\n")
+    listed = {name.removeprefix("./"): digest for digest, name in (line.split("  ", 1) for line in manifest if line)}
+    files = sorted(p for p in root.rglob("*.png"))
+    assert len(files) == len(listed) == 4982
+    for p in files:
+        assert hashlib.sha256(p.read_bytes()).hexdigest() == listed[str(p.relative_to(root))], p
+    counts = {}
+    for p in files:
+        patient, label = p.parts[-3], int(p.parts[-2])
+        counts.setdefault(patient, [0, 0])[label] += 1
+    assert counts["8916"] == [60, 111] and counts["9124"] == [175, 290] and len(counts) == 10  # SOURCE.md
+    assert sum(c[1] for c in counts.values()) == 1748
+
+
+def _idc_tree(root, patients=("p1", "p2"), n=3):
+    for p in patients:
+        for label in (0, 1):
+            for k in range(n):
+                _png(root / p / str(label) / f"{p}_idx5_x{50 * k + 1}_y1_class{label}.png", value=40 + 150 * label,
+                     size=(50, 50))
+    return root
+
+
+def test_patient_tree_bad_inputs_name_the_fault(tmp_path):
+    root = _idc_tree(tmp_path / "a")
+    (root / "p3" / "0").mkdir(parents=True)  # a patient without images
+    with pytest.raises(DataError, match=r"patient folder with no images: p3"):
+        load_patient_tree(root, classes=["no IDC", "IDC"])
+    root = _idc_tree(tmp_path / "b")
+    _png(root / "p1" / "2" / "p1_idx5_x1_y51_class2.png", size=(50, 50))
+    with pytest.raises(DataError, match=r"b/p1/2: label folder 2 is not a class: the classes are 0 \(no IDC\), "
+                                        r"1 \(IDC\)"):
+        load_patient_tree(root, classes=["no IDC", "IDC"])
+    root = _idc_tree(tmp_path / "c")
+    _png(root / "p2" / "1" / "p2_idx5_x1_y51_class0.png", size=(50, 50))
+    with pytest.raises(DataError, match=r"1 file whose class<C> suffix contradicts the label folder: "
+                                        r"p2/1/p2_idx5_x1_y51_class0.png"):
+        load_patient_tree(root)
+
+
+def test_pad_keeps_patch_pixels_pads_edge_crops_and_refuses_larger_patches(tmp_path):
+    root = _idc_tree(tmp_path / "t")
+    edge = np.full((50, 12, 3), 90, np.uint8)  # a crop at the slide's right edge: 12 px wide
+    Image.fromarray(edge).save(root / "p1" / "0" / "p1_idx5_x151_y1_class0.png")
+    with pytest.warns(UserWarning, match=r"padded 1 smaller edge crop to 50 x 50 \(white, right and bottom\)"):
+        s = load_patient_tree(root, size=50, fit="pad")
+    i = next(i for i, src in enumerate(s.sources) if "x151" in src)
+    assert s.images.shape[1:] == (50, 50, 3)
+    assert (s.images[i][:, :12] == 90).all() and (s.images[i][:, 12:] == 255).all()
+    j = next(i for i, src in enumerate(s.sources) if "x1_" in src and "/p1/1/" in src)
+    assert (s.images[j] == 190).all()  # a full patch is kept as it is, not resampled
+    _png(root / "p2" / "0" / "p2_idx5_x201_y1_class0.png", size=(60, 60))
+    with pytest.raises(DataError, match=r"1 image larger than the 50 x 50 patches \(not an edge crop\): "
+                                        r"p2/0/p2_idx5_x201_y1_class0.png \(60 x 60\)"):
+        load_patient_tree(root, size=50, fit="pad")
+    with pytest.warns(UserWarning, match="left out 1 images larger than the 50 x 50 patches"):
+        assert len(load_patient_tree(root, size=50, fit="pad", skip_bad=True)) == len(s)

@@ -104,3 +104,41 @@ def test_frozen_backbone_then_unfrozen_at_lower_rate():
     t.fit(data)
     assert torch.equal(snap[0][0], start[0]) and not torch.equal(snap[0][1], start[1])  # epoch 1: head only
     assert not torch.equal(snap[1][0], snap[0][0])  # epoch 2: backbone trains too
+
+
+def test_pretrained_imagenet_resolves_to_the_torch_hub_cache_and_never_downloads(tmp_path, monkeypatch, cli):
+    """`model.pretrained: imagenet` names torchvision's file in $TORCH_HOME/hub/checkpoints; absent,
+    it is one line saying which file goes where (no download without model.download); present,
+    it is loaded from there. Models without ImageNet weights are refused."""
+    import numpy as np
+    import torchvision
+    from PIL import Image
+
+    from tests.conftest import assert_one_line_error
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    for i in range(24):
+        d = tmp_path / "data" / ("ab"[i % 2])
+        d.mkdir(parents=True, exist_ok=True)
+        noise = np.random.default_rng(i).integers(0, 60, (16, 16, 3), dtype=np.uint8)
+        Image.fromarray(noise + np.uint8(150 * (i % 2))).save(d / f"{i}.png")
+    args = ["train", "--data", tmp_path / "data", "--model", "resnet18", "--epochs", "1", "--set",
+            "model.pretrained=imagenet", "--set", "trainer.progress=false", "--set", "n_boot=100",
+            "--set", f"data.cache_dir={tmp_path / 'cache'}", "--out", tmp_path / "run"]
+    where = tmp_path / "torch" / "hub" / "checkpoints"
+    r = cli(*args)
+    assert_one_line_error(r, str(where / "resnet18-f37072fd.pth"), "copy resnet18-f37072fd.pth",
+                          "--set model.download=true")
+    assert not (tmp_path / "run").exists() and not where.exists()
+    where.mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), where / "resnet18-f37072fd.pth")
+    r = cli(*args)
+    assert r.code == 0, r.err
+    import json
+
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["pretrained"]["path"] == str(where / "resnet18-f37072fd.pth")
+    assert manifest["pretrained"]["dropped_head"] == ["fc.bias", "fc.weight"]
+    r = cli(*args[:4], "resnet_small", *args[5:-1], tmp_path / "run2")
+    assert_one_line_error(r, "model.pretrained", "model 'resnet_small' has no ImageNet weights", "resnet18, resnet50")

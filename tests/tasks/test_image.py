@@ -100,6 +100,7 @@ def test_predict_folder_of_images(folder_run, cli):
     assert r.code == 0, r.err
     df = pd.read_csv(run / "predictions" / "square.csv")
     assert len(df) == 30 and (df["predicted"] == "square").mean() > 0.8
+    assert sorted(df["image"]) == sorted(p.name for p in (folder_run / "data" / "square").iterdir())  # traceable
     np.testing.assert_allclose(df[["p_plain", "p_square"]].sum(axis=1), 1, atol=1e-5)
 
 
@@ -159,6 +160,22 @@ def test_patient_tree_keeps_patients_apart(tmp_path, cli):
     r = cli("train", "--config", _config(tmp_path, tmp_path / "tree"), "--out", tmp_path / "run", *FAST)
     assert r.code == 0, r.err
     assert json.loads((tmp_path / "run/manifest.json").read_text())["split"] == "patient"
+    # predictions can be traced to their files and patients, and the CIs resample patients
+    pred = pd.read_csv(tmp_path / "run/test_predictions.csv", dtype={"patient": str})
+    assert list(pred.columns[:5]) == ["row", "source", "patient", "label", "true"]
+    for src, patient, label in zip(pred["source"], pred["patient"], pred["label"], strict=True):
+        assert src.split("/")[:2] == [patient, str(label)] and (tmp_path / "tree" / src).is_file()
+    metrics = json.loads((tmp_path / "run/metrics.json").read_text())
+    assert metrics["test/ci_clusters"] == pred["patient"].nunique() >= 2
+    assert "95% CIs: cluster bootstrap over" in r.out
+    assert "cluster bootstrap: patients resampled" in (tmp_path / "run/report.html").read_text()
+    r = cli("evaluate", tmp_path / "run")
+    assert r.code == 0, r.err
+    ev = json.loads((tmp_path / "run/evaluation/test.json").read_text())
+    assert ev["test/accuracy_ci_low"] == metrics["test/accuracy_ci_low"] and ev["test/ci_clusters"] == metrics[
+        "test/ci_clusters"]
+    assert (tmp_path / "run/evaluation/test_predictions.csv").read_text() == (
+        tmp_path / "run/test_predictions.csv").read_text()
 
 
 def test_bad_image_and_missing_csv_file_are_one_line_errors(tmp_path, cli):
@@ -195,10 +212,24 @@ def test_train_straight_from_data_with_no_config(tmp_path, cli, monkeypatch):
     assert "Warning" not in r.err and "warning" not in r.err  # scikit-learn's resample warnings stay quiet
 
 
-def test_histopathology_needs_data_and_says_what_it_expects(cli, tmp_path):
-    r = cli("run", "histopathology", "--out", tmp_path / "run")
-    assert_one_line_error(r, "study histopathology", "needs --data", "X.npy", "<patient>/<0|1>")
-    assert not (tmp_path / "run").exists()
+def test_histopathology_runs_on_the_embedded_patients(cli, tmp_path, monkeypatch):
+    """No --data: the 10 embedded IDC patients, patients kept apart, edge crops padded, patient-level
+    CIs and traceable predictions (a short run: 1 epoch of a tiny net)."""
+    monkeypatch.setenv("BIODL_CACHE", str(tmp_path / "cache"))
+    r = cli("run", "histopathology", "--out", tmp_path / "run", "--set", "trainer.epochs=1", "--set",
+            "trainer.progress=false", "--set", "n_boot=100", "--set", "model.args={width: 8, blocks: 1}")
+    assert r.code == 0, r.err
+    assert "padded 6 smaller edge crops to 50 x 50" in r.err
+    run = tmp_path / "run"
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["split"] == "patient" and manifest["n_images"] == 4982
+    pred = pd.read_csv(run / "test_predictions.csv", dtype={"patient": str})
+    assert pred["source"].str.match(r"^\d{4}/[01]/\d{4}_idx5_x\d+_y\d+_class[01]\.png$").all()
+    assert (pred["source"].str.split("/").str[0] == pred["patient"]).all()
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["test/ci_clusters"] == pred["patient"].nunique() >= 2  # whole patients, resampled
+    pre = json.loads((run / "preprocess.json").read_text())
+    assert pre["classes"] == ["no IDC", "IDC"] and pre["fit"] == "pad" and pre["patch"] == pre["size"] == 50
 
 
 def test_histopathology_transfer_learning_from_a_local_file(cli, tmp_path, monkeypatch):
@@ -216,6 +247,7 @@ def test_histopathology_transfer_learning_from_a_local_file(cli, tmp_path, monke
     np.save(tmp_path / "idc/X.npy", x)
     np.save(tmp_path / "idc/Y.npy", y)
     r = cli("run", "histopathology", "--data", tmp_path / "idc", "--out", tmp_path / "run",
+            "--set", "model.name=resnet18", "--set", "model.args={}",
             "--set", f"model.pretrained={weights}", "--set", "trainer.epochs=2", "--set", "model.freeze_epochs=1",
             "--set", "data.size=32", "--set", "trainer.progress=false", "--set", "n_boot=100")
     assert r.code == 0, r.err

@@ -30,6 +30,7 @@ class ImageSet:
     split: np.ndarray | None = None  # (N,) "train" / "val" / "test" where the data set has official splits
     patients: np.ndarray | None = None  # (N,) patient ids, where known
     sources: list[str] = field(default_factory=list)  # where the images came from (for messages)
+    patch: int | None = None  # data.fit pad: the side the patches were padded to (before any resize)
 
     def __len__(self) -> int:
         return len(self.labels)

@@ -10,6 +10,7 @@ Grey, RGBA, palette and 16-bit images are converted, with one warning line per k
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -26,6 +27,7 @@ EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif")
 #: the Kaggle diabetic-retinopathy folder names in grade order (alphabetical order would lose it)
 DR_GRADES = ["No_DR", "Mild", "Moderate", "Severe", "Proliferate_DR"]
 _SHOW = 5
+_CLASS_SUFFIX = re.compile(r"_class(\d+)$")  # Kaggle IDC names: <patient>_idx5_x<X>_y<Y>_class<C>
 _MODE_NAMES = {"L": "grey", "LA": "grey", "RGBA": "RGBA", "P": "palette"}
 
 
@@ -52,13 +54,18 @@ def _decode(path: Path, size: int | None) -> tuple[np.ndarray | None, str | None
         return None, f"unreadable ({str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__})", None
 
 
-def decode_images(paths: list[Path], size: int | None, root: Path, skip_bad: bool = False
+def decode_images(paths: list[Path], size: int | None, root: Path, skip_bad: bool = False, fit: str = "resize"
                   ) -> tuple[np.ndarray, np.ndarray]:
-    """Decode every file: (N_ok, size, size, 3) uint8 and the (N_ok,) indices of the files kept."""
+    """Decode every file: (N_ok, size, size, 3) uint8 and the (N_ok,) indices of the files kept.
+
+    ``fit="resize"`` resizes every image to ``size``; ``fit="pad"`` (patches cut from a slide)
+    keeps the pixels and pads smaller images (edge crops) with white to the right and bottom, so
+    a patch keeps its top-left position; an image larger than ``size`` is then a bad file."""
     images, kept, bad, conversions = [], [], [], {}
-    for i, (p, (img, problem, converted)) in enumerate(zip(paths, _decode_all(paths, size, root), strict=True)):
+    decoded = _decode_all(paths, size if fit == "resize" else None, root)
+    for i, (p, (img, problem, converted)) in enumerate(zip(paths, decoded, strict=True)):
         if problem:
-            bad.append(f"{p.relative_to(root) if p.is_relative_to(root) else p} ({problem})")
+            bad.append(f"{_rel(p, root)} ({problem})")
             continue
         if converted:
             conversions[converted] = conversions.get(converted, 0) + 1
@@ -70,6 +77,8 @@ def decode_images(paths: list[Path], size: int | None, root: Path, skip_bad: boo
                               f"{'; '.join(bad[:_SHOW])}{more} (--set data.skip_bad=true leaves them out)")
     if bad:
         warnings.warn(f"{root}: skipped {len(bad)} unreadable images", stacklevel=2)
+    if fit == "pad" and size is not None:
+        images, kept = _pad_patches(images, kept, paths, size, root, skip_bad)
     for kind, n in conversions.items():
         warnings.warn(f"{root}: converted {n} {kind} image{'s' if n > 1 else ''} to 8-bit RGB", stacklevel=2)
     if not images:
@@ -81,6 +90,37 @@ def decode_images(paths: list[Path], size: int | None, root: Path, skip_bad: boo
     for i in range(len(images)):  # fill and let go image by image: peak memory stays near one copy
         out[i], images[i] = images[i], None
     return out, np.asarray(kept)
+
+
+def _pad_patches(images: list[np.ndarray], kept: list[int], paths: list[Path], size: int, root: Path,
+                 skip_bad: bool) -> tuple[list[np.ndarray], list[int]]:
+    """Pad images smaller than ``size`` x ``size`` with white (right and bottom), counted in a
+    warning; an image larger than that is an error (or, with ``skip_bad``, left out)."""
+    large = [j for j, im in enumerate(images) if im.shape[0] > size or im.shape[1] > size]
+    if large:
+        shown = "; ".join(f"{_rel(paths[kept[j]], root)} ({images[j].shape[1]} x {images[j].shape[0]})"
+                          for j in large[:_SHOW])
+        if not skip_bad:
+            raise DataError(root, f"{len(large)} image{'s' if len(large) > 1 else ''} larger than the {size} x {size} "
+                                  f"patches (not an edge crop): {shown} (--set data.skip_bad=true leaves them out)")
+        warnings.warn(f"{root}: left out {len(large)} images larger than the {size} x {size} patches", stacklevel=3)
+        drop = set(large)
+        images = [im for j, im in enumerate(images) if j not in drop]
+        kept = [k for j, k in enumerate(kept) if j not in drop]
+    small = 0
+    for j, im in enumerate(images):
+        h, w = im.shape[:2]
+        if (h, w) != (size, size):
+            images[j] = np.pad(im, ((0, size - h), (0, size - w), (0, 0)), constant_values=255)
+            small += 1
+    if small:
+        warnings.warn(f"{root}: padded {small} smaller edge crop{'s' if small > 1 else ''} to {size} x {size} (white, "
+                      "right and bottom)", stacklevel=3)
+    return images, kept
+
+
+def _rel(p: Path, root: Path) -> Path:
+    return p.relative_to(root) if p.is_relative_to(root) else p
 
 
 def _decode_all(paths: list[Path], size: int | None, root: Path) -> list:
@@ -115,7 +155,7 @@ def _class_order(names: list[str], classes: list[str] | None, root: Path) -> lis
 
 
 def load_image_folder(root: str | Path, size: int | None = None, classes: list[str] | None = None,
-                      skip_bad: bool = False) -> ImageSet:
+                      skip_bad: bool = False, fit: str = "resize") -> ImageSet:
     """``root/<class>/<image>`` (torchvision ImageFolder layout). Class order: ``classes`` if
     given, the DR grade order for the Kaggle retinopathy folders, else alphabetical."""
     root = Path(root)
@@ -133,33 +173,49 @@ def load_image_folder(root: str | Path, size: int | None = None, classes: list[s
         files = image_paths(f)
         paths += files
         labels += [order.index(f.name)] * len(files)
-    images, kept = decode_images(paths, size, root, skip_bad)
+    images, kept = decode_images(paths, size, root, skip_bad, fit)
     return ImageSet(images, np.asarray(labels, dtype=np.int64)[kept], order, None, None,
                     [str(paths[i]) for i in kept])
 
 
 def load_patient_tree(root: str | Path, size: int | None = None, classes: list[str] | None = None,
-                      skip_bad: bool = False) -> ImageSet:
-    """``root/<patient>/<label>/<image>`` (the original IDC layout, labels 0 and 1)."""
+                      skip_bad: bool = False, fit: str = "resize") -> ImageSet:
+    """``root/<patient>/<label>/<image>`` (the original IDC layout, labels 0 and 1). A patient
+    folder without images, a label folder that is not a class index, and a file whose
+    ``class<C>`` name suffix (the Kaggle IDC naming) contradicts its folder are errors."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(root, "no such folder")
-    paths, labels, patients = [], [], []
+    paths, labels, patients, empty, contradicting = [], [], [], [], []
     for patient in sorted(p for p in root.iterdir() if p.is_dir()):
+        found = 0
         for label_dir in sorted(p for p in patient.iterdir() if p.is_dir()):
             if not label_dir.name.isdigit():
                 raise DataError(label_dir, "expected a numeric label folder (0, 1, ...) inside each patient folder")
+            label = int(label_dir.name)
+            if classes is not None and label >= len(classes):
+                raise DataError(label_dir, f"label folder {label_dir.name} is not a class: the classes are "
+                                           f"{', '.join(f'{i} ({c})' for i, c in enumerate(classes))}")
             files = image_paths(label_dir)
+            contradicting += [f for f in files if (m := _CLASS_SUFFIX.search(f.stem)) and int(m.group(1)) != label]
             paths += files
-            labels += [int(label_dir.name)] * len(files)
+            labels += [label] * len(files)
             patients += [patient.name] * len(files)
+            found += len(files)
+        if not found:
+            empty.append(patient.name)
+    if empty:
+        raise DataError(root, f"patient folder{'s' if len(empty) > 1 else ''} with no images: {', '.join(empty[:_SHOW])}"
+                              " (expected <patient>/<label>/<image files>)")
+    if contradicting:
+        shown = ", ".join(str(_rel(f, root)) for f in contradicting[:_SHOW])
+        raise DataError(root, f"{len(contradicting)} file{'s' if len(contradicting) > 1 else ''} whose class<C> "
+                              f"suffix contradicts the label folder: {shown}")
     if not paths:
         raise DataError(root, "no images (expected root/<patient>/<label>/<image files>)")
-    images, kept = decode_images(paths, size, root, skip_bad)
+    images, kept = decode_images(paths, size, root, skip_bad, fit)
     y = np.asarray(labels, dtype=np.int64)[kept]
     names = classes or [str(i) for i in range(int(y.max()) + 1)]
-    if int(y.max()) >= len(names):
-        raise DataError(root, f"label {int(y.max())} is out of range for {len(names)} classes")
     return ImageSet(images, y, list(names), None, np.asarray(patients)[kept], [str(paths[i]) for i in kept])
 
 
@@ -207,7 +263,7 @@ def csv_image_files(csv_path: str | Path, image_dir: str | Path) -> list[Path]:
 
 
 def load_csv_images(csv_path: str | Path, image_dir: str | Path, size: int | None = None,
-                    classes: list[str] | None = None, skip_bad: bool = False) -> ImageSet:
+                    classes: list[str] | None = None, skip_bad: bool = False, fit: str = "resize") -> ImageSet:
     """A CSV of ``image,label[,patient]`` (or APTOS ``id_code,diagnosis``) beside an image folder.
     Ids may omit the extension. An id that leaves the folder (``../``) or names no file is an error."""
     csv_path, image_dir = Path(csv_path), Path(image_dir)
@@ -229,7 +285,7 @@ def load_csv_images(csv_path: str | Path, image_dir: str | Path, size: int | Non
         if unknown:
             raise DataError(csv_path, f"column '{label_col}': labels not in the classes: {', '.join(unknown[:_SHOW])}")
         y = raw.map({c: i for i, c in enumerate(names)}).to_numpy()
-    images, kept = decode_images(paths, size, image_dir, skip_bad)
+    images, kept = decode_images(paths, size, image_dir, skip_bad, fit)
     patients = df[patient_col].astype(str).to_numpy()[kept] if patient_col else None
     return ImageSet(images, np.asarray(y, dtype=np.int64)[kept], names, None, patients,
                     [str(paths[i]) for i in kept])

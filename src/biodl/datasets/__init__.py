@@ -22,6 +22,11 @@ EMBEDDED: dict[str, tuple[str, str]] = {
         "vessels_chase",
         "CHASE_DB1: 28 fundus photographs 999x960 with two observers' vessel masks (Fraz 2012), CC BY 4.0",
     ),
+    "idc": (
+        "histopathology_idc/IDC_regular_ps50_idx5",
+        "Breast histopathology IDC: 4,982 H&E patches 50x50 from 10 whole patients, patient tree with slide "
+        "coordinates (Cruz-Roa 2014; Janowczyk 2016), CC0",
+    ),
 }
 
 

@@ -155,5 +155,7 @@ def _tv(arch: str):
     return make
 
 
-for _arch in ("resnet18", "resnet50", "efficientnet_b0", "convnext_tiny"):
+#: torchvision backbones in the registry (each has ImageNet weights in torchvision)
+TORCHVISION_BACKBONES = ("resnet18", "resnet50", "efficientnet_b0", "convnext_tiny")
+for _arch in TORCHVISION_BACKBONES:
     register_model(_tv(_arch))

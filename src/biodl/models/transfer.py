@@ -17,10 +17,46 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 
 #: keys of the classification layers that torchvision/timm backbones end with
 _HEAD_PREFIXES = ("fc.", "classifier.", "head.")
+
+
+#: ``model.pretrained`` value naming torchvision's ImageNet weights of the model
+IMAGENET = "imagenet"
+
+
+def imagenet_weights_file(model_name: str) -> tuple[Path, str]:
+    """Where torchvision keeps the ImageNet weights of ``model_name`` (the file its
+    ``weights="DEFAULT"`` would download: ``$TORCH_HOME/hub/checkpoints/<file>``) and their URL."""
+    import torchvision
+
+    from .cnn import TORCHVISION_BACKBONES
+
+    if model_name not in TORCHVISION_BACKBONES:
+        raise ConfigError("model.pretrained", f"imagenet: model {model_name!r} has no ImageNet weights; the models "
+                                              f"that have them: {', '.join(TORCHVISION_BACKBONES)}")
+    url = torchvision.models.get_model_weights(model_name).DEFAULT.url
+    return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1], url
+
+
+def resolve_pretrained(spec: str | Path, model_name: str, download: bool = False) -> Path:
+    """The weights file ``model.pretrained`` names: a path as given, or for ``imagenet`` the file
+    in the torch hub cache. That file is downloaded only when ``download`` is set (the user's
+    explicit opt-in); otherwise its absence is one CheckpointError saying which file to put where."""
+    if str(spec) != IMAGENET:
+        return Path(spec)
+    path, url = imagenet_weights_file(model_name)
+    if path.is_file():
+        return path
+    if not download:
+        raise CheckpointError(path, f"model.pretrained: imagenet needs torchvision's {model_name} weights here; "
+                                    f"copy {path.name} (from {url}) into {path.parent}, or let biodl download it "
+                                    "with --set model.download=true")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.hub.download_url_to_file(url, str(path))  # the user opted in (model.download)
+    return path
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

@@ -22,17 +22,23 @@ PROB = "p_"
 
 
 def save_predictions(out_dir: str | Path, prefix: str, y: np.ndarray, prob: np.ndarray, classes: list[str],
-                     rows: np.ndarray | None = None) -> Path:
+                     rows: np.ndarray | None = None, sources: list[str] | None = None,
+                     patients: np.ndarray | None = None) -> Path:
     """``<prefix>_predictions.csv``: one row per sample with ``row`` (its index in the data set),
-    ``label`` (true class index), ``true``, ``predicted`` and ``p_<class>`` for each class.
+    ``source`` (its file, where known) and ``patient`` (where known), ``label`` (true class
+    index), ``true``, ``predicted`` and ``p_<class>`` for each class.
     ``prob``: (N, K) probabilities, or (N,) probabilities of class 1 for two classes."""
     prob = np.asarray(prob, dtype=np.float64)
     if prob.ndim == 1:
         prob = np.column_stack([1 - prob, prob])
     y = np.asarray(y).astype(int)
     pred = prob.argmax(axis=1)
-    df = pd.DataFrame({"row": np.arange(len(y)) if rows is None else np.asarray(rows), "label": y,
-                       "true": [classes[i] for i in y], "predicted": [classes[i] for i in pred]})
+    df = pd.DataFrame({"row": np.arange(len(y)) if rows is None else np.asarray(rows)})
+    if sources is not None:
+        df["source"] = list(sources)
+    if patients is not None:
+        df["patient"] = [str(p) for p in patients]
+    df = df.assign(label=y, true=[classes[i] for i in y], predicted=[classes[i] for i in pred])
     for k, name in enumerate(classes):
         df[f"{PROB}{name}"] = prob[:, k]
     path = Path(out_dir) / f"{prefix}_predictions.csv"

@@ -124,7 +124,8 @@ def _training(run_dir: Path, metrics: dict[str, float], shown: set[str]) -> list
 
 
 def _metrics(metrics: dict[str, float]) -> list[h.Section]:
-    names = sorted({k.split("/", 1)[1] for k in metrics if k.startswith("test/") and "_ci_" not in k})
+    names = sorted({k.split("/", 1)[1] for k in metrics
+                    if k.startswith("test/") and "_ci_" not in k and k != "test/ci_clusters"})
     if not names:
         return []
     rows = []
@@ -134,8 +135,11 @@ def _metrics(metrics: dict[str, float]) -> list[h.Section]:
         rows.append({"metric": m, "validation (best epoch)": "undefined" if f"val/{m}" in metrics and val is None
                      else val, "test": "undefined" if test is None else test,
                      "test 95% CI": f"[{lo:.3f}, {hi:.3f}]" if lo is not None and hi is not None else ""})
-    notes = (["95% CIs: percentile bootstrap over the test rows (resampled with replacement)."]
-             if any(r["test 95% CI"] for r in rows) else [])
+    clusters = metrics.get("test/ci_clusters")
+    unit = (f"over the {clusters:.0f} test patients (a cluster bootstrap: patients resampled with replacement, "
+            "each with all its images, since images of one patient are not independent)" if clusters
+            else "over the test rows (resampled with replacement)")
+    notes = [f"95% CIs: percentile bootstrap {unit}."] if any(r["test 95% CI"] for r in rows) else []
     notes += ["ece: expected calibration error, 10 bins."] if "ece" in names else []
     return [h.Section("metrics", "Metrics", h.table(pd.DataFrame(rows)) + (h.para(" ".join(notes), "note")
                                                                             if notes else ""))]

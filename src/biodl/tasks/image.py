@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -37,7 +37,7 @@ from ..errors import DataError, path_problem
 from ..io import atomic_write_text
 from ..metrics import multiclass_metrics, multiclass_scores
 from ..models import create_model
-from ..models.transfer import load_pretrained, param_groups
+from ..models.transfer import load_pretrained, param_groups, resolve_pretrained
 from ..engine.distributed import is_main_process
 from ..report.predictions import prediction_artefacts
 from ..repro import seed_everything
@@ -66,6 +66,8 @@ class PreprocessFile(Strict):
     size: int = Field(ge=1)
     in_chans: int = Field(ge=1, le=4)
     graded: bool
+    fit: Literal["resize", "pad"] = "resize"
+    patch: int | None = Field(None, ge=1, description="fit pad: the side patches are padded to before resizing")
 
     @model_validator(mode="after")
     def _channels(self) -> "PreprocessFile":
@@ -95,13 +97,16 @@ def load_images(config: ImageRunConfig) -> tuple[ImageSet, Path]:
         files = csv_image_files(path, root) if layout == "csv" else image_paths(root, recursive=True)
         if not files:
             raise DataError(root, "no image files found")
-        loaders = {"folder": lambda: load_image_folder(path, size, d.classes, d.skip_bad),
-                   "patients": lambda: load_patient_tree(path, size, d.classes, d.skip_bad),
-                   "csv": lambda: load_csv_images(path, root, size, d.classes, d.skip_bad)}
-        size = d.size or default_size(files, root)
+        loaders = {"folder": lambda: load_image_folder(path, size, d.classes, d.skip_bad, d.fit),
+                   "patients": lambda: load_patient_tree(path, size, d.classes, d.skip_bad, d.fit),
+                   "csv": lambda: load_csv_images(path, root, size, d.classes, d.skip_bad, d.fit)}
+        # pad: decode at the patches' own side, then resize to data.size below
+        size = default_size(files, root) if d.fit == "pad" else d.size or default_size(files, root)
         cache = d.cache_dir or Path(os.environ.get("BIODL_CACHE", Path.home() / ".cache" / "biodl"))
-        params = {"layout": layout, "size": size, "classes": d.classes, "skip_bad": d.skip_bad}
+        params = {"layout": layout, "size": size, "classes": d.classes, "skip_bad": d.skip_bad, "fit": d.fit}
         data, _ = cached(loaders[layout], files + ([path] if layout == "csv" else []), params, cache)
+    if d.fit == "pad":
+        data.patch = int(data.images.shape[1])
     if d.size is not None and data.images.shape[1:3] != (d.size, d.size):
         data.images = _resize(data.images, d.size)
     if len(data.classes) < 2:
@@ -151,12 +156,14 @@ def build_trainer(config: ImageRunConfig, model: torch.nn.Module, n_classes: int
                         dihedral_tta if m.tta else None)
 
 
-def _model(config: ImageRunConfig, n_classes: int, in_chans: int, size: int) -> torch.nn.Module:
-    """The configured model; ``auto``: a small ResNet up to 64 px, ResNet-18 above."""
+def _model_name(config: ImageRunConfig, size: int) -> str:
+    """The configured model's name; ``auto``: a small ResNet up to 64 px, ResNet-18 above."""
     name = config.model.name
-    if name == "auto":
-        name = "resnet_small" if size <= 64 else "resnet18"
-    return create_model(name, num_classes=n_classes, in_chans=in_chans, **config.model.args)
+    return ("resnet_small" if size <= 64 else "resnet18") if name == "auto" else name
+
+
+def _model(config: ImageRunConfig, n_classes: int, in_chans: int, size: int) -> torch.nn.Module:
+    return create_model(_model_name(config, size), num_classes=n_classes, in_chans=in_chans, **config.model.args)
 
 
 def train(config: ImageRunConfig, out: str | Path | None = None, resume: bool = False) -> TrainResult:
@@ -170,7 +177,7 @@ def train(config: ImageRunConfig, out: str | Path | None = None, resume: bool = 
     n_classes, in_chans = len(data.classes), data.images.shape[-1]
     mean, std = channel_stats(data.images, parts["train"])
     pre = {"classes": data.classes, "mean": mean, "std": std, "size": int(data.images.shape[1]),
-           "in_chans": int(in_chans), "graded": config.data.graded}
+           "in_chans": int(in_chans), "graded": config.data.graded, "fit": config.data.fit, "patch": data.patch}
     counts = np.bincount(data.labels[parts["train"]], minlength=n_classes)
     if (counts == 0).any():
         empty = [data.classes[i] for i in np.flatnonzero(counts == 0)]
@@ -186,7 +193,9 @@ def train(config: ImageRunConfig, out: str | Path | None = None, resume: bool = 
              "duplicates_across_splits": [list(map(str, d)) for d in dups[:100]], "n_images": len(data),
              "classes": data.classes, "data_content_sha256": cache_key(data.images)}
     if config.model.pretrained:
-        extra["pretrained"] = {"path": str(config.model.pretrained), **load_pretrained(model, config.model.pretrained)}
+        weights = resolve_pretrained(config.model.pretrained, _model_name(config, int(data.images.shape[1])),
+                                     config.model.download)
+        extra["pretrained"] = {"path": str(weights), **load_pretrained(model, weights)}
     loss_weights = class_weights if balance == "loss" else None
     trainer = build_trainer(config, model, n_classes, loss_weights, pre, run_dir, device)
     manifest = start_run(config, run_dir, resume, device, pre, {"data": path} if path.is_file() else {}, extra)
@@ -205,13 +214,28 @@ def train(config: ImageRunConfig, out: str | Path | None = None, resume: bool = 
 
 def test_report(trainer: Trainer, data: ImageDataset, graded: bool, n_boot: int, prefix: str,
                 out_dir: Path | None) -> tuple[np.ndarray, dict[str, float]]:
-    """95% bootstrap CIs of the metrics on ``data`` and the expected calibration error; with
-    ``out_dir``, also ``<prefix>_predictions.csv`` (from which the report derives its tables and
-    figures). Returns (test probabilities (N, K), metrics)."""
+    """95% bootstrap CIs of the metrics on ``data`` (resampling patients when the set has patient
+    ids, else images) and the expected calibration error; with ``out_dir``, also
+    ``<prefix>_predictions.csv`` with each image's row, file and patient (from which the report
+    derives its tables and figures). Returns (test probabilities (N, K), metrics)."""
     prob = trainer.predict(data).numpy().astype(np.float64)
+    rows = data.indices.numpy() if data.indices is not None else np.arange(len(data))
+    patients = None if data.data.patients is None else np.asarray(data.data.patients)[rows]
     return prob, score_predictions(data.labels.numpy(), prob, data.classes,
                                    lambda a, b: multiclass_scores(a, b, graded), n_boot, prefix, out_dir,
-                                   rows=data.indices)
+                                   rows=rows, patients=patients, sources=trace_sources(data.data, rows))
+
+
+def trace_sources(data: ImageSet, rows: np.ndarray) -> list[str] | None:
+    """Where each of ``rows`` came from: its file relative to the files' common folder, or for an
+    array file (npz, X.npy) ``<file name>#<row>``; None when the set does not say."""
+    src = data.sources
+    if src and len(src) == len(data.labels):
+        root = os.path.commonpath(src) if len(src) > 1 else os.path.dirname(src[0])
+        return [os.path.relpath(src[i], root) for i in rows]
+    if src:
+        return [f"{Path(src[0]).name}#{i}" for i in rows]
+    return None
 
 
 def _part(data: ImageDataset, n: int) -> ImageDataset:
@@ -300,7 +324,11 @@ def predict(run_dir: str | Path, input_path: str | Path, out: str | Path | None 
     files = image_files(input_path, EXTENSIONS)
     out = Path(out) if out is not None else run_dir / "predictions" / f"{input_path.stem}.csv"
     refuse_overwrite(out, overwrite)
-    images, kept = decode_images(files, pre["size"], input_path if input_path.is_dir() else input_path.parent)
+    root = input_path if input_path.is_dir() else input_path.parent
+    pad = pre["fit"] == "pad" and pre["patch"] is not None  # patches: pad edge crops as in training, then resize
+    images, kept = decode_images(files, pre["patch"] if pad else pre["size"], root, fit=pre["fit"])
+    if pad and pre["patch"] != pre["size"]:
+        images = _resize(images, pre["size"])
     if images.shape[-1] != pre["in_chans"]:
         images = images[..., : pre["in_chans"]] if pre["in_chans"] < 3 else images
     labels = np.zeros(len(images), dtype=np.int64)
@@ -308,7 +336,7 @@ def predict(run_dir: str | Path, input_path: str | Path, out: str | Path | None 
     import pandas as pd
 
     df = pd.DataFrame(prob, columns=[f"p_{c}" for c in pre["classes"]])
-    df.insert(0, "image", [str(files[i]) for i in kept])
+    df.insert(0, "image", [str(files[i].relative_to(root)) for i in kept])  # as given under the input folder
     df["predicted"] = [pre["classes"][i] for i in prob.argmax(axis=1)]
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, df.to_csv(index=False, float_format="%.6f"))
