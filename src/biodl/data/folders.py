@@ -205,8 +205,8 @@ def load_patient_tree(root: str | Path, size: int | None = None, classes: list[s
         if not found:
             empty.append(patient.name)
     if empty:
-        raise DataError(root, f"patient folder{'s' if len(empty) > 1 else ''} with no images: {', '.join(empty[:_SHOW])}"
-                              " (expected <patient>/<label>/<image files>)")
+        raise DataError(root, f"patient folder{'s' if len(empty) > 1 else ''} with no images: "
+                              f"{', '.join(empty[:_SHOW])} (expected <patient>/<label>/<image files>)")
     if contradicting:
         shown = ", ".join(str(_rel(f, root)) for f in contradicting[:_SHOW])
         raise DataError(root, f"{len(contradicting)} file{'s' if len(contradicting) > 1 else ''} whose class<C> "
