@@ -153,8 +153,12 @@ def train(
 
     if is_main_process():
         m = result.metrics
-        typer.echo(f"trained {m['epochs_trained']:.0f} of {cfg.trainer.epochs} epochs; "
-                   f"best epoch {m['best_epoch']:.0f} by {cfg.trainer.monitor} (weights in checkpoints/best.*)")
+        if "epochs_trained" in m:
+            typer.echo(f"trained {m['epochs_trained']:.0f} of {cfg.trainer.epochs} epochs; best epoch "
+                       f"{m['best_epoch']:.0f} by {cfg.trainer.monitor} (weights in checkpoints/best.*)")
+        else:  # a k-fold parent
+            typer.echo(f"trained {cfg.data.folds} folds (runs in folds/); test metrics pooled over their "
+                       "out-of-fold predictions")
         _print_metrics(result.metrics, "test")
         typer.echo(f"results: {result.run_dir}")
 

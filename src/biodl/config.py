@@ -144,6 +144,12 @@ class ImageDataConfig(Strict):
     test_fraction: float = Field(0.2, gt=0, lt=1)
     split_seed: int | None = None
     group_by_patient: bool = Field(True, description="keep each patient in one split when ids exist")
+    split: Literal["auto", "kfold"] = Field(
+        "auto", description="auto: the official split, else one train/val/test split (by patient when ids exist); "
+                            "kfold: data.folds-fold cross-validation, grouped by patient when ids exist: each fold "
+                            "a run in RUN_DIR/folds/, out-of-fold predictions pooled")
+    folds: int = Field(5, ge=2, le=50, description="kfold: number of folds")
+    fold: int | None = Field(None, ge=0, description="kfold: the one fold this run trains (set by the parent run)")
     batch_size: int = Field(64, ge=1)
     num_workers: int = Field(0, ge=0)
     skip_bad: bool = Field(False, description="leave unreadable images out (counted) instead of failing")
@@ -157,6 +163,9 @@ class ImageDataConfig(Strict):
     def _one_source(self) -> "ImageDataConfig":
         if (self.dataset is None) == (self.path is None):
             raise ValueError("give exactly one of data.dataset (embedded) or data.path (your files)")
+        if self.fold is not None and (self.split != "kfold" or self.fold >= self.folds):
+            raise ValueError(f"data.fold {self.fold} needs data.split: kfold and a fold below data.folds "
+                             f"({self.folds})")
         return self
 
 

@@ -92,7 +92,24 @@ def multiclass_scores(y: np.ndarray, prob: np.ndarray, graded: bool = False) -> 
         out["roc_auc"] = float("nan")
     if graded:
         out["qwk"] = cohen_kappa_score(y, pred, weights="quadratic")
+    if prob.shape[1] == 2:  # two classes: what the field reports for the positive class (class 1)
+        out.update(binary_extras(y, prob[:, 1], pred))
     return {k: float(v) for k, v in out.items()}
+
+
+#: the positive class's metrics that two-class image runs add (from :func:`multiclass_scores`)
+BINARY_EXTRAS = ("f1", "precision", "recall", "pr_auc")
+
+
+def binary_extras(y: np.ndarray, p1: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    """F1, precision, recall of class 1 at the argmax and its average precision (PR AUC; NaN when
+    ``y`` lacks a class)."""
+    from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score
+
+    both = 0 < int(np.sum(y == 1)) < len(y)
+    return {"f1": f1_score(y, pred, zero_division=0), "precision": precision_score(y, pred, zero_division=0),
+            "recall": recall_score(y, pred, zero_division=0) if np.any(y == 1) else float("nan"),
+            "pr_auc": average_precision_score(y == 1, p1) if both else float("nan")}
 
 
 def bootstrap_cis(y: np.ndarray, prob: np.ndarray, score: Callable[[np.ndarray, np.ndarray], dict[str, float]],

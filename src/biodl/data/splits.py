@@ -59,6 +59,41 @@ def grouped_split(labels: np.ndarray, groups: np.ndarray, val_fraction: float, t
     return {"train": np.sort(rest[tr]), "val": np.sort(rest[va]), "test": np.sort(test)}
 
 
+def kfold_splits(labels: np.ndarray, groups: np.ndarray | None, k: int, val_fraction: float, seed: int,
+                 where: str = "data") -> list[dict[str, np.ndarray]]:
+    """``k`` folds of train/val/test indices (sorted): every sample is in the test part of exactly
+    one fold; with ``groups`` (patients) the folds are StratifiedGroupKFold's, so no patient is in
+    two parts of a fold, and the validation part (``val_fraction`` of the rest) is grouped too;
+    classes are stratified as far as the groups allow."""
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+    labels = np.asarray(labels)
+    idx = np.arange(len(labels))
+    if groups is not None:
+        groups = np.asarray(groups)
+        n_groups = len(np.unique(groups))
+        if n_groups < k:
+            raise DataError(where, f"{n_groups} patients are fewer than the {k} folds (data.folds); every fold "
+                                   "needs test patients of its own")
+        outer = StratifiedGroupKFold(k, shuffle=True, random_state=seed).split(idx, labels, groups)
+    else:
+        _, counts = np.unique(labels, return_counts=True)
+        if counts.min() < k:
+            raise DataError(where, f"a class has {counts.min()} rows, fewer than the {k} folds (data.folds)")
+        outer = StratifiedKFold(k, shuffle=True, random_state=seed).split(idx, labels)
+    folds = []
+    for rest, test in outer:
+        if groups is not None:
+            k_val = min(max(2, round(1 / val_fraction)), len(np.unique(groups[rest])))
+            tr, va = next(StratifiedGroupKFold(k_val, shuffle=True, random_state=seed).split(
+                rest, labels[rest], groups[rest]))
+            train, val = rest[tr], rest[va]
+        else:
+            train, val = train_test_split(rest, test_size=val_fraction, stratify=labels[rest], random_state=seed)
+        folds.append({"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)})
+    return folds
+
+
 def cross_split_duplicates(images: np.ndarray, parts: dict[str, np.ndarray]) -> list[tuple[int, int, str, str]]:
     """Exact duplicate images that sit in two different parts: (i, j, part_i, part_j) pairs.
 

@@ -136,6 +136,10 @@ def explain_images(run_dir: Path, out: Path, images: list[Path], methods: str, t
 
     files, methods = images, parse_methods(methods)
     config, pre, trainer = load_run(run_dir)
+    if pre.get("folds") and not files:
+        raise BiodlError(run_dir, "a k-fold run's test images were seen by all but one of its fold models; explain "
+                                  "a fold run (folds/fold<k>: its test patients, by the model that never saw them), "
+                                  "or give image files")
     classes, size, chans = pre["classes"], pre["size"], pre["in_chans"]
     base: str | torch.Tensor = baseline
     if baseline not in BASELINES:

@@ -23,9 +23,10 @@ PROB = "p_"
 
 def save_predictions(out_dir: str | Path, prefix: str, y: np.ndarray, prob: np.ndarray, classes: list[str],
                      rows: np.ndarray | None = None, sources: list[str] | None = None,
-                     patients: np.ndarray | None = None) -> Path:
+                     patients: np.ndarray | None = None, extra: dict | None = None) -> Path:
     """``<prefix>_predictions.csv``: one row per sample with ``row`` (its index in the data set),
-    ``source`` (its file, where known) and ``patient`` (where known), ``label`` (true class
+    ``extra`` columns (e.g. the fold), ``source`` (its file, where known) and ``patient`` (where
+    known), ``label`` (true class
     index), ``true``, ``predicted`` and ``p_<class>`` for each class.
     ``prob``: (N, K) probabilities, or (N,) probabilities of class 1 for two classes."""
     prob = np.asarray(prob, dtype=np.float64)
@@ -33,7 +34,7 @@ def save_predictions(out_dir: str | Path, prefix: str, y: np.ndarray, prob: np.n
         prob = np.column_stack([1 - prob, prob])
     y = np.asarray(y).astype(int)
     pred = prob.argmax(axis=1)
-    df = pd.DataFrame({"row": np.arange(len(y)) if rows is None else np.asarray(rows)})
+    df = pd.DataFrame({"row": np.arange(len(y)) if rows is None else np.asarray(rows), **(extra or {})})
     if sources is not None:
         df["source"] = list(sources)
     if patients is not None:

@@ -105,14 +105,16 @@ def finish_run(trainer: Trainer, run_dir: Path, val, test) -> dict[str, float]:
     return metrics
 
 
-def write_results(run_dir: Path, metrics: dict[str, float], manifest: dict[str, Any]) -> None:
-    """metrics.json, the manifest's end time and report.html (rank 0 only)."""
+def write_results(run_dir: Path, metrics: dict[str, float], manifest: dict[str, Any],
+                  layout: dict[str, Any] | None = None) -> None:
+    """metrics.json, the manifest's end time and report.html (rank 0 only; ``layout``: extra
+    report sections, see ``build_report``)."""
     if is_main_process():
         from ..report.run_report import build_report
 
         runs.write_metrics(run_dir, metrics)
         finish_manifest(run_dir, manifest)
-        build_report(run_dir)
+        build_report(run_dir, layout)
 
 
 def run_weights(run_dir: Path, checkpoint: str = "best") -> tuple[dict[str, torch.Tensor], Path]:
@@ -178,7 +180,7 @@ def make_trainer(config: BaseModel, model: torch.nn.Module, loss, metrics, postp
 def score_predictions(y: np.ndarray, prob: np.ndarray, classes: list[str],
                       score: Callable[[np.ndarray, np.ndarray], dict[str, float]], n_boot: int, prefix: str,
                       out_dir: Path | None, rows=None, patients: np.ndarray | None = None,
-                      sources: list[str] | None = None) -> dict[str, float]:
+                      sources: list[str] | None = None, extra: dict[str, Any] | None = None) -> dict[str, float]:
     """Percentile-bootstrap 95% CIs of ``score(y, prob)`` and the expected calibration error of
     (N, K) probabilities ``prob``. With ``patients`` ((N,) ids) the bootstrap resamples patients
     (a cluster bootstrap; ``<prefix>/ci_clusters`` records how many), else rows. With
@@ -191,7 +193,7 @@ def score_predictions(y: np.ndarray, prob: np.ndarray, classes: list[str],
     _, ece = calibration_bins(y, prob)
     if out_dir is not None and is_main_process():
         save_predictions(out_dir, prefix, y, prob, classes, None if rows is None else np.asarray(rows),
-                         sources=sources, patients=patients)
+                         sources=sources, patients=patients, extra=extra)
     clusters = {f"{prefix}/ci_clusters": float(len(np.unique(patients)))} if patients is not None else {}
     return {f"{prefix}/ece": ece, **undefined, **clusters,
             **{f"{prefix}/{k}_ci_{side}": v for k, (lo, hi) in cis.items() for side, v in (("low", lo), ("high", hi))}}

@@ -25,7 +25,7 @@ from ..data.cache import cache_key, cached
 from ..data.folders import (EXTENSIONS, csv_image_files, decode_images, image_paths, load_csv_images, load_image_folder,
                             load_patient_tree)
 from ..data.layouts import default_size, detect_image_layout
-from ..data.splits import cross_split_duplicates, grouped_split, stratified_split
+from ..data.splits import cross_split_duplicates, grouped_split, kfold_splits, stratified_split
 from ..data.transforms import BatchAugment, ImagePreprocess, channel_stats, dihedral_tta
 from ..datasets import embedded_path
 from ..engine import Trainer
@@ -33,9 +33,9 @@ from ..engine import UnfreezeBackbone
 from ..engine.checkpoint import load_model_weights
 from ..engine.optim import optimizer_factory
 from ..engine.trainer import resolve_device
-from ..errors import DataError, path_problem
+from ..errors import DataError, RunDirError, path_problem
 from ..io import atomic_write_text
-from ..metrics import multiclass_metrics, multiclass_scores
+from ..metrics import binary_extras, multiclass_metrics, multiclass_scores
 from ..models import create_model
 from ..models.transfer import load_pretrained, param_groups, resolve_pretrained
 from ..engine.distributed import is_main_process
@@ -68,6 +68,7 @@ class PreprocessFile(Strict):
     graded: bool
     fit: Literal["resize", "pad"] = "resize"
     patch: int | None = Field(None, ge=1, description="fit pad: the side patches are padded to before resizing")
+    folds: int | None = Field(None, ge=2, description="a k-fold parent: the number of fold runs in folds/")
 
     @model_validator(mode="after")
     def _channels(self) -> "PreprocessFile":
@@ -124,6 +125,12 @@ def split_images(config: ImageRunConfig, data: ImageSet, where: Path) -> tuple[d
     """(part -> indices, how): official splits, patient-grouped, or stratified."""
     d = config.data
     seed = d.split_seed if d.split_seed is not None else config.seed
+    if d.split == "kfold":
+        groups = data.patients if data.patients is not None and d.group_by_patient else None
+        folds = kfold_splits(data.labels, groups, d.folds, d.val_fraction, seed, str(where))
+        if d.fold is None:  # the parent of a k-fold run: every image is tested once, by its fold's model
+            return {"train": np.array([], int), "val": np.array([], int), "test": np.arange(len(data))}, "kfold"
+        return folds[d.fold], f"fold {d.fold + 1} of {d.folds}{', by patient' if groups is not None else ''}"
     if data.split is not None:
         parts = {k: np.flatnonzero(data.split == k) for k in ("train", "val", "test")}
         if all(len(v) for v in parts.values()):
@@ -167,9 +174,12 @@ def _model(config: ImageRunConfig, n_classes: int, in_chans: int, size: int) -> 
 
 
 def train(config: ImageRunConfig, out: str | Path | None = None, resume: bool = False) -> TrainResult:
-    """Load, split, train, pick the best epoch on validation, and report test metrics with CIs."""
+    """Load, split, train, pick the best epoch on validation, and report test metrics with CIs
+    (``data.split: kfold``: every fold, then the pooled out-of-fold results; see ``crossval``)."""
     data, path = load_images(config)
     parts, how = split_images(config, data, path)
+    if how == "kfold":
+        return _train_folds(config, data, path, out, resume)
     dups = cross_split_duplicates(data.images, parts)
     if dups:
         warnings.warn(f"{path}: {len(dups)} exact duplicate images cross splits (first: rows {dups[0][:2]})",
@@ -212,6 +222,23 @@ def train(config: ImageRunConfig, out: str | Path | None = None, resume: bool = 
     return TrainResult(run_dir, metrics, trainer)
 
 
+def _train_folds(config: ImageRunConfig, data: ImageSet, path: Path, out, resume: bool) -> TrainResult:
+    """The parent of a k-fold run (the folds were checked by ``split_images``): its preprocess.json
+    feeds [0, 1] pixels to the fold models, which normalise them each their own way."""
+    from .crossval import train_folds
+
+    c = int(data.images.shape[-1])
+    pre = {"classes": data.classes, "mean": [0.0] * c, "std": [1.0] * c, "size": int(data.images.shape[1]),
+           "in_chans": c, "graded": config.data.graded, "fit": config.data.fit, "patch": data.patch,
+           "folds": config.data.folds}
+    extra = {"split": f"{config.data.folds}-fold cross-validation" + (", by patient" if data.patients is not None
+                                                                      and config.data.group_by_patient else ""),
+             "n_images": len(data), "classes": data.classes, "data_content_sha256": cache_key(data.images),
+             "class_counts": {"all images": np.bincount(data.labels, minlength=len(data.classes)).tolist()}}
+    return train_folds(config, out, resume, resolve_device(config.trainer.device), train, lambda a, b: multiclass_scores(
+        a, b, config.data.graded), data.classes, pre, extra)
+
+
 def test_report(trainer: Trainer, data: ImageDataset, graded: bool, n_boot: int, prefix: str,
                 out_dir: Path | None) -> tuple[np.ndarray, dict[str, float]]:
     """95% bootstrap CIs of the metrics on ``data`` (resampling patients when the set has patient
@@ -221,9 +248,13 @@ def test_report(trainer: Trainer, data: ImageDataset, graded: bool, n_boot: int,
     prob = trainer.predict(data).numpy().astype(np.float64)
     rows = data.indices.numpy() if data.indices is not None else np.arange(len(data))
     patients = None if data.data.patients is None else np.asarray(data.data.patients)[rows]
-    return prob, score_predictions(data.labels.numpy(), prob, data.classes,
-                                   lambda a, b: multiclass_scores(a, b, graded), n_boot, prefix, out_dir,
-                                   rows=rows, patients=patients, sources=trace_sources(data.data, rows))
+    y = data.labels.numpy()
+    scores = score_predictions(y, prob, data.classes, lambda a, b: multiclass_scores(a, b, graded), n_boot, prefix,
+                               out_dir, rows=rows, patients=patients, sources=trace_sources(data.data, rows))
+    if prob.shape[1] == 2:  # the positive class's F1, precision, recall and PR AUC (the engine computes the rest)
+        point = binary_extras(y, prob[:, 1], prob.argmax(axis=1))
+        scores.update({f"{prefix}/{k}": v for k, v in point.items() if f"{prefix}/{k}" not in scores})
+    return prob, scores
 
 
 def trace_sources(data: ImageSet, rows: np.ndarray) -> list[str] | None:
@@ -287,9 +318,17 @@ def load_run(run_dir: str | Path, checkpoint: str = "best") -> tuple[ImageRunCon
     run_dir = Path(run_dir)
     config = runs.load_run_config(run_dir)
     pre = read_preprocess(run_dir, PreprocessFile, "image").model_dump()
-    tensors, source = run_weights(run_dir, checkpoint)
-    model = _model(config, len(pre["classes"]), pre["in_chans"], pre["size"])
-    load_model_weights(model, tensors, source)
+    if pre["folds"]:  # a k-fold parent: the fold models together
+        from ..models.ensemble import ProbabilityMean
+        from .crossval import fold_dir
+
+        members = [load_run(fold_dir(run_dir, k), checkpoint) for k in range(pre["folds"])]
+        model = ProbabilityMean([t.module for _, _, t in members], [p["mean"] for _, p, _ in members],
+                                [p["std"] for _, p, _ in members])
+    else:
+        tensors, source = run_weights(run_dir, checkpoint)
+        model = _model(config, len(pre["classes"]), pre["in_chans"], pre["size"])
+        load_model_weights(model, tensors, source)
     return config, pre, build_trainer(config, model, len(pre["classes"]), None, pre, None,
                                       resolve_device(config.trainer.device), train=False)
 
@@ -299,11 +338,15 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None, checkpoint: st
     """Metrics (with CIs) of a trained run on its own test split."""
     run_dir = Path(run_dir)
     config, pre, trainer = load_run(run_dir, checkpoint)
+    if data is None and pre["folds"]:
+        raise RunDirError(run_dir, "a k-fold run's test results are its out-of-fold predictions (metrics.json, "
+                                   "test_predictions.csv); evaluate it on other patients with --data, or evaluate "
+                                   "a fold run in folds/")
     if data is not None:
         config = config.model_copy(update={"data": config.data.model_copy(update={"path": Path(data),
                                                                                     "dataset": None})})
     images, path = load_images(config)
-    parts, _ = split_images(config, images, path)
+    parts = split_images(config, images, path)[0] if data is None else None
     name = "test" if data is None else Path(data).stem
     out = run_dir / "evaluation" / f"{name}.json"
     refuse_overwrite(out, overwrite)

@@ -1,0 +1,80 @@
+"""k-fold cross-validation around a task's one-run training (``data.split: kfold``).
+
+Each fold is a normal, resumable run in ``RUN_DIR/folds/fold<k>`` (its config is the parent's
+with ``data.fold`` set), tested on patients its model never saw. The parent run pools the
+out-of-fold predictions: ``test_predictions.csv`` (with each image's fold), pooled metrics with
+cluster-bootstrap CIs, each fold's metrics (``fold<k>/<metric>``) and a per-fold table. An
+interrupted parent resumes at the fold it was in: finished folds are kept, a started one is
+resumed from its last checkpoint. The parent's model is the fold models together (the mean of
+their probabilities), built by the task when it loads the run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from pydantic import BaseModel
+
+from .. import runs
+from ..report.predictions import PROB
+from ..report.tables import write_table
+from .common import TrainResult, run_path, score_predictions, start_run, write_results
+
+FOLDS = "folds"
+
+
+def fold_dir(run_dir: Path, k: int) -> Path:
+    """``RUN_DIR/folds/fold<k+1>``: the run of fold ``k`` (0-based)."""
+    return Path(run_dir) / FOLDS / f"fold{k + 1}"
+
+
+def fold_config(config: BaseModel, k: int) -> BaseModel:
+    """The parent's config for fold ``k`` alone."""
+    data = config.data.model_copy(update={"fold": k})
+    return config.model_copy(update={"name": f"{config.name}-fold{k + 1}", "data": data})
+
+
+def train_folds(config: BaseModel, out: str | Path | None, resume: bool, device: torch.device,
+                train_one: Callable[..., TrainResult], score: Callable[[np.ndarray, np.ndarray], dict[str, float]],
+                classes: list[str], preprocess: dict[str, Any], extra: dict[str, Any]) -> TrainResult:
+    """Train every fold with ``train_one(config, out, resume)`` and pool their out-of-fold test
+    predictions into the parent run; ``score(y, prob)`` gives the pooled metrics."""
+    run_dir = run_path(config, out, resume, device)
+    manifest = start_run(config, run_dir, resume, device, preprocess, {}, extra)
+    last = None
+    for k in range(config.data.folds):
+        where = fold_dir(run_dir, k)
+        if (where / runs.METRICS).is_file():
+            continue  # finished before an interruption
+        last = train_one(fold_config(config, k), where, resume=(where / runs.CONFIG).is_file())
+    pooled = pd.concat([pd.read_csv(fold_dir(run_dir, k) / "test_predictions.csv", keep_default_na=False,
+                                    dtype={"patient": str, "source": str}).assign(fold=k + 1)
+                        for k in range(config.data.folds)], ignore_index=True)
+    y = pooled["label"].to_numpy(int)
+    prob = pooled[[f"{PROB}{c}" for c in classes]].to_numpy(np.float64)
+    patients = pooled["patient"].to_numpy() if "patient" in pooled else None
+    metrics = {f"test/{m}": v for m, v in score(y, prob).items()}
+    metrics.update(score_predictions(y, prob, classes, score, config.n_boot, "test", run_dir, pooled["row"].to_numpy(),
+                                     patients, pooled["source"].tolist() if "source" in pooled else None,
+                                     extra={"fold": pooled["fold"].to_numpy()}))
+    table = []
+    for k in range(config.data.folds):
+        fm = runs.read_metrics(fold_dir(run_dir, k) / runs.METRICS)
+        part = pooled[pooled["fold"] == k + 1]
+        row = {"fold": k + 1, "test images": len(part),
+               "test patients": part["patient"].nunique() if "patient" in part else None}
+        for key, v in sorted(fm.items()):
+            if key.startswith("test/") and "_ci_" not in key and key != "test/ci_clusters":
+                metrics[f"fold{k + 1}/{key[5:]}"] = v
+                row[key[5:]] = v
+        table.append(row)
+    write_table(pd.DataFrame(table), run_dir / "folds", f"Per fold ({config.data.folds} folds): each tested on "
+                                                         "patients its model never saw")
+    write_results(run_dir, metrics, manifest, layout={"sections": [
+        {"title": "Folds", "text": "Pooled metrics above are over the out-of-fold predictions of every fold; each "
+                                   "fold's own run is in folds/fold<k>/.", "items": ["folds"]}]})
+    return TrainResult(run_dir, metrics, last.trainer if last is not None else None)

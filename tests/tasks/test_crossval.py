@@ -1,0 +1,124 @@
+"""k-fold cross-validation (data.split: kfold): folds by patient, fold runs inside the parent,
+pooled out-of-fold results, the fold models together as the parent's model, resume by fold."""
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from biodl.data.splits import kfold_splits
+from biodl.errors import DataError
+from tests.conftest import assert_one_line_error
+
+
+def test_kfold_by_patient_tests_each_patient_once_and_never_mixes_parts():
+    rng = np.random.default_rng(0)
+    patients = np.repeat(np.arange(20), rng.integers(5, 15, 20))
+    labels = (patients % 3 == 0).astype(int)  # a patient's images share its class
+    folds = kfold_splits(labels, patients, 5, 0.15, seed=0)
+    tested = np.concatenate([f["test"] for f in folds])
+    assert sorted(tested) == list(range(len(labels)))  # every image tested exactly once
+    for f in folds:
+        parts = {k: set(patients[v]) for k, v in f.items()}
+        assert not parts["train"] & parts["val"] and not parts["train"] & parts["test"] and not parts["val"] & \
+            parts["test"]
+        assert len(parts["val"]) >= 1 and set(labels[f["test"]]) == {0, 1}  # stratified: both classes tested
+    with pytest.raises(DataError, match="4 patients are fewer than the 5 folds"):
+        kfold_splits(labels[:40], np.repeat(np.arange(4), 10), 5, 0.15, seed=0)
+    plain = kfold_splits(np.arange(50) % 2, None, 5, 0.2, seed=0)  # no patients: stratified folds of images
+    assert sorted(np.concatenate([f["test"] for f in plain])) == list(range(50))
+    assert all(abs(np.mean((np.arange(50) % 2)[f["test"]]) - 0.5) <= 0.1 for f in plain)
+
+
+def _tree(root, n_patients=9, per=8):
+    rng = np.random.default_rng(0)
+    for p in range(n_patients):
+        for i in range(per):
+            label = (p + i) % 2
+            img = rng.integers(0, 80, (16, 16, 3), dtype=np.uint8)
+            if label:
+                img[2:7, 2:7] = 250
+            d = root / f"pat{p}" / str(label)
+            d.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img).save(d / f"pat{p}_idx5_x{50 * i + 1}_y1_class{label}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def kfold_run(tmp_path_factory):
+    from biodl.cli import main
+
+    tmp = tmp_path_factory.mktemp("kfold")
+    _tree(tmp / "tree")
+    try:
+        main(["train", "--data", str(tmp / "tree"), "--out", str(tmp / "run"), "--epochs", "2", "--set",
+              "data.split=kfold", "--set", "data.folds=3", "--set", "trainer.progress=false", "--set", "n_boot=100",
+              "--set", f"data.cache_dir={tmp / 'cache'}", "--set", "model.args={width: 8, blocks: 1}"])
+    except SystemExit as exc:
+        assert exc.code in (0, None)
+    return tmp
+
+
+def test_kfold_run_pools_out_of_fold_predictions(kfold_run):
+    run = kfold_run / "run"
+    for k in (1, 2, 3):
+        assert (run / f"folds/fold{k}/metrics.json").is_file() and (run / f"folds/fold{k}/report.html").is_file()
+    pred = pd.read_csv(run / "test_predictions.csv", dtype={"patient": str})
+    assert len(pred) == 72 and sorted(pred["row"]) == list(range(72))  # every image once
+    assert set(pred["fold"]) == {1, 2, 3}
+    assert pred.groupby("patient")["fold"].nunique().max() == 1  # a patient's images share one fold
+    for k in (1, 2, 3):
+        fold_pred = pd.read_csv(run / f"folds/fold{k}/test_predictions.csv", dtype={"patient": str})
+        mine = pred[pred["fold"] == k].drop(columns="fold").reset_index(drop=True)
+        pd.testing.assert_frame_equal(mine, fold_pred)  # the fold's own predictions, as they were
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["test/ci_clusters"] == 9 and m["test/accuracy_ci_low"] <= m["test/accuracy"] <= m["test/accuracy_ci_high"]
+    acc = (pred[["p_0", "p_1"]].to_numpy().argmax(1) == pred["label"]).mean()
+    assert m["test/accuracy"] == pytest.approx(acc)
+    for k in (1, 2, 3):
+        fm = json.loads((run / f"folds/fold{k}/metrics.json").read_text())
+        assert m[f"fold{k}/accuracy"] == fm["test/accuracy"]
+    assert {"test/f1", "test/precision", "test/recall", "test/pr_auc"} <= set(m)
+    folds_table = pd.read_csv(run / "folds.csv")
+    assert folds_table["test images"].sum() == 72 and folds_table["test patients"].sum() == 9
+    assert "Per fold (3 folds)" in (run / "report.html").read_text()
+
+
+def test_kfold_parent_predicts_with_the_mean_of_its_fold_models(kfold_run, cli, tmp_path):
+    run = kfold_run / "run"
+    images = kfold_run / "tree" / "pat0" / "1"
+    assert cli("predict", run, images, "--out", tmp_path / "all.csv").code == 0
+    parent = pd.read_csv(tmp_path / "all.csv")
+    fold_p = []
+    for k in (1, 2, 3):
+        assert cli("predict", run / f"folds/fold{k}", images, "--out", tmp_path / f"f{k}.csv").code == 0
+        fold_p.append(pd.read_csv(tmp_path / f"f{k}.csv")["p_1"].to_numpy())
+    np.testing.assert_allclose(parent["p_1"].to_numpy(), np.mean(fold_p, axis=0), atol=2e-6)
+    assert_one_line_error(cli("evaluate", run), "out-of-fold predictions", "--data")
+    assert_one_line_error(cli("explain", run), "explain a fold run (folds/fold<k>")
+    r = cli("evaluate", run, "--data", kfold_run / "tree")  # external validation: the fold models together
+    assert r.code == 0, r.err
+    assert json.loads((run / "evaluation/tree.json").read_text())["tree/ci_clusters"] == 9
+
+
+def test_kfold_resumes_at_the_fold_it_was_in(kfold_run, cli, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(kfold_run / "run", run)
+    shutil.rmtree(run / "folds/fold3")  # as if interrupted before fold 3
+    (run / "metrics.json").unlink()
+    before = (run / "folds/fold1/metrics.json").stat().st_mtime_ns
+    r = cli("train", "--resume", "--out", run)
+    assert r.code == 0, r.err
+    assert (run / "folds/fold1/metrics.json").stat().st_mtime_ns == before  # finished folds are kept
+    assert (run / "test_predictions.csv").read_text() == (kfold_run / "run/test_predictions.csv").read_text()
+
+
+def test_fewer_patients_than_folds_is_one_line_and_writes_nothing(tmp_path, cli):
+    _tree(tmp_path / "tree", n_patients=3)
+    r = cli("train", "--data", tmp_path / "tree", "--out", tmp_path / "run", "--set", "data.split=kfold",
+            "--set", f"data.cache_dir={tmp_path / 'cache'}")
+    assert_one_line_error(r, "3 patients are fewer than the 5 folds (data.folds)")
+    assert not (tmp_path / "run").exists()
