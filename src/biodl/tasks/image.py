@@ -235,8 +235,11 @@ def _train_folds(config: ImageRunConfig, data: ImageSet, path: Path, out, resume
                                                                       and config.data.group_by_patient else ""),
              "n_images": len(data), "classes": data.classes, "data_content_sha256": cache_key(data.images),
              "class_counts": {"all images": np.bincount(data.labels, minlength=len(data.classes)).tolist()}}
-    return train_folds(config, out, resume, resolve_device(config.trainer.device), train, lambda a, b: multiclass_scores(
-        a, b, config.data.graded), data.classes, pre, extra)
+    def score(y: np.ndarray, prob: np.ndarray) -> dict[str, float]:
+        return multiclass_scores(y, prob, config.data.graded)
+
+    return train_folds(config, out, resume, resolve_device(config.trainer.device), train, score, data.classes, pre,
+                       extra)
 
 
 def test_report(trainer: Trainer, data: ImageDataset, graded: bool, n_boot: int, prefix: str,
