@@ -60,7 +60,8 @@ def test_predictions_file_matches_the_metrics(image_run):
     metrics = json.loads((image_run / "metrics.json").read_text())
     manifest = json.loads((image_run / "manifest.json").read_text())
     classes = manifest["classes"]
-    assert list(pred.columns) == ["row", "label", "true", "predicted", *[f"p_{c}" for c in classes]]
+    assert list(pred.columns) == ["row", "source", "label", "true", "predicted", *[f"p_{c}" for c in classes]]
+    assert all((image_run.parent / "data" / s).is_file() for s in pred["source"])  # traceable to its file
     assert len(pred) == manifest["split_sizes"]["test"]
     prob = pred[[f"p_{c}" for c in classes]].to_numpy()
     np.testing.assert_allclose(prob.sum(axis=1), 1, atol=1e-6)
