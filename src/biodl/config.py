@@ -149,6 +149,10 @@ class ImageDataConfig(Strict):
                             "kfold: data.folds-fold cross-validation, grouped by patient when ids exist: each fold "
                             "a run in RUN_DIR/folds/, out-of-fold predictions pooled")
     folds: int = Field(5, ge=2, le=50, description="kfold: number of folds")
+    coordinates: str | None = Field(
+        r"_x(?P<x>\d+)_y(?P<y>\d+)", description="regular expression with groups x and y that finds a patch's "
+        "top-left position in its slide in the file name (default: Kaggle IDC names); two-class runs with patient "
+        "ids get a slide map per test patient; null: none")
     fold: int | None = Field(None, ge=0, description="kfold: the one fold this run trains (set by the parent run)")
     batch_size: int = Field(64, ge=1)
     num_workers: int = Field(0, ge=0)

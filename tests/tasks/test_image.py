@@ -213,23 +213,39 @@ def test_train_straight_from_data_with_no_config(tmp_path, cli, monkeypatch):
 
 
 def test_histopathology_runs_on_the_embedded_patients(cli, tmp_path, monkeypatch):
-    """No --data: the 10 embedded IDC patients, patients kept apart, edge crops padded, patient-level
-    CIs and traceable predictions (a short run: 1 epoch of a tiny net)."""
+    """No --data: the 10 embedded IDC patients in folds by patient, edge crops padded, pooled
+    out-of-fold predictions traceable to file and patient, patient-level CIs (a short run: 2 folds,
+    1 epoch of a tiny net)."""
     monkeypatch.setenv("BIODL_CACHE", str(tmp_path / "cache"))
     r = cli("run", "histopathology", "--out", tmp_path / "run", "--set", "trainer.epochs=1", "--set",
-            "trainer.progress=false", "--set", "n_boot=100", "--set", "model.args={width: 8, blocks: 1}")
+            "trainer.progress=false", "--set", "n_boot=100", "--set", "model.args={width: 8, blocks: 1}",
+            "--set", "data.folds=2")
     assert r.code == 0, r.err
     assert "padded 6 smaller edge crops to 50 x 50" in r.err
     run = tmp_path / "run"
     manifest = json.loads((run / "manifest.json").read_text())
-    assert manifest["split"] == "patient" and manifest["n_images"] == 4982
+    assert manifest["split"] == "2-fold cross-validation, by patient" and manifest["n_images"] == 4982
     pred = pd.read_csv(run / "test_predictions.csv", dtype={"patient": str})
+    assert len(pred) == 4982 and set(pred["fold"]) == {1, 2}
     assert pred["source"].str.match(r"^\d{4}/[01]/\d{4}_idx5_x\d+_y\d+_class[01]\.png$").all()
     assert (pred["source"].str.split("/").str[0] == pred["patient"]).all()
+    assert pred.groupby("patient")["fold"].nunique().max() == 1
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["test/ci_clusters"] == pred["patient"].nunique() >= 2  # whole patients, resampled
+    assert metrics["test/ci_clusters"] == 10  # every patient tested once, and resampled as a whole
+    for key in ("balanced_accuracy", "f1", "precision", "recall", "roc_auc", "pr_auc", "mcc"):
+        assert metrics[f"test/{key}_ci_low"] <= metrics[f"test/{key}"] <= metrics[f"test/{key}_ci_high"], key
     pre = json.loads((run / "preprocess.json").read_text())
     assert pre["classes"] == ["no IDC", "IDC"] and pre["fit"] == "pad" and pre["patch"] == pre["size"] == 50
+    assert pre["folds"] == 2 and (run / "folds/fold2/checkpoints/best.safetensors").is_file()
+    maps = sorted(p.name for p in run.glob("slide_*.png"))  # every patient's slide, out of fold
+    assert maps == [f"slide_{p}.png" for p in sorted(pred["patient"].unique())] and len(maps) == 10
+    html = (run / "report.html").read_text()
+    assert "Slide maps" in html and "Per patient" in html and "Beside the published results" in html
+    published = pd.read_csv(run / "published.csv")
+    assert published["F1 (IDC)"].tolist()[1:] == ["0.718", "0.765"] and "CIs over 10 patients" in published.iloc[0, 0]
+    per_patient = pd.read_csv(run / "test_per_patient.csv", dtype={"patient": str})
+    assert len(per_patient) == 10 and per_patient["images"].sum() == 4982
+    assert per_patient.set_index("patient").loc["8916", "true_fraction"] == pytest.approx(111 / 171)
 
 
 def test_histopathology_transfer_learning_from_a_local_file(cli, tmp_path, monkeypatch):
@@ -247,7 +263,7 @@ def test_histopathology_transfer_learning_from_a_local_file(cli, tmp_path, monke
     np.save(tmp_path / "idc/X.npy", x)
     np.save(tmp_path / "idc/Y.npy", y)
     r = cli("run", "histopathology", "--data", tmp_path / "idc", "--out", tmp_path / "run",
-            "--set", "model.name=resnet18", "--set", "model.args={}",
+            "--set", "model.name=resnet18", "--set", "model.args={}", "--set", "data.split=auto",
             "--set", f"model.pretrained={weights}", "--set", "trainer.epochs=2", "--set", "model.freeze_epochs=1",
             "--set", "data.size=32", "--set", "trainer.progress=false", "--set", "n_boot=100")
     assert r.code == 0, r.err

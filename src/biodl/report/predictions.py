@@ -61,6 +61,28 @@ def load_predictions(path: str | Path) -> tuple[np.ndarray, np.ndarray, list[str
     return y, prob, [c[len(PROB):] for c in cols]
 
 
+def per_patient(pred: pd.DataFrame, positive: str) -> pd.DataFrame:
+    """One row per patient of a two-class predictions table: images, the true fraction of class
+    ``positive``, the predicted fraction (images called ``positive``) and the mean probability."""
+    p = pred[f"{PROB}{positive}"]
+    called = pred[[c for c in pred.columns if c.startswith(PROB)]].to_numpy().argmax(axis=1) == 1  # as predicted
+    table = pd.DataFrame({"patient": pred["patient"].astype(str), "true": pred["label"] == 1, "called": called,
+                          "p": p}).groupby("patient", sort=True).agg(images=("true", "size"), true_fraction=(
+                              "true", "mean"), predicted_fraction=("called", "mean"), mean_probability=("p", "mean"))
+    return table.reset_index()
+
+
+def _per_patient(out_dir: Path, prefix: str, classes: list[str]) -> None:
+    """``<prefix>_per_patient.csv/.md`` when the predictions carry patients and there are two classes."""
+    path = out_dir / f"{prefix}_predictions.csv"
+    head = pd.read_csv(path, nrows=0).columns
+    if len(classes) != 2 or "patient" not in head:
+        return
+    pred = pd.read_csv(path, keep_default_na=False, dtype={"patient": str})
+    write_table(per_patient(pred, classes[1]), out_dir / f"{prefix}_per_patient",
+                f"Per patient ({prefix}): true and predicted fraction of {classes[1]}")
+
+
 def prediction_artefacts(out_dir: str | Path, prefix: str) -> dict[str, float]:
     """From ``<prefix>_predictions.csv`` in ``out_dir`` write ``<prefix>_per_class.csv/.md``
     (precision, recall, F1, one-vs-rest ROC AUC and average precision, support),
@@ -83,6 +105,7 @@ def prediction_artefacts(out_dir: str | Path, prefix: str) -> dict[str, float]:
     confusion_heatmap(counts, classes, f"Confusion matrix ({prefix})", out_dir / f"{prefix}_confusion.png")
     per_class_curves(y, prob, classes, prefix, out_dir / f"{prefix}_curves.png")
     what = f"rate of {classes[1]}" if len(classes) == 2 else "accuracy (top label)"
+    _per_patient(out_dir, prefix, classes)
     bins, ece = reliability_diagram(y, prob, what, f"Calibration ({prefix})", out_dir / f"{prefix}_calibration.png")
     write_table(pd.DataFrame(bins, columns=["lo", "hi", "n", "confidence", "observed"]),
                 out_dir / f"{prefix}_calibration", f"Calibration ({prefix}): ECE {ece:.4f}, 10 equal-width bins")

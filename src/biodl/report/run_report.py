@@ -150,7 +150,11 @@ def _predictions(run_dir: Path, prefix: str, shown: set[str]) -> list[h.Section]
     calibration = pd.read_csv(run_dir / f"{prefix}_calibration.csv")
     title = (run_dir / f"{prefix}_calibration.md").read_text().splitlines()[0].lstrip("# ")
     shown.update(f"{prefix}_{k}.png" for k in ("curves", "confusion", "calibration"))
+    patients = run_dir / f"{prefix}_per_patient.csv"
+    per_patient = (h.Section("per-patient", "Per patient", h.table(pd.read_csv(
+        patients, keep_default_na=False, dtype={"patient": str}), 3)),) if patients.is_file() else ()
     return [
+        *per_patient,
         h.Section("per-class", "Per class", h.table(per_class) + h.figure(
             run_dir / f"{prefix}_curves.png", "ROC and precision-recall curves, each class against the rest")),
         h.Section("confusion", "Confusion matrix", h.figure(

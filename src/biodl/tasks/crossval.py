@@ -25,6 +25,8 @@ from ..report.tables import write_table
 from .common import TrainResult, run_path, score_predictions, start_run, write_results
 
 FOLDS = "folds"
+SLIDE_TEXT = ("Each patient's patches put back at their positions in the slide: the mosaic, the ground truth (class 1 "
+              "red) and the predicted probability of class 1 (dark low, bright high), out of fold.")
 
 
 def fold_dir(run_dir: Path, k: int) -> Path:
@@ -40,9 +42,11 @@ def fold_config(config: BaseModel, k: int) -> BaseModel:
 
 def train_folds(config: BaseModel, out: str | Path | None, resume: bool, device: torch.device,
                 train_one: Callable[..., TrainResult], score: Callable[[np.ndarray, np.ndarray], dict[str, float]],
-                classes: list[str], preprocess: dict[str, Any], extra: dict[str, Any]) -> TrainResult:
+                classes: list[str], preprocess: dict[str, Any], extra: dict[str, Any],
+                figures: Callable[[Path, pd.DataFrame], list[str]] | None = None) -> TrainResult:
     """Train every fold with ``train_one(config, out, resume)`` and pool their out-of-fold test
-    predictions into the parent run; ``score(y, prob)`` gives the pooled metrics."""
+    predictions into the parent run; ``score(y, prob)`` gives the pooled metrics, and
+    ``figures(run_dir, pooled predictions)`` may draw more figures (their names) for the report."""
     run_dir = run_path(config, out, resume, device)
     manifest = start_run(config, run_dir, resume, device, preprocess, {}, extra)
     last = None
@@ -74,7 +78,10 @@ def train_folds(config: BaseModel, out: str | Path | None, resume: bool, device:
         table.append(row)
     write_table(pd.DataFrame(table), run_dir / "folds", f"Per fold ({config.data.folds} folds): each tested on "
                                                          "patients its model never saw")
-    write_results(run_dir, metrics, manifest, layout={"sections": [
-        {"title": "Folds", "text": "Pooled metrics above are over the out-of-fold predictions of every fold; each "
-                                   "fold's own run is in folds/fold<k>/.", "items": ["folds"]}]})
+    sections = [{"title": "Folds", "text": "Pooled metrics above are over the out-of-fold predictions of every fold; "
+                                           "each fold's own run is in folds/fold<k>/.", "items": ["folds"]}]
+    maps = figures(run_dir, pooled) if figures is not None else []
+    if maps:
+        sections.append({"title": "Slide maps", "text": SLIDE_TEXT, "items": maps})
+    write_results(run_dir, metrics, manifest, layout={"sections": sections})
     return TrainResult(run_dir, metrics, last.trainer if last is not None else None)

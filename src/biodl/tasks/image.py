@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import pandas as pd
 import torch
 
 from .. import runs
@@ -217,6 +218,8 @@ def train(config: ImageRunConfig, out: str | Path | None = None, resume: bool = 
     metrics.update(scores)
     if is_main_process():
         show_examples(sets["test"], prob, run_dir / "test_examples.png")
+        slide_maps(config, data, run_dir, pd.read_csv(run_dir / "test_predictions.csv", keep_default_na=False,
+                                                      dtype={"patient": str, "source": str}))
         log_tensorboard(trainer, sets["train"], sets["test"], prob, run_dir / runs.TENSORBOARD)
     write_results(run_dir, metrics, manifest)
     return TrainResult(run_dir, metrics, trainer)
@@ -238,8 +241,20 @@ def _train_folds(config: ImageRunConfig, data: ImageSet, path: Path, out, resume
     def score(y: np.ndarray, prob: np.ndarray) -> dict[str, float]:
         return multiclass_scores(y, prob, config.data.graded)
 
+    def figures(run_dir: Path, pred: pd.DataFrame) -> list[str]:
+        return slide_maps(config, data, run_dir, pred)
+
     return train_folds(config, out, resume, resolve_device(config.trainer.device), train, score, data.classes, pre,
-                       extra)
+                       extra, figures)
+
+
+def slide_maps(config: ImageRunConfig, data: ImageSet, run_dir: Path, pred: pd.DataFrame) -> list[str]:
+    """Slide maps of the test patients (two-class runs whose file names carry patch positions)."""
+    from ..report.slides import write_slide_maps
+
+    if len(data.classes) != 2 or not config.data.coordinates or not is_main_process():
+        return []
+    return write_slide_maps(run_dir, data.images, pred, data.classes[1], config.data.coordinates)
 
 
 def test_report(trainer: Trainer, data: ImageDataset, graded: bool, n_boot: int, prefix: str,
@@ -379,8 +394,6 @@ def predict(run_dir: str | Path, input_path: str | Path, out: str | Path | None 
         images = images[..., : pre["in_chans"]] if pre["in_chans"] < 3 else images
     labels = np.zeros(len(images), dtype=np.int64)
     prob = trainer.predict(ImageDataset(ImageSet(images, labels, pre["classes"]))).numpy()
-    import pandas as pd
-
     df = pd.DataFrame(prob, columns=[f"p_{c}" for c in pre["classes"]])
     df.insert(0, "image", [str(files[i].relative_to(root)) for i in kept])  # as given under the input folder
     df["predicted"] = [pre["classes"][i] for i in prob.argmax(axis=1)]
