@@ -29,7 +29,7 @@ IMAGENET = "imagenet"
 
 def imagenet_weights_file(model_name: str) -> tuple[Path, str]:
     """Where torchvision keeps the ImageNet weights of ``model_name`` (the file its
-    ``weights="DEFAULT"`` would download: ``$TORCH_HOME/hub/checkpoints/<file>``) and their URL."""
+    default weights enum would download: ``$TORCH_HOME/hub/checkpoints/<file>``) and their URL."""
     import torchvision
 
     from .cnn import TORCHVISION_BACKBONES
