@@ -122,3 +122,32 @@ def test_fewer_patients_than_folds_is_one_line_and_writes_nothing(tmp_path, cli)
             "--set", f"data.cache_dir={tmp_path / 'cache'}")
     assert_one_line_error(r, "3 patients are fewer than the 5 folds (data.folds)")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_fold_run_explains_its_own_test_patients(kfold_run, cli, tmp_path):
+    fold = tmp_path / "fold1"
+    shutil.copytree(kfold_run / "run/folds/fold1", fold)
+    r = cli("explain", fold, "--method", "gradcam,ig", "--pick", "tp,fp,tn", "--n", "1", "--no-sanity",
+            "--steps", "8")
+    assert r.code == 0, r.err
+    e = json.loads((fold / "explain/explain.json").read_text())
+    test_rows = set(pd.read_csv(fold / "test_predictions.csv")["row"])
+    for img in e["images"]:
+        assert int(img["source"].removeprefix("test row ")) in test_rows  # only patients this model never saw
+        assert set(img["methods"]) == {"gradcam", "ig"}
+    assert "Attributions" in (fold / "report.html").read_text()
+
+
+def test_a_second_run_reads_the_cache_and_decodes_nothing(kfold_run, monkeypatch):
+    import biodl.data.folders as folders
+    from biodl.runs import load_run_config
+    from biodl.tasks.image import load_images
+
+    config = load_run_config(kfold_run / "run")
+
+    def no_decode(*args, **kwargs):
+        raise AssertionError("decoded again despite the cache")
+
+    monkeypatch.setattr(folders, "_decode", no_decode)
+    data, _ = load_images(config)  # the k-fold run above filled the cache
+    assert len(data) == 72 and data.patients is not None
