@@ -1,7 +1,9 @@
 """Studies: named, ready-to-run compositions of library parts (``biodl run STUDY``).
 
 Each study module defines ``NAME``, ``SUMMARY`` and ``run(out, overrides, data) -> run_dir``
-(``data``: a file of the user's own in place of the embedded default).
+(``data``: a file of the user's own in place of the embedded default); a study that adds to the
+finished run (tables beside published results) does it in ``finish(run_dir)``, which a resumed
+run gets too.
 """
 
 from __future__ import annotations
@@ -42,7 +44,10 @@ def resume_study(name: str, out):
     config = load_run_config(out)
     if config.name != study.CONFIG["name"]:
         raise ConfigError(out, f"is a run of {config.name!r}, not of study {name!r}")
-    return task_command(config.task, "train", out)(config, out, resume=True).run_dir
+    run_dir = task_command(config.task, "train", out)(config, out, resume=True).run_dir
+    if hasattr(study, "finish"):
+        study.finish(run_dir)
+    return run_dir
 
 
 def run_config_study(raw: dict, name: str, out=None, overrides: list[str] | None = None, data=None):

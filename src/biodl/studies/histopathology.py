@@ -48,13 +48,13 @@ def run(out: str | Path | None = None, overrides: list[str] | None = None, data:
     from . import run_config_study
 
     run_dir = run_config_study(CONFIG, NAME, out, overrides, data)
-    _beside_published(run_dir)
+    finish(run_dir)
     return run_dir
 
 
-def _beside_published(run_dir: Path) -> None:
-    """``published.csv/.md``: our F1 (IDC) and balanced accuracy with their CIs beside the
-    published rows, shown on screen and added to the report."""
+def finish(run_dir: Path) -> None:
+    """After the run (fresh or resumed): ``published.csv/.md``, our F1 (IDC) and balanced
+    accuracy with their CIs beside the published rows, shown on screen and added to the report."""
     import pandas as pd
 
     from .. import runs
