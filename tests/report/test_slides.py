@@ -53,9 +53,9 @@ def test_slide_maps_are_written_per_patient_with_three_panels(tmp_path):
 def test_per_patient_table_gives_true_and_predicted_fractions():
     from biodl.report.predictions import per_patient
 
-    pred = pd.DataFrame({"patient": ["a", "a", "a", "a", "b", "b"], "label": [1, 1, 0, 0, 0, 0],
-                         "p_no": [0.2, 0.6, 0.9, 0.4, 0.7, 0.8], "p_yes": [0.8, 0.4, 0.1, 0.6, 0.3, 0.2]})
-    t = per_patient(pred, "yes")
+    p_yes = np.array([0.8, 0.4, 0.1, 0.6, 0.3, 0.2])
+    t = per_patient(np.array(["a", "a", "a", "a", "b", "b"]), np.array([1, 1, 0, 0, 0, 0]),
+                    np.column_stack([1 - p_yes, p_yes]))
     assert t["patient"].tolist() == ["a", "b"] and t["images"].tolist() == [4, 2]
     assert t["true_fraction"].tolist() == [0.5, 0.0] and t["predicted_fraction"].tolist() == [0.5, 0.0]
     assert t["mean_probability"].round(6).tolist() == [0.475, 0.25]

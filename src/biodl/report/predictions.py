@@ -47,40 +47,30 @@ def save_predictions(out_dir: str | Path, prefix: str, y: np.ndarray, prob: np.n
     return path
 
 
-def load_predictions(path: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(labels (N,), probabilities (N, K), class names) from a predictions CSV."""
+def load_predictions(path: str | Path) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray | None]:
+    """(labels (N,), probabilities (N, K), class names, patient ids (N,) or None) from a
+    predictions CSV."""
     path = Path(path)
     try:
-        df = pd.read_csv(path, keep_default_na=False)
+        df = pd.read_csv(path, keep_default_na=False, dtype={"patient": str})
         cols = [c for c in df.columns if c.startswith(PROB)]
         y, prob = df["label"].to_numpy(int), df[cols].to_numpy(np.float64)
     except (OSError, ValueError, KeyError, pd.errors.ParserError) as exc:
         raise RunDirError(path, f"unreadable predictions file ({exc})") from None
     if len(cols) < 2 or len(y) == 0 or y.min() < 0 or y.max() >= len(cols) or not np.isfinite(prob).all():
         raise RunDirError(path, "not a predictions file (needs label and two or more p_<class> columns)")
-    return y, prob, [c[len(PROB):] for c in cols]
+    return y, prob, [c[len(PROB):] for c in cols], df["patient"].to_numpy() if "patient" in df else None
 
 
-def per_patient(pred: pd.DataFrame, positive: str) -> pd.DataFrame:
-    """One row per patient of a two-class predictions table: images, the true fraction of class
-    ``positive``, the predicted fraction (images called ``positive``) and the mean probability."""
-    p = pred[f"{PROB}{positive}"]
-    called = pred[[c for c in pred.columns if c.startswith(PROB)]].to_numpy().argmax(axis=1) == 1  # as predicted
-    table = pd.DataFrame({"patient": pred["patient"].astype(str), "true": pred["label"] == 1, "called": called,
-                          "p": p}).groupby("patient", sort=True).agg(images=("true", "size"), true_fraction=(
-                              "true", "mean"), predicted_fraction=("called", "mean"), mean_probability=("p", "mean"))
-    return table.reset_index()
-
-
-def _per_patient(out_dir: Path, prefix: str, classes: list[str]) -> None:
-    """``<prefix>_per_patient.csv/.md`` when the predictions carry patients and there are two classes."""
-    path = out_dir / f"{prefix}_predictions.csv"
-    head = pd.read_csv(path, nrows=0).columns
-    if len(classes) != 2 or "patient" not in head:
-        return
-    pred = pd.read_csv(path, keep_default_na=False, dtype={"patient": str})
-    write_table(per_patient(pred, classes[1]), out_dir / f"{prefix}_per_patient",
-                f"Per patient ({prefix}): true and predicted fraction of {classes[1]}")
+def per_patient(patients: np.ndarray, y: np.ndarray, prob: np.ndarray) -> pd.DataFrame:
+    """One row per patient from two-class predictions (``y`` (N,) labels, ``prob`` (N, 2)): images,
+    the true fraction of class 1, the predicted fraction (images called class 1) and the mean
+    probability of class 1."""
+    table = pd.DataFrame({"patient": np.asarray(patients).astype(str), "true": y == 1,
+                          "called": prob.argmax(axis=1) == 1, "p": prob[:, 1]})
+    return table.groupby("patient", sort=True).agg(
+        images=("true", "size"), true_fraction=("true", "mean"), predicted_fraction=("called", "mean"),
+        mean_probability=("p", "mean")).reset_index()
 
 
 def prediction_artefacts(out_dir: str | Path, prefix: str) -> dict[str, float]:
@@ -91,7 +81,7 @@ def prediction_artefacts(out_dir: str | Path, prefix: str) -> dict[str, float]:
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
     out_dir = Path(out_dir)
-    y, prob, classes = load_predictions(out_dir / f"{prefix}_predictions.csv")
+    y, prob, classes, patients = load_predictions(out_dir / f"{prefix}_predictions.csv")
     pred, labels = prob.argmax(axis=1), list(range(len(classes)))
     p, r, f, n = precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
     auc, ap = one_vs_rest_scores(y, prob)
@@ -105,7 +95,9 @@ def prediction_artefacts(out_dir: str | Path, prefix: str) -> dict[str, float]:
     confusion_heatmap(counts, classes, f"Confusion matrix ({prefix})", out_dir / f"{prefix}_confusion.png")
     per_class_curves(y, prob, classes, prefix, out_dir / f"{prefix}_curves.png")
     what = f"rate of {classes[1]}" if len(classes) == 2 else "accuracy (top label)"
-    _per_patient(out_dir, prefix, classes)
+    if patients is not None and len(classes) == 2:
+        write_table(per_patient(patients, y, prob), out_dir / f"{prefix}_per_patient",
+                    f"Per patient ({prefix}): true and predicted fraction of {classes[1]}")
     bins, ece = reliability_diagram(y, prob, what, f"Calibration ({prefix})", out_dir / f"{prefix}_calibration.png")
     write_table(pd.DataFrame(bins, columns=["lo", "hi", "n", "confidence", "observed"]),
                 out_dir / f"{prefix}_calibration", f"Calibration ({prefix}): ECE {ece:.4f}, 10 equal-width bins")

@@ -180,20 +180,24 @@ def make_trainer(config: BaseModel, model: torch.nn.Module, loss, metrics, postp
 def score_predictions(y: np.ndarray, prob: np.ndarray, classes: list[str],
                       score: Callable[[np.ndarray, np.ndarray], dict[str, float]], n_boot: int, prefix: str,
                       out_dir: Path | None, rows=None, patients: np.ndarray | None = None,
-                      sources: list[str] | None = None, extra: dict[str, Any] | None = None) -> dict[str, float]:
+                      sources: list[str] | None = None, extra: dict[str, Any] | None = None,
+                      points: tuple[str, ...] | bool = ()) -> dict[str, float]:
     """Percentile-bootstrap 95% CIs of ``score(y, prob)`` and the expected calibration error of
     (N, K) probabilities ``prob``. With ``patients`` ((N,) ids) the bootstrap resamples patients
     (a cluster bootstrap; ``<prefix>/ci_clusters`` records how many), else rows. With
     ``out_dir`` (rank 0), also ``<prefix>_predictions.csv`` (``rows``: each sample's index in
     the data set; ``sources``: its file; ``patients``). A metric that ``score`` finds undefined
     on the whole set (NaN: e.g. ROC AUC when ``y`` holds one class) comes back as NaN, replacing
-    whatever number the engine's metrics gave, and is written as null."""
-    undefined = {f"{prefix}/{k}": float("nan") for k, v in score(y, prob).items() if not math.isfinite(v)}
+    whatever number the engine's metrics gave, and is written as null. ``points`` names the
+    metrics (``True``: all) whose value ``score`` gives too, where the engine computes none."""
+    point = score(y, prob)
+    undefined = {f"{prefix}/{k}": float("nan") for k, v in point.items() if not math.isfinite(v)}
+    values = {f"{prefix}/{k}": v for k, v in point.items() if points is True or k in (points or ())}
     cis = bootstrap_cis(y, prob, score, n_boot, seed=0, groups=patients)
     _, ece = calibration_bins(y, prob)
     if out_dir is not None and is_main_process():
         save_predictions(out_dir, prefix, y, prob, classes, None if rows is None else np.asarray(rows),
                          sources=sources, patients=patients, extra=extra)
     clusters = {f"{prefix}/ci_clusters": float(len(np.unique(patients)))} if patients is not None else {}
-    return {f"{prefix}/ece": ece, **undefined, **clusters,
+    return {f"{prefix}/ece": ece, **values, **undefined, **clusters,
             **{f"{prefix}/{k}_ci_{side}": v for k, (lo, hi) in cis.items() for side, v in (("low", lo), ("high", hi))}}

@@ -61,10 +61,9 @@ def train_folds(config: BaseModel, out: str | Path | None, resume: bool, device:
     y = pooled["label"].to_numpy(int)
     prob = pooled[[f"{PROB}{c}" for c in classes]].to_numpy(np.float64)
     patients = pooled["patient"].to_numpy() if "patient" in pooled else None
-    metrics = {f"test/{m}": v for m, v in score(y, prob).items()}
-    metrics.update(score_predictions(y, prob, classes, score, config.n_boot, "test", run_dir, pooled["row"].to_numpy(),
-                                     patients, pooled["source"].tolist() if "source" in pooled else None,
-                                     extra={"fold": pooled["fold"].to_numpy()}))
+    metrics = score_predictions(y, prob, classes, score, config.n_boot, "test", run_dir, pooled["row"].to_numpy(),
+                                patients, pooled["source"].tolist() if "source" in pooled else None,
+                                extra={"fold": pooled["fold"].to_numpy()}, points=True)
     table = []
     for k in range(config.data.folds):
         fm = runs.read_metrics(fold_dir(run_dir, k) / runs.METRICS)

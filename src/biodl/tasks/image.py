@@ -36,7 +36,7 @@ from ..engine.optim import optimizer_factory
 from ..engine.trainer import resolve_device
 from ..errors import DataError, RunDirError, path_problem
 from ..io import atomic_write_text
-from ..metrics import binary_extras, multiclass_metrics, multiclass_scores
+from ..metrics import BINARY_EXTRAS, multiclass_metrics, multiclass_scores
 from ..models import create_model
 from ..models.transfer import load_pretrained, param_groups, resolve_pretrained
 from ..engine.distributed import is_main_process
@@ -266,13 +266,10 @@ def test_report(trainer: Trainer, data: ImageDataset, graded: bool, n_boot: int,
     prob = trainer.predict(data).numpy().astype(np.float64)
     rows = data.indices.numpy() if data.indices is not None else np.arange(len(data))
     patients = None if data.data.patients is None else np.asarray(data.data.patients)[rows]
-    y = data.labels.numpy()
-    scores = score_predictions(y, prob, data.classes, lambda a, b: multiclass_scores(a, b, graded), n_boot, prefix,
-                               out_dir, rows=rows, patients=patients, sources=trace_sources(data.data, rows))
-    if prob.shape[1] == 2:  # the positive class's F1, precision, recall and PR AUC (the engine computes the rest)
-        point = binary_extras(y, prob[:, 1], prob.argmax(axis=1))
-        scores.update({f"{prefix}/{k}": v for k, v in point.items() if f"{prefix}/{k}" not in scores})
-    return prob, scores
+    # two classes: the positive class's F1, precision, recall and PR AUC too (the engine computes the rest)
+    return prob, score_predictions(data.labels.numpy(), prob, data.classes,
+                                   lambda a, b: multiclass_scores(a, b, graded), n_boot, prefix, out_dir, rows=rows,
+                                   patients=patients, sources=trace_sources(data.data, rows), points=BINARY_EXTRAS)
 
 
 def trace_sources(data: ImageSet, rows: np.ndarray) -> list[str] | None:
