@@ -158,7 +158,11 @@ class ImageDataConfig(Strict):
     num_workers: int = Field(0, ge=0)
     skip_bad: bool = Field(False, description="leave unreadable images out (counted) instead of failing")
     cache_dir: Path | None = Field(None, description="decoded-image cache (default ~/.cache/biodl)")
-    augment: bool = True
+    augment: bool = Field(True, description="flips, 90-degree rotations, a small rotation, a random resized crop, "
+                                            "brightness/contrast jitter (training batches, on the device)")
+    stain_jitter: float = Field(0.0, ge=0, le=0.5, description="with augment, for H&E RGB images: scale and shift "
+                                "each image's haematoxylin, eosin and DAB concentrations by up to this fraction "
+                                "(Tellez et al. 2018; 0.05 is their light setting); 0: off")
     balance: Literal["loss", "sampler", "none"] = Field(
         "loss", description="class imbalance: loss = weight the loss by inverse class frequency; sampler = draw "
                             "training images with replacement, every class equally often; none")

@@ -56,3 +56,63 @@ def test_augment_keeps_shape_range_and_is_seeded():
 def test_channel_stats_of_nothing_does_not_divide_by_zero(bad):
     mean, std = channel_stats(bad)
     assert mean == [0.0, 0.0, 0.0] and std == [1e-3] * 3
+
+
+def _tissue(n=4, size=12, seed=0):
+    """(n, 3, size, size) pink-purple RGB in (0, 1): pixels an H&E stain could have made."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.tensor([0.75, 0.45, 0.70]).view(1, 3, 1, 1)
+    return (base + 0.15 * (torch.rand(n, 3, size, size, generator=g) - 0.5)).clamp(0.05, 0.95)
+
+
+def test_hed_deconvolution_matches_scikit_image_and_round_trips():
+    from skimage.color import hed2rgb, rgb2hed
+
+    from biodl.data.transforms import HEDJitter
+
+    x = _tissue()
+    jit = HEDJitter(0.05)
+    stains = jit.to_stains(x)  # (B, H, W, 3)
+    od = -np.log(1e-6)  # scikit-image scales optical densities by 1 / -ln(1e-6) and clips negative ones to 0
+    ref = rgb2hed(x.movedim(1, -1).double().numpy())
+    np.testing.assert_allclose(stains.clamp_min(0).double().numpy() / od, ref, atol=1e-6)
+    np.testing.assert_allclose(jit.to_image(torch.from_numpy(ref * od).float()).movedim(1, -1).numpy(), hed2rgb(ref),
+                               atol=1e-5)
+    np.testing.assert_allclose(jit.to_image(stains).numpy(), x.numpy(), atol=1e-5)  # no clipping: invertible
+    assert torch.allclose(HEDJitter(0.0)(x), x, atol=1e-5)  # sigma 0: the image back
+
+
+def test_hed_jitter_scales_and_shifts_each_stain_of_each_image_alone():
+    from biodl.data.transforms import HEDJitter
+
+    x = _tissue()
+    jit = HEDJitter(0.1)
+    u = torch.tensor([[0.5, 0.5, 0.5, 0.5, 0.5, 0.5],  # image 0: unchanged
+                      [1.0, 0.5, 0.5, 0.5, 0.5, 0.5],  # image 1: haematoxylin x 1.1
+                      [0.5, 0.5, 0.5, 0.5, 1.0, 0.5],  # image 2: eosin + 0.1
+                      [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]])  # image 3: every stain x 0.9 - 0.1
+    out = jit(x, u)
+    assert torch.allclose(out[0], x[0], atol=1e-5)
+    before, after = jit.to_stains(x), jit.to_stains(out)
+    inside = ((out > 0.001) & (out < 0.999)).all(1)  # pixels the [0, 1] clamp left alone
+    assert inside.float().mean() > 0.9
+    for i, scale, shift in ((1, [1.1, 1, 1], [0, 0, 0]), (2, [1, 1, 1], [0, 0.1, 0]), (3, [0.9] * 3, [-0.1] * 3)):
+        want = before[i] * torch.tensor(scale) + torch.tensor(shift)
+        torch.testing.assert_close(after[i][inside[i]], want[inside[i]], atol=2e-4, rtol=1e-4)
+    assert not torch.allclose(out[1], x[1], atol=1e-3)
+
+
+def test_stain_jitter_follows_the_same_geometric_draws_as_without_it():
+    """Stain augmentation draws its numbers after the others: a run without it augments exactly as
+    before, and with it each image is the un-stained augmentation, then jittered."""
+    from biodl.data.transforms import HEDJitter
+
+    x = _tissue(6)
+    torch.manual_seed(3)
+    plain = BatchAugment()(x)
+    u = torch.rand(6, 6)
+    torch.manual_seed(3)
+    stained = BatchAugment(stain=0.05)(x)
+    torch.testing.assert_close(stained, HEDJitter(0.05)(plain, u))
+    torch.manual_seed(3)
+    torch.testing.assert_close(BatchAugment(stain=0.0)(x), plain)

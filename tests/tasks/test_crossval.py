@@ -33,6 +33,12 @@ def test_kfold_by_patient_tests_each_patient_once_and_never_mixes_parts():
     assert all(abs(np.mean((np.arange(50) % 2)[f["test"]]) - 0.5) <= 0.1 for f in plain)
 
 
+def _kfold_args(tmp, out):
+    return ["train", "--data", str(tmp / "tree"), "--out", str(out), "--epochs", "2", "--set", "data.split=kfold",
+            "--set", "data.folds=3", "--set", "trainer.progress=false", "--set", "n_boot=100",
+            "--set", f"data.cache_dir={tmp / 'cache'}", "--set", "model.args={width: 8, blocks: 1}"]
+
+
 def _tree(root, n_patients=9, per=8):
     rng = np.random.default_rng(0)
     for p in range(n_patients):
@@ -54,9 +60,7 @@ def kfold_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("kfold")
     _tree(tmp / "tree")
     try:
-        main(["train", "--data", str(tmp / "tree"), "--out", str(tmp / "run"), "--epochs", "2", "--set",
-              "data.split=kfold", "--set", "data.folds=3", "--set", "trainer.progress=false", "--set", "n_boot=100",
-              "--set", f"data.cache_dir={tmp / 'cache'}", "--set", "model.args={width: 8, blocks: 1}"])
+        main(_kfold_args(tmp, tmp / "run"))
     except SystemExit as exc:
         assert exc.code in (0, None)
     return tmp
@@ -98,7 +102,6 @@ def test_kfold_parent_predicts_with_the_mean_of_its_fold_models(kfold_run, cli, 
         fold_p.append(pd.read_csv(tmp_path / f"f{k}.csv")["p_1"].to_numpy())
     np.testing.assert_allclose(parent["p_1"].to_numpy(), np.mean(fold_p, axis=0), atol=2e-6)
     assert_one_line_error(cli("evaluate", run), "out-of-fold predictions", "--data")
-    assert_one_line_error(cli("explain", run), "explain a fold run (folds/fold<k>")
     r = cli("evaluate", run, "--data", kfold_run / "tree")  # external validation: the fold models together
     assert r.code == 0, r.err
     assert json.loads((run / "evaluation/tree.json").read_text())["tree/ci_clusters"] == 9
@@ -114,6 +117,38 @@ def test_kfold_resumes_at_the_fold_it_was_in(kfold_run, cli, tmp_path):
     assert r.code == 0, r.err
     assert (run / "folds/fold1/metrics.json").stat().st_mtime_ns == before  # finished folds are kept
     assert (run / "test_predictions.csv").read_text() == (kfold_run / "run/test_predictions.csv").read_text()
+
+
+def test_a_kfold_run_killed_inside_a_fold_resumes_there_and_ends_as_if_never_killed(kfold_run, tmp_path):
+    """A real SIGKILL after fold 2's second optimiser step (each fold: 2 epochs of 1 step), then
+    --resume: fold 1 is kept as it was, fold 2 goes on from its epoch-1 checkpoint, and every
+    result equals the uninterrupted run's."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+
+    run, ref = tmp_path / "run", kfold_run / "run"
+    env = {**os.environ, "BIODL_CRASH_AT": "step:4"}
+    killed = subprocess.run([sys.executable, "-m", "biodl", *_kfold_args(kfold_run, run)], env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert (run / "folds/fold1/metrics.json").is_file() and not (run / "folds/fold2/metrics.json").exists()
+    assert (run / "folds/fold2/checkpoints/last.json").is_file() and not (run / "folds/fold3").exists()
+    assert not (run / "metrics.json").exists()
+    fold1 = (run / "folds/fold1/metrics.json").stat().st_mtime_ns
+    resumed = subprocess.run([sys.executable, "-m", "biodl", "train", "--resume", "--out", str(run)],
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert (run / "folds/fold1/metrics.json").stat().st_mtime_ns == fold1
+    assert json.loads((run / "folds/fold2/manifest.json").read_text())["resumed"]  # continued, not restarted
+    for k in (1, 2, 3):
+        want, got = (load_file(r / f"folds/fold{k}/checkpoints/last.safetensors") for r in (ref, run))
+        assert want.keys() == got.keys() and all(want[t].equal(got[t]) for t in want), k
+    assert (run / "test_predictions.csv").read_text() == (ref / "test_predictions.csv").read_text()
+    assert (run / "metrics.json").read_text() == (ref / "metrics.json").read_text()
 
 
 def test_fewer_patients_than_folds_is_one_line_and_writes_nothing(tmp_path, cli):
@@ -136,6 +171,23 @@ def test_a_fold_run_explains_its_own_test_patients(kfold_run, cli, tmp_path):
         assert int(img["source"].removeprefix("test row ")) in test_rows  # only patients this model never saw
         assert set(img["methods"]) == {"gradcam", "ig"}
     assert "Attributions" in (fold / "report.html").read_text()
+
+
+def test_a_kfold_parent_explains_out_of_fold_images_each_by_the_model_that_tested_it(kfold_run, cli, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(kfold_run / "run", run)
+    r = cli("explain", run, "--method", "gradcam,ig", "--pick", "tp,fp", "--n", "2", "--no-sanity", "--steps", "8")
+    assert r.code == 0, r.err
+    e = json.loads((run / "explain/explain.json").read_text())
+    pred = pd.read_csv(run / "test_predictions.csv", dtype={"patient": str}).set_index("row")
+    assert {img["outcome"] for img in e["images"]} <= {"tp", "fp"} and len(e["images"]) >= 2
+    for img in e["images"]:
+        row = pred.loc[img["row"]]
+        assert img["fold"] == row["fold"] and f"fold {row['fold']}" in img["source"] and row["patient"] in img["source"]
+        # the probability explained is the one the pooled predictions hold: the same fold model's
+        assert img["probability"] == pytest.approx(row[f"p_{img['predicted']}"], abs=1e-5)
+        assert (img["outcome"] == "tp") == (row["label"] == 1) and img["predicted"] == "1"
+    assert "Attributions" in (run / "report.html").read_text()
 
 
 def test_a_second_run_reads_the_cache_and_decodes_nothing(kfold_run, monkeypatch):

@@ -2,8 +2,9 @@
 
 One affine resampling per batch applies, per image, a flip, a multiple of 90 degrees, a small
 rotation and a random resized crop (fundus and histology images have no preferred
-orientation); brightness and contrast jitter follow. Random parameters are drawn on the CPU
-from torch's generator, so ``seed_everything`` fixes them and CPU and GPU runs augment alike.
+orientation); brightness and contrast jitter follow, and for H&E stained tissue optionally a
+stain jitter in haematoxylin-eosin-DAB space. Random parameters are drawn on the CPU from
+torch's generator, so ``seed_everything`` fixes them and CPU and GPU runs augment alike.
 """
 
 from __future__ import annotations
@@ -15,14 +16,54 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+class HEDJitter(nn.Module):
+    """Stain augmentation for H&E images (Tellez et al. 2018, "H&E stain augmentation improves
+    generalization of convolutional networks for histopathological mitosis detection"):
+    (B, 3, H, W) RGB floats in [0, 1] -> the same with each image's haematoxylin, eosin and DAB
+    concentrations scaled by U(1 - sigma, 1 + sigma) and shifted by U(-sigma, sigma).
+
+    The colour deconvolution is Ruifrok & Johnston's (2001) with scikit-image's stain matrix;
+    concentrations are in optical density units (``skimage.color.rgb2hed`` times -ln 1e-6, the
+    scale the augmentation was published in) and negative ones are not clipped, so
+    ``sigma = 0`` gives the image back."""
+
+    FLOOR = 1e-6  # darkest intensity (as scikit-image): black pixels have a finite density
+
+    def __init__(self, sigma: float = 0.05) -> None:
+        super().__init__()
+        from skimage.color import hed_from_rgb, rgb_from_hed
+
+        self.sigma = sigma
+        self.register_buffer("to_hed", torch.as_tensor(hed_from_rgb, dtype=torch.float32), persistent=False)
+        self.register_buffer("to_rgb", torch.as_tensor(rgb_from_hed, dtype=torch.float32), persistent=False)
+
+    def to_stains(self, x: Tensor) -> Tensor:
+        """(B, 3, H, W) RGB in [0, 1] -> (B, H, W, 3) stain densities (H, E, DAB)."""
+        return -x.clamp_min(self.FLOOR).log().movedim(1, -1) @ self.to_hed.to(x.device, x.dtype)
+
+    def to_image(self, stains: Tensor) -> Tensor:
+        """(B, H, W, 3) stain densities -> (B, 3, H, W) RGB in [0, 1]."""
+        return torch.exp(-stains @ self.to_rgb.to(stains.device, stains.dtype)).movedim(-1, 1).clamp(0, 1)
+
+    def forward(self, x: Tensor, u: Tensor | None = None) -> Tensor:
+        """``u``: (B, 6) uniform draws in [0, 1) (drawn here when not given)."""
+        u = torch.rand(x.shape[0], 6) if u is None else u
+        scale = (1 + self.sigma * (u[:, :3] * 2 - 1)).to(x.device, x.dtype)
+        shift = (self.sigma * (u[:, 3:] * 2 - 1)).to(x.device, x.dtype)
+        return self.to_image(self.to_stains(x) * scale[:, None, None] + shift[:, None, None])
+
+
 class BatchAugment(nn.Module):
-    """(B, C, H, W) floats in [0, 1] -> the same, randomly transformed image by image."""
+    """(B, C, H, W) floats in [0, 1] -> the same, randomly transformed image by image
+    (``stain``: the sigma of :class:`HEDJitter` for H&E RGB images; 0 = none)."""
 
     def __init__(self, flips: bool = True, rot90: bool = True, degrees: float = 10.0,
-                 crop_scale: tuple[float, float] = (0.8, 1.0), brightness: float = 0.1, contrast: float = 0.1) -> None:
+                 crop_scale: tuple[float, float] = (0.8, 1.0), brightness: float = 0.1, contrast: float = 0.1,
+                 stain: float = 0.0) -> None:
         super().__init__()
         self.flips, self.rot90, self.degrees = flips, rot90, degrees
         self.crop_scale, self.brightness, self.contrast = crop_scale, brightness, contrast
+        self.stain = HEDJitter(stain) if stain > 0 else None
 
     def forward(self, x: Tensor) -> Tensor:
         b = x.shape[0]
@@ -42,7 +83,10 @@ class BatchAugment(nn.Module):
         mean = x.mean(dim=(1, 2, 3), keepdim=True)
         x = (x - mean) * (1 + self.contrast * jitter[:, 0].view(-1, 1, 1, 1)) + mean
         x = x * (1 + self.brightness * jitter[:, 1].view(-1, 1, 1, 1))
-        return x.clamp_(0, 1)
+        x = x.clamp_(0, 1)
+        if self.stain is not None:
+            x = self.stain(x)
+        return x
 
 
 def dihedral_tta(model: nn.Module, x: Tensor) -> Tensor:

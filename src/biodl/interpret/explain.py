@@ -80,33 +80,78 @@ def _load_files(files: list[Path], size: int, chans: int) -> torch.Tensor:
     return torch.stack(out)
 
 
-def _pick_test(config, trainer, pre: dict, pick: str, n: int) -> tuple[torch.Tensor, list[dict]]:
-    """The ``n`` most confident test images of each outcome in ``pick``. Class 0 is the negative
-    class: tp = a non-zero class predicted right, tn = class 0 right, fp = class 0 called
-    another, fn = another class called 0."""
-    from ..data.arrays import ImageDataset
-    from ..tasks.image import load_images, split_images
-
+def _outcomes(pick: str) -> list[str]:
     wanted = [p.strip().lower() for p in pick.split(",") if p.strip()]
     bad = [p for p in wanted if p not in OUTCOMES]
     if bad or not wanted:
         raise BiodlError("--pick", f"unknown outcome {bad[0] if bad else pick!r}; choose from {', '.join(OUTCOMES)}")
+    return wanted
+
+
+def _pick_rows(y: np.ndarray, prob: np.ndarray, wanted: list[str], n: int) -> list[tuple[int, str]]:
+    """(index, outcome) of the ``n`` most confident of each outcome in ``wanted``. Class 0 is the
+    negative class: tp = a non-zero class predicted right, tn = class 0 right, fp = class 0
+    called another, fn = another class called 0."""
+    pred, conf = prob.argmax(axis=1), prob.max(axis=1)
+    masks = {"tp": (y != 0) & (pred == y), "tn": (y == 0) & (pred == 0), "fp": (y == 0) & (pred != 0),
+             "fn": (y != 0) & (pred == 0)}
+    picked = []
+    for o in wanted:
+        idx = np.flatnonzero(masks[o])
+        picked += [(int(i), o) for i in idx[np.argsort(-conf[idx], kind="stable")][:n]]
+    if not picked:
+        raise BiodlError("--pick", f"no test image is {', '.join(wanted)}")
+    return picked
+
+
+def _pick_test(config, trainer, pre: dict, pick: str, n: int) -> tuple[torch.Tensor, list[dict]]:
+    """The ``n`` most confident test images of each outcome in ``pick`` (see :func:`_pick_rows`)."""
+    from ..data.arrays import ImageDataset
+    from ..tasks.image import load_images, split_images
+
+    wanted = _outcomes(pick)
     data, path = load_images(config)
     parts, _ = split_images(config, data, path)
     test = ImageDataset(data, indices=parts["test"])
-    prob = trainer.predict(test).numpy()
-    y, pred, conf = test.labels.numpy(), prob.argmax(axis=1), prob.max(axis=1)
-    masks = {"tp": (y != 0) & (pred == y), "tn": (y == 0) & (pred == 0), "fp": (y == 0) & (pred != 0),
-             "fn": (y != 0) & (pred == 0)}
-    rows, meta = [], []
-    for o in wanted:
-        idx = np.flatnonzero(masks[o])
-        for i in idx[np.argsort(-conf[idx], kind="stable")][:n]:
-            rows.append(int(i))
-            meta.append({"source": f"test row {int(parts['test'][i])}", "outcome": o, "true": pre["classes"][y[i]]})
-    if not rows:
-        raise BiodlError("--pick", f"no test image is {', '.join(wanted)}")
-    x = test[torch.as_tensor(rows)][0].float().div(255)
+    y = test.labels.numpy()
+    picked = _pick_rows(y, trainer.predict(test).numpy(), wanted, n)
+    meta = [{"source": f"test row {int(parts['test'][i])}", "outcome": o, "true": pre["classes"][y[i]]}
+            for i, o in picked]
+    x = test[torch.as_tensor([i for i, _ in picked])][0].float().div(255)
+    return x, meta
+
+
+def _pick_out_of_fold(run_dir: Path, config, pre: dict, pick: str, n: int) -> tuple[torch.Tensor, list[dict]]:
+    """A k-fold parent's picks: the ``n`` most confident out-of-fold predictions of each outcome
+    (from its pooled ``test_predictions.csv``), each with the fold (``meta[i]["fold"]``) whose
+    model tested it and never saw its patient."""
+    import pandas as pd
+
+    from ..data.arrays import ImageDataset
+    from ..report.predictions import PROB
+    from ..tasks.image import load_images
+
+    wanted = _outcomes(pick)
+    path = run_dir / "test_predictions.csv"
+    try:
+        pred = pd.read_csv(path, keep_default_na=False, dtype={"patient": str, "source": str})
+        y = pred["label"].to_numpy(int)
+        prob = pred[[f"{PROB}{c}" for c in pre["classes"]]].to_numpy(np.float64)
+        rows, folds = pred["row"].to_numpy(int), pred["fold"].to_numpy(int)
+    except (OSError, ValueError, KeyError) as exc:
+        raise DataError(path, f"cannot read the pooled out-of-fold predictions ({exc}); did the k-fold run "
+                              "finish?") from None
+    data, _ = load_images(config)
+    if len(rows) and (rows.min() < 0 or rows.max() >= len(data) or folds.min() < 1 or folds.max() > pre["folds"]):
+        raise DataError(path, f"rows or folds out of range for the run's {len(data)} images and {pre['folds']} folds")
+    picked = _pick_rows(y, prob, wanted, n)
+    meta = []
+    for i, o in picked:
+        where = pred["source"].iloc[i] if "source" in pred and pred["source"].iloc[i] else f"row {rows[i]}"
+        patient = f", patient {pred['patient'].iloc[i]}" if "patient" in pred and pred["patient"].iloc[i] else ""
+        meta.append({"source": f"{where}{patient}, fold {folds[i]}", "outcome": o, "true": pre["classes"][y[i]],
+                     "row": int(rows[i]), "fold": int(folds[i])})
+    x = ImageDataset(data, indices=rows[[i for i, _ in picked]])[torch.arange(len(picked))][0].float().div(255)
     return x, meta
 
 
@@ -131,32 +176,37 @@ def explain_images(run_dir: Path, out: Path, images: list[Path], methods: str, t
     images picked by outcome, with the sanity and faithfulness checks, into ``out``."""
     from rich.progress import Progress
 
+    from ..tasks.crossval import fold_dir
     from ..tasks.image import load_run
     from .figures import activation_maps, attribution_grid, first_layer_filters, save_triptych
 
     files, methods = images, parse_methods(methods)
     config, pre, trainer = load_run(run_dir)
-    if pre.get("folds") and not files:
-        raise BiodlError(run_dir, "a k-fold run's test images were seen by all but one of its fold models; explain "
-                                  "a fold run (folds/fold<k>: its test patients, by the model that never saw them), "
-                                  "or give image files")
     classes, size, chans = pre["classes"], pre["size"], pre["in_chans"]
     base: str | torch.Tensor = baseline
     if baseline not in BASELINES:
         base = _load_files([Path(baseline)], size, chans)[:1]
     _target(target, classes, 0)  # a bad --target fails before any work
-    if files:
+    device = trainer.device
+    if files:  # a k-fold parent's model here is the mean of its fold models
         x_all, meta = _load_files(files, size, chans), [{"source": str(f)} for f in files]
+    elif pre.get("folds"):
+        x_all, meta = _pick_out_of_fold(run_dir, config, pre, pick, n)
     else:
         x_all, meta = _pick_test(config, trainer, pre, pick, n)
-    device = trainer.device
-    model = PixelModel(trainer.module.float(), pre["mean"], pre["std"]).to(device).eval()
+    models = {None: PixelModel(trainer.module.float(), pre["mean"], pre["std"]).to(device).eval()}
+    for k in sorted({m["fold"] for m in meta if "fold" in m}):  # each out-of-fold image by its own fold's model
+        _, fold_pre, fold_trainer = load_run(fold_dir(run_dir, k - 1))
+        models[k] = PixelModel(fold_trainer.module.float(), fold_pre["mean"], fold_pre["std"]).to(device).eval()
+    which = [m.get("fold") for m in meta]
     with torch.no_grad():
-        prob = torch.cat([torch.softmax(model(c.to(device)).float(), 1).cpu() for c in x_all.split(64)])
+        prob = torch.cat([torch.softmax(models[w](x[None].to(device)).float(), 1).cpu()
+                          for x, w in zip(x_all, which, strict=True)])
     records, maps = [], []
     with Progress(transient=True) as bar:
         task = bar.add_task("attributions", total=len(x_all) * len(methods))
         for i, (x, m) in enumerate(zip(x_all, meta, strict=True)):
+            model = models[which[i]]
             x = x[None].to(device)
             k = _target(target, classes, int(prob[i].argmax()))
             rec = {**m, "predicted": classes[int(prob[i].argmax())], "target": classes[k],
@@ -174,6 +224,7 @@ def explain_images(run_dir: Path, out: Path, images: list[Path], methods: str, t
                 bar.advance(task)
             records.append(rec)
             maps.append(row)
+    model = models[which[0]]  # the checks and layer figures: the first image's model
     captions = [f"{r.get('outcome', '')} {r.get('true', '')}→{r['predicted']} ({r['probability']:.2f})".strip()
                 for r in records]
     attribution_grid([x[None] for x in x_all], maps, captions, out / "grid.png")

@@ -68,6 +68,15 @@ def build_report(run_dir: str | Path, layout: dict[str, Any] | None = None) -> P
     return out
 
 
+def _seconds(seconds: dict[str, float] | None) -> str | None:
+    """``{"decode": 4.2, "train": 61.0, "total": 70.3}`` -> "70 s: decode 4 s, train 61 s"."""
+    if not seconds:
+        return None
+    parts = ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items() if k != "total")
+    total = seconds.get("total")
+    return f"{total:.0f} s" + (f" ({parts})" if parts else "") if total is not None else parts
+
+
 def _summary(run_dir: Path, manifest: dict[str, Any], metrics: dict[str, float], pre: dict[str, Any]) -> h.Section:
     config = manifest.get("config") or {}
     model = config.get("model") or {}
@@ -87,6 +96,7 @@ def _summary(run_dir: Path, manifest: dict[str, Any], metrics: dict[str, float],
          else None),
         ("started", manifest.get("started")),
         ("finished", manifest.get("finished") or "not finished"),
+        ("wall time", _seconds(manifest.get("seconds"))),
     ]
     body = h.key_values(pairs)
     counts = manifest.get("class_counts")

@@ -17,6 +17,7 @@ backbone at ``lr x model.backbone_lr_factor``.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,9 @@ CONFIG: dict[str, Any] = {
 }
 
 
+#: attributions of this many out-of-fold true and this many false positives (the most confident)
+EXPLAIN_PER_OUTCOME = 4
+
 #: published results on the full set (162 slides), set beside ours for scale only (their tests used
 #: 49 patients and far more training data; see datasets/histopathology_idc/SOURCE.md)
 PUBLISHED = [("Cruz-Roa et al. 2014 (3-layer CNN; 113 train / 49 test slides)", 0.718, 0.842),
@@ -53,14 +57,25 @@ def run(out: str | Path | None = None, overrides: list[str] | None = None, data:
 
 
 def finish(run_dir: Path) -> None:
-    """After the run (fresh or resumed): ``published.csv/.md``, our F1 (IDC) and balanced
-    accuracy with their CIs beside the published rows, shown on screen and added to the report."""
+    """After the run (fresh or resumed): attributions (Grad-CAM and integrated gradients) of the
+    most confident out-of-fold IDC true and false positives, each by the fold model that tested
+    it (``explain/``, once); ``published.csv/.md``, our F1 (IDC) and balanced accuracy with their
+    CIs beside the published rows, shown on screen; both in the report."""
     import pandas as pd
 
     from .. import runs
+    from ..errors import BiodlError
+    from ..interpret.explain import explain_run
     from ..report.run_report import LAYOUT, build_report
     from ..report.tables import print_table, write_table
 
+    if not (run_dir / "explain" / "explain.json").is_file():
+        try:
+            explain_run(run_dir, methods="gradcam,ig", pick="tp,fp", n=EXPLAIN_PER_OUTCOME)
+        except BiodlError as exc:  # e.g. --data of one class: no true or false positive to explain
+            if exc.where != "--pick":
+                raise
+            warnings.warn(f"{run_dir}: no attributions: {exc.problem}", stacklevel=2)
     m = runs.read_metrics(run_dir / runs.METRICS)
 
     def cell(key: str) -> str:

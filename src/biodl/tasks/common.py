@@ -4,9 +4,11 @@ finish with the best weights evaluated, and reload a finished run's weights."""
 from __future__ import annotations
 
 import math
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
 import numpy as np
 import torch
@@ -36,6 +38,33 @@ class TrainResult:
     run_dir: Path
     metrics: dict[str, float]
     trainer: Trainer
+
+
+class Stopwatch:
+    """Wall-clock seconds a run spends in each phase, summed over repeats: ``decode`` (image
+    files to arrays), ``cache`` (arrays read back from the decoded-image cache instead), ``train``,
+    ``evaluate`` (best weights reloaded, test metrics, CIs, figures); ``total`` from creation.
+    ``manifest.json`` holds them as ``seconds``."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._start = time.perf_counter()
+
+    @contextmanager
+    def __call__(self, phase: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(phase, time.perf_counter() - t0)
+
+    def add(self, phase: str, seconds: float) -> None:
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + seconds
+
+    def summary(self) -> dict[str, float]:
+        """Phase -> seconds (rounded to 0.1 s), with ``total``."""
+        return {**{k: round(v, 1) for k, v in self.seconds.items()},
+                "total": round(time.perf_counter() - self._start, 1)}
 
 
 def run_path(config: BaseModel, out: str | Path | None, resume: bool, device: torch.device) -> Path:
@@ -106,14 +135,15 @@ def finish_run(trainer: Trainer, run_dir: Path, val, test) -> dict[str, float]:
 
 
 def write_results(run_dir: Path, metrics: dict[str, float], manifest: dict[str, Any],
-                  layout: dict[str, Any] | None = None) -> None:
-    """metrics.json, the manifest's end time and report.html (rank 0 only; ``layout``: extra
-    report sections, see ``build_report``)."""
+                  layout: dict[str, Any] | None = None, watch: Stopwatch | None = None) -> None:
+    """metrics.json, the manifest's end time (and with ``watch`` the seconds per phase of the
+    process that finished the run) and report.html (rank 0 only; ``layout``: extra report
+    sections, see ``build_report``)."""
     if is_main_process():
         from ..report.run_report import build_report
 
         runs.write_metrics(run_dir, metrics)
-        finish_manifest(run_dir, manifest)
+        finish_manifest(run_dir, manifest, **({"seconds": watch.summary()} if watch is not None else {}))
         build_report(run_dir, layout)
 
 

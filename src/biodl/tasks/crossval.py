@@ -11,6 +11,7 @@ their probabilities), built by the task when it loads the run.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,7 +23,7 @@ from pydantic import BaseModel
 from .. import runs
 from ..report.predictions import PROB
 from ..report.tables import write_table
-from .common import TrainResult, run_path, score_predictions, start_run, write_results
+from .common import Stopwatch, TrainResult, run_path, score_predictions, start_run, write_results
 
 FOLDS = "folds"
 SLIDE_TEXT = ("Each patient's patches put back at their positions in the slide: the mosaic, the ground truth (class 1 "
@@ -43,10 +44,13 @@ def fold_config(config: BaseModel, k: int) -> BaseModel:
 def train_folds(config: BaseModel, out: str | Path | None, resume: bool, device: torch.device,
                 train_one: Callable[..., TrainResult], score: Callable[[np.ndarray, np.ndarray], dict[str, float]],
                 classes: list[str], preprocess: dict[str, Any], extra: dict[str, Any],
-                figures: Callable[[Path, pd.DataFrame], list[str]] | None = None) -> TrainResult:
+                figures: Callable[[Path, pd.DataFrame], list[str]] | None = None,
+                watch: Stopwatch | None = None) -> TrainResult:
     """Train every fold with ``train_one(config, out, resume)`` and pool their out-of-fold test
     predictions into the parent run; ``score(y, prob)`` gives the pooled metrics, and
-    ``figures(run_dir, pooled predictions)`` may draw more figures (their names) for the report."""
+    ``figures(run_dir, pooled predictions)`` may draw more figures (their names) for the report.
+    The parent's ``seconds`` (manifest) are its own plus the sum of its folds' phases."""
+    watch = watch or Stopwatch()
     run_dir = run_path(config, out, resume, device)
     manifest = start_run(config, run_dir, resume, device, preprocess, {}, extra)
     last = None
@@ -55,6 +59,11 @@ def train_folds(config: BaseModel, out: str | Path | None, resume: bool, device:
         if (where / runs.METRICS).is_file():
             continue  # finished before an interruption
         last = train_one(fold_config(config, k), where, resume=(where / runs.CONFIG).is_file())
+    for k in range(config.data.folds):
+        for phase, seconds in (runs.read_manifest(fold_dir(run_dir, k)).get("seconds") or {}).items():
+            if phase != "total":
+                watch.add(phase, seconds)
+    evaluate = time.perf_counter()
     pooled = pd.concat([pd.read_csv(fold_dir(run_dir, k) / "test_predictions.csv", keep_default_na=False,
                                     dtype={"patient": str, "source": str}).assign(fold=k + 1)
                         for k in range(config.data.folds)], ignore_index=True)
@@ -82,5 +91,6 @@ def train_folds(config: BaseModel, out: str | Path | None, resume: bool, device:
     maps = figures(run_dir, pooled) if figures is not None else []
     if maps:
         sections.append({"title": "Slide maps", "text": SLIDE_TEXT, "items": maps})
-    write_results(run_dir, metrics, manifest, layout={"sections": sections})
+    watch.add("evaluate", time.perf_counter() - evaluate)
+    write_results(run_dir, metrics, manifest, layout={"sections": sections}, watch=watch)
     return TrainResult(run_dir, metrics, last.trainer if last is not None else None)

@@ -9,6 +9,7 @@ cross splits are reported (a leak). Augmentation runs batched on the device.
 from __future__ import annotations
 
 import os
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Literal
@@ -34,7 +35,7 @@ from ..engine import UnfreezeBackbone
 from ..engine.checkpoint import load_model_weights
 from ..engine.optim import optimizer_factory
 from ..engine.trainer import resolve_device
-from ..errors import DataError, RunDirError, path_problem
+from ..errors import ConfigError, DataError, RunDirError, path_problem
 from ..io import atomic_write_text
 from ..metrics import BINARY_EXTRAS, multiclass_metrics, multiclass_scores
 from ..models import create_model
@@ -43,6 +44,7 @@ from ..engine.distributed import is_main_process
 from ..report.predictions import prediction_artefacts
 from ..repro import seed_everything
 from .common import (
+    Stopwatch,
     TrainResult,
     finish_run,
     image_files,
@@ -78,8 +80,11 @@ class PreprocessFile(Strict):
         return self
 
 
-def load_images(config: ImageRunConfig) -> tuple[ImageSet, Path]:
-    """The run's images (decoded once through the cache for file layouts) and the input path."""
+def load_images(config: ImageRunConfig, watch: Stopwatch | None = None) -> tuple[ImageSet, Path]:
+    """The run's images (decoded once through the cache for file layouts) and the input path;
+    ``watch`` gets the seconds as ``decode``, ``cache`` (a cache hit: nothing decoded) or ``read``
+    (array files)."""
+    t0, phase = time.perf_counter(), "read"
     d = config.data
     path = embedded_path(d.dataset) if d.dataset else Path(d.path)
     if problem := path_problem(path):
@@ -106,13 +111,16 @@ def load_images(config: ImageRunConfig) -> tuple[ImageSet, Path]:
         size = default_size(files, root) if d.fit == "pad" else d.size or default_size(files, root)
         cache = d.cache_dir or Path(os.environ.get("BIODL_CACHE", Path.home() / ".cache" / "biodl"))
         params = {"layout": layout, "size": size, "classes": d.classes, "skip_bad": d.skip_bad, "fit": d.fit}
-        data, _ = cached(loaders[layout], files + ([path] if layout == "csv" else []), params, cache)
+        data, hit = cached(loaders[layout], files + ([path] if layout == "csv" else []), params, cache)
+        phase = "cache" if hit else "decode"
     if d.fit == "pad":
         data.patch = int(data.images.shape[1])
     if d.size is not None and data.images.shape[1:3] != (d.size, d.size):
         data.images = _resize(data.images, d.size)
     if len(data.classes) < 2:
         raise DataError(path, f"{len(data.classes)} class; a classifier needs two or more")
+    if watch is not None:
+        watch.add(phase, time.perf_counter() - t0)
     return data, path
 
 
@@ -148,8 +156,11 @@ def build_trainer(config: ImageRunConfig, model: torch.nn.Module, n_classes: int
                   pre: dict[str, Any], run_dir: Path | None, device: torch.device, train: bool = True) -> Trainer:
     """The run's Trainer: uint8 batches normalised (and augmented in training) on the device,
     cross-entropy (``weights``: per-class loss weights), the run's metrics and callbacks."""
-    m = config.model
-    prep = ImagePreprocess(pre["mean"], pre["std"], BatchAugment() if config.data.augment else None)
+    m, d = config.model, config.data
+    if d.augment and d.stain_jitter and pre["in_chans"] != 3:
+        raise ConfigError("data.stain_jitter", f"stain augmentation needs RGB (H&E) images; these have "
+                                               f"{pre['in_chans']} channel{'s' * (pre['in_chans'] > 1)}")
+    prep = ImagePreprocess(pre["mean"], pre["std"], BatchAugment(stain=d.stain_jitter) if d.augment else None)
     opt = optimizer_factory(config.optimizer)
     make_opt = (lambda _: opt(param_groups(model, config.optimizer.lr, m.backbone_lr_factor))) if m.pretrained else opt
 
@@ -177,10 +188,11 @@ def _model(config: ImageRunConfig, n_classes: int, in_chans: int, size: int) -> 
 def train(config: ImageRunConfig, out: str | Path | None = None, resume: bool = False) -> TrainResult:
     """Load, split, train, pick the best epoch on validation, and report test metrics with CIs
     (``data.split: kfold``: every fold, then the pooled out-of-fold results; see ``crossval``)."""
-    data, path = load_images(config)
+    watch = Stopwatch()
+    data, path = load_images(config, watch)
     parts, how = split_images(config, data, path)
     if how == "kfold":
-        return _train_folds(config, data, path, out, resume)
+        return _train_folds(config, data, path, out, resume, watch)
     dups = cross_split_duplicates(data.images, parts)
     if dups:
         warnings.warn(f"{path}: {len(dups)} exact duplicate images cross splits (first: rows {dups[0][:2]})",
@@ -212,20 +224,23 @@ def train(config: ImageRunConfig, out: str | Path | None = None, resume: bool = 
     manifest = start_run(config, run_dir, resume, device, pre, {"data": path} if path.is_file() else {}, extra)
     sets = {k: ImageDataset(data, indices=v) for k, v in parts.items()}
     draw = class_weights[sets["train"].labels] if balance == "sampler" else None
-    trainer.fit(sets["train"], sets["val"], resume=resume, sample_weights=draw)
-    metrics = finish_run(trainer, run_dir, sets["val"], sets["test"])
-    prob, scores = test_report(trainer, sets["test"], config.data.graded, config.n_boot, "test", run_dir)
-    metrics.update(scores)
-    if is_main_process():
-        show_examples(sets["test"], prob, run_dir / "test_examples.png")
-        slide_maps(config, data, run_dir, pd.read_csv(run_dir / "test_predictions.csv", keep_default_na=False,
-                                                      dtype={"patient": str, "source": str}))
-        log_tensorboard(trainer, sets["train"], sets["test"], prob, run_dir / runs.TENSORBOARD)
-    write_results(run_dir, metrics, manifest)
+    with watch("train"):
+        trainer.fit(sets["train"], sets["val"], resume=resume, sample_weights=draw)
+    with watch("evaluate"):
+        metrics = finish_run(trainer, run_dir, sets["val"], sets["test"])
+        prob, scores = test_report(trainer, sets["test"], config.data.graded, config.n_boot, "test", run_dir)
+        metrics.update(scores)
+        if is_main_process():
+            show_examples(sets["test"], prob, run_dir / "test_examples.png")
+            slide_maps(config, data, run_dir, pd.read_csv(run_dir / "test_predictions.csv", keep_default_na=False,
+                                                          dtype={"patient": str, "source": str}))
+            log_tensorboard(trainer, sets["train"], sets["test"], prob, run_dir / runs.TENSORBOARD)
+    write_results(run_dir, metrics, manifest, watch=watch)
     return TrainResult(run_dir, metrics, trainer)
 
 
-def _train_folds(config: ImageRunConfig, data: ImageSet, path: Path, out, resume: bool) -> TrainResult:
+def _train_folds(config: ImageRunConfig, data: ImageSet, path: Path, out, resume: bool,
+                 watch: Stopwatch) -> TrainResult:
     """The parent of a k-fold run (the folds were checked by ``split_images``): its preprocess.json
     feeds [0, 1] pixels to the fold models, which normalise them each their own way."""
     from .crossval import train_folds
@@ -245,7 +260,7 @@ def _train_folds(config: ImageRunConfig, data: ImageSet, path: Path, out, resume
         return slide_maps(config, data, run_dir, pred)
 
     return train_folds(config, out, resume, resolve_device(config.trainer.device), train, score, data.classes, pre,
-                       extra, figures)
+                       extra, figures, watch)
 
 
 def slide_maps(config: ImageRunConfig, data: ImageSet, run_dir: Path, pred: pd.DataFrame) -> list[str]:

@@ -34,8 +34,8 @@ from ..errors import DataError, RunDirError, path_problem
 from ..io import atomic_write_json
 from ..models import create_model
 from ..repro import seed_everything
-from .common import (TrainResult, image_files, make_trainer, read_preprocess, refuse_overwrite, run_path, run_weights,
-                     start_run, write_results)
+from .common import (Stopwatch, TrainResult, image_files, make_trainer, read_preprocess, refuse_overwrite, run_path,
+                     run_weights, start_run, write_results)
 from .segmentation_report import predict_map, test_metrics, write_test_report
 
 
@@ -146,8 +146,10 @@ def _model(config: SegmentationRunConfig, in_chans: int) -> nn.Module:
 
 def train(config: SegmentationRunConfig, out: str | Path | None = None, resume: bool = False) -> TrainResult:
     d = config.data
-    train_cases, test_cases, root = load_cases(config)
-    prepared = {c.name: prepare_fundus(c.image, d.channels, d.clahe) for c in [*train_cases, *test_cases]}
+    watch = Stopwatch()
+    with watch("decode"):
+        train_cases, test_cases, root = load_cases(config)
+        prepared = {c.name: prepare_fundus(c.image, d.channels, d.clahe) for c in [*train_cases, *test_cases]}
     pix = np.concatenate([prepared[c.name][:, c.fov].T for c in train_cases])
     mean, std = pix.mean(0).tolist(), np.maximum(pix.std(0), 1e-3).tolist()
     pre = {"channels": d.channels, "clahe": d.clahe, "mean": mean, "std": std, "in_chans": len(mean),
@@ -164,10 +166,11 @@ def train(config: SegmentationRunConfig, out: str | Path | None = None, resume: 
         "split": f"{len(train_cases)} train / {len(test_cases)} test", "data_path": str(root),
         "data_content_sha256": content_key(files, {}), "n_files": len(files),
         "fov_derived": sum(c.fov_derived for c in [*train_cases, *test_cases])})
-    xs, ys = draw_patches([prepared[c.name] for c in train_cases], [c.mask for c in train_cases],
-                          [c.fov for c in train_cases], d.patches, d.patch, config.seed, d.augment)
-    trainer.fit(torch.utils.data.TensorDataset(xs, ys), None, resume=resume)
-    del xs, ys
+    with watch("train"):
+        xs, ys = draw_patches([prepared[c.name] for c in train_cases], [c.mask for c in train_cases],
+                              [c.fov for c in train_cases], d.patches, d.patch, config.seed, d.augment)
+        trainer.fit(torch.utils.data.TensorDataset(xs, ys), None, resume=resume)
+        del xs, ys
     best = next((c for c in trainer.callbacks if isinstance(c, BestCheckpoint)), None)
     prefix = run_dir / runs.CHECKPOINTS / "best"
     if best is not None and prefix.with_suffix(".json").exists():  # the best epoch by trainer.monitor
@@ -175,9 +178,9 @@ def train(config: SegmentationRunConfig, out: str | Path | None = None, resume: 
     best_epoch = (best.best_epoch if best is not None else None) or trainer.epoch
     metrics: dict[str, float] = {"epochs_trained": float(trainer.epoch), "best_epoch": float(best_epoch)}
     if is_main_process():
-
-        metrics.update(write_test_report(run_dir, trainer, norm, config, train_cases, test_cases, prepared))
-    write_results(run_dir, metrics, manifest)
+        with watch("evaluate"):
+            metrics.update(write_test_report(run_dir, trainer, norm, config, train_cases, test_cases, prepared))
+    write_results(run_dir, metrics, manifest, watch=watch)
     return TrainResult(run_dir, metrics, trainer)
 
 

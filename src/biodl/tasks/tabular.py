@@ -32,6 +32,7 @@ from ..models import create_model
 from ..report.predictions import prediction_artefacts
 from ..repro import seed_everything
 from .common import (
+    Stopwatch,
     TrainResult,
     finish_run,
     make_trainer,
@@ -122,19 +123,22 @@ def train(config: RunConfig, out: str | Path | None = None, resume: bool = False
                           "class_counts": {k: np.bincount(y[v], minlength=2).tolist() for k, v in split.items()},
                           "classes": [f"{d.target}={k}" for k in (0, 1)]})
     data = {k: _dataset(pre.transform(x[v]), y[v]) for k, v in split.items()}
-    trainer.fit(data["train"], data["val"], resume=resume)
-    metrics = finish_run(trainer, run_dir, data["val"], data["test"])
-    prob = trainer.predict(data["test"]).numpy().astype(np.float64)
-    classes = [f"{d.target}={k}" for k in (0, 1)]
-    metrics.update(score_predictions(y[split["test"]], np.column_stack([1 - prob, prob]), classes, binary_prob_scores,
-                                     config.n_boot, "test", run_dir, rows=split["test"]))
-    if is_main_process():
-        from ..report.tensorboard import log_extras
+    watch = Stopwatch()
+    with watch("train"):
+        trainer.fit(data["train"], data["val"], resume=resume)
+    with watch("evaluate"):
+        metrics = finish_run(trainer, run_dir, data["val"], data["test"])
+        prob = trainer.predict(data["test"]).numpy().astype(np.float64)
+        classes = [f"{d.target}={k}" for k in (0, 1)]
+        metrics.update(score_predictions(y[split["test"]], np.column_stack([1 - prob, prob]), classes,
+                                         binary_prob_scores, config.n_boot, "test", run_dir, rows=split["test"]))
+        if is_main_process():
+            from ..report.tensorboard import log_extras
 
-        example = trainer._to_device(data["test"][:2][0])
-        log_extras(run_dir / runs.TENSORBOARD, step=trainer.epoch, graph=(trainer.module, example),
-                   pr=(y[split["test"]], np.column_stack([1 - prob, prob]), classes))
-    write_results(run_dir, metrics, manifest)
+            example = trainer._to_device(data["test"][:2][0])
+            log_extras(run_dir / runs.TENSORBOARD, step=trainer.epoch, graph=(trainer.module, example),
+                       pr=(y[split["test"]], np.column_stack([1 - prob, prob]), classes))
+    write_results(run_dir, metrics, manifest, watch=watch)
     return TrainResult(run_dir, metrics, trainer)
 
 
