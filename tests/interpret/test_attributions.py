@@ -1,6 +1,8 @@
 """Attribution methods, their sanity check and faithfulness, on a model trained here to see a
 bright square at a known place."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -8,7 +10,7 @@ from torch import nn
 
 from biodl.errors import BiodlError
 from biodl.interpret import METHODS, PixelModel, attribute, deletion_insertion, parse_methods, sanity_check
-from biodl.interpret.attributions import baseline_image, last_conv_block
+from biodl.interpret.attributions import baseline_image, last_conv_blocks
 
 S, LO, HI = 32, 4, 16  # 32 px images; class 1 has a 12 px bright square at rows/cols 4-15
 
@@ -107,8 +109,29 @@ def test_pixel_model_applies_the_normalisation():
 def test_last_conv_block_skips_pooled_maps():
     net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                         nn.Linear(4, 2))
-    name, module = last_conv_block(net, torch.rand(1, 3, 8, 8))
+    [(name, module)] = last_conv_blocks(net, torch.rand(1, 3, 8, 8))
     assert name == "1" and module is net[1]
+
+
+def test_gradcam_of_an_ensemble_sums_every_members_map():
+    """Two copies of one net stand for it exactly (the mean of equal probabilities): their summed
+    Grad-CAM must equal the one-member ensemble's, where a map of one member alone would be half."""
+    from biodl.interpret.attributions import PixelModel, attribute
+    from biodl.models import create_model
+    from biodl.models.ensemble import ProbabilityMean
+
+    torch.manual_seed(0)
+    net = create_model("resnet_small", num_classes=2, width=8, blocks=1).eval()
+    x = torch.rand(1, 3, 16, 16)
+    norm = ([0.5] * 3, [0.25] * 3)
+    one = PixelModel(ProbabilityMean([net], [norm[0]], [norm[1]]), [0.0] * 3, [1.0] * 3)
+    two = PixelModel(ProbabilityMean([net, copy.deepcopy(net)], [norm[0]] * 2, [norm[1]] * 2), [0.0] * 3, [1.0] * 3)
+    blocks = last_conv_blocks(two, x)
+    assert [n.split(".")[:3] for n, _ in blocks] == [["model", "members", "0"], ["model", "members", "1"]]
+    single, info1 = attribute("gradcam", one, x, 1)
+    joint, info2 = attribute("gradcam", two, x, 1)
+    assert info2["members"] == 2 and "members" not in info1 and single.abs().max() > 0
+    torch.testing.assert_close(joint, single, rtol=1e-4, atol=1e-6)
 
 
 def _edges(model, x, target):

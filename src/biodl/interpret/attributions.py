@@ -8,6 +8,7 @@ and a dict of diagnostics (e.g. the integrated-gradients convergence delta).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -74,9 +75,11 @@ def baseline_image(kind: str | Tensor, x: Tensor) -> Tensor:
     raise BiodlError("--baseline", f"unknown baseline {kind!r}; known: {', '.join(BASELINES)} or an image file")
 
 
-def last_conv_block(model: nn.Module, x: Tensor) -> tuple[str, nn.Module]:
+def last_conv_blocks(model: nn.Module, x: Tensor) -> list[tuple[str, nn.Module]]:
     """The module that finishes last among those whose output is a (B, C, H, W) map larger than
-    1 x 1: for a ResNet its last stage, for a plain CNN its last pooling. Found by one forward pass."""
+    1 x 1: for a ResNet its last stage, for a plain CNN its last pooling; for a model that stands
+    for several (``members``, e.g. the fold models of a k-fold run) one per member. Found by one
+    forward pass."""
     seen: list[tuple[str, nn.Module]] = []
     handles = []
     for name, module in model.named_modules():
@@ -93,18 +96,26 @@ def last_conv_block(model: nn.Module, x: Tensor) -> tuple[str, nn.Module]:
             h.remove()
     if not seen:
         raise BiodlError("gradcam", "the model has no convolutional feature map to explain")
-    return seen[-1]
+    last: dict[str, tuple[str, nn.Module]] = {}
+    for name, module in seen:  # the last one inside each member (or overall)
+        member = re.match(r"(.*\bmembers\.\d+)\.", name)
+        last[member.group(1) if member else ""] = (name, module)
+    return list(last.values())
 
 
 def _gradcam(model: nn.Module, x: Tensor, target: int, layer: nn.Module | None = None) -> tuple[Tensor, dict]:
+    """Grad-CAM at ``layer`` (default: the last convolutional block; for a model of several
+    members the sum of every member's map, each the gradient of the joint output)."""
     from captum.attr import LayerAttribution, LayerGradCam
 
-    name = None
-    if layer is None:
-        name, layer = last_conv_block(model, x)
-    cam = LayerGradCam(model, layer).attribute(x, target=target, relu_attributions=True)
-    up = LayerAttribution.interpolate(cam, tuple(x.shape[-2:]), interpolate_mode="bilinear")
-    return up[0].sum(0), {"layer": name, "feature_map": list(cam.shape[-2:])}
+    blocks = [(None, layer)] if layer is not None else last_conv_blocks(model, x)
+    total, shape = None, None
+    for _, block in blocks:
+        cam = LayerGradCam(model, block).attribute(x, target=target, relu_attributions=True)
+        up = LayerAttribution.interpolate(cam, tuple(x.shape[-2:]), interpolate_mode="bilinear")[0].sum(0)
+        total, shape = (up if total is None else total + up), list(cam.shape[-2:])
+    info = {"layer": blocks[0][0], "feature_map": shape}
+    return total, {**info, "members": len(blocks)} if len(blocks) > 1 else info
 
 
 def _superpixels(model: nn.Module, x: Tensor, target: int, n_segments: int = 50) -> tuple[Tensor, dict]:
