@@ -109,3 +109,39 @@ def test_cluster_bootstrap_is_wider_and_matches_the_patient_level_spread():
     assert (hi_c - lo_c) == pytest.approx(analytic, rel=0.15)
     assert (hi_c - lo_c) > 3.5 * (hi_r - lo_r)
     assert lo_c < p_correct < hi_c
+
+
+@pytest.mark.parametrize("k", [2, 3, 5])
+def test_numpy_scores_equal_scikit_learn_with_ties_and_missing_classes(k):
+    """The bootstrap's fast scores are scikit-learn's metrics, to rounding: on tied scores (two
+    decimals), on resamples that miss a predicted or a true class, and for grades."""
+    from sklearn.metrics import (accuracy_score, average_precision_score, balanced_accuracy_score, cohen_kappa_score,
+                                 f1_score, matthews_corrcoef, precision_score, recall_score, roc_auc_score)
+
+    from biodl.metrics import multiclass_scores
+
+    rng = np.random.default_rng(k)
+    for trial in range(30):
+        n = int(rng.integers(20, 300))
+        y = rng.integers(0, k, n)
+        logits = rng.normal(size=(n, k)) + 1.5 * np.eye(k)[y] * rng.random()
+        prob = np.round(np.exp(logits) / np.exp(logits).sum(1, keepdims=True), 2)
+        if trial % 5 == 4:  # a class nobody predicts
+            prob[:, -1] = 0.0
+        got = multiclass_scores(y, prob, graded=True)
+        pred = prob.argmax(1)
+        want = {"accuracy": accuracy_score(y, pred), "balanced_accuracy": balanced_accuracy_score(y, pred),
+                "mcc": matthews_corrcoef(y, pred),
+                "qwk": cohen_kappa_score(y, pred, weights="quadratic", labels=list(range(k))),
+                "roc_auc": roc_auc_score(y, prob[:, 1]) if k == 2 else
+                np.mean([roc_auc_score(y == c, prob[:, c]) for c in range(k)])}
+        if k == 2:
+            want.update(f1=f1_score(y, pred, zero_division=0), precision=precision_score(y, pred, zero_division=0),
+                        recall=recall_score(y, pred), pr_auc=average_precision_score(y, prob[:, 1]))
+        assert set(got) == set(want)
+        for key, v in want.items():
+            assert got[key] == pytest.approx(v, abs=1e-12), (trial, key)
+    y = np.array([0, 0, 2, 2])  # class 1 absent: the macro AUC is undefined, balanced accuracy over the present
+    prob = np.array([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8], [0.6, 0.2, 0.2]])
+    got = multiclass_scores(y, prob)
+    assert np.isnan(got["roc_auc"]) and got["balanced_accuracy"] == pytest.approx(0.5)
