@@ -145,3 +145,31 @@ def test_numpy_scores_equal_scikit_learn_with_ties_and_missing_classes(k):
     prob = np.array([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8], [0.6, 0.2, 0.2]])
     got = multiclass_scores(y, prob)
     assert np.isnan(got["roc_auc"]) and got["balanced_accuracy"] == pytest.approx(0.5)
+
+
+def test_calibration_scores_on_hand_built_examples():
+    from biodl.metrics import calibration_bins, calibration_scores
+
+    y = np.array([1, 1, 0, 0])
+    p1 = np.array([0.9, 0.6, 0.4, 0.2])
+    s = calibration_scores(y, np.column_stack([1 - p1, p1]))
+    # four bins of one: gaps 0.1, 0.4, 0.4, 0.2
+    assert s["ece"] == pytest.approx((0.1 + 0.4 + 0.4 + 0.2) / 4) and s["mce"] == pytest.approx(0.4)
+    assert s["classwise_ece"] == pytest.approx(s["ece"])  # two classes: P(0) is 1 - P(1)
+    assert s["brier"] == pytest.approx((0.01 + 0.16 + 0.16 + 0.04) / 4)
+    assert s["nll"] == pytest.approx(-np.mean(np.log([0.9, 0.6, 0.6, 0.8])))
+    # equal mass, two bins: {0.2, 0.4} (observed 0, confidence 0.3), {0.6, 0.9} (observed 1, confidence 0.75)
+    bins, ece_mass = calibration_bins(y, p1, n_bins=2, strategy="mass")
+    assert [b["n"] for b in bins] == [2, 2] and ece_mass == pytest.approx(0.5 * 0.3 + 0.5 * 0.25)
+    # three classes: top-label ECE, classwise ECE over the three one-vs-rest columns, multi-class Brier
+    y3 = np.array([0, 1, 2, 2])
+    prob = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.5, 0.25, 0.25], [0.05, 0.05, 0.9]])
+    s3 = calibration_scores(y3, prob)
+    # top labels: 0.7 right, 0.8 right, 0.5 wrong, 0.9 right -> gaps 0.3, 0.2, 0.5, 0.1 in four bins
+    assert s3["ece"] == pytest.approx((0.3 + 0.2 + 0.5 + 0.1) / 4) and s3["mce"] == pytest.approx(0.5)
+    onehot = np.eye(3)[y3]
+    assert s3["brier"] == pytest.approx(np.mean(((prob - onehot) ** 2).sum(1)))
+    per_class = [calibration_bins((y3 == c).astype(int), prob[:, c])[1] for c in range(3)]
+    assert s3["classwise_ece"] == pytest.approx(np.mean(per_class))
+    perfect = calibration_scores(np.array([0, 1]), np.array([[1.0, 0.0], [0.0, 1.0]]))
+    assert perfect["ece"] == perfect["brier"] == perfect["mce"] == 0 and perfect["nll"] == pytest.approx(0)

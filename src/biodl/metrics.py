@@ -200,37 +200,74 @@ def bootstrap_cis(y: np.ndarray, prob: np.ndarray, score: Callable[[np.ndarray, 
         return {k: tuple(float(q) for q in np.nanquantile(v, [a, 1 - a])) for k, v in draws.items()}
 
 
-def calibration_bins(y: np.ndarray, prob: np.ndarray, n_bins: int = 10) -> tuple[list[dict[str, float]], float]:
-    """Reliability-diagram bins and the expected calibration error (ECE, L1).
-
-    ``prob``: (N, K) class probabilities with ``y`` (N,) labels, or (N,) probabilities of class 1
-    with 0/1 labels. Two classes: the calibration of P(class 1) against the observed rate of class
-    1; more: top-label calibration (the predicted class's probability against accuracy), as in
-    Guo et al. 2017. Bins are equal-width on [0, 1], left-closed (the last also takes 1), as in
-    torchmetrics' ``CalibrationError``.
-    Returns one dict per non-empty bin (``lo, hi, n, confidence, observed``) and
-    ECE = sum over bins of n/N * |observed - confidence|.
-    """
+def _confidence(y: np.ndarray, prob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(confidence, hit) pairs for calibration: two classes, P(class 1) against being class 1;
+    more, the top label's probability against being right."""
     y = np.asarray(y).astype(int)
     prob = np.asarray(prob, dtype=np.float64)
     if prob.ndim == 2 and prob.shape[1] == 2:
         prob = prob[:, 1]
     if prob.ndim == 1:
-        conf, hit = prob, (y == 1).astype(np.float64)
+        return prob, (y == 1).astype(np.float64)
+    return prob.max(axis=1), (prob.argmax(axis=1) == y).astype(np.float64)
+
+
+def _bins(conf: np.ndarray, hit: np.ndarray, n_bins: int, strategy: str = "width") -> list[dict[str, float]]:
+    """Non-empty bins of ``conf``: equal-width on [0, 1] (left-closed, the last also takes 1, as
+    torchmetrics' ``CalibrationError``) or equal-mass (the sorted confidences cut into ``n_bins``
+    runs of nearly equal size; ``lo``/``hi`` their smallest and largest confidence)."""
+    if strategy == "mass":
+        order = np.argsort(conf, kind="stable")
+        groups = [(g, float(conf[g[0]]), float(conf[g[-1]])) for g in np.array_split(order, n_bins) if len(g)]
     else:
-        conf, hit = prob.max(axis=1), (prob.argmax(axis=1) == y).astype(np.float64)
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    which = np.clip(np.searchsorted(edges, conf, side="right") - 1, 0, n_bins - 1)
-    bins, ece = [], 0.0
-    for b in range(n_bins):
-        sel = which == b
-        n = int(sel.sum())
-        if n == 0:
-            continue
-        c, o = float(conf[sel].mean()), float(hit[sel].mean())
-        ece += n / len(conf) * abs(o - c)
-        bins.append({"lo": float(edges[b]), "hi": float(edges[b + 1]), "n": n, "confidence": c, "observed": o})
-    return bins, float(ece)
+        edges = np.linspace(0.0, 1.0, n_bins + 1)
+        which = np.clip(np.searchsorted(edges, conf, side="right") - 1, 0, n_bins - 1)
+        groups = [(np.flatnonzero(which == b), float(edges[b]), float(edges[b + 1])) for b in range(n_bins)]
+    return [{"lo": lo, "hi": hi, "n": len(g), "confidence": float(conf[g].mean()), "observed": float(hit[g].mean())}
+            for g, lo, hi in groups if len(g)]
+
+
+def calibration_bins(y: np.ndarray, prob: np.ndarray, n_bins: int = 10,
+                     strategy: str = "width") -> tuple[list[dict[str, float]], float]:
+    """Reliability-diagram bins and the expected calibration error (ECE, L1).
+
+    ``prob``: (N, K) class probabilities with ``y`` (N,) labels, or (N,) probabilities of class 1
+    with 0/1 labels. Two classes: the calibration of P(class 1) against the observed rate of class
+    1; more: top-label calibration (the predicted class's probability against accuracy), as in
+    Guo et al. 2017. ``strategy``: ``width`` (equal-width bins on [0, 1]) or ``mass``
+    (equal-count bins). Returns one dict per non-empty bin (``lo, hi, n, confidence,
+    observed``) and ECE = sum over bins of n/N * |observed - confidence|.
+    """
+    conf, hit = _confidence(y, prob)
+    bins = _bins(conf, hit, n_bins, strategy)
+    return bins, float(sum(b["n"] / len(conf) * abs(b["observed"] - b["confidence"]) for b in bins))
+
+
+def calibration_scores(y: np.ndarray, prob: np.ndarray, n_bins: int = 10) -> dict[str, float]:
+    """How well (N, K) probabilities ``prob`` are calibrated for labels ``y`` (N,):
+
+    - ``ece``: expected calibration error, equal-width bins (see :func:`calibration_bins`);
+    - ``ece_mass``: the same over equal-mass bins (less sensitive to empty extreme bins);
+    - ``classwise_ece``: the mean over classes of the ECE of P(class k) against being class k
+      (Kull et al. 2019); for two classes it equals ``ece``;
+    - ``mce``: the largest gap |observed - confidence| of a non-empty equal-width bin;
+    - ``brier``: two classes, the mean of (P(class 1) - [y = 1])^2; more, the mean over samples
+      of the sum over classes of (p_k - [y = k])^2;
+    - ``nll``: the mean negative log-likelihood of the true class (probabilities floored at 1e-12).
+    """
+    y = np.asarray(y).astype(int)
+    prob = np.asarray(prob, dtype=np.float64)
+    k = prob.shape[1]
+    conf, hit = _confidence(y, prob)
+    width = _bins(conf, hit, n_bins)
+    ece = float(sum(b["n"] / len(y) * abs(b["observed"] - b["confidence"]) for b in width))
+    onehot = np.eye(k)[y]
+    classwise = [calibration_bins((y == c).astype(int), prob[:, c], n_bins)[1] for c in range(k)]
+    brier = np.mean((prob[:, 1] - onehot[:, 1]) ** 2) if k == 2 else np.mean(((prob - onehot) ** 2).sum(axis=1))
+    return {"ece": ece, "ece_mass": calibration_bins(y, prob, n_bins, "mass")[1],
+            "classwise_ece": float(np.mean(classwise)),
+            "mce": float(max(abs(b["observed"] - b["confidence"]) for b in width)), "brier": float(brier),
+            "nll": float(-np.mean(np.log(np.clip(prob[np.arange(len(y)), y], 1e-12, None))))}
 
 
 def one_vs_rest_scores(y: np.ndarray, prob: np.ndarray) -> tuple[list[float], list[float]]:
