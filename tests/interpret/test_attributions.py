@@ -167,3 +167,13 @@ def test_deletion_and_insertion_reward_a_faithful_map(square_model):
     assert len(good["deletion"]) == len(good["fractions"]) == 21
     assert good["deletion_auc"] < rand["deletion_auc"] - 0.2
     assert good["insertion_auc"] > rand["insertion_auc"]
+
+
+def test_picks_spread_over_patients_most_confident_first():
+    from biodl.interpret.explain import _pick_rows
+
+    y = np.ones(6, int)
+    prob = np.column_stack([1 - np.array([0.99, 0.98, 0.97, 0.9, 0.8, 0.7]), [0.99, 0.98, 0.97, 0.9, 0.8, 0.7]])
+    patients = np.array(["a", "a", "a", "b", "c", "b"])
+    assert [i for i, _ in _pick_rows(y, prob, ["tp"], 4)] == [0, 1, 2, 3]  # no patients: by confidence
+    assert [i for i, _ in _pick_rows(y, prob, ["tp"], 4, patients)] == [0, 3, 4, 1]  # a, b, c, then a again

@@ -88,17 +88,26 @@ def _outcomes(pick: str) -> list[str]:
     return wanted
 
 
-def _pick_rows(y: np.ndarray, prob: np.ndarray, wanted: list[str], n: int) -> list[tuple[int, str]]:
-    """(index, outcome) of the ``n`` most confident of each outcome in ``wanted``. Class 0 is the
-    negative class: tp = a non-zero class predicted right, tn = class 0 right, fp = class 0
-    called another, fn = another class called 0."""
+def _pick_rows(y: np.ndarray, prob: np.ndarray, wanted: list[str], n: int,
+               patients: np.ndarray | None = None) -> list[tuple[int, str]]:
+    """(index, outcome) of the ``n`` most confident of each outcome in ``wanted``; with
+    ``patients``, spread over patients (each patient's most confident first, then their second,
+    ...). Class 0 is the negative class: tp = a non-zero class predicted right, tn = class 0
+    right, fp = class 0 called another, fn = another class called 0."""
     pred, conf = prob.argmax(axis=1), prob.max(axis=1)
     masks = {"tp": (y != 0) & (pred == y), "tn": (y == 0) & (pred == 0), "fp": (y == 0) & (pred != 0),
              "fn": (y != 0) & (pred == 0)}
     picked = []
     for o in wanted:
         idx = np.flatnonzero(masks[o])
-        picked += [(int(i), o) for i in idx[np.argsort(-conf[idx], kind="stable")][:n]]
+        idx = idx[np.argsort(-conf[idx], kind="stable")]
+        if patients is not None:  # rank within patient, then confidence
+            _, who = np.unique(np.asarray(patients)[idx], return_inverse=True)
+            rank = np.zeros(len(idx), int)
+            for g in range(who.max() + 1 if len(idx) else 0):
+                rank[who == g] = np.arange(np.sum(who == g))
+            idx = idx[np.lexsort((-conf[idx], rank))]
+        picked += [(int(i), o) for i in idx[:n]]
     if not picked:
         raise BiodlError("--pick", f"no test image is {', '.join(wanted)}")
     return picked
@@ -123,7 +132,7 @@ def _pick_test(config, trainer, pre: dict, pick: str, n: int) -> tuple[torch.Ten
 
 def _pick_out_of_fold(run_dir: Path, config, pre: dict, pick: str, n: int) -> tuple[torch.Tensor, list[dict]]:
     """A k-fold parent's picks: the ``n`` most confident out-of-fold predictions of each outcome
-    (from its pooled ``test_predictions.csv``), each with the fold (``meta[i]["fold"]``) whose
+    (from its pooled ``test_predictions.csv``), spread over patients, each with the fold (``meta[i]["fold"]``) whose
     model tested it and never saw its patient."""
     import pandas as pd
 
@@ -144,7 +153,7 @@ def _pick_out_of_fold(run_dir: Path, config, pre: dict, pick: str, n: int) -> tu
     data, _ = load_images(config)
     if len(rows) and (rows.min() < 0 or rows.max() >= len(data) or folds.min() < 1 or folds.max() > pre["folds"]):
         raise DataError(path, f"rows or folds out of range for the run's {len(data)} images and {pre['folds']} folds")
-    picked = _pick_rows(y, prob, wanted, n)
+    picked = _pick_rows(y, prob, wanted, n, pred["patient"].to_numpy() if "patient" in pred else None)
     meta = []
     for i, o in picked:
         where = pred["source"].iloc[i] if "source" in pred and pred["source"].iloc[i] else f"row {rows[i]}"
