@@ -144,6 +144,17 @@ def fit(method: str, y: np.ndarray, prob: np.ndarray, where: str | Path = "calib
     return cal
 
 
+def apply_per_fold(prob: np.ndarray, fold: np.ndarray, maps: list[Recalibration]) -> np.ndarray:
+    """(N, K) pooled out-of-fold probabilities, each row recalibrated by its own fold's map
+    (``fold``: (N,) 1-based fold of each row; ``maps``: one per fold, each fitted on that fold's
+    validation patients)."""
+    after = np.empty_like(np.asarray(prob, dtype=np.float64))
+    for k, cal in enumerate(maps):
+        rows = np.asarray(fold) == k + 1
+        after[rows] = cal.apply(prob[rows])
+    return after
+
+
 def save(run_dir: str | Path, cal: Recalibration) -> Path:
     from .io import atomic_write_json
 
@@ -160,3 +171,35 @@ def load(run_dir: str | Path) -> Recalibration | None:
     if not path.exists():
         return None
     return runs.read_validated(path, Recalibration, "is not a recalibration file: ")
+
+
+#: the calibration metrics reported before and after recalibration (see metrics.calibration_scores)
+SCORES = ("ece", "ece_mass", "classwise_ece", "mce", "brier", "nll")
+#: those with bootstrap CIs (cheap enough per resample)
+WITH_CIS = ("ece", "brier", "nll")
+
+
+def calibration_metrics(y: np.ndarray, prob: np.ndarray, after: np.ndarray | None, prefix: str, n_boot: int,
+                        groups: np.ndarray | None = None) -> dict[str, float]:
+    """``<prefix>/<score>`` of (N, K) probabilities ``prob`` for labels ``y`` and, given the
+    recalibrated probabilities ``after`` (N, K), ``<prefix>/<score>_after``; 95% bootstrap CIs
+    (``..._ci_low/high``) of ECE, Brier and NLL, resampling ``groups`` (patients) when given."""
+    from .metrics import bootstrap_cis, calibration_scores
+
+    y = np.asarray(y).astype(np.int64)
+    prob = np.asarray(prob, dtype=np.float64)
+    k = prob.shape[1]
+    both = prob if after is None else np.hstack([prob, np.asarray(after, dtype=np.float64)])
+
+    def score(yy: np.ndarray, pp: np.ndarray) -> dict[str, float]:
+        out = {key: v for key, v in calibration_scores(yy, pp[:, :k]).items() if key in WITH_CIS}
+        if after is not None:
+            out.update({f"{key}_after": v for key, v in calibration_scores(yy, pp[:, k:]).items() if key in WITH_CIS})
+        return out
+
+    metrics = {f"{prefix}/{key}": v for key, v in calibration_scores(y, prob).items()}
+    if after is not None:
+        metrics.update({f"{prefix}/{key}_after": v for key, v in calibration_scores(y, both[:, k:]).items()})
+    for key, (lo, hi) in bootstrap_cis(y, both, score, n_boot, seed=0, groups=groups).items():
+        metrics[f"{prefix}/{key}_ci_low"], metrics[f"{prefix}/{key}_ci_high"] = lo, hi
+    return metrics

@@ -231,6 +231,28 @@ def explain(
 
 
 @app.command()
+def calibrate(
+    run_dir: Path = typer.Argument(..., help="a finished classification run (image or tabular)"),
+    method: str = typer.Option("temperature", "--method", help="temperature, vector, platt or isotonic (platt and "
+                               "isotonic: two classes)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace the run's calibration.json"),
+) -> None:
+    """Fit a recalibration on the run's validation predictions, without retraining.
+
+    Writes RUN_DIR/calibration.json (predict and evaluate apply it from then on) and the test
+    split's calibration metrics before and after (ECE, Brier, NLL...) to metrics.json and the
+    report. A k-fold run recalibrates each fold on its own validation patients."""
+    from .tasks.recalibration import calibrate_run
+
+    metrics, path = calibrate_run(run_dir, method, overwrite)
+    from .calibration import SCORES
+
+    _print_metrics({k: v for k, v in metrics.items() if k.split("/", 1)[-1].split("_ci_")[0].removesuffix("_after")
+                    in SCORES}, "test")
+    typer.echo(f"results: {path}")
+
+
+@app.command()
 def report(
     run_dir: Path = typer.Argument(..., help="a run directory"),
     screenshot: Optional[Path] = typer.Option(None, "--screenshot", help="also open the report in headless "

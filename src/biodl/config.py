@@ -118,6 +118,10 @@ class RunConfig(Strict):
     seed: int = Field(0, ge=0, lt=2**32)
     deterministic: bool = False
     n_boot: int = Field(1000, ge=100, description="bootstrap resamples for test-set CIs")
+    calibration: Literal["temperature", "vector", "platt", "isotonic", "none"] = Field(
+        "temperature", description="recalibration fitted on the validation split after training "
+                                   "(calibration.json; platt and isotonic: two classes only), applied by predict, "
+                                   "evaluate and the report; none: off")
     data: DataConfig
     model: ModelConfig = Field(default_factory=ModelConfig)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
@@ -198,6 +202,10 @@ class ImageRunConfig(Strict):
     seed: int = Field(0, ge=0, lt=2**32)
     deterministic: bool = False
     n_boot: int = Field(1000, ge=100, description="bootstrap resamples for test-set CIs")
+    calibration: Literal["temperature", "vector", "platt", "isotonic", "none"] = Field(
+        "temperature", description="recalibration fitted on the validation split after training "
+                                   "(calibration.json; platt and isotonic: two classes only), applied by predict, "
+                                   "evaluate and the report; none: off")
     data: ImageDataConfig
     model: ImageModelConfig = Field(default_factory=ImageModelConfig)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)

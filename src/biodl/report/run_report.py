@@ -55,6 +55,7 @@ def build_report(run_dir: str | Path, layout: dict[str, Any] | None = None) -> P
     if (run_dir / "test_predictions.csv").is_file():
         prediction_artefacts(run_dir, "test")
         sections += _predictions(run_dir, "test", shown)
+        sections += _trust(run_dir, metrics, shown)
     sections += _examples(run_dir, shown)
     sections += _layout(run_dir, shown)
     sections += _tensorboard(run_dir)
@@ -134,8 +135,11 @@ def _training(run_dir: Path, metrics: dict[str, float], shown: set[str]) -> list
 
 
 def _metrics(metrics: dict[str, float]) -> list[h.Section]:
-    names = sorted({k.split("/", 1)[1] for k in metrics
-                    if k.startswith("test/") and "_ci_" not in k and k != "test/ci_clusters"})
+    from ..calibration import SCORES
+
+    names = sorted({k.split("/", 1)[1] for k in metrics  # calibration: in the Trust section
+                    if k.startswith("test/") and "_ci_" not in k and k != "test/ci_clusters"
+                    and k.split("/", 1)[1].removesuffix("_after") not in SCORES})
     if not names:
         return []
     rows = []
@@ -150,7 +154,6 @@ def _metrics(metrics: dict[str, float]) -> list[h.Section]:
             "each with all its images, since images of one patient are not independent)" if clusters
             else "over the test rows (resampled with replacement)")
     notes = [f"95% CIs: percentile bootstrap {unit}."] if any(r["test 95% CI"] for r in rows) else []
-    notes += ["ece: expected calibration error, 10 bins."] if "ece" in names else []
     return [h.Section("metrics", "Metrics", h.table(pd.DataFrame(rows)) + (h.para(" ".join(notes), "note")
                                                                             if notes else ""))]
 
@@ -173,6 +176,59 @@ def _predictions(run_dir: Path, prefix: str, shown: set[str]) -> list[h.Section]
             run_dir / f"{prefix}_calibration.png", "Reliability diagram: observed rate against mean predicted "
             "probability per bin; below, how many predictions fall in each bin") + h.table(calibration, 4)),
     ]
+
+
+TRUST_TEXT = {
+    "ece": "expected calibration error: |observed - predicted| over 10 equal-width bins, weighted by their size",
+    "ece_mass": "the same over 10 bins of equal size", "classwise_ece": "the mean over classes of each class's ECE",
+    "mce": "the largest gap of a bin", "brier": "mean squared error of the probabilities",
+    "nll": "mean negative log-likelihood of the true class"}
+
+
+def _trust(run_dir: Path, metrics: dict[str, float], shown: set[str]) -> list[h.Section]:
+    """Calibration before and after the run's recalibration (fitted on the validation split):
+    the metrics with CIs, the map, and the reliability diagram after it."""
+    from .. import calibration
+    from ..metrics import calibration_bins
+    from .figures import reliability_diagram
+    from .predictions import load_predictions
+
+    def cell(key: str) -> str:
+        v, lo, hi = metrics.get(key), metrics.get(f"{key}_ci_low"), metrics.get(f"{key}_ci_high")
+        if v is None:
+            return ""
+        return f"{v:.4f}" + (f" [{lo:.4f}, {hi:.4f}]" if lo is not None and hi is not None else "")
+
+    rows = [{"metric": s, "what it is": TRUST_TEXT[s], "before": cell(f"test/{s}"), "after": cell(f"test/{s}_after")}
+            for s in calibration.SCORES if f"test/{s}" in metrics]
+    if not rows:
+        return []
+    cal = calibration.load(run_dir)
+    folds = sorted((run_dir / "folds").glob("fold*/" + calibration.FILE)) if (run_dir / "folds").is_dir() else []
+    if cal is not None:
+        params = {k: v for k, v in cal.model_dump(exclude_none=True).items()
+                  if k not in ("method", "classes", "fitted_on", "x", "y")}
+        what = (f"Recalibration: {cal.method} ({', '.join(f'{k} {v}' for k, v in params.items()) or 'a step map'}"
+                f"), fitted on the {cal.fitted_on.get('n', '?')} validation predictions only "
+                f"(calibration.json; biodl predict and evaluate apply it).")
+    elif folds:
+        what = f"Recalibration: each of the {len(folds)} folds' own map, fitted on its validation patients only."
+    else:
+        what = "No recalibration (calibration: none, or biodl calibrate RUN_DIR to fit one)."
+    body = h.para(what) + h.table(pd.DataFrame(rows).drop(columns=[] if any(r["after"] for r in rows) else ["after"]))
+    body += h.para("95% CIs by bootstrap, resampled as the metrics above.", "note")
+    y, prob, classes, _ = load_predictions(run_dir / "test_predictions.csv")
+    maps = [cal] if cal is not None else [calibration.load(f.parent) for f in folds]
+    if maps and all(m is not None for m in maps):
+        after = (cal.apply(prob) if cal is not None else
+                 calibration.apply_per_fold(prob, pd.read_csv(run_dir / "test_predictions.csv",
+                                                              usecols=["fold"])["fold"].to_numpy(int), maps))
+        what_rate = f"rate of {classes[1]}" if len(classes) == 2 else "accuracy (top label)"
+        reliability_diagram(y, after, what_rate, "After recalibration (test)", run_dir / "test_calibration_after.png")
+        shown.add("test_calibration_after.png")
+        body += h.figure(run_dir / "test_calibration_after.png", "Reliability diagram after recalibration (the "
+                         f"diagram before is under Calibration); ECE {calibration_bins(y, after)[1]:.4f}")
+    return [h.Section("trust", "Trust: calibration", body)]
 
 
 def _examples(run_dir: Path, shown: set[str]) -> list[h.Section]:

@@ -20,7 +20,7 @@ from ..data.folders import image_paths
 from ..engine import BestCheckpoint, CSVLogger, EarlyStopping, ProgressBar, TensorBoardLogger, Trainer
 from ..engine.checkpoint import load_checkpoint, load_model_weights
 from ..engine.distributed import barrier, init_distributed, is_main_process
-from ..errors import DataError, RunDirError
+from ..errors import ConfigError, DataError, RunDirError
 from ..io import atomic_write_json
 from ..metrics import bootstrap_cis, calibration_bins
 from ..report.predictions import save_predictions
@@ -185,6 +185,54 @@ def refuse_overwrite(path: Path, overwrite: bool, folder: bool = False) -> None:
         raise RunDirError(path, "is a folder; --out takes a file path (e.g. predictions.csv)")
     if (path.exists() and not folder or folder and path.is_dir() and any(path.iterdir())) and not overwrite:
         raise RunDirError(path, "exists; pass --overwrite to replace it")
+
+
+def check_calibration(config: BaseModel, n_classes: int) -> None:
+    """Refuse, before training, a recalibration the run's classes cannot take."""
+    from ..calibration import BINARY_ONLY
+
+    if config.calibration in BINARY_ONLY and n_classes != 2:
+        raise ConfigError("calibration", f"{config.calibration} recalibrates two-class runs; this one has "
+                                         f"{n_classes} classes (use temperature, vector or none)")
+
+
+def recalibrate(run_dir: Path, method: str, val: tuple[np.ndarray, np.ndarray],
+                test: tuple[np.ndarray, np.ndarray] | None, n_boot: int, patients: np.ndarray | None = None,
+                prefix: str = "test") -> dict[str, float]:
+    """Fit ``method`` on the validation (labels, (N, K) probabilities) ``val``, save it as
+    ``calibration.json`` (rank 0), and return the calibration metrics of ``test`` before and
+    after (``<prefix>/<score>[_after]``, see ``calibration.calibration_metrics``). ``none``, or
+    a validation split that cannot be fitted (a warning), leaves the probabilities as they are."""
+    import warnings
+
+    from .. import calibration
+
+    cal = None
+    if method != "none":
+        try:
+            cal = calibration.fit(method, *val, where=run_dir / "val_predictions.csv")
+        except DataError as exc:
+            warnings.warn(f"{exc}; the probabilities are not recalibrated", stacklevel=2)
+        else:
+            if is_main_process():
+                calibration.save(run_dir, cal)
+    if test is None:
+        return {}
+    y, prob = test
+    return calibration.calibration_metrics(y, prob, None if cal is None else cal.apply(prob), prefix, n_boot,
+                                           patients)
+
+
+def calibrated_columns(prob: np.ndarray, classes: list[str], cal: Any) -> Any:
+    """Prediction columns for (N, K) probabilities: ``p_<class>``, recalibrated when the run has
+    a recalibration (``cal``), and then the model's own as ``raw_p_<class>`` beside them."""
+    import pandas as pd
+
+    df = pd.DataFrame(prob if cal is None else cal.apply(prob), columns=[f"p_{c}" for c in classes])
+    if cal is not None:
+        for k, c in enumerate(classes):
+            df[f"raw_p_{c}"] = prob[:, k]
+    return df
 
 
 def make_trainer(config: BaseModel, model: torch.nn.Module, loss, metrics, postprocess, run_dir: Path | None,

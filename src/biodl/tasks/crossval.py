@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 from pydantic import BaseModel
 
-from .. import runs
+from .. import calibration, runs
 from ..report.predictions import PROB
 from ..report.tables import write_table
 from .common import Stopwatch, TrainResult, run_path, score_predictions, start_run, write_results
@@ -73,6 +73,9 @@ def train_folds(config: BaseModel, out: str | Path | None, resume: bool, device:
     metrics = score_predictions(y, prob, classes, score, config.n_boot, "test", run_dir, pooled["row"].to_numpy(),
                                 patients, pooled["source"].tolist() if "source" in pooled else None,
                                 extra={"fold": pooled["fold"].to_numpy()}, points=True)
+    cals = [calibration.load(fold_dir(run_dir, k)) for k in range(config.data.folds)]
+    after = None if any(c is None for c in cals) else calibration.apply_per_fold(prob, pooled["fold"].to_numpy(), cals)
+    metrics.update(calibration.calibration_metrics(y, prob, after, "test", config.n_boot, patients))
     table = []
     for k in range(config.data.folds):
         fm = runs.read_metrics(fold_dir(run_dir, k) / runs.METRICS)

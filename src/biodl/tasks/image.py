@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import runs
+from .. import calibration, runs
 from pydantic import Field, model_validator
 
 from ..config import ImageRunConfig, Strict
@@ -41,15 +41,18 @@ from ..metrics import BINARY_EXTRAS, multiclass_metrics, multiclass_scores
 from ..models import create_model
 from ..models.transfer import load_pretrained, param_groups, resolve_pretrained
 from ..engine.distributed import is_main_process
-from ..report.predictions import prediction_artefacts
+from ..report.predictions import prediction_artefacts, save_predictions
 from ..repro import seed_everything
 from .common import (
     Stopwatch,
     TrainResult,
+    calibrated_columns,
+    check_calibration,
     finish_run,
     image_files,
     make_trainer,
     read_preprocess,
+    recalibrate,
     refuse_overwrite,
     run_path,
     run_weights,
@@ -206,6 +209,7 @@ def train(config: ImageRunConfig, out: str | Path | None = None, resume: bool = 
         empty = [data.classes[i] for i in np.flatnonzero(counts == 0)]
         raise DataError(path, f"classes without training images: {', '.join(empty)}")
     class_weights = torch.tensor(counts.sum() / (n_classes * counts), dtype=torch.float32)
+    check_calibration(config, n_classes)
     balance = config.data.balance
     device = resolve_device(config.trainer.device)
     run_dir = run_path(config, out, resume, device)
@@ -230,6 +234,13 @@ def train(config: ImageRunConfig, out: str | Path | None = None, resume: bool = 
         metrics = finish_run(trainer, run_dir, sets["val"], sets["test"])
         prob, scores = test_report(trainer, sets["test"], config.data.graded, config.n_boot, "test", run_dir)
         metrics.update(scores)
+        val_prob = trainer.predict(sets["val"]).numpy().astype(np.float64)
+        rows, patients, sources = _trace(sets["val"])
+        if is_main_process():
+            save_predictions(run_dir, "val", sets["val"].labels.numpy(), val_prob, data.classes, rows, sources,
+                             patients)
+        metrics.update(recalibrate(run_dir, config.calibration, (sets["val"].labels.numpy(), val_prob),
+                                   (sets["test"].labels.numpy(), prob), config.n_boot, _trace(sets["test"])[1]))
         if is_main_process():
             show_examples(sets["test"], prob, run_dir / "test_examples.png")
             slide_maps(config, data, run_dir, pd.read_csv(run_dir / "test_predictions.csv", keep_default_na=False,
@@ -279,12 +290,18 @@ def test_report(trainer: Trainer, data: ImageDataset, graded: bool, n_boot: int,
     ``<prefix>_predictions.csv`` with each image's row, file and patient (from which the report
     derives its tables and figures). Returns (test probabilities (N, K), metrics)."""
     prob = trainer.predict(data).numpy().astype(np.float64)
-    rows = data.indices.numpy() if data.indices is not None else np.arange(len(data))
-    patients = None if data.data.patients is None else np.asarray(data.data.patients)[rows]
+    rows, patients, sources = _trace(data)
     # two classes: the positive class's F1, precision, recall and PR AUC too (the engine computes the rest)
     return prob, score_predictions(data.labels.numpy(), prob, data.classes,
                                    lambda a, b: multiclass_scores(a, b, graded), n_boot, prefix, out_dir, rows=rows,
-                                   patients=patients, sources=trace_sources(data.data, rows), points=BINARY_EXTRAS)
+                                   patients=patients, sources=sources, points=BINARY_EXTRAS)
+
+
+def _trace(data: ImageDataset) -> tuple[np.ndarray, np.ndarray | None, list[str] | None]:
+    """(row in the data set, patient or None, source file or None) of each sample of ``data``."""
+    rows = data.indices.numpy() if data.indices is not None else np.arange(len(data))
+    patients = None if data.data.patients is None else np.asarray(data.data.patients)[rows]
+    return rows, patients, trace_sources(data.data, rows)
 
 
 def trace_sources(data: ImageSet, rows: np.ndarray) -> list[str] | None:
@@ -383,7 +400,11 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None, checkpoint: st
     test = ImageDataset(images, indices=parts["test"] if data is None else None)
     metrics = trainer.evaluate(test, prefix=name)
     out.parent.mkdir(exist_ok=True)
-    metrics.update(test_report(trainer, test, pre["graded"], config.n_boot, name, out.parent)[1])
+    prob, scores = test_report(trainer, test, pre["graded"], config.n_boot, name, out.parent)
+    metrics.update(scores)
+    cal = calibration.load(run_dir)
+    metrics.update(calibration.calibration_metrics(test.labels.numpy(), prob, None if cal is None else cal.apply(prob),
+                                                   name, config.n_boot, _trace(test)[1]))
     prediction_artefacts(out.parent, name)
     runs.write_metrics(out.parent, metrics, out.name)
     return metrics, out
@@ -405,10 +426,11 @@ def predict(run_dir: str | Path, input_path: str | Path, out: str | Path | None 
     if images.shape[-1] != pre["in_chans"]:
         images = images[..., : pre["in_chans"]] if pre["in_chans"] < 3 else images
     labels = np.zeros(len(images), dtype=np.int64)
-    prob = trainer.predict(ImageDataset(ImageSet(images, labels, pre["classes"]))).numpy()
-    df = pd.DataFrame(prob, columns=[f"p_{c}" for c in pre["classes"]])
+    prob = trainer.predict(ImageDataset(ImageSet(images, labels, pre["classes"]))).numpy().astype(np.float64)
+    df = calibrated_columns(prob, pre["classes"], calibration.load(run_dir))
     df.insert(0, "image", [str(files[i].relative_to(root)) for i in kept])  # as given under the input folder
-    df["predicted"] = [pre["classes"][i] for i in prob.argmax(axis=1)]
+    final = df[[f"p_{c}" for c in pre["classes"]]].to_numpy()
+    df["predicted"] = [pre["classes"][i] for i in final.argmax(axis=1)]
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, df.to_csv(index=False, float_format="%.6f"))
     return out

@@ -17,7 +17,7 @@ import torch
 from pydantic import Field, model_validator
 from torch.utils.data import TensorDataset
 
-from .. import runs
+from .. import calibration, runs
 from ..config import RunConfig, Strict
 from ..data import TabularPreprocessor, load_table, read_csv, stratified_split
 from ..datasets import embedded_path
@@ -29,7 +29,7 @@ from ..io import atomic_write_text, sha256_file
 from ..engine.distributed import is_main_process
 from ..metrics import binary_metrics, binary_prob_scores
 from ..models import create_model
-from ..report.predictions import prediction_artefacts
+from ..report.predictions import prediction_artefacts, save_predictions
 from ..repro import seed_everything
 from .common import (
     Stopwatch,
@@ -37,6 +37,7 @@ from .common import (
     finish_run,
     make_trainer,
     read_preprocess,
+    recalibrate,
     refuse_overwrite,
     run_path,
     run_weights,
@@ -132,6 +133,12 @@ def train(config: RunConfig, out: str | Path | None = None, resume: bool = False
         classes = [f"{d.target}={k}" for k in (0, 1)]
         metrics.update(score_predictions(y[split["test"]], np.column_stack([1 - prob, prob]), classes,
                                          binary_prob_scores, config.n_boot, "test", run_dir, rows=split["test"]))
+        val_y, val_prob = y[split["val"]], trainer.predict(data["val"]).numpy().astype(np.float64)
+        val_prob = np.column_stack([1 - val_prob, val_prob])
+        if is_main_process():
+            save_predictions(run_dir, "val", val_y, val_prob, classes, split["val"])
+        metrics.update(recalibrate(run_dir, config.calibration, (val_y, val_prob),
+                                   (y[split["test"]], np.column_stack([1 - prob, prob])), config.n_boot))
         if is_main_process():
             from ..report.tensorboard import log_extras
 
@@ -184,6 +191,10 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None, checkpoint: st
     prob = trainer.predict(data).numpy().astype(np.float64)
     metrics.update(score_predictions(y, np.column_stack([1 - prob, prob]), [f"{pre.target}={k}" for k in (0, 1)],
                                      binary_prob_scores, config.n_boot, name, out.parent, rows))
+    cal = calibration.load(run_dir)
+    both = np.column_stack([1 - prob, prob])
+    metrics.update(calibration.calibration_metrics(y, both, None if cal is None else cal.apply(both), name,
+                                                   config.n_boot))
     prediction_artefacts(out.parent, name)
     runs.write_metrics(out.parent, metrics, out.name)
     return metrics, out
@@ -198,8 +209,12 @@ def predict(run_dir: str | Path, input_csv: str | Path, out: str | Path | None =
     x = pre.features_from(df, input_csv)
     out = Path(out) if out is not None else run_dir / "predictions" / f"{input_csv.stem}.csv"
     refuse_overwrite(out, overwrite)
-    prob = trainer.predict(_dataset(x)).numpy().astype(np.float64)
-    df[f"probability_{pre.target}"] = np.round(prob, 6)
+    raw = trainer.predict(_dataset(x)).numpy().astype(np.float64)
+    cal = calibration.load(run_dir)
+    prob = raw if cal is None else cal.apply(np.column_stack([1 - raw, raw]))[:, 1]
+    df[f"probability_{pre.target}"] = np.round(prob, 6)  # recalibrated when the run has calibration.json
+    if cal is not None:
+        df[f"raw_probability_{pre.target}"] = np.round(raw, 6)
     df[f"predicted_{pre.target}"] = (prob >= threshold).astype(int)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, df.to_csv(index=False))

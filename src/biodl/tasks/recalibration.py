@@ -1,0 +1,90 @@
+"""``biodl calibrate RUN_DIR``: fit a recalibration on a finished classification run's validation
+predictions (no retraining), store it as ``calibration.json``, and add the test split's
+calibration metrics after it to ``metrics.json`` and the report. A k-fold parent recalibrates
+each fold on its own validation patients and pools the recalibrated out-of-fold predictions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .. import calibration, runs
+from ..errors import ConfigError, RunDirError
+from ..report.predictions import load_predictions
+
+CLASSIFICATION = ("image", "tabular")
+
+
+def _predictions(run_dir: Path, prefix: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    path = run_dir / f"{prefix}_predictions.csv"
+    if not path.is_file():
+        raise RunDirError(run_dir, f"has no {path.name} (trained before biodl kept validation predictions, or "
+                                   "not finished); train it again")
+    y, prob, _, patients = load_predictions(path)
+    return y, prob, patients
+
+
+def _after(run_dir: Path, metrics: dict[str, float | None], after: dict[str, float]) -> dict[str, float | None]:
+    """``metrics`` without its earlier calibration metrics, with ``after``'s."""
+    stale = {f"test/{s}{tail}" for s in calibration.SCORES for tail in ("", "_after", "_ci_low", "_ci_high",
+                                                                        "_after_ci_low", "_after_ci_high")}
+    return {**{k: v for k, v in metrics.items() if k not in stale}, **after}
+
+
+def calibrate_run(run_dir: str | Path, method: str = "temperature", overwrite: bool = False
+                  ) -> tuple[dict[str, float], Path]:
+    """Recalibrate ``run_dir`` with ``method``; returns (its metrics, the calibration file).
+    Every fault (wrong task, no validation predictions, a method for two classes on more, an
+    existing calibration without ``overwrite``) is raised before anything is written."""
+    from ..config import task_spec
+    from .crossval import fold_dir
+
+    run_dir = Path(run_dir)
+    config = runs.load_run_config(run_dir)
+    task_spec(config.task, run_dir)
+    if config.task not in CLASSIFICATION:
+        raise ConfigError(run_dir, f"biodl calibrate recalibrates classification runs (image, tabular); this is a "
+                                   f"{config.task} run")
+    folds = runs.read_json(run_dir / "preprocess.json").get("folds") if config.task == "image" else None
+    members = [fold_dir(run_dir, k) for k in range(folds)] if folds else [run_dir]
+    for where in [run_dir, *members]:
+        if (where / calibration.FILE).exists() and not overwrite:
+            raise RunDirError(where / calibration.FILE, "exists; pass --overwrite to replace it")
+    fitted = []
+    for where in members:  # fit everything first: a fault leaves every file as it was
+        y, prob, _ = _predictions(where, "val")
+        fitted.append(calibration.fit(method, y, prob, where=where / "val_predictions.csv"))
+    tests = [_predictions(where, "test") for where in members]
+    for where, cal, (y, prob, patients) in zip(members, fitted, tests, strict=True):
+        calibration.save(where, cal)
+        if where != run_dir:
+            _update(where, calibration.calibration_metrics(y, prob, cal.apply(prob), "test", config.n_boot,
+                                                           patients))
+    if folds:  # the parent: its pooled predictions, each row recalibrated by its own fold's map
+        y, prob, patients = _predictions(run_dir, "test")
+        after, path = calibration.apply_per_fold(prob, _pooled_folds(run_dir), fitted), run_dir / "folds"
+    else:
+        y, prob, patients = tests[0]
+        after, path = fitted[0].apply(prob), run_dir / calibration.FILE
+    metrics = _update(run_dir, calibration.calibration_metrics(y, prob, after, "test", config.n_boot, patients))
+    return metrics, path
+
+
+def _pooled_folds(run_dir: Path) -> np.ndarray:
+    import pandas as pd
+
+    path = run_dir / "test_predictions.csv"
+    try:
+        return pd.read_csv(path, usecols=["fold"])["fold"].to_numpy(int)
+    except (OSError, ValueError, KeyError) as exc:
+        raise RunDirError(path, f"no fold column ({exc})") from None
+
+
+def _update(run_dir: Path, after: dict[str, float]) -> dict[str, float]:
+    from ..report.run_report import build_report
+
+    metrics = _after(run_dir, runs.read_metrics(run_dir / runs.METRICS), after)
+    runs.write_metrics(run_dir, metrics)
+    build_report(run_dir)
+    return metrics

@@ -1,0 +1,136 @@
+"""Recalibration in runs: fitted on the validation split at the end of training, applied by
+predict and evaluate, refitted by ``biodl calibrate`` without retraining, shown in the report."""
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from biodl import calibration
+from biodl.report.predictions import load_predictions
+from tests.conftest import ROOT, assert_one_line_error
+
+FAST = ["--set", "trainer.epochs=2", "--set", "trainer.progress=false", "--set", "n_boot=100",
+        "--set", "data.batch_size=16", "--set", "model.args={width: 8, blocks: 1}"]
+
+
+def _images(root, n=90, classes=3, size=16):
+    """Class k has a bright square at a place of its own (with noise that makes it imperfect)."""
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        k = i % classes
+        img = rng.integers(0, 120, (size, size, 3), dtype=np.uint8)
+        if rng.random() > 0.2:
+            img[4 * k:4 * k + 4, 2:6] = 240
+        d = root / f"class{k}"
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(d / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def image_run(tmp_path_factory):
+    from biodl.cli import main
+
+    tmp = tmp_path_factory.mktemp("recal")
+    _images(tmp / "data")
+    try:
+        main(["train", "--data", str(tmp / "data"), "--out", str(tmp / "run"), *FAST, "--set", "trainer.epochs=8",
+              "--set", f"data.cache_dir={tmp / 'cache'}"])
+    except SystemExit as exc:
+        assert exc.code in (0, None)
+    return tmp
+
+
+def test_training_fits_temperature_on_validation_and_reports_before_and_after(image_run):
+    run = image_run / "run"
+    cal = calibration.load(run)
+    assert cal.method == "temperature" and cal.temperature > 0
+    y_val, p_val, _, _ = load_predictions(run / "val_predictions.csv")
+    assert cal.fitted_on["n"] == len(y_val)  # the validation split, and nothing else
+    again = calibration.fit("temperature", y_val, p_val)
+    assert again.temperature == pytest.approx(cal.temperature, rel=1e-5)  # the CSV keeps 8 digits
+    m = json.loads((run / "metrics.json").read_text())
+    y, prob, _, _ = load_predictions(run / "test_predictions.csv")
+    want = calibration.calibration_metrics(y, prob, cal.apply(prob), "test", 100)
+    for key in ("test/ece", "test/ece_after", "test/brier", "test/nll_after", "test/nll_after_ci_low",
+                "test/classwise_ece_after", "test/mce"):
+        assert m[key] == pytest.approx(want[key]), key
+    html = (run / "report.html").read_text()
+    assert "Trust: calibration" in html and "temperature" in html and (run / "test_calibration_after.png").is_file()
+
+
+def test_predict_applies_the_recalibration_and_keeps_the_raw_probabilities(image_run, cli, tmp_path):
+    run = image_run / "run"
+    r = cli("predict", run, image_run / "data" / "class1", "--out", tmp_path / "p.csv")
+    assert r.code == 0, r.err
+    df = pd.read_csv(tmp_path / "p.csv")
+    raw = df[[f"raw_p_class{k}" for k in range(3)]].to_numpy()
+    final = df[[f"p_class{k}" for k in range(3)]].to_numpy()
+    np.testing.assert_allclose(final, calibration.load(run).apply(raw), atol=2e-6)
+    assert (df["predicted"] == [f"class{k}" for k in final.argmax(1)]).all()
+
+
+def test_calibrate_refits_without_retraining_and_refuses_what_it_cannot(image_run, cli, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(image_run / "run", run)
+    before = (run / "calibration.json").read_text()
+    assert_one_line_error(cli("calibrate", run, "--method", "vector"), "calibration.json", "--overwrite")
+    assert_one_line_error(cli("calibrate", run, "--method", "platt", "--overwrite"), "two-class runs")
+    assert_one_line_error(cli("calibrate", run, "--method", "histogram", "--overwrite"), "unknown recalibration")
+    assert (run / "calibration.json").read_text() == before  # nothing written by a refused command
+    r = cli("calibrate", run, "--method", "vector", "--overwrite")
+    assert r.code == 0, r.err
+    cal = calibration.load(run)
+    assert cal.method == "vector" and len(cal.scale) == 3
+    y, prob, _, _ = load_predictions(run / "test_predictions.csv")
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["test/brier_after"] == pytest.approx(calibration.calibration_metrics(
+        y, prob, cal.apply(prob), "test", 100)["test/brier_after"])
+    assert m["test/accuracy"] == json.loads((image_run / "run/metrics.json").read_text())["test/accuracy"]
+    (run / "val_predictions.csv").unlink()
+    assert_one_line_error(cli("calibrate", run, "--overwrite"), "val_predictions.csv")
+
+
+def test_calibrate_refuses_a_segmentation_run(cli, tmp_path):
+    from biodl import runs
+    from biodl.config import SegmentationRunConfig
+
+    seg = tmp_path / "seg"
+    seg.mkdir()
+    runs.save_config(seg, SegmentationRunConfig(data={"dataset": "chase_db1"}))
+    assert_one_line_error(cli("calibrate", seg), "recalibrates classification runs", "segmentation")
+    assert not (seg / "calibration.json").exists()
+
+
+def test_a_two_class_only_method_for_three_classes_is_refused_before_training(tmp_path, cli):
+    _images(tmp_path / "data", n=30)
+    r = cli("train", "--data", tmp_path / "data", "--out", tmp_path / "run", *FAST, "--set", "calibration=isotonic",
+            "--set", f"data.cache_dir={tmp_path / 'cache'}")
+    assert_one_line_error(r, "isotonic recalibrates two-class runs")
+    assert not (tmp_path / "run").exists()
+
+
+def test_tabular_runs_recalibrate_and_predict_with_it(cli, tmp_path):
+    from tests.conftest import HEART
+
+    run = tmp_path / "run"
+    r = cli("train", "--config", ROOT / "examples/heart_failure_mlp.yaml", "--out", run, "--set", "trainer.epochs=3",
+            "--set", "trainer.progress=false", "--set", "calibration=platt", "--set", "n_boot=100")
+    assert r.code == 0, r.err
+    cal = calibration.load(run)
+    assert cal.method == "platt" and "test/brier_after" in json.loads((run / "metrics.json").read_text())
+    r = cli("predict", run, HEART, "--out", tmp_path / "p.csv")
+    assert r.code == 0, r.err
+    df = pd.read_csv(tmp_path / "p.csv")
+    raw = df["raw_probability_DEATH_EVENT"].to_numpy()
+    np.testing.assert_allclose(df["probability_DEATH_EVENT"], cal.apply(np.column_stack([1 - raw, raw]))[:, 1],
+                               atol=1e-5)  # both rounded to 6 decimals
+    r = cli("evaluate", run)
+    assert r.code == 0, r.err
+    ev = json.loads((run / "evaluation/test.json").read_text())
+    m = json.loads((run / "metrics.json").read_text())
+    assert ev["test/brier_after"] == pytest.approx(m["test/brier_after"], abs=1e-6)
