@@ -84,3 +84,14 @@ def test_what_cannot_be_fitted_is_refused():
         calibration.fit("temperature", y[:0], prob[:0])
     with pytest.raises(DataError, match="one class only"):
         calibration.fit("temperature", np.zeros(5, int), prob[:5])
+
+
+@pytest.mark.parametrize("method", ["temperature", "vector", "platt", "isotonic"])
+def test_the_torch_map_equals_the_numpy_map(method):
+    """Fold models inside a k-fold run's mean carry their recalibration in torch: same numbers."""
+    import torch
+
+    y, prob = _overconfident(n=3000, k=2, seed=3)
+    cal = calibration.fit(method, y, prob)
+    logp = torch.log(torch.from_numpy(np.clip(prob, 1e-12, None)))
+    np.testing.assert_allclose(cal.log_prob(logp).exp().numpy(), cal.apply(prob), atol=1e-9)

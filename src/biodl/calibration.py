@@ -15,12 +15,15 @@ so scaling them is scaling the logits; the same holds for ensembles and test-tim
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    import torch
 
 METHODS = ("temperature", "vector", "platt", "isotonic")
 BINARY_ONLY = ("platt", "isotonic")
@@ -74,6 +77,34 @@ class Recalibration(BaseModel):
         else:
             p1 = np.interp(prob[:, 1], self.x, self.y)
         return np.column_stack([1 - p1, p1])
+
+
+    def log_prob(self, logp: "torch.Tensor") -> "torch.Tensor":
+        """The same map in torch, on (B, K) log-probabilities, giving the log of the recalibrated
+        probabilities (for a model that carries its recalibration, e.g. each fold model of a
+        k-fold run inside their mean)."""
+        import torch
+        import torch.nn.functional as F
+
+        if self.method == "temperature":
+            return torch.log_softmax(logp / self.temperature, dim=1)
+        if self.method == "vector":
+            w, b = (torch.tensor(v, dtype=logp.dtype, device=logp.device) for v in (self.scale, self.bias))
+            return torch.log_softmax(logp * w + b, dim=1)
+        if self.method == "platt":
+            t = self.a * (logp[:, 1] - logp[:, 0]) + self.b
+            return torch.stack([F.logsigmoid(-t), F.logsigmoid(t)], dim=1)
+        x, y = (torch.tensor(v, dtype=logp.dtype, device=logp.device) for v in (self.x, self.y))
+        if len(x) == 1:  # a constant map
+            p1 = y.expand(len(logp))
+        else:  # np.interp: linear between thresholds, the end values outside them
+            p = logp[:, 1].exp().clamp(float(x[0]), float(x[-1]))
+            hi = torch.searchsorted(x, p, right=True).clamp(1, len(x) - 1)
+            x0, x1, y0, y1 = x[hi - 1], x[hi], y[hi - 1], y[hi]
+            t = torch.where(x1 > x0, (p - x0) / torch.where(x1 > x0, x1 - x0, torch.ones_like(x0)), 0.0)
+            p1 = y0 + t * (y1 - y0)
+        p1 = p1.clamp(_FLOOR, 1 - _FLOOR)
+        return torch.stack([torch.log1p(-p1), p1.log()], dim=1)
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:

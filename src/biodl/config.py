@@ -110,6 +110,20 @@ class TrainerConfig(Strict):
     progress: bool = True
 
 
+class ConformalConfig(Strict):
+    """Split-conformal prediction sets calibrated on the validation split (see biodl.conformal)."""
+
+    method: Literal["lac", "aps", "mondrian", "ordinal", "none"] = Field(
+        "lac", description="lac: smallest sets; aps: adaptive; mondrian: coverage for every class; ordinal: "
+                           "contiguous grades (graded labels); none: off")
+    alpha: float = Field(0.1, gt=0, lt=1, description="error rate: a set misses the true class for about this "
+                                                       "share of cases")
+    on: Literal["raw", "recalibrated"] = Field(
+        "raw", description="the probabilities the sets come from: the model's own (the guarantee does not depend "
+                           "on the recalibration, which saw the same validation cases) or the recalibrated ones")
+    compare: bool = Field(True, description="also report the other methods' coverage and set size on the test split")
+
+
 class RunConfig(Strict):
     """Everything one run needs. Resolved, it is saved as ``config.yaml`` in the run directory."""
 
@@ -122,6 +136,7 @@ class RunConfig(Strict):
         "temperature", description="recalibration fitted on the validation split after training "
                                    "(calibration.json; platt and isotonic: two classes only), applied by predict, "
                                    "evaluate and the report; none: off")
+    conformal: ConformalConfig = Field(default_factory=ConformalConfig)
     data: DataConfig
     model: ModelConfig = Field(default_factory=ModelConfig)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
@@ -206,6 +221,7 @@ class ImageRunConfig(Strict):
         "temperature", description="recalibration fitted on the validation split after training "
                                    "(calibration.json; platt and isotonic: two classes only), applied by predict, "
                                    "evaluate and the report; none: off")
+    conformal: ConformalConfig = Field(default_factory=ConformalConfig)
     data: ImageDataConfig
     model: ImageModelConfig = Field(default_factory=ImageModelConfig)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)

@@ -45,16 +45,19 @@ class ConformalPredictor(BaseModel):
                                                                    "infinite (too few cases for alpha)")
     n: int = Field(ge=1, description="calibration cases")
     seed: int = 0
+    on: Literal["raw", "recalibrated"] = Field("raw", description="the probabilities it takes")
 
     def sets(self, prob: np.ndarray, seed: int | None = None) -> np.ndarray:
-        """(N, K) probabilities -> (N, K) bool membership of each class in each case's set."""
+        """(N, K) probabilities -> (N, K) bool membership of each class in each case's set (APS
+        and ordinal draw their randomisation from ``seed``, by default ``self.seed + 1``: draws
+        apart from the calibration cases')."""
         prob = np.asarray(prob, dtype=np.float64)
         q = np.asarray([np.inf if t is None else t for t in self.threshold], dtype=np.float64)
         if self.method == "lac":
             return 1 - prob <= q[0]
         if self.method == "mondrian":
             return 1 - prob <= q[None, :]
-        u = np.random.default_rng(self.seed if seed is None else seed).random(len(prob))
+        u = np.random.default_rng(self.seed + 1 if seed is None else seed).random(len(prob))
         order = _order(prob, self.method)
         mass = np.take_along_axis(prob, order, axis=1)
         before = np.cumsum(mass, axis=1) - mass
@@ -139,3 +142,42 @@ def set_scores(y: np.ndarray, member: np.ndarray) -> dict[str, float]:
 def describe(member: np.ndarray, classes: list[str]) -> list[str]:
     """Each case's set as text: ``{a, b}``, ``{}`` for an empty set."""
     return ["{" + ", ".join(classes[k] for k in np.flatnonzero(row)) + "}" for row in member]
+
+
+FILE = "conformal.json"
+
+
+def save(run_dir, pred: ConformalPredictor):
+    from pathlib import Path
+
+    from .io import atomic_write_json
+
+    path = Path(run_dir) / FILE
+    atomic_write_json(path, pred.model_dump())
+    return path
+
+
+def load(run_dir) -> ConformalPredictor | None:
+    """The run's conformal predictor, or None; a damaged file is a one-line error."""
+    from pathlib import Path
+
+    from . import runs
+
+    path = Path(run_dir) / FILE
+    return runs.read_validated(path, ConformalPredictor, "is not a conformal predictor file: ") if path.exists() \
+        else None
+
+
+def run_sets(run_dir, prob: np.ndarray, seed: int | None = None) -> np.ndarray | None:
+    """(N, K) set membership from ``run_dir``'s conformal predictor for the model's (N, K)
+    probabilities ``prob`` (recalibrated first when the predictor takes recalibrated ones);
+    None when the run has no predictor."""
+    from . import calibration
+
+    pred = load(run_dir)
+    if pred is None:
+        return None
+    if pred.on == "recalibrated":
+        cal = calibration.load(run_dir)
+        prob = prob if cal is None else cal.apply(prob)
+    return pred.sets(prob, seed)

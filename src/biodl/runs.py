@@ -178,7 +178,7 @@ class Manifest(BaseModel):
     note: str | None = None
     data_content_sha256: str | None = None
     resumed: list[str] | None = None
-    seconds: dict[str, float] | None = None
+    seconds: dict[str, float] | float | None = None  # per phase (a float: total, older runs)
 
 
 def read_manifest(run_dir: Path) -> dict[str, Any]:

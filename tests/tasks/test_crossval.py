@@ -218,3 +218,29 @@ def test_a_resumed_histopathology_run_gets_its_published_table(cli, tmp_path, mo
     assert r.code == 0, r.err
     assert (tmp_path / "run/published.csv").is_file() and "Beside the published results" in (
         tmp_path / "run/report.html").read_text()
+
+
+def test_kfold_parent_pools_each_folds_own_recalibration_and_sets(kfold_run, cli, tmp_path):
+    from biodl import calibration
+    from biodl.metrics import calibration_scores
+
+    run = tmp_path / "run"
+    shutil.copytree(kfold_run / "run", run)
+    pred = pd.read_csv(run / "test_predictions.csv", keep_default_na=False, dtype={"patient": str})
+    y, prob, fold = pred["label"].to_numpy(), pred[["p_0", "p_1"]].to_numpy(), pred["fold"].to_numpy()
+
+    def expected_brier():
+        cals = [calibration.load(run / f"folds/fold{k}") for k in (1, 2, 3)]
+        return calibration_scores(y, calibration.apply_per_fold(prob, fold, cals))["brier"]
+
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["test/brier_after"] == pytest.approx(expected_brier())
+    for k in (1, 2, 3):  # each row's set is its own fold's
+        own = pd.read_csv(run / f"folds/fold{k}/test_predictions.csv", keep_default_na=False)["set"].tolist()
+        assert pred.loc[pred["fold"] == k, "set"].tolist() == own
+    r = cli("calibrate", run, "--method", "platt", "--overwrite")
+    assert r.code == 0, r.err
+    assert all(calibration.load(run / f"folds/fold{k}").method == "platt" for k in (1, 2, 3))
+    assert not (run / "calibration.json").exists()
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["test/brier_after"] == pytest.approx(expected_brier())

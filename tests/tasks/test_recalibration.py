@@ -63,6 +63,28 @@ def test_training_fits_temperature_on_validation_and_reports_before_and_after(im
     assert "Trust: calibration" in html and "temperature" in html and (run / "test_calibration_after.png").is_file()
 
 
+def test_training_fits_conformal_sets_on_validation_and_writes_each_test_set(image_run):
+    from biodl import conformal
+
+    run = image_run / "run"
+    pred = conformal.load(run)
+    assert pred.method == "lac" and pred.alpha == 0.1 and pred.on == "raw"
+    y_val, p_val, _, _ = load_predictions(run / "val_predictions.csv")
+    assert pred.n == len(y_val)
+    refit = conformal.fit("lac", y_val, p_val, 0.1)
+    assert refit.threshold[0] == pytest.approx(pred.threshold[0], abs=1e-6)  # from the saved validation only
+    df = pd.read_csv(run / "test_predictions.csv", keep_default_na=False)
+    y, prob, classes, _ = load_predictions(run / "test_predictions.csv")
+    member = pred.sets(prob)
+    assert df["set"].tolist() == conformal.describe(member, classes)
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["test/conformal_coverage"] == pytest.approx(member[np.arange(len(y)), y].mean())
+    assert m["test/conformal_set_size"] == pytest.approx(member.sum(1).mean())
+    assert {"test/conformal_aps_raw_coverage", "test/conformal_mondrian_recalibrated_set_size"} <= set(m)
+    assert "test/conformal_ordinal_raw_coverage" not in m  # not graded
+    assert "Prediction sets: lac" in (run / "report.html").read_text()
+
+
 def test_predict_applies_the_recalibration_and_keeps_the_raw_probabilities(image_run, cli, tmp_path):
     run = image_run / "run"
     r = cli("predict", run, image_run / "data" / "class1", "--out", tmp_path / "p.csv")
@@ -72,6 +94,9 @@ def test_predict_applies_the_recalibration_and_keeps_the_raw_probabilities(image
     final = df[[f"p_class{k}" for k in range(3)]].to_numpy()
     np.testing.assert_allclose(final, calibration.load(run).apply(raw), atol=2e-6)
     assert (df["predicted"] == [f"class{k}" for k in final.argmax(1)]).all()
+    from biodl import conformal
+
+    assert df["set"].tolist() == conformal.describe(conformal.load(run).sets(raw), [f"class{k}" for k in range(3)])
 
 
 def test_calibrate_refits_without_retraining_and_refuses_what_it_cannot(image_run, cli, tmp_path):
@@ -106,11 +131,15 @@ def test_calibrate_refuses_a_segmentation_run(cli, tmp_path):
     assert not (seg / "calibration.json").exists()
 
 
-def test_a_two_class_only_method_for_three_classes_is_refused_before_training(tmp_path, cli):
+@pytest.mark.parametrize("override, fragment", [("calibration=isotonic", "isotonic recalibrates two-class runs"),
+                                                ("conformal.method=ordinal", "ordinal sets are for graded labels"),
+                                                ("conformal.alpha=1.5", "conformal.alpha"),
+                                                ("conformal.alpha=0", "conformal.alpha")])
+def test_what_the_run_cannot_take_is_refused_before_training(tmp_path, cli, override, fragment):
     _images(tmp_path / "data", n=30)
-    r = cli("train", "--data", tmp_path / "data", "--out", tmp_path / "run", *FAST, "--set", "calibration=isotonic",
+    r = cli("train", "--data", tmp_path / "data", "--out", tmp_path / "run", *FAST, "--set", override,
             "--set", f"data.cache_dir={tmp_path / 'cache'}")
-    assert_one_line_error(r, "isotonic recalibrates two-class runs")
+    assert_one_line_error(r, fragment)
     assert not (tmp_path / "run").exists()
 
 
@@ -134,3 +163,5 @@ def test_tabular_runs_recalibrate_and_predict_with_it(cli, tmp_path):
     ev = json.loads((run / "evaluation/test.json").read_text())
     m = json.loads((run / "metrics.json").read_text())
     assert ev["test/brier_after"] == pytest.approx(m["test/brier_after"], abs=1e-6)
+    assert ev["test/conformal_coverage"] == pytest.approx(m["test/conformal_coverage"])  # the same sets
+    assert set(df["set_DEATH_EVENT"]) <= {"{0}", "{1}", "{0, 1}", "{}"}

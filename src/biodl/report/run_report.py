@@ -69,10 +69,12 @@ def build_report(run_dir: str | Path, layout: dict[str, Any] | None = None) -> P
     return out
 
 
-def _seconds(seconds: dict[str, float] | None) -> str | None:
-    """``{"decode": 4.2, "train": 61.0, "total": 70.3}`` -> "70 s: decode 4 s, train 61 s"."""
-    if not seconds:
+def _seconds(seconds: dict[str, float] | float | None) -> str | None:
+    """``{"decode": 4.2, "train": 61.0, "total": 70.3}`` -> "70 s (decode 4 s, train 61 s)"."""
+    if seconds is None or seconds == {}:
         return None
+    if not isinstance(seconds, dict):
+        seconds = {"total": float(seconds)}
     parts = ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items() if k != "total")
     total = seconds.get("total")
     return f"{total:.0f} s" + (f" ({parts})" if parts else "") if total is not None else parts
@@ -203,6 +205,7 @@ def _trust(run_dir: Path, metrics: dict[str, float], shown: set[str]) -> list[h.
             for s in calibration.SCORES if f"test/{s}" in metrics]
     if not rows:
         return []
+    y, prob, classes, _ = load_predictions(run_dir / "test_predictions.csv")
     cal = calibration.load(run_dir)
     folds = sorted((run_dir / "folds").glob("fold*/" + calibration.FILE)) if (run_dir / "folds").is_dir() else []
     if cal is not None:
@@ -217,7 +220,6 @@ def _trust(run_dir: Path, metrics: dict[str, float], shown: set[str]) -> list[h.
         what = "No recalibration (calibration: none, or biodl calibrate RUN_DIR to fit one)."
     body = h.para(what) + h.table(pd.DataFrame(rows).drop(columns=[] if any(r["after"] for r in rows) else ["after"]))
     body += h.para("95% CIs by bootstrap, resampled as the metrics above.", "note")
-    y, prob, classes, _ = load_predictions(run_dir / "test_predictions.csv")
     maps = [cal] if cal is not None else [calibration.load(f.parent) for f in folds]
     if maps and all(m is not None for m in maps):
         after = (cal.apply(prob) if cal is not None else
@@ -228,7 +230,45 @@ def _trust(run_dir: Path, metrics: dict[str, float], shown: set[str]) -> list[h.
         shown.add("test_calibration_after.png")
         body += h.figure(run_dir / "test_calibration_after.png", "Reliability diagram after recalibration (the "
                          f"diagram before is under Calibration); ECE {calibration_bins(y, after)[1]:.4f}")
-    return [h.Section("trust", "Trust: calibration", body)]
+    body += _conformal(run_dir, metrics, classes)
+    return [h.Section("trust", "Trust: calibration and prediction sets", body)]
+
+
+def _conformal(run_dir: Path, metrics: dict[str, float], classes: list[str]) -> str:
+    """The conformal prediction sets on the test split: coverage (overall and per class), size,
+    and every method side by side."""
+    from .. import conformal
+
+    if metrics.get("test/conformal_coverage") is None:
+        return ""
+    pred = conformal.load(run_dir)
+    if pred is None and (run_dir / "folds").is_dir():  # a k-fold parent: each fold has its own (same settings)
+        pred = next((conformal.load(f.parent) for f in sorted((run_dir / "folds").glob(f"fold*/{conformal.FILE}"))),
+                    None)
+    head = (f"Prediction sets: {pred.method}, alpha {pred.alpha} (each set should hold the true class for at least "
+            f"{1 - pred.alpha:.0%} of cases), from the {pred.on} probabilities, calibrated on validation cases only "
+            f"({pred.n}{' in a fold' if not (run_dir / conformal.FILE).exists() else ''}). " if pred is not None
+            else "Prediction sets (conformal). ")
+    empty = metrics.get("test/conformal_empty_sets") or 0.0
+    head += (f"Test: coverage {metrics['test/conformal_coverage']:.3f}, mean set size "
+             f"{metrics['test/conformal_set_size']:.2f}, empty sets {empty:.1%} "
+             "(an empty set: no class is plausible enough; refer the case). Each case's set is in "
+             "test_predictions.csv (column set).")
+    per_class = {c: metrics[f"test/conformal_coverage_class{k}"] for k, c in enumerate(classes)
+                 if metrics.get(f"test/conformal_coverage_class{k}") is not None}
+    body = h.para(head) + (h.table(pd.DataFrame([{"coverage of the true class": "", **per_class}]), 3)
+                           if per_class else "")
+    rows = []
+    for m in conformal.METHODS:
+        for on in ("raw", "recalibrated"):
+            cov = metrics.get(f"test/conformal_{m}_{on}_coverage")
+            if cov is not None:
+                rows.append({"method": m, "probabilities": on, "coverage": cov,
+                             "mean set size": metrics.get(f"test/conformal_{m}_{on}_set_size")})
+    if rows:
+        body += h.para("Every method at the same alpha, calibrated on the same validation cases:") + h.table(
+            pd.DataFrame(rows), 3)
+    return body
 
 
 def _examples(run_dir: Path, shown: set[str]) -> list[h.Section]:

@@ -151,7 +151,7 @@ def run(out: str | Path | None = None, overrides: list[str] | None = None, data:
     _figures(run_dir, df, results, summaries)
     flat = {f"{m}/{k}": v for m, s in summaries.items() for k, v in s.items()}
     runs.write_metrics(run_dir, flat)
-    finish_manifest(run_dir, manifest, seconds=round(time.perf_counter() - t0, 1))
+    finish_manifest(run_dir, manifest, seconds={"total": round(time.perf_counter() - t0, 1)})
     build_report(run_dir, json.loads((here / "report_layout.json").read_text()))
     return run_dir
 

@@ -20,10 +20,10 @@ import pandas as pd
 import torch
 from pydantic import BaseModel
 
-from .. import calibration, runs
+from .. import calibration, conformal, runs
 from ..report.predictions import PROB
 from ..report.tables import write_table
-from .common import Stopwatch, TrainResult, run_path, score_predictions, start_run, write_results
+from .common import Stopwatch, TrainResult, add_prediction_column, run_path, score_predictions, start_run, write_results
 
 FOLDS = "folds"
 SLIDE_TEXT = ("Each patient's patches put back at their positions in the slide: the mosaic, the ground truth (class 1 "
@@ -33,6 +33,27 @@ SLIDE_TEXT = ("Each patient's patches put back at their positions in the slide: 
 def fold_dir(run_dir: Path, k: int) -> Path:
     """``RUN_DIR/folds/fold<k+1>``: the run of fold ``k`` (0-based)."""
     return Path(run_dir) / FOLDS / f"fold{k + 1}"
+
+
+def pooled_trust(run_dir: Path, config: BaseModel, fold: np.ndarray, y: np.ndarray, prob: np.ndarray,
+                 patients: np.ndarray | None, classes: list[str]) -> dict[str, float]:
+    """The pooled out-of-fold calibration before and after, and conformal set coverage and size,
+    each row recalibrated and given its set by its own fold's maps (fitted on that fold's
+    validation patients); the sets are added to the pooled ``test_predictions.csv``."""
+    folds = int(fold.max()) if len(fold) else 0
+    cals = [calibration.load(fold_dir(run_dir, k)) for k in range(folds)]
+    after = None if any(c is None for c in cals) else calibration.apply_per_fold(prob, fold, cals)
+    metrics = calibration.calibration_metrics(y, prob, after, "test", config.n_boot, patients)
+    member = np.zeros(prob.shape, dtype=bool)
+    for k in range(folds):
+        rows = fold == k + 1
+        sets = conformal.run_sets(fold_dir(run_dir, k), prob[rows])
+        if sets is None:
+            return metrics
+        member[rows] = sets
+    metrics.update({f"test/conformal_{key}": v for key, v in conformal.set_scores(y, member).items()})
+    add_prediction_column(run_dir / "test_predictions.csv", "set", conformal.describe(member, classes))
+    return metrics
 
 
 def fold_config(config: BaseModel, k: int) -> BaseModel:
@@ -73,9 +94,7 @@ def train_folds(config: BaseModel, out: str | Path | None, resume: bool, device:
     metrics = score_predictions(y, prob, classes, score, config.n_boot, "test", run_dir, pooled["row"].to_numpy(),
                                 patients, pooled["source"].tolist() if "source" in pooled else None,
                                 extra={"fold": pooled["fold"].to_numpy()}, points=True)
-    cals = [calibration.load(fold_dir(run_dir, k)) for k in range(config.data.folds)]
-    after = None if any(c is None for c in cals) else calibration.apply_per_fold(prob, pooled["fold"].to_numpy(), cals)
-    metrics.update(calibration.calibration_metrics(y, prob, after, "test", config.n_boot, patients))
+    metrics.update(pooled_trust(run_dir, config, pooled["fold"].to_numpy(), y, prob, patients, classes))
     table = []
     for k in range(config.data.folds):
         fm = runs.read_metrics(fold_dir(run_dir, k) / runs.METRICS)
@@ -83,7 +102,10 @@ def train_folds(config: BaseModel, out: str | Path | None, resume: bool, device:
         row = {"fold": k + 1, "test images": len(part),
                "test patients": part["patient"].nunique() if "patient" in part else None}
         for key, v in sorted(fm.items()):
-            if key.startswith("test/") and "_ci_" not in key and key != "test/ci_clusters":
+            name = key[5:]
+            trust = name.startswith("conformal_") or (name != "ece" and name.removesuffix("_after") in
+                                                       calibration.SCORES)  # in the Trust section
+            if key.startswith("test/") and "_ci_" not in key and key != "test/ci_clusters" and not trust:
                 metrics[f"fold{k + 1}/{key[5:]}"] = v
                 row[key[5:]] = v
         table.append(row)

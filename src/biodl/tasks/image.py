@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import calibration, runs
+from .. import calibration, conformal, runs
 from pydantic import Field, model_validator
 
 from ..config import ImageRunConfig, Strict
@@ -48,11 +48,12 @@ from .common import (
     TrainResult,
     calibrated_columns,
     check_calibration,
+    trust_of,
     finish_run,
     image_files,
     make_trainer,
     read_preprocess,
-    recalibrate,
+    trust,
     refuse_overwrite,
     run_path,
     run_weights,
@@ -209,7 +210,7 @@ def train(config: ImageRunConfig, out: str | Path | None = None, resume: bool = 
         empty = [data.classes[i] for i in np.flatnonzero(counts == 0)]
         raise DataError(path, f"classes without training images: {', '.join(empty)}")
     class_weights = torch.tensor(counts.sum() / (n_classes * counts), dtype=torch.float32)
-    check_calibration(config, n_classes)
+    check_calibration(config, n_classes, config.data.graded)
     balance = config.data.balance
     device = resolve_device(config.trainer.device)
     run_dir = run_path(config, out, resume, device)
@@ -239,8 +240,9 @@ def train(config: ImageRunConfig, out: str | Path | None = None, resume: bool = 
         if is_main_process():
             save_predictions(run_dir, "val", sets["val"].labels.numpy(), val_prob, data.classes, rows, sources,
                              patients)
-        metrics.update(recalibrate(run_dir, config.calibration, (sets["val"].labels.numpy(), val_prob),
-                                   (sets["test"].labels.numpy(), prob), config.n_boot, _trace(sets["test"])[1]))
+        metrics.update(trust(run_dir, config, data.classes, config.data.graded,
+                             (sets["val"].labels.numpy(), val_prob), (sets["test"].labels.numpy(), prob),
+                             _trace(sets["test"])[1]))
         if is_main_process():
             show_examples(sets["test"], prob, run_dir / "test_examples.png")
             slide_maps(config, data, run_dir, pd.read_csv(run_dir / "test_predictions.csv", keep_default_na=False,
@@ -371,7 +373,8 @@ def load_run(run_dir: str | Path, checkpoint: str = "best") -> tuple[ImageRunCon
 
         members = [load_run(fold_dir(run_dir, k), checkpoint) for k in range(pre["folds"])]
         model = ProbabilityMean([t.module for _, _, t in members], [p["mean"] for _, p, _ in members],
-                                [p["std"] for _, p, _ in members])
+                                [p["std"] for _, p, _ in members],
+                                [calibration.load(fold_dir(run_dir, k)) for k in range(pre["folds"])])
     else:
         tensors, source = run_weights(run_dir, checkpoint)
         model = _model(config, len(pre["classes"]), pre["in_chans"], pre["size"])
@@ -402,9 +405,8 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None, checkpoint: st
     out.parent.mkdir(exist_ok=True)
     prob, scores = test_report(trainer, test, pre["graded"], config.n_boot, name, out.parent)
     metrics.update(scores)
-    cal = calibration.load(run_dir)
-    metrics.update(calibration.calibration_metrics(test.labels.numpy(), prob, None if cal is None else cal.apply(prob),
-                                                   name, config.n_boot, _trace(test)[1]))
+    metrics.update(trust_of(run_dir, name, test.labels.numpy(), prob, config.n_boot, _trace(test)[1],
+                            pre["classes"], out.parent / f"{name}_predictions.csv"))
     prediction_artefacts(out.parent, name)
     runs.write_metrics(out.parent, metrics, out.name)
     return metrics, out
@@ -428,9 +430,12 @@ def predict(run_dir: str | Path, input_path: str | Path, out: str | Path | None 
     labels = np.zeros(len(images), dtype=np.int64)
     prob = trainer.predict(ImageDataset(ImageSet(images, labels, pre["classes"]))).numpy().astype(np.float64)
     df = calibrated_columns(prob, pre["classes"], calibration.load(run_dir))
+    member = conformal.run_sets(run_dir, prob)
     df.insert(0, "image", [str(files[i].relative_to(root)) for i in kept])  # as given under the input folder
     final = df[[f"p_{c}" for c in pre["classes"]]].to_numpy()
     df["predicted"] = [pre["classes"][i] for i in final.argmax(axis=1)]
+    if member is not None:
+        df["set"] = conformal.describe(member, pre["classes"])
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, df.to_csv(index=False, float_format="%.6f"))
     return out

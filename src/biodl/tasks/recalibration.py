@@ -1,7 +1,8 @@
 """``biodl calibrate RUN_DIR``: fit a recalibration on a finished classification run's validation
 predictions (no retraining), store it as ``calibration.json``, and add the test split's
-calibration metrics after it to ``metrics.json`` and the report. A k-fold parent recalibrates
-each fold on its own validation patients and pools the recalibrated out-of-fold predictions."""
+calibration metrics after it to ``metrics.json`` and the report. A conformal predictor that
+takes recalibrated probabilities is refitted with it. A k-fold parent recalibrates each fold on
+its own validation patients and pools the recalibrated out-of-fold predictions."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import calibration, runs
+from .. import calibration, conformal, runs
 from ..errors import ConfigError, RunDirError
 from ..report.predictions import load_predictions
+from .common import compare_conformal, trust_of
 
 CLASSIFICATION = ("image", "tabular")
 
@@ -26,10 +28,10 @@ def _predictions(run_dir: Path, prefix: str) -> tuple[np.ndarray, np.ndarray, np
 
 
 def _after(run_dir: Path, metrics: dict[str, float | None], after: dict[str, float]) -> dict[str, float | None]:
-    """``metrics`` without its earlier calibration metrics, with ``after``'s."""
+    """``metrics`` without its earlier calibration and conformal-set metrics, with ``after``'s."""
     stale = {f"test/{s}{tail}" for s in calibration.SCORES for tail in ("", "_after", "_ci_low", "_ci_high",
                                                                         "_after_ci_low", "_after_ci_high")}
-    return {**{k: v for k, v in metrics.items() if k not in stale}, **after}
+    return {**{k: v for k, v in metrics.items() if k not in stale and not k.startswith("test/conformal_")}, **after}
 
 
 def calibrate_run(run_dir: str | Path, method: str = "temperature", overwrite: bool = False
@@ -38,7 +40,7 @@ def calibrate_run(run_dir: str | Path, method: str = "temperature", overwrite: b
     Every fault (wrong task, no validation predictions, a method for two classes on more, an
     existing calibration without ``overwrite``) is raised before anything is written."""
     from ..config import task_spec
-    from .crossval import fold_dir
+    from .crossval import fold_dir, pooled_trust
 
     run_dir = Path(run_dir)
     config = runs.load_run_config(run_dir)
@@ -54,21 +56,30 @@ def calibrate_run(run_dir: str | Path, method: str = "temperature", overwrite: b
     fitted = []
     for where in members:  # fit everything first: a fault leaves every file as it was
         y, prob, _ = _predictions(where, "val")
-        fitted.append(calibration.fit(method, y, prob, where=where / "val_predictions.csv"))
-    tests = [_predictions(where, "test") for where in members]
-    for where, cal, (y, prob, patients) in zip(members, fitted, tests, strict=True):
+        cal = calibration.fit(method, y, prob, where=where / "val_predictions.csv")
+        pred = conformal.load(where)
+        if pred is not None and pred.on == "recalibrated":  # its sets come from the new probabilities
+            pred = conformal.fit(pred.method, y, cal.apply(prob), pred.alpha, pred.seed, str(where))
+            pred.on = "recalibrated"
+        fitted.append((cal, pred))
+    for where, (cal, pred) in zip(members, fitted, strict=True):
         calibration.save(where, cal)
-        if where != run_dir:
-            _update(where, calibration.calibration_metrics(y, prob, cal.apply(prob), "test", config.n_boot,
-                                                           patients))
+        if pred is not None:
+            conformal.save(where, pred)
+        if where != run_dir or not folds:
+            y, prob, patients = _predictions(where, "test")
+            _, _, classes, _ = load_predictions(where / "test_predictions.csv")
+            new = trust_of(where, "test", y, prob, config.n_boot, patients, classes, where / "test_predictions.csv")
+            if config.conformal.method != "none" and config.conformal.compare:
+                graded = bool(getattr(config.data, "graded", False))
+                new.update(compare_conformal(_predictions(where, "val")[:2], (y, prob), cal, config.conformal.alpha,
+                                             graded, config.seed))
+            metrics = _update(where, new)
     if folds:  # the parent: its pooled predictions, each row recalibrated by its own fold's map
-        y, prob, patients = _predictions(run_dir, "test")
-        after, path = calibration.apply_per_fold(prob, _pooled_folds(run_dir), fitted), run_dir / "folds"
-    else:
-        y, prob, patients = tests[0]
-        after, path = fitted[0].apply(prob), run_dir / calibration.FILE
-    metrics = _update(run_dir, calibration.calibration_metrics(y, prob, after, "test", config.n_boot, patients))
-    return metrics, path
+        y, prob, classes, patients = load_predictions(run_dir / "test_predictions.csv")
+        metrics = _update(run_dir, pooled_trust(run_dir, config, _pooled_folds(run_dir), y, prob, patients, classes))
+        return metrics, run_dir / "folds"
+    return metrics, run_dir / calibration.FILE
 
 
 def _pooled_folds(run_dir: Path) -> np.ndarray:

@@ -17,7 +17,7 @@ import torch
 from pydantic import Field, model_validator
 from torch.utils.data import TensorDataset
 
-from .. import calibration, runs
+from .. import calibration, conformal, runs
 from ..config import RunConfig, Strict
 from ..data import TabularPreprocessor, load_table, read_csv, stratified_split
 from ..datasets import embedded_path
@@ -37,7 +37,8 @@ from .common import (
     finish_run,
     make_trainer,
     read_preprocess,
-    recalibrate,
+    trust,
+    trust_of,
     refuse_overwrite,
     run_path,
     run_weights,
@@ -137,8 +138,8 @@ def train(config: RunConfig, out: str | Path | None = None, resume: bool = False
         val_prob = np.column_stack([1 - val_prob, val_prob])
         if is_main_process():
             save_predictions(run_dir, "val", val_y, val_prob, classes, split["val"])
-        metrics.update(recalibrate(run_dir, config.calibration, (val_y, val_prob),
-                                   (y[split["test"]], np.column_stack([1 - prob, prob])), config.n_boot))
+        metrics.update(trust(run_dir, config, classes, False, (val_y, val_prob),
+                             (y[split["test"]], np.column_stack([1 - prob, prob]))))
         if is_main_process():
             from ..report.tensorboard import log_extras
 
@@ -191,10 +192,8 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None, checkpoint: st
     prob = trainer.predict(data).numpy().astype(np.float64)
     metrics.update(score_predictions(y, np.column_stack([1 - prob, prob]), [f"{pre.target}={k}" for k in (0, 1)],
                                      binary_prob_scores, config.n_boot, name, out.parent, rows))
-    cal = calibration.load(run_dir)
-    both = np.column_stack([1 - prob, prob])
-    metrics.update(calibration.calibration_metrics(y, both, None if cal is None else cal.apply(both), name,
-                                                   config.n_boot))
+    metrics.update(trust_of(run_dir, name, y, np.column_stack([1 - prob, prob]), config.n_boot, None,
+                            [f"{pre.target}={k}" for k in (0, 1)], out.parent / f"{name}_predictions.csv"))
     prediction_artefacts(out.parent, name)
     runs.write_metrics(out.parent, metrics, out.name)
     return metrics, out
@@ -216,6 +215,9 @@ def predict(run_dir: str | Path, input_csv: str | Path, out: str | Path | None =
     if cal is not None:
         df[f"raw_probability_{pre.target}"] = np.round(raw, 6)
     df[f"predicted_{pre.target}"] = (prob >= threshold).astype(int)
+    member = conformal.run_sets(run_dir, np.column_stack([1 - raw, raw]))
+    if member is not None:  # the conformal set: {0}, {1}, both, or none
+        df[f"set_{pre.target}"] = conformal.describe(member, ["0", "1"])
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, df.to_csv(index=False))
     return out
