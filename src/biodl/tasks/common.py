@@ -234,10 +234,10 @@ def trust(run_dir: Path, config: BaseModel, classes: list[str], graded: bool, va
     y, prob = test
     metrics = calibration.calibration_metrics(y, prob, None if cal is None else cal.apply(prob), "test",
                                               config.n_boot, patients)
-    if pred is not None:
-        member = conformal.run_sets(run_dir, prob) if is_main_process() else None
-        if member is not None:
-            metrics.update({f"test/conformal_{k}": v for k, v in conformal.set_scores(y, member).items()})
+    if pred is not None:  # every rank computes the same sets (under DDP only rank 0 writes)
+        member = pred.sets(cal.apply(prob) if pred.on == "recalibrated" else prob)
+        metrics.update({f"test/conformal_{k}": v for k, v in conformal.set_scores(y, member).items()})
+        if is_main_process():
             add_prediction_column(run_dir / "test_predictions.csv", "set", conformal.describe(member, classes))
         if c.compare:
             metrics.update(compare_conformal(val, test, cal, c.alpha, graded, config.seed))

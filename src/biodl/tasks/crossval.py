@@ -21,6 +21,7 @@ import torch
 from pydantic import BaseModel
 
 from .. import calibration, conformal, runs
+from ..engine.distributed import barrier, is_main_process
 from ..report.predictions import PROB
 from ..report.tables import write_table
 from .common import Stopwatch, TrainResult, add_prediction_column, run_path, score_predictions, start_run, write_results
@@ -52,7 +53,8 @@ def pooled_trust(run_dir: Path, config: BaseModel, fold: np.ndarray, y: np.ndarr
             return metrics
         member[rows] = sets
     metrics.update({f"test/conformal_{key}": v for key, v in conformal.set_scores(y, member).items()})
-    add_prediction_column(run_dir / "test_predictions.csv", "set", conformal.describe(member, classes))
+    if is_main_process():
+        add_prediction_column(run_dir / "test_predictions.csv", "set", conformal.describe(member, classes))
     return metrics
 
 
@@ -80,6 +82,7 @@ def train_folds(config: BaseModel, out: str | Path | None, resume: bool, device:
         if (where / runs.METRICS).is_file():
             continue  # finished before an interruption
         last = train_one(fold_config(config, k), where, resume=(where / runs.CONFIG).is_file())
+    barrier()  # rank 0 has written every fold's files
     for k in range(config.data.folds):
         for phase, seconds in (runs.read_manifest(fold_dir(run_dir, k)).get("seconds") or {}).items():
             if phase != "total":
