@@ -81,6 +81,11 @@ def _number(value: float | None) -> str:
     return f"{value:.4f}" if _defined(value) else "undefined"
 
 
+EnsembleOpt = typer.Option(None, "--ensemble", help="train a deep ensemble of this many members (seeds seed, "
+                           "seed+1, ...; each a run in members/), and report the mean of their probabilities with "
+                           "their disagreement")
+
+
 @app.command()
 def studies() -> None:
     """List the studies that `biodl run` knows, one line each."""
@@ -98,10 +103,13 @@ def run(
     data: Optional[Path] = typer.Option(None, "--data", help="your own data file instead of the embedded one"),
     resume: bool = typer.Option(False, "--resume", help="continue the study's run in --out from checkpoints/last "
                                 "(studies that train through the engine)"),
+    ensemble: Optional[int] = EnsembleOpt,
 ) -> None:
     """Run a study end to end on its embedded data (or on --data); --resume continues it."""
     from .studies import get_study, resume_study
 
+    if ensemble is not None:
+        overrides = [*(overrides or []), f"ensemble={ensemble}"]
     if resume:
         if out is None:
             raise BiodlError("--resume", "needs --out RUN_DIR, the run to continue")
@@ -124,6 +132,7 @@ def train(
     images: Optional[Path] = typer.Option(None, "--images", help="image folder for a CSV given as --data"),
     model: Optional[str] = typer.Option(None, "--model", help="model name (default: chosen by image size)"),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="number of epochs"),
+    ensemble: Optional[int] = EnsembleOpt,
 ) -> None:
     """Train a model from a config file (or straight from --data); --resume continues a run."""
     from .config import build_config, load_config
@@ -134,6 +143,7 @@ def train(
     quick += [f"data.images={images}"] if images is not None else []
     quick += [f"model.name={model}"] if model is not None else []
     quick += [f"trainer.epochs={epochs}"] if epochs is not None else []
+    quick += [f"ensemble={ensemble}"] if ensemble is not None else []
     if config is None and data is not None:
         raw = {"name": data.stem or "images", "task": "image", "data": {}, "model": {"name": "auto"},
                "trainer": {"epochs": 20}}
@@ -142,7 +152,7 @@ def train(
         if not (resume and out is not None):
             raise BiodlError("--config", "required (or --data, or --resume with --out RUN_DIR)")
         cfg = load_run_config(out)
-        if overrides:
+        if overrides or quick:
             raise BiodlError("--set", "cannot change the config of a run being resumed")
     else:
         if data is not None:
@@ -156,6 +166,9 @@ def train(
         if "epochs_trained" in m:
             typer.echo(f"trained {m['epochs_trained']:.0f} of {cfg.trainer.epochs} epochs; best epoch "
                        f"{m['best_epoch']:.0f} by {cfg.trainer.monitor} (weights in checkpoints/best.*)")
+        elif getattr(cfg, "ensemble", 1) > 1:
+            typer.echo(f"trained {cfg.ensemble} ensemble members (runs in members/); test metrics of the mean of "
+                       "their probabilities")
         else:  # a k-fold parent
             typer.echo(f"trained {cfg.data.folds} folds (runs in folds/); test metrics pooled over their "
                        "out-of-fold predictions")

@@ -221,3 +221,17 @@ def image_examples(images: np.ndarray, captions: list[str], colors: list[str], t
     fig.suptitle(_tex_safe(title), fontsize=10)
     fig.tight_layout()
     _save(fig, path)
+
+
+def referral_plot(curves: dict[str, pd.DataFrame], title: str, path: str | Path) -> None:
+    """Accuracy of the kept cases against the fraction referred, one line per uncertainty
+    measure (``curves``: name -> ``uncertainty.referral_curve`` table)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for name, df in curves.items():
+        ax.plot(df["referred"], df["accuracy"], marker="o", ms=3, label=name)
+    ax.set(xlabel="fraction referred to a human (most uncertain first)", ylabel="accuracy of the cases kept",
+           title=title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    _save(fig, path)

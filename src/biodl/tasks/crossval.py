@@ -1,17 +1,15 @@
 """k-fold cross-validation around a task's one-run training (``data.split: kfold``).
 
-Each fold is a normal, resumable run in ``RUN_DIR/folds/fold<k>`` (its config is the parent's
-with ``data.fold`` set), tested on patients its model never saw. The parent run pools the
-out-of-fold predictions: ``test_predictions.csv`` (with each image's fold), pooled metrics with
-cluster-bootstrap CIs, each fold's metrics (``fold<k>/<metric>``) and a per-fold table. An
-interrupted parent resumes at the fold it was in: finished folds are kept, a started one is
-resumed from its last checkpoint. The parent's model is the fold models together (the mean of
-their probabilities), built by the task when it loads the run.
+Each fold is a child run (see ``parents``) in ``RUN_DIR/folds/fold<k>`` (its config is the
+parent's with ``data.fold`` set), tested on patients its model never saw. The parent run pools
+the out-of-fold predictions: ``test_predictions.csv`` (with each image's fold), pooled metrics
+with cluster-bootstrap CIs, each fold's metrics (``fold<k>/<metric>``) and a per-fold table. The
+parent's model is the fold models together (the mean of their recalibrated probabilities),
+built by the task when it loads the run.
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -21,10 +19,11 @@ import torch
 from pydantic import BaseModel
 
 from .. import calibration, conformal, runs
-from ..engine.distributed import barrier, is_main_process
+from ..engine.distributed import is_main_process
 from ..report.predictions import PROB
 from ..report.tables import write_table
-from .common import Stopwatch, TrainResult, add_prediction_column, run_path, score_predictions, start_run, write_results
+from .common import Stopwatch, TrainResult, add_prediction_column, score_predictions
+from .parents import train_children
 
 FOLDS = "folds"
 SLIDE_TEXT = ("Each patient's patches put back at their positions in the slide: the mosaic, the ground truth (class 1 "
@@ -71,23 +70,19 @@ def train_folds(config: BaseModel, out: str | Path | None, resume: bool, device:
                 watch: Stopwatch | None = None) -> TrainResult:
     """Train every fold with ``train_one(config, out, resume)`` and pool their out-of-fold test
     predictions into the parent run; ``score(y, prob)`` gives the pooled metrics, and
-    ``figures(run_dir, pooled predictions)`` may draw more figures (their names) for the report.
-    The parent's ``seconds`` (manifest) are its own plus the sum of its folds' phases."""
-    watch = watch or Stopwatch()
-    run_dir = run_path(config, out, resume, device)
-    manifest = start_run(config, run_dir, resume, device, preprocess, {}, extra)
-    last = None
-    for k in range(config.data.folds):
-        where = fold_dir(run_dir, k)
-        if (where / runs.METRICS).is_file():
-            continue  # finished before an interruption
-        last = train_one(fold_config(config, k), where, resume=(where / runs.CONFIG).is_file())
-    barrier()  # rank 0 has written every fold's files
-    for k in range(config.data.folds):
-        for phase, seconds in (runs.read_manifest(fold_dir(run_dir, k)).get("seconds") or {}).items():
-            if phase != "total":
-                watch.add(phase, seconds)
-    evaluate = time.perf_counter()
+    ``figures(run_dir, pooled predictions)`` may draw more figures (their names) for the report."""
+    children = [(fold_config(config, k), Path(FOLDS) / f"fold{k + 1}") for k in range(config.data.folds)]
+
+    def pool(run_dir: Path) -> tuple[dict[str, float], list[dict[str, Any]]]:
+        return _pool_folds(run_dir, config, score, classes, figures)
+
+    return train_children(config, out, resume, device, children, train_one, preprocess, extra, pool, watch)
+
+
+def _pool_folds(run_dir: Path, config: BaseModel, score: Callable[[np.ndarray, np.ndarray], dict[str, float]],
+                classes: list[str], figures: Callable[[Path, pd.DataFrame], list[str]] | None
+                ) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """The parent's metrics and report sections from its folds' out-of-fold predictions."""
     pooled = pd.concat([pd.read_csv(fold_dir(run_dir, k) / "test_predictions.csv", keep_default_na=False,
                                     dtype={"patient": str, "source": str}).assign(fold=k + 1)
                         for k in range(config.data.folds)], ignore_index=True)
@@ -104,13 +99,8 @@ def train_folds(config: BaseModel, out: str | Path | None, resume: bool, device:
         part = pooled[pooled["fold"] == k + 1]
         row = {"fold": k + 1, "test images": len(part),
                "test patients": part["patient"].nunique() if "patient" in part else None}
-        for key, v in sorted(fm.items()):
-            name = key[5:]
-            trust = name.startswith("conformal_") or (name != "ece" and name.removesuffix("_after") in
-                                                       calibration.SCORES)  # in the Trust section
-            if key.startswith("test/") and "_ci_" not in key and key != "test/ci_clusters" and not trust:
-                metrics[f"fold{k + 1}/{key[5:]}"] = v
-                row[key[5:]] = v
+        row.update(child_test_metrics(fm))
+        metrics.update({f"fold{k + 1}/{key}": v for key, v in child_test_metrics(fm).items()})
         table.append(row)
     write_table(pd.DataFrame(table), run_dir / "folds", f"Per fold ({config.data.folds} folds): each tested on "
                                                          "patients its model never saw")
@@ -119,6 +109,16 @@ def train_folds(config: BaseModel, out: str | Path | None, resume: bool, device:
     maps = figures(run_dir, pooled) if figures is not None else []
     if maps:
         sections.append({"title": "Slide maps", "text": SLIDE_TEXT, "items": maps})
-    watch.add("evaluate", time.perf_counter() - evaluate)
-    write_results(run_dir, metrics, manifest, layout={"sections": sections}, watch=watch)
-    return TrainResult(run_dir, metrics, last.trainer if last is not None else None)
+    return metrics, sections
+
+
+def child_test_metrics(metrics: dict[str, float | None]) -> dict[str, float | None]:
+    """A child run's test metrics for its parent's table (no CIs; the calibration and set metrics,
+    which the Trust section shows, but ECE)."""
+    out = {}
+    for key, v in sorted(metrics.items()):
+        name = key[5:]
+        trust = name.startswith("conformal_") or (name != "ece" and name.removesuffix("_after") in calibration.SCORES)
+        if key.startswith("test/") and "_ci_" not in key and key != "test/ci_clusters" and not trust:
+            out[name] = v
+    return out

@@ -76,6 +76,7 @@ class PreprocessFile(Strict):
     fit: Literal["resize", "pad"] = "resize"
     patch: int | None = Field(None, ge=1, description="fit pad: the side patches are padded to before resizing")
     folds: int | None = Field(None, ge=2, description="a k-fold parent: the number of fold runs in folds/")
+    members: int | None = Field(None, ge=2, description="an ensemble parent: the number of member runs in members/")
 
     @model_validator(mode="after")
     def _channels(self) -> "PreprocessFile":
@@ -196,7 +197,12 @@ def train(config: ImageRunConfig, out: str | Path | None = None, resume: bool = 
     data, path = load_images(config, watch)
     parts, how = split_images(config, data, path)
     if how == "kfold":
+        if config.ensemble > 1:
+            raise ConfigError("ensemble", "a k-fold run (data.split: kfold) with an ensemble per fold is not "
+                                          "supported; choose one")
         return _train_folds(config, data, path, out, resume, watch)
+    if config.ensemble > 1:
+        return _train_ensemble(config, data, parts, how, out, resume, watch)
     dups = cross_split_duplicates(data.images, parts)
     if dups:
         warnings.warn(f"{path}: {len(dups)} exact duplicate images cross splits (first: rows {dups[0][:2]})",
@@ -274,6 +280,31 @@ def _train_folds(config: ImageRunConfig, data: ImageSet, path: Path, out, resume
 
     return train_folds(config, out, resume, resolve_device(config.trainer.device), train, score, data.classes, pre,
                        extra, figures, watch)
+
+
+def _train_ensemble(config: ImageRunConfig, data: ImageSet, parts: dict[str, np.ndarray], how: str, out,
+                    resume: bool, watch: Stopwatch) -> TrainResult:
+    """The parent of a deep ensemble: like a k-fold parent, it feeds [0, 1] pixels to its
+    members, which normalise them each their own way."""
+    from .ensemble import train_ensemble
+
+    check_calibration(config, len(data.classes), config.data.graded)
+    c = int(data.images.shape[-1])
+    pre = {"classes": data.classes, "mean": [0.0] * c, "std": [1.0] * c, "size": int(data.images.shape[1]),
+           "in_chans": c, "graded": config.data.graded, "fit": config.data.fit, "patch": data.patch,
+           "members": config.ensemble}
+    n_classes = len(data.classes)
+    extra = {"split": how, "split_sizes": {k: int(len(v)) for k, v in parts.items()},
+             "class_counts": {k: np.bincount(data.labels[v], minlength=n_classes).tolist() for k, v in parts.items()},
+             "n_images": len(data), "classes": data.classes, "data_content_sha256": cache_key(data.images),
+             "note": f"deep ensemble of {config.ensemble} members (seeds {config.seed}..."
+                     f"{config.seed + config.ensemble - 1}), one split"}
+
+    def score(y: np.ndarray, prob: np.ndarray) -> dict[str, float]:
+        return multiclass_scores(y, prob, config.data.graded)
+
+    return train_ensemble(config, out, resume, resolve_device(config.trainer.device), train, score, data.classes,
+                          config.data.graded, pre, extra, watch)
 
 
 def slide_maps(config: ImageRunConfig, data: ImageSet, run_dir: Path, pred: pd.DataFrame) -> list[str]:
@@ -367,14 +398,18 @@ def load_run(run_dir: str | Path, checkpoint: str = "best") -> tuple[ImageRunCon
     run_dir = Path(run_dir)
     config = runs.load_run_config(run_dir)
     pre = read_preprocess(run_dir, PreprocessFile, "image").model_dump()
-    if pre["folds"]:  # a k-fold parent: the fold models together
+    if pre["folds"] or pre["members"]:  # a k-fold or ensemble parent: its child models together
         from ..models.ensemble import ProbabilityMean
         from .crossval import fold_dir
+        from .ensemble import member_dir
 
-        members = [load_run(fold_dir(run_dir, k), checkpoint) for k in range(pre["folds"])]
+        children = ([fold_dir(run_dir, k) for k in range(pre["folds"])] if pre["folds"] else
+                    [member_dir(run_dir, k) for k in range(pre["members"])])
+        members = [load_run(child, checkpoint) for child in children]
+        # folds: each fold model recalibrated by its own map; an ensemble: the parent's map, on the mean
         model = ProbabilityMean([t.module for _, _, t in members], [p["mean"] for _, p, _ in members],
                                 [p["std"] for _, p, _ in members],
-                                [calibration.load(fold_dir(run_dir, k)) for k in range(pre["folds"])])
+                                [calibration.load(child) for child in children] if pre["folds"] else None)
     else:
         tensors, source = run_weights(run_dir, checkpoint)
         model = _model(config, len(pre["classes"]), pre["in_chans"], pre["size"])

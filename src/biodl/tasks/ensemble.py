@@ -1,0 +1,113 @@
+"""Deep ensembles (``ensemble: k``): k members trained from different seeds on the same split,
+each a child run (see ``parents``) in ``RUN_DIR/members/member<k>``. The parent's predictions
+are the mean of its members' probabilities; per case it adds the predictive entropy and the
+members' disagreement (mutual information), referral curves by each, and fits its own
+recalibration and conformal sets on the members' mean validation predictions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from pydantic import BaseModel
+
+from .. import runs, uncertainty
+from ..engine.distributed import is_main_process
+from ..errors import RunDirError
+from ..report.predictions import PROB, save_predictions
+from ..report.tables import write_table
+from .common import Stopwatch, TrainResult, score_predictions, trust
+from .crossval import child_test_metrics
+from .parents import train_children
+
+MEMBERS = "members"
+
+
+def member_dir(run_dir: Path, k: int) -> Path:
+    """``RUN_DIR/members/member<k+1>``: the run of member ``k`` (0-based)."""
+    return Path(run_dir) / MEMBERS / f"member{k + 1}"
+
+
+def member_config(config: BaseModel, k: int) -> BaseModel:
+    """The parent's config for member ``k``: seed + k (initialisation, augmentation, batch order),
+    the parent's split (its split seed kept), one model."""
+    d = config.data
+    data = d.model_copy(update={"split_seed": d.split_seed if d.split_seed is not None else config.seed})
+    return config.model_copy(update={"name": f"{config.name}-member{k + 1}", "seed": config.seed + k, "ensemble": 1,
+                                     "data": data})
+
+
+def _read(run_dir: Path, k: int, prefix: str, classes: list[str]) -> pd.DataFrame:
+    path = member_dir(run_dir, k) / f"{prefix}_predictions.csv"
+    try:
+        df = pd.read_csv(path, keep_default_na=False, dtype={"patient": str, "source": str})
+        df[[f"{PROB}{c}" for c in classes]].to_numpy(np.float64)
+    except (OSError, ValueError, KeyError) as exc:
+        raise RunDirError(path, f"a member's predictions are missing or unreadable ({exc}); delete {path.parent} "
+                                "and resume the ensemble (biodl train --resume --out RUN_DIR) to train that member "
+                                "again") from None
+    return df
+
+
+def _stack(run_dir: Path, n: int, prefix: str, classes: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
+    """The first member's table and every member's (M, N, K) probabilities of the same rows."""
+    tables = [_read(run_dir, k, prefix, classes) for k in range(n)]
+    for k, t in enumerate(tables[1:], start=2):
+        if not np.array_equal(t["row"].to_numpy(), tables[0]["row"].to_numpy()):
+            raise RunDirError(member_dir(run_dir, k - 1), f"member {k} was tested on other {prefix} rows than member "
+                                                          "1; its config was changed")
+    return tables[0], np.stack([t[[f"{PROB}{c}" for c in classes]].to_numpy(np.float64) for t in tables])
+
+
+def train_ensemble(config: BaseModel, out: str | Path | None, resume: bool, device: torch.device,
+                   train_one: Callable[..., TrainResult], score: Callable[[np.ndarray, np.ndarray], dict[str, float]],
+                   classes: list[str], graded: bool, preprocess: dict[str, Any], extra: dict[str, Any],
+                   watch: Stopwatch | None = None) -> TrainResult:
+    """Train ``config.ensemble`` members with ``train_one(config, out, resume)`` and pool them."""
+    n = config.ensemble
+    children = [(member_config(config, k), Path(MEMBERS) / f"member{k + 1}") for k in range(n)]
+
+    def pool(run_dir: Path) -> tuple[dict[str, float], list[dict[str, Any]]]:
+        first, probs = _stack(run_dir, n, "test", classes)
+        mean, parts = probs.mean(axis=0), uncertainty.decompose(probs)
+        y = first["label"].to_numpy(int)
+        patients = first["patient"].to_numpy() if "patient" in first else None
+        metrics = score_predictions(y, mean, classes, score, config.n_boot, "test", run_dir, first["row"].to_numpy(),
+                                    patients, first["source"].tolist() if "source" in first else None,
+                                    extra={"entropy": parts["entropy"],
+                                           "mutual_information": parts["mutual_information"]}, points=True)
+        val_first, val_probs = _stack(run_dir, n, "val", classes)
+        val = (val_first["label"].to_numpy(int), val_probs.mean(axis=0))
+        if is_main_process():
+            save_predictions(run_dir, "val", *val, classes, val_first["row"].to_numpy())
+        metrics.update(trust(run_dir, config, classes, graded, val, (y, mean), patients))
+        curves = {}
+        for name in ("entropy", "mutual_information"):
+            metrics.update(uncertainty.referral_metrics(y, mean, parts[name], "test", name))
+            curves[name.replace("_", " ")] = uncertainty.referral_curve(y, mean, parts[name])
+        metrics["test/mean_mutual_information"] = float(parts["mutual_information"].mean())
+        table = [{"member": k + 1, "seed": config.seed + k,
+                  **child_test_metrics(runs.read_metrics(member_dir(run_dir, k) / runs.METRICS))} for k in range(n)]
+        for k, row in enumerate(table):
+            metrics.update({f"member{k + 1}/{key}": v for key, v in row.items() if key not in ("member", "seed")})
+        table.append({"member": "ensemble", "seed": None, **{key[5:]: metrics.get(key) for key in
+                                                              (f"test/{m}" for m in table[0] if m not in
+                                                               ("member", "seed"))}})
+        if is_main_process():
+            from ..report.figures import referral_plot
+
+            write_table(pd.DataFrame(table), run_dir / "members", f"The {n} members and their ensemble (test split)")
+            referral_plot(curves, "Referral by uncertainty (test)", run_dir / "test_referral.png")
+            curves_df = pd.concat([c.assign(by=name) for name, c in curves.items()], ignore_index=True)
+            write_table(curves_df, run_dir / "test_referral", "Accuracy of the cases kept when the most uncertain "
+                                                              "are referred")
+        text = ("The ensemble's probabilities are the mean of its members' (each trained from its own seed on the "
+                "same split; runs in members/member<k>/). Per test case, test_predictions.csv gives the predictive "
+                "entropy and the members' disagreement (mutual information).")
+        return metrics, [{"title": "Ensemble", "text": text, "items": ["members", "test_referral.png",
+                                                                        "test_referral"]}]
+
+    return train_children(config, out, resume, device, children, train_one, preprocess, extra, pool, watch)

@@ -1,0 +1,77 @@
+"""Uncertainty of classifier predictions and referral to a human.
+
+For an ensemble (or MC-dropout samples) of M probability vectors per case, (M, N, K):
+
+- predictive entropy H(mean p): all the doubt about the case;
+- expected entropy mean H(p_m): the doubt every member shares (noise in the case itself);
+- mutual information, their difference: how much the members disagree (doubt that more
+  training data could remove). Zero when all members agree exactly.
+
+Referral: the cases a model is least sure of are sent to a human; the curve shows the accuracy
+(and AUC) of the cases it keeps against the fraction referred, and the area under the
+risk-coverage curve (AURC; lower is better) sums it up.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+_FLOOR = 1e-12
+
+
+def entropy(prob: np.ndarray) -> np.ndarray:
+    """(..., K) probabilities -> (...) entropy in nats (0 log 0 = 0)."""
+    p = np.asarray(prob, dtype=np.float64)
+    return -(p * np.log(np.clip(p, _FLOOR, None))).sum(axis=-1)
+
+
+def decompose(probs: np.ndarray) -> dict[str, np.ndarray]:
+    """(M, N, K) member probabilities -> per case (N,): ``entropy`` (predictive),
+    ``expected_entropy`` and ``mutual_information`` (their difference, floored at 0)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    total = entropy(probs.mean(axis=0))
+    expected = entropy(probs).mean(axis=0)
+    return {"entropy": total, "expected_entropy": expected, "mutual_information": np.maximum(total - expected, 0.0)}
+
+
+def _retained_scores(y: np.ndarray, prob: np.ndarray) -> tuple[float, float]:
+    from .metrics import multiclass_scores
+
+    if len(y) == 0:
+        return float("nan"), float("nan")
+    s = multiclass_scores(y, prob)
+    return s["accuracy"], s["roc_auc"]
+
+
+def referral_curve(y: np.ndarray, prob: np.ndarray, uncertainty: np.ndarray,
+                   fractions: np.ndarray | None = None) -> pd.DataFrame:
+    """Accuracy and ROC AUC of the cases kept when the ``fraction`` most uncertain are referred
+    (ties broken by case order), for each fraction (default 0, 0.05, ..., 0.5)."""
+    y = np.asarray(y).astype(np.int64)
+    order = np.argsort(-np.asarray(uncertainty), kind="stable")  # most uncertain first
+    rows = []
+    for f in np.round(np.arange(0, 0.501, 0.05) if fractions is None else fractions, 6):
+        keep = np.sort(order[int(round(f * len(y))):])
+        acc, auc = _retained_scores(y[keep], prob[keep])
+        rows.append({"referred": float(f), "kept": int(len(keep)), "accuracy": acc, "roc_auc": auc})
+    return pd.DataFrame(rows)
+
+
+def aurc(y: np.ndarray, prob: np.ndarray, uncertainty: np.ndarray) -> float:
+    """Area under the risk-coverage curve: the mean, over coverages 1/N, 2/N, ..., 1, of the error
+    rate of the most certain cases kept (lower is better; a perfect ranking of the errors gives
+    the least possible for the model's accuracy)."""
+    y = np.asarray(y).astype(np.int64)
+    wrong = (np.asarray(prob).argmax(axis=1) != y)[np.argsort(np.asarray(uncertainty), kind="stable")]
+    return float(np.mean(np.cumsum(wrong) / np.arange(1, len(y) + 1)))
+
+
+def referral_metrics(y: np.ndarray, prob: np.ndarray, uncertainty: np.ndarray, prefix: str,
+                     name: str = "entropy") -> dict[str, float]:
+    """``<prefix>/aurc_<name>`` and the accuracy kept after referring 10 % and 20 %
+    (``<prefix>/accuracy_refer10_<name>``...)."""
+    curve = referral_curve(y, prob, uncertainty, np.array([0.1, 0.2]))
+    return {f"{prefix}/aurc_{name}": aurc(y, prob, uncertainty),
+            f"{prefix}/accuracy_refer10_{name}": float(curve["accuracy"].iloc[0]),
+            f"{prefix}/accuracy_refer20_{name}": float(curve["accuracy"].iloc[1])}

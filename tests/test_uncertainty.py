@@ -1,0 +1,48 @@
+"""Uncertainty of ensembles and referral: hand-checked values."""
+
+import numpy as np
+import pytest
+import torch
+
+from biodl import uncertainty
+
+
+def test_identical_members_have_no_disagreement_and_disagreeing_ones_do():
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(4), 50)
+    same = uncertainty.decompose(np.stack([p, p, p]))
+    np.testing.assert_allclose(same["mutual_information"], 0, atol=1e-12)
+    np.testing.assert_allclose(same["entropy"], uncertainty.entropy(p))
+    a, b = np.array([[0.9, 0.1]]), np.array([[0.1, 0.9]])
+    split = uncertainty.decompose(np.stack([a, b]))
+    # mean [0.5, 0.5]: entropy ln 2; each member's entropy H(0.9, 0.1); their difference > 0
+    h = -(0.9 * np.log(0.9) + 0.1 * np.log(0.1))
+    assert split["entropy"][0] == pytest.approx(np.log(2)) and split["mutual_information"][0] == pytest.approx(
+        np.log(2) - h) and split["mutual_information"][0] > 0.3
+
+
+def test_an_ensemble_of_identical_members_equals_its_member():
+    from biodl.models import create_model
+    from biodl.models.ensemble import ProbabilityMean
+
+    torch.manual_seed(0)
+    net = create_model("resnet_small", num_classes=3, width=8, blocks=1).eval()
+    x = torch.rand(4, 3, 16, 16)
+    mean, std = [0.4] * 3, [0.2] * 3
+    ens = ProbabilityMean([net, net, net], [mean] * 3, [std] * 3).eval()
+    with torch.no_grad():
+        want = torch.softmax(net((x - 0.4) / 0.2), 1)
+        torch.testing.assert_close(torch.softmax(ens(x), 1), want, rtol=1e-5, atol=1e-6)
+
+
+def test_referral_keeps_the_most_certain_and_aurc_rewards_a_good_ranking():
+    y = np.array([0, 0, 1, 1])
+    prob = np.array([[0.9, 0.1], [0.4, 0.6], [0.2, 0.8], [0.45, 0.55]])  # rows 1 and 3: wrong? row 1 wrong
+    wrong = prob.argmax(1) != y  # [F, T, F, F]
+    good = np.array([0.1, 0.9, 0.2, 0.3])  # the error is the most uncertain
+    bad = np.array([0.9, 0.1, 0.8, 0.7])  # the error is the most certain
+    curve = uncertainty.referral_curve(y, prob, good, np.array([0.0, 0.25, 0.5]))
+    assert curve["kept"].tolist() == [4, 3, 2] and curve["accuracy"].tolist() == [0.75, 1.0, 1.0]
+    assert uncertainty.aurc(y, prob, good) == pytest.approx(np.mean([0, 0, 0, 1 / 4]))
+    assert uncertainty.aurc(y, prob, bad) == pytest.approx(np.mean([1, 1 / 2, 1 / 3, 1 / 4]))
+    assert wrong.sum() == 1
