@@ -95,3 +95,13 @@ def test_the_torch_map_equals_the_numpy_map(method):
     cal = calibration.fit(method, y, prob)
     logp = torch.log(torch.from_numpy(np.clip(prob, 1e-12, None)))
     np.testing.assert_allclose(cal.log_prob(logp).exp().numpy(), cal.apply(prob), atol=1e-9)
+
+
+@pytest.mark.parametrize("k", [2, 4])
+def test_the_bootstraps_three_scores_equal_the_full_set(k):
+    from biodl.metrics import calibration_scores
+
+    y, prob = _overconfident(n=500, k=k, seed=5)
+    full = calibration_scores(y, prob)
+    fast = calibration.ece_brier_nll(y, prob)
+    assert fast == pytest.approx({key: full[key] for key in calibration.WITH_CIS}, abs=1e-12)

@@ -210,6 +210,18 @@ SCORES = ("ece", "ece_mass", "classwise_ece", "mce", "brier", "nll")
 WITH_CIS = ("ece", "brier", "nll")
 
 
+def ece_brier_nll(y: np.ndarray, prob: np.ndarray) -> dict[str, float]:
+    """The :data:`WITH_CIS` scores of ``metrics.calibration_scores``, computed alone (the
+    bootstrap's score: a few times faster than all six)."""
+    from .metrics import calibration_bins
+
+    k = prob.shape[1]
+    onehot = np.eye(k)[y]
+    brier = np.mean((prob[:, 1] - onehot[:, 1]) ** 2) if k == 2 else np.mean(((prob - onehot) ** 2).sum(axis=1))
+    return {"ece": calibration_bins(y, prob)[1], "brier": float(brier),
+            "nll": float(-np.mean(np.log(np.clip(prob[np.arange(len(y)), y], _FLOOR, None))))}
+
+
 def calibration_metrics(y: np.ndarray, prob: np.ndarray, after: np.ndarray | None, prefix: str, n_boot: int,
                         groups: np.ndarray | None = None) -> dict[str, float]:
     """``<prefix>/<score>`` of (N, K) probabilities ``prob`` for labels ``y`` and, given the
@@ -223,9 +235,9 @@ def calibration_metrics(y: np.ndarray, prob: np.ndarray, after: np.ndarray | Non
     both = prob if after is None else np.hstack([prob, np.asarray(after, dtype=np.float64)])
 
     def score(yy: np.ndarray, pp: np.ndarray) -> dict[str, float]:
-        out = {key: v for key, v in calibration_scores(yy, pp[:, :k]).items() if key in WITH_CIS}
+        out = ece_brier_nll(yy, pp[:, :k])
         if after is not None:
-            out.update({f"{key}_after": v for key, v in calibration_scores(yy, pp[:, k:]).items() if key in WITH_CIS})
+            out.update({f"{key}_after": v for key, v in ece_brier_nll(yy, pp[:, k:]).items()})
         return out
 
     metrics = {f"{prefix}/{key}": v for key, v in calibration_scores(y, prob).items()}
