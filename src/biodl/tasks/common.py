@@ -20,7 +20,7 @@ from ..data.folders import image_paths
 from ..engine import BestCheckpoint, CSVLogger, EarlyStopping, ProgressBar, TensorBoardLogger, Trainer
 from ..engine.checkpoint import load_checkpoint, load_model_weights
 from ..engine.distributed import barrier, init_distributed, is_main_process
-from ..errors import ConfigError, DataError, RunDirError
+from ..errors import DataError, RunDirError
 from ..io import atomic_write_json
 from ..metrics import bootstrap_cis, calibration_bins
 from ..report.predictions import save_predictions
@@ -185,128 +185,6 @@ def refuse_overwrite(path: Path, overwrite: bool, folder: bool = False) -> None:
         raise RunDirError(path, "is a folder; --out takes a file path (e.g. predictions.csv)")
     if (path.exists() and not folder or folder and path.is_dir() and any(path.iterdir())) and not overwrite:
         raise RunDirError(path, "exists; pass --overwrite to replace it")
-
-
-def check_calibration(config: BaseModel, n_classes: int, graded: bool = False) -> None:
-    """Refuse, before training, a recalibration or conformal method the run's classes cannot take."""
-    from ..calibration import BINARY_ONLY
-
-    if config.calibration in BINARY_ONLY and n_classes != 2:
-        raise ConfigError("calibration", f"{config.calibration} recalibrates two-class runs; this one has "
-                                         f"{n_classes} classes (use temperature, vector or none)")
-    if config.conformal.method == "ordinal" and not graded:
-        raise ConfigError("conformal.method", "ordinal sets are for graded labels (data.graded: true); use lac, "
-                                              "aps or mondrian")
-
-
-def trust(run_dir: Path, config: BaseModel, classes: list[str], graded: bool, val: tuple[np.ndarray, np.ndarray],
-          test: tuple[np.ndarray, np.ndarray], patients: np.ndarray | None = None) -> dict[str, float]:
-    """After training, on the validation split only: fit the recalibration (``config.calibration``,
-    ``calibration.json``) and the conformal predictor (``config.conformal``, ``conformal.json``);
-    returns the test split's calibration metrics before and after and the conformal sets'
-    coverage and size (``test/conformal_*``), and adds each test case's set to
-    ``test_predictions.csv``. ``val`` and ``test``: (labels (N,), probabilities (N, K)). A
-    validation split that cannot be fitted is a warning: that part is left out."""
-    import warnings
-
-    from .. import calibration, conformal
-
-    cal = pred = None
-    where = run_dir / "val_predictions.csv"
-    if config.calibration != "none":
-        try:
-            cal = calibration.fit(config.calibration, *val, where=where)
-        except DataError as exc:
-            warnings.warn(f"{exc}; the probabilities are not recalibrated", stacklevel=2)
-    c = config.conformal
-    if c.method != "none":
-        source = cal.apply(val[1]) if c.on == "recalibrated" and cal is not None else val[1]
-        try:
-            pred = conformal.fit(c.method, val[0], source, c.alpha, seed=config.seed, where=str(where))
-            pred.on = "recalibrated" if c.on == "recalibrated" and cal is not None else "raw"
-        except DataError as exc:
-            warnings.warn(f"{exc}; no prediction sets", stacklevel=2)
-    if is_main_process():
-        if cal is not None:
-            calibration.save(run_dir, cal)
-        if pred is not None:
-            conformal.save(run_dir, pred)
-    y, prob = test
-    metrics = calibration.calibration_metrics(y, prob, None if cal is None else cal.apply(prob), "test",
-                                              config.n_boot, patients)
-    if pred is not None:  # every rank computes the same sets (under DDP only rank 0 writes)
-        member = pred.sets(cal.apply(prob) if pred.on == "recalibrated" else prob)
-        metrics.update({f"test/conformal_{k}": v for k, v in conformal.set_scores(y, member).items()})
-        if is_main_process():
-            add_prediction_column(run_dir / "test_predictions.csv", "set", conformal.describe(member, classes))
-        if c.compare:
-            metrics.update(compare_conformal(val, test, cal, c.alpha, graded, config.seed))
-    return metrics
-
-
-def trust_of(run_dir: Path, prefix: str, y: np.ndarray, prob: np.ndarray, n_boot: int,
-             patients: np.ndarray | None, classes: list[str], predictions: Path) -> dict[str, float]:
-    """The run's saved recalibration and conformal predictor applied to new labelled predictions
-    (``biodl evaluate``): ``<prefix>/`` calibration metrics before and after, set coverage and size,
-    and each case's set added to the ``predictions`` CSV."""
-    from .. import calibration, conformal
-
-    cal = calibration.load(run_dir)
-    metrics = calibration.calibration_metrics(y, prob, None if cal is None else cal.apply(prob), prefix, n_boot,
-                                              patients)
-    member = conformal.run_sets(run_dir, prob)
-    if member is not None:
-        metrics.update({f"{prefix}/conformal_{k}": v for k, v in conformal.set_scores(y, member).items()})
-        if is_main_process():
-            add_prediction_column(predictions, "set", conformal.describe(member, classes))
-    return metrics
-
-
-def compare_conformal(val: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray], cal, alpha: float,
-                      graded: bool, seed: int) -> dict[str, float]:
-    """Every conformal method (ordinal for grades only) on the raw and, with ``cal``, the
-    recalibrated probabilities: ``test/conformal_<method>_<raw|recalibrated>_{coverage,set_size}``."""
-    from .. import conformal
-
-    out: dict[str, float] = {}
-    sources = {"raw": (val[1], test[1])}
-    if cal is not None:
-        sources["recalibrated"] = (cal.apply(val[1]), cal.apply(test[1]))
-    for method in conformal.METHODS:
-        if method == "ordinal" and not graded:
-            continue
-        for name, (pv, pt) in sources.items():
-            try:
-                member = conformal.fit(method, val[0], pv, alpha, seed=seed).sets(pt)
-            except DataError:
-                continue
-            s = conformal.set_scores(test[0], member)
-            out[f"test/conformal_{method}_{name}_coverage"] = s["coverage"]
-            out[f"test/conformal_{method}_{name}_set_size"] = s["set_size"]
-    return out
-
-
-def add_prediction_column(path: Path, name: str, values: list) -> None:
-    """Add (or replace) column ``name`` of a predictions CSV, rewritten atomically."""
-    import pandas as pd
-
-    from ..io import atomic_write_text
-
-    df = pd.read_csv(path, keep_default_na=False, dtype={"patient": str, "source": str})
-    df[name] = values
-    atomic_write_text(path, df.to_csv(index=False, float_format="%.8g"))
-
-
-def calibrated_columns(prob: np.ndarray, classes: list[str], cal: Any) -> Any:
-    """Prediction columns for (N, K) probabilities: ``p_<class>``, recalibrated when the run has
-    a recalibration (``cal``), and then the model's own as ``raw_p_<class>`` beside them."""
-    import pandas as pd
-
-    df = pd.DataFrame(prob if cal is None else cal.apply(prob), columns=[f"p_{c}" for c in classes])
-    if cal is not None:
-        for k, c in enumerate(classes):
-            df[f"raw_p_{c}"] = prob[:, k]
-    return df
 
 
 def make_trainer(config: BaseModel, model: torch.nn.Module, loss, metrics, postprocess, run_dir: Path | None,

@@ -22,8 +22,9 @@ from .. import calibration, conformal, runs
 from ..engine.distributed import is_main_process
 from ..report.predictions import PROB
 from ..report.tables import write_table
-from .common import Stopwatch, TrainResult, add_prediction_column, score_predictions
+from .common import Stopwatch, TrainResult, score_predictions
 from .parents import train_children
+from .trust import add_prediction_column
 
 FOLDS = "folds"
 SLIDE_TEXT = ("Each patient's patches put back at their positions in the slide: the mosaic, the ground truth (class 1 "

@@ -19,9 +19,10 @@ from ..engine.distributed import is_main_process
 from ..errors import RunDirError
 from ..report.predictions import PROB, save_predictions
 from ..report.tables import write_table
-from .common import Stopwatch, TrainResult, score_predictions, trust
+from .common import Stopwatch, TrainResult, score_predictions
 from .crossval import child_test_metrics
 from .parents import train_children
+from .trust import trust
 
 MEMBERS = "members"
 

@@ -46,14 +46,10 @@ from ..repro import seed_everything
 from .common import (
     Stopwatch,
     TrainResult,
-    calibrated_columns,
-    check_calibration,
-    trust_of,
     finish_run,
     image_files,
     make_trainer,
     read_preprocess,
-    trust,
     refuse_overwrite,
     run_path,
     run_weights,
@@ -61,6 +57,7 @@ from .common import (
     start_run,
     write_results,
 )
+from .trust import calibrated_columns, check_calibration, trust, trust_of
 
 
 class PreprocessFile(Strict):

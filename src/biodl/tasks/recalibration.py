@@ -13,7 +13,7 @@ import numpy as np
 from .. import calibration, conformal, runs
 from ..errors import ConfigError, RunDirError
 from ..report.predictions import load_predictions
-from .common import compare_conformal, trust_of
+from .trust import compare_conformal, trust_of
 
 CLASSIFICATION = ("image", "tabular")
 

@@ -37,8 +37,6 @@ from .common import (
     finish_run,
     make_trainer,
     read_preprocess,
-    trust,
-    trust_of,
     refuse_overwrite,
     run_path,
     run_weights,
@@ -46,6 +44,7 @@ from .common import (
     start_run,
     write_results,
 )
+from .trust import trust, trust_of
 
 
 class PreprocessFile(Strict):
