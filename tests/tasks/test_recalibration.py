@@ -165,3 +165,32 @@ def test_tabular_runs_recalibrate_and_predict_with_it(cli, tmp_path):
     assert ev["test/brier_after"] == pytest.approx(m["test/brier_after"], abs=1e-6)
     assert ev["test/conformal_coverage"] == pytest.approx(m["test/conformal_coverage"])  # the same sets
     assert set(df["set_DEATH_EVENT"]) <= {"{0}", "{1}", "{0, 1}", "{}"}
+
+
+def test_explain_shows_each_cases_nearest_training_images_a_training_image_first(image_run, cli, tmp_path):
+    """Similar cases: a training image's nearest training image is itself, at cosine similarity 1;
+    a picked test image's neighbours are training images only; the test set gets a feature map."""
+    from biodl import runs
+    from biodl.tasks.image import load_images, split_images
+
+    run = tmp_path / "run"
+    shutil.copytree(image_run / "run", run)
+    config = runs.load_run_config(run)
+    data, path = load_images(config)
+    parts, _ = split_images(config, data, path)
+    row = int(parts["train"][3])
+    r = cli("explain", run, data.sources[row], "--method", "gradcam", "--no-sanity")
+    assert r.code == 0, r.err
+    e = json.loads((run / "explain/explain.json").read_text())
+    near = e["images"][0]["similar"]
+    assert near[0]["row"] == row and near[0]["similarity"] == pytest.approx(1.0, abs=1e-5)
+    assert len(near) == 5 and [n["similarity"] for n in near] == sorted((n["similarity"] for n in near), reverse=True)
+    r = cli("explain", run, "--method", "gradcam", "--pick", "tp,fp", "--n", "2", "--no-sanity", "--overwrite")
+    assert r.code == 0, r.err
+    e = json.loads((run / "explain/explain.json").read_text())
+    train = set(parts["train"].tolist())
+    assert all(n["row"] in train for img in e["images"] for n in img["similar"])
+    for name in ("similar.png", "feature_map.png"):
+        assert (run / "explain" / name).is_file()
+    html = (run / "report.html").read_text()
+    assert "similar" in html and "feature map" in html

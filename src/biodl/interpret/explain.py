@@ -164,6 +164,68 @@ def _pick_out_of_fold(run_dir: Path, config, pre: dict, pick: str, n: int) -> tu
     return x, meta
 
 
+#: training images shown as a case's nearest neighbours
+SIMILAR_K = 5
+
+
+def _similar_cases(config, pre: dict, x_all: torch.Tensor, which: list, models: dict, out: Path,
+                   titles: list[str], k: int = SIMILAR_K) -> list[list[dict]] | None:
+    """For each explained image, the ``k`` training images nearest to it in its model's
+    penultimate-feature space (cosine), from that model's own training split (a fold's for an
+    out-of-fold pick), drawn as ``similar.png``; a single run also gets ``feature_map.png``, its
+    test set's features in 2-D. None for models that stand for several (an ensemble, or a k-fold
+    parent given image files): their members' feature spaces differ."""
+    from ..data.arrays import ImageDataset
+    from ..report.figures import image_examples
+    from ..tasks.crossval import fold_config
+    from ..tasks.image import load_images, split_images
+    from .similar import feature_map, head_inputs, nearest
+
+    if pre.get("members") or (pre.get("folds") and None in which):
+        return None
+    data, path = load_images(config)
+    classes = pre["classes"]
+
+    def pixels(rows: np.ndarray) -> torch.Tensor:
+        return ImageDataset(data, indices=rows)[torch.arange(len(rows))][0].float().div(255)
+
+    def features(model, rows: np.ndarray) -> torch.Tensor:
+        return torch.cat([head_inputs(model, pixels(rows[i:i + 256])) for i in range(0, len(rows), 256)])
+
+    found: list[list[dict]] = [[] for _ in which]
+    for w in sorted(set(which), key=lambda v: -1 if v is None else v):
+        parts, _ = split_images(config if w is None else fold_config(config, w - 1), data, path)
+        train = np.asarray(parts["train"])
+        mine = [i for i, v in enumerate(which) if v == w]
+        sim, idx = nearest(head_inputs(models[w], x_all[mine]), features(models[w], train), k)
+        for j, i in enumerate(mine):
+            found[i] = [{"row": int(train[n]), "label": classes[int(data.labels[train[n]])], "similarity": float(c)}
+                        for c, n in zip(sim[j].tolist(), idx[j].tolist(), strict=True)]
+        if w is None and len(parts["test"]) > 2:  # one feature space: the test set's map
+            test = np.asarray(parts["test"])
+            feats = features(models[w], test).numpy()
+            with torch.no_grad():
+                pred = torch.cat([models[w](pixels(test[i:i + 256])).argmax(1) for i in range(0, len(test), 256)])
+            feature_map(feats, data.labels[test], pred.numpy(), classes, out / "feature_map.png")
+    images, captions, colors = [], [], []
+    cols = min(k, len(found[0])) + 1
+    for i, near in enumerate(found):
+        images.append((x_all[i].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+        captions.append(titles[i])
+        colors.append("black")
+        for n in near:
+            images.append(np.asarray(data.images[n["row"]]))
+            captions.append(f"{n['label']} ({n['similarity']:.2f})")
+            colors.append("#555555")
+        for _ in range(cols - 1 - len(near)):
+            images.append(np.full_like(images[-1], 255))
+            captions.append("")
+            colors.append("black")
+    image_examples(np.stack(images), captions, colors, f"Each case, then its {cols - 1} most similar training "
+                   "images (label, cosine similarity of the model's features)", out / "similar.png", cols=cols)
+    return found
+
+
 def _target(target: str, classes: list[str], predicted: int) -> int:
     if target == "predicted":
         return predicted
@@ -234,6 +296,10 @@ def explain_images(run_dir: Path, out: Path, images: list[Path], methods: str, t
             records.append(rec)
             maps.append(row)
     model = models[which[0]]  # the checks and layer figures: the first image's model
+    titles = [f"{r.get('outcome', '')} {r.get('true', '')}→{r['predicted']}".strip() for r in records]
+    neighbours = _similar_cases(config, pre, x_all, which, models, out, titles)
+    for rec, near in zip(records, neighbours or [], strict=False):
+        rec["similar"] = near
     captions = [f"{r.get('outcome', '')} {r.get('true', '')}→{r['predicted']} ({r['probability']:.2f})".strip()
                 for r in records]
     attribution_grid([x[None] for x in x_all], maps, captions, out / "grid.png")
