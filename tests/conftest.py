@@ -37,6 +37,14 @@ def cli(capsys):
     return run
 
 
+def main_ok(*args) -> None:
+    """``biodl ARGS`` in this process for a fixture's run; it must succeed."""
+    try:
+        main([str(a) for a in args])
+    except SystemExit as exc:
+        assert exc.code in (0, None), exc.code
+
+
 def assert_one_line_error(result: CliResult, *fragments: str) -> None:
     """Exit code 2, exactly one line on stderr starting with 'error:', containing each fragment."""
     assert result.code == 2, (result.code, result.err)

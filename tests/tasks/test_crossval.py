@@ -11,7 +11,7 @@ from PIL import Image
 
 from biodl.data.splits import kfold_splits
 from biodl.errors import DataError
-from tests.conftest import assert_one_line_error
+from tests.conftest import assert_one_line_error, main_ok
 
 
 def test_kfold_by_patient_tests_each_patient_once_and_never_mixes_parts():
@@ -55,14 +55,9 @@ def _tree(root, n_patients=9, per=8):
 
 @pytest.fixture(scope="module")
 def kfold_run(tmp_path_factory):
-    from biodl.cli import main
-
     tmp = tmp_path_factory.mktemp("kfold")
     _tree(tmp / "tree")
-    try:
-        main(_kfold_args(tmp, tmp / "run"))
-    except SystemExit as exc:
-        assert exc.code in (0, None)
+    main_ok(*_kfold_args(tmp, tmp / "run"))
     return tmp
 
 

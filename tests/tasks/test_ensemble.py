@@ -10,21 +10,16 @@ import pandas as pd
 import pytest
 
 from biodl import calibration, uncertainty
-from tests.conftest import assert_one_line_error
+from tests.conftest import assert_one_line_error, main_ok
 from tests.tasks.test_recalibration import FAST, _images
 
 
 @pytest.fixture(scope="module")
 def ensemble_run(tmp_path_factory):
-    from biodl.cli import main
-
     tmp = tmp_path_factory.mktemp("ens")
     _images(tmp / "data")
-    try:
-        main(["train", "--data", str(tmp / "data"), "--out", str(tmp / "run"), *FAST, "--set", "trainer.epochs=4",
-              "--set", f"data.cache_dir={tmp / 'cache'}", "--ensemble", "3"])
-    except SystemExit as exc:
-        assert exc.code in (0, None)
+    main_ok("train", "--data", tmp / "data", "--out", tmp / "run", *FAST, "--set", "trainer.epochs=4",
+            "--set", f"data.cache_dir={tmp / 'cache'}", "--ensemble", "3")
     return tmp
 
 
