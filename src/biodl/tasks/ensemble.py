@@ -45,7 +45,7 @@ def _read(run_dir: Path, k: int, prefix: str, classes: list[str]) -> pd.DataFram
     path = member_dir(run_dir, k) / f"{prefix}_predictions.csv"
     try:
         df = pd.read_csv(path, keep_default_na=False, dtype={"patient": str, "source": str})
-        df[[f"{PROB}{c}" for c in classes]].to_numpy(np.float64)
+        df[[f"{PROB}{c}" for c in classes]].to_numpy(np.float64)  # every class column, numeric
     except (OSError, ValueError, KeyError) as exc:
         raise RunDirError(path, f"a member's predictions are missing or unreadable ({exc}); delete {path.parent} "
                                 "and resume the ensemble (biodl train --resume --out RUN_DIR) to train that member "

@@ -18,13 +18,13 @@ from .trust import compare_conformal, trust_of
 CLASSIFICATION = ("image", "tabular")
 
 
-def _predictions(run_dir: Path, prefix: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def _predictions(run_dir: Path, prefix: str) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray | None]:
+    """(labels, probabilities, class names, patients or None) of ``<prefix>_predictions.csv``."""
     path = run_dir / f"{prefix}_predictions.csv"
     if not path.is_file():
         raise RunDirError(run_dir, f"has no {path.name} (trained before biodl kept validation predictions, or "
                                    "not finished); train it again")
-    y, prob, _, patients = load_predictions(path)
-    return y, prob, patients
+    return load_predictions(path)
 
 
 def _after(run_dir: Path, metrics: dict[str, float | None], after: dict[str, float]) -> dict[str, float | None]:
@@ -54,29 +54,26 @@ def calibrate_run(run_dir: str | Path, method: str = "temperature", overwrite: b
         if (where / calibration.FILE).exists() and not overwrite:
             raise RunDirError(where / calibration.FILE, "exists; pass --overwrite to replace it")
     fitted = []
-    for where in members:  # fit everything first: a fault leaves every file as it was
-        y, prob, _ = _predictions(where, "val")
+    for where in members:  # read and fit everything first: a fault leaves every file as it was
+        y, prob, _, _ = val = _predictions(where, "val")
         cal = calibration.fit(method, y, prob, where=where / "val_predictions.csv")
         pred = conformal.load(where)
         if pred is not None and pred.on == "recalibrated":  # its sets come from the new probabilities
             pred = conformal.fit(pred.method, y, cal.apply(prob), pred.alpha, pred.seed, str(where))
             pred.on = "recalibrated"
-        fitted.append((cal, pred))
-    for where, (cal, pred) in zip(members, fitted, strict=True):
+        fitted.append((cal, pred, val, _predictions(where, "test")))
+    for where, (cal, pred, val, test) in zip(members, fitted, strict=True):
         calibration.save(where, cal)
         if pred is not None:
             conformal.save(where, pred)
-        if where != run_dir or not folds:
-            y, prob, patients = _predictions(where, "test")
-            _, _, classes, _ = load_predictions(where / "test_predictions.csv")
-            new = trust_of(where, "test", y, prob, config.n_boot, patients, classes, where / "test_predictions.csv")
-            if config.conformal.method != "none" and config.conformal.compare:
-                graded = bool(getattr(config.data, "graded", False))
-                new.update(compare_conformal(_predictions(where, "val")[:2], (y, prob), cal, config.conformal.alpha,
-                                             graded, config.seed))
-            metrics = _update(where, new)
+        y, prob, classes, patients = test
+        new = trust_of(where, "test", y, prob, config.n_boot, patients, classes, where / "test_predictions.csv")
+        if config.conformal.method != "none" and config.conformal.compare:
+            graded = bool(getattr(config.data, "graded", False))
+            new.update(compare_conformal(val[:2], (y, prob), cal, config.conformal.alpha, graded, config.seed))
+        metrics = _update(where, new)
     if folds:  # the parent: its pooled predictions, each row recalibrated by its own fold's map
-        y, prob, classes, patients = load_predictions(run_dir / "test_predictions.csv")
+        y, prob, classes, patients = _predictions(run_dir, "test")
         metrics = _update(run_dir, pooled_trust(run_dir, config, _pooled_folds(run_dir), y, prob, patients, classes))
         return metrics, run_dir / "folds"
     return metrics, run_dir / calibration.FILE
