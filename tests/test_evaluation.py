@@ -7,7 +7,15 @@ from sklearn.metrics import make_scorer, matthews_corrcoef
 from sklearn.naive_bayes import GaussianNB
 from sklearn.tree import DecisionTreeClassifier
 
-from biodl.evaluation import Method, binary_scores, holdout_splits, permutation_importance, repeated_holdout
+from biodl.evaluation import (
+    Method,
+    binary_scores,
+    conformal_holdout,
+    conformal_summary,
+    holdout_splits,
+    permutation_importance,
+    repeated_holdout,
+)
 from biodl.report.tables import compare_with_published
 from tests.conftest import HEART
 
@@ -64,6 +72,36 @@ def test_results_do_not_depend_on_the_number_of_workers():
     s = one["dt"].summary(n_boot=200)
     assert s["mcc_ci_low"] <= s["mcc_mean"] <= s["mcc_ci_high"]
     assert s["mcc_mean"] == pytest.approx(one["dt"].metrics["mcc"].mean())
+
+
+def test_conformal_holdout_covers_and_keeps_the_test_rows_apart():
+    """Coverage of LAC and per class of Mondrian sets, over 60 splits of 1,000 synthetic cases,
+    is within sampling error of 1 - alpha; the four set shares sum to 1."""
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    y = (rng.random(1000) < 0.3).astype(int)
+    X = (y[:, None] * 0.8 + rng.normal(size=(1000, 3)))
+    splits = holdout_splits(y, 60)
+    rows = conformal_holdout(Method("lr", "logistic", lambda s: LogisticRegression()), X, y, splits, alpha=0.2,
+                             n_jobs=2)
+    assert len(rows) == 120 and set(rows["conformal"]) == {"lac", "mondrian"}
+    shares = rows[["share_empty", "share_class0", "share_class1", "share_both"]].sum(axis=1)
+    np.testing.assert_allclose(shares, 1.0)
+    # set size = 0 x empty + 1 x singletons + 2 x both
+    np.testing.assert_allclose(rows["set_size"], rows["share_class0"] + rows["share_class1"] + 2 * rows["share_both"])
+    lac, mondrian = rows[rows["conformal"] == "lac"], rows[rows["conformal"] == "mondrian"]
+    # 200 test cases x 60 splits; split conformal is conservative by at most 1/(n_cal + 1)
+    assert 0.79 <= lac["coverage"].mean() <= 0.83
+    for c in ("coverage_class0", "coverage_class1"):
+        assert 0.78 <= mondrian[c].mean() <= 0.85, c
+    # LAC under-covers the harder minority class; Mondrian fixes that
+    assert lac["coverage_class1"].mean() < mondrian["coverage_class1"].mean()
+    table, flat = conformal_summary(rows, ("no", "yes"), n_boot=200)
+    assert table["sets"].tolist() == ["LAC (one threshold)", "Mondrian (a threshold per class)"]
+    assert "{no, yes}" in table.columns
+    assert flat["lac_coverage_mean"] == pytest.approx(lac["coverage"].mean())
+    assert flat["lac_coverage_ci_low"] <= flat["lac_coverage_mean"] <= flat["lac_coverage_ci_high"]
 
 
 def test_compare_with_published_marks_inside_and_outside():

@@ -115,6 +115,30 @@ class HoldoutResult:
         return out
 
 
+def forest_inspect(factory: Callable[[int], Any], fixed: list[int], repeats: int = 5) -> Callable[..., dict[str, Any]]:
+    """A :class:`Method` ``inspect`` for a forest on all features. Per split: its impurity
+    importances (``impurity``), permutation importances on MCC (``permutation``), and two
+    forests on two features each, scored on the split's test rows: the ``fixed`` pair chosen in
+    advance (``rf_2f``) and the top 2 by importance on this training split only
+    (``rf_top2_train``; the same model, fitted once, when the pairs agree)."""
+
+    def two_feature(cols, x_train, y_train, x_test, y_test, seed) -> dict[str, Any]:
+        forest = factory(seed).fit(x_train[:, cols], y_train)
+        labels, scores = predict_labels_and_scores(forest, x_test[:, cols])
+        return {"metrics": binary_scores(y_test, labels, scores), "scores": scores}
+
+    def inspect(forest, x_train, y_train, x_test, y_test, seed) -> dict[str, Any]:
+        imp = forest.feature_importances_
+        top = sorted(np.argsort(-imp, kind="stable")[:2].tolist())
+        data = (x_train, y_train, x_test, y_test, seed)
+        pair = two_feature(fixed, *data)
+        return {"impurity": imp, "rf_2f": pair, "rf_top2_train": pair if top == fixed else two_feature(top, *data),
+                "permutation": permutation_importance(forest.predict, x_test, y_test, matthews_corrcoef, repeats,
+                                                      seed)}
+
+    return inspect
+
+
 def _one_split(method: Method, X: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray,
                seed: int) -> tuple[dict[str, float], np.ndarray, dict[str, Any]]:
     cols = method.columns if method.columns is not None else list(range(X.shape[1]))
@@ -128,7 +152,9 @@ def _one_split(method: Method, X: np.ndarray, y: np.ndarray, train: np.ndarray, 
     return binary_scores(y[test], labels, scores), np.asarray(scores, dtype=float), extras
 
 
-def _task(method: Method, X, y, split, seed):
+def _task(method: Method, X, y, split, seed, one=None):
+    """``one(method, X, y, train, test, seed)`` (default: the split's metrics) in a worker: one
+    thread, scikit-learn's re-validation and convergence warnings off."""
     import warnings
 
     import sklearn
@@ -148,7 +174,7 @@ def _task(method: Method, X, y, split, seed):
             torch.set_num_threads(1)
         except ImportError:  # pragma: no cover
             pass
-        return _one_split(method, X, y, split[0], split[1], seed)
+        return (one or _one_split)(method, X, y, split[0], split[1], seed)
 
 
 def repeated_holdout(methods: list[Method], X: np.ndarray, y: np.ndarray,
@@ -175,6 +201,76 @@ def repeated_holdout(methods: list[Method], X: np.ndarray, y: np.ndarray,
         r.extras.append(extras)
         r.metrics = pd.concat([r.metrics, pd.DataFrame([{"split": i, **metrics}])], ignore_index=True)
     return out
+
+
+def probabilities(est: BaseEstimator, X: np.ndarray) -> np.ndarray:
+    """(N, 2) class probabilities of a fitted binary classifier: ``predict_proba``, or a
+    regression-style score in [0, 1] (a regression forest's mean vote) as P(class 1)."""
+    if hasattr(est, "predict_proba"):
+        proba = est.predict_proba(X)
+        return proba[:, [list(est.classes_).index(0), list(est.classes_).index(1)]]
+    p1 = np.clip(est.decision_function(X), 0.0, 1.0)
+    return np.column_stack([1 - p1, p1])
+
+
+def _conformal_split(method: Method, X, y, train, test, seed, alpha: float, kinds: tuple[str, ...],
+                     calibration_fraction: float) -> list[dict[str, float]]:
+    from . import conformal
+
+    proper, cal = train_test_split(train, test_size=calibration_fraction, stratify=y[train], random_state=seed)
+    cols = method.columns if method.columns is not None else list(range(X.shape[1]))
+    fitted = method.factory(seed).fit(X[np.ix_(proper, cols)], y[proper])
+    p_cal, p_test = probabilities(fitted, X[np.ix_(cal, cols)]), probabilities(fitted, X[np.ix_(test, cols)])
+    rows = []
+    for kind in kinds:
+        member = conformal.fit(kind, y[cal], p_cal, alpha, seed=seed).sets(p_test)
+        shape = member[:, 0].astype(int) + 2 * member[:, 1].astype(int)  # 0 empty, 1 {0}, 2 {1}, 3 both
+        rows.append({"conformal": kind, **conformal.set_scores(y[test], member),
+                     **{f"share_{name}": float(np.mean(shape == v)) for v, name in enumerate(SET_SHAPES)}})
+    return rows
+
+
+#: the four possible sets of a binary classifier, in the order of the ``share_*`` columns
+SET_SHAPES = ("empty", "class0", "class1", "both")
+
+
+def conformal_holdout(method: Method, X: np.ndarray, y: np.ndarray, splits: list[tuple[np.ndarray, np.ndarray]],
+                      alpha: float = 0.1, kinds: tuple[str, ...] = ("lac", "mondrian"),
+                      calibration_fraction: float = 0.25, n_jobs: int = -1) -> pd.DataFrame:
+    """Split-conformal prediction sets of a binary classifier under the repeated hold-out. On split
+    i the training rows are split again (stratified, seed i): the classifier is fitted on the
+    proper training part, each conformal predictor (``kinds``) on the calibration part
+    (``calibration_fraction`` of the training rows), and the sets are scored on the split's test
+    rows, which neither saw. One row per (split, kind): ``coverage``, ``coverage_class<k>``,
+    ``set_size``, ``empty_sets`` and the share of each set (``share_empty``, ``share_class0``,
+    ``share_class1``, ``share_both``)."""
+    from functools import partial
+
+    from joblib import Parallel, delayed
+
+    one = partial(_conformal_split, alpha=alpha, kinds=kinds, calibration_fraction=calibration_fraction)
+    results = Parallel(n_jobs=n_jobs)(delayed(_task)(method, X, y, split, i, one) for i, split in enumerate(splits))
+    return pd.DataFrame([{"split": i, **row} for i, rows in enumerate(results) for row in rows])
+
+
+def conformal_summary(sets: pd.DataFrame, classes: tuple[str, str], n_boot: int = 1000,
+                      seed: int = 0) -> tuple[pd.DataFrame, dict[str, float]]:
+    """:func:`conformal_holdout`'s rows as a table (one row per kind, mean [95% bootstrap CI]
+    over the splits) and flat metrics ``<kind>_<score>_{mean,ci_low,ci_high}``."""
+    titles = {"coverage": "coverage", "coverage_class0": f"coverage ({classes[0]})",
+              "coverage_class1": f"coverage ({classes[1]})", "set_size": "mean set size",
+              "share_class0": f"{{{classes[0]}}}", "share_class1": f"{{{classes[1]}}}",
+              "share_both": f"{{{classes[0]}, {classes[1]}}}", "share_empty": "empty"}
+    names = {"lac": "LAC (one threshold)", "aps": "APS", "mondrian": "Mondrian (a threshold per class)"}
+    rows, flat = [], {}
+    for kind, part in sets.groupby("conformal", sort=False):
+        row = {"sets": names.get(kind, kind)}
+        for key, title in titles.items():
+            mean, low, high = bootstrap_ci(part[key].to_numpy(), n_boot=n_boot, seed=seed)
+            row[title] = f"{mean:.3f} [{low:.3f}, {high:.3f}]"
+            flat.update({f"{kind}_{key}_mean": mean, f"{kind}_{key}_ci_low": low, f"{kind}_{key}_ci_high": high})
+        rows.append(row)
+    return pd.DataFrame(rows), flat
 
 
 def permutation_importance(predict: Callable[[np.ndarray], np.ndarray], X: np.ndarray, y: np.ndarray,

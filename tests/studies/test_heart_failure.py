@@ -46,6 +46,14 @@ def test_outputs(study_run):
     borda = pd.read_csv(study_run / "borda_impurity.csv")
     assert sorted(borda["feature"]) == sorted(pd.read_csv(HEART).columns.drop(["time", "DEATH_EVENT"]))
     assert "time" not in borda["feature"].tolist()
+    sets = pd.read_csv(study_run / "conformal.csv")
+    assert sets["sets"].tolist() == ["LAC (one threshold)", "Mondrian (a threshold per class)"]
+    for kind in ("lac", "mondrian"):
+        assert 0.5 <= metrics[f"conformal/{kind}_coverage_mean"] <= 1
+        assert 0.5 <= metrics[f"conformal/{kind}_set_size_mean"] <= 2
+        assert sum(metrics[f"conformal/{kind}_share_{s}_mean"] for s in ("empty", "class0", "class1", "both")) == \
+            pytest.approx(1)
+    assert "Trust: conformal prediction sets" in (study_run / "report.html").read_text()
 
 
 def test_rerun_gives_identical_tables(study_run, cli, tmp_path):

@@ -22,7 +22,8 @@ from ..config import Strict, build_config, config_dict
 from ..data import numeric_columns, read_csv
 from ..datasets import embedded_path
 from ..errors import DataError
-from ..evaluation import METRICS, HoldoutResult, Method, holdout_splits, permutation_importance, repeated_holdout
+from ..evaluation import METRICS, HoldoutResult, Method, conformal_holdout, conformal_summary, forest_inspect
+from ..evaluation import holdout_splits, repeated_holdout
 from ..models.classical import CLASSIFIERS, logistic_regression, random_forest
 from ..ranking import borda_count, ranks_from_scores
 from ..report import boxplot_by_feature, borda_bar, distributions_by_outcome, roc_pr_bands, write_table
@@ -58,6 +59,8 @@ class StudyConfig(Strict):
     permutation_repeats: int = Field(5, ge=1)
     borda_top_k: int | None = Field(None, ge=1, le=11, description="Borda points for the top k only")
     net_epochs: int = Field(30, ge=1, description="epochs of the PyTorch logistic net")
+    conformal_alpha: float = Field(0.1, gt=0, lt=1, description="error rate of the random forest's conformal "
+                                                                "prediction sets")
     progress: bool = True
 
 
@@ -78,39 +81,14 @@ def load_records(path: Path) -> pd.DataFrame:
     return out
 
 
-def _rf_inspect(repeats: int):
-    """Per split, from the fitted all-feature forest: importances, and the two-feature forests
-    (SC + EF fixed in advance; top 2 chosen on this training split only). When the chosen pair
-    is SC + EF, the two forests are the same model and are fitted once."""
-    from sklearn.metrics import matthews_corrcoef
-
-    from ..evaluation import binary_scores, predict_labels_and_scores
-
-    fixed = sorted(CLINICAL.index(c) for c in TWO)
-
-    def two_feature(cols, x_train, y_train, x_test, y_test, seed) -> dict[str, Any]:
-        rf2 = random_forest(seed).fit(x_train[:, cols], y_train)
-        labels, scores = predict_labels_and_scores(rf2, x_test[:, cols])
-        return {"metrics": binary_scores(y_test, labels, scores), "scores": scores}
-
-    def inspect(rf, x_train, y_train, x_test, y_test, seed) -> dict[str, Any]:
-        imp = rf.feature_importances_
-        top = sorted(np.argsort(-imp, kind="stable")[:2].tolist())
-        data = (x_train, y_train, x_test, y_test, seed)
-        rf_2f = two_feature(fixed, *data)
-        return {"impurity": imp, "rf_2f": rf_2f, "rf_top2_train": rf_2f if top == fixed else two_feature(top, *data),
-                "permutation": permutation_importance(rf.predict, x_test, y_test, matthews_corrcoef, repeats, seed)}
-
-    return inspect
-
-
 def _methods(cfg: StudyConfig) -> list[Method]:
     from ..tasks.tabular import fit_predict_net
 
     idx = {c: i for i, c in enumerate([*CLINICAL, "time_month"])}
     clinical, two = [idx[c] for c in CLINICAL], [idx[c] for c in TWO]
     methods = [Method(k, label, f, clinical) for k, (label, f) in CLASSIFIERS.items()]
-    methods[0].inspect = _rf_inspect(cfg.permutation_repeats)  # also gives rf_2f and rf_top2_train
+    # also gives rf_2f and rf_top2_train
+    methods[0].inspect = forest_inspect(random_forest, sorted(CLINICAL.index(c) for c in TWO), cfg.permutation_repeats)
     for key in ("gb", "svm_rbf"):
         methods.append(Method(f"{key}_2f", f"{CLASSIFIERS[key][0]} (SC + EF)", CLASSIFIERS[key][1], two))
     methods.append(Method("logistic_net_2f", "PyTorch logistic net (SC + EF)", None, two, fit_predict=lambda a, b, c, s:
@@ -144,12 +122,15 @@ def run(out: str | Path | None = None, overrides: list[str] | None = None, data:
     for key, label in (("rf_2f", "Random forests (SC + EF)"), ("rf_top2_train", TOP2)):
         results[key] = HoldoutResult.from_extras(results["rf"], key, label)
     summaries = {k: r.summary(cfg.n_boot, cfg.seed) for k, r in results.items()}
+    sets = conformal_holdout(Method("rf", CLASSIFIERS["rf"][0], random_forest, list(range(len(CLINICAL)))), x, y,
+                             splits, cfg.conformal_alpha, n_jobs=cfg.n_jobs)
     here = embedded_path("heart-failure").parent
     paper = json.loads((here / "paper_results.json").read_text())
     shutil.copyfile(here / "PROTOCOL_DIFFERENCES.md", run_dir / "protocol_differences.md")
     _tables(run_dir, df, results, summaries, paper, cfg)
     _figures(run_dir, df, results, summaries)
     flat = {f"{m}/{k}": v for m, s in summaries.items() for k, v in s.items()}
+    flat.update(_conformal_table(run_dir, sets, cfg))
     runs.write_metrics(run_dir, flat)
     finish_manifest(run_dir, manifest, seconds={"total": round(time.perf_counter() - t0, 1)})
     build_report(run_dir, json.loads((here / "report_layout.json").read_text()))
@@ -179,6 +160,17 @@ def _tables(run_dir: Path, df, results, summaries, paper, cfg) -> None:
         ranks = ranks_from_scores(np.array([e[kind] for e in results["rf"].extras]))
         write_table(borda_count(ranks, CLINICAL, cfg.borda_top_k), run_dir / f"borda_{kind}",
                     f"Borda ranking of random-forest {kind} importance over {cfg.n_splits} splits")
+
+
+def _conformal_table(run_dir: Path, sets: pd.DataFrame, cfg: StudyConfig) -> dict[str, float]:
+    table, flat = conformal_summary(sets, ("survives", "dies"), cfg.n_boot, cfg.seed)
+    write_table(table, run_dir / "conformal", f"Random forest: conformal prediction sets at alpha = "
+                f"{cfg.conformal_alpha}", f"Each of the {cfg.n_splits} splits: the forest is fitted on 75% of the "
+                "training rows, the sets are calibrated on the other 25% and scored on the test rows (the share of "
+                f"test patients whose set holds their outcome should be at least {1 - cfg.conformal_alpha:.2f}). A "
+                "set of both outcomes says the model cannot tell; Mondrian sets cover each outcome, the rarer deaths "
+                "too.")
+    return {f"conformal/{k}": v for k, v in flat.items()}
 
 
 def _figures(run_dir: Path, df, results, summaries) -> None:
