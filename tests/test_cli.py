@@ -93,6 +93,32 @@ def test_predict_applies_the_saved_preprocessing(cli, run_copy, tmp_path):
     assert out.read_bytes() == before
 
 
+def test_tabular_mc_dropout_predicts_the_mean_of_its_passes(cli, tmp_path):
+    """The heart-failure MLP (dropout 0.1) with model.mc_dropout: each test row's and each new
+    record's mutual information, and the probabilities are the passes' mean."""
+    import numpy as np
+
+    from biodl import uncertainty
+
+    out = tmp_path / "mc"
+    r = cli("train", "--config", ROOT / "examples/heart_failure_mlp.yaml", "--out", out, *FAST,
+            "--set", "model.mc_dropout=8", "--set", "calibration=none")
+    assert r.code == 0, r.err
+    test = pd.read_csv(out / "test_predictions.csv")
+    assert (test["mutual_information"] >= 0).all() and test["mutual_information"].mean() > 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["test/mean_mutual_information"] == pytest.approx(test["mutual_information"].mean(), abs=1e-6)
+    new = tmp_path / "new.csv"
+    pd.read_csv(HEART).drop(columns=["DEATH_EVENT"]).to_csv(new, index=False)
+    assert cli("predict", out, new).code == 0
+    pred = pd.read_csv(out / "predictions/new.csv")
+    rows = test["row"].to_numpy()
+    np.testing.assert_allclose(pred["probability_DEATH_EVENT"].to_numpy()[rows], test["p_DEATH_EVENT=1"], atol=2e-6)
+    np.testing.assert_allclose(pred["mutual_information"].to_numpy()[rows], test["mutual_information"], atol=2e-6)
+    p = pred["probability_DEATH_EVENT"].to_numpy()
+    np.testing.assert_allclose(pred["entropy"], uncertainty.entropy(np.column_stack([1 - p, p])), atol=1e-5)
+
+
 # ----------------------------------------------------------------------------- bad input
 
 

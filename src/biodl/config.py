@@ -80,6 +80,9 @@ class ModelConfig(Strict):
 
     name: str = "mlp"
     args: dict[str, Any] = Field(default_factory=dict)
+    mc_dropout: int = Field(0, ge=0, le=1000, description="Monte Carlo dropout: test and predict on the mean over "
+                                                          "this many passes with dropout on (models with dropout), "
+                                                          "with each case's mutual information; 0 = off")
 
 
 class OptimizerConfig(Strict):
@@ -207,6 +210,9 @@ class ImageModelConfig(Strict):
     backbone_lr_factor: float = Field(0.1, gt=0, description="backbone learning rate = lr x this")
     tta: bool = Field(False, description="validate, test and predict on the mean over the 8 flips and 90-degree "
                                          "rotations of each image (for rotation-invariant images)")
+    mc_dropout: int = Field(0, ge=0, le=1000, description="Monte Carlo dropout: test and predict on the mean over "
+                                                          "this many passes with dropout on (models with dropout), "
+                                                          "with each case's mutual information; 0 = off")
 
 
 class ImageRunConfig(Strict):
@@ -276,6 +282,12 @@ class SegmentationRunConfig(Strict):
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     trainer: SegmentationTrainerConfig = Field(default_factory=SegmentationTrainerConfig)
+
+    @model_validator(mode="after")
+    def _no_mc_dropout(self) -> "SegmentationRunConfig":
+        if self.model.mc_dropout:
+            raise ValueError("model.mc_dropout is for classification runs")
+        return self
 
 
 # ----------------------------------------------------------------------------- the task registry

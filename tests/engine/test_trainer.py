@@ -51,6 +51,35 @@ def test_fit_learns_and_metrics_agree_with_sklearn():
     assert logs["val/accuracy"] == pytest.approx(((prob >= 0.5) == y).mean(), abs=1e-6)
 
 
+def test_mc_dropout_passes_differ_are_seeded_and_leave_the_rest_alone():
+    train, val = _data(200, 0), _data(50, 1)
+    t = _trainer(epochs=3, dropout=0.5)
+    t.fit(train, val)
+    plain = t.predict(val)
+    t.mc_dropout = 6
+    state = torch.random.get_rng_state()
+    samples = t.predict_passes(val)
+    assert torch.equal(torch.random.get_rng_state(), state)  # the global random state is untouched
+    assert samples.shape == (6, 50)
+    assert not torch.allclose(samples[0], samples[1])  # each pass drops other units
+    assert torch.equal(samples, t.predict_passes(val))  # the same masks on a rerun
+    # a sample's passes do not depend on its batch: the last 10 alone, in another batch size
+    t.batch_size = 7
+    alone = t.predict_passes(TensorDataset(*(v[40:] for v in val.tensors)))
+    torch.testing.assert_close(alone, samples[:, 40:])
+    t.batch_size = 32
+    assert torch.allclose(t.predict(val), samples.mean(dim=0))
+    assert not any(m.training for m in t.module.modules())  # back in eval mode
+    t.mc_dropout = 0
+    assert torch.equal(t.predict(val), plain)  # without MC: the plain eval-mode prediction
+    assert torch.equal(t.predict_passes(val), plain.unsqueeze(0))
+
+
+def test_mc_dropout_without_dropout_is_refused():
+    with pytest.raises(ValueError, match="dropout layer"):
+        _trainer(dropout=0.0, mc_dropout=4)
+
+
 def test_early_stopping_stops_when_monitor_stalls():
     t = _trainer(epochs=50, lr=0.0, callbacks=[EarlyStopping("val/loss", "min", patience=2)])
     hist = t.fit(_data(64), _data(64, 1))

@@ -45,7 +45,7 @@ def test_explain_picks_test_images_and_writes_figures_and_numbers(run, cli):
     assert e["activations"]["layer"] == e["images"][0]["methods"]["gradcam"]["layer"]
     html = (run / "report.html").read_text()
     # the run report, then grid, similar cases, feature map, filters, activations
-    assert "<h3>Attributions</h3>" in html and html.count("data:image/png;base64,") == 6 + 5
+    assert "<h3>Attributions</h3>" in html and html.count("data:image/png;base64,") == 7 + 5
 
 
 def test_explain_given_images_and_a_class_name_target(run, cli, tmp_path):

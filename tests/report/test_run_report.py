@@ -43,10 +43,10 @@ def test_image_report_is_self_contained_and_escapes_class_names(image_run):
     assert f'content="{CSP}"' in html
     assert not re.search(r'(src|href)="(?!data:|#)', html)
     images = _images(html)
-    # curves, per-class ROC/PR, confusion, calibration before and after recalibration, examples
-    assert len(images) == 6 and all(im.format == "PNG" and im.width > 300 for im in images)
+    # curves, per-class ROC/PR, confusion, calibration before and after recalibration, referral, examples
+    assert len(images) == 7 and all(im.format == "PNG" and im.width > 300 for im in images)
     for section in ("Summary", "Training", "Metrics", "Per class", "Confusion matrix", "Calibration",
-                    "Trust: calibration and prediction sets", "Examples", "TensorBoard", "Manifest"):
+                    "Trust: calibration, prediction sets and referral", "Examples", "TensorBoard", "Manifest"):
         assert f"<h2>{section}</h2>" in html, section
     metrics = json.loads((image_run / "metrics.json").read_text())
     assert f"{metrics['test/accuracy']:.3f}" in html
@@ -60,7 +60,8 @@ def test_predictions_file_matches_the_metrics(image_run):
     metrics = json.loads((image_run / "metrics.json").read_text())
     manifest = json.loads((image_run / "manifest.json").read_text())
     classes = manifest["classes"]
-    assert list(pred.columns) == ["row", "source", "label", "true", "predicted", *[f"p_{c}" for c in classes], "set"]
+    assert list(pred.columns) == ["row", "source", "label", "true", "predicted", *[f"p_{c}" for c in classes],
+                                  "entropy", "set"]
     assert all((image_run.parent / "data" / s).is_file() for s in pred["source"])  # traceable to its file
     assert len(pred) == manifest["split_sizes"]["test"]
     prob = pred[[f"p_{c}" for c in classes]].to_numpy()
@@ -109,17 +110,18 @@ def test_report_command_rebuilds_from_saved_files(image_run, tmp_path, cli):
     run = tmp_path / "run"
     shutil.copytree(image_run, run)
     for name in ("report.html", "training_curves.png", "test_confusion.png", "test_calibration.png",
-                 "test_calibration_after.png"):
+                 "test_calibration_after.png", "test_referral.png"):
         (run / name).unlink()
     r = cli("report", run)
     assert r.code == 0, r.err
-    assert (run / "report.html").read_text().count("data:image/png;base64,") == 6
+    assert (run / "report.html").read_text().count("data:image/png;base64,") == 7
     (run / "explain").mkdir()  # what `biodl explain` leaves: shown under Examples
     shutil.copyfile(run / "test_curves.png", run / "explain" / "ig_grid.png")
     assert cli("report", run).code == 0
     html = (run / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 7 and "<h3>Attributions</h3>" in html
-    for name in ("training_curves.png", "test_confusion.png", "test_calibration.png", "test_calibration_after.png"):
+    assert html.count("data:image/png;base64,") == 8 and "<h3>Attributions</h3>" in html
+    for name in ("training_curves.png", "test_confusion.png", "test_calibration.png", "test_calibration_after.png",
+                 "test_referral.png"):
         with Image.open(run / name) as im:
             assert im.format == "PNG"
 
@@ -148,7 +150,7 @@ def test_tabular_run_report_has_ci_and_calibration(trained_run):
         assert f"[{metrics[f'test/{key}_ci_low']:.3f}, {metrics[f'test/{key}_ci_high']:.3f}]" in html
     assert metrics["test/mcc_ci_low"] <= metrics["test/mcc"] <= metrics["test/mcc_ci_high"]
     assert "DEATH_EVENT=1" in html and "<h2>Calibration</h2>" in html
-    assert len(_images(html)) == 5  # curves, per-class ROC/PR, confusion, calibration before and after
+    assert len(_images(html)) == 6  # curves, per-class ROC/PR, confusion, calibration before and after, referral
 
 
 def test_study_report_follows_its_layout(tmp_path, cli):
@@ -183,7 +185,7 @@ def test_reports_open_in_headless_chromium(image_run, trained_run, tmp_path):
     except BiodlError as exc:
         pytest.skip(str(exc))
     shots = Path(os.environ.get("BIODL_SCREENSHOTS") or tmp_path)
-    for name, run, n_images in (("image", image_run, 6), ("tabular", trained_run, 5)):
+    for name, run, n_images in (("image", image_run, 7), ("tabular", trained_run, 6)):
         shot = shots / f"report_{name}.png"
         check = check_page(run / "report.html", shot)
         assert len(check.images) == n_images and check.broken == [], check.images

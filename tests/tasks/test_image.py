@@ -104,6 +104,48 @@ def test_predict_folder_of_images(folder_run, cli):
     np.testing.assert_allclose(df[["p_plain", "p_square"]].sum(axis=1), 1, atol=1e-5)
 
 
+def test_mc_dropout_gives_each_case_its_disagreement(tmp_path, cli):
+    """model.mc_dropout: the test predictions are the mean over the passes; each case gets its
+    entropy and mutual information, and referral by each lands in metrics.json and the report."""
+    from biodl import uncertainty
+
+    x, y = _square_images(60)
+    np.savez(tmp_path / "set.npz", train_images=x[:40], train_labels=y[:40, None], val_images=x[40:50],
+             val_labels=y[40:50, None], test_images=x[50:], test_labels=y[50:, None])
+    cfg = _config(tmp_path, tmp_path / "set.npz")
+    r = cli("train", "--config", cfg, "--out", tmp_path / "mc", *FAST, "--set",
+            "model.args={width: 8, blocks: 1, dropout: 0.5}", "--set", "model.mc_dropout=5")
+    assert r.code == 0, r.err
+    run = tmp_path / "mc"
+    m = json.loads((run / "metrics.json").read_text())
+    df = pd.read_csv(run / "test_predictions.csv")
+    prob = df[["p_0", "p_1"]].to_numpy()
+    np.testing.assert_allclose(df["entropy"], uncertainty.entropy(prob), atol=1e-5)
+    assert (df["mutual_information"] >= 0).all() and df["mutual_information"].max() > 0
+    assert m["test/mean_mutual_information"] == pytest.approx(df["mutual_information"].mean(), abs=1e-6)
+    assert m["test/aurc_mutual_information"] == pytest.approx(
+        uncertainty.aurc(df["label"].to_numpy(), prob, df["mutual_information"].to_numpy()), abs=1e-6)
+    assert (run / "test_referral.png").is_file() and "mutual information" in (run / "report.html").read_text()
+    r = cli("predict", run, tmp_path / "set.npz")  # not an image folder
+    assert r.code == 2
+    (tmp_path / "imgs").mkdir()
+    for i in range(3):
+        Image.fromarray(x[50 + i]).save(tmp_path / "imgs" / f"{i}.png")
+    assert cli("predict", run, tmp_path / "imgs").code == 0
+    pred = pd.read_csv(run / "predictions" / "imgs.csv")
+    assert {"entropy", "mutual_information"} <= set(pred.columns) and (pred["mutual_information"] > 0).any()
+    # a single run without MC dropout: entropy only
+    r = cli("train", "--config", cfg, "--out", tmp_path / "plain", *FAST)
+    assert r.code == 0, r.err
+    plain = pd.read_csv(tmp_path / "plain" / "test_predictions.csv")
+    assert "entropy" in plain and "mutual_information" not in plain
+    assert "test/aurc_entropy" in json.loads((tmp_path / "plain" / "metrics.json").read_text())
+    # no dropout in the model: refused before anything is written
+    r = cli("train", "--config", cfg, "--out", tmp_path / "nodrop", *FAST, "--set", "model.mc_dropout=5")
+    assert r.code == 2 and "model.mc_dropout" in r.err and "no dropout layer" in r.err
+    assert not (tmp_path / "nodrop").exists()
+
+
 def test_npz_and_npy_layouts(tmp_path, cli):
     x, y = _square_images(60)
     np.savez(tmp_path / "set.npz", train_images=x[:40], train_labels=y[:40, None], val_images=x[40:50],

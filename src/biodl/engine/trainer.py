@@ -71,6 +71,12 @@ def _nhwc_safe_on_cpu(model: nn.Module) -> bool:
                    for m in model.modules())
 
 
+def dropout_layers(module: nn.Module) -> list[nn.Module]:
+    """The (element or channel) dropout layers of ``module`` that drop something (p > 0)."""
+    kinds = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
+    return [m for m in module.modules() if isinstance(m, kinds) and m.p > 0]
+
+
 class Trainer:
     """Supervised training of ``model`` with ``loss_fn(outputs, targets)``.
 
@@ -106,6 +112,7 @@ class Trainer:
         config_hash: str | None = None,
         batch_transform: Callable[[Tensor, bool], Tensor] | None = None,
         eval_forward: Callable[[nn.Module, Tensor], Tensor] | None = None,
+        mc_dropout: int = 0,
     ) -> None:
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         init_distributed(self.device)
@@ -140,6 +147,9 @@ class Trainer:
         self.config_hash = config_hash
         self.batch_transform = batch_transform
         self.eval_forward = eval_forward or (lambda module, x: module(x))
+        if mc_dropout and not dropout_layers(model):
+            raise ValueError("MC dropout needs a model with a dropout layer (p > 0)")
+        self.mc_dropout = mc_dropout
         self.epoch = 0  # completed epochs
         self.step = 0  # optimiser steps
         self.should_stop = False
@@ -258,10 +268,51 @@ class Trainer:
             logs.update({f"{prefix}/{k}": _as_float(v) for k, v in self.metrics.compute().items()})
         return logs
 
-    @torch.no_grad()
     def predict(self, data: Dataset) -> Tensor:
-        """``postprocess(model(x))`` for every sample, in order, on the CPU: (N, ...)."""
+        """``postprocess(model(x))`` for every sample, in order, on the CPU: (N, ...); with
+        ``mc_dropout`` passes, their mean (see :meth:`predict_passes`)."""
+        return self.predict_passes(data).mean(dim=0)
+
+    @torch.no_grad()
+    def predict_passes(self, data: Dataset) -> Tensor:
+        """(P, N, ...) predictions of every sample: one pass (P = 1) of the model in eval mode,
+        or with ``mc_dropout`` P > 0, Monte Carlo dropout (Gal & Ghahramani 2016): P thinned
+        networks. Pass t keeps each dropout layer's units by one mask, drawn from (the trainer's
+        seed, t, the layer) and shared by every sample, so a sample's prediction does not depend
+        on the batch it comes in, the device or the global random state; batch norm stays in
+        eval mode."""
         self.module.eval()
+        if not self.mc_dropout:
+            return self._predict(data).unsqueeze(0)
+        return torch.stack([self._thinned(data, t) for t in range(self.mc_dropout)])
+
+    def _thinned(self, data: Dataset, t: int) -> Tensor:
+        """Pass ``t`` of MC dropout: every dropout layer multiplies its input by a fixed mask
+        (units kept with probability 1 - p, scaled by 1 / (1 - p); whole channels for
+        Dropout1d/2d/3d)."""
+        masks: dict[tuple, Tensor] = {}
+
+        def hook(index: int, layer: nn.Module):
+            def apply(_m: nn.Module, inputs: tuple[Tensor, ...], out: Tensor) -> Tensor:
+                shape = tuple(out.shape[1:])
+                if isinstance(layer, (nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)):
+                    shape = shape[:1] + (1,) * (len(shape) - 1)
+                key = (index, shape)
+                if key not in masks:
+                    g = torch.Generator().manual_seed(hash((self.seed, t, index)) & (2**63 - 1))
+                    keep = (torch.rand(shape, generator=g) >= layer.p).float() / (1 - layer.p)
+                    masks[key] = keep.to(out.device)
+                return out * masks[key].to(out.dtype)
+            return apply
+
+        handles = [m.register_forward_hook(hook(i, m)) for i, m in enumerate(dropout_layers(self.module))]
+        try:
+            return self._predict(data)
+        finally:
+            for h in handles:
+                h.remove()
+
+    def _predict(self, data: Dataset) -> Tensor:
         outs = []
         for batch in eval_loader(data, self.batch_size, self.num_workers):
             x = batch[0] if isinstance(batch, (tuple, list)) else batch

@@ -23,11 +23,12 @@ PROB = "p_"
 
 def save_predictions(out_dir: str | Path, prefix: str, y: np.ndarray, prob: np.ndarray, classes: list[str],
                      rows: np.ndarray | None = None, sources: list[str] | None = None,
-                     patients: np.ndarray | None = None, extra: dict | None = None) -> Path:
+                     patients: np.ndarray | None = None, extra: dict | None = None,
+                     after: dict | None = None) -> Path:
     """``<prefix>_predictions.csv``: one row per sample with ``row`` (its index in the data set),
     ``extra`` columns (e.g. the fold), ``source`` (its file, where known) and ``patient`` (where
-    known), ``label`` (true class
-    index), ``true``, ``predicted`` and ``p_<class>`` for each class.
+    known), ``label`` (true class index), ``true``, ``predicted``, ``p_<class>`` for each class
+    and then the ``after`` columns (e.g. each case's uncertainty).
     ``prob``: (N, K) probabilities, or (N,) probabilities of class 1 for two classes."""
     prob = np.asarray(prob, dtype=np.float64)
     if prob.ndim == 1:
@@ -42,6 +43,8 @@ def save_predictions(out_dir: str | Path, prefix: str, y: np.ndarray, prob: np.n
     df = df.assign(label=y, true=[classes[i] for i in y], predicted=[classes[i] for i in pred])
     for k, name in enumerate(classes):
         df[f"{PROB}{name}"] = prob[:, k]
+    for name, values in (after or {}).items():
+        df[name] = values
     path = Path(out_dir) / f"{prefix}_predictions.csv"
     atomic_write_text(path, df.to_csv(index=False, float_format="%.8g"))
     return path

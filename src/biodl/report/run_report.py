@@ -231,7 +231,34 @@ def _trust(run_dir: Path, metrics: dict[str, float], shown: set[str]) -> list[h.
         body += h.figure(run_dir / "test_calibration_after.png", "Reliability diagram after recalibration (the "
                          f"diagram before is under Calibration); ECE {calibration_bins(y, after)[1]:.4f}")
     body += _conformal(run_dir, metrics, classes)
-    return [h.Section("trust", "Trust: calibration and prediction sets", body)]
+    body += _referral(run_dir, metrics, shown)
+    return [h.Section("trust", "Trust: calibration, prediction sets and referral", body)]
+
+
+def _referral(run_dir: Path, metrics: dict[str, float], shown: set[str]) -> str:
+    """Referral to a human by uncertainty: the curve and its summary numbers."""
+    names = [k[len("test/aurc_"):] for k in metrics if k.startswith("test/aurc_")]
+    if names and not (run_dir / "test_referral.png").is_file() and (run_dir / "test_referral.csv").is_file():
+        from .figures import referral_plot
+
+        table = pd.read_csv(run_dir / "test_referral.csv")
+        referral_plot({name: part for name, part in table.groupby("by", sort=False)}, "Referral by uncertainty "
+                      "(test)", run_dir / "test_referral.png")
+    if not names or not (run_dir / "test_referral.png").is_file():
+        return ""
+    shown.update({"test_referral.png", "test_referral.csv", "test_referral.md"})
+    rows = [{"referred by": n.replace("_", " "), "AURC (lower is better)": metrics[f"test/aurc_{n}"],
+             "accuracy, all kept": metrics.get("test/accuracy"),
+             "accuracy, 10% referred": metrics.get(f"test/accuracy_refer10_{n}"),
+             "accuracy, 20% referred": metrics.get(f"test/accuracy_refer20_{n}")} for n in names]
+    text = ("Referral: the test cases the model is least sure of go to a human. Predictive entropy is all the "
+            "doubt about a case; mutual information (ensembles, MC dropout) is the part where members or passes "
+            "disagree. Table: test_referral.csv.")
+    if "test/mean_mutual_information" in metrics:
+        text += f" Mean mutual information {metrics['test/mean_mutual_information']:.4f} nats."
+    return h.para(text) + h.table(pd.DataFrame(rows), 3) + h.figure(
+        run_dir / "test_referral.png", "Accuracy of the cases kept against the fraction referred (most uncertain "
+                                       "first)")
 
 
 def _conformal(run_dir: Path, metrics: dict[str, float], classes: list[str]) -> str:

@@ -19,8 +19,9 @@ from ..config import config_dict, config_hash
 from ..data.folders import image_paths
 from ..engine import BestCheckpoint, CSVLogger, EarlyStopping, ProgressBar, TensorBoardLogger, Trainer
 from ..engine.checkpoint import load_checkpoint, load_model_weights
+from ..engine.trainer import dropout_layers
 from ..engine.distributed import barrier, init_distributed, is_main_process
-from ..errors import DataError, RunDirError
+from ..errors import ConfigError, DataError, RunDirError
 from ..io import atomic_write_json
 from ..metrics import bootstrap_cis, calibration_bins
 from ..report.predictions import save_predictions
@@ -195,6 +196,10 @@ def make_trainer(config: BaseModel, model: torch.nn.Module, loss, metrics, postp
 
     t = config.trainer
     writing = train and run_dir is not None
+    passes = getattr(config.model, "mc_dropout", 0)
+    if passes and not dropout_layers(model):
+        raise ConfigError("model.mc_dropout", f"the model ({config.model.name}) has no dropout layer with p > 0; "
+                                              "give it one (e.g. model.args.dropout=0.2) or set mc_dropout: 0")
     return Trainer(
         model, loss, optimizer or optimizer_factory(config.optimizer), scheduler_factory(config.scheduler, t.epochs),
         metrics=metrics, postprocess=postprocess, max_epochs=t.epochs, batch_size=config.data.batch_size,
@@ -203,7 +208,7 @@ def make_trainer(config: BaseModel, model: torch.nn.Module, loss, metrics, postp
         callbacks=[*callbacks(config, run_dir, show), *extra_callbacks] if writing else [],
         checkpoint_dir=run_dir / runs.CHECKPOINTS if writing else None,
         checkpoint_every_steps=t.checkpoint_every_steps, config_hash=config_hash(config),
-        batch_transform=batch_transform, eval_forward=eval_forward,
+        batch_transform=batch_transform, eval_forward=eval_forward, mc_dropout=passes,
     )
 
 
@@ -211,12 +216,14 @@ def score_predictions(y: np.ndarray, prob: np.ndarray, classes: list[str],
                       score: Callable[[np.ndarray, np.ndarray], dict[str, float]], n_boot: int, prefix: str,
                       out_dir: Path | None, rows=None, patients: np.ndarray | None = None,
                       sources: list[str] | None = None, extra: dict[str, Any] | None = None,
+                      after: dict[str, Any] | None = None,
                       points: tuple[str, ...] | bool = ()) -> dict[str, float]:
     """Percentile-bootstrap 95% CIs of ``score(y, prob)`` and the expected calibration error of
     (N, K) probabilities ``prob``. With ``patients`` ((N,) ids) the bootstrap resamples patients
     (a cluster bootstrap; ``<prefix>/ci_clusters`` records how many), else rows. With
     ``out_dir`` (rank 0), also ``<prefix>_predictions.csv`` (``rows``: each sample's index in
-    the data set; ``sources``: its file; ``patients``). A metric that ``score`` finds undefined
+    the data set; ``sources``: its file; ``patients``; ``extra`` and ``after``: columns before and
+    after the others, see ``save_predictions``). A metric that ``score`` finds undefined
     on the whole set (NaN: e.g. ROC AUC when ``y`` holds one class) comes back as NaN, replacing
     whatever number the engine's metrics gave, and is written as null. ``points`` names the
     metrics (``True``: all) whose value ``score`` gives too, where the engine computes none."""
@@ -227,7 +234,7 @@ def score_predictions(y: np.ndarray, prob: np.ndarray, classes: list[str],
     _, ece = calibration_bins(y, prob)
     if out_dir is not None and is_main_process():
         save_predictions(out_dir, prefix, y, prob, classes, None if rows is None else np.asarray(rows),
-                         sources=sources, patients=patients, extra=extra)
+                         sources=sources, patients=patients, extra=extra, after=after)
     clusters = {f"{prefix}/ci_clusters": float(len(np.unique(patients)))} if patients is not None else {}
     return {f"{prefix}/ece": ece, **values, **undefined, **clusters,
             **{f"{prefix}/{k}_ci_{side}": v for k, (lo, hi) in cis.items() for side, v in (("low", lo), ("high", hi))}}

@@ -24,7 +24,7 @@ from ..report.predictions import PROB
 from ..report.tables import write_table
 from .common import Stopwatch, TrainResult, score_predictions
 from .parents import train_children
-from .trust import add_prediction_column
+from .trust import add_prediction_column, referral
 
 FOLDS = "folds"
 SLIDE_TEXT = ("Each patient's patches put back at their positions in the slide: the mosaic, the ground truth (class 1 "
@@ -90,9 +90,12 @@ def _pool_folds(run_dir: Path, config: BaseModel, score: Callable[[np.ndarray, n
     y = pooled["label"].to_numpy(int)
     prob = pooled[[f"{PROB}{c}" for c in classes]].to_numpy(np.float64)
     patients = pooled["patient"].to_numpy() if "patient" in pooled else None
+    parts = {k: pooled[k].to_numpy(np.float64) for k in ("entropy", "mutual_information") if k in pooled}
     metrics = score_predictions(y, prob, classes, score, config.n_boot, "test", run_dir, pooled["row"].to_numpy(),
                                 patients, pooled["source"].tolist() if "source" in pooled else None,
-                                extra={"fold": pooled["fold"].to_numpy()}, points=True)
+                                extra={"fold": pooled["fold"].to_numpy()}, after=parts, points=True)
+    if parts:
+        metrics.update(referral(run_dir, y, prob, parts))
     metrics.update(pooled_trust(run_dir, config, pooled["fold"].to_numpy(), y, prob, patients, classes))
     table = []
     for k in range(config.data.folds):
@@ -119,7 +122,8 @@ def child_test_metrics(metrics: dict[str, float | None]) -> dict[str, float | No
     out = {}
     for key, v in sorted(metrics.items()):
         name = key[5:]
-        trust = name.startswith("conformal_") or (name != "ece" and name.removesuffix("_after") in calibration.SCORES)
+        trust = (name.startswith(("conformal_", "aurc_", "accuracy_refer")) or name == "mean_mutual_information"
+                 or (name != "ece" and name.removesuffix("_after") in calibration.SCORES))
         if key.startswith("test/") and "_ci_" not in key and key != "test/ci_clusters" and not trust:
             out[name] = v
     return out

@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 from pydantic import BaseModel
 
-from .. import runs, uncertainty
+from .. import runs
 from ..engine.distributed import is_main_process
 from ..errors import RunDirError
 from ..report.predictions import PROB, save_predictions
@@ -22,7 +22,7 @@ from ..report.tables import write_table
 from .common import Stopwatch, TrainResult, score_predictions
 from .crossval import child_test_metrics
 from .parents import train_children
-from .trust import trust
+from .trust import referral, trust, uncertainty_columns
 
 MEMBERS = "members"
 
@@ -73,23 +73,18 @@ def train_ensemble(config: BaseModel, out: str | Path | None, resume: bool, devi
 
     def pool(run_dir: Path) -> tuple[dict[str, float], list[dict[str, Any]]]:
         first, probs = _stack(run_dir, n, "test", classes)
-        mean, parts = probs.mean(axis=0), uncertainty.decompose(probs)
+        mean, parts = probs.mean(axis=0), uncertainty_columns(probs)
         y = first["label"].to_numpy(int)
         patients = first["patient"].to_numpy() if "patient" in first else None
         metrics = score_predictions(y, mean, classes, score, config.n_boot, "test", run_dir, first["row"].to_numpy(),
                                     patients, first["source"].tolist() if "source" in first else None,
-                                    extra={"entropy": parts["entropy"],
-                                           "mutual_information": parts["mutual_information"]}, points=True)
+                                    after=parts, points=True)
         val_first, val_probs = _stack(run_dir, n, "val", classes)
         val = (val_first["label"].to_numpy(int), val_probs.mean(axis=0))
         if is_main_process():
             save_predictions(run_dir, "val", *val, classes, val_first["row"].to_numpy())
         metrics.update(trust(run_dir, config, classes, graded, val, (y, mean), patients))
-        curves = {}
-        for name in ("entropy", "mutual_information"):
-            metrics.update(uncertainty.referral_metrics(y, mean, parts[name], "test", name))
-            curves[name.replace("_", " ")] = uncertainty.referral_curve(y, mean, parts[name])
-        metrics["test/mean_mutual_information"] = float(parts["mutual_information"].mean())
+        metrics.update(referral(run_dir, y, mean, parts))
         table = [{"member": k + 1, "seed": config.seed + k,
                   **child_test_metrics(runs.read_metrics(member_dir(run_dir, k) / runs.METRICS))} for k in range(n)]
         for k, row in enumerate(table):
@@ -98,17 +93,10 @@ def train_ensemble(config: BaseModel, out: str | Path | None, resume: bool, devi
                                                               (f"test/{m}" for m in table[0] if m not in
                                                                ("member", "seed"))}})
         if is_main_process():
-            from ..report.figures import referral_plot
-
             write_table(pd.DataFrame(table), run_dir / "members", f"The {n} members and their ensemble (test split)")
-            referral_plot(curves, "Referral by uncertainty (test)", run_dir / "test_referral.png")
-            curves_df = pd.concat([c.assign(by=name) for name, c in curves.items()], ignore_index=True)
-            write_table(curves_df, run_dir / "test_referral", "Accuracy of the cases kept when the most uncertain "
-                                                              "are referred")
         text = ("The ensemble's probabilities are the mean of its members' (each trained from its own seed on the "
                 "same split; runs in members/member<k>/). Per test case, test_predictions.csv gives the predictive "
                 "entropy and the members' disagreement (mutual information).")
-        return metrics, [{"title": "Ensemble", "text": text, "items": ["members", "test_referral.png",
-                                                                        "test_referral"]}]
+        return metrics, [{"title": "Ensemble", "text": text, "items": ["members"]}]
 
     return train_children(config, out, resume, device, children, train_one, preprocess, extra, pool, watch)

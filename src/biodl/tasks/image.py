@@ -57,7 +57,7 @@ from .common import (
     start_run,
     write_results,
 )
-from .trust import calibrated_columns, check_calibration, trust, trust_of
+from .trust import referral, uncertainty_columns, calibrated_columns, check_calibration, trust, trust_of
 
 
 class PreprocessFile(Strict):
@@ -318,13 +318,20 @@ def test_report(trainer: Trainer, data: ImageDataset, graded: bool, n_boot: int,
     """95% bootstrap CIs of the metrics on ``data`` (resampling patients when the set has patient
     ids, else images) and the expected calibration error; with ``out_dir``, also
     ``<prefix>_predictions.csv`` with each image's row, file and patient (from which the report
-    derives its tables and figures). Returns (test probabilities (N, K), metrics)."""
-    prob = trainer.predict(data).numpy().astype(np.float64)
+    derives its tables and figures), each image's predictive entropy (and with MC dropout the
+    passes' mutual information), and the referral curve by each. Returns (test probabilities
+    (N, K), metrics)."""
+    samples = trainer.predict_passes(data).numpy().astype(np.float64)
+    prob, parts = samples.mean(axis=0), uncertainty_columns(samples)
     rows, patients, sources = _trace(data)
+    y = data.labels.numpy()
     # two classes: the positive class's F1, precision, recall and PR AUC too (the engine computes the rest)
-    return prob, score_predictions(data.labels.numpy(), prob, data.classes,
-                                   lambda a, b: multiclass_scores(a, b, graded), n_boot, prefix, out_dir, rows=rows,
-                                   patients=patients, sources=sources, points=BINARY_EXTRAS)
+    metrics = score_predictions(y, prob, data.classes, lambda a, b: multiclass_scores(a, b, graded), n_boot, prefix,
+                                out_dir, rows=rows, patients=patients, sources=sources, points=BINARY_EXTRAS,
+                                after=parts)
+    if out_dir is not None:
+        metrics.update(referral(out_dir, y, prob, parts, prefix))
+    return prob, metrics
 
 
 def _trace(data: ImageDataset) -> tuple[np.ndarray, np.ndarray | None, list[str] | None]:
@@ -460,7 +467,8 @@ def predict(run_dir: str | Path, input_path: str | Path, out: str | Path | None 
     if images.shape[-1] != pre["in_chans"]:
         images = images[..., : pre["in_chans"]] if pre["in_chans"] < 3 else images
     labels = np.zeros(len(images), dtype=np.int64)
-    prob = trainer.predict(ImageDataset(ImageSet(images, labels, pre["classes"]))).numpy().astype(np.float64)
+    samples = trainer.predict_passes(ImageDataset(ImageSet(images, labels, pre["classes"]))).numpy()
+    prob = samples.astype(np.float64).mean(axis=0)
     df = calibrated_columns(prob, pre["classes"], calibration.load(run_dir))
     member = conformal.run_sets(run_dir, prob)
     df.insert(0, "image", [str(files[i].relative_to(root)) for i in kept])  # as given under the input folder
@@ -468,6 +476,8 @@ def predict(run_dir: str | Path, input_path: str | Path, out: str | Path | None 
     df["predicted"] = [pre["classes"][i] for i in final.argmax(axis=1)]
     if member is not None:
         df["set"] = conformal.describe(member, pre["classes"])
+    for name, values in uncertainty_columns(samples.astype(np.float64)).items():
+        df[name] = values
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, df.to_csv(index=False, float_format="%.6f"))
     return out

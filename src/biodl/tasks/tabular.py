@@ -44,7 +44,7 @@ from .common import (
     start_run,
     write_results,
 )
-from .trust import trust, trust_of
+from .trust import referral, trust, trust_of, uncertainty_columns
 
 
 class PreprocessFile(Strict):
@@ -129,10 +129,10 @@ def train(config: RunConfig, out: str | Path | None = None, resume: bool = False
         trainer.fit(data["train"], data["val"], resume=resume)
     with watch("evaluate"):
         metrics = finish_run(trainer, run_dir, data["val"], data["test"])
-        prob = trainer.predict(data["test"]).numpy().astype(np.float64)
         classes = [f"{d.target}={k}" for k in (0, 1)]
-        metrics.update(score_predictions(y[split["test"]], np.column_stack([1 - prob, prob]), classes,
-                                         binary_prob_scores, config.n_boot, "test", run_dir, rows=split["test"]))
+        prob, scores = _test_report(trainer, data["test"], y[split["test"]], classes, config.n_boot, "test", run_dir,
+                                    split["test"])
+        metrics.update(scores)
         val_y, val_prob = y[split["val"]], trainer.predict(data["val"]).numpy().astype(np.float64)
         val_prob = np.column_stack([1 - val_prob, val_prob])
         if is_main_process():
@@ -147,6 +147,20 @@ def train(config: RunConfig, out: str | Path | None = None, resume: bool = False
                        pr=(y[split["test"]], np.column_stack([1 - prob, prob]), classes))
     write_results(run_dir, metrics, manifest, watch=watch)
     return TrainResult(run_dir, metrics, trainer)
+
+
+def _test_report(trainer: Trainer, data: TensorDataset, y: np.ndarray, classes: list[str], n_boot: int, prefix: str,
+                 out_dir: Path, rows: np.ndarray | None) -> tuple[np.ndarray, dict[str, float]]:
+    """Metrics with CIs of ``data`` (labels ``y``), ``<prefix>_predictions.csv`` with each row's
+    predictive entropy (and with MC dropout the passes' mutual information) and the referral
+    curves. Returns ((N,) probabilities of class 1, metrics)."""
+    samples = trainer.predict_passes(data).numpy().astype(np.float64)  # (passes, N): P(class 1)
+    samples = np.stack([1 - samples, samples], axis=-1)
+    prob, parts = samples[..., 1].mean(axis=0), uncertainty_columns(samples)
+    both = np.column_stack([1 - prob, prob])
+    metrics = score_predictions(y, both, classes, binary_prob_scores, n_boot, prefix, out_dir, rows=rows, after=parts)
+    metrics.update(referral(out_dir, y, both, parts, prefix))
+    return prob, metrics
 
 
 # ----------------------------------------------------------------------------- using a finished run
@@ -188,9 +202,9 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None, checkpoint: st
     metrics = trainer.evaluate(data, prefix=name)
     metrics[f"{name}/n"] = float(len(y))
     out.parent.mkdir(exist_ok=True)
-    prob = trainer.predict(data).numpy().astype(np.float64)
-    metrics.update(score_predictions(y, np.column_stack([1 - prob, prob]), [f"{pre.target}={k}" for k in (0, 1)],
-                                     binary_prob_scores, config.n_boot, name, out.parent, rows))
+    prob, scores = _test_report(trainer, data, y, [f"{pre.target}={k}" for k in (0, 1)], config.n_boot, name,
+                                out.parent, rows)
+    metrics.update(scores)
     metrics.update(trust_of(run_dir, name, y, np.column_stack([1 - prob, prob]), config.n_boot, None,
                             [f"{pre.target}={k}" for k in (0, 1)], out.parent / f"{name}_predictions.csv"))
     prediction_artefacts(out.parent, name)
@@ -207,7 +221,8 @@ def predict(run_dir: str | Path, input_csv: str | Path, out: str | Path | None =
     x = pre.features_from(df, input_csv)
     out = Path(out) if out is not None else run_dir / "predictions" / f"{input_csv.stem}.csv"
     refuse_overwrite(out, overwrite)
-    raw = trainer.predict(_dataset(x)).numpy().astype(np.float64)
+    samples = trainer.predict_passes(_dataset(x)).numpy().astype(np.float64)
+    raw = samples.mean(axis=0)
     cal = calibration.load(run_dir)
     prob = raw if cal is None else cal.apply(np.column_stack([1 - raw, raw]))[:, 1]
     df[f"probability_{pre.target}"] = np.round(prob, 6)  # recalibrated when the run has calibration.json
@@ -217,6 +232,8 @@ def predict(run_dir: str | Path, input_csv: str | Path, out: str | Path | None =
     member = conformal.run_sets(run_dir, np.column_stack([1 - raw, raw]))
     if member is not None:  # the conformal set: {0}, {1}, both, or none
         df[f"set_{pre.target}"] = conformal.describe(member, ["0", "1"])
+    for name, values in uncertainty_columns(np.stack([1 - samples, samples], axis=-1)).items():
+        df[name] = np.round(values, 6)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, df.to_csv(index=False))
     return out

@@ -114,6 +114,45 @@ def compare_conformal(val: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray
     return out
 
 
+def uncertainty_columns(samples: np.ndarray) -> dict[str, np.ndarray]:
+    """(P, N, K) probabilities of P members or MC-dropout passes -> each case's predictive
+    ``entropy`` and, when P > 1, their disagreement (``mutual_information``): (N,) each."""
+    from .. import uncertainty
+
+    if len(samples) == 1:
+        return {"entropy": uncertainty.entropy(samples[0])}
+    parts = uncertainty.decompose(samples)
+    return {"entropy": parts["entropy"], "mutual_information": parts["mutual_information"]}
+
+
+def referral(run_dir: Path, y: np.ndarray, prob: np.ndarray, parts: dict[str, np.ndarray],
+             prefix: str = "test") -> dict[str, float]:
+    """Referral to a human by each uncertainty in ``parts`` (see :func:`uncertainty_columns`):
+    the area under the risk-coverage curve and the accuracy kept after referring 10% and 20%
+    (``<prefix>/aurc_<name>``...), the mean mutual information when there is one, and (rank 0)
+    ``<prefix>_referral.png`` and ``<prefix>_referral.csv``, the accuracy kept against the
+    fraction referred. ``y`` (N,), ``prob`` (N, K)."""
+    import pandas as pd
+
+    from .. import uncertainty
+    from ..report.figures import referral_plot
+    from ..report.tables import write_table
+
+    metrics: dict[str, float] = {}
+    curves = {}
+    for name, values in parts.items():
+        metrics.update(uncertainty.referral_metrics(y, prob, values, prefix, name))
+        curves[name.replace("_", " ")] = uncertainty.referral_curve(y, prob, values)
+    if "mutual_information" in parts:
+        metrics[f"{prefix}/mean_mutual_information"] = float(parts["mutual_information"].mean())
+    if is_main_process():
+        referral_plot(curves, f"Referral by uncertainty ({prefix})", run_dir / f"{prefix}_referral.png")
+        table = pd.concat([c.assign(by=name) for name, c in curves.items()], ignore_index=True)
+        write_table(table, run_dir / f"{prefix}_referral", "Accuracy of the cases kept when the most uncertain are "
+                                                          "referred")
+    return metrics
+
+
 def add_prediction_column(path: Path, name: str, values: list) -> None:
     """Add (or replace) column ``name`` of a predictions CSV, rewritten atomically."""
     import pandas as pd
