@@ -140,6 +140,8 @@ class RunConfig(Strict):
                                    "(calibration.json; platt and isotonic: two classes only), applied by predict, "
                                    "evaluate and the report; none: off")
     conformal: ConformalConfig = Field(default_factory=ConformalConfig)
+    ensemble: int = Field(1, ge=1, le=50, description="members of a deep ensemble (seeds seed, seed + 1, ...; each a "
+                                                      "run in RUN_DIR/members/); 1: one model")
     data: DataConfig
     model: ModelConfig = Field(default_factory=ModelConfig)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)

@@ -94,3 +94,29 @@ def test_an_ensemble_of_folds_and_a_broken_member_are_one_line_errors(ensemble_r
     (run / "members/member2/test_predictions.csv").write_text("row,label\n")
     r = cli("train", "--resume", "--out", run)  # member 2 looks finished but its predictions are gone
     assert_one_line_error(r, "member2", "delete", "--resume")
+
+
+def test_a_tabular_ensemble_averages_its_members_in_train_evaluate_and_predict(cli, tmp_path):
+    from tests.conftest import FAST as TABULAR, HEART, ROOT
+
+    run = tmp_path / "hf"
+    r = cli("train", "--config", ROOT / "examples/heart_failure_mlp.yaml", "--out", run, *TABULAR, "--ensemble", "2")
+    assert r.code == 0, r.err
+    cols = ["p_DEATH_EVENT=0", "p_DEATH_EVENT=1"]
+    parent = pd.read_csv(run / "test_predictions.csv")
+    members = [pd.read_csv(run / f"members/member{k}/test_predictions.csv") for k in (1, 2)]
+    assert all((m["row"] == parent["row"]).all() for m in members)  # one split
+    np.testing.assert_allclose(parent[cols], np.mean([m[cols].to_numpy() for m in members], axis=0), atol=1e-6)
+    assert (parent["mutual_information"] >= 0).all() and parent["mutual_information"].max() > 0
+    m = json.loads((run / "metrics.json").read_text())
+    assert {"member1/roc_auc", "member2/roc_auc", "test/conformal_coverage", "test/ece_after"} <= set(m)
+    assert json.loads((run / "preprocess.json").read_text())["members"] == 2
+    assert cli("evaluate", run).code == 0  # the parent's model is its members' mean
+    ev = json.loads((run / "evaluation/test.json").read_text())
+    assert ev["test/roc_auc"] == pytest.approx(m["test/roc_auc"], abs=1e-6)
+    new = tmp_path / "new.csv"
+    pd.read_csv(HEART).drop(columns=["DEATH_EVENT"]).to_csv(new, index=False)
+    assert cli("predict", run, new).code == 0
+    pred = pd.read_csv(run / "predictions/new.csv")
+    raw = pred["raw_probability_DEATH_EVENT"].to_numpy()[parent["row"].to_numpy()]
+    np.testing.assert_allclose(raw, parent["p_DEATH_EVENT=1"], atol=2e-6)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-__all__ = ["ProbabilityMean"]
+__all__ = ["LogitMean", "ProbabilityMean"]
 
 
 class ProbabilityMean(nn.Module):
@@ -33,3 +33,16 @@ class ProbabilityMean(nn.Module):
             cal = self.recalibrations[i]
             probs.append((logp if cal is None else cal.log_prob(logp)).exp())
         return torch.stack(probs).mean(0).clamp_min(1e-12).log()
+
+
+class LogitMean(nn.Module):
+    """The mean of two-class ``members``' probabilities, each member giving one logit per row
+    (B, 1) from the same input (B, F); output: (B, 1) the logit of the mean probability."""
+
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: Tensor) -> Tensor:
+        p = torch.stack([torch.sigmoid(m(x).float()) for m in self.members]).mean(0).clamp(1e-12, 1 - 1e-12)
+        return torch.log(p) - torch.log1p(-p)

@@ -66,8 +66,9 @@ def _stack(run_dir: Path, n: int, prefix: str, classes: list[str]) -> tuple[pd.D
 def train_ensemble(config: BaseModel, out: str | Path | None, resume: bool, device: torch.device,
                    train_one: Callable[..., TrainResult], score: Callable[[np.ndarray, np.ndarray], dict[str, float]],
                    classes: list[str], graded: bool, preprocess: dict[str, Any], extra: dict[str, Any],
-                   watch: Stopwatch | None = None) -> TrainResult:
-    """Train ``config.ensemble`` members with ``train_one(config, out, resume)`` and pool them."""
+                   watch: Stopwatch | None = None, inputs: dict[str, Path] | None = None) -> TrainResult:
+    """Train ``config.ensemble`` members with ``train_one(config, out, resume)`` and pool them
+    (``inputs``: the data files the parent's manifest hashes)."""
     n = config.ensemble
     children = [(member_config(config, k), Path(MEMBERS) / f"member{k + 1}") for k in range(n)]
 
@@ -99,4 +100,4 @@ def train_ensemble(config: BaseModel, out: str | Path | None, resume: bool, devi
                 "entropy and the members' disagreement (mutual information).")
         return metrics, [{"title": "Ensemble", "text": text, "items": ["members"]}]
 
-    return train_children(config, out, resume, device, children, train_one, preprocess, extra, pool, watch)
+    return train_children(config, out, resume, device, children, train_one, preprocess, extra, pool, watch, inputs)

@@ -26,13 +26,13 @@ def train_children(config: BaseModel, out: str | Path | None, resume: bool, devi
                    children: list[tuple[BaseModel, Path]], train_one: Callable[..., TrainResult],
                    preprocess: dict[str, Any], extra: dict[str, Any],
                    pool: Callable[[Path], tuple[dict[str, float], list[dict[str, Any]]]],
-                   watch: Stopwatch | None = None) -> TrainResult:
+                   watch: Stopwatch | None = None, inputs: dict[str, Path] | None = None) -> TrainResult:
     """Train each child (its config and its folder relative to the run directory) with
     ``train_one(config, out, resume)``, then ``pool(run_dir)`` -> (the parent's metrics, its
-    report sections)."""
+    report sections). ``inputs``: data files hashed into the parent's manifest."""
     watch = watch or Stopwatch()
     run_dir = run_path(config, out, resume, device)
-    manifest = start_run(config, run_dir, resume, device, preprocess, {}, extra)
+    manifest = start_run(config, run_dir, resume, device, preprocess, inputs or {}, extra)
     last = None
     for child, folder in children:
         where = run_dir / folder

@@ -57,6 +57,7 @@ class PreprocessFile(Strict):
     std: list[float]
     classes: list[str]
     pos_weight: float | None = None
+    members: int | None = Field(None, ge=2, description="a deep ensemble's parent: its members' runs are in members/")
 
     @model_validator(mode="after")
     def _sizes(self) -> "PreprocessFile":
@@ -116,6 +117,8 @@ def train(config: RunConfig, out: str | Path | None = None, resume: bool = False
     pre = TabularPreprocessor.fit(x[train_rows], features, [c for c in d.binary if c in features], d.target,
                                   d.standardize, y[train_rows] if config.trainer.class_weights else None)
     device = resolve_device(config.trainer.device)
+    if config.ensemble > 1:
+        return _train_ensemble(config, pre, split, y, path, device, out, resume)
     run_dir = run_path(config, out, resume, device)
     seed_everything(config.seed, config.deterministic)
     trainer = _trainer(config, _model(config, len(features)), run_dir, pre.pos_weight, device)
@@ -149,6 +152,21 @@ def train(config: RunConfig, out: str | Path | None = None, resume: bool = False
     return TrainResult(run_dir, metrics, trainer)
 
 
+def _train_ensemble(config: RunConfig, pre: TabularPreprocessor, split: dict[str, np.ndarray], y: np.ndarray,
+                    path: Path, device: torch.device, out, resume: bool) -> TrainResult:
+    """The parent of a deep ensemble: every member is trained on the same split, so the parent's
+    preprocessing (fitted on the same training rows) is every member's."""
+    from .ensemble import train_ensemble
+
+    classes = [f"{config.data.target}={k}" for k in (0, 1)]
+    extra = {"split_sizes": {k: int(len(v)) for k, v in split.items()},
+             "class_counts": {k: np.bincount(y[v], minlength=2).tolist() for k, v in split.items()},
+             "classes": classes, "note": f"deep ensemble of {config.ensemble} members (seeds {config.seed}..."
+                                         f"{config.seed + config.ensemble - 1}), one split"}
+    return train_ensemble(config, out, resume, device, train, binary_prob_scores, classes, False,
+                          {**pre.to_dict(), "members": config.ensemble}, extra, inputs={"data": path})
+
+
 def _test_report(trainer: Trainer, data: TensorDataset, y: np.ndarray, classes: list[str], n_boot: int, prefix: str,
                  out_dir: Path, rows: np.ndarray | None) -> tuple[np.ndarray, dict[str, float]]:
     """Metrics with CIs of ``data`` (labels ``y``), ``<prefix>_predictions.csv`` with each row's
@@ -170,10 +188,18 @@ def load_run(run_dir: str | Path, checkpoint: str = "best") -> tuple[RunConfig, 
     """Config, preprocessing and a Trainer holding the run's ``best`` (or ``last``) weights."""
     run_dir = Path(run_dir)
     config = runs.load_run_config(run_dir)
-    pre = TabularPreprocessor.from_dict(read_preprocess(run_dir, PreprocessFile, "tabular").model_dump())
-    tensors, source = run_weights(run_dir, checkpoint)
-    model = _model(config, len(pre.features))
-    load_model_weights(model, tensors, source)
+    saved = read_preprocess(run_dir, PreprocessFile, "tabular").model_dump()
+    members = saved.pop("members")
+    pre = TabularPreprocessor.from_dict(saved)
+    if members:  # an ensemble parent: the mean of its members (same split, so the same preprocessing)
+        from ..models.ensemble import LogitMean
+        from .ensemble import member_dir
+
+        model = LogitMean([load_run(member_dir(run_dir, k), checkpoint)[2].module for k in range(members)])
+    else:
+        tensors, source = run_weights(run_dir, checkpoint)
+        model = _model(config, len(pre.features))
+        load_model_weights(model, tensors, source)
     device = resolve_device(config.trainer.device)
     return config, pre, _trainer(config, model, None, pre.pos_weight, device, train=False)
 
