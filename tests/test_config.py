@@ -87,6 +87,15 @@ def test_data_source_must_be_exactly_one():
         build_config({"data": {}})
 
 
+def test_mc_dropout_is_for_classification_runs_only():
+    raw = {"task": "segmentation", "data": {"dataset": "chase_db1"}}
+    assert build_config(raw).model.mc_dropout == 0
+    with pytest.raises(ConfigError, match="mc_dropout is for classification runs"):
+        build_config(raw, ["model.mc_dropout=5"])
+    with pytest.raises(ConfigError, match="model.mc_dropout"):
+        load_config(EXAMPLE, ["model.mc_dropout=-1"])
+
+
 def test_resolved_config_round_trips_and_hash_tracks_content(tmp_path):
     cfg = load_config(EXAMPLE)
     p = tmp_path / "config.yaml"
