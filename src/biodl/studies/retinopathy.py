@@ -24,6 +24,8 @@ CONFIG: dict[str, Any] = {
     "optimizer": {"name": "adamw", "lr": 0.003, "weight_decay": 0.05},
     "scheduler": {"name": "cosine"},
     "trainer": {"epochs": 40, "monitor": "val/roc_auc", "mode": "max"},
+    # grades are ordered: a set of contiguous grades ("1-3") is what a grader can use
+    "conformal": {"method": "ordinal"},
 }
 
 
