@@ -12,14 +12,26 @@ import csv
 import io
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import ConfigError
 from ..io import atomic_write_text
 from .distributed import is_main_process
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .trainer import Trainer
+    from torch import nn
+
+
+class Trainer(Protocol):
+    """What a callback may read and do to the trainer that calls it (``engine.Trainer`` is one);
+    callbacks depend on this, not on the trainer module, so the dependency points one way."""
+
+    epoch: int  # completed epochs
+    max_epochs: int
+    should_stop: bool
+    module: "nn.Module"
+
+    def save_weights(self, prefix: str | Path, meta: dict[str, Any] | None = None) -> None: ...
 
 
 class Callback:
