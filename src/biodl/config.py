@@ -127,11 +127,12 @@ class ConformalConfig(Strict):
     compare: bool = Field(True, description="also report the other methods' coverage and set size on the test split")
 
 
-class RunConfig(Strict):
-    """Everything one run needs. Resolved, it is saved as ``config.yaml`` in the run directory."""
+class _ClassificationRun(Strict):
+    """What every classification run has beside its data and model: seeds, CIs, recalibration,
+    prediction sets and deep ensembles."""
 
     name: str = "run"
-    task: Literal["tabular"] = "tabular"
+    task: str
     seed: int = Field(0, ge=0, lt=2**32)
     deterministic: bool = False
     n_boot: int = Field(1000, ge=100, description="bootstrap resamples for test-set CIs")
@@ -142,6 +143,13 @@ class RunConfig(Strict):
     conformal: ConformalConfig = Field(default_factory=ConformalConfig)
     ensemble: int = Field(1, ge=1, le=50, description="members of a deep ensemble (seeds seed, seed + 1, ...; each a "
                                                       "run in RUN_DIR/members/); 1: one model")
+
+
+class RunConfig(_ClassificationRun):
+    """Everything one run needs. Resolved, it is saved as ``config.yaml`` in the run directory."""
+
+    name: str = "run"
+    task: Literal["tabular"] = "tabular"
     data: DataConfig
     model: ModelConfig = Field(default_factory=ModelConfig)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
@@ -201,9 +209,11 @@ class ImageDataConfig(Strict):
         return self
 
 
-class ImageModelConfig(Strict):
+class ImageModelConfig(ModelConfig):
+    """An image model: a registry model (``args``, ``mc_dropout`` as for any model), pretrained
+    weights and test-time augmentation."""
+
     name: str = "resnet_small"
-    args: dict[str, Any] = Field(default_factory=dict)
     pretrained: Path | None = Field(None, description="weights file for the backbone, or 'imagenet': torchvision's "
                                                       "ImageNet weights from the torch hub cache ($TORCH_HOME)")
     download: bool = Field(False, description="with pretrained: imagenet, download the weights file into the torch "
@@ -212,26 +222,13 @@ class ImageModelConfig(Strict):
     backbone_lr_factor: float = Field(0.1, gt=0, description="backbone learning rate = lr x this")
     tta: bool = Field(False, description="validate, test and predict on the mean over the 8 flips and 90-degree "
                                          "rotations of each image (for rotation-invariant images)")
-    mc_dropout: int = Field(0, ge=0, le=1000, description="Monte Carlo dropout: test and predict on the mean over "
-                                                          "this many passes with dropout on (models with dropout), "
-                                                          "with each case's mutual information; 0 = off")
 
 
-class ImageRunConfig(Strict):
+class ImageRunConfig(_ClassificationRun):
     """An image classification run (``task: image``)."""
 
     name: str = "images"
     task: Literal["image"] = "image"
-    seed: int = Field(0, ge=0, lt=2**32)
-    deterministic: bool = False
-    n_boot: int = Field(1000, ge=100, description="bootstrap resamples for test-set CIs")
-    calibration: Literal["temperature", "vector", "platt", "isotonic", "none"] = Field(
-        "temperature", description="recalibration fitted on the validation split after training "
-                                   "(calibration.json; platt and isotonic: two classes only), applied by predict, "
-                                   "evaluate and the report; none: off")
-    conformal: ConformalConfig = Field(default_factory=ConformalConfig)
-    ensemble: int = Field(1, ge=1, le=50, description="members of a deep ensemble (seeds seed, seed + 1, ...; each a "
-                                                      "run in RUN_DIR/members/); 1: one model")
     data: ImageDataConfig
     model: ImageModelConfig = Field(default_factory=ImageModelConfig)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
