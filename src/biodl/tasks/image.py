@@ -57,7 +57,7 @@ from .common import (
     start_run,
     write_results,
 )
-from .trust import referral, uncertainty_columns, calibrated_columns, check_calibration, trust, trust_of
+from .trust import calibrated_columns, check_calibration, referral, trust, trust_of, uncertainty_columns
 
 
 class PreprocessFile(Strict):
@@ -467,8 +467,8 @@ def predict(run_dir: str | Path, input_path: str | Path, out: str | Path | None 
     if images.shape[-1] != pre["in_chans"]:
         images = images[..., : pre["in_chans"]] if pre["in_chans"] < 3 else images
     labels = np.zeros(len(images), dtype=np.int64)
-    samples = trainer.predict_passes(ImageDataset(ImageSet(images, labels, pre["classes"]))).numpy()
-    prob = samples.astype(np.float64).mean(axis=0)
+    samples = trainer.predict_passes(ImageDataset(ImageSet(images, labels, pre["classes"]))).numpy().astype(np.float64)
+    prob = samples.mean(axis=0)
     df = calibrated_columns(prob, pre["classes"], calibration.load(run_dir))
     member = conformal.run_sets(run_dir, prob)
     df.insert(0, "image", [str(files[i].relative_to(root)) for i in kept])  # as given under the input folder
@@ -476,7 +476,7 @@ def predict(run_dir: str | Path, input_path: str | Path, out: str | Path | None 
     df["predicted"] = [pre["classes"][i] for i in final.argmax(axis=1)]
     if member is not None:
         df["set"] = conformal.describe(member, pre["classes"])
-    for name, values in uncertainty_columns(samples.astype(np.float64)).items():
+    for name, values in uncertainty_columns(samples).items():
         df[name] = values
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, df.to_csv(index=False, float_format="%.6f"))
