@@ -317,6 +317,25 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 _SHOWN: set[str] = set()
 
 
+wsi_app = typer.Typer(no_args_is_help=True, help="whole-slide images: info (tiling and slide inference to come)")
+app.add_typer(wsi_app, name="wsi")
+
+
+@wsi_app.command("info")
+def wsi_info(
+    slides: list[Path] = typer.Argument(..., help="slide files (SVS, NDPI, MRXS, pyramidal TIFF...) or images"),
+    mpp: Optional[float] = typer.Option(None, "--mpp", help="micrometres per level-0 pixel, when the file lacks it"),
+) -> None:
+    """Vendor, levels, dimensions, resolution (um/px) and objective power of each slide, as JSON."""
+    import json
+
+    from .data.wsi import open_slide
+
+    for path in slides:
+        with open_slide(path, mpp) as slide:
+            typer.echo(json.dumps(slide.info(), indent=1))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point."""
     from PIL import Image

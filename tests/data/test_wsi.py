@@ -1,0 +1,95 @@
+"""Whole-slide reading and tissue detection on the embedded Aperio slide (CMU-1-Small-Region)."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from biodl.data.wsi import open_slide, tissue_mask
+from biodl.datasets import embedded_path
+from biodl.errors import DataError
+from tests.conftest import assert_one_line_error
+
+SLIDE = embedded_path("cmu1-small-region")
+
+
+@pytest.fixture(scope="module")
+def slide():
+    with open_slide(SLIDE) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def level0(slide):
+    """The whole of level 0 through OpenSlide, (2967, 2220, 3)."""
+    return slide.read_level(0, 0, 2220, 2967)
+
+
+def test_info_reads_the_aperio_metadata(slide):
+    info = slide.info()
+    assert (info["vendor"], info["width"], info["height"]) == ("aperio", 2220, 2967)
+    assert info["mpp"] == pytest.approx(0.499) and info["objective_power"] == 20
+    assert info["levels"] == [{"level": 0, "width": 2220, "height": 2967, "downsample": 1.0}]
+
+
+def test_a_level0_tile_is_the_same_region_of_the_full_array(slide, level0):
+    tile = slide.read(300, 1200, 224, slide.mpp)  # at the slide's own resolution: no resampling
+    np.testing.assert_array_equal(tile, level0[1200:1424, 300:524])
+    with Image.open(SLIDE) as img:  # Pillow's own decoder of the same JPEG tiles: the same pixels, +- rounding
+        pillow = np.asarray(img.convert("RGB"))
+    assert pillow.shape == level0.shape
+    diff = np.abs(tile.astype(int) - pillow[1200:1424, 300:524].astype(int))
+    assert diff.mean() < 1.0 and diff.max() <= 8
+
+
+def test_a_coarser_resolution_averages_the_finer_pixels(slide, level0):
+    tile = slide.read(0, 0, 100, 2 * slide.mpp)  # 100 px at 0.998 um/px: 200 x 200 level-0 pixels
+    expected = level0[:200, :200].reshape(100, 2, 100, 2, 3).mean(axis=(1, 3))
+    assert tile.shape == (100, 100, 3)
+    assert np.abs(tile - expected).max() <= 1  # a 2 x 2 box average, rounded
+
+
+def test_outside_the_slide_is_white(slide, level0):
+    tile = slide.read_level(2100, 2900, 224, 224)
+    np.testing.assert_array_equal(tile[:67, :120], level0[2900:, 2100:])
+    assert (tile[67:] == 255).all() and (tile[:, 120:] == 255).all()
+
+
+def test_tissue_mask_matches_an_independent_count(slide):
+    thumb, downsample = slide.thumbnail(512)
+    assert thumb.shape == (512, 383, 3) and downsample == pytest.approx(2220 / 383)
+    mask = tissue_mask(thumb)
+    # SOURCE.md: 32.7% of the level-0 pixels are darker than grey 220 (counted once with Pillow)
+    assert abs(mask.mean() - 0.327) < 0.04
+    grey = np.asarray(Image.fromarray(thumb).convert("L")) < 220
+    iou = (mask & grey).sum() / (mask | grey).sum()
+    assert iou > 0.8
+    assert not mask[:40, :60].any()  # the top-left corner is bare glass
+    assert not tissue_mask(np.full((64, 64, 3), 240, np.uint8)).any()  # an empty slide has no tissue
+
+
+def test_a_plain_image_is_a_one_level_slide_that_needs_mpp(tmp_path):
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 255, (50, 70, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "a.png")
+    with open_slide(tmp_path / "a.png") as s:
+        assert (s.vendor, s.dimensions, s.mpp) == ("image", (70, 50), None)
+        np.testing.assert_array_equal(s.read_level(10, 5, 20, 20), pixels[5:25, 10:30])
+        with pytest.raises(DataError, match="--mpp"):
+            s.read(0, 0, 16, 0.5)
+    with open_slide(tmp_path / "a.png", mpp=0.5) as s:
+        np.testing.assert_array_equal(s.read(10, 5, 20, 0.5), pixels[5:25, 10:30])
+
+
+def test_bad_slides_are_one_line_errors(tmp_path, cli):
+    (tmp_path / "empty.svs").write_bytes(b"")
+    Image.new("RGB", (8, 8)).save(tmp_path / "png.png")
+    (tmp_path / "renamed.svs").write_bytes((tmp_path / "png.png").read_bytes())
+    (tmp_path / "truncated.svs").write_bytes(SLIDE.read_bytes()[:100_000])
+    assert_one_line_error(cli("wsi", "info", tmp_path / "empty.svs"), "empty.svs", "is empty")
+    assert_one_line_error(cli("wsi", "info", tmp_path / "renamed.svs"), "renamed.svs", "not a slide")
+    assert_one_line_error(cli("wsi", "info", tmp_path / "truncated.svs"), "truncated.svs")
+    assert_one_line_error(cli("wsi", "info", tmp_path / "missing.svs"), "missing.svs", "no such slide file")
+    r = cli("wsi", "info", SLIDE)
+    assert r.code == 0 and json.loads(r.out)["vendor"] == "aperio"
