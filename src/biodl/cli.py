@@ -317,7 +317,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 _SHOWN: set[str] = set()
 
 
-wsi_app = typer.Typer(no_args_is_help=True, help="whole-slide images: info (tiling and slide inference to come)")
+wsi_app = typer.Typer(no_args_is_help=True, help="whole-slide images: info and tissue tiles (slide inference to come)")
 app.add_typer(wsi_app, name="wsi")
 
 
@@ -334,6 +334,26 @@ def wsi_info(
     for path in slides:
         with open_slide(path, mpp) as slide:
             typer.echo(json.dumps(slide.info(), indent=1))
+
+
+@wsi_app.command("tile")
+def wsi_tile(
+    slides: list[Path] = typer.Argument(..., help="slide files (SVS, NDPI, MRXS, pyramidal TIFF...) or images"),
+    out: Path = typer.Option(..., "--out", help="folder: one subfolder of tiles per slide"),
+    tile_mpp: float = typer.Option(0.5, "--tile-mpp", help="resolution of the tiles, micrometres per pixel"),
+    size: int = typer.Option(224, "--size", min=8, help="tile side in pixels"),
+    overlap: int = typer.Option(0, "--overlap", min=0, help="pixels shared by neighbouring tiles"),
+    min_tissue: float = typer.Option(0.5, "--min-tissue", min=0.0, max=1.0, help="keep tiles with at least this "
+                                     "share of tissue"),
+    mpp: Optional[float] = typer.Option(None, "--mpp", help="micrometres per level-0 pixel, when a file lacks it"),
+) -> None:
+    """Grid tiles of tissue at a physical resolution: PNGs, tiles.csv (level-0 and micrometre
+    coordinates, tissue share) and mask.png per slide; slides done before are skipped."""
+    from .data.wsi import tile_slide
+
+    for path in slides:
+        folder, n = tile_slide(path, out, tile_mpp, size, overlap, min_tissue, mpp)
+        typer.echo(f"{path}: {'done before, skipped' if n < 0 else f'{n} tiles'} -> {folder}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -93,3 +93,60 @@ def test_bad_slides_are_one_line_errors(tmp_path, cli):
     assert_one_line_error(cli("wsi", "info", tmp_path / "missing.svs"), "missing.svs", "no such slide file")
     r = cli("wsi", "info", SLIDE)
     assert r.code == 0 and json.loads(r.out)["vendor"] == "aperio"
+
+
+def test_grid_tiles_cover_the_slide_and_keep_tissue(slide):
+    from biodl.data.wsi import grid_tiles
+
+    every, _, _, _ = grid_tiles(slide, 0.5, 224, min_tissue=0)
+    assert len(every) == 9 * 13  # 224 px at 0.5 um/px = 224.4 level-0 px: 9 across 2220, 13 down 2967
+    assert sorted(set(every["x"]))[:3] == [0, 224, 449] and every["x"].max() + 224 <= 2220
+    tiles, thumb, mask, down = grid_tiles(slide, 0.5, 224, min_tissue=0.5)
+    assert 0 < len(tiles) < len(every) and (tiles["tissue"] >= 0.5).all()
+    assert tiles["x_um"].tolist() == pytest.approx((tiles["x"] * 0.499).tolist(), abs=0.01)
+    # the tissue share of a kept tile is the mask's mean over the tile's box
+    row = tiles.iloc[0]
+    r0, c0 = int(row["y"] // down), int(row["x"] // down)
+    r1, c1 = int(np.ceil((row["y"] + 224 * 0.5 / 0.499) / down)), int(np.ceil((row["x"] + 224 * 0.5 / 0.499) / down))
+    assert row["tissue"] == pytest.approx(mask[r0:r1, c0:c1].mean(), abs=1e-4)
+    overlapping, _, _, _ = grid_tiles(slide, 0.5, 224, overlap=112, min_tissue=0)
+    assert len(overlapping) == 18 * 25  # steps of 112 output px
+    with pytest.raises(DataError, match="more than the slide"):
+        grid_tiles(slide, 2.0, 2048)
+
+
+def test_tile_command_writes_tiles_that_match_their_coordinates(tmp_path, cli, slide, monkeypatch):
+    import pandas as pd
+
+    r = cli("wsi", "tile", SLIDE, "--out", tmp_path / "out", "--tile-mpp", "1.0", "--size", "128")
+    assert r.code == 0, r.err
+    folder = tmp_path / "out" / SLIDE.stem
+    tiles = pd.read_csv(folder / "tiles.csv")
+    assert len(tiles) == len(list((folder / "tiles").iterdir())) > 0
+    row = tiles.iloc[len(tiles) // 2]
+    with Image.open(folder / row["file"]) as im:
+        np.testing.assert_array_equal(np.asarray(im), slide.read(int(row["x"]), int(row["y"]), 128, 1.0))
+    with Image.open(folder / "mask.png") as im:
+        assert im.size == (766, 1024)
+    before = (folder / "tiles.csv").stat().st_mtime_ns
+    r = cli("wsi", "tile", SLIDE, "--out", tmp_path / "out", "--tile-mpp", "1.0", "--size", "128")
+    assert "skipped" in r.out and (folder / "tiles.csv").stat().st_mtime_ns == before
+    # a slide that fails half-way leaves no folder behind
+    from biodl.data import wsi
+
+    calls = {"n": 0}
+    real = wsi.Slide.read
+
+    def failing(self, *args):
+        calls["n"] += 1
+        if calls["n"] > 3:
+            raise DataError(self.path, "cannot read the region (simulated)")
+        return real(self, *args)
+
+    monkeypatch.setattr(wsi.Slide, "read", failing)
+    r = cli("wsi", "tile", SLIDE, "--out", tmp_path / "again")
+    assert_one_line_error(r, "simulated")
+    assert list((tmp_path / "again").iterdir()) == []
+    r = cli("wsi", "tile", SLIDE, "--out", tmp_path / "big", "--size", "4096")
+    assert_one_line_error(r, "more than the slide")
+    assert not (tmp_path / "big").exists() or list((tmp_path / "big").iterdir()) == []

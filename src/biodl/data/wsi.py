@@ -15,11 +15,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import DataError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
 
 #: plain image files opened as one-level slides (no resolution metadata unless given)
 PLAIN = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -224,3 +227,81 @@ def tissue_mask(thumb: np.ndarray, min_object: float = 0.0005, radius: int = 2) 
     area = max(1, int(min_object * mask.size))
     mask = _drop_small(mask, area)
     return ~_drop_small(~mask, area, keep_border=False)
+
+
+def grid_tiles(slide: Slide, mpp: float, size: int, overlap: int = 0, min_tissue: float = 0.5,
+               thumb_side: int = 1024) -> tuple["pd.DataFrame", np.ndarray, np.ndarray, float]:
+    """The grid of ``size``-pixel tiles at ``mpp`` um/px (neighbours overlapping by ``overlap``
+    output pixels) that lie inside the slide and whose tissue fraction (the share of the tile
+    under the thumbnail's tissue mask) is at least ``min_tissue``. Returns (one row per kept
+    tile: ``x``, ``y`` (level-0 pixels, top-left), ``x_um``, ``y_um``, ``tissue``), the thumbnail
+    (h, w, 3), its tissue mask (h, w) and their downsample against level 0."""
+    import pandas as pd
+
+    if not 0 <= overlap < size:
+        raise DataError(slide.path, f"tile overlap must be at least 0 and less than the tile size {size} "
+                                    f"(got {overlap})")
+    scale = mpp / slide.need_mpp()
+    side0, step0 = size * scale, (size - overlap) * scale  # in level-0 pixels
+    w0, h0 = slide.dimensions
+    if side0 > w0 or side0 > h0:
+        raise DataError(slide.path, f"a {size} px tile at {mpp} um/px covers {side0:.0f} level-0 pixels, more "
+                                    f"than the slide ({w0} x {h0})")
+    thumb, down = slide.thumbnail(thumb_side)
+    mask = tissue_mask(thumb)
+    integral = np.pad(mask.astype(np.int64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))  # box sums in O(1)
+    xs = np.arange(0, w0 - side0 + 1e-6, step0)
+    ys = np.arange(0, h0 - side0 + 1e-6, step0)
+    gx, gy = np.meshgrid(xs, ys)
+    x, y = gx.ravel(), gy.ravel()
+    mh, mw = mask.shape
+    c0 = np.clip(np.floor(x / down).astype(int), 0, mw - 1)
+    r0 = np.clip(np.floor(y / down).astype(int), 0, mh - 1)
+    c1 = np.clip(np.ceil((x + side0) / down).astype(int), c0 + 1, mw)
+    r1 = np.clip(np.ceil((y + side0) / down).astype(int), r0 + 1, mh)
+    inside = integral[r1, c1] - integral[r0, c1] - integral[r1, c0] + integral[r0, c0]
+    tissue = inside / ((r1 - r0) * (c1 - c0))
+    keep = tissue >= min_tissue
+    xi, yi = np.round(x[keep]).astype(int), np.round(y[keep]).astype(int)
+    m = slide.need_mpp()
+    tiles = pd.DataFrame({"x": xi, "y": yi, "x_um": np.round(xi * m, 2), "y_um": np.round(yi * m, 2),
+                          "tissue": np.round(tissue[keep], 4)})
+    return tiles, thumb, mask, down
+
+
+def mask_overlay(thumb: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The thumbnail with everything outside the tissue mask darkened: (h, w, 3) uint8."""
+    return np.where(mask[..., None], thumb, (thumb * 0.3).astype(np.uint8))
+
+
+def tile_slide(path: str | Path, out_dir: str | Path, mpp: float, size: int, overlap: int = 0,
+               min_tissue: float = 0.5, slide_mpp: float | None = None) -> tuple[Path, int]:
+    """Cut one slide's tissue tiles into ``out_dir/<slide stem>/``: ``tiles/<x>_<y>.png``
+    (level-0 coordinates), ``tiles.csv`` (see :func:`grid_tiles`) and ``mask.png`` (the tissue
+    mask over the thumbnail). Written into a hidden folder and renamed when complete, so a failed
+    slide leaves nothing behind; a slide whose folder exists is skipped. Returns (its folder,
+    the number of tiles; -1 when skipped)."""
+    import shutil
+
+    from PIL import Image
+
+    path = Path(path)
+    final = Path(out_dir) / path.stem
+    if final.is_dir():
+        return final, -1
+    with open_slide(path, slide_mpp) as slide:
+        tiles, thumb, mask, _ = grid_tiles(slide, mpp, size, overlap, min_tissue)
+        staging = final.parent / f".{final.name}.partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        (staging / "tiles").mkdir(parents=True)
+        try:
+            for x, y in zip(tiles["x"], tiles["y"], strict=True):
+                Image.fromarray(slide.read(int(x), int(y), size, mpp)).save(staging / "tiles" / f"{x}_{y}.png")
+            tiles.assign(file=[f"tiles/{x}_{y}.png" for x, y in zip(tiles["x"], tiles["y"], strict=True)]).to_csv(
+                staging / "tiles.csv", index=False)
+            Image.fromarray(mask_overlay(thumb, mask)).save(staging / "mask.png")
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    staging.rename(final)
+    return final, len(tiles)
