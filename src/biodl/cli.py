@@ -346,12 +346,14 @@ def wsi_tile(
     min_tissue: float = typer.Option(0.5, "--min-tissue", min=0.0, max=1.0, help="keep tiles with at least this "
                                      "share of tissue"),
     mpp: Optional[float] = typer.Option(None, "--mpp", help="micrometres per level-0 pixel, when a file lacks it"),
+    shard_spec: Optional[str] = typer.Option(None, "--shard", help="I/N: only every N-th slide from the I-th "
+                                             "(0-based; e.g. a SLURM array task)"),
 ) -> None:
     """Grid tiles of tissue at a physical resolution: PNGs, tiles.csv (level-0 and micrometre
     coordinates, tissue share) and mask.png per slide; slides done before are skipped."""
-    from .data.wsi import tile_slide
+    from .data.wsi import shard, tile_slide
 
-    for path in slides:
+    for path in shard(slides, shard_spec):
         folder, n = tile_slide(path, out, tile_mpp, size, overlap, min_tissue, mpp)
         typer.echo(f"{path}: {'done before, skipped' if n < 0 else f'{n} tiles'} -> {folder}")
 

@@ -150,3 +150,23 @@ def test_tile_command_writes_tiles_that_match_their_coordinates(tmp_path, cli, s
     r = cli("wsi", "tile", SLIDE, "--out", tmp_path / "big", "--size", "4096")
     assert_one_line_error(r, "more than the slide")
     assert not (tmp_path / "big").exists() or list((tmp_path / "big").iterdir()) == []
+
+
+def test_shards_partition_the_slides_exactly(cli, tmp_path):
+    from pathlib import Path
+
+    from biodl.data.wsi import shard
+
+    slides = [Path(f"/cohort/s{k:03d}.svs") for k in range(23)][::-1]
+    for n in (1, 2, 4, 7, 30):
+        parts = [shard(slides, f"{i}/{n}") for i in range(n)]
+        flat = [p for part in parts for p in part]
+        assert sorted(flat) == sorted(slides) and len(flat) == len(set(flat)) == 23  # disjoint, complete
+        assert max(map(len, parts)) - min(map(len, parts)) <= 1  # balanced
+    assert shard(slides, None) == sorted(slides)
+    for bad in ("4/4", "1", "a/b", "-1/3", "0/0"):
+        with pytest.raises(DataError, match="--shard"):
+            shard(slides, bad)
+    r = cli("wsi", "tile", SLIDE, SLIDE, "--out", tmp_path / "o", "--shard", "1/2", "--size", "512")
+    assert r.code == 0 and r.out.count("tiles ->") == 1  # the second of the two (same) slides
+    assert_one_line_error(cli("wsi", "tile", SLIDE, "--out", tmp_path / "o", "--shard", "2/2"), "--shard")

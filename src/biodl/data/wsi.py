@@ -305,3 +305,20 @@ def tile_slide(path: str | Path, out_dir: str | Path, mpp: float, size: int, ove
             raise
     staging.rename(final)
     return final, len(tiles)
+
+
+def shard(paths: list[Path], spec: str | None) -> list[Path]:
+    """Shard ``i/n`` of the slides (0 <= i < n): every n-th slide of the list sorted by path,
+    starting at the i-th, so that n machines (e.g. a SLURM array, ``--shard
+    $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT``) share a cohort without a coordinator: the n
+    shards are disjoint and together hold every slide. ``None``: all slides."""
+    ordered = sorted(paths, key=str)
+    if spec is None:
+        return ordered
+    try:
+        i, n = (int(v) for v in spec.split("/"))
+    except ValueError:
+        raise DataError("--shard", f"expected I/N, e.g. 0/4 (got {spec!r})") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise DataError("--shard", f"I/N needs 0 <= I < N (got {spec!r})")
+    return ordered[i::n]
