@@ -1,0 +1,124 @@
+"""Stain normalisation of H&E images: Reinhard and Macenko.
+
+- **Reinhard** (Reinhard et al. 2001): each channel of the image in CIE L*a*b* is shifted and
+  scaled to the reference's mean and standard deviation, over tissue pixels only.
+- **Macenko** (Macenko et al. 2009): in optical density (OD = -log10(I / 255)), the two stain
+  vectors (haematoxylin, eosin) are the robust extremes (1st and 99th percentile of the angle)
+  of the tissue pixels projected onto the plane of the two main eigenvectors; each pixel's
+  stain concentrations are found by least squares and re-rendered with the reference's stain
+  vectors, their 99th percentiles matched to the reference's. The part of a pixel's OD that the
+  two stains do not explain is kept as it is (the original method drops it), so the reference
+  tile maps to itself.
+
+A :class:`StainReference` is fitted on a reference tile once and is JSON-able. The built-in
+reference is a tissue tile of the embedded CMU-1 slide (see :func:`builtin_reference`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from ..errors import DataError
+
+#: optical density below which a pixel counts as background (glass) in Macenko's method
+OD_BACKGROUND = 0.15
+#: the built-in reference tile: its top-left corner (level-0 pixels) in the embedded slide, side 256
+BUILTIN_TILE = (1122, 673)
+
+
+def _od(rgb: np.ndarray) -> np.ndarray:
+    """(..., 3) uint8 -> optical density (..., 3), with I = 0 kept finite."""
+    return -np.log10(np.maximum(rgb.astype(np.float64), 1.0) / 255.0)
+
+
+def _tissue(rgb: np.ndarray) -> np.ndarray:
+    """(N, 3) pixels -> (N,) bool: stained enough in every channel to be tissue."""
+    return (_od(rgb) > OD_BACKGROUND).all(axis=-1)
+
+
+def macenko_stains(rgb: np.ndarray, alpha: float = 1.0, where: str = "image") -> tuple[np.ndarray, np.ndarray]:
+    """(3, 2) unit stain vectors (columns: haematoxylin, eosin) in OD space, and the 99th
+    percentile (2,) of each stain's concentration, from the tissue pixels of an (H, W, 3) image."""
+    px = rgb.reshape(-1, 3)
+    od = _od(px)[_tissue(px)]
+    if len(od) < 100:
+        raise DataError(where, f"too little stained tissue for Macenko's method ({len(od)} pixels)")
+    _, vecs = np.linalg.eigh(np.cov(od.T))
+    plane = vecs[:, [2, 1]]  # the two largest eigenvalues' eigenvectors
+    plane = plane * np.where(plane[0] < 0, -1, 1)  # a consistent sign: positive red OD
+    proj = od @ plane
+    phi = np.arctan2(proj[:, 1], proj[:, 0])
+    lo, hi = np.percentile(phi, [alpha, 100 - alpha])
+    v1 = plane @ np.array([np.cos(lo), np.sin(lo)])
+    v2 = plane @ np.array([np.cos(hi), np.sin(hi)])
+    stains = np.column_stack([v1, v2] if v1[0] > v2[0] else [v2, v1])  # haematoxylin: the larger red OD
+    stains /= np.linalg.norm(stains, axis=0, keepdims=True)
+    conc = np.linalg.lstsq(stains, od.T, rcond=None)[0]
+    return stains, np.percentile(conc, 99, axis=1)
+
+
+def _lab_stats(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    from skimage.color import rgb2lab
+
+    px = rgb.reshape(-1, 3)
+    lab = rgb2lab(px[_tissue(px)][None].astype(np.float64) / 255.0)[0]
+    if len(lab) < 100:
+        lab = rgb2lab(px[None].astype(np.float64) / 255.0)[0]
+    return lab.mean(axis=0), lab.std(axis=0) + 1e-6
+
+
+@dataclass
+class StainReference:
+    """What a normaliser matches an image to: the reference's Macenko stain vectors (3, 2) and
+    concentration percentiles (2,), and its L*a*b* mean and std (3,) for Reinhard's method."""
+
+    stains: list[list[float]]
+    max_conc: list[float]
+    lab_mean: list[float]
+    lab_std: list[float]
+
+    @classmethod
+    def fit(cls, rgb: np.ndarray, where: str = "reference") -> "StainReference":
+        stains, max_conc = macenko_stains(rgb, where=where)
+        mean, std = _lab_stats(rgb)
+        return cls(stains.tolist(), max_conc.tolist(), mean.tolist(), std.tolist())
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def normalize(rgb: np.ndarray, reference: StainReference, method: str = "macenko", where: str = "image") -> np.ndarray:
+    """(H, W, 3) uint8 H&E image -> the same with the reference's stain colours (``macenko`` or
+    ``reinhard``). Background (glass) stays as it is under Reinhard; Macenko re-renders every
+    pixel from its stain concentrations."""
+    if method == "reinhard":
+        from skimage.color import lab2rgb, rgb2lab
+
+        mean, std = _lab_stats(rgb)
+        lab = rgb2lab(rgb.astype(np.float64) / 255.0)
+        lab = (lab - mean) / std * np.asarray(reference.lab_std) + np.asarray(reference.lab_mean)
+        out = lab2rgb(lab)
+        tissue = _tissue(rgb.reshape(-1, 3)).reshape(rgb.shape[:2])
+        out = np.where(tissue[..., None], out * 255.0, rgb)
+        return np.clip(np.round(out), 0, 255).astype(np.uint8)
+    if method != "macenko":
+        raise DataError(where, f"unknown stain normalisation {method!r}; known: macenko, reinhard")
+    stains, max_conc = macenko_stains(rgb, where=where)
+    od = _od(rgb.reshape(-1, 3))
+    conc = np.linalg.lstsq(stains, od.T, rcond=None)[0]  # (2, N)
+    residual = od.T - stains @ conc  # what the two stains do not explain (out of their plane): kept
+    conc *= (np.asarray(reference.max_conc) / max_conc)[:, None]
+    out = 255.0 * 10 ** (-(np.asarray(reference.stains) @ conc + residual))
+    return np.clip(np.round(out.T), 0, 255).astype(np.uint8).reshape(rgb.shape)
+
+
+def builtin_reference() -> StainReference:
+    """The reference fitted on a 256 px tissue tile of the embedded CMU-1 slide at level 0."""
+    from ..datasets import embedded_path
+    from .wsi import open_slide
+
+    with open_slide(embedded_path("cmu1-small-region")) as slide:
+        tile = slide.read_level(*BUILTIN_TILE, 256, 256)
+    return StainReference.fit(tile, where="the built-in stain reference")

@@ -1,0 +1,68 @@
+"""Stain normalisation (Macenko, Reinhard) against the built-in reference from the embedded slide."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from biodl.data.stain import BUILTIN_TILE, StainReference, _lab_stats, builtin_reference, normalize
+from biodl.data.wsi import open_slide
+from biodl.datasets import embedded_path
+from biodl.errors import DataError
+
+
+@pytest.fixture(scope="module")
+def reference_tile():
+    with open_slide(embedded_path("cmu1-small-region")) as slide:
+        return slide.read_level(*BUILTIN_TILE, 256, 256)
+
+
+@pytest.fixture(scope="module")
+def other_slide():
+    """64 IDC patches (other patients, another scanner and staining) as one 400 x 400 mosaic."""
+    files = sorted(embedded_path("idc").glob("*/1/*.png"))[:64]
+    rows = [np.concatenate([np.asarray(Image.open(f).convert("RGB").resize((50, 50))) for f in files[r * 8:r * 8 + 8]],
+                           axis=1) for r in range(8)]
+    return np.concatenate(rows, axis=0)
+
+
+def test_the_reference_maps_to_itself(reference_tile):
+    ref = builtin_reference()
+    stains = np.asarray(ref.stains)
+    assert stains.shape == (3, 2) and np.allclose(np.linalg.norm(stains, axis=0), 1)
+    assert stains[0, 0] > stains[0, 1]  # haematoxylin first: the larger red optical density
+    for method in ("macenko", "reinhard"):
+        out = normalize(reference_tile, ref, method)
+        assert out.dtype == np.uint8 and out.shape == reference_tile.shape
+        assert np.abs(out.astype(int) - reference_tile.astype(int)).max() <= 1, method
+
+
+def test_another_slide_moves_toward_the_reference(other_slide):
+    ref = builtin_reference()
+    target = np.asarray(ref.lab_mean)
+    before = np.linalg.norm(_lab_stats(other_slide)[0] - target)
+    for method, shrink in (("reinhard", 0.05), ("macenko", 0.9)):
+        after = np.linalg.norm(_lab_stats(normalize(other_slide, ref, method))[0] - target)
+        assert after < shrink * before, (method, before, after)
+    # Macenko matches what it models: the stain vectors found in the output are the reference's
+    from biodl.data.stain import macenko_stains
+
+    def angles(stains):  # degrees between each stain vector and the reference's
+        cos = np.clip((stains * np.asarray(ref.stains)).sum(axis=0), -1, 1)
+        return np.degrees(np.arccos(cos))
+
+    theirs, _ = macenko_stains(other_slide)
+    ours, conc = macenko_stains(normalize(other_slide, ref, "macenko"))
+    assert angles(ours).max() < angles(theirs).max() and angles(ours).mean() < angles(theirs).mean()
+    assert conc == pytest.approx(ref.max_conc, rel=0.15)
+
+
+def test_reference_round_trips_and_bad_input(other_slide):
+    ref = StainReference.fit(other_slide)
+    again = StainReference(**json.loads(json.dumps(ref.to_dict())))
+    np.testing.assert_array_equal(normalize(other_slide, again), normalize(other_slide, ref))
+    with pytest.raises(DataError, match="unknown stain normalisation"):
+        normalize(other_slide, ref, "vahadane")
+    with pytest.raises(DataError, match="too little stained tissue"):
+        normalize(np.full((64, 64, 3), 245, np.uint8), ref, "macenko", where="blank.png")
