@@ -76,6 +76,8 @@ class Slide:
         except Exception as exc:  # openslide.OpenSlideError: a damaged tile, a truncated file
             raise DataError(self.path, f"cannot read the region at ({x}, {y}), level {level}: {exc}") from None
         rgba = np.asarray(region)
+        if rgba[..., 3].min() == 255:  # all inside the scanned area: the common case, no compositing
+            return np.ascontiguousarray(rgba[..., :3])
         alpha = rgba[..., 3:4].astype(np.float32) / 255  # transparent (outside the scanned area): white
         return (rgba[..., :3] * alpha + 255 * (1 - alpha)).round().astype(np.uint8)
 
@@ -230,7 +232,7 @@ def tissue_mask(thumb: np.ndarray, min_object: float = 0.0005, radius: int = 2) 
 
 
 def grid_tiles(slide: Slide, mpp: float, size: int, overlap: int = 0, min_tissue: float = 0.5,
-               thumb_side: int = 1024) -> tuple["pd.DataFrame", np.ndarray, np.ndarray, float]:
+               thumb_side: int = 512) -> tuple["pd.DataFrame", np.ndarray, np.ndarray, float]:
     """The grid of ``size``-pixel tiles at ``mpp`` um/px (neighbours overlapping by ``overlap``
     output pixels) that lie inside the slide and whose tissue fraction (the share of the tile
     under the thumbnail's tissue mask) is at least ``min_tissue``. Returns (one row per kept
