@@ -317,7 +317,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 _SHOWN: set[str] = set()
 
 
-wsi_app = typer.Typer(no_args_is_help=True, help="whole-slide images: info and tissue tiles (slide inference to come)")
+wsi_app = typer.Typer(no_args_is_help=True, help="whole-slide images: info, tissue tiles, slide inference")
 app.add_typer(wsi_app, name="wsi")
 
 
@@ -356,6 +356,38 @@ def wsi_tile(
     for path in shard(slides, shard_spec):
         folder, n = tile_slide(path, out, tile_mpp, size, overlap, min_tissue, mpp)
         typer.echo(f"{path}: {'done before, skipped' if n < 0 else f'{n} tiles'} -> {folder}")
+
+
+@wsi_app.command("infer")
+def wsi_infer(
+    run_dir: Path = typer.Argument(..., help="a trained image run (a patch classifier)"),
+    slides: list[Path] = typer.Argument(..., help="slide files"),
+    out: Path = typer.Option(..., "--out", help="folder: one subfolder per slide"),
+    tile_mpp: float = typer.Option(..., "--tile-mpp", help="micrometres per pixel of the patches the run was "
+                                   "trained on"),
+    min_tissue: float = typer.Option(0.5, "--min-tissue", min=0.0, max=1.0, help="tiles with less tissue are "
+                                     "skipped"),
+    mpp: Optional[float] = typer.Option(None, "--mpp", help="micrometres per level-0 pixel, when a file lacks it"),
+    shard_spec: Optional[str] = typer.Option(None, "--shard", help="I/N: only every N-th slide from the I-th"),
+) -> None:
+    """A trained patch classifier over every tissue tile: tiles.csv, heatmap.png/.npy and slide.json
+    (mean, top-10 mean, share above 0.5) per slide; slides done before are skipped."""
+    from rich.progress import Progress
+
+    from .data.wsi import shard
+    from .tasks.wsi import infer_slide
+
+    todo = shard(slides, shard_spec)
+    with Progress(transient=True) as bar:
+        task = bar.add_task("slides", total=len(todo))
+        for path in todo:
+            folder, scores = infer_slide(run_dir, path, out, tile_mpp, min_tissue, mpp)
+            bar.advance(task)
+            if scores is None:
+                typer.echo(f"{path}: done before, skipped -> {folder}")
+            else:
+                typer.echo(f"{path}: {scores['tiles']} tiles, mean P({scores['positive_class']}) "
+                           f"{scores['mean'] if scores['mean'] is None else round(scores['mean'], 4)} -> {folder}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,54 @@
+"""biodl wsi infer: a (tiny) patch classifier over the embedded slide's tissue tiles."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from biodl.datasets import embedded_path
+from tests.conftest import assert_one_line_error, main_ok
+from tests.tasks.test_image import FAST, _folder
+
+SLIDE = embedded_path("cmu1-small-region")
+
+
+@pytest.fixture(scope="module")
+def patch_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("wsi")
+    _folder(tmp / "data", n=40, size=32)
+    main_ok("train", "--data", tmp / "data", "--out", tmp / "run", *FAST, "--set", f"data.cache_dir={tmp / 'c'}")
+    return tmp / "run"
+
+
+def test_infer_writes_a_heat_map_on_the_tile_grid(patch_run, cli, tmp_path):
+    r = cli("wsi", "infer", patch_run, SLIDE, "--out", tmp_path / "out", "--tile-mpp", "2.0")
+    assert r.code == 0, r.err
+    folder = tmp_path / "out" / SLIDE.stem
+    tiles = pd.read_csv(folder / "tiles.csv")
+    grid = np.load(folder / "heatmap.npy")
+    step0 = 32 * 2.0 / 0.499  # a 32 px tile at 2 um/px, in level-0 pixels
+    rows, cols = np.round(tiles["y"] / step0).astype(int), np.round(tiles["x"] / step0).astype(int)
+    np.testing.assert_allclose(grid[rows, cols], tiles["p_square"], atol=1e-6)  # each tile in its own cell
+    assert np.isnan(grid).sum() == grid.size - len(tiles)  # and nothing else painted
+    assert grid.shape == (int(2967 // step0), int(2220 // step0))
+    np.testing.assert_allclose(tiles[["p_plain", "p_square"]].sum(axis=1), 1, atol=1e-5)
+    scores = json.loads((folder / "slide.json").read_text())
+    assert scores["tiles"] == len(tiles) > 0 and scores["positive_class"] == "square"
+    assert scores["mean"] == pytest.approx(tiles["p_square"].mean(), abs=1e-6)
+    top = np.sort(tiles["p_square"].to_numpy())[::-1][:10].mean()
+    assert scores["top10_mean"] == pytest.approx(top, abs=1e-6)
+    with Image.open(folder / "heatmap.png") as im:
+        assert im.size == (383, 512)
+    r = cli("wsi", "infer", patch_run, SLIDE, "--out", tmp_path / "out", "--tile-mpp", "2.0")
+    assert r.code == 0 and "skipped" in r.out
+
+
+def test_infer_bad_input_is_one_line(patch_run, cli, tmp_path):
+    assert_one_line_error(cli("wsi", "infer", tmp_path / "nope", SLIDE, "--out", tmp_path / "o", "--tile-mpp", "2"),
+                          "nope")
+    (tmp_path / "fake.svs").write_bytes(b"not a slide")
+    r = cli("wsi", "infer", patch_run, tmp_path / "fake.svs", "--out", tmp_path / "o", "--tile-mpp", "2")
+    assert_one_line_error(r, "fake.svs", "not a slide")
+    assert not (tmp_path / "o").exists() or list((tmp_path / "o").iterdir()) == []
