@@ -115,11 +115,28 @@ class Slide:
             img = Image.fromarray(self._handle)
             img.thumbnail(size, Image.Resampling.BOX)
             return np.asarray(img), w0 / img.width
+        stored = self._stored_thumbnail(size)
+        if stored is not None:
+            return stored, w0 / size[0]
         level = self.best_level(factor)
         lw, lh = self.levels[level]
         region = self.read_level(0, 0, lw, lh, level)
         img = Image.fromarray(region).resize(size, Image.Resampling.BOX)
         return np.asarray(img), w0 / size[0]
+
+    def _stored_thumbnail(self, size: tuple[int, int]) -> np.ndarray | None:
+        """The scanner's own thumbnail (an associated image of most vendor formats) resized to
+        ``size``, when it shows the whole slide (same aspect ratio within 1%) and is at least as
+        large: no read of the pyramid at all."""
+        from PIL import Image
+
+        img = self._handle.associated_images.get("thumbnail")
+        if img is None or img.width < size[0] or img.height < size[1]:
+            return None
+        w0, h0 = self.levels[0]
+        if abs(img.width / img.height - w0 / h0) > 0.01 * w0 / h0:
+            return None
+        return np.asarray(img.convert("RGB").resize(size, Image.Resampling.BOX))
 
     def close(self) -> None:
         if self._handle is not None and not isinstance(self._handle, np.ndarray):
