@@ -1,5 +1,6 @@
 """Tiling the embedded slide (CMU-1-Small-Region, Aperio SVS) into 224 px tissue tiles at
-0.5 um/px: biodl's ``grid_tiles`` + ``Slide.read`` against a plain OpenSlide loop, in one process.
+0.5 um/px: biodl's ``grid_tiles`` + ``read_tiles`` (threads) against a plain OpenSlide loop, in one
+process.
 
 The baseline does what a hand-written script (and histolab's GridTiler, which scores each tile
 after reading it) does: read every grid tile at level 0, resize it to 224 px, and keep it when
@@ -18,7 +19,7 @@ import time
 import numpy as np
 from PIL import Image
 
-from biodl.data.wsi import grid_tiles, open_slide
+from biodl.data.wsi import grid_tiles, open_slide, read_tiles
 from biodl.datasets import embedded_path
 
 MPP, SIZE, MIN_TISSUE = 0.5, 224, 0.5
@@ -27,8 +28,7 @@ MPP, SIZE, MIN_TISSUE = 0.5, 224, 0.5
 def biodl_tiles(path) -> int:
     with open_slide(path) as slide:
         tiles, _, _, _ = grid_tiles(slide, MPP, SIZE, min_tissue=MIN_TISSUE)
-        for x, y in zip(tiles["x"], tiles["y"], strict=True):
-            slide.read(int(x), int(y), SIZE, MPP)
+        read_tiles(slide, tiles, SIZE, MPP)
     return len(tiles)
 
 

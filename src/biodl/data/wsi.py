@@ -288,6 +288,22 @@ def grid_tiles(slide: Slide, mpp: float, size: int, overlap: int = 0, min_tissue
     return tiles, thumb, mask, down
 
 
+def read_tiles(slide: Slide, tiles: "pd.DataFrame", size: int, mpp: float, workers: int | None = None) -> np.ndarray:
+    """(N, size, size, 3) uint8: every tile of ``tiles`` (level-0 ``x``, ``y``) at ``mpp``, read by
+    ``workers`` threads (default: the CPU count; OpenSlide is thread-safe and releases the GIL)."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    out = np.empty((len(tiles), size, size, 3), dtype=np.uint8)
+
+    def one(i: int) -> None:
+        out[i] = slide.read(int(tiles["x"].iat[i]), int(tiles["y"].iat[i]), size, mpp)
+
+    with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
+        list(pool.map(one, range(len(tiles))))
+    return out
+
+
 def mask_overlay(thumb: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """The thumbnail with everything outside the tissue mask darkened: (h, w, 3) uint8."""
     return np.where(mask[..., None], thumb, (thumb * 0.3).astype(np.uint8))
@@ -314,8 +330,9 @@ def tile_slide(path: str | Path, out_dir: str | Path, mpp: float, size: int, ove
         shutil.rmtree(staging, ignore_errors=True)
         (staging / "tiles").mkdir(parents=True)
         try:
-            for x, y in zip(tiles["x"], tiles["y"], strict=True):
-                Image.fromarray(slide.read(int(x), int(y), size, mpp)).save(staging / "tiles" / f"{x}_{y}.png")
+            for (x, y), tile in zip(zip(tiles["x"], tiles["y"], strict=True), read_tiles(slide, tiles, size, mpp),
+                                    strict=True):
+                Image.fromarray(tile).save(staging / "tiles" / f"{x}_{y}.png")
             tiles.assign(file=[f"tiles/{x}_{y}.png" for x, y in zip(tiles["x"], tiles["y"], strict=True)]).to_csv(
                 staging / "tiles.csv", index=False)
             Image.fromarray(mask_overlay(thumb, mask)).save(staging / "mask.png")

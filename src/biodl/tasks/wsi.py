@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.arrays import ImageDataset, ImageSet
-from ..data.wsi import grid_tiles, open_slide
+from ..data.wsi import grid_tiles, open_slide, read_tiles
 
 
 def _heat(tiles, probability: np.ndarray, step0: float, shape: tuple[int, int]) -> np.ndarray:
@@ -61,9 +61,7 @@ def infer_slide(run_dir: str | Path, path: str | Path, out_dir: str | Path, tile
     size, classes = int(pre["size"]), list(pre["classes"])
     with open_slide(path, slide_mpp) as slide:
         tiles, thumb, _, down = grid_tiles(slide, tile_mpp, size, 0, min_tissue)
-        images = np.stack([slide.read(int(x), int(y), size, tile_mpp) for x, y in zip(tiles["x"], tiles["y"],
-                                                                                       strict=True)]) \
-            if len(tiles) else np.zeros((0, size, size, 3), np.uint8)
+        images = read_tiles(slide, tiles, size, tile_mpp)
         step0 = size * tile_mpp / slide.need_mpp()
         w0, h0 = slide.dimensions
         shape = (int((h0 - step0) // step0) + 1, int((w0 - step0) // step0) + 1)  # as grid_tiles steps
