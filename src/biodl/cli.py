@@ -363,8 +363,8 @@ def wsi_infer(
     run_dir: Path = typer.Argument(..., help="a trained image run (a patch classifier)"),
     slides: list[Path] = typer.Argument(..., help="slide files"),
     out: Path = typer.Option(..., "--out", help="folder: one subfolder per slide"),
-    tile_mpp: float = typer.Option(..., "--tile-mpp", help="micrometres per pixel of the patches the run was "
-                                   "trained on"),
+    tile_mpp: Optional[float] = typer.Option(None, "--tile-mpp", help="micrometres per pixel of the patches the "
+                                             "run was trained on (default: the run's data.mpp)"),
     min_tissue: float = typer.Option(0.5, "--min-tissue", min=0.0, max=1.0, help="tiles with less tissue are "
                                      "skipped"),
     mpp: Optional[float] = typer.Option(None, "--mpp", help="micrometres per level-0 pixel, when a file lacks it"),

@@ -192,6 +192,8 @@ class ImageDataConfig(Strict):
     cache_dir: Path | None = Field(None, description="decoded-image cache (default ~/.cache/biodl)")
     augment: bool = Field(True, description="flips, 90-degree rotations, a small rotation, a random resized crop, "
                                             "brightness/contrast jitter (training batches, on the device)")
+    mpp: float | None = Field(None, gt=0, description="micrometres per pixel of the images as the model sees "
+                                                      "them (after data.size); biodl wsi infer tiles slides at it")
     stain_jitter: float = Field(0.0, ge=0, le=0.5, description="with augment, for H&E RGB images: scale and shift "
                                 "each image's haematoxylin, eosin and DAB concentrations by up to this fraction "
                                 "(Tellez et al. 2018; 0.05 is their light setting); 0: off")

@@ -18,7 +18,8 @@ SLIDE = embedded_path("cmu1-small-region")
 def patch_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("wsi")
     _folder(tmp / "data", n=40, size=32)
-    main_ok("train", "--data", tmp / "data", "--out", tmp / "run", *FAST, "--set", f"data.cache_dir={tmp / 'c'}")
+    main_ok("train", "--data", tmp / "data", "--out", tmp / "run", *FAST, "--set", f"data.cache_dir={tmp / 'c'}",
+            "--set", "data.mpp=2.0")
     return tmp / "run"
 
 
@@ -43,6 +44,21 @@ def test_infer_writes_a_heat_map_on_the_tile_grid(patch_run, cli, tmp_path):
         assert im.size == (383, 512)
     r = cli("wsi", "infer", patch_run, SLIDE, "--out", tmp_path / "out", "--tile-mpp", "2.0")
     assert r.code == 0 and "skipped" in r.out
+
+
+def test_infer_tiles_at_the_resolution_the_run_records(patch_run, cli, tmp_path):
+    import shutil
+
+    assert json.loads((patch_run / "preprocess.json").read_text())["mpp"] == 2.0  # from data.mpp
+    assert cli("wsi", "infer", patch_run, SLIDE, "--out", tmp_path / "o").code == 0
+    assert cli("wsi", "infer", patch_run, SLIDE, "--out", tmp_path / "o2", "--tile-mpp", "2.0").code == 0
+    same = (tmp_path / "o" / SLIDE.stem / "tiles.csv").read_text()
+    assert same == (tmp_path / "o2" / SLIDE.stem / "tiles.csv").read_text()
+    run = tmp_path / "run"
+    shutil.copytree(patch_run, run)
+    pre = json.loads((run / "preprocess.json").read_text())
+    (run / "preprocess.json").write_text(json.dumps({**pre, "mpp": None}))  # a run trained without data.mpp
+    assert_one_line_error(cli("wsi", "infer", run, SLIDE, "--out", tmp_path / "o3"), "data.mpp", "--tile-mpp")
 
 
 def test_infer_bad_input_is_one_line(patch_run, cli, tmp_path):

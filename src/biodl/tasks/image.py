@@ -74,12 +74,25 @@ class PreprocessFile(Strict):
     patch: int | None = Field(None, ge=1, description="fit pad: the side patches are padded to before resizing")
     folds: int | None = Field(None, ge=2, description="a k-fold parent: the number of fold runs in folds/")
     members: int | None = Field(None, ge=2, description="an ensemble parent: the number of member runs in members/")
+    mpp: float | None = Field(None, gt=0, description="micrometres per pixel of the images the model saw")
 
     @model_validator(mode="after")
     def _channels(self) -> "PreprocessFile":
         if not len(self.mean) == len(self.std) == self.in_chans:
             raise ValueError(f"mean and std need one value per channel ({self.in_chans})")
         return self
+
+
+def preprocess_dict(config: ImageRunConfig, data: ImageSet, mean: list[float] | None = None,
+                    std: list[float] | None = None, **parent: int) -> dict[str, Any]:
+    """What ``preprocess.json`` holds (see :class:`PreprocessFile`). A parent run (``folds`` or
+    ``members``) feeds [0, 1] pixels to its children, which normalise them each their own way:
+    its mean and std are 0 and 1."""
+    c = int(data.images.shape[-1])
+    return {"classes": data.classes, "mean": mean if mean is not None else [0.0] * c,
+            "std": std if std is not None else [1.0] * c, "size": int(data.images.shape[1]), "in_chans": c,
+            "graded": config.data.graded, "fit": config.data.fit, "patch": data.patch, "mpp": config.data.mpp,
+            **parent}
 
 
 def load_images(config: ImageRunConfig, watch: Stopwatch | None = None) -> tuple[ImageSet, Path]:
@@ -206,8 +219,7 @@ def train(config: ImageRunConfig, out: str | Path | None = None, resume: bool = 
                       stacklevel=2)
     n_classes, in_chans = len(data.classes), data.images.shape[-1]
     mean, std = channel_stats(data.images, parts["train"])
-    pre = {"classes": data.classes, "mean": mean, "std": std, "size": int(data.images.shape[1]),
-           "in_chans": int(in_chans), "graded": config.data.graded, "fit": config.data.fit, "patch": data.patch}
+    pre = preprocess_dict(config, data, mean, std)
     counts = np.bincount(data.labels[parts["train"]], minlength=n_classes)
     if (counts == 0).any():
         empty = [data.classes[i] for i in np.flatnonzero(counts == 0)]
@@ -261,10 +273,7 @@ def _train_folds(config: ImageRunConfig, data: ImageSet, path: Path, out, resume
     feeds [0, 1] pixels to the fold models, which normalise them each their own way."""
     from .crossval import train_folds
 
-    c = int(data.images.shape[-1])
-    pre = {"classes": data.classes, "mean": [0.0] * c, "std": [1.0] * c, "size": int(data.images.shape[1]),
-           "in_chans": c, "graded": config.data.graded, "fit": config.data.fit, "patch": data.patch,
-           "folds": config.data.folds}
+    pre = preprocess_dict(config, data, folds=config.data.folds)
     extra = {"split": f"{config.data.folds}-fold cross-validation" + (", by patient" if data.patients is not None
                                                                       and config.data.group_by_patient else ""),
              "n_images": len(data), "classes": data.classes, "data_content_sha256": cache_key(data.images),
@@ -286,10 +295,7 @@ def _train_ensemble(config: ImageRunConfig, data: ImageSet, parts: dict[str, np.
     from .ensemble import train_ensemble
 
     check_calibration(config, len(data.classes), config.data.graded)
-    c = int(data.images.shape[-1])
-    pre = {"classes": data.classes, "mean": [0.0] * c, "std": [1.0] * c, "size": int(data.images.shape[1]),
-           "in_chans": c, "graded": config.data.graded, "fit": config.data.fit, "patch": data.patch,
-           "members": config.ensemble}
+    pre = preprocess_dict(config, data, members=config.ensemble)
     n_classes = len(data.classes)
     extra = {"split": how, "split_sizes": {k: int(len(v)) for k, v in parts.items()},
              "class_counts": {k: np.bincount(data.labels[v], minlength=n_classes).tolist() for k, v in parts.items()},

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..data.arrays import ImageDataset, ImageSet
 from ..data.wsi import grid_tiles, open_slide, read_tiles
+from ..errors import RunDirError
 
 
 def _heat(tiles, probability: np.ndarray, step0: float, shape: tuple[int, int]) -> np.ndarray:
@@ -44,11 +45,12 @@ def heat_overlay(thumb: np.ndarray, grid: np.ndarray, step_thumb: float) -> np.n
     return np.clip(np.round(painted), 0, 255).astype(np.uint8)
 
 
-def infer_slide(run_dir: str | Path, path: str | Path, out_dir: str | Path, tile_mpp: float,
+def infer_slide(run_dir: str | Path, path: str | Path, out_dir: str | Path, tile_mpp: float | None,
                 min_tissue: float = 0.5, slide_mpp: float | None = None, top_k: int = 10,
                 threshold: float = 0.5, checkpoint: str = "best") -> tuple[Path, dict | None]:
-    """Run the image run in ``run_dir`` over one slide; returns (its folder, its scores; None when
-    it was done before and skipped)."""
+    """Run the image run in ``run_dir`` over one slide, tiling at ``tile_mpp`` um/px (default: the
+    run's ``data.mpp``); returns (its folder, its scores; None when it was done before and
+    skipped)."""
     from PIL import Image
 
     from .image import load_run
@@ -59,6 +61,10 @@ def infer_slide(run_dir: str | Path, path: str | Path, out_dir: str | Path, tile
         return final, None
     _, pre, trainer = load_run(run_dir, checkpoint)
     size, classes = int(pre["size"]), list(pre["classes"])
+    tile_mpp = tile_mpp if tile_mpp is not None else pre.get("mpp")
+    if tile_mpp is None:
+        raise RunDirError(run_dir, "does not record the resolution of its images (data.mpp); give the micrometres "
+                                   "per pixel of its patches with --tile-mpp")
     with open_slide(path, slide_mpp) as slide:
         tiles, thumb, _, down = grid_tiles(slide, tile_mpp, size, 0, min_tissue)
         images = read_tiles(slide, tiles, size, tile_mpp)
