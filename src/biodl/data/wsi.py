@@ -253,7 +253,8 @@ def grid_tiles(slide: Slide, mpp: float, size: int, overlap: int = 0, min_tissue
     """The grid of ``size``-pixel tiles at ``mpp`` um/px (neighbours overlapping by ``overlap``
     output pixels) that lie inside the slide and whose tissue fraction (the share of the tile
     under the thumbnail's tissue mask) is at least ``min_tissue``. Returns (one row per kept
-    tile: ``x``, ``y`` (level-0 pixels, top-left), ``x_um``, ``y_um``, ``tissue``), the thumbnail
+    tile: ``x``, ``y`` (level-0 pixels, top-left), ``row``, ``col`` (its cell in the grid, whose
+    shape and level-0 step are in ``attrs``), ``x_um``, ``y_um``, ``tissue``), the thumbnail
     (h, w, 3), its tissue mask (h, w) and their downsample against level 0."""
     import pandas as pd
 
@@ -282,9 +283,11 @@ def grid_tiles(slide: Slide, mpp: float, size: int, overlap: int = 0, min_tissue
     tissue = inside / ((r1 - r0) * (c1 - c0))
     keep = tissue >= min_tissue
     xi, yi = np.round(x[keep]).astype(int), np.round(y[keep]).astype(int)
+    row, col = np.divmod(np.flatnonzero(keep), len(xs))  # the tile's cell in the slide's grid
     m = slide.need_mpp()
-    tiles = pd.DataFrame({"x": xi, "y": yi, "x_um": np.round(xi * m, 2), "y_um": np.round(yi * m, 2),
-                          "tissue": np.round(tissue[keep], 4)})
+    tiles = pd.DataFrame({"x": xi, "y": yi, "row": row, "col": col, "x_um": np.round(xi * m, 2),
+                          "y_um": np.round(yi * m, 2), "tissue": np.round(tissue[keep], 4)})
+    tiles.attrs.update(grid=(len(ys), len(xs)), step=step0)  # the whole grid: rows x cols, level-0 step
     return tiles, thumb, mask, down
 
 

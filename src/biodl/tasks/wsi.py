@@ -22,12 +22,11 @@ from ..data.wsi import grid_tiles, open_slide, read_tiles
 from ..errors import RunDirError
 
 
-def _heat(tiles, probability: np.ndarray, step0: float, shape: tuple[int, int]) -> np.ndarray:
-    """(rows, cols) = ``shape``, the slide's whole grid of tile steps: each kept tile's probability
-    at its cell, NaN elsewhere."""
-    grid = np.full(shape, np.nan)
-    grid[np.round(tiles["y"].to_numpy() / step0).astype(int), np.round(tiles["x"].to_numpy() / step0).astype(int)] = \
-        probability
+def _heat(tiles, probability: np.ndarray) -> np.ndarray:
+    """The slide's whole grid of tiles (``tiles.attrs["grid"]``): each kept tile's probability at
+    its cell, NaN elsewhere."""
+    grid = np.full(tiles.attrs["grid"], np.nan)
+    grid[tiles["row"].to_numpy(), tiles["col"].to_numpy()] = probability
     return grid
 
 
@@ -68,9 +67,6 @@ def infer_slide(run_dir: str | Path, path: str | Path, out_dir: str | Path, tile
     with open_slide(path, slide_mpp) as slide:
         tiles, thumb, _, down = grid_tiles(slide, tile_mpp, size, 0, min_tissue)
         images = read_tiles(slide, tiles, size, tile_mpp)
-        step0 = size * tile_mpp / slide.need_mpp()
-        w0, h0 = slide.dimensions
-        shape = (int((h0 - step0) // step0) + 1, int((w0 - step0) // step0) + 1)  # as grid_tiles steps
     if images.shape[-1] != pre["in_chans"]:
         images = images[..., : pre["in_chans"]]
     prob = (trainer.predict(ImageDataset(ImageSet(images, np.zeros(len(images), np.int64), classes))).numpy()
@@ -78,7 +74,7 @@ def infer_slide(run_dir: str | Path, path: str | Path, out_dir: str | Path, tile
     positive = prob[:, -1]  # the last class: IDC, tumour, ... (two-class runs)
     for k, c in enumerate(classes):
         tiles[f"p_{c}"] = np.round(prob[:, k], 6)
-    grid = _heat(tiles, positive, step0, shape)
+    grid = _heat(tiles, positive)
     top = np.sort(positive)[::-1][:top_k]
     scores = {"slide": str(path), "tiles": int(len(tiles)), "tile_mpp": tile_mpp, "tile_size": size,
               "positive_class": classes[-1], "mean": float(positive.mean()) if len(positive) else None,
@@ -90,7 +86,7 @@ def infer_slide(run_dir: str | Path, path: str | Path, out_dir: str | Path, tile
     try:
         tiles.to_csv(staging / "tiles.csv", index=False)
         np.save(staging / "heatmap.npy", grid)
-        Image.fromarray(heat_overlay(thumb, grid, step0 / down)).save(staging / "heatmap.png")
+        Image.fromarray(heat_overlay(thumb, grid, tiles.attrs["step"] / down)).save(staging / "heatmap.png")
         (staging / "slide.json").write_text(json.dumps(scores, indent=1))
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
