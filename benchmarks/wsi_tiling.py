@@ -27,7 +27,7 @@ MPP, SIZE, MIN_TISSUE = 0.5, 224, 0.5
 
 def biodl_tiles(path) -> int:
     with open_slide(path) as slide:
-        tiles, _, _, _ = grid_tiles(slide, MPP, SIZE, min_tissue=MIN_TISSUE)
+        tiles, _ = grid_tiles(slide, MPP, SIZE, min_tissue=MIN_TISSUE)
         read_tiles(slide, tiles, SIZE, MPP)
     return len(tiles)
 

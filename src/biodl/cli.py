@@ -10,13 +10,14 @@ from __future__ import annotations
 import math
 import sys
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from . import __version__
-from .errors import BiodlError
+from .errors import BiodlError, ConfigError
 
 app = typer.Typer(
     add_completion=False,
@@ -336,58 +337,116 @@ def wsi_info(
             typer.echo(json.dumps(slide.info(), indent=1))
 
 
+@contextmanager
+def _slide_bars(total: int):
+    """Two progress bars: the slides, and the tiles of the slide in hand. Yields (a callback for
+    a slide's tiles (done, total), a function to call when a slide is finished)."""
+    from rich.progress import Progress
+
+    with Progress(transient=True) as bar:
+        slides = bar.add_task("slides", total=total)
+        tiles = bar.add_task("tiles", total=None)
+
+        def on_tiles(done: int, of: int) -> None:
+            bar.update(tiles, completed=done, total=of)
+
+        def next_slide() -> None:
+            bar.advance(slides)
+            bar.reset(tiles, total=None)
+
+        yield on_tiles, next_slide
+
+
 @wsi_app.command("tile")
 def wsi_tile(
     slides: list[Path] = typer.Argument(..., help="slide files (SVS, NDPI, MRXS, pyramidal TIFF...) or images"),
-    out: Path = typer.Option(..., "--out", help="folder: one subfolder of tiles per slide"),
-    tile_mpp: float = typer.Option(0.5, "--tile-mpp", help="resolution of the tiles, micrometres per pixel"),
+    out: Optional[Path] = typer.Option(None, "--out", help="folder: one subfolder of PNG tiles per slide"),
+    to_cache: bool = typer.Option(False, "--to-cache", help="instead of PNGs, store each slide's tiles in the biodl "
+                                  "cache (no tile files), where training on a slide table (data.layout: slides) "
+                                  "with the same settings finds them"),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="the cache (default $BIODL_CACHE or "
+                                             "~/.cache/biodl)"),
+    tile_mpp: Optional[float] = typer.Option(None, "--tile-mpp", help="resolution of the tiles, micrometres per "
+                                             "pixel (default 0.5)"),
+    magnification: Optional[float] = typer.Option(None, "--magnification", help="resolution of the tiles as an "
+                                                  "objective magnification (e.g. 20), instead of --tile-mpp"),
     size: int = typer.Option(224, "--size", min=8, help="tile side in pixels"),
     overlap: int = typer.Option(0, "--overlap", min=0, help="pixels shared by neighbouring tiles"),
     min_tissue: float = typer.Option(0.5, "--min-tissue", min=0.0, max=1.0, help="keep tiles with at least this "
                                      "share of tissue"),
+    select: str = typer.Option("grid", "--select", help="grid: every tissue tile (or the --tiles N with most "
+                               "tissue); random: N tiles at random places on the tissue; hematoxylin: the top N "
+                               "grid tiles by nuclei (haematoxylin) density"),
+    n_tiles: Optional[int] = typer.Option(None, "--tiles", min=1, help="tiles per slide (random, hematoxylin)"),
+    seed: int = typer.Option(0, "--seed", help="random tiles: the seed"),
+    pen: bool = typer.Option(False, "--pen", help="leave pen-marked areas (blue, green, black ink) out"),
+    stain: str = typer.Option("none", "--stain", help="normalise the tiles' stain: none, macenko or reinhard"),
+    stain_reference: str = typer.Option("builtin", "--stain-reference", help="the stain reference: builtin, a "
+                                        "reference tile image, or a reference JSON"),
     mpp: Optional[float] = typer.Option(None, "--mpp", help="micrometres per level-0 pixel, when a file lacks it"),
     shard_spec: Optional[str] = typer.Option(None, "--shard", help="I/N: only every N-th slide from the I-th "
                                              "(0-based; e.g. a SLURM array task)"),
 ) -> None:
-    """Grid tiles of tissue at a physical resolution: PNGs, tiles.csv (level-0 and micrometre
-    coordinates, tissue share) and mask.png per slide; slides done before are skipped."""
-    from .data.wsi import shard, tile_slide
+    """Tissue tiles at a physical resolution: per slide, PNGs, tiles.csv (level-0 and micrometre
+    coordinates, tissue share, score), mask.png and tiling.json in --out, or the tiles streamed
+    into the cache (--to-cache); slides done before are skipped."""
+    import os
 
-    for path in shard(slides, shard_spec):
-        folder, n = tile_slide(path, out, tile_mpp, size, overlap, min_tissue, mpp)
-        typer.echo(f"{path}: {'done before, skipped' if n < 0 else f'{n} tiles'} -> {folder}")
+    from .data.slides import cache_slide
+    from .data.stain import StainNormalizer
+    from .data.wsi import Tiling, shard, tile_slide
+
+    if (out is None) == (not to_cache):
+        raise ConfigError("--out", "give --out DIR (PNG tiles) or --to-cache (tiles in the cache), one of the two")
+    if tile_mpp is not None and magnification is not None:
+        raise ConfigError("--tile-mpp", "give the tiles' resolution as --tile-mpp or --magnification, not both")
+    tiling = Tiling(tile_mpp if tile_mpp is not None else None if magnification is not None else 0.5, size, overlap,
+                    min_tissue, select, n_tiles, seed, pen, magnification)
+    normalizer = StainNormalizer.create(stain, stain_reference)
+    cache = cache_dir or Path(os.environ.get("BIODL_CACHE", Path.home() / ".cache" / "biodl"))
+    todo = shard(slides, shard_spec)
+    with _slide_bars(len(todo)) as (on_tiles, next_slide):
+        for path in todo:
+            if to_cache:
+                folder, n, hit = cache_slide(path, tiling, cache, mpp, normalizer, on_tiles)
+                n = -1 if hit else n
+            else:
+                folder, n = tile_slide(path, out, tiling, mpp, normalizer, on_tiles)
+            next_slide()
+            typer.echo(f"{path}: {'done before, skipped' if n < 0 else f'{n} tiles'} -> {folder}")
 
 
 @wsi_app.command("infer")
 def wsi_infer(
     run_dir: Path = typer.Argument(..., help="a trained image run (a patch classifier)"),
     slides: list[Path] = typer.Argument(..., help="slide files"),
-    out: Path = typer.Option(..., "--out", help="folder: one subfolder per slide"),
+    out: Path = typer.Option(..., "--out", help="folder: one subfolder per slide, slides.csv and index.html"),
     tile_mpp: Optional[float] = typer.Option(None, "--tile-mpp", help="micrometres per pixel of the patches the "
                                              "run was trained on (default: the run's data.mpp)"),
     min_tissue: float = typer.Option(0.5, "--min-tissue", min=0.0, max=1.0, help="tiles with less tissue are "
                                      "skipped"),
+    pen: bool = typer.Option(False, "--pen", help="leave pen-marked areas (blue, green, black ink) out"),
     mpp: Optional[float] = typer.Option(None, "--mpp", help="micrometres per level-0 pixel, when a file lacks it"),
     shard_spec: Optional[str] = typer.Option(None, "--shard", help="I/N: only every N-th slide from the I-th"),
 ) -> None:
-    """A trained patch classifier over every tissue tile: tiles.csv, heatmap.png/.npy and slide.json
-    (mean, top-10 mean, share above 0.5) per slide; slides done before are skipped."""
-    from rich.progress import Progress
-
+    """A trained patch classifier over every tissue tile: per slide tiles.csv, heatmap.png/.npy,
+    mask.png, slide.json (mean, top-10 mean, share above 0.5) and report.html; slides.csv and
+    index.html over the slides done; slides done before are skipped."""
     from .data.wsi import shard
-    from .tasks.wsi import infer_slide
+    from .tasks.wsi import infer_slide, write_cohort
 
     todo = shard(slides, shard_spec)
-    with Progress(transient=True) as bar:
-        task = bar.add_task("slides", total=len(todo))
+    with _slide_bars(len(todo)) as (on_tiles, next_slide):
         for path in todo:
-            folder, scores = infer_slide(run_dir, path, out, tile_mpp, min_tissue, mpp)
-            bar.advance(task)
+            folder, scores = infer_slide(run_dir, path, out, tile_mpp, min_tissue, mpp, pen=pen, progress=on_tiles)
+            next_slide()
             if scores is None:
                 typer.echo(f"{path}: done before, skipped -> {folder}")
             else:
                 typer.echo(f"{path}: {scores['tiles']} tiles, mean P({scores['positive_class']}) "
                            f"{scores['mean'] if scores['mean'] is None else round(scores['mean'], 4)} -> {folder}")
+    if todo:
+        typer.echo(f"slide scores -> {write_cohort(out)}")
 
 
 def main(argv: list[str] | None = None) -> None:

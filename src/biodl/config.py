@@ -157,6 +157,21 @@ class RunConfig(_ClassificationRun):
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
 
 
+class TilesConfig(Strict):
+    """How a slide table's slides are cut into tiles (``data.layout: slides``; the tiles' side is
+    ``data.size``, default 224, and their resolution ``data.mpp``)."""
+
+    min_tissue: float = Field(0.5, ge=0, le=1, description="keep tiles with at least this share of tissue")
+    overlap: int = Field(0, ge=0, description="grid: pixels that neighbouring tiles share")
+    select: Literal["grid", "random", "hematoxylin"] = Field(
+        "grid", description="grid: every tissue tile (or the n with most tissue); random: n tiles at random places "
+                            "on the tissue; hematoxylin: the top n grid tiles by haematoxylin (nuclei) density")
+    n: int | None = Field(None, ge=1, description="tiles per slide (needed by random and hematoxylin)")
+    pen: bool = Field(False, description="leave pen-marked areas (blue, green, black ink) out of the tissue")
+    slide_mpp: float | None = Field(None, gt=0, description="micrometres per level-0 pixel of slides whose files "
+                                                            "do not record it")
+
+
 class ImageDataConfig(Strict):
     """Images in any supported layout, decoded once into the cache, and how they are split."""
 
@@ -164,7 +179,10 @@ class ImageDataConfig(Strict):
     path: Path | None = Field(None, description=".npz, a folder with X.npy/Y.npy, a class-folder tree, a "
                                                 "patient tree, or a CSV (with `images`)")
     images: Path | None = Field(None, description="image folder for a CSV layout")
-    layout: Literal["auto", "npz", "npy", "folder", "patients", "csv"] = "auto"
+    layout: Literal["auto", "npz", "npy", "folder", "patients", "csv", "slides"] = Field(
+        "auto", description="auto: from the path; slides: a CSV of whole-slide images (columns slide, label, "
+                            "optional patient) tiled into the cache (data.tiles, data.mpp, data.size)")
+    tiles: TilesConfig = Field(default_factory=TilesConfig)
     classes: list[str] | None = Field(None, description="class names in label order (default: from the data)")
     graded: bool = Field(False, description="labels are ordered grades (adds quadratic weighted kappa)")
     size: int | None = Field(None, ge=8, description="resize to size x size when decoding")
@@ -197,6 +215,11 @@ class ImageDataConfig(Strict):
     stain_jitter: float = Field(0.0, ge=0, le=0.5, description="with augment, for H&E RGB images: scale and shift "
                                 "each image's haematoxylin, eosin and DAB concentrations by up to this fraction "
                                 "(Tellez et al. 2018; 0.05 is their light setting); 0: off")
+    stain: Literal["none", "macenko", "reinhard"] = Field(
+        "none", description="H&E stain normalisation of every image before training (and of every image the run "
+                            "predicts on: it is recorded in preprocess.json)")
+    stain_reference: str = Field("builtin", description="the stain reference: 'builtin' (a tile of the embedded "
+                                                        "CMU-1 slide), a reference tile image, or a reference JSON")
     balance: Literal["loss", "sampler", "none"] = Field(
         "loss", description="class imbalance: loss = weight the loss by inverse class frequency; sampler = draw "
                             "training images with replacement, every class equally often; none")

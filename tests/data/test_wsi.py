@@ -98,10 +98,11 @@ def test_bad_slides_are_one_line_errors(tmp_path, cli):
 def test_grid_tiles_cover_the_slide_and_keep_tissue(slide):
     from biodl.data.wsi import grid_tiles
 
-    every, _, _, _ = grid_tiles(slide, 0.5, 224, min_tissue=0)
+    every, _ = grid_tiles(slide, 0.5, 224, min_tissue=0)
     assert len(every) == 9 * 13  # 224 px at 0.5 um/px = 224.4 level-0 px: 9 across 2220, 13 down 2967
     assert sorted(set(every["x"]))[:3] == [0, 224, 449] and every["x"].max() + 224 <= 2220
-    tiles, thumb, mask, down = grid_tiles(slide, 0.5, 224, min_tissue=0.5)
+    tiles, tissue = grid_tiles(slide, 0.5, 224, min_tissue=0.5)
+    mask, down = tissue.mask, tissue.down
     assert 0 < len(tiles) < len(every) and (tiles["tissue"] >= 0.5).all()
     assert tiles["x_um"].tolist() == pytest.approx((tiles["x"] * 0.499).tolist(), abs=0.01)
     # the tissue share of a kept tile is the mask's mean over the tile's box
@@ -109,7 +110,7 @@ def test_grid_tiles_cover_the_slide_and_keep_tissue(slide):
     r0, c0 = int(row["y"] // down), int(row["x"] // down)
     r1, c1 = int(np.ceil((row["y"] + 224 * 0.5 / 0.499) / down)), int(np.ceil((row["x"] + 224 * 0.5 / 0.499) / down))
     assert row["tissue"] == pytest.approx(mask[r0:r1, c0:c1].mean(), abs=1e-4)
-    overlapping, _, _, _ = grid_tiles(slide, 0.5, 224, overlap=112, min_tissue=0)
+    overlapping, _ = grid_tiles(slide, 0.5, 224, overlap=112, min_tissue=0)
     assert len(overlapping) == 18 * 25  # steps of 112 output px
     with pytest.raises(DataError, match="more than the slide"):
         grid_tiles(slide, 2.0, 2048)

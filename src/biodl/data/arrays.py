@@ -31,6 +31,7 @@ class ImageSet:
     patients: np.ndarray | None = None  # (N,) patient ids, where known
     sources: list[str] = field(default_factory=list)  # where the images came from (for messages)
     patch: int | None = None  # data.fit pad: the side the patches were padded to (before any resize)
+    stain: dict | None = None  # the stain normalisation the pixels went through (StainNormalizer.to_dict())
 
     def __len__(self) -> int:
         return len(self.labels)

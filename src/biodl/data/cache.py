@@ -16,7 +16,7 @@ import shutil
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -41,7 +41,10 @@ def content_key(files: list[Path], params: dict[str, Any]) -> str:
 
 
 def cache_key(images: object) -> str | None:
-    """The content key (see :func:`content_key`) of images read from the cache, else None."""
+    """The content key (see :func:`content_key`) of images read from the cache (for rows of
+    several cache entries, a sha256 over theirs), else None."""
+    if isinstance(images, ConcatArray):
+        return hashlib.sha256("|".join(part.path.parent.name for part in images.parts).encode()).hexdigest()
     return images.path.parent.name if isinstance(images, DiskArray) else None
 
 
@@ -121,6 +124,45 @@ class DiskArray:
             os.close(self._fd)
 
 
+class ConcatArray:
+    """The rows of several :class:`DiskArray` s (one per slide, say) as one read-only array:
+    indexing with integer rows reads each from its part, in the order asked."""
+
+    def __init__(self, parts: list[DiskArray]) -> None:
+        if not parts:
+            raise ValueError("no arrays to join")
+        shapes = {p.shape[1:] for p in parts}
+        if len(shapes) > 1 or len({p.dtype for p in parts}) > 1:
+            raise ValueError(f"arrays of different row shapes {sorted(shapes)} cannot be joined")
+        self.parts = parts
+        self.starts = np.cumsum([0] + [len(p) for p in parts])
+        self.shape = (int(self.starts[-1]), *parts[0].shape[1:])
+        self.dtype, self.ndim = parts[0].dtype, len(self.shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index) -> np.ndarray:
+        if isinstance(index, (int, np.integer)):
+            return self[np.array([index])][0]
+        rows = np.arange(len(self))[index] if isinstance(index, slice) else np.asarray(index)
+        if rows.dtype == bool:
+            rows = np.flatnonzero(rows)
+        rows = np.where(rows < 0, rows + len(self), rows).astype(np.int64).reshape(-1)
+        if rows.size and (rows.min() < 0 or rows.max() >= len(self)):
+            raise IndexError(f"row index out of range for {len(self)} rows")
+        out = np.empty((len(rows), *self.shape[1:]), dtype=self.dtype)
+        part = np.searchsorted(self.starts, rows, side="right") - 1
+        for k in np.unique(part):
+            at = np.flatnonzero(part == k)
+            out[at] = self.parts[k][rows[at] - self.starts[k]]
+        return out
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        a = self[:]
+        return a if dtype is None else a.astype(dtype)
+
+
 def _read(entry: Path) -> ImageSet:
     meta = json.loads((entry / "meta.json").read_text())
     images = DiskArray(entry / "images.npy")
@@ -145,19 +187,52 @@ def cached(load: Callable[[], ImageSet], files: list[Path], params: dict[str, An
             warnings.warn(f"{entry}: unreadable cache entry ({exc}); decoding again", stacklevel=2)
             shutil.rmtree(entry, ignore_errors=True)
     data = load()
+
+    def write(tmp: Path) -> None:
+        write_npy(tmp / "images.npy", data.images.shape, [np.ascontiguousarray(data.images)])
+        meta = {"labels": data.labels.tolist(), "classes": data.classes, "split": _arr(data.split),
+                "patients": _arr(data.patients), "sources": data.sources, "params": params}
+        write_synced(tmp / "meta.json", json.dumps(meta).encode())
+
+    commit_entry(entry, write)  # the decoded copy is let go on return; training reads the file
+    return _read(entry), False
+
+
+def write_synced(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def write_npy(path: Path, shape: tuple[int, ...], blocks: Iterable[np.ndarray]) -> int:
+    """Write a uint8 ``.npy`` of ``shape`` from ``blocks`` (arrays of rows, in order) as they come,
+    so that no more than one block is ever in memory; returns the rows written. Fewer or more
+    rows than ``shape[0]`` is an error (the file would not be a valid array)."""
+    rows = 0
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_2_0(f, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)),
+                                                 "fortran_order": False, "shape": tuple(int(v) for v in shape)})
+        for block in blocks:
+            if block.shape[1:] != tuple(shape[1:]) or block.dtype != np.uint8:
+                raise ValueError(f"{path}: a block of {block.shape} {block.dtype} in an array of {shape} uint8")
+            f.write(np.ascontiguousarray(block).data)
+            rows += len(block)
+        if rows != shape[0]:
+            raise ValueError(f"{path}: {rows} rows written for an array of {shape[0]}")
+        f.flush()
+        os.fsync(f.fileno())
+    return rows
+
+
+def commit_entry(entry: Path, write: Callable[[Path], None]) -> None:
+    """Make the cache folder ``entry`` atomically: ``write(tmp)`` fills a hidden temporary folder
+    beside it, which is then renamed to ``entry``. A failure (or a kill) leaves no entry; when
+    another process committed the same entry first, theirs is kept."""
     entry.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
     try:
-        with open(tmp / "images.npy", "wb") as f:
-            np.save(f, np.ascontiguousarray(data.images), allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
-        meta = {"labels": data.labels.tolist(), "classes": data.classes, "split": _arr(data.split),
-                "patients": _arr(data.patients), "sources": data.sources, "params": params}
-        with open(tmp / "meta.json", "w") as f:
-            json.dump(meta, f)
-            f.flush()
-            os.fsync(f.fileno())
+        write(tmp)
         try:
             os.replace(tmp, entry)
         except OSError:  # another process stored the same key first: keep theirs
@@ -166,5 +241,25 @@ def cached(load: Callable[[], ImageSet], files: list[Path], params: dict[str, An
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    del data  # the decoded copy; training reads the map
-    return _read(entry), False
+
+
+def memo_sha256(path: Path, cache_dir: str | Path) -> str:
+    """sha256 of a (large) file's content, computed once per version of the file: remembered in
+    ``cache_dir/hashes/`` under the file's absolute path, size, modification time and inode, so
+    a whole-slide image of gigabytes is hashed once, not at every run that uses it."""
+    path = Path(os.path.abspath(path))
+    st = path.stat()
+    stamp = hashlib.sha256(f"{path}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}".encode()).hexdigest()
+    memo = Path(cache_dir) / "hashes" / stamp
+    try:
+        digest = memo.read_text().strip()
+        if len(digest) == 64:
+            return digest
+    except OSError:
+        pass
+    digest = sha256_file(path)
+    memo.parent.mkdir(parents=True, exist_ok=True)
+    tmp = memo.with_name(f".{memo.name}.{os.getpid()}")
+    tmp.write_text(digest)
+    os.replace(tmp, memo)
+    return digest

@@ -18,14 +18,17 @@ SIZE_SAMPLE = 64
 
 
 def detect_image_layout(path: Path, layout: str = "auto") -> str:
-    """``layout`` unless it is ``auto``: then ``npz`` (a .npz file), ``csv`` (a .csv file), ``npy``
+    """``layout`` unless it is ``auto``: then ``npz`` (a .npz file), ``slides`` (a .csv with a
+    ``slide`` column), ``csv`` (another .csv file), ``npy``
     (a folder with X.npy), ``patients`` (folders of numbered label folders) or ``folder``."""
     if layout != "auto":
         return layout
     if path.suffix == ".npz":
         return "npz"
     if path.suffix == ".csv":
-        return "csv"
+        from .slides import is_slide_table
+
+        return "slides" if is_slide_table(path) else "csv"
     if path.is_dir():
         if (path / "X.npy").is_file():
             return "npy"

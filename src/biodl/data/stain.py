@@ -16,7 +16,9 @@ reference is a tissue tile of the embedded CMU-1 slide (see :func:`builtin_refer
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -122,3 +124,74 @@ def builtin_reference() -> StainReference:
     with open_slide(embedded_path("cmu1-small-region")) as slide:
         tile = slide.read_level(*BUILTIN_TILE, 256, 256)
     return StainReference.fit(tile, where="the built-in stain reference")
+
+
+METHODS = ("macenko", "reinhard")
+
+
+def load_reference(spec: str | Path | None) -> StainReference:
+    """The stain reference named by ``spec``: ``None`` or ``builtin`` (:func:`builtin_reference`),
+    a JSON file written from :meth:`StainReference.to_dict`, or a reference tile (PNG, JPEG, TIFF)
+    to fit one on. Anything else is a one-line ``DataError`` naming the file."""
+    if spec is None or str(spec) == "builtin":
+        return builtin_reference()
+    path = Path(spec)
+    if not path.is_file():
+        raise DataError(path, "no such stain reference (a reference tile, a reference JSON, or 'builtin')")
+    if path.suffix.lower() == ".json":
+        try:
+            ref = StainReference(**json.loads(path.read_text()))
+            ok = (np.asarray(ref.stains, dtype=float).shape == (3, 2) and len(ref.max_conc) == 2
+                  and len(ref.lab_mean) == len(ref.lab_std) == 3)
+        except (ValueError, TypeError) as exc:
+            raise DataError(path, f"is not a stain reference ({str(exc).splitlines()[0]})") from None
+        if not ok:
+            raise DataError(path, "is not a stain reference (stains 3 x 2, max_conc 2, lab_mean and lab_std 3)")
+        return ref
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            rgb = np.asarray(img.convert("RGB"))
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise DataError(path, f"is not a reference tile image nor a reference JSON ({exc})") from None
+    return StainReference.fit(rgb, where=str(path))
+
+
+class StainNormalizer:
+    """Normalise batches of H&E tiles to one reference: ``normalizer(images)`` maps (N, H, W, 3)
+    uint8 to the same; a tile with too little stained tissue for the method (mostly glass) is
+    left as it is and counted in ``skipped``."""
+
+    def __init__(self, method: str, reference: StainReference) -> None:
+        if method not in METHODS:
+            raise DataError("stain", f"unknown stain normalisation {method!r}; known: {', '.join(METHODS)}, none")
+        self.method, self.reference, self.skipped = method, reference, 0
+
+    @classmethod
+    def create(cls, method: str | None, reference: str | Path | None = None) -> "StainNormalizer | None":
+        """The normaliser for ``method`` (``none``/None: no normalisation) and reference spec (see
+        :func:`load_reference`)."""
+        if method in (None, "none"):
+            return None
+        if method not in METHODS:
+            raise DataError("stain", f"unknown stain normalisation {method!r}; known: {', '.join(METHODS)}, none")
+        return cls(method, load_reference(reference))
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "StainNormalizer | None":
+        return None if not d else cls(d["method"], StainReference(**d["reference"]))
+
+    def to_dict(self) -> dict:
+        """JSON-able: the method and the fitted reference (what a run records and a cache key holds)."""
+        return {"method": self.method, "reference": self.reference.to_dict()}
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        out = np.empty_like(images)
+        for i, img in enumerate(images):
+            try:
+                out[i] = normalize(img, self.reference, self.method)
+            except DataError:  # too little tissue to fit stain vectors on: glass stays glass
+                out[i] = img
+                self.skipped += 1
+        return out

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 
@@ -26,6 +26,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: plain image files opened as one-level slides (no resolution metadata unless given)
 PLAIN = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+#: pixels of a pyramid level read at once while making a thumbnail (about 200 MB of RGB)
+STRIP_PIXELS = 1 << 26
 
 
 @dataclass
@@ -120,9 +122,17 @@ class Slide:
             return stored, w0 / size[0]
         level = self.best_level(factor)
         lw, lh = self.levels[level]
-        region = self.read_level(0, 0, lw, lh, level)
-        img = Image.fromarray(region).resize(size, Image.Resampling.BOX)
-        return np.asarray(img), w0 / size[0]
+        # in bands of whole thumbnail rows, so that a slide without a coarse level (one huge level)
+        # is shrunk a band at a time, never held whole
+        rows_per_band = max(1, int(STRIP_PIXELS / lw / (lh / size[1])))
+        out = np.empty((size[1], size[0], 3), dtype=np.uint8)
+        d = self.downsamples[level]
+        for r0 in range(0, size[1], rows_per_band):
+            r1 = min(size[1], r0 + rows_per_band)
+            y0, y1 = int(round(r0 * h0 / size[1])), int(round(r1 * h0 / size[1]))  # level-0 rows of the band
+            band = self.read_level(0, y0, lw, max(1, int(round((y1 - y0) / d))), level)
+            out[r0:r1] = np.asarray(Image.fromarray(band).resize((size[0], r1 - r0), Image.Resampling.BOX))
+        return out, w0 / size[0]
 
     def _stored_thumbnail(self, size: tuple[int, int]) -> np.ndarray | None:
         """The scanner's own thumbnail (an associated image of most vendor formats) resized to
@@ -226,85 +236,212 @@ def _drop_small(mask: np.ndarray, area: int, keep_border: bool = True) -> np.nda
     return keep[labels]
 
 
-def tissue_mask(thumb: np.ndarray, min_object: float = 0.0005, radius: int = 2) -> np.ndarray:
+def pen_mask(thumb: np.ndarray, radius: int = 2) -> np.ndarray:
+    """(h, w) bool: pixels of an (h, w, 3) uint8 thumbnail marked with pen ink (blue or green
+    marker: hues of 80 to 260 degrees, which haematoxylin and eosin never take, with a saturation
+    above 0.2; or near-black ink), widened by ``radius`` pixels."""
+    from scipy import ndimage
+    from skimage.color import rgb2hsv
+
+    hsv = rgb2hsv(thumb[..., :3])
+    ink = ((hsv[..., 0] > 80 / 360) & (hsv[..., 0] < 260 / 360) & (hsv[..., 1] > 0.2)) | (hsv[..., 2] < 0.15)
+    return ndimage.binary_dilation(ink, _disk(radius)) if radius and ink.any() else ink
+
+
+def tissue_mask(thumb: np.ndarray, min_object: float = 0.0005, radius: int = 2, pen: bool = False) -> np.ndarray:
     """(h, w) bool tissue mask of an (h, w, 3) uint8 thumbnail: Otsu's threshold on the HSV
     saturation, a closing then an opening with a disk of ``radius`` pixels, then tissue objects
-    and holes smaller than ``min_object`` of the thumbnail's area removed (filled)."""
+    and holes smaller than ``min_object`` of the thumbnail's area removed (filled). ``pen``:
+    pen-marked pixels (:func:`pen_mask`) are not tissue (found before Otsu's threshold, so ink
+    does not move it)."""
     from scipy import ndimage
     from skimage.color import rgb2hsv
     from skimage.filters import threshold_otsu
 
     sat = rgb2hsv(thumb[..., :3])[..., 1]
-    if np.ptp(sat) == 0:
+    ink = pen_mask(thumb) if pen else np.zeros(sat.shape, dtype=bool)
+    if ink.all() or np.ptp(sat[~ink]) == 0:
         return np.zeros(sat.shape, dtype=bool)
-    mask = sat > threshold_otsu(sat)
+    mask = (sat > threshold_otsu(sat[~ink])) & ~ink
     if radius:
         se = _disk(radius)
         padded = np.pad(mask, radius, mode="edge")  # no border artefacts from the closing
         padded = ndimage.binary_opening(ndimage.binary_closing(padded, se), se)
-        mask = padded[radius:-radius, radius:-radius]
+        mask = padded[radius:-radius, radius:-radius] & ~ink
     area = max(1, int(min_object * mask.size))
     mask = _drop_small(mask, area)
-    return ~_drop_small(~mask, area, keep_border=False)
+    return ~_drop_small(~mask, area, keep_border=False) & ~ink
 
 
-def grid_tiles(slide: Slide, mpp: float, size: int, overlap: int = 0, min_tissue: float = 0.5,
-               thumb_side: int = 512) -> tuple["pd.DataFrame", np.ndarray, np.ndarray, float]:
-    """The grid of ``size``-pixel tiles at ``mpp`` um/px (neighbours overlapping by ``overlap``
-    output pixels) that lie inside the slide and whose tissue fraction (the share of the tile
-    under the thumbnail's tissue mask) is at least ``min_tissue``. Returns (one row per kept
-    tile: ``x``, ``y`` (level-0 pixels, top-left), ``row``, ``col`` (its cell in the grid, whose
-    shape and level-0 step are in ``attrs``), ``x_um``, ``y_um``, ``tissue``), the thumbnail
-    (h, w, 3), its tissue mask (h, w) and their downsample against level 0."""
-    import pandas as pd
+@dataclass
+class TissueMap:
+    """A slide's tissue mask on its thumbnail, and the share of tissue under any square of it."""
 
-    if not 0 <= overlap < size:
-        raise DataError(slide.path, f"tile overlap must be at least 0 and less than the tile size {size} "
-                                    f"(got {overlap})")
-    scale = mpp / slide.need_mpp()
-    side0, step0 = size * scale, (size - overlap) * scale  # in level-0 pixels
+    thumb: np.ndarray  # (h, w, 3) uint8
+    mask: np.ndarray  # (h, w) bool
+    down: float  # the thumbnail's downsample against level 0
+    integral: np.ndarray = field(repr=False)  # (h + 1, w + 1) summed-area table of the mask
+
+    @classmethod
+    def of(cls, slide: Slide, thumb_side: int = 512, pen: bool = False) -> "TissueMap":
+        thumb, down = slide.thumbnail(thumb_side)
+        mask = tissue_mask(thumb, pen=pen)
+        return cls(thumb, mask, down, np.pad(mask.astype(np.int64).cumsum(0).cumsum(1), ((1, 0), (1, 0))))
+
+    def share(self, x: np.ndarray, y: np.ndarray, side0: float) -> np.ndarray:
+        """(N,) share of tissue under the squares of side ``side0`` whose top-left corners are
+        (x, y), all in level-0 pixels: box sums of the summed-area table, O(1) per square."""
+        mh, mw = self.mask.shape
+        c0 = np.clip(np.floor(x / self.down).astype(int), 0, mw - 1)
+        r0 = np.clip(np.floor(y / self.down).astype(int), 0, mh - 1)
+        c1 = np.clip(np.ceil((x + side0) / self.down).astype(int), c0 + 1, mw)
+        r1 = np.clip(np.ceil((y + side0) / self.down).astype(int), r0 + 1, mh)
+        s = self.integral
+        return (s[r1, c1] - s[r0, c1] - s[r1, c0] + s[r0, c0]) / ((r1 - r0) * (c1 - c0))
+
+
+def _tile_side(slide: Slide, mpp: float, size: int) -> float:
+    """A ``size``-pixel tile's side at ``mpp`` um/px in level-0 pixels; refused when larger than the slide."""
+    side0 = size * mpp / slide.need_mpp()
     w0, h0 = slide.dimensions
     if side0 > w0 or side0 > h0:
         raise DataError(slide.path, f"a {size} px tile at {mpp} um/px covers {side0:.0f} level-0 pixels, more "
                                     f"than the slide ({w0} x {h0})")
-    thumb, down = slide.thumbnail(thumb_side)
-    mask = tissue_mask(thumb)
-    integral = np.pad(mask.astype(np.int64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))  # box sums in O(1)
-    xs = np.arange(0, w0 - side0 + 1e-6, step0)
-    ys = np.arange(0, h0 - side0 + 1e-6, step0)
+    return side0
+
+
+def _table(slide: Slide, x: np.ndarray, y: np.ndarray, row: np.ndarray, col: np.ndarray,
+           tissue: np.ndarray, grid: tuple[int, int], step0: float) -> "pd.DataFrame":
+    import pandas as pd
+
+    xi, yi, m = np.round(x).astype(int), np.round(y).astype(int), slide.need_mpp()
+    tiles = pd.DataFrame({"x": xi, "y": yi, "row": row, "col": col, "x_um": np.round(xi * m, 2),
+                          "y_um": np.round(yi * m, 2), "tissue": np.round(tissue, 4)})
+    tiles.attrs.update(grid=grid, step=step0)  # the whole grid: rows x cols, level-0 step
+    return tiles
+
+
+def grid_tiles(slide: Slide, mpp: float, size: int, overlap: int = 0, min_tissue: float = 0.5,
+               thumb_side: int = 512, tissue: TissueMap | None = None) -> tuple["pd.DataFrame", TissueMap]:
+    """The grid of ``size``-pixel tiles at ``mpp`` um/px (neighbours overlapping by ``overlap``
+    output pixels) that lie inside the slide and whose tissue fraction (the share of the tile
+    under the thumbnail's tissue mask) is at least ``min_tissue``. Returns (one row per kept
+    tile: ``x``, ``y`` (level-0 pixels, top-left), ``row``, ``col`` (its cell in the grid, whose
+    shape and level-0 step are in ``attrs``), ``x_um``, ``y_um``, ``tissue``) and the slide's
+    :class:`TissueMap`."""
+    if not 0 <= overlap < size:
+        raise DataError(slide.path, f"tile overlap must be at least 0 and less than the tile size {size} "
+                                    f"(got {overlap})")
+    side0 = _tile_side(slide, mpp, size)
+    step0 = side0 * (size - overlap) / size
+    tissue = tissue or TissueMap.of(slide, thumb_side)
+    w0, h0 = slide.dimensions
+    xs, ys = np.arange(0, w0 - side0 + 1e-6, step0), np.arange(0, h0 - side0 + 1e-6, step0)
     gx, gy = np.meshgrid(xs, ys)
     x, y = gx.ravel(), gy.ravel()
-    mh, mw = mask.shape
-    c0 = np.clip(np.floor(x / down).astype(int), 0, mw - 1)
-    r0 = np.clip(np.floor(y / down).astype(int), 0, mh - 1)
-    c1 = np.clip(np.ceil((x + side0) / down).astype(int), c0 + 1, mw)
-    r1 = np.clip(np.ceil((y + side0) / down).astype(int), r0 + 1, mh)
-    inside = integral[r1, c1] - integral[r0, c1] - integral[r1, c0] + integral[r0, c0]
-    tissue = inside / ((r1 - r0) * (c1 - c0))
-    keep = tissue >= min_tissue
-    xi, yi = np.round(x[keep]).astype(int), np.round(y[keep]).astype(int)
+    share = tissue.share(x, y, side0)
+    keep = share >= min_tissue
     row, col = np.divmod(np.flatnonzero(keep), len(xs))  # the tile's cell in the slide's grid
-    m = slide.need_mpp()
-    tiles = pd.DataFrame({"x": xi, "y": yi, "row": row, "col": col, "x_um": np.round(xi * m, 2),
-                          "y_um": np.round(yi * m, 2), "tissue": np.round(tissue[keep], 4)})
-    tiles.attrs.update(grid=(len(ys), len(xs)), step=step0)  # the whole grid: rows x cols, level-0 step
-    return tiles, thumb, mask, down
+    return _table(slide, x[keep], y[keep], row, col, share[keep], (len(ys), len(xs)), step0), tissue
 
 
-def read_tiles(slide: Slide, tiles: "pd.DataFrame", size: int, mpp: float, workers: int | None = None) -> np.ndarray:
-    """(N, size, size, 3) uint8: every tile of ``tiles`` (level-0 ``x``, ``y``) at ``mpp``, read by
-    ``workers`` threads (default: the CPU count; OpenSlide is thread-safe and releases the GIL)."""
+def random_tiles(slide: Slide, mpp: float, size: int, n: int, min_tissue: float = 0.5, seed: int = 0,
+                 thumb_side: int = 512, tissue: TissueMap | None = None) -> tuple["pd.DataFrame", TissueMap]:
+    """Up to ``n`` tiles at random places (not on a grid; they may overlap) whose tissue fraction
+    is at least ``min_tissue``: centres drawn uniformly over the tissue of the mask, the same
+    for the same ``seed``. Same columns as :func:`grid_tiles`; ``row``/``col`` are the cell of
+    the tile's centre in the non-overlapping grid (for heat maps)."""
+    side0 = _tile_side(slide, mpp, size)
+    tissue = tissue or TissueMap.of(slide, thumb_side)
+    w0, h0 = slide.dimensions
+    cells = np.flatnonzero(tissue.mask.ravel())
+    rng = np.random.default_rng(seed)
+    found_x: list[np.ndarray] = []
+    found_y: list[np.ndarray] = []
+    found_s: list[np.ndarray] = []
+    have = 0
+    for _ in range(20):  # rounds of candidates: a patchy mask rejects many
+        if not len(cells) or have >= n:
+            break
+        pick = rng.choice(cells, size=4 * (n - have) + 16)
+        r, c = np.divmod(pick, tissue.mask.shape[1])
+        cx = (c + rng.random(len(pick))) * tissue.down  # a uniform point inside the mask pixel
+        cy = (r + rng.random(len(pick))) * tissue.down
+        x = np.clip(cx - side0 / 2, 0, w0 - side0)
+        y = np.clip(cy - side0 / 2, 0, h0 - side0)
+        share = tissue.share(x, y, side0)
+        ok = np.flatnonzero(share >= min_tissue)[: n - have]
+        found_x.append(x[ok])
+        found_y.append(y[ok])
+        found_s.append(share[ok])
+        have += len(ok)
+    x, y, share = (np.concatenate(v) if v else np.zeros(0) for v in (found_x, found_y, found_s))
+    cols, rows = int(w0 // side0), int(h0 // side0)
+    col = np.minimum(((x + side0 / 2) // side0).astype(int), max(cols - 1, 0))
+    row = np.minimum(((y + side0 / 2) // side0).astype(int), max(rows - 1, 0))
+    return _table(slide, x, y, row, col, share, (rows, cols), side0), tissue
+
+
+def hematoxylin_score(tiles: np.ndarray) -> np.ndarray:
+    """(N, H, W, 3) uint8 -> (N,) mean haematoxylin optical density of each tile (Ruifrok and
+    Johnston's colour deconvolution): tiles dense with nuclei score highest; glass scores zero."""
+    from skimage.color import rgb2hed
+
+    if not len(tiles):
+        return np.zeros(0)
+    return np.clip(rgb2hed(tiles), 0, None)[..., 0].mean(axis=(1, 2))
+
+
+def iter_tiles(slide: Slide, tiles: "pd.DataFrame", size: int, mpp: float, chunk: int = 64,
+               workers: int | None = None, progress: Callable[[int, int], None] | None = None
+               ) -> Iterator[np.ndarray]:
+    """The tiles of ``tiles`` (level-0 ``x``, ``y``) at ``mpp`` in order, as (n <= chunk, size,
+    size, 3) uint8 blocks, read by ``workers`` threads (default: the CPU count; OpenSlide is
+    thread-safe and releases the GIL), the next block read while the caller uses this one. At
+    most two blocks are held, so memory does not grow with the slide. ``progress(done, total)``
+    is called after each block."""
     import os
     from concurrent.futures import ThreadPoolExecutor
 
-    out = np.empty((len(tiles), size, size, 3), dtype=np.uint8)
+    xs, ys = tiles["x"].to_numpy(), tiles["y"].to_numpy()
 
-    def one(i: int) -> None:
-        out[i] = slide.read(int(tiles["x"].iat[i]), int(tiles["y"].iat[i]), size, mpp)
+    def block(pool: ThreadPoolExecutor, start: int) -> tuple[np.ndarray, list]:
+        out = np.empty((min(chunk, len(xs) - start), size, size, 3), dtype=np.uint8)
+
+        def one(i: int) -> None:
+            out[i] = slide.read(int(xs[start + i]), int(ys[start + i]), size, mpp)
+
+        return out, [pool.submit(one, i) for i in range(len(out))]
 
     with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
-        list(pool.map(one, range(len(tiles))))
-    return out
+        pending = block(pool, 0) if len(xs) else None
+        start = 0
+        while pending is not None:
+            out, futures = pending
+            nxt = start + len(out)
+            pending = block(pool, nxt) if nxt < len(xs) else None
+            for f in futures:
+                f.result()  # a read's error surfaces here
+            yield out
+            start = nxt
+            if progress is not None:
+                progress(start, len(xs))
+
+
+def read_tiles(slide: Slide, tiles: "pd.DataFrame", size: int, mpp: float, workers: int | None = None) -> np.ndarray:
+    """(N, size, size, 3) uint8: every tile of ``tiles`` at ``mpp`` in memory (see :func:`iter_tiles`)."""
+    blocks = list(iter_tiles(slide, tiles, size, mpp, workers=workers))
+    return np.concatenate(blocks) if blocks else np.zeros((0, size, size, 3), dtype=np.uint8)
+
+
+def top_tiles(slide: Slide, tiles: "pd.DataFrame", size: int, mpp: float, k: int) -> "pd.DataFrame":
+    """The ``k`` tiles of ``tiles`` with the highest :func:`hematoxylin_score` (read block by
+    block, in memory one block at a time), with the score as a ``score`` column, best first."""
+    scores = [hematoxylin_score(b) for b in iter_tiles(slide, tiles, size, mpp)]
+    scored = tiles.assign(score=np.round(np.concatenate(scores), 5) if scores else np.zeros(0))
+    best = scored.sort_values(["score", "y", "x"], ascending=[False, True, True], kind="stable").head(k)
+    best.attrs.update(tiles.attrs)
+    return best
 
 
 def mask_overlay(thumb: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -312,13 +449,86 @@ def mask_overlay(thumb: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.where(mask[..., None], thumb, (thumb * 0.3).astype(np.uint8))
 
 
-def tile_slide(path: str | Path, out_dir: str | Path, mpp: float, size: int, overlap: int = 0,
-               min_tissue: float = 0.5, slide_mpp: float | None = None) -> tuple[Path, int]:
-    """Cut one slide's tissue tiles into ``out_dir/<slide stem>/``: ``tiles/<x>_<y>.png``
-    (level-0 coordinates), ``tiles.csv`` (see :func:`grid_tiles`) and ``mask.png`` (the tissue
-    mask over the thumbnail). Written into a hidden folder and renamed when complete, so a failed
-    slide leaves nothing behind; a slide whose folder exists is skipped. Returns (its folder,
-    the number of tiles; -1 when skipped)."""
+SELECT = ("grid", "random", "hematoxylin")
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """How tiles are cut from a slide: ``size`` px at ``mpp`` um/px (or at an objective
+    ``magnification``: mpp = slide mpp x objective power / magnification), kept when their tissue
+    fraction is at least ``min_tissue``, chosen by ``select``:
+
+    - ``grid``: every tissue tile of the grid (neighbours overlapping by ``overlap`` px), or the
+      ``n`` with the most tissue;
+    - ``random``: ``n`` tiles at random places on the tissue (``seed``);
+    - ``hematoxylin``: the top ``n`` grid tiles by :func:`hematoxylin_score` (nuclei first).
+
+    ``pen``: pen-marked areas are not tissue."""
+
+    mpp: float | None = 0.5
+    size: int = 224
+    overlap: int = 0
+    min_tissue: float = 0.5
+    select: str = "grid"
+    n: int | None = None
+    seed: int = 0
+    pen: bool = False
+    magnification: float | None = None
+
+    def __post_init__(self) -> None:
+        where = "tiling"
+        if self.select not in SELECT:
+            raise DataError(where, f"unknown tile selection {self.select!r}; known: {', '.join(SELECT)}")
+        if self.select != "grid" and self.n is None:
+            raise DataError(where, f"{self.select} tiles need a number of tiles per slide (--tiles N)")
+        if self.n is not None and self.n < 1:
+            raise DataError(where, f"the number of tiles per slide must be at least 1 (got {self.n})")
+        if (self.mpp is None) == (self.magnification is None):
+            raise DataError(where, "give the tiles' resolution as micrometres per pixel or as a magnification, "
+                                   "one of the two")
+        if not 0 <= self.min_tissue <= 1:
+            raise DataError(where, f"the minimum tissue fraction must be in [0, 1] (got {self.min_tissue})")
+
+    def tile_mpp(self, slide: Slide) -> float:
+        """The tiles' micrometres per pixel on ``slide``."""
+        if self.mpp is not None:
+            return self.mpp
+        if slide.objective_power is None:
+            raise DataError(slide.path, f"does not record its objective power, so {self.magnification:g}x cannot "
+                                        "be turned into a resolution; give the tiles' micrometres per pixel instead")
+        return slide.need_mpp() * slide.objective_power / self.magnification
+
+    def cut(self, slide: Slide) -> tuple["pd.DataFrame", TissueMap, float]:
+        """(the chosen tiles, see :func:`grid_tiles`; the slide's tissue map; the tiles' mpp)."""
+        mpp = self.tile_mpp(slide)
+        tissue = TissueMap.of(slide, pen=self.pen)
+        if self.select == "random":
+            tiles, _ = random_tiles(slide, mpp, self.size, self.n, self.min_tissue, self.seed, tissue=tissue)
+            return tiles, tissue, mpp
+        tiles, _ = grid_tiles(slide, mpp, self.size, self.overlap, self.min_tissue, tissue=tissue)
+        if self.select == "hematoxylin":
+            return top_tiles(slide, tiles, self.size, mpp, self.n), tissue, mpp
+        if self.n is not None and len(tiles) > self.n:
+            best = tiles.sort_values(["tissue", "y", "x"], ascending=[False, True, True], kind="stable").head(self.n)
+            best.attrs.update(tiles.attrs)
+            tiles = best
+        return tiles, tissue, mpp
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+def tile_slide(path: str | Path, out_dir: str | Path, tiling: Tiling, slide_mpp: float | None = None,
+               normalizer: Any = None, progress: Callable[[int, int], None] | None = None) -> tuple[Path, int]:
+    """Cut one slide's tiles (see :class:`Tiling`) into ``out_dir/<slide stem>/``:
+    ``tiles/<x>_<y>.png`` (level-0 coordinates), ``tiles.csv`` (see :func:`grid_tiles`),
+    ``mask.png`` (the tissue mask over the thumbnail) and ``tiling.json``; tiles stain-normalised
+    by ``normalizer`` (a :class:`~biodl.data.stain.StainNormalizer`) when given. Written into a
+    hidden folder and renamed when complete, so a failed slide leaves nothing behind; a slide
+    whose folder exists is skipped. Returns (its folder, the number of tiles; -1 when skipped)."""
+    import json
     import shutil
 
     from PIL import Image
@@ -328,17 +538,22 @@ def tile_slide(path: str | Path, out_dir: str | Path, mpp: float, size: int, ove
     if final.is_dir():
         return final, -1
     with open_slide(path, slide_mpp) as slide:
-        tiles, thumb, mask, _ = grid_tiles(slide, mpp, size, overlap, min_tissue)
+        tiles, tissue, mpp = tiling.cut(slide)
         staging = final.parent / f".{final.name}.partial"
         shutil.rmtree(staging, ignore_errors=True)
         (staging / "tiles").mkdir(parents=True)
         try:
-            for (x, y), tile in zip(zip(tiles["x"], tiles["y"], strict=True), read_tiles(slide, tiles, size, mpp),
-                                    strict=True):
-                Image.fromarray(tile).save(staging / "tiles" / f"{x}_{y}.png")
-            tiles.assign(file=[f"tiles/{x}_{y}.png" for x, y in zip(tiles["x"], tiles["y"], strict=True)]).to_csv(
-                staging / "tiles.csv", index=False)
-            Image.fromarray(mask_overlay(thumb, mask)).save(staging / "mask.png")
+            names = [f"tiles/{x}_{y}.png" for x, y in zip(tiles["x"], tiles["y"], strict=True)]
+            done = 0
+            for block in iter_tiles(slide, tiles, tiling.size, mpp, progress=progress):
+                for tile in (normalizer(block) if normalizer is not None else block):
+                    Image.fromarray(tile).save(staging / names[done])
+                    done += 1
+            tiles.assign(file=names).to_csv(staging / "tiles.csv", index=False)
+            Image.fromarray(mask_overlay(tissue.thumb, tissue.mask)).save(staging / "mask.png")
+            (staging / "tiling.json").write_text(json.dumps(
+                {"slide": str(path), "slide_mpp": slide.mpp, "tile_mpp": mpp, **tiling.to_dict(),
+                 "stain": normalizer.to_dict() if normalizer is not None else None}, indent=1))
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise

@@ -27,7 +27,10 @@ from ..data.cache import cache_key, cached
 from ..data.folders import (EXTENSIONS, csv_image_files, decode_images, image_paths, load_csv_images, load_image_folder,
                             load_patient_tree)
 from ..data.layouts import default_size, detect_image_layout
+from ..data.wsi import Tiling
+from ..data.slides import load_slide_set, slide_progress
 from ..data.splits import cross_split_duplicates, grouped_split, kfold_splits, stratified_split
+from ..data.stain import StainNormalizer
 from ..data.transforms import BatchAugment, ImagePreprocess, channel_stats, dihedral_tta
 from ..datasets import embedded_path
 from ..engine import Trainer
@@ -75,6 +78,8 @@ class PreprocessFile(Strict):
     folds: int | None = Field(None, ge=2, description="a k-fold parent: the number of fold runs in folds/")
     members: int | None = Field(None, ge=2, description="an ensemble parent: the number of member runs in members/")
     mpp: float | None = Field(None, gt=0, description="micrometres per pixel of the images the model saw")
+    stain: dict | None = Field(None, description="the stain normalisation (method, fitted reference) every image "
+                                                 "went through before the model")
 
     @model_validator(mode="after")
     def _channels(self) -> "PreprocessFile":
@@ -92,23 +97,36 @@ def preprocess_dict(config: ImageRunConfig, data: ImageSet, mean: list[float] | 
     return {"classes": data.classes, "mean": mean if mean is not None else [0.0] * c,
             "std": std if std is not None else [1.0] * c, "size": int(data.images.shape[1]), "in_chans": c,
             "graded": config.data.graded, "fit": config.data.fit, "patch": data.patch, "mpp": config.data.mpp,
-            **parent}
+            "stain": data.stain, **parent}
 
 
-def load_images(config: ImageRunConfig, watch: Stopwatch | None = None) -> tuple[ImageSet, Path]:
-    """The run's images (decoded once through the cache for file layouts) and the input path;
-    ``watch`` gets the seconds as ``decode``, ``cache`` (a cache hit: nothing decoded) or ``read``
-    (array files)."""
+def load_images(config: ImageRunConfig, watch: Stopwatch | None = None,
+                stain: StainNormalizer | None | bool = True) -> tuple[ImageSet, Path]:
+    """The run's images (decoded once through the cache for file layouts; slide tables tiled
+    into it) and the input path; ``watch`` gets the seconds as ``decode``, ``cache`` (a cache hit:
+    nothing decoded) or ``read`` (array files). ``stain``: the stain normaliser to apply (True:
+    the one ``data.stain`` names; a run's own, from its ``preprocess.json``, when evaluating)."""
     t0, phase = time.perf_counter(), "read"
     d = config.data
     path = embedded_path(d.dataset) if d.dataset else Path(d.path)
     if problem := path_problem(path):
         raise DataError(path, problem)
+    normalizer = StainNormalizer.create(d.stain, d.stain_reference) if stain is True else stain or None
     layout = detect_image_layout(path, d.layout)
-    if layout == "npz":
-        data = load_npz(path, d.classes)
-    elif layout == "npy":
-        data = load_npy_pair(path, d.classes)
+    cache = d.cache_dir or Path(os.environ.get("BIODL_CACHE", Path.home() / ".cache" / "biodl"))
+    if layout in ("npz", "npy"):
+        data = load_npz(path, d.classes) if layout == "npz" else load_npy_pair(path, d.classes)
+        if normalizer is not None:
+            data.images = normalizer(np.asarray(data.images))
+    elif layout == "slides":
+        if d.mpp is None:
+            raise DataError(path, "tiles of a slide table need their resolution: data.mpp (micrometres per pixel, "
+                                  "e.g. 0.5 for 20x)")
+        t = d.tiles
+        tiling = Tiling(d.mpp, d.size or 224, t.overlap, t.min_tissue, t.select, t.n, config.seed, t.pen)
+        with slide_progress(path) as progress:
+            data, hit = load_slide_set(path, tiling, cache, d.classes, t.slide_mpp, normalizer, progress)
+        phase = "cache" if hit else "decode"
     else:
         if layout == "csv" and d.images is None:
             raise DataError(path, "a CSV of image,label rows needs the image folder (--images, or data.images); a "
@@ -124,10 +142,14 @@ def load_images(config: ImageRunConfig, watch: Stopwatch | None = None) -> tuple
                    "csv": lambda: load_csv_images(path, root, size, d.classes, d.skip_bad, d.fit)}
         # pad: decode at the patches' own side, then resize to data.size below
         size = default_size(files, root) if d.fit == "pad" else d.size or default_size(files, root)
-        cache = d.cache_dir or Path(os.environ.get("BIODL_CACHE", Path.home() / ".cache" / "biodl"))
         params = {"layout": layout, "size": size, "classes": d.classes, "skip_bad": d.skip_bad, "fit": d.fit}
-        data, hit = cached(loaders[layout], files + ([path] if layout == "csv" else []), params, cache)
+        load = loaders[layout]
+        if normalizer is not None:  # normalised once, as decoded: the cache holds the normalised pixels
+            params["stain"] = normalizer.to_dict()
+            load = _stained(loaders[layout], normalizer)
+        data, hit = cached(load, files + ([path] if layout == "csv" else []), params, cache)
         phase = "cache" if hit else "decode"
+    data.stain = normalizer.to_dict() if normalizer is not None else None
     if d.fit == "pad":
         data.patch = int(data.images.shape[1])
     if d.size is not None and data.images.shape[1:3] != (d.size, d.size):
@@ -137,6 +159,15 @@ def load_images(config: ImageRunConfig, watch: Stopwatch | None = None) -> tuple
     if watch is not None:
         watch.add(phase, time.perf_counter() - t0)
     return data, path
+
+
+def _stained(load, normalizer: StainNormalizer):
+    def run() -> ImageSet:
+        data = load()
+        data.images = normalizer(data.images)
+        return data
+
+    return run
 
 
 def _resize(images: np.ndarray, size: int) -> np.ndarray:
@@ -440,7 +471,7 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None, checkpoint: st
     if data is not None:
         config = config.model_copy(update={"data": config.data.model_copy(update={"path": Path(data),
                                                                                     "dataset": None})})
-    images, path = load_images(config)
+    images, path = load_images(config, stain=StainNormalizer.from_dict(pre["stain"]))
     parts = split_images(config, images, path)[0] if data is None else None
     name = "test" if data is None else Path(data).stem
     out = run_dir / "evaluation" / f"{name}.json"
@@ -468,6 +499,8 @@ def predict(run_dir: str | Path, input_path: str | Path, out: str | Path | None 
     root = input_path if input_path.is_dir() else input_path.parent
     pad = pre["fit"] == "pad" and pre["patch"] is not None  # patches: pad edge crops as in training, then resize
     images, kept = decode_images(files, pre["patch"] if pad else pre["size"], root, fit=pre["fit"])
+    if (normalizer := StainNormalizer.from_dict(pre["stain"])) is not None:  # as in training: before any resize
+        images = normalizer(images)
     if pad and pre["patch"] != pre["size"]:
         images = _resize(images, pre["size"])
     if images.shape[-1] != pre["in_chans"]:

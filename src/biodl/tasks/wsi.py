@@ -4,9 +4,10 @@ For each slide: the tissue tiles at the resolution the patch model was trained a
 micrometres per pixel, the run's image size in pixels), each tile's class probabilities
 (``tiles.csv``), a heat map of the positive class's probability over the thumbnail
 (``heatmap.png``, and the grid itself as ``heatmap.npy``: one cell per tile step, NaN where no
-tile was kept) and the slide's scores (``slide.json``: mean, top-k mean, share of tiles above
-the threshold). Written to a hidden folder renamed when complete; slides done before are
-skipped.
+tile was kept), the tissue mask (``mask.png``), the slide's scores (``slide.json``: mean, top-k
+mean, share of tiles above the threshold) and ``report.html``. Written to a hidden folder
+renamed when complete; slides done before are skipped. Over a cohort, ``slides.csv`` and
+``index.html`` gather the slides' scores (:func:`write_cohort`).
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from ..data.arrays import ImageDataset, ImageSet
-from ..data.wsi import grid_tiles, open_slide, read_tiles
+from ..data.stain import StainNormalizer
+from ..data.wsi import Tiling, iter_tiles, mask_overlay, open_slide
 from ..errors import RunDirError
 
 
@@ -46,10 +49,11 @@ def heat_overlay(thumb: np.ndarray, grid: np.ndarray, step_thumb: float) -> np.n
 
 def infer_slide(run_dir: str | Path, path: str | Path, out_dir: str | Path, tile_mpp: float | None,
                 min_tissue: float = 0.5, slide_mpp: float | None = None, top_k: int = 10,
-                threshold: float = 0.5, checkpoint: str = "best") -> tuple[Path, dict | None]:
+                threshold: float = 0.5, checkpoint: str = "best", pen: bool = False,
+                progress: Callable[[int, int], None] | None = None) -> tuple[Path, dict | None]:
     """Run the image run in ``run_dir`` over one slide, tiling at ``tile_mpp`` um/px (default: the
-    run's ``data.mpp``); returns (its folder, its scores; None when it was done before and
-    skipped)."""
+    run's ``data.mpp``) with the run's stain normalisation, block by block (memory does not grow
+    with the slide); returns (its folder, its scores; None when it was done before and skipped)."""
     from PIL import Image
 
     from .image import load_run
@@ -64,32 +68,94 @@ def infer_slide(run_dir: str | Path, path: str | Path, out_dir: str | Path, tile
     if tile_mpp is None:
         raise RunDirError(run_dir, "does not record the resolution of its images (data.mpp); give the micrometres "
                                    "per pixel of its patches with --tile-mpp")
+    normalizer = StainNormalizer.from_dict(pre.get("stain"))
     with open_slide(path, slide_mpp) as slide:
-        tiles, thumb, _, down = grid_tiles(slide, tile_mpp, size, 0, min_tissue)
-        images = read_tiles(slide, tiles, size, tile_mpp)
-    if images.shape[-1] != pre["in_chans"]:
-        images = images[..., : pre["in_chans"]]
-    prob = (trainer.predict(ImageDataset(ImageSet(images, np.zeros(len(images), np.int64), classes))).numpy()
-            .astype(np.float64) if len(images) else np.zeros((0, len(classes))))
-    positive = prob[:, -1]  # the last class: IDC, tumour, ... (two-class runs)
-    for k, c in enumerate(classes):
-        tiles[f"p_{c}"] = np.round(prob[:, k], 6)
+        tiles, tissue, _ = Tiling(tile_mpp, size, 0, min_tissue, pen=pen).cut(slide)
+        probs = []
+        for block in iter_tiles(slide, tiles, size, tile_mpp, progress=progress):
+            if normalizer is not None:
+                block = normalizer(block)
+            block = block[..., : pre["in_chans"]]
+            data = ImageDataset(ImageSet(block, np.zeros(len(block), np.int64), classes))
+            probs.append(trainer.predict(data).numpy().astype(np.float64))
+        prob = np.concatenate(probs) if probs else np.zeros((0, len(classes)))
+        positive = prob[:, -1]  # the last class: IDC, tumour, ... (two-class runs)
+        for k, c in enumerate(classes):
+            tiles[f"p_{c}"] = np.round(prob[:, k], 6)
+        top_rows = tiles.iloc[np.argsort(-positive, kind="stable")[:8]]
+        top_images = next(iter_tiles(slide, top_rows, size, tile_mpp), np.zeros((0, size, size, 3), np.uint8))
     grid = _heat(tiles, positive)
     top = np.sort(positive)[::-1][:top_k]
     scores = {"slide": str(path), "tiles": int(len(tiles)), "tile_mpp": tile_mpp, "tile_size": size,
               "positive_class": classes[-1], "mean": float(positive.mean()) if len(positive) else None,
               f"top{top_k}_mean": float(top.mean()) if len(top) else None,
-              "share_above": float((positive >= threshold).mean()) if len(positive) else None, "threshold": threshold}
+              "share_above": float((positive >= threshold).mean()) if len(positive) else None, "threshold": threshold,
+              "run": str(Path(run_dir).resolve()), "stain": normalizer.method if normalizer is not None else None}
     staging = final.parent / f".{final.name}.partial"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
         tiles.to_csv(staging / "tiles.csv", index=False)
         np.save(staging / "heatmap.npy", grid)
-        Image.fromarray(heat_overlay(thumb, grid, tiles.attrs["step"] / down)).save(staging / "heatmap.png")
+        Image.fromarray(heat_overlay(tissue.thumb, grid, tiles.attrs["step"] / tissue.down)).save(
+            staging / "heatmap.png")
+        Image.fromarray(mask_overlay(tissue.thumb, tissue.mask)).save(staging / "mask.png")
         (staging / "slide.json").write_text(json.dumps(scores, indent=1))
+        write_slide_report(staging, scores, top_rows, top_images)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     staging.rename(final)
     return final, scores
+
+
+def write_slide_report(folder: Path, scores: dict, top_rows, top_images: np.ndarray) -> None:
+    """``report.html`` of one slide: its scores, the heat map and tissue mask over the thumbnail,
+    and the tiles the model rates highest (with their level-0 coordinates)."""
+    import io
+
+    from PIL import Image
+
+    from ..report import html as h
+
+    positive = scores["positive_class"]
+    pairs = [("slide", scores["slide"]), ("tissue tiles", scores["tiles"]),
+             ("tile", f"{scores['tile_size']} px at {scores['tile_mpp']:g} um/px"),
+             ("stain normalisation", scores["stain"] or "none"), ("run", scores["run"])]
+    pairs += [(f"{k.replace('_', ' ')} P({positive})", scores[k]) for k in scores if k.startswith("top") or k == "mean"]
+    pairs += [(f"share of tiles with P({positive}) >= {scores['threshold']:g}", scores["share_above"])]
+    gallery = []
+    for (_, row), img in zip(top_rows.iterrows(), top_images, strict=True):
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, format="PNG")
+        gallery.append(f"<figure>{h.png_img(buf.getvalue(), 'tile', scale=0.6)}<figcaption>"
+                       f"x {int(row['x'])}, y {int(row['y'])}: P = {row[f'p_{positive}']:.3f}</figcaption></figure>")
+    sections = [
+        h.Section("scores", "Slide scores", h.key_values(pairs)),
+        h.Section("heatmap", "Heat map", h.figure(folder / "heatmap.png", f"P({positive}) of each tissue tile over "
+                                                  "the thumbnail (blue low, red high)")
+                  + h.figure(folder / "mask.png", "the tissue mask the tiles were chosen on")),
+        h.Section("tiles", f"Tiles rated most {positive}", "".join(gallery) or h.para("no tissue tiles")),
+    ]
+    (folder / "report.html").write_text(h.page(f"Slide {Path(scores['slide']).name}",
+                                               "biodl wsi infer: a patch classifier over every tissue tile", sections))
+
+
+def write_cohort(out_dir: str | Path) -> Path:
+    """``slides.csv`` and ``index.html`` in ``out_dir``: one row per slide done (from each
+    ``<slide>/slide.json``), linking each slide's report. Returns the CSV."""
+    import pandas as pd
+
+    from ..report import html as h
+
+    out_dir = Path(out_dir)
+    rows = [json.loads(f.read_text()) for f in sorted(out_dir.glob("*/slide.json"))]
+    table = pd.DataFrame(rows).drop(columns=["run", "stain"], errors="ignore")
+    table.to_csv(out_dir / "slides.csv", index=False)
+    links = "".join(f'<li><a href="{h.esc(Path(r["slide"]).stem)}/report.html">{h.esc(Path(r["slide"]).name)}</a></li>'
+                    for r in rows)
+    shown = table.assign(slide=[Path(s).name for s in table["slide"]]) if len(table) else table
+    (out_dir / "index.html").write_text(h.page("Slides", f"{len(rows)} slides scored by biodl wsi infer",
+                                               [h.Section("slides", "Scores", h.table(shown)),
+                                                h.Section("reports", "Reports", f"<ul>{links}</ul>")]))
+    return out_dir / "slides.csv"
