@@ -105,3 +105,46 @@ def test_planted_duplicate_across_splits_is_reported():
     images[5] = images[6]  # a duplicate inside one part is not a leak
     parts = {"train": np.arange(0, 15), "test": np.arange(15, 20)}
     assert cross_split_duplicates(images, parts) == [(3, 17, "train", "test")]
+
+
+def test_concat_array_reads_rows_across_parts(tmp_path):
+    from biodl.data.cache import ConcatArray, cache_key, write_npy
+
+    parts = [np.arange(n * 6, dtype=np.uint8).reshape(n, 2, 3) + 100 * k for k, n in enumerate((3, 1, 4))]
+    disk = []
+    for k, a in enumerate(parts):
+        (tmp_path / f"e{k}").mkdir()
+        assert write_npy(tmp_path / f"e{k}" / "images.npy", a.shape, [a[:2], a[2:]]) == len(a)  # in two blocks
+        disk.append(DiskArray(tmp_path / f"e{k}" / "images.npy"))
+    whole = np.concatenate(parts)
+    joined = ConcatArray(disk)
+    assert joined.shape == whole.shape and len(joined) == 8
+    for index in (0, -1, 4, [7, 0, 3, 3, 5], slice(2, 6), np.array([], dtype=np.int64)):
+        np.testing.assert_array_equal(joined[index], whole[index])
+    np.testing.assert_array_equal(np.asarray(joined), whole)
+    with pytest.raises(IndexError):
+        joined[[8]]
+    assert cache_key(joined) != cache_key(ConcatArray(disk[:2])) and len(cache_key(joined)) == 64
+    with pytest.raises(ValueError, match="rows written"):  # a short stream is not a valid array
+        write_npy(tmp_path / "short.npy", (5, 2, 3), [parts[0]])
+    with pytest.raises(ValueError, match="block of"):
+        write_npy(tmp_path / "odd.npy", (3, 2, 2), [parts[0]])
+
+
+def test_large_files_are_hashed_once_per_version(tmp_path, monkeypatch):
+    import hashlib
+    import os
+
+    from biodl.data import cache
+
+    f = tmp_path / "slide.svs"
+    f.write_bytes(b"x" * 5000)
+    calls = []
+    real = cache.sha256_file
+    monkeypatch.setattr(cache, "sha256_file", lambda p: calls.append(p) or real(p))
+    first = cache.memo_sha256(f, tmp_path / "c")
+    assert first == hashlib.sha256(b"x" * 5000).hexdigest()
+    assert cache.memo_sha256(f, tmp_path / "c") == first and len(calls) == 1  # remembered
+    f.write_bytes(b"y" * 5000)  # same size, new content and time
+    os.utime(f, ns=(f.stat().st_atime_ns, f.stat().st_mtime_ns + 10**9))
+    assert cache.memo_sha256(f, tmp_path / "c") == hashlib.sha256(b"y" * 5000).hexdigest() and len(calls) == 2

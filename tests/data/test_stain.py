@@ -66,3 +66,33 @@ def test_reference_round_trips_and_bad_input(other_slide):
         normalize(other_slide, ref, "vahadane")
     with pytest.raises(DataError, match="too little stained tissue"):
         normalize(np.full((64, 64, 3), 245, np.uint8), ref, "macenko", where="blank.png")
+
+
+def test_references_from_files_and_the_batch_normaliser(tmp_path, reference_tile, other_slide):
+    from biodl.data.stain import StainNormalizer, load_reference
+
+    Image.fromarray(reference_tile).save(tmp_path / "ref.png")
+    from_tile = load_reference(tmp_path / "ref.png")
+    assert np.allclose(from_tile.stains, builtin_reference().stains)  # the built-in one is fitted on that tile
+    (tmp_path / "ref.json").write_text(json.dumps(from_tile.to_dict()))
+    assert load_reference(tmp_path / "ref.json") == from_tile
+    (tmp_path / "bad.json").write_text(json.dumps({"stains": [[1, 2]], "max_conc": [1, 1], "lab_mean": [0, 0, 0],
+                                                   "lab_std": [1, 1, 1]}))
+    (tmp_path / "junk.json").write_text("{not json")
+    (tmp_path / "text.png").write_text("not an image")
+    for name, match in (("missing.png", "no such stain reference"), ("bad.json", "not a stain reference"),
+                        ("junk.json", "not a stain reference"), ("text.png", "not a reference tile")):
+        with pytest.raises(DataError, match=match) as err:
+            load_reference(tmp_path / name)
+        assert name in str(err.value)
+    with pytest.raises(DataError, match="unknown stain normalisation"):
+        StainNormalizer.create("vahadane")
+    assert StainNormalizer.create("none") is None and StainNormalizer.from_dict(None) is None
+    norm = StainNormalizer.create("macenko", tmp_path / "ref.json")
+    batch = np.stack([other_slide[:64, :64], np.full((64, 64, 3), 250, np.uint8)])  # tissue, then bare glass
+    out = norm(batch)
+    np.testing.assert_array_equal(out[0], normalize(batch[0], from_tile, "macenko"))
+    np.testing.assert_array_equal(out[1], batch[1])  # glass is left as it is, and counted
+    assert norm.skipped == 1
+    again = StainNormalizer.from_dict(json.loads(json.dumps(norm.to_dict())))
+    np.testing.assert_array_equal(again(batch[:1]), out[:1])

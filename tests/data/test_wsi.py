@@ -171,3 +171,94 @@ def test_shards_partition_the_slides_exactly(cli, tmp_path):
     r = cli("wsi", "tile", SLIDE, SLIDE, "--out", tmp_path / "o", "--shard", "1/2", "--size", "512")
     assert r.code == 0 and r.out.count("tiles ->") == 1  # the second of the two (same) slides
     assert_one_line_error(cli("wsi", "tile", SLIDE, "--out", tmp_path / "o", "--shard", "2/2"), "--shard")
+
+
+def test_iter_tiles_streams_the_same_tiles_in_blocks(slide):
+    from biodl.data.wsi import grid_tiles, iter_tiles, read_tiles
+
+    tiles, _ = grid_tiles(slide, 1.0, 64, min_tissue=0.3)
+    seen = []
+    blocks = list(iter_tiles(slide, tiles, 64, 1.0, chunk=7, workers=3, progress=lambda d, n: seen.append((d, n))))
+    assert [len(b) for b in blocks[:-1]] == [7] * (len(blocks) - 1) and 0 < len(blocks[-1]) <= 7
+    whole = np.concatenate(blocks)
+    assert whole.shape == (len(tiles), 64, 64, 3)
+    np.testing.assert_array_equal(whole, read_tiles(slide, tiles, 64, 1.0, workers=1))
+    k = len(tiles) // 2
+    np.testing.assert_array_equal(whole[k], slide.read(int(tiles["x"].iat[k]), int(tiles["y"].iat[k]), 64, 1.0))
+    assert seen[-1] == (len(tiles), len(tiles)) and [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
+def test_random_tiles_lie_on_tissue_and_follow_the_seed(slide):
+    from biodl.data.wsi import grid_tiles, random_tiles
+
+    a, tissue = random_tiles(slide, 0.5, 224, n=25, min_tissue=0.6, seed=3)
+    b, _ = random_tiles(slide, 0.5, 224, n=25, min_tissue=0.6, seed=3, tissue=tissue)
+    c, _ = random_tiles(slide, 0.5, 224, n=25, min_tissue=0.6, seed=4, tissue=tissue)
+    assert len(a) == 25 and (a["tissue"] >= 0.6).all()
+    assert a.equals(b) and not a[["x", "y"]].equals(c[["x", "y"]])
+    side = 224 * 0.5 / 0.499
+    assert (a["x"] >= 0).all() and (a["x"] + side <= 2220 + 1).all() and (a["y"] + side <= 2967 + 1).all()
+    # not on the grid: positions are not multiples of the tile side
+    assert (np.round(a["x"] / side, 3) % 1 != 0).any()
+    # the stored share is the mask's share under the tile, as for grid tiles
+    assert a["tissue"].tolist() == pytest.approx(tissue.share(a["x"].to_numpy(), a["y"].to_numpy(), side).tolist(),
+                                                 abs=2e-3)
+    grid, _ = grid_tiles(slide, 0.5, 224, min_tissue=0.6, tissue=tissue)
+    assert a["row"].max() < grid.attrs["grid"][0] + 1 and a["col"].max() < grid.attrs["grid"][1] + 1
+
+
+def test_hematoxylin_score_ranks_nuclei_over_eosin_and_glass(slide):
+    from biodl.data.wsi import grid_tiles, hematoxylin_score, top_tiles
+
+    purple = np.full((1, 32, 32, 3), (90, 60, 150), np.uint8)  # haematoxylin-stained nuclei
+    pink = np.full((1, 32, 32, 3), (200, 100, 170), np.uint8)  # eosin-stained stroma
+    glass = np.full((1, 32, 32, 3), 255, np.uint8)
+    h = hematoxylin_score(np.concatenate([purple, pink, glass]))
+    assert h[0] > 5 * h[1] > 0 and h[2] == pytest.approx(0, abs=1e-6)
+    tiles, _ = grid_tiles(slide, 1.0, 128, min_tissue=0.3)
+    best = top_tiles(slide, tiles, 128, 1.0, k=5)
+    assert len(best) == 5 and best["score"].is_monotonic_decreasing
+    every = top_tiles(slide, tiles, 128, 1.0, k=len(tiles))
+    assert best["score"].min() >= every["score"].iloc[5:].max()  # the top five are the five best
+    assert best.attrs["grid"] == tiles.attrs["grid"]
+
+
+def test_pen_marks_are_not_tissue(slide):
+    from biodl.data.wsi import pen_mask
+
+    thumb, _ = slide.thumbnail(512)
+    inked = thumb.copy()
+    inked[20:60, 10:200] = (40, 80, 200)  # a blue marker line across the glass at the top
+    assert tissue_mask(inked)[25:55, 15:195].mean() > 0.9  # saturated ink passes Otsu as "tissue"
+    clean = tissue_mask(inked, pen=True)
+    assert not clean[20:60, 10:200].any() and pen_mask(inked)[20:60, 10:200].all()
+    plain = tissue_mask(thumb)
+    assert abs(clean.mean() - plain.mean()) < 0.01  # the real tissue is kept
+
+
+def test_tiling_settings_and_magnification(slide):
+    from biodl.data.wsi import Tiling
+
+    tiles, _, mpp = Tiling(None, 64, magnification=10).cut(slide)  # a 20x scan at 0.499 um/px, read at 10x
+    assert mpp == pytest.approx(0.998) and len(tiles) > 0
+    top, _, _ = Tiling(1.0, 64, n=4, min_tissue=0.2).cut(slide)  # grid: the four with most tissue
+    assert len(top) == 4 and top["tissue"].min() >= Tiling(1.0, 64, min_tissue=0.2).cut(slide)[0]["tissue"].nlargest(
+        4).min()
+    for bad, match in (({"select": "spiral"}, "unknown tile selection"), ({"select": "random"}, "number of tiles"),
+                       ({"n": 0}, "at least 1"), ({"magnification": 20}, "one of the two"),
+                       ({"min_tissue": 1.5}, r"\[0, 1\]")):
+        with pytest.raises(DataError, match=match):
+            Tiling(**{"mpp": 0.5, **bad})
+
+
+def test_a_single_huge_level_is_thumbnailed_in_bands(slide, level0, monkeypatch):
+    """A slide without a coarse level: the thumbnail is shrunk band by band, with the same result."""
+    from biodl.data import wsi
+
+    whole, _ = slide.thumbnail(256)
+    monkeypatch.setattr(wsi, "STRIP_PIXELS", 2220 * 100)  # bands of ~100 level-0 rows
+    monkeypatch.setattr(wsi.Slide, "_stored_thumbnail", lambda self, size: None)
+    banded, _ = slide.thumbnail(256)
+    assert banded.shape == whole.shape
+    # the same box average up to the rounding of the band edges
+    assert np.abs(banded.astype(int) - whole.astype(int)).mean() < 3

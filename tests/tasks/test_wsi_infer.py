@@ -42,6 +42,14 @@ def test_infer_writes_a_heat_map_on_the_tile_grid(patch_run, cli, tmp_path):
     assert scores["top10_mean"] == pytest.approx(top, abs=1e-6)
     with Image.open(folder / "heatmap.png") as im:
         assert im.size == (383, 512)
+    # the report: scores, heat map, mask, the eight tiles rated highest with their coordinates
+    report = (folder / "report.html").read_text()
+    assert report.count("<img") == 2 + 8 and f"{scores['mean']:.3f}" in report
+    best = tiles.sort_values("p_square", ascending=False, kind="stable").iloc[0]
+    assert f"x {int(best['x'])}, y {int(best['y'])}: P = {best['p_square']:.3f}" in report
+    cohort = pd.read_csv(tmp_path / "out" / "slides.csv")
+    assert cohort["slide"].tolist() == [str(SLIDE)] and cohort["mean"].iat[0] == pytest.approx(scores["mean"])
+    assert f'href="{SLIDE.stem}/report.html"' in (tmp_path / "out" / "index.html").read_text()
     r = cli("wsi", "infer", patch_run, SLIDE, "--out", tmp_path / "out", "--tile-mpp", "2.0")
     assert r.code == 0 and "skipped" in r.out
 

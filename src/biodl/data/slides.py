@@ -68,10 +68,11 @@ def cache_slide(path: str | Path, tiling: Tiling, cache_dir: str | Path, slide_m
     if not path.is_file():
         raise DataError(path, "no such slide file")
     stain = normalizer.to_dict() if normalizer is not None else None
-    entry = Path(cache_dir) / "slides" / _key(memo_sha256(path, cache_dir), tiling, slide_mpp, stain)
-    if (entry / "meta.json").is_file():
-        return entry, int(json.loads((entry / "meta.json").read_text())["tiles"]), True
     with open_slide(path, slide_mpp) as slide:
+        # keyed by the resolution in effect (the file's, or the one given for a file without it)
+        entry = Path(cache_dir) / "slides" / _key(memo_sha256(path, cache_dir), tiling, slide.mpp, stain)
+        if (entry / "meta.json").is_file():
+            return entry, int(json.loads((entry / "meta.json").read_text())["tiles"]), True
         tiles, tissue, mpp = tiling.cut(slide)
 
         def write(tmp: Path) -> None:

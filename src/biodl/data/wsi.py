@@ -236,15 +236,17 @@ def _drop_small(mask: np.ndarray, area: int, keep_border: bool = True) -> np.nda
     return keep[labels]
 
 
-def pen_mask(thumb: np.ndarray, radius: int = 2) -> np.ndarray:
-    """(h, w) bool: pixels of an (h, w, 3) uint8 thumbnail marked with pen ink (blue or green
-    marker: hues of 80 to 260 degrees, which haematoxylin and eosin never take, with a saturation
-    above 0.2; or near-black ink), widened by ``radius`` pixels."""
+def pen_mask(thumb: np.ndarray, radius: int = 2, min_stroke: float = 0.001) -> np.ndarray:
+    """(h, w) bool: pixels of an (h, w, 3) uint8 thumbnail marked with pen ink, widened by
+    ``radius`` pixels. Ink is blue or green (hues of 80 to 260 degrees with a saturation above
+    0.3) or near black, in strokes of at least ``min_stroke`` of the thumbnail's area: scattered
+    bluish pixels of haematoxylin-dark nuclei take those hues too, but never as a stroke."""
     from scipy import ndimage
     from skimage.color import rgb2hsv
 
     hsv = rgb2hsv(thumb[..., :3])
-    ink = ((hsv[..., 0] > 80 / 360) & (hsv[..., 0] < 260 / 360) & (hsv[..., 1] > 0.2)) | (hsv[..., 2] < 0.15)
+    ink = ((hsv[..., 0] > 80 / 360) & (hsv[..., 0] < 260 / 360) & (hsv[..., 1] > 0.3)) | (hsv[..., 2] < 0.15)
+    ink = _drop_small(ink, max(1, int(min_stroke * ink.size)))
     return ndimage.binary_dilation(ink, _disk(radius)) if radius and ink.any() else ink
 
 
@@ -338,7 +340,7 @@ def grid_tiles(slide: Slide, mpp: float, size: int, overlap: int = 0, min_tissue
     w0, h0 = slide.dimensions
     xs, ys = np.arange(0, w0 - side0 + 1e-6, step0), np.arange(0, h0 - side0 + 1e-6, step0)
     gx, gy = np.meshgrid(xs, ys)
-    x, y = gx.ravel(), gy.ravel()
+    x, y = np.round(gx.ravel()), np.round(gy.ravel())  # whole level-0 pixels: where the tiles are read
     share = tissue.share(x, y, side0)
     keep = share >= min_tissue
     row, col = np.divmod(np.flatnonzero(keep), len(xs))  # the tile's cell in the slide's grid
@@ -367,8 +369,8 @@ def random_tiles(slide: Slide, mpp: float, size: int, n: int, min_tissue: float 
         r, c = np.divmod(pick, tissue.mask.shape[1])
         cx = (c + rng.random(len(pick))) * tissue.down  # a uniform point inside the mask pixel
         cy = (r + rng.random(len(pick))) * tissue.down
-        x = np.clip(cx - side0 / 2, 0, w0 - side0)
-        y = np.clip(cy - side0 / 2, 0, h0 - side0)
+        x = np.round(np.clip(cx - side0 / 2, 0, w0 - side0))
+        y = np.round(np.clip(cy - side0 / 2, 0, h0 - side0))
         share = tissue.share(x, y, side0)
         ok = np.flatnonzero(share >= min_tissue)[: n - have]
         found_x.append(x[ok])

@@ -128,7 +128,7 @@ def write_slide_report(folder: Path, scores: dict, top_rows, top_images: np.ndar
     for (_, row), img in zip(top_rows.iterrows(), top_images, strict=True):
         buf = io.BytesIO()
         Image.fromarray(img).save(buf, format="PNG")
-        gallery.append(f"<figure>{h.png_img(buf.getvalue(), 'tile', scale=0.6)}<figcaption>"
+        gallery.append(f"<figure>{h.png_img(buf.getvalue(), 'tile', scale=max(0.6, 160 / img.shape[1]))}<figcaption>"
                        f"x {int(row['x'])}, y {int(row['y'])}: P = {row[f'p_{positive}']:.3f}</figcaption></figure>")
     sections = [
         h.Section("scores", "Slide scores", h.key_values(pairs)),
