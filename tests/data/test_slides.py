@@ -141,3 +141,15 @@ def test_slide_table_bad_input_is_one_line(cohort, tmp_path, cli):
     assert_one_line_error(cli("train", "--data", cohort / "slides.csv", "--out", tmp_path / "run", "--set",
                               f"data.cache_dir={tmp_path / 'c'}"), "slides.csv", "data.mpp")
     assert not (tmp_path / "run").exists()
+
+
+def test_tiling_into_the_cache_needs_no_torch():
+    """A CUDA build of torch alone holds ~500 MB: tiling a slide into the cache must not import it
+    (benchmarks/wsi_tiling.py measures the peak memory of a 40,000 px slide under 500 MB)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, biodl.cli, biodl.data.slides, biodl.data.stain, biodl.data.wsi; "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

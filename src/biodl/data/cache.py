@@ -16,12 +16,14 @@ import shutil
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 
 from ..io import fsync_dir, sha256_file
-from .arrays import ImageSet
+
+if TYPE_CHECKING:  # pragma: no cover - arrays imports torch; the slide cache needs none
+    from .arrays import ImageSet
 
 
 def content_key(files: list[Path], params: dict[str, Any]) -> str:
@@ -164,6 +166,8 @@ class ConcatArray:
 
 
 def _read(entry: Path) -> ImageSet:
+    from .arrays import ImageSet
+
     meta = json.loads((entry / "meta.json").read_text())
     images = DiskArray(entry / "images.npy")
     size = (entry / "images.npy").stat().st_size

@@ -23,15 +23,17 @@ import hashlib
 import json
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 import pandas as pd
 
 from ..errors import DataError
-from .arrays import ImageSet
 from .cache import ConcatArray, DiskArray, commit_entry, memo_sha256, write_npy, write_synced
 from .wsi import Tiling, iter_tiles, mask_overlay, open_slide
+
+if TYPE_CHECKING:  # pragma: no cover - arrays imports torch; caching a slide's tiles needs none
+    from .arrays import ImageSet
 
 __all__ = ["cache_slide", "read_slide_table", "load_slide_set", "is_slide_table", "slide_progress"]
 
@@ -139,6 +141,8 @@ def load_slide_set(path: str | Path, tiling: Tiling, cache_dir: str | Path, clas
     """The tiles of every slide of the slide table at ``path`` as one :class:`ImageSet` read from
     the cache (slides not cached yet are tiled into it first); ``progress(done, total, slide)``
     is called after each slide. Returns (the set, whether every slide was cached already)."""
+    from .arrays import ImageSet
+
     path = Path(path)
     table = read_slide_table(path)
     names = sorted(set(table["label"])) if classes is None else list(classes)

@@ -531,7 +531,9 @@ def tile_slide(path: str | Path, out_dir: str | Path, tiling: Tiling, slide_mpp:
     hidden folder and renamed when complete, so a failed slide leaves nothing behind; a slide
     whose folder exists is skipped. Returns (its folder, the number of tiles; -1 when skipped)."""
     import json
+    import os
     import shutil
+    from concurrent.futures import ThreadPoolExecutor
 
     from PIL import Image
 
@@ -547,10 +549,12 @@ def tile_slide(path: str | Path, out_dir: str | Path, tiling: Tiling, slide_mpp:
         try:
             names = [f"tiles/{x}_{y}.png" for x, y in zip(tiles["x"], tiles["y"], strict=True)]
             done = 0
-            for block in iter_tiles(slide, tiles, tiling.size, mpp, progress=progress):
-                for tile in (normalizer(block) if normalizer is not None else block):
-                    Image.fromarray(tile).save(staging / names[done])
-                    done += 1
+            with ThreadPoolExecutor(os.cpu_count() or 1) as pool:  # Pillow's PNG encoder releases the GIL
+                for block in iter_tiles(slide, tiles, tiling.size, mpp, progress=progress):
+                    block = normalizer(block) if normalizer is not None else block
+                    list(pool.map(lambda t, name: Image.fromarray(t).save(staging / name), block,
+                                  names[done:done + len(block)]))
+                    done += len(block)
             tiles.assign(file=names).to_csv(staging / "tiles.csv", index=False)
             Image.fromarray(mask_overlay(tissue.thumb, tissue.mask)).save(staging / "mask.png")
             (staging / "tiling.json").write_text(json.dumps(
