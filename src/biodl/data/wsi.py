@@ -517,9 +517,11 @@ class Tiling:
         return tiles, tissue, mpp
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings (what a cache key holds): the seed only where it matters (random tiles),
+        so that grid tiles cached by ``biodl wsi tile`` are found by a run of any seed."""
         from dataclasses import asdict
 
-        return asdict(self)
+        return {**asdict(self), "seed": self.seed if self.select == "random" else None}
 
 
 def tile_slide(path: str | Path, out_dir: str | Path, tiling: Tiling, slide_mpp: float | None = None,

@@ -34,6 +34,7 @@ figure{margin:10px 0 18px}figure img{max-width:100%;height:auto;border:1px solid
 figcaption{color:#57606a;font-size:13px;margin-top:3px}
 pre{background:#f6f8fa;padding:10px;overflow-x:auto;font-size:12.5px;max-height:420px}
 .note{color:#57606a;font-size:13.5px}.warn{color:#9a6700}
+.row{display:flex;flex-wrap:wrap;gap:6px 22px;align-items:flex-start}.row figure{margin:6px 0 10px}
 """
 
 
@@ -78,6 +79,11 @@ def table(df: pd.DataFrame, digits: int = 3, bold: dict[int, set[int]] | None = 
             cells.append(f"<td{attr}>{esc(fmt(v, digits))}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def row(*items: str) -> str:
+    """HTML blocks (figures) side by side, wrapping to the next line when the page is narrow."""
+    return f'<div class="row">{"".join(items)}</div>'
 
 
 def key_values(pairs: list[tuple[str, object]]) -> str:

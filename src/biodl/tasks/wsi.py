@@ -132,10 +132,11 @@ def write_slide_report(folder: Path, scores: dict, top_rows, top_images: np.ndar
                        f"x {int(row['x'])}, y {int(row['y'])}: P = {row[f'p_{positive}']:.3f}</figcaption></figure>")
     sections = [
         h.Section("scores", "Slide scores", h.key_values(pairs)),
-        h.Section("heatmap", "Heat map", h.figure(folder / "heatmap.png", f"P({positive}) of each tissue tile over "
-                                                  "the thumbnail (blue low, red high)")
-                  + h.figure(folder / "mask.png", "the tissue mask the tiles were chosen on")),
-        h.Section("tiles", f"Tiles rated most {positive}", "".join(gallery) or h.para("no tissue tiles")),
+        h.Section("heatmap", "Heat map", h.row(
+            h.figure(folder / "heatmap.png", f"P({positive}) of each tissue tile over the thumbnail (blue low, red "
+                                             "high)"),
+            h.figure(folder / "mask.png", "the tissue mask the tiles were chosen on"))),
+        h.Section("tiles", f"Tiles rated most {positive}", h.row(*gallery) if gallery else h.para("no tissue tiles")),
     ]
     (folder / "report.html").write_text(h.page(f"Slide {Path(scores['slide']).name}",
                                                "biodl wsi infer: a patch classifier over every tissue tile", sections))

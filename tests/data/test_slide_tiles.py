@@ -94,13 +94,17 @@ def test_training_on_a_slide_table(cohort, tmp_path):
     settings = ["--set", f"data.cache_dir={tmp_path / 'c'}", "--set", "data.mpp=4.0", "--set", "data.size=32",
                 "--set", f"data.tiles.slide_mpp={MPP}", "--set", "data.stain=macenko",
                 "--set", "data.tiles.min_tissue=0.3"]
-    main_ok("train", "--data", cohort / "slides.csv", "--out", tmp_path / "run", *FAST, *settings)
+    # one slide tiled into the cache beforehand (biodl wsi tile --to-cache): the run finds its entry
+    main_ok("wsi", "tile", cohort / "s0.png", "--to-cache", "--cache-dir", tmp_path / "c", "--tile-mpp", "4.0",
+            "--size", "32", "--mpp", str(MPP), "--min-tissue", "0.3", "--stain", "macenko")
+    (before,) = _entries(tmp_path / "c")
+    main_ok("train", "--data", cohort / "slides.csv", "--out", tmp_path / "run", *FAST, *settings, "--set", "seed=7")
     run = tmp_path / "run"
     pre = json.loads((run / "preprocess.json").read_text())
     assert pre["mpp"] == 4.0 and pre["size"] == 32 and pre["stain"]["method"] == "macenko"
     assert pre["classes"] == ["a", "b"]
     entries = _entries(tmp_path / "c")
-    assert len(entries) == 8
+    assert len(entries) == 8 and before in entries  # s0's entry was used, not made again
     n = sum(len(DiskArray(e / "images.npy")) for e in entries)
     assert json.loads((run / "manifest.json").read_text())["n_images"] == n
     test = pd.read_csv(run / "test_predictions.csv")
