@@ -28,7 +28,7 @@ def test_to_cache_stores_the_tiles_of_the_png_folder(tmp_path, cli):
     assert cli("wsi", "tile", SLIDE, "--out", tmp_path / "png", *args).code == 0
     tiles = pd.read_csv(entry / "tiles.csv")
     pngs = pd.read_csv(tmp_path / "png" / SLIDE.stem / "tiles.csv")
-    assert tiles[["x", "y", "tissue"]].equals(pngs[["x", "y", "tissue"]])
+    assert tiles[["x", "y", "tissue", "score"]].equals(pngs[["x", "y", "tissue", "score"]])
     images = np.load(entry / "images.npy")
     assert images.shape == (len(tiles), 64, 64, 3)
     for k in (0, len(tiles) // 2, len(tiles) - 1):

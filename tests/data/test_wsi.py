@@ -159,6 +159,9 @@ def test_tile_command_writes_tiles_that_match_their_coordinates(tmp_path, cli, s
     row = tiles.iloc[len(tiles) // 2]
     with Image.open(folder / row["file"]) as im:
         np.testing.assert_array_equal(np.asarray(im), slide.read(int(row["x"]), int(row["y"]), 128, 1.0))
+        from biodl.data.wsi import hematoxylin_score
+
+        assert row["score"] == pytest.approx(hematoxylin_score(np.asarray(im)[None])[0], abs=1e-5)
     with Image.open(folder / "mask.png") as im:
         assert im.size == (383, 512)  # the thumbnail the mask was found on
     before = (folder / "tiles.csv").stat().st_mtime_ns
@@ -247,6 +250,11 @@ def test_hematoxylin_score_ranks_nuclei_over_eosin_and_glass(slide):
     glass = np.full((1, 32, 32, 3), 255, np.uint8)
     h = hematoxylin_score(np.concatenate([purple, pink, glass]))
     assert h[0] > 5 * h[1] > 0 and h[2] == pytest.approx(0, abs=1e-6)
+    from skimage.color import rgb2hed
+
+    noise = np.random.default_rng(0).integers(0, 256, (3, 40, 40, 3), dtype=np.uint8)
+    np.testing.assert_allclose(hematoxylin_score(noise), np.clip(rgb2hed(noise), 0, None)[..., 0].mean(axis=(1, 2)),
+                               rtol=1e-5)  # the lookup table is skimage's deconvolution
     tiles, _ = grid_tiles(slide, 1.0, 128, min_tissue=0.3)
     best = top_tiles(slide, tiles, 128, 1.0, k=5)
     assert len(best) == 5 and best["score"].is_monotonic_decreasing

@@ -1,7 +1,8 @@
 """Tiles of whole-slide images in the cache, and a table of labelled slides as a training set.
 
 Each slide's tiles are stored once, in a cache entry of their own (``<cache>/slides/<key>/``:
-``images.npy`` (N, size, size, 3) uint8, ``tiles.csv`` with their coordinates, ``mask.png``,
+``images.npy`` (N, size, size, 3) uint8, ``tiles.csv`` with their coordinates, tissue shares
+and haematoxylin scores, ``mask.png``,
 ``meta.json``), keyed by the sha256 of the slide's content and of the tiling (and stain
 normalisation) settings. Tiles go from the slide to the file block by block: no tile images on
 disk, and memory does not grow with the slide. Entries are written under a temporary name and
@@ -30,7 +31,7 @@ import pandas as pd
 
 from ..errors import DataError
 from .cache import ConcatArray, DiskArray, commit_entry, memo_sha256, write_npy, write_synced
-from .wsi import Tiling, iter_tiles, mask_overlay, open_slide
+from .wsi import Tiling, iter_tiles, mask_overlay, open_slide, scored, with_score
 
 if TYPE_CHECKING:  # pragma: no cover - arrays imports torch; caching a slide's tiles needs none
     from .arrays import ImageSet
@@ -78,11 +79,12 @@ def cache_slide(path: str | Path, tiling: Tiling, cache_dir: str | Path, slide_m
         tiles, tissue, mpp = tiling.cut(slide)
 
         def write(tmp: Path) -> None:
-            blocks = iter_tiles(slide, tiles, tiling.size, mpp, progress=progress)
+            scores: list[np.ndarray] = []
+            blocks = scored(iter_tiles(slide, tiles, tiling.size, mpp, progress=progress), scores)
             if normalizer is not None:
                 blocks = (normalizer(b) for b in blocks)
             write_npy(tmp / "images.npy", (len(tiles), tiling.size, tiling.size, 3), blocks)
-            tiles.to_csv(tmp / "tiles.csv", index=False)
+            with_score(tiles, scores).to_csv(tmp / "tiles.csv", index=False)
             Image.fromarray(mask_overlay(tissue.thumb, tissue.mask)).save(tmp / "mask.png")
             meta = {"slide": path.name, "tiles": len(tiles), "slide_mpp": slide.mpp, "tile_mpp": mpp,
                     "tiling": tiling.to_dict(), "stain": stain, "grid": list(tiles.attrs["grid"]),
