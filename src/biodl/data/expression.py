@@ -1,0 +1,141 @@
+"""RNA-seq expression tables (genes x samples): reading with validation, and normalisation.
+
+Every function takes and returns a pandas table with genes as rows and samples as columns, as
+count matrices are stored (Elegant SciPy, edgeR, DESeq2 all use this orientation).
+
+- **Library size**: the column sums (reads counted over the table's genes).
+- **CPM**: counts per million, ``count / library size x 1e6``; **log-CPM**: ``log2(CPM + 1)``.
+- **RPKM**: reads per kilobase of gene per million reads, ``1e9 x count / (library size x
+  length)``, with the library size over every gene of the table (as Elegant SciPy computes it);
+  **TPM**: each gene's reads per kilobase, rescaled so that each sample sums to a million. Genes
+  without a known length are left out of both (and returned, so that the caller reports them).
+- **Quantile normalisation**: every sample gets the same distribution, the mean of the sorted
+  samples; tied values in a sample share the mean of the reference values at their ranks (the
+  usual definition; Bolstad et al. 2003).
+- **DESeq2 size factors** (Anders & Huber 2010, median of ratios): each sample's median, over
+  the genes with no zero count, of its count divided by the gene's geometric mean over samples.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DataError
+
+__all__ = ["read_counts", "library_sizes", "cpm", "log_cpm", "rpkm", "tpm", "quantile_normalize",
+           "size_factors"]
+
+
+def read_counts(path: str | Path) -> pd.DataFrame:
+    """A counts table (CSV, optionally gzipped; first column the gene ids, then one column per
+    sample) as genes x samples floats. Faults (a non-numeric or negative value, a duplicate gene
+    or sample id, no rows) are one-line ``DataError`` s naming the file, the gene and the sample."""
+    path = Path(path)
+    try:
+        raw = pd.read_csv(path, index_col=0, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        raise DataError(path, "no such counts table") from None
+    except (OSError, ValueError, UnicodeDecodeError, EOFError) as exc:
+        raise DataError(path, f"cannot be read as a CSV table ({str(exc).splitlines()[0]})") from None
+    if raw.empty or raw.shape[1] == 0:
+        raise DataError(path, "no genes or no samples")
+    dup_genes = raw.index[raw.index.duplicated()]
+    if len(dup_genes):
+        raise DataError(path, f"gene {dup_genes[0]!r} appears twice")
+    seen: set[str] = set()
+    for name in _header(path)[1:]:  # pandas renames a repeated column (x, x.1): read the names as written
+        if name in seen:
+            raise DataError(path, f"sample {name!r} appears twice")
+        seen.add(name)
+    values = raw.apply(pd.to_numeric, errors="coerce")
+    bad = values.isna()
+    if bad.to_numpy().any():
+        r, c = np.argwhere(bad.to_numpy())[0]
+        raise DataError(path, f"gene {raw.index[r]!r}, sample {raw.columns[c]!r}: {raw.iat[r, c]!r} is not a number")
+    neg = values.to_numpy() < 0
+    if neg.any():
+        r, c = np.argwhere(neg)[0]
+        raise DataError(path, f"gene {raw.index[r]!r}, sample {raw.columns[c]!r}: a negative count "
+                              f"({values.iat[r, c]})")
+    values.index.name = raw.index.name or "gene"
+    return values.astype(np.float64)
+
+
+def _header(path: Path) -> list[str]:
+    import csv
+    import gzip
+
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8-sig", newline="") as f:
+        return next(csv.reader(f), [])
+
+
+def library_sizes(counts: pd.DataFrame) -> pd.Series:
+    """Each sample's reads over the table's genes."""
+    return counts.sum(axis=0)
+
+
+def cpm(counts: pd.DataFrame) -> pd.DataFrame:
+    """Counts per million reads of each sample's library."""
+    return counts / library_sizes(counts) * 1e6
+
+
+def log_cpm(counts: pd.DataFrame) -> pd.DataFrame:
+    """``log2(CPM + 1)``."""
+    return np.log2(cpm(counts) + 1.0)
+
+
+def _with_lengths(counts: pd.DataFrame, lengths: pd.Series) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
+    """(the counts of the genes with a positive length, their lengths, the genes without one)."""
+    known = lengths.reindex(counts.index)
+    ok = known.notna() & (known > 0)
+    return counts[ok.to_numpy()], known[ok].to_numpy(np.float64), list(counts.index[~ok.to_numpy()])
+
+
+def rpkm(counts: pd.DataFrame, lengths: pd.Series) -> tuple[pd.DataFrame, list[str]]:
+    """(reads per kilobase per million, the genes left out for want of a length). ``lengths``:
+    gene id -> length in bases. The library size counts every gene of the table."""
+    libs = library_sizes(counts).to_numpy(np.float64)
+    kept, length, missing = _with_lengths(counts, lengths)
+    return kept * 1e9 / (length[:, None] * libs[None, :]), missing
+
+
+def tpm(counts: pd.DataFrame, lengths: pd.Series) -> tuple[pd.DataFrame, list[str]]:
+    """(transcripts per million, the genes left out for want of a length): reads per kilobase,
+    each sample rescaled to sum to a million over the genes with a length."""
+    kept, length, missing = _with_lengths(counts, lengths)
+    rate = kept / (length[:, None] / 1e3)
+    return rate / rate.sum(axis=0) * 1e6, missing
+
+
+def quantile_normalize(table: pd.DataFrame) -> pd.DataFrame:
+    """Every sample (column) given the same distribution: the mean over samples of the sorted
+    values. A value's rank in its sample picks its new value; values tied within a sample get the
+    mean of the reference values over the ranks they share."""
+    x = table.to_numpy(np.float64)
+    n, m = x.shape
+    reference = np.sort(x, axis=0).mean(axis=1)  # (n,) ascending
+    out = np.empty_like(x)
+    for j in range(m):
+        order = np.argsort(x[:, j], kind="stable")
+        values = x[order, j]
+        starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]])  # first rank of each run of ties
+        ends = np.r_[starts[1:], n]
+        sums = np.add.reduceat(reference, starts)
+        out[order, j] = np.repeat(sums / (ends - starts), ends - starts)
+    return pd.DataFrame(out, index=table.index, columns=table.columns)
+
+
+def size_factors(counts: pd.DataFrame) -> pd.Series:
+    """DESeq2's size factors (median of ratios). Genes with a zero in any sample have no
+    geometric mean and are left out; a table where every gene has a zero is an error."""
+    x = counts.to_numpy(np.float64)
+    usable = (x > 0).all(axis=1)
+    if not usable.any():
+        raise DataError("counts", "every gene has a zero count in some sample: DESeq2's size factors are undefined")
+    logs = np.log(x[usable])
+    log_ratio = logs - logs.mean(axis=1, keepdims=True)
+    return pd.Series(np.exp(np.median(log_ratio, axis=0)), index=counts.columns, name="size_factor")
