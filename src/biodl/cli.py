@@ -105,12 +105,16 @@ def run(
     resume: bool = typer.Option(False, "--resume", help="continue the study's run in --out from checkpoints/last "
                                 "(studies that train through the engine)"),
     ensemble: Optional[int] = EnsembleOpt,
+    counts: Optional[Path] = typer.Option(None, "--counts", help="tcga-melanoma: your counts table (genes x samples)"),
+    samples: Optional[Path] = typer.Option(None, "--samples", help="tcga-melanoma: your samples table"),
 ) -> None:
     """Run a study end to end on its embedded data (or on --data); --resume continues it."""
     from .studies import get_study, resume_study
 
     if ensemble is not None:
         overrides = [*(overrides or []), f"ensemble={ensemble}"]
+    overrides = [*(overrides or []), *([f"counts={counts}"] if counts else []),
+                 *([f"samples={samples}"] if samples else [])]
     if resume:
         if out is None:
             raise BiodlError("--resume", "needs --out RUN_DIR, the run to continue")

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from biodl.datasets import embedded_path
 from biodl.data.expression import cpm, log_cpm, quantile_normalize, read_counts, rpkm, size_factors, tpm
 from biodl.errors import DataError
 
@@ -90,3 +91,51 @@ def test_bad_counts_tables(tmp_path):
         assert name in str(err.value)
     with pytest.raises(DataError, match="no such counts table"):
         read_counts(tmp_path / "missing.csv")
+
+
+def _cohort_files(tmp_path, counts="gene,s1,s2,s3\ng1,1,2,3\ng2,4.5,5,6\n", samples=None):
+    samples = samples or ("sample_id,patient,sample_type,os_time_years,os_event\n"
+                          "s1,P1,Primary_Tumor,1.5,1\ns2,P1,Metastatic,1.5,1\ns3,P2,Metastatic,,\n")
+    (tmp_path / "counts.csv").write_text(counts)
+    (tmp_path / "samples.csv").write_text(samples)
+    return tmp_path / "counts.csv", tmp_path / "samples.csv"
+
+
+def test_cohort_keeps_one_tumour_per_patient(tmp_path):
+    from biodl.data.expression import load_cohort
+
+    with pytest.warns(UserWarning, match="1 gene with non-integer counts rounded .g2."):
+        c = load_cohort(*_cohort_files(tmp_path))
+    assert list(c.counts.columns) == ["s1", "s3"] and c.counts.loc["g2", "s1"] == 4  # 4.5 rounds to even
+    assert c.dropped["second sample of a patient"] == ["s2"] and c.dropped["no survival time"] == ["s3"]
+    assert c.samples["os_time_years"].tolist()[0] == 1.5 and np.isnan(c.samples["os_time_years"].iat[1])
+    with pytest.warns(UserWarning, match="SERPINA3"):  # the one fractional gene of the embedded table
+        embedded = load_cohort(embedded_path("tcga-skcm") / "skcm_counts.csv.gz",
+                               embedded_path("tcga-skcm") / "skcm_samples.csv")
+    assert embedded.counts.shape == (2454, 468) and embedded.samples["patient"].is_unique
+    assert embedded.dropped["normal tissue"] == ["GN.A4U8.Solid_Tissue_Normal"]
+    assert len(embedded.dropped["no survival time"]) == 13
+
+
+def test_cohort_bad_input(tmp_path):
+    from biodl.data.expression import load_cohort
+
+    head = "sample_id,patient,sample_type,os_time_years,os_event\n"
+    cases = {
+        "missing sample": ("gene,s1,s2,s4\ng1,1,2,3\n", None, "counts.csv", "sample 's4' is not in samples.csv"),
+        "extra sample": ("gene,s1,s2\ng1,1,2\n", None, "samples.csv", "sample 's3' has no column in counts.csv"),
+        "negative time": (None, head + "s1,P1,Primary_Tumor,-1,1\ns2,P2,Metastatic,1,0\ns3,P3,Metastatic,2,0\n",
+                          "samples.csv", "row 2 (sample 's1'), column 'os_time_years': a negative survival time"),
+        "text time": (None, head + "s1,P1,Primary_Tumor,soon,1\ns2,P2,Metastatic,1,0\ns3,P3,Metastatic,2,0\n",
+                      "samples.csv", "column 'os_time_years': 'soon' is not a number"),
+        "bad event": (None, head + "s1,P1,Primary_Tumor,1,2\ns2,P2,Metastatic,1,0\ns3,P3,Metastatic,2,0\n",
+                      "samples.csv", "row 2 (sample 's1'), column 'os_event': '2' is not 0 or 1"),
+        "dup sample": (None, head + "s1,P1,Primary_Tumor,1,1\ns1,P2,Metastatic,1,0\ns3,P3,Metastatic,2,0\n",
+                       "samples.csv", "row 3 (sample 's1'): the sample id appears twice"),
+        "no time column": (None, "sample_id,os_event\ns1,1\ns2,0\ns3,1\n", "samples.csv", "no column 'os_time_years'"),
+    }
+    for name, (counts, samples, where, fault) in cases.items():
+        paths = _cohort_files(tmp_path, **{k: v for k, v in (("counts", counts), ("samples", samples)) if v})
+        with pytest.raises(DataError, match=fault.replace("(", r"\(").replace(")", r"\)")) as err:
+            load_cohort(*paths)
+        assert where in str(err.value), name

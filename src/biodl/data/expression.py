@@ -18,6 +18,7 @@ count matrices are stored (Elegant SciPy, edgeR, DESeq2 all use this orientation
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +26,8 @@ import pandas as pd
 
 from ..errors import DataError
 
-__all__ = ["read_counts", "library_sizes", "cpm", "log_cpm", "rpkm", "tpm", "quantile_normalize",
-           "size_factors"]
+__all__ = ["read_counts", "load_cohort", "Cohort", "library_sizes", "cpm", "log_cpm", "rpkm", "tpm",
+           "quantile_normalize", "size_factors"]
 
 
 def read_counts(path: str | Path) -> pd.DataFrame:
@@ -139,3 +140,91 @@ def size_factors(counts: pd.DataFrame) -> pd.Series:
     logs = np.log(x[usable])
     log_ratio = logs - logs.mean(axis=1, keepdims=True)
     return pd.Series(np.exp(np.median(log_ratio, axis=0)), index=counts.columns, name="size_factor")
+
+
+#: which sample of a patient with several is kept (lower first); normal tissue is never kept
+SAMPLE_PRIORITY = {"Primary_Tumor": 0, "Metastatic": 1, "Additional_Metastatic": 2}
+
+
+@dataclass
+class Cohort:
+    """A counts table with its samples: ``counts`` genes x samples (one tumour sample per patient,
+    in the samples table's order), ``samples`` indexed by sample id, and what was left out."""
+
+    counts: pd.DataFrame
+    samples: pd.DataFrame
+    dropped: dict[str, list[str]] = field(default_factory=dict)  # reason -> sample ids (or genes)
+
+
+def _row(samples: pd.DataFrame, i: int) -> str:
+    return f"row {i + 2} (sample {samples['sample_id'].iat[i]!r})"
+
+
+def load_cohort(counts_path: str | Path, samples_path: str | Path, time: str = "os_time_years",
+                event: str = "os_event", patient: str | None = "patient", sample_type: str | None = "sample_type"
+                ) -> Cohort:
+    """Read and cross-check a counts table and its samples table (``sample_id``, then the
+    survival ``time`` and ``event`` columns; ``patient`` and ``sample_type`` where present).
+
+    Faults are one-line ``DataError`` s naming the file, the row or column and the fault: samples
+    in one table and not the other, a duplicate sample id, a survival time that is negative or
+    not a number, an event other than 0/1. Samples without a survival time stay (they have
+    expression) and are counted; non-integer counts are rounded with a warning naming the genes.
+    One sample per patient: tumour samples only (``sample_type`` not ``Solid_Tissue_Normal``),
+    the first by :data:`SAMPLE_PRIORITY` (a primary tumour before a metastasis)."""
+    import warnings
+
+    from .tabular import read_csv
+
+    counts_path, samples_path = Path(counts_path), Path(samples_path)
+    counts = read_counts(counts_path)
+    samples = read_csv(samples_path)
+    for col in ("sample_id", time, event):
+        if col not in samples.columns:
+            raise DataError(samples_path, f"no column {col!r} (needed: sample_id, {time}, {event})")
+    dup = samples["sample_id"].duplicated()
+    if dup.any():
+        raise DataError(samples_path, f"{_row(samples, int(np.flatnonzero(dup)[0]))}: the sample id appears twice")
+    ids = set(samples["sample_id"])
+    only_counts = [c for c in counts.columns if c not in ids]
+    if only_counts:
+        raise DataError(counts_path, f"sample {only_counts[0]!r} (and {len(only_counts) - 1} more) is not in "
+                                     f"{samples_path.name}" if len(only_counts) > 1 else
+                        f"sample {only_counts[0]!r} is not in {samples_path.name}")
+    only_samples = [s for s in samples["sample_id"] if s not in set(counts.columns)]
+    if only_samples:
+        raise DataError(samples_path, f"sample {only_samples[0]!r} has no column in {counts_path.name}")
+    t = pd.to_numeric(samples[time].replace("", np.nan), errors="coerce")
+    bad = samples[time].ne("") & (t.isna() | ~np.isfinite(t.fillna(0)))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DataError(samples_path, f"{_row(samples, i)}, column {time!r}: {samples[time].iat[i]!r} is not a number")
+    if (t < 0).any():
+        i = int(np.flatnonzero(t < 0)[0])
+        raise DataError(samples_path, f"{_row(samples, i)}, column {time!r}: a negative survival time ({t.iat[i]})")
+    e = pd.to_numeric(samples[event].replace("", np.nan), errors="coerce")
+    bad = (samples[event].ne("") & ~e.isin([0, 1])) | (t.notna() & e.isna())
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DataError(samples_path, f"{_row(samples, i)}, column {event!r}: {samples[event].iat[i]!r} is not 0 or 1")
+    samples = samples.assign(**{time: t, event: e}).set_index("sample_id", drop=False)
+    fractional = counts.index[(counts.to_numpy() != np.round(counts.to_numpy())).any(axis=1)]
+    if len(fractional):
+        warnings.warn(f"{counts_path}: {len(fractional)} gene{'s' if len(fractional) > 1 else ''} with non-integer "
+                      f"counts rounded ({', '.join(map(str, fractional[:5]))})", stacklevel=2)
+        counts = counts.round()
+    dropped: dict[str, list[str]] = {"rounded genes": [str(g) for g in fractional]}
+    keep = pd.Series(True, index=samples.index)
+    if sample_type and sample_type in samples.columns:
+        normal = samples[sample_type].str.contains("Normal", case=False)
+        dropped["normal tissue"] = list(samples.index[normal])
+        keep &= ~normal
+    if patient and patient in samples.columns:
+        rank = samples[sample_type].map(SAMPLE_PRIORITY).fillna(9) if sample_type in samples.columns else 0
+        order = samples.assign(_rank=rank)[keep].sort_values(["_rank"], kind="stable")
+        first = order.drop_duplicates(patient, keep="first").index
+        dropped["second sample of a patient"] = [s for s in samples.index[keep] if s not in set(first)]
+        keep &= samples.index.isin(first)
+    dropped["no survival time"] = list(samples.index[keep & samples[time].isna()])
+    kept = samples[keep]
+    return Cohort(counts[list(kept.index)], kept, dropped)

@@ -27,6 +27,11 @@ EMBEDDED: dict[str, tuple[str, str]] = {
         "Breast histopathology IDC: 4,982 H&E patches 50x50 from 10 whole patients, patient tree with slide "
         "coordinates (Cruz-Roa 2014; Janowczyk 2016), CC0",
     ),
+    "tcga-skcm": (
+        "tcga_skcm",
+        "TCGA melanoma (SKCM): raw RNA-seq read counts of 2,454 genes x 472 samples, overall survival, the TCGA "
+        "2015 RNA subclasses, gene lengths (consICA; TCGA open access, MIT)",
+    ),
     "cmu1-small-region": (
         "wsi_cmu1/CMU-1-Small-Region.svs",
         "OpenSlide test slide CMU-1-Small-Region: Aperio SVS, H&E, 2220x2967 at 0.499 um/px, one level, CC0",

@@ -15,7 +15,8 @@ from types import ModuleType
 from ..errors import ConfigError
 
 _MODULES = {"heart-failure": "heart_failure", "heart-failure-mlp": "heart_failure_mlp",
-            "histopathology": "histopathology", "retinopathy": "retinopathy", "vessels": "vessels"}
+            "histopathology": "histopathology", "retinopathy": "retinopathy", "tcga-melanoma": "tcga_melanoma",
+            "vessels": "vessels"}
 
 
 def list_studies() -> dict[str, str]:
