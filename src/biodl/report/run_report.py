@@ -27,10 +27,12 @@ from ..errors import RunDirError
 from ..io import atomic_write_json, atomic_write_text
 from . import html as h
 from .figures import training_curves
+from .model_card import model_card
 from .predictions import prediction_artefacts
 
 REPORT = "report.html"
 LAYOUT = "report.json"
+CARD = "model_card.md"
 CURVES = "training_curves.png"
 
 
@@ -65,6 +67,7 @@ def build_report(run_dir: str | Path, layout: dict[str, Any] | None = None) -> P
                 f"finished {manifest.get('finished') or 'not finished'} · report written "
                 f"{_dt.datetime.now().astimezone().isoformat(timespec='seconds')}")
     out = run_dir / REPORT
+    atomic_write_text(run_dir / CARD, model_card(run_dir, manifest, metrics, pre))
     atomic_write_text(out, h.page(title, subtitle, sections))
     return out
 
@@ -102,6 +105,8 @@ def _summary(run_dir: Path, manifest: dict[str, Any], metrics: dict[str, float],
         ("wall time", _seconds(manifest.get("seconds"))),
     ]
     body = h.key_values(pairs)
+    body += (f'<p class="note">The model card (intended use, data, metrics with CIs, calibration, limitations, '
+             f'licence of the data): <a href="{CARD}">{CARD}</a></p>')
     counts = manifest.get("class_counts")
     if counts and len({len(c) for c in counts.values()}) == 1:
         k = len(next(iter(counts.values())))

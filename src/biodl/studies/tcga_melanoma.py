@@ -32,6 +32,9 @@ NAME = "tcga-melanoma"
 SUMMARY = ("TCGA melanoma RNA-seq: normalisation, clusters vs the 2015 subclasses, survival by cluster, deep vs "
            "classical models")
 
+NOTE = ("the models are compared under cross-validation and none is saved for use; the RNA subclasses come from "
+        "clustering the same TCGA samples, so subclass accuracy here is agreement with that clustering")
+
 
 class StudyConfig(Strict):
     name: str = NAME
@@ -71,7 +74,7 @@ def run(out: str | Path | None = None, overrides: list[str] | None = None, data:
         runs.save_config(folder, cfg)
         return write_manifest(folder, config=config_dict(cfg), seed=cfg.seed, device="cpu",
                               inputs={"counts": counts_path, "samples": samples_path},
-                              extra={"left_out": {k: len(v) for k, v in cohort.dropped.items()}})
+                              extra={"left_out": {k: len(v) for k, v in cohort.dropped.items()}, "note": NOTE})
 
     manifest = runs.create_run_dir(run_dir, stage)
     t0, seconds = time.perf_counter(), {}

@@ -1,0 +1,171 @@
+"""``model_card.md``: a run's model card (Mitchell et al. 2019, "Model Cards for Model
+Reporting"), written from the run's saved files only (config, manifest, metrics, preprocessing,
+calibration, per-class results), so ``biodl report`` rebuilds it and it never says more than the
+run recorded. A study adds its own caveats through ``manifest["note"]`` or a ``MODEL_CARD.md``
+beside its embedded data.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..datasets import EMBEDDED, embedded_path
+from ..io import sha256_file
+from .tables import to_markdown
+
+__all__ = ["model_card"]
+
+#: the test metrics shown, with their names in the card
+SHOWN = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "roc_auc": "ROC AUC",
+         "pr_auc": "PR AUC", "mcc": "MCC", "f1": "F1", "precision": "precision", "recall": "recall",
+         "qwk": "quadratic weighted kappa", "macro_f1": "macro F1", "dice": "Dice", "auc": "AUC",
+         "brier": "Brier score", "nll": "log loss", "ece": "expected calibration error"}
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def _clusters(metrics: dict[str, float]) -> str:
+    n = metrics.get("test/ci_clusters")
+    return f" over {int(n)} patients (patients resampled)" if n else " over test cases"
+
+
+def _metrics_table(metrics: dict[str, float]) -> str:
+    rows = []
+    for key, name in SHOWN.items():
+        v = metrics.get(f"test/{key}")
+        if v is None:
+            continue
+        low, high = metrics.get(f"test/{key}_ci_low"), metrics.get(f"test/{key}_ci_high")
+        rows.append({"metric": name, "value": _fmt(v), "95% CI": f"[{_fmt(low)}, {_fmt(high)}]" if low is not None
+                     else "not computed"})
+    return to_markdown(pd.DataFrame(rows)) if rows else "No test metrics were recorded for this run."
+
+
+def _data_source(config: dict[str, Any], manifest: dict[str, Any]) -> tuple[list[str], str]:
+    """(lines on where the data came from, the licence line)."""
+    data = config.get("data") or {}
+    name = data.get("dataset")
+    lines = []
+    if name in EMBEDDED:
+        where = embedded_path(name)
+        folder = where.parent.name if where.is_file() else where.name
+        lines.append(f"- Embedded data set `{name}`: {EMBEDDED[name][1]} (see `datasets/{folder}/SOURCE.md` in the "
+                     "package).")
+        licence = (f"As stated for the embedded data set: {EMBEDDED[name][1].rsplit(', ', 1)[-1]}; its SOURCE.md has "
+                   "the citation and the conditions.")
+    else:
+        licence = "Your own data: its licence was not recorded by biodl; state it here before sharing the model."
+    for role, info in (manifest.get("inputs") or {}).items():
+        if isinstance(info, dict) and info.get("sha256"):
+            lines.append(f"- {role}: `{info.get('path')}` (sha256 `{info['sha256']}`, {info.get('bytes')} bytes)")
+    if manifest.get("data_content_sha256"):
+        lines.append(f"- content hash of the decoded images: `{manifest['data_content_sha256']}`")
+    return lines, licence
+
+
+def _balance(manifest: dict[str, Any], classes: list[str]) -> str:
+    counts = manifest.get("class_counts")
+    if not counts or len({len(c) for c in counts.values()}) != 1:
+        return ""
+    k = len(next(iter(counts.values())))
+    names = classes if len(classes) == k else [str(i) for i in range(k)]
+    df = pd.DataFrame({"class": names, **{split: c for split, c in counts.items()}})
+    return "Class balance per split:\n\n" + to_markdown(df)
+
+
+def _calibration(run_dir: Path, metrics: dict[str, float]) -> list[str]:
+    lines = []
+    if "test/ece" in metrics:
+        lines.append(f"- Expected calibration error on the test split: {metrics['test/ece']:.3f}.")
+    cal = run_dir / "calibration.json"
+    if cal.is_file():
+        c = json.loads(cal.read_text())
+        extra = f" (temperature {c['temperature']:.3f})" if c.get("temperature") is not None else ""
+        lines.append(f"- Recalibration fitted on the validation split: {c.get('method')}{extra}; biodl predict applies "
+                     "it.")
+    else:
+        lines.append("- No recalibration: the probabilities are the model's own.")
+    if "test/conformal_coverage" in metrics:
+        lines.append(f"- Conformal prediction sets: test coverage {metrics['test/conformal_coverage']:.3f}, mean set "
+                     f"size {metrics.get('test/conformal_set_size', float('nan')):.2f}.")
+    return lines
+
+
+def model_card(run_dir: Path, manifest: dict[str, Any], metrics: dict[str, float], pre: dict[str, Any]) -> str:
+    """The card's Markdown text (see the module docstring)."""
+    config = manifest.get("config") or {}
+    model, data = config.get("model") or {}, config.get("data") or {}
+    classes = [str(c) for c in pre.get("classes") or manifest.get("classes") or []]
+    task = config.get("task", "study")
+    git = manifest.get("git") or {}
+    versions = manifest.get("versions") or {}
+    weights = run_dir / "checkpoints" / "best.safetensors"
+    if pre.get("size"):
+        inputs = f"{pre.get('in_chans', 3)}-channel images of {pre['size']} x {pre['size']} px"
+        if pre.get("mpp"):
+            inputs += f" at {pre['mpp']:g} um/px"
+        if pre.get("stain"):
+            inputs += f", stain-normalised ({pre['stain']['method']})"
+    elif pre.get("features"):
+        inputs = f"the {len(pre['features'])} features {', '.join(pre['features'])}"
+    else:
+        inputs = "see the run's config"
+    source, licence = _data_source(config, manifest)
+    lines = [f"# Model card: {config.get('name', run_dir.name)}", "",
+             f"Written by biodl from the files of `{run_dir.name}`, following Mitchell et al. 2019. It says only what "
+             "the run recorded; fill in what it cannot know (who may use the model, for what).", "",
+             "## Model details", "",
+             f"- Task: {task}; model `{model.get('name', 'see the run')}`"
+             + (f" with {json.dumps(model.get('args'))}" if model.get("args") else "") + ".",
+             f"- Inputs: {inputs}. Outputs: " + (f"probabilities of {', '.join(classes)}." if classes else
+                                                 "see the run's report."),
+             f"- Trained {manifest.get('finished') or 'not finished'} with seed {manifest.get('seed')}, on "
+             f"{manifest.get('device', 'cpu')}; biodl {versions.get('biodl')}, torch {versions.get('torch')}; git "
+             f"commit {git.get('commit', 'unknown')}{' (with uncommitted changes)' if git.get('dirty') else ''}.",
+             "- Weights: `checkpoints/best.safetensors`" + (f" (sha256 `{sha256_file(weights)}`)." if weights.is_file()
+                                                            else " (not in this folder)."), "",
+             "## Intended use", "",
+             "- Research on data like the training data: the same kind of images or records, from a similar "
+             "population and acquisition, read at the same resolution. Not a medical device; not validated for "
+             "clinical decisions.",
+             "",
+             "## Out-of-scope use", "",
+             "- Decisions about individual patients without prospective, external validation.",
+             "- Inputs unlike the training data (another scanner, stain, resolution, population or label definition): "
+             "its errors and calibration there are unknown.", "",
+             "## Training and evaluation data", "",
+             *source,
+             f"- Split: {manifest.get('split', 'see the run')}"
+             + (f"; sizes {manifest['split_sizes']}" if manifest.get("split_sizes") else "") + ".",
+             "", _balance(manifest, classes), "",
+             "## Metrics (test split)", "",
+             _metrics_table(metrics), "",
+             f"95% CIs: bootstrap{_clusters(metrics)}.",
+             "", "## Calibration", "", *_calibration(run_dir, metrics), ""]
+    per_class = run_dir / "test_per_class.csv"
+    lines += ["## Per-class and per-subgroup results", ""]
+    if per_class.is_file():
+        lines += [to_markdown(pd.read_csv(per_class).round(3)), ""]
+    lines += ["No subgroup (sex, age band, site) was recorded with the test cases, so results by subgroup are not "
+              "available; check them before use in any population.", "",
+              "## Limitations", "",
+              f"- One {task} run: the numbers above are from one split and one seed; the CIs cover test-set sampling, "
+              "not the variation between training runs.",
+              "- A model learns its training data's shortcuts (scanner, site, labelling habits) along with the "
+              "signal."]
+    study_notes = [str(manifest["note"])] if manifest.get("note") else []
+    name = data.get("dataset")
+    if name in EMBEDDED:
+        notes = embedded_path(name)
+        notes = (notes if notes.is_dir() else notes.parent) / "MODEL_CARD.md"
+        if notes.is_file():
+            study_notes.append(notes.read_text().strip())
+    lines += [f"- {n}" for n in study_notes]
+    lines += ["", "## Licence of the data", "", licence, ""]
+    return "\n".join(line for line in lines if line is not None) + "\n"
