@@ -224,6 +224,34 @@ def predict(
 
 
 @app.command()
+def export(
+    run_dir: Path = typer.Argument(..., help="a trained image or tabular run"),
+    fmt: str = typer.Option("onnx", "--format", help="onnx"),
+    out: Optional[Path] = typer.Option(None, "--out", help="the .onnx file (default RUN_DIR/export/model.onnx); "
+                                       "its JSON goes beside it"),
+    checkpoint: str = typer.Option("best", "--checkpoint", help="best or last"),
+) -> None:
+    """Export a run to ONNX with its preprocessing inside the graph (uint8 NHWC images, or the raw
+    feature columns, in; class probabilities out), checked against PyTorch on the run's test
+    split: it fails, leaving no file, unless the probabilities agree within 1e-4 and every
+    predicted class is the same."""
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        raise ConfigError("--format", "ONNX export needs onnx, onnxscript and onnxruntime: pip install "
+                                      "'biodl[export]'") from None
+    from .export import export_run
+
+    path, meta = export_run(run_dir, fmt, out, checkpoint)
+    parity = meta["parity"]
+    typer.echo(f"parity on {parity['test_cases']} test cases: largest probability difference "
+               f"{parity['max_abs_difference']:.2e} (tolerance {parity['tolerance']:g}), predicted classes identical: "
+               f"{parity['classes_identical']}")
+    typer.echo(f"results: {path} and {path.with_suffix('.json').name}")
+
+
+@app.command()
 def explain(
     run_dir: Path = typer.Argument(..., help="a run directory"),
     images: Optional[list[Path]] = typer.Argument(None, help="image files at the model's input size (default: "

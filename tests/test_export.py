@@ -1,0 +1,88 @@
+"""biodl export: ONNX graphs with the run's preprocessing inside, checked against PyTorch."""
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from tests.conftest import HEART, assert_one_line_error, main_ok
+from tests.tasks.test_image import FAST, _folder
+
+ort = pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def image_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("export")
+    _folder(tmp / "data", n=40, size=32)
+    main_ok("train", "--data", tmp / "data", "--out", tmp / "run", *FAST, "--set", f"data.cache_dir={tmp / 'c'}")
+    return tmp
+
+
+def _session(path):
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def test_image_export_matches_predict(image_run, cli, tmp_path):
+    run = image_run / "run"
+    r = cli("export", run, "--out", tmp_path / "m.onnx")
+    assert r.code == 0, r.err
+    meta = json.loads((tmp_path / "m.json").read_text())
+    assert meta["parity"]["max_abs_difference"] <= 1e-4 and meta["parity"]["classes_identical"]
+    assert meta["parity"]["test_cases"] > 0 and "largest probability difference" in r.out
+    assert meta["classes"] == ["plain", "square"] and meta["inputs"][0]["shape"] == ["batch", 32, 32, 3]
+    from biodl.io import sha256_file
+
+    assert meta["weights_sha256"] == sha256_file(run / "checkpoints" / "best.safetensors")
+    # the graph takes decoded uint8 images as they are: it gives biodl predict's probabilities
+    files = sorted((image_run / "data" / "square").glob("*.png"))[:5] + sorted((image_run / "data" / "plain").glob(
+        "*.png"))[:5]
+    folder = tmp_path / "new"
+    folder.mkdir()
+    for f in files:
+        shutil.copy(f, folder / f"{f.parent.name}_{f.name}")
+    main_ok("predict", run, folder, "--out", tmp_path / "p.csv")
+    pred = pd.read_csv(tmp_path / "p.csv")
+    images = np.stack([np.asarray(Image.open(folder / name).convert("RGB")) for name in pred["image"]])
+    got = _session(tmp_path / "m.onnx").run(None, {"images": images})[0]
+    raw = [f"raw_p_{c}" if f"raw_p_{c}" in pred.columns else f"p_{c}" for c in ("plain", "square")]
+    np.testing.assert_allclose(got, pred[raw].to_numpy(), atol=1e-4)  # the model's own probabilities
+    assert got.shape == (10, 2) and np.allclose(got.sum(axis=1), 1, atol=1e-5)
+    t = meta["recalibration_temperature"]
+    if t is not None:  # the JSON's temperature turns them into predict's recalibrated ones
+        z = np.log(got) / t
+        np.testing.assert_allclose(np.exp(z) / np.exp(z).sum(axis=1, keepdims=True),
+                                   pred[["p_plain", "p_square"]].to_numpy(), atol=1e-4)
+
+
+def test_tabular_export_matches_predict(run_copy, cli, tmp_path):
+    r = cli("export", run_copy)
+    assert r.code == 0, r.err
+    out = run_copy / "export" / "model.onnx"
+    meta = json.loads(out.with_suffix(".json").read_text())
+    columns = meta["inputs"][0]["columns"]
+    assert meta["parity"]["max_abs_difference"] <= 1e-4 and len(columns) == 11 and "time" not in columns
+    main_ok("predict", run_copy, HEART, "--out", tmp_path / "p.csv")
+    pred = pd.read_csv(tmp_path / "p.csv")
+    raw = pd.read_csv(HEART)[columns].to_numpy(np.float32)  # the raw columns, in the JSON's order
+    got = _session(out).run(None, {"features": raw})[0]
+    own = "raw_probability_DEATH_EVENT" if "raw_probability_DEATH_EVENT" in pred.columns else "probability_DEATH_EVENT"
+    np.testing.assert_allclose(got[:, 1], pred[own], atol=1e-4)
+    np.testing.assert_allclose(got.sum(axis=1), 1, atol=1e-6)
+
+
+def test_export_bad_input(run_copy, cli, tmp_path, monkeypatch):
+    assert_one_line_error(cli("export", run_copy, "--format", "tflite"), "--format", "unknown export format")
+    assert_one_line_error(cli("export", run_copy, "--out", tmp_path / "m.txt"), "m.txt", ".onnx")
+    from biodl import export
+
+    monkeypatch.setattr(export, "TOLERANCE", -1.0)  # no graph can pass: the export must leave nothing
+    assert_one_line_error(cli("export", run_copy, "--out", tmp_path / "m.onnx"), "m.onnx", "disagrees with PyTorch")
+    assert not (tmp_path / "m.onnx").exists() and not (tmp_path / "m.json").exists()
+    assert [p.name for p in tmp_path.iterdir() if p != run_copy] == []  # no partial file either
+    shutil.rmtree(run_copy / "checkpoints")
+    assert_one_line_error(cli("export", run_copy), "has no checkpoints")
+    assert not (run_copy / "export").exists()
