@@ -23,7 +23,7 @@ from .arrays import ImageSet
 from .images import ImageFault, open_image
 from .tabular import read_csv
 
-EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif")
+EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".dcm", ".dicom")
 #: the Kaggle diabetic-retinopathy folder names in grade order (alphabetical order would lose it)
 DR_GRADES = ["No_DR", "Mild", "Moderate", "Severe", "Proliferate_DR"]
 _SHOW = 5
@@ -174,8 +174,19 @@ def load_image_folder(root: str | Path, size: int | None = None, classes: list[s
         paths += files
         labels += [order.index(f.name)] * len(files)
     images, kept = decode_images(paths, size, root, skip_bad, fit)
-    return ImageSet(images, np.asarray(labels, dtype=np.int64)[kept], order, None, None,
+    return ImageSet(images, np.asarray(labels, dtype=np.int64)[kept], order, None, dicom_patients(paths, kept),
                     [str(paths[i]) for i in kept])
+
+
+def dicom_patients(paths: list[Path], kept: np.ndarray) -> np.ndarray | None:
+    """Each kept file's PatientID from its DICOM header ("" when empty or not a DICOM file), when
+    any file is DICOM; else None (the layout has no patient ids)."""
+    from .dicom import dicom_patient, is_dicom
+
+    chosen = [paths[i] for i in kept]
+    if not any(is_dicom(p) for p in chosen):
+        return None
+    return np.asarray([dicom_patient(p) if is_dicom(p) else "" for p in chosen])
 
 
 def load_patient_tree(root: str | Path, size: int | None = None, classes: list[str] | None = None,
@@ -286,6 +297,6 @@ def load_csv_images(csv_path: str | Path, image_dir: str | Path, size: int | Non
             raise DataError(csv_path, f"column '{label_col}': labels not in the classes: {', '.join(unknown[:_SHOW])}")
         y = raw.map({c: i for i, c in enumerate(names)}).to_numpy()
     images, kept = decode_images(paths, size, image_dir, skip_bad, fit)
-    patients = df[patient_col].astype(str).to_numpy()[kept] if patient_col else None
+    patients = df[patient_col].astype(str).to_numpy()[kept] if patient_col else dicom_patients(paths, kept)
     return ImageSet(images, np.asarray(y, dtype=np.int64)[kept], names, None, patients,
                     [str(paths[i]) for i in kept])

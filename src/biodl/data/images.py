@@ -22,7 +22,7 @@ from ..errors import describe_os_error, path_problem
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image as PILImage
 
-__all__ = ["ImageFault", "open_image", "image_size", "pixel_limit"]
+__all__ = ["ImageFault", "open_image", "image_size", "pixel_limit", "DICOM_SUFFIXES"]
 
 
 class ImageFault(Exception):
@@ -44,24 +44,36 @@ def _bomb(w: int, h: int) -> ImageFault:
     return ImageFault(f"declares {w} x {h} pixels, over the limit of {pixel_limit():,} (a decompression bomb?)")
 
 
-def _open(path: Path, load: bool) -> "PILImage.Image":
-    """The image at ``path``, opened (and with ``load``, decoded); every fault an ImageFault."""
-    from PIL import Image, UnidentifiedImageError
+#: file suffixes read as DICOM (pydicom) instead of Pillow
+DICOM_SUFFIXES = (".dcm", ".dicom")
 
+
+def _check_file(path: Path) -> None:
+    """An ImageFault unless ``path`` is a non-empty regular file (links followed)."""
     try:
         st = os.stat(path)  # follows links: a loop or a dangling link fails here
     except OSError:
         raise ImageFault(f"unreadable ({path_problem(path)})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ImageFault("is a folder, not an image file")
+    if not stat.S_ISREG(st.st_mode):
+        raise ImageFault("not a regular file")
+    if st.st_size == 0:
+        raise ImageFault("empty file")
+
+
+def _open(path: Path, load: bool) -> "PILImage.Image":
+    """The image at ``path``, opened (and with ``load``, decoded); every fault an ImageFault.
+    A DICOM file (by its suffix) is decoded to 8 bits by :func:`biodl.data.dicom.read_dicom`."""
+    from PIL import Image, UnidentifiedImageError
+
+    _check_file(path)
+    if path.suffix.lower() in DICOM_SUFFIXES:
+        from .dicom import read_dicom
+
+        return read_dicom(path)
     try:
-        if stat.S_ISDIR(st.st_mode):
-            raise ImageFault("is a folder, not an image file")
-        if not stat.S_ISREG(st.st_mode):
-            raise ImageFault("not a regular file")
-        if st.st_size == 0:
-            raise ImageFault("empty file")
         im = Image.open(path)
-    except ImageFault:
-        raise
     except UnidentifiedImageError:
         raise ImageFault("not an image (unidentified format)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -100,7 +112,13 @@ def open_image(path: str | Path) -> Iterator["PILImage.Image"]:
 
 def image_size(path: str | Path) -> tuple[int, int]:
     """(width, height) from the file's header, without decoding the pixels."""
-    im = _open(Path(path), load=False)
+    path = Path(path)
+    if path.suffix.lower() in DICOM_SUFFIXES:
+        from .dicom import dicom_size
+
+        _check_file(path)
+        return dicom_size(path)
+    im = _open(path, load=False)
     try:
         return im.size
     finally:

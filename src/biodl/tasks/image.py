@@ -180,6 +180,13 @@ def split_images(config: ImageRunConfig, data: ImageSet, where: Path) -> tuple[d
     """(part -> indices, how): official splits, patient-grouped, or stratified."""
     d = config.data
     seed = d.split_seed if d.split_seed is not None else config.seed
+    if data.patients is not None and d.group_by_patient:
+        missing = np.flatnonzero(np.asarray(data.patients).astype(str) == "")
+        if len(missing):
+            shown = "; ".join(trace_sources(data, missing[:3]) or [])
+            raise DataError(where, f"{len(missing)} image{'s have' if len(missing) > 1 else ' has'} no patient id (an "
+                                   f"empty DICOM PatientID: {shown}); splits keep each patient on one side, so every "
+                                   "image needs one (data.group_by_patient=false splits by image)")
     if d.split == "kfold":
         groups = data.patients if data.patients is not None and d.group_by_patient else None
         folds = kfold_splits(data.labels, groups, d.folds, d.val_fraction, seed, str(where))
