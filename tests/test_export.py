@@ -86,3 +86,49 @@ def test_export_bad_input(run_copy, cli, tmp_path, monkeypatch):
     shutil.rmtree(run_copy / "checkpoints")
     assert_one_line_error(cli("export", run_copy), "has no checkpoints")
     assert not (run_copy / "export").exists()
+
+
+@pytest.mark.parametrize("clahe", [False, True])
+def test_segmentation_export_any_size(tmp_path, cli, clahe):
+    import yaml
+
+    from tests.data.test_vessels import _fundus, _save
+
+    root = tmp_path / "fundus"
+    for i in range(4):
+        img, mask, _ = _fundus(96, i)
+        _save(img, root / f"images/case{i}.png")
+        _save((mask * 255).astype(np.uint8), root / f"masks/case{i}.png")
+    cfg = {"name": "seg", "task": "segmentation",
+           "data": {"path": str(root), "test_images": 1, "patch": 32, "patches": 128, "batch_size": 16, "tile": 64,
+                    "overlap": 8, "clahe": clahe},
+           "model": {"name": "unet", "args": {"width": 8, "depth": 2}}, "trainer": {"epochs": 1, "progress": False}}
+    (tmp_path / "seg.yaml").write_text(yaml.safe_dump(cfg))
+    main_ok("train", "--config", tmp_path / "seg.yaml", "--out", tmp_path / "run")
+    r = cli("export", tmp_path / "run", "--out", tmp_path / "seg.onnx")
+    assert r.code == 0, r.err
+    meta = json.loads((tmp_path / "seg.json").read_text())
+    assert meta["parity"]["max_abs_difference"] <= 1e-4 and meta["parity"]["classes_identical"]
+    assert meta["inputs"][0]["dtype"] == ("float32" if clahe else "uint8")
+    # any height and width, not only the training images' (the graph pads to the U-Net's multiple)
+    img = _fundus(96, 3)[0][:70, :90]
+    from biodl.data.vessels import prepare_fundus
+    from biodl.tasks.segmentation import load_run
+
+    x = prepare_fundus(img, "green", True)[None] if clahe else img[None]
+    got = _session(tmp_path / "seg.onnx").run(None, {"images": x})[0]
+    assert got.shape == (1, 70, 90) and 0 <= got.min() and got.max() <= 1
+    from biodl.export import _SegmentationGraph
+    import torch
+
+    _, pre, trainer, norm = load_run(tmp_path / "run")
+    with torch.no_grad():
+        ref = _SegmentationGraph(trainer.module, norm, True, clahe, 4).eval()(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(got, ref, atol=1e-4)
+    if not clahe:  # a fixed side must suit the U-Net's two poolings
+        assert_one_line_error(cli("export", tmp_path / "run", "--out", tmp_path / "f.onnx", "--size", "50"),
+                              "--size", "divisible by 4")
+        r = cli("export", tmp_path / "run", "--out", tmp_path / "f.onnx", "--size", "64")
+        assert r.code == 0, r.err
+        assert json.loads((tmp_path / "f.json").read_text())["inputs"][0]["shape"] == ["batch", 64, 64, 3]
+        assert not (tmp_path / "f.onnx.partial").exists()

@@ -230,11 +230,13 @@ def export(
     out: Optional[Path] = typer.Option(None, "--out", help="the .onnx file (default RUN_DIR/export/model.onnx); "
                                        "its JSON goes beside it"),
     checkpoint: str = typer.Option("best", "--checkpoint", help="best or last"),
+    size: Optional[int] = typer.Option(None, "--size", min=8, help="segmentation runs: a fixed side in pixels "
+                                       "(default: any height and width)"),
 ) -> None:
     """Export a run to ONNX with its preprocessing inside the graph (uint8 NHWC images, or the raw
-    feature columns, in; class probabilities out), checked against PyTorch on the run's test
-    split: it fails, leaving no file, unless the probabilities agree within 1e-4 and every
-    predicted class is the same."""
+    feature columns, in; class probabilities or the vessel probability map out), checked against
+    PyTorch on the run's test split: it fails, leaving no file, unless the probabilities agree
+    within 1e-4 and every predicted class (every pixel's decision) is the same."""
     try:
         import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
@@ -243,7 +245,7 @@ def export(
                                       "'biodl[export]'") from None
     from .export import export_run
 
-    path, meta = export_run(run_dir, fmt, out, checkpoint)
+    path, meta = export_run(run_dir, fmt, out, checkpoint, size)
     parity = meta["parity"]
     typer.echo(f"parity on {parity['test_cases']} test cases: largest probability difference "
                f"{parity['max_abs_difference']:.2e} (tolerance {parity['tolerance']:g}), predicted classes identical: "
