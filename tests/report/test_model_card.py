@@ -39,4 +39,4 @@ def test_study_notes_reach_the_card(tmp_path):
     assert "- follow-up time is excluded: it leaks the outcome" in card
     assert "28 x 28 px" in card and "not a screening tool" in card
     assert "CC BY 4.0" in card.split("## Licence of the data", 1)[1]
-    assert "No test metrics were recorded" in card and "(not in this folder)" in card
+    assert "No test metrics were recorded" in card and "Weights: none saved" in card  # a config without a model

@@ -23,7 +23,12 @@ __all__ = ["model_card"]
 SHOWN = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "roc_auc": "ROC AUC",
          "pr_auc": "PR AUC", "mcc": "MCC", "f1": "F1", "precision": "precision", "recall": "recall",
          "qwk": "quadratic weighted kappa", "macro_f1": "macro F1", "dice": "Dice", "auc": "AUC",
-         "brier": "Brier score", "nll": "log loss", "ece": "expected calibration error"}
+         "brier": "Brier score", "nll": "log loss", "ece": "expected calibration error",
+         "f1_opt": "F1 (at the F1-optimal threshold of training)", "sensitivity_opt": "sensitivity (same threshold)",
+         "specificity_opt": "specificity (same threshold)"}
+#: summary quantities of a study's models (``<model>/<quantity>_mean``) shown in its card
+STUDY_QUANTITIES = ("mcc", "roc_auc", "f1_score", "f1", "accuracy", "macro_f1", "balanced_accuracy", "macro_auc",
+                    "c_index")
 
 
 def _fmt(v: Any) -> str:
@@ -35,6 +40,25 @@ def _clusters(metrics: dict[str, float]) -> str:
     return f" over {int(n)} patients (patients resampled)" if n else " over test cases"
 
 
+def _study_table(metrics: dict[str, float], limit: int = 40) -> str:
+    """A study's per-model summaries: ``<model>/<quantity>_mean`` with its CI bounds."""
+    rows = []
+    for key in sorted(metrics):
+        if not key.endswith("_mean") or "/" not in key:
+            continue
+        stem = key[: -len("_mean")]
+        if stem.rsplit("/", 1)[-1] not in STUDY_QUANTITIES:
+            continue
+        low = metrics.get(f"{stem}_low", metrics.get(f"{stem}_ci_low"))
+        high = metrics.get(f"{stem}_high", metrics.get(f"{stem}_ci_high"))
+        rows.append({"model / quantity": stem, "mean": _fmt(metrics[key]),
+                     "95% CI": f"[{_fmt(low)}, {_fmt(high)}]" if low is not None else "not computed"})
+    if not rows:
+        return "No test metrics were recorded for this run."
+    more = f"\n\n({len(rows) - limit} more in metrics.json)" if len(rows) > limit else ""
+    return to_markdown(pd.DataFrame(rows[:limit])) + more
+
+
 def _metrics_table(metrics: dict[str, float]) -> str:
     rows = []
     for key, name in SHOWN.items():
@@ -44,13 +68,16 @@ def _metrics_table(metrics: dict[str, float]) -> str:
         low, high = metrics.get(f"test/{key}_ci_low"), metrics.get(f"test/{key}_ci_high")
         rows.append({"metric": name, "value": _fmt(v), "95% CI": f"[{_fmt(low)}, {_fmt(high)}]" if low is not None
                      else "not computed"})
-    return to_markdown(pd.DataFrame(rows)) if rows else "No test metrics were recorded for this run."
+    for key, name in (("human/f1_opt", "F1"), ("human/auc", "AUC")):  # a second observer, where the data has one
+        if key in metrics:
+            rows.append({"metric": f"second observer: {name}", "value": _fmt(metrics[key]), "95% CI": "-"})
+    return to_markdown(pd.DataFrame(rows)) if rows else _study_table(metrics)
 
 
 def _data_source(config: dict[str, Any], manifest: dict[str, Any]) -> tuple[list[str], str]:
     """(lines on where the data came from, the licence line)."""
     data = config.get("data") or {}
-    name = data.get("dataset")
+    name = data.get("dataset") or _embedded_input(manifest)
     lines = []
     if name in EMBEDDED:
         where = embedded_path(name)
@@ -67,6 +94,18 @@ def _data_source(config: dict[str, Any], manifest: dict[str, Any]) -> tuple[list
     if manifest.get("data_content_sha256"):
         lines.append(f"- content hash of the decoded images: `{manifest['data_content_sha256']}`")
     return lines, licence
+
+
+def _embedded_input(manifest: dict[str, Any]) -> str | None:
+    """The embedded data set a study read its input from (by the input's path), if any."""
+    for info in (manifest.get("inputs") or {}).values():
+        path = Path(str(info.get("path", ""))) if isinstance(info, dict) else None
+        for name in EMBEDDED:
+            where = embedded_path(name)
+            if path is not None and (path == where or where in path.parents or (where.is_file() and path.parent ==
+                                                                                 where.parent)):
+                return name
+    return None
 
 
 def _balance(manifest: dict[str, Any], classes: list[str]) -> str:
@@ -106,7 +145,11 @@ def model_card(run_dir: Path, manifest: dict[str, Any], metrics: dict[str, float
     git = manifest.get("git") or {}
     versions = manifest.get("versions") or {}
     weights = run_dir / "checkpoints" / "best.safetensors"
-    if pre.get("size"):
+    if "clahe" in pre:
+        inputs = (f"fundus photographs, the {pre.get('channels', 'green')} channel"
+                  f"{', CLAHE-equalised' if pre['clahe'] else ''}")
+        classes = ["a vessel probability per pixel"]
+    elif pre.get("size"):
         inputs = f"{pre.get('in_chans', 3)}-channel images of {pre['size']} x {pre['size']} px"
         if pre.get("mpp"):
             inputs += f" at {pre['mpp']:g} um/px"
@@ -121,15 +164,19 @@ def model_card(run_dir: Path, manifest: dict[str, Any], metrics: dict[str, float
              f"Written by biodl from the files of `{run_dir.name}`, following Mitchell et al. 2019. It says only what "
              "the run recorded; fill in what it cannot know (who may use the model, for what).", "",
              "## Model details", "",
-             f"- Task: {task}; model `{model.get('name', 'see the run')}`"
-             + (f" with {json.dumps(model.get('args'))}" if model.get("args") else "") + ".",
-             f"- Inputs: {inputs}. Outputs: " + (f"probabilities of {', '.join(classes)}." if classes else
+             (f"- Task: {task}; model `{model['name']}`" + (f" with {json.dumps(model.get('args'))}" if
+                                                           model.get("args") else "") + "." if model.get("name") else
+              "- A study: several models compared under resampling; see its report and tables."),
+             f"- Inputs: {inputs}. Outputs: " + (("a vessel probability per pixel." if "clahe" in pre else
+                                                  f"probabilities of {', '.join(classes)}.") if classes else
                                                  "see the run's report."),
              f"- Trained {manifest.get('finished') or 'not finished'} with seed {manifest.get('seed')}, on "
              f"{manifest.get('device', 'cpu')}; biodl {versions.get('biodl')}, torch {versions.get('torch')}; git "
              f"commit {git.get('commit', 'unknown')}{' (with uncommitted changes)' if git.get('dirty') else ''}.",
-             "- Weights: `checkpoints/best.safetensors`" + (f" (sha256 `{sha256_file(weights)}`)." if weights.is_file()
-                                                            else " (not in this folder)."), "",
+             ("- Weights: `checkpoints/best.safetensors`" + (f" (sha256 `{sha256_file(weights)}`)." if weights.is_file()
+                                                             else " (not in this folder).")
+              if model.get("name") or weights.is_file() else "- Weights: none saved (the study fits and scores its "
+                                                               "models under resampling)."), "",
              "## Intended use", "",
              "- Research on data like the training data: the same kind of images or records, from a similar "
              "population and acquisition, read at the same resolution. Not a medical device; not validated for "
@@ -146,7 +193,8 @@ def model_card(run_dir: Path, manifest: dict[str, Any], metrics: dict[str, float
              "", _balance(manifest, classes), "",
              "## Metrics (test split)", "",
              _metrics_table(metrics), "",
-             f"95% CIs: bootstrap{_clusters(metrics)}.",
+             f"95% CIs: bootstrap{_clusters(metrics)}." if any(k.endswith(("_low", "_ci_low")) for k in metrics)
+             else "No CIs were recorded for these numbers.",
              "", "## Calibration", "", *_calibration(run_dir, metrics), ""]
     per_class = run_dir / "test_per_class.csv"
     lines += ["## Per-class and per-subgroup results", ""]
