@@ -145,10 +145,6 @@ def cross_validate(splits: list[Fold], fit: Callable[[Fold], dict[str, float]], 
     return pd.DataFrame(rows)
 
 
-def survival_scores(time: np.ndarray, event: np.ndarray, risk: np.ndarray) -> dict[str, float]:
-    return {"c_index": concordance_index(time, risk, event)}
-
-
 def integrated_gradients(model: torch.nn.Module, x: np.ndarray, target: int | None, steps: int = 32) -> np.ndarray:
     """(genes,) mean |integrated gradient| of each input over the samples ``x`` (standardised, so
     the all-zero baseline is the training mean), toward output ``target`` (None: the single

@@ -54,6 +54,18 @@ def _arr(a: np.ndarray | None) -> list | None:
     return None if a is None else a.tolist()
 
 
+def row_indices(index, n: int) -> np.ndarray:
+    """(k,) int64 rows of an array of ``n`` rows named by a slice, integer or boolean indices
+    (negative counted from the end); out of range is an IndexError."""
+    rows = np.arange(n)[index] if isinstance(index, slice) else np.asarray(index)
+    if rows.dtype == bool:
+        rows = np.flatnonzero(rows)
+    rows = np.where(rows < 0, rows + n, rows).astype(np.int64).reshape(-1)
+    if rows.size and (rows.min() < 0 or rows.max() >= n):
+        raise IndexError(f"row index out of range for {n} rows")
+    return rows
+
+
 class DiskArray:
     """A read-only ``.npy`` array left on disk: indexing (an int, a slice or integer indices along
     the first axis) reads just those rows with ``pread`` into a new in-memory array.
@@ -94,12 +106,7 @@ class DiskArray:
     def __getitem__(self, index) -> np.ndarray:
         if isinstance(index, (int, np.integer)):
             return self[np.array([index])][0]
-        rows = np.arange(len(self))[index] if isinstance(index, slice) else np.asarray(index)
-        if rows.dtype == bool:
-            rows = np.flatnonzero(rows)
-        rows = np.where(rows < 0, rows + len(self), rows).astype(np.int64).reshape(-1)
-        if rows.size and (rows.min() < 0 or rows.max() >= len(self)):
-            raise IndexError(f"row index out of range for {len(self)} rows")
+        rows = row_indices(index, len(self))
         out = np.empty((len(rows), *self.shape[1:]), dtype=self.dtype)
         if not len(rows):
             return out
@@ -147,12 +154,7 @@ class ConcatArray:
     def __getitem__(self, index) -> np.ndarray:
         if isinstance(index, (int, np.integer)):
             return self[np.array([index])][0]
-        rows = np.arange(len(self))[index] if isinstance(index, slice) else np.asarray(index)
-        if rows.dtype == bool:
-            rows = np.flatnonzero(rows)
-        rows = np.where(rows < 0, rows + len(self), rows).astype(np.int64).reshape(-1)
-        if rows.size and (rows.min() < 0 or rows.max() >= len(self)):
-            raise IndexError(f"row index out of range for {len(self)} rows")
+        rows = row_indices(index, len(self))
         out = np.empty((len(rows), *self.shape[1:]), dtype=self.dtype)
         part = np.searchsorted(self.starts, rows, side="right") - 1
         for k in np.unique(part):
