@@ -30,7 +30,7 @@ EMBEDDED: dict[str, tuple[str, str]] = {
     "tcga-skcm": (
         "tcga_skcm",
         "TCGA melanoma (SKCM): raw RNA-seq read counts of 2,454 genes x 472 samples, overall survival, the TCGA "
-        "2015 RNA subclasses, gene lengths (consICA; TCGA open access, MIT)",
+        "2015 RNA subclasses and gene lengths (from consICA), TCGA open access (consICA: MIT)",
     ),
     "cmu1-small-region": (
         "wsi_cmu1/CMU-1-Small-Region.svs",

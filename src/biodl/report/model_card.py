@@ -193,8 +193,9 @@ def model_card(run_dir: Path, manifest: dict[str, Any], metrics: dict[str, float
              "", _balance(manifest, classes), "",
              "## Metrics (test split)", "",
              _metrics_table(metrics), "",
-             f"95% CIs: bootstrap{_clusters(metrics)}." if any(k.endswith(("_low", "_ci_low")) for k in metrics)
-             else "No CIs were recorded for these numbers.",
+             ("No CIs were recorded for these numbers." if not any(k.endswith(("_low", "_ci_low")) for k in metrics)
+              else f"95% CIs: bootstrap{_clusters(metrics)}." if any(k.startswith("test/") for k in metrics)
+              else "95% CIs as the study computed them over its resampled splits or folds (see its tables)."),
              "", "## Calibration", "", *_calibration(run_dir, metrics), ""]
     per_class = run_dir / "test_per_class.csv"
     lines += ["## Per-class and per-subgroup results", ""]
