@@ -107,7 +107,14 @@ class DiskArray:
         if isinstance(index, (int, np.integer)):
             return self[np.array([index])][0]
         rows = row_indices(index, len(self))
-        out = np.empty((len(rows), *self.shape[1:]), dtype=self.dtype)
+        return self.read_into(rows, np.empty((len(rows), *self.shape[1:]), dtype=self.dtype))
+
+    def read_into(self, rows: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """Read ``rows`` (int64, in range) into the first ``len(rows)`` rows of ``out`` (a
+        C-contiguous array of this dtype and row shape, e.g. a buffer reused batch after batch:
+        no allocation, no page faults); returns that part of ``out``."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = out[: len(rows)]
         if not len(rows):
             return out
         flat, fd = out.reshape(len(rows), -1).view(np.uint8), self._file()
