@@ -35,6 +35,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/explain_ig.py
 	$(BIN)/python benchmarks/vessels_tiling.py
 	$(BIN)/python benchmarks/wsi_tiling.py
+	$(BIN)/python benchmarks/export.py
+	$(BIN)/python benchmarks/loader_throughput.py
 
 # histolab (the baseline of benchmarks/wsi_tiling.py) in a venv of its own: it pins scikit-image < 0.19.4
 # (built from source here, minutes) and numpy < 2. Its pin openslide-python < 1.3.2 predates the
