@@ -124,14 +124,10 @@ def _image(run_dir: Path, checkpoint: str) -> tuple[nn.Module, np.ndarray, np.nd
 
 
 def _tabular(run_dir: Path, checkpoint: str) -> tuple[nn.Module, np.ndarray, np.ndarray, dict[str, Any]]:
-    from .data.tabular import load_table
-    from .tasks.tabular import _dataset, _split, data_path, load_run
+    from .tasks.tabular import _dataset, load_run, test_split
 
-    config, pre, trainer = load_run(run_dir, checkpoint)
-    path = data_path(config)
-    x, y, _ = load_table(path, pre.target, pre.features, [], pre.binary)
-    rows = _split(config, y, path)["test"]
-    raw = x[rows].astype(np.float32)
+    _, pre, trainer = load_run(run_dir, checkpoint)
+    raw = test_split(run_dir, runs.load_run_config(run_dir), pre)[0].astype(np.float32)
     p = trainer.predict(_dataset(pre.transform(raw))).numpy()
     info = {"inputs": [{"name": "features", "dtype": "float32", "shape": ["batch", len(pre.features)],
                         "columns": pre.features}],

@@ -204,20 +204,26 @@ def load_run(run_dir: str | Path, checkpoint: str = "best") -> tuple[RunConfig, 
     return config, pre, _trainer(config, model, None, pre.pos_weight, device, train=False)
 
 
+def test_split(run_dir: Path, config: RunConfig, pre: TabularPreprocessor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(raw features, labels, row numbers) of the run's own test split, from its data file,
+    which must be unchanged since training (sha256 against manifest.json)."""
+    recorded = runs.read_manifest(run_dir).get("inputs", {}).get("data", {})
+    path = data_path(config)
+    if recorded.get("sha256") and recorded["sha256"] != sha256_file(path):
+        raise DataError(path, "has changed since the run was trained (sha256 differs from manifest.json)")
+    x, y, _ = load_table(path, pre.target, pre.features, [], pre.binary)
+    rows = _split(config, y, path)["test"]
+    return x[rows], y[rows], rows
+
+
 def evaluate(run_dir: str | Path, data: str | Path | None = None, checkpoint: str = "best",
              overwrite: bool = False) -> tuple[dict[str, float], Path]:
     """Metrics of a trained run on its own test split (data unchanged, checked by sha256) or on a labelled CSV."""
     run_dir = Path(run_dir)
     config, pre, trainer = load_run(run_dir, checkpoint)
     if data is None:
-        manifest = runs.read_manifest(run_dir)
-        recorded = manifest.get("inputs", {}).get("data", {})
-        path = data_path(config)
-        if recorded.get("sha256") and recorded["sha256"] != sha256_file(path):
-            raise DataError(path, "has changed since the run was trained (sha256 differs from manifest.json)")
-        x, y, _ = load_table(path, pre.target, pre.features, [], pre.binary)
-        rows = _split(config, y, path)["test"]
-        x, y, name = x[rows], y[rows], "test"
+        x, y, rows = test_split(run_dir, config, pre)
+        name = "test"
     else:
         path = Path(data)
         x, y, _ = load_table(path, pre.target, pre.features, [], pre.binary)
