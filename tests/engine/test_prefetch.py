@@ -1,47 +1,84 @@
 """The threaded prefetcher yields exactly the plain loader's batches, in order."""
 
+import time
+
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
 from biodl.data.arrays import ImageDataset, ImageSet
 from biodl.data.cache import DiskArray
 from biodl.engine.loaders import TrainLoader
-from biodl.engine.prefetch import Prefetcher, batch_fetcher, ring_fetcher
+from biodl.engine.prefetch import Prefetcher, batch_fetcher
 
 
 @pytest.fixture
-def disk_set(tmp_path):
+def sets(tmp_path):
+    """The same 53 images three ways: rows of a cache file, an array in memory, and resident (a
+    tensor; on the CPU here, on the GPU in training)."""
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (53, 8, 8, 3), dtype=np.uint8)
     np.save(tmp_path / "images.npy", images)
     labels = rng.integers(0, 3, 53)
-    return ImageDataset(ImageSet(DiskArray(tmp_path / "images.npy"), labels, ["a", "b", "c"]))
+    disk = ImageDataset(ImageSet(DiskArray(tmp_path / "images.npy"), labels, ["a", "b", "c"]))
+    return {"disk": disk, "memory": ImageDataset(ImageSet(images, labels, ["a", "b", "c"])),
+            "resident": disk.resident("cpu")}
 
 
-def _epochs(loader, prefetch, epochs=((0, 0), (1, 0), (1, 2))):
+def _epochs(loader, epochs=((0, 0), (1, 0), (1, 2))):
     out = []
     for epoch, start in epochs:
         loader.set_epoch(epoch, start)
-        fetch = (ring_fetcher(loader.loader.dataset, 8, slots=5) if prefetch == "ring" else
-                 batch_fetcher(loader.loader.dataset))
-        batches = Prefetcher(loader.loader.sampler, fetch, depth=3, workers=2) if prefetch else iter(loader)
-        out.append([(x.clone(), y.clone()) for x, y in batches])
+        out.append([(x.clone(), y.clone()) for x, y in loader])
     return out
 
 
 @pytest.mark.parametrize("weighted", [False, True])
-def test_prefetched_batches_are_the_loaders(disk_set, weighted):
-    weights = torch.linspace(0.1, 1.0, len(disk_set)) if weighted else None
-    plain = _epochs(TrainLoader(disk_set, 8, seed=3, weights=weights), prefetch=False)
+def test_prefetched_batches_are_the_loaders(sets, weighted):
+    weights = torch.linspace(0.1, 1.0, 53) if weighted else None
+    loaders = {k: TrainLoader(ds, 8, seed=3, weights=weights) for k, ds in sets.items()}
+    assert isinstance(loaders["disk"].loader, Prefetcher)  # the disk cache is read ahead by threads
+    assert isinstance(loaders["memory"].loader, DataLoader)
+    plain = _epochs(loaders["memory"])
     assert [len(e) for e in plain] == [7, 7, 5]  # 53 images in batches of 8; the resumed epoch skips 2 batches
-    for how in ("fresh", "ring"):  # new arrays per batch, or a ring of buffers reused
-        fetched = _epochs(TrainLoader(disk_set, 8, seed=3, weights=weights), prefetch=how)
-        for a, b in zip(plain, fetched, strict=True):
+    fresh = TrainLoader(sets["disk"], 8, seed=3, weights=weights)  # new arrays per batch instead of the ring
+    fresh.loader = Prefetcher(fresh.loader.index_batches, batch_fetcher(sets["disk"]), depth=3, workers=2)
+    for got in (_epochs(loaders["disk"]), _epochs(loaders["resident"]), _epochs(fresh)):
+        for a, b in zip(plain, got, strict=True):
             assert len(a) == len(b)
             for (xa, ya), (xb, yb) in zip(a, b, strict=True):
-                assert torch.equal(xa, xb) and torch.equal(ya, yb)
+                assert torch.equal(xa, xb) and torch.equal(ya, yb) and xa.stride() == xb.stride()
     assert not torch.equal(plain[0][0][0], plain[1][0][0])  # epochs differ; the prefetcher kept that
+
+
+def test_the_ring_is_reused_without_overwriting_a_batch_in_use(sets):
+    """Batch k's buffer is refilled only once batch k + 1 has been handed over; the consumer sees
+    each batch intact while it holds it."""
+    ring = TrainLoader(sets["disk"], 8, seed=1)
+    plain = TrainLoader(sets["memory"], 8, seed=1)
+    ring.set_epoch(0)
+    plain.set_epoch(0)
+    buffers = set()
+    for (x, y), (xp, yp) in zip(ring, plain, strict=True):
+        time.sleep(0.01)  # the threads read ahead meanwhile
+        assert torch.equal(x, xp) and torch.equal(y, yp)
+        buffers.add(x.untyped_storage().data_ptr())
+    assert len(buffers) == ring.loader.depth + 2 < len(ring)  # 4 buffers served 7 batches
+
+
+def test_read_into_keeps_the_order_asked_and_reads_runs_whole(tmp_path):
+    images = np.arange(20 * 2 * 2, dtype=np.uint8).reshape(20, 2, 2, 1)
+    np.save(tmp_path / "a.npy", images)
+    disk = DiskArray(tmp_path / "a.npy")
+    for rows in ([7, 8, 9, 3, 4, 19, 0, 1, 2], [5, 5, 4], [12], [3, 2, 1, 0], list(range(20))):
+        out = np.zeros((25, 2, 2, 1), np.uint8)
+        got = disk.read_into(np.array(rows), out)
+        assert got.shape == (len(rows), 2, 2, 1) and np.array_equal(got, images[rows])
+        assert not out[len(rows):].any()  # nothing written past the rows asked
+    (tmp_path / "short.npy").write_bytes((tmp_path / "a.npy").read_bytes()[:-3])
+    with pytest.raises(OSError, match="short read .* truncated"):
+        DiskArray(tmp_path / "short.npy")[[0, 19]]
 
 
 def test_a_failed_fetch_is_raised_in_order_and_early_stops_are_clean():

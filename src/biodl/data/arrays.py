@@ -49,33 +49,84 @@ class ImageSet:
 class ImageDataset(Dataset):
     """torchvision-style dataset over an :class:`ImageSet`: ``(image, label)`` with the image a
     (C, H, W) uint8 tensor, or ``transform(image)``. ``indices`` picks a part of the set without
-    copying it (a memory-mapped cache stays on disk until read). Indexing with a list or tensor
-    of indices returns a whole batch (N, C, H, W) at once, which the engine's loaders use."""
+    copying it (a disk-cached set stays on disk until read). Indexing with a list or tensor
+    of indices returns a whole batch (N, C, H, W) at once, which the engine's loaders use.
+
+    The pixels are held one of three ways: rows of a file (the disk cache: each batch is read
+    with ``pread``; see :meth:`read_into`), an array in memory, or, after :meth:`resident`, one
+    (N, H, W, C) tensor on a device, from which a batch is one gather there. All three give
+    the same batch, value for value and stride for stride.
+    """
 
     batch_indexable = True
 
-    def __init__(self, data: ImageSet, transform=None, indices: np.ndarray | None = None) -> None:
+    def __init__(self, data: ImageSet, transform=None, indices: np.ndarray | None = None,
+                 pixels: torch.Tensor | None = None) -> None:
         self.data = data
         self.classes = data.classes
-        # in memory: one (N, C, H, W) view; on disk (a cache file): rows are read per batch
-        self.images = (torch.from_numpy(np.ascontiguousarray(data.images)).permute(0, 3, 1, 2)
-                       if isinstance(data.images, np.ndarray) else None)
+        if pixels is None and isinstance(data.images, np.ndarray):
+            pixels = torch.from_numpy(np.ascontiguousarray(data.images))
+        self.pixels = pixels  # (N, H, W, C) uint8 in memory or on a device; None: rows read from disk
         self.indices = None if indices is None else torch.as_tensor(np.asarray(indices), dtype=torch.int64)
         labels = torch.from_numpy(np.asarray(data.labels))
-        self.labels = labels if self.indices is None else labels[self.indices]
+        labels = labels if self.indices is None else labels[self.indices]
+        self.labels = labels if pixels is None else labels.to(pixels.device)
         self.transform = transform
 
     def __len__(self) -> int:
         return len(self.labels)
 
+    @property
+    def device(self) -> torch.device:
+        """Where batches come out: the device the pixels are resident on, else the CPU."""
+        return self.pixels.device if self.pixels is not None else torch.device("cpu")
+
+    def _rows(self, index) -> torch.Tensor | np.ndarray:
+        return index if self.indices is None else self.indices[index]
+
     def __getitem__(self, index):
-        rows = index if self.indices is None else self.indices[index]
-        if self.images is not None:
-            x = self.images[rows]
-        else:  # (..., H, W, C) rows read from disk -> (..., C, H, W)
-            x = torch.from_numpy(self.data.images[np.asarray(rows)]).movedim(-1, -3)
-        y = self.labels[index]
+        rows = self._rows(index)
+        if self.pixels is not None:
+            rows = rows.to(self.pixels.device) if isinstance(rows, torch.Tensor) else rows
+            x = self.pixels[rows]
+        else:  # rows read from the disk cache
+            x = torch.from_numpy(self.data.images[np.asarray(rows)])
+        x = x.movedim(-1, -3)  # (..., H, W, C) -> (..., C, H, W), a view
+        y = self.labels[index.to(self.labels.device) if isinstance(index, torch.Tensor) else index]
         return (self.transform(x) if self.transform is not None else x), y
+
+    @property
+    def streams_from_disk(self) -> bool:
+        """Whether batches are rows of a cache file that :meth:`read_into` can read into a reused
+        buffer (no transform in between)."""
+        return self.pixels is None and self.transform is None and hasattr(self.data.images, "read_into")
+
+    def read_into(self, index: torch.Tensor, out: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch ``self[index]`` (for a dataset that :attr:`streams_from_disk`), its pixels read
+        straight into ``out`` (a (B, H, W, C) uint8 buffer with B >= len(index), reused batch
+        after batch); the images returned are a view of ``out``."""
+        x = self.data.images.read_into(np.asarray(self._rows(index)), out)
+        return torch.from_numpy(x).movedim(-1, -3), self.labels[index]
+
+    def resident(self, device: torch.device | str, pixels: torch.Tensor | None = None) -> "ImageDataset":
+        """This dataset with the whole set's pixels on ``device`` (the CPU: in process memory):
+        read once into one (N, H, W, C) uint8 tensor there (see :func:`to_device`). Give
+        ``pixels`` (another dataset's, from the same set) to share that copy instead."""
+        device = torch.device(device)
+        if pixels is None:
+            same = self.pixels is not None and self.pixels.device == device
+            pixels = self.pixels if same else to_device(self.data.images, device)
+        return ImageDataset(self.data, self.transform, None if self.indices is None else self.indices.numpy(), pixels)
+
+
+def to_device(images, device: torch.device, chunk: int = 1024) -> torch.Tensor:
+    """(N, H, W, C) ``images`` (an array, or a disk-cache array read ``chunk`` rows at a time, so
+    that the host never holds a second copy of the set) as one tensor on ``device``."""
+    out = torch.empty(tuple(images.shape), dtype=torch.uint8, device=device)
+    for start in range(0, len(images), chunk):
+        block = torch.from_numpy(np.ascontiguousarray(images[start:start + chunk]))
+        out[start:start + len(block)].copy_(block)
+    return out
 
 
 def _labels(raw: np.ndarray, n: int, where: str) -> np.ndarray:

@@ -118,18 +118,26 @@ class DiskArray:
         if not len(rows):
             return out
         flat, fd = out.reshape(len(rows), -1).view(np.uint8), self._file()
-        start = 0
-        while start < len(rows):  # one read per run of consecutive rows
-            stop = start + 1
-            while stop < len(rows) and rows[stop] == rows[stop - 1] + 1:
-                stop += 1
-            want = (stop - start) * self.row_bytes
-            at = self.offset + int(rows[start]) * self.row_bytes
-            got = os.preadv(fd, [memoryview(flat[start:stop]).cast("B")], at)
-            if got != want:
-                raise OSError(f"{self.path}: short read ({got} of {want} bytes); the cache file is truncated")
-            start = stop
+        # in file order (the kernel reads ahead), one read per run of rows that are consecutive both
+        # in the file and in ``out``; each lands straight in its place, so the order asked is kept
+        order = np.argsort(rows, kind="stable")
+        srows = rows[order]
+        cut = np.flatnonzero((np.diff(srows) != 1) | (np.diff(order) != 1)) + 1
+        for a, b in zip(np.r_[0, cut].tolist(), np.r_[cut, len(rows)].tolist(), strict=True):
+            at = int(order[a])
+            self._pread(fd, memoryview(flat[at:at + b - a]).cast("B"), self.offset + int(srows[a]) * self.row_bytes)
         return out
+
+    def _pread(self, fd: int, view: memoryview, at: int) -> None:
+        """Fill ``view`` from byte ``at`` (a read may return less than asked: Linux caps one at
+        2 GiB; only end of file is an error)."""
+        done = 0
+        while done < len(view):
+            got = os.preadv(fd, [view[done:]], at + done)
+            if got <= 0:
+                raise OSError(f"{self.path}: short read ({done} of {len(view)} bytes at offset {at}); the cache "
+                              "file is truncated")
+            done += got
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         a = self[:]

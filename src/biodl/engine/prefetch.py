@@ -3,9 +3,10 @@ one trains, in the loader's own order.
 
 For images read from the disk cache, fetching a batch is one ``pread`` per run of rows, which
 releases the GIL, so threads read ahead in parallel with the training step and with each other;
-with :func:`ring_fetcher` the reads land in buffers allocated once (pinned where an accelerator
-exists), so no batch allocates or faults in fresh pages. The batches, and their
-order, are exactly the wrapped loader's: shuffled, weighted and resumed epochs stay bit-exact.
+with :func:`ring_fetcher` the reads land in buffers allocated (and faulted in) once, pinned where
+an accelerator exists, and on CUDA the copy to the device runs in the fetching thread on a side
+stream, overlapping the training step. The batches, and their order, are exactly the wrapped
+loader's: shuffled, weighted and resumed epochs stay bit-exact.
 """
 
 from __future__ import annotations
@@ -33,20 +34,36 @@ def batch_fetcher(dataset: Dataset, pin: bool = False) -> Callable[[torch.Tensor
     return fetch
 
 
-def ring_fetcher(dataset: Any, batch_size: int, slots: int, pin: bool = False) -> Callable[[torch.Tensor, int], Any]:
-    """``fetch(indices, k)`` for an :class:`~biodl.data.arrays.ImageDataset` over the disk cache:
-    batch ``k`` is read (``pread``) straight into buffer ``k % slots`` of a ring allocated once
-    (pinned with ``pin`` where an accelerator exists), so no batch allocates or faults in fresh
-    pages. A yielded batch stays valid until ``slots - 1`` more batches have been asked for."""
-    images = dataset.data.images
-    pin = pin and torch.cuda.is_available()
-    ring = [torch.empty((batch_size, *images.shape[1:]), dtype=torch.uint8, pin_memory=pin) for _ in range(slots)]
-    rows_of = dataset.indices
+def ring_fetcher(dataset: Any, batch_size: int, slots: int,
+                 device: torch.device | None = None) -> Callable[[torch.Tensor, int], Any]:
+    """``fetch(indices, k)`` for a dataset that reads batches into a given buffer
+    (``dataset.read_into(indices, out) -> (images, labels)``, e.g. an
+    :class:`~biodl.data.arrays.ImageDataset` over the disk cache): batch ``k`` is read straight
+    into buffer ``k % slots`` of a ring allocated once, so no batch allocates or faults in fresh
+    pages. On the CPU a yielded batch is a view of its buffer and stays valid until ``slots - 1``
+    more batches have been asked for. With a CUDA ``device`` the buffers are pinned and the batch
+    is copied to the device in the fetching thread (a side stream, waited for there), so it
+    arrives ready and its buffer is free again at once."""
+    cuda = device is not None and device.type == "cuda"
+    shape = (batch_size, *dataset.data.images.shape[1:])
+    # zeros, not empty: every page is touched (faulted in) here, once, not by the first reads
+    ring = [torch.empty(shape, dtype=torch.uint8, pin_memory=True) if cuda else torch.zeros(shape, dtype=torch.uint8)
+            for _ in range(slots)]
+    if cuda:
+        side, main = torch.cuda.Stream(device), torch.cuda.current_stream(device)
 
     def fetch(indices: torch.Tensor, k: int) -> Any:
-        rows = indices if rows_of is None else rows_of[indices]
-        out = images.read_into(rows.numpy(), ring[k % slots].numpy())
-        return torch.from_numpy(out).movedim(-1, -3), dataset.labels[indices]
+        x, y = dataset.read_into(indices, ring[k % slots].numpy())
+        if not cuda:
+            return x, y
+        with torch.cuda.stream(side):
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            done = torch.cuda.Event()
+            done.record(side)
+        done.synchronize()  # the buffer may be refilled; the batch is complete on the device
+        x.record_stream(main)  # used on the training stream: not recycled before that is done with it
+        y.record_stream(main)
+        return x, y
 
     return fetch
 

@@ -185,9 +185,9 @@ class Trainer:
         (e.g. a class-balanced sampler) instead of a permutation.
         """
         loader = TrainLoader(train_data, self.batch_size, self.seed, self.num_workers, self.rank, self.world_size,
-                             pin_memory=self.device.type == "cuda", weights=sample_weights)
+                             device=self.device, weights=sample_weights)
         val_loader = (
-            eval_loader(val_data, self.batch_size, self.num_workers, self.rank, self.world_size)
+            eval_loader(val_data, self.batch_size, self.num_workers, self.rank, self.world_size, self.device)
             if val_data is not None else None
         )
         start_batch, partial = 0, (0.0, 0)
@@ -248,7 +248,7 @@ class Trainer:
     def evaluate(self, data: Dataset | Iterable, prefix: str = "test") -> dict[str, float]:
         """Loss and metrics over ``data`` (a Dataset or a loader); under DDP each rank takes a shard."""
         loader = data if not isinstance(data, Dataset) else eval_loader(
-            data, self.batch_size, self.num_workers, self.rank, self.world_size)
+            data, self.batch_size, self.num_workers, self.rank, self.world_size, self.device)
         self.module.eval()
         if self.metrics is not None:
             self.metrics.reset()
@@ -314,7 +314,7 @@ class Trainer:
 
     def _predict(self, data: Dataset) -> Tensor:
         outs = []
-        for batch in eval_loader(data, self.batch_size, self.num_workers):
+        for batch in eval_loader(data, self.batch_size, self.num_workers, device=self.device):
             x = batch[0] if isinstance(batch, (tuple, list)) else batch
             with self._autocast():
                 out = self.eval_forward(self.module, self._to_device(x))
@@ -331,7 +331,7 @@ class Trainer:
             inputs[0].detach().float().flatten(1).cpu()))
         try:
             self.module.eval()
-            for batch in eval_loader(data, self.batch_size, self.num_workers):
+            for batch in eval_loader(data, self.batch_size, self.num_workers, device=self.device):
                 x = batch[0] if isinstance(batch, (tuple, list)) else batch
                 with self._autocast():
                     self.module(self._to_device(x))
