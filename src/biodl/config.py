@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError, describe_os_error, path_problem
 
@@ -223,6 +223,19 @@ class ImageDataConfig(Strict):
     balance: Literal["loss", "sampler", "none"] = Field(
         "loss", description="class imbalance: loss = weight the loss by inverse class frequency; sampler = draw "
                             "training images with replacement, every class equally often; none")
+    device_cache: Literal["auto", "on", "off"] = Field(
+        "auto", description="hold the decoded set (uint8) on the training device, a batch then being one gather "
+                            "there: auto = on a GPU when it fits in device_cache_share of the free memory, else read "
+                            "ahead from the disk cache; on = always (on the CPU: in process memory), an error when it "
+                            "does not fit; off = never")
+    device_cache_share: float = Field(0.5, gt=0, le=1, description="the share of the device's free memory the set "
+                                                                   "may take (the rest is the model's)")
+
+    @field_validator("device_cache", mode="before")
+    @classmethod
+    def _yaml_on_off(cls, v: Any) -> Any:
+        """YAML reads a bare on / off as true / false: take them as meant."""
+        return {True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v
 
     @model_validator(mode="after")
     def _one_source(self) -> "ImageDataConfig":

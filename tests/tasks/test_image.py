@@ -354,3 +354,28 @@ def test_csv_layout_names_the_real_folder_not_dot(tmp_path, cli, monkeypatch):
     monkeypatch.chdir(tmp_path / "data")
     r = cli("train", "--data", tmp_path / "labels.csv", "--images", ".", "--out", tmp_path / "run", *FAST)
     assert_one_line_error(r, "labels.csv", f"1 ids name no file in {tmp_path / 'data'}:", "line 3 (plain/missing.png)")
+
+
+def test_device_cache_on_trains_exactly_like_the_disk_cache(tmp_path, cli):
+    """data.device_cache: on (the CPU standing in for the device: the set read into one tensor,
+    batches gathered from it) gives the same weights after 2 epochs as batches read ahead from
+    the disk cache; a set that does not fit the stated share is one line, exit 2, no run."""
+    from safetensors.torch import load_file
+
+    _folder(tmp_path / "data", n=48)
+    cfg = _config(tmp_path, tmp_path / "data")
+    runs = {}
+    for mode in ("off", "on", "auto"):
+        r = cli("train", "--config", cfg, "--out", tmp_path / mode, *FAST, "--set", f"data.device_cache={mode}")
+        assert r.code == 0, r.err
+        runs[mode] = load_file(tmp_path / mode / "checkpoints/last.safetensors")
+        home = json.loads((tmp_path / mode / "manifest.json").read_text())["device_cache"]
+        assert home["resident"] == (mode == "on") and home["set_bytes"] == 48 * 16 * 16 * 3
+    assert runs["off"].keys() == runs["on"].keys() and len(runs["on"]) > 10
+    for k in runs["off"]:
+        assert torch.equal(runs["off"][k], runs["on"][k]), k
+        assert torch.equal(runs["off"][k], runs["auto"][k]), k  # auto on the CPU: the disk cache
+    r = cli("train", "--config", cfg, "--out", tmp_path / "big", *FAST, "--set", "data.device_cache=on",
+            "--set", "data.device_cache_share=1e-12")
+    assert_one_line_error(r, "data.device_cache", "the decoded set needs 0.00 GiB", "GiB free on cpu")
+    assert not (tmp_path / "big").exists()

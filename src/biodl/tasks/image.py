@@ -22,7 +22,8 @@ from .. import calibration, conformal, runs
 from pydantic import Field, model_validator
 
 from ..config import ImageRunConfig, Strict
-from ..data.arrays import ImageDataset, ImageSet, load_npy_pair, load_npz
+from ..data.arrays import ImageDataset, ImageSet, load_npy_pair, load_npz, to_device
+from ..data.resident import decide
 from ..data.cache import cache_key, cached
 from ..data.folders import (EXTENSIONS, csv_image_files, decode_images, image_paths, load_csv_images, load_image_folder,
                             load_patient_tree)
@@ -228,6 +229,19 @@ def build_trainer(config: ImageRunConfig, model: torch.nn.Module, n_classes: int
                         dihedral_tta if m.tta else None)
 
 
+def resident_sets(config: ImageRunConfig, data: ImageSet, parts: dict[str, np.ndarray],
+                  device: torch.device) -> tuple[dict[str, ImageDataset], dict[str, Any]]:
+    """The splits as datasets; with ``data.device_cache`` (see :mod:`~biodl.data.resident`) all of
+    them share one copy of the set's pixels on ``device``. Also returns the decision, for the
+    manifest."""
+    sets = {k: ImageDataset(data, indices=v) for k, v in parts.items()}
+    home = decide(config.data.device_cache, data.images, device, config.data.device_cache_share)
+    if home.resident:
+        pixels = to_device(data.images, device)
+        sets = {k: v.resident(device, pixels) for k, v in sets.items()}
+    return sets, home.to_dict()
+
+
 def _model_name(config: ImageRunConfig, size: int) -> str:
     """The configured model's name; ``auto``: a small ResNet up to 64 px, ResNet-18 above."""
     name = config.model.name
@@ -279,8 +293,8 @@ def train(config: ImageRunConfig, out: str | Path | None = None, resume: bool = 
         extra["pretrained"] = {"path": str(weights), **load_pretrained(model, weights)}
     loss_weights = class_weights if balance == "loss" else None
     trainer = build_trainer(config, model, n_classes, loss_weights, pre, run_dir, device)
+    sets, extra["device_cache"] = resident_sets(config, data, parts, device)
     manifest = start_run(config, run_dir, resume, device, pre, {"data": path} if path.is_file() else {}, extra)
-    sets = {k: ImageDataset(data, indices=v) for k, v in parts.items()}
     draw = class_weights[sets["train"].labels] if balance == "sampler" else None
     with watch("train"):
         trainer.fit(sets["train"], sets["val"], resume=resume, sample_weights=draw)
