@@ -17,6 +17,7 @@ from typing import Optional
 import typer
 
 from . import __version__
+from .engine.preempt import EXIT_CODE, Preempted
 from .errors import BiodlError, ConfigError
 
 app = typer.Typer(
@@ -500,6 +501,11 @@ def main(argv: list[str] | None = None) -> None:
                 raise
             print(f"error: {exc}", file=sys.stderr)
             sys.exit(2)
+        except Preempted as exc:
+            out = next((args[i + 1] for i, a in enumerate(args[:-1]) if a == "--out"), "RUN_DIR")
+            command = " ".join(args[:2] if args[:1] == ["run"] else args[:1])
+            print(f"interrupted: {exc}; continue with: biodl {command} --resume --out {out}", file=sys.stderr)
+            sys.exit(EXIT_CODE)
         except KeyboardInterrupt:
             print("error: interrupted", file=sys.stderr)
             sys.exit(130)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,3 +79,39 @@ def test_the_cli_command_works_under_torchrun(tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["finished"] and manifest["split_sizes"]["test"] == 60
     assert (out / "checkpoints/best.safetensors").exists()
+
+
+def test_two_nodes_through_c10d_rendezvous_match_one_process(tmp_path):
+    """How clusters launch: one torchrun per node (two here, one CPU process each, gloo), meeting
+    at a c10d rendezvous, all writing to one shared run directory. Batch 8 on each of the two
+    ranks is the same optimisation as batch 16 in one process (the DDP sampler's rank r takes
+    every other index of the same permutation; 178 training rows, so no padding), so the metrics
+    and weights must match a single-process run to float tolerance."""
+    sets = [a for s in [*SETS, "data.val_fraction=0.2025", "model.args={hidden: [32, 16], dropout: 0.0}"]
+            for a in ("--set", s)]
+    single = subprocess.run([sys.executable, "-m", "biodl", "train", "--config", str(EXAMPLE), "--out",
+                             str(tmp_path / "one"), *sets], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert single.returncode == 0, single.stderr[-3000:]
+    port = _free_port()
+    node = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=1",
+            "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-id=biodl-test",
+            "--local-addr=127.0.0.1", "-m", "biodl", "train", "--config", str(EXAMPLE), "--out", str(tmp_path / "two"),
+            *sets, "--set", "data.batch_size=8"]
+    nodes = [subprocess.Popen(node, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    results = [p.communicate(timeout=600) for p in nodes]
+    for p, (_, err) in zip(nodes, results, strict=True):
+        assert p.returncode == 0, err[-3000:]
+    assert sum(out.count("results: ") for out, _ in results) == 1  # one rank 0, one report
+    manifest = json.loads((tmp_path / "two/manifest.json").read_text())
+    assert manifest["split_sizes"] == {"train": 178, "val": 61, "test": 60}
+    one = json.loads((tmp_path / "one/metrics.json").read_text())
+    two = json.loads((tmp_path / "two/metrics.json").read_text())
+    assert one.keys() == two.keys()
+    for k in one:
+        assert two[k] == pytest.approx(one[k], rel=1e-4, abs=1e-5), k
+    w1 = load_file(tmp_path / "one/checkpoints/last.safetensors")
+    w2 = load_file(tmp_path / "two/checkpoints/last.safetensors")
+    assert w1.keys() == w2.keys()
+    for k in w1:
+        assert torch.allclose(w1[k], w2[k], rtol=1e-4, atol=1e-6), k

@@ -3,6 +3,7 @@ weights must be bit-identical to an uninterrupted run (CPU)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -81,3 +82,32 @@ def test_a_killed_study_run_resumes_with_run_resume(reference, tmp_path):
     ref, got = load_file(reference / "checkpoints/last.safetensors"), load_file(out / "checkpoints/last.safetensors")
     assert all(ref[k].equal(got[k]) for k in ref)
     assert (out / "metrics.json").read_text() == (reference / "metrics.json").read_text()
+
+
+# what a cluster does on pre-emption or at the time limit: SIGTERM (or SIGUSR1), then SIGKILL
+# after a grace period. step:K:TERM arrives right after optimiser step K; pending:K:TERM inside
+# the K-th checkpoint commit (between its two renames), which must complete untouched.
+@pytest.mark.parametrize("signal_at, stopped_at", [("step:7:TERM", 7), ("step:30:USR1", 30), ("pending:3:TERM", None)])
+def test_sigterm_checkpoints_exits_143_and_resumes_bit_identically(reference, tmp_path, signal_at, stopped_at):
+    out = tmp_path / "run"
+    no_periodic = ["--set", "trainer.checkpoint_every_steps=0"]  # only epoch ends and the signal save state
+    stopped = _biodl(out, *ARGS, *no_periodic, crash=signal_at)
+    assert stopped.returncode == 143, stopped.stderr
+    lines = [line for line in stopped.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("interrupted: stopped by SIG") and "Traceback" not in stopped.stderr
+    assert lines[-1].endswith(f"continue with: biodl train --resume --out {out}")
+    assert not (out / "metrics.json").exists()
+    last = json.loads((out / "checkpoints/last.json").read_text())
+    assert not list((out / "checkpoints").glob("*pending*"))  # the commit a signal came into finished whole
+    if stopped_at is not None:  # the state of the step the signal came after, not an older one
+        assert last["step"] == stopped_at and last["sampler"]["batches_done"] == stopped_at % 12
+    else:  # the third commit: best after epoch 1 (1st), last after epoch 1 (2nd), best after epoch 2 (3rd)
+        assert last["step"] in (12, 24)
+    resumed = _biodl(out, "train", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    ref = load_file(reference / "checkpoints/last.safetensors")
+    got = load_file(out / "checkpoints/last.safetensors")
+    for k in ref:
+        assert ref[k].equal(got[k]), k
+    assert (out / "metrics.json").read_text() == (reference / "metrics.json").read_text()
+    assert (out / "metrics.csv").read_text() == (reference / "metrics.csv").read_text()

@@ -10,6 +10,7 @@ without touching torch's global RNG.
 from __future__ import annotations
 
 import os
+import signal
 from typing import Iterable, Iterator
 
 import torch
@@ -81,6 +82,15 @@ def _batch_indexable(dataset: Dataset) -> bool:
     return isinstance(dataset, TensorDataset) or bool(getattr(dataset, "batch_indexable", False))
 
 
+def _worker_init(worker_id: int) -> None:
+    """A DataLoader worker: seeded from (seed, epoch), and deaf to the stop signals, which the
+    training process handles (a cluster signals every process of the job: a worker killed by
+    SIGTERM would turn a clean checkpoint-and-exit into a crash)."""
+    seed_worker(worker_id)
+    for s in (signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(s, signal.SIG_IGN)
+
+
 def prefetch_threads() -> int:
     """Threads that read batches ahead: half the CPUs, 2 to 4 (two reads in flight double the
     bandwidth from the page cache; more than four only compete with the training step)."""
@@ -119,7 +129,7 @@ def _loader(dataset: Dataset, sampler: Sampler[int], batch_size: int, num_worker
             return Prefetcher(batches, ring_fetcher(dataset, batch_size, depth + 2, device), depth, threads)
         sampler, batch_size = batches, None  # type: ignore[assignment]
     return DataLoader(dataset, sampler=sampler, batch_size=batch_size, num_workers=num_workers, pin_memory=cuda,
-                      generator=generator, worker_init_fn=seed_worker, persistent_workers=False)
+                      generator=generator, worker_init_fn=_worker_init, persistent_workers=False)
 
 
 class TrainLoader:

@@ -25,9 +25,10 @@ from ..repro import get_rng_state, set_rng_state
 from .callbacks import Callback
 from .checkpoint import (check_training_state, join_tree, load_checkpoint, load_model_weights, recover, save_checkpoint,
                          split_tree)
-from .distributed import all_reduce_sum, init_distributed, is_distributed, is_main_process, world
+from .distributed import all_reduce_sum, barrier, init_distributed, is_distributed, is_main_process, world
 from .faults import crash_point
 from .loaders import TrainLoader, eval_loader
+from .preempt import Preempted, StopRequest
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -154,6 +155,7 @@ class Trainer:
         self.step = 0  # optimiser steps
         self.should_stop = False
         self.history: list[dict[str, float]] = []
+        self.stop_request = StopRequest()  # SIGTERM / SIGUSR1 during fit: checkpoint, then Preempted
 
     # ------------------------------------------------------------------ helpers
 
@@ -196,24 +198,34 @@ class Trainer:
             if (self.checkpoint_dir / "last.json").exists():
                 start_batch, partial = self._restore(self.checkpoint_dir / "last")
         self._call("on_fit_start")
-        while self.epoch < self.max_epochs and not self.should_stop:
-            logs = self._train_epoch(loader, start_batch, partial)
-            start_batch, partial = 0, (0.0, 0)
-            if val_loader is not None:
-                logs.update(self.evaluate(val_loader, prefix="val"))
-            logs["lr"] = self.optimizer.param_groups[0]["lr"]
-            if self.scheduler is not None:
-                if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                    self.scheduler.step(logs[self.scheduler_monitor or "val/loss"])
-                else:
-                    self.scheduler.step()
-            self.epoch += 1
-            logs = {"epoch": self.epoch, **logs}
-            self.history.append(logs)
-            self._call("on_epoch_end", logs)
-            self._save_last(batches_done=0, partial=(0.0, 0))
+        with self.stop_request:
+            while self.epoch < self.max_epochs and not self.should_stop:
+                logs = self._train_epoch(loader, start_batch, partial)
+                start_batch, partial = 0, (0.0, 0)
+                if val_loader is not None:
+                    logs.update(self.evaluate(val_loader, prefix="val"))
+                logs["lr"] = self.optimizer.param_groups[0]["lr"]
+                if self.scheduler is not None:
+                    if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                        self.scheduler.step(logs[self.scheduler_monitor or "val/loss"])
+                    else:
+                        self.scheduler.step()
+                self.epoch += 1
+                logs = {"epoch": self.epoch, **logs}
+                self.history.append(logs)
+                self._call("on_epoch_end", logs)
+                self._save_last(batches_done=0, partial=(0.0, 0))
+                self._stop_if_asked(always=True)
         self._call("on_fit_end")
         return self.history
+
+    def _stop_if_asked(self, always: bool = False) -> None:
+        """After a step or an epoch, whose state ``last`` now holds: raise :class:`Preempted` if
+        a stop signal came (once every rank is past the save)."""
+        signum = self.stop_request.agreed(self.step, self.device, always)
+        if signum is not None:
+            barrier()  # no rank exits (which may end the job) while rank 0 is still saving
+            raise Preempted(signum, self.epoch, self.step)
 
     def _train_epoch(self, loader: TrainLoader, start_batch: int, partial: tuple[float, int]) -> dict[str, float]:
         self.model.train()
@@ -236,8 +248,10 @@ class Trainer:
             count += len(y)
             crash_point("step")
             self._call("on_train_batch_end", batch_idx)
-            if self.checkpoint_every_steps and self.step % self.checkpoint_every_steps == 0:
+            saved = self.checkpoint_every_steps and self.step % self.checkpoint_every_steps == 0
+            if saved or self.stop_request.agreed(self.step, self.device) is not None:
                 self._save_last(batches_done=batch_idx + 1, partial=(float(loss_sum), count))
+                self._stop_if_asked(always=True)
         n = torch.tensor(float(count), dtype=torch.float64, device=self.device)
         totals = all_reduce_sum(torch.stack([loss_sum, n]))
         return {"train/loss": float(totals[0] / totals[1].clamp_min(1))}
