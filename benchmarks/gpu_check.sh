@@ -1,0 +1,56 @@
+#!/bin/bash
+# Issue 18's device checks: one call on a lent GPU (H100/H200), about 8 minutes, e.g.
+#   run(command="bash benchmarks/gpu_check.sh", carry=[".whl"], timeout_s=600)
+# The device machine has torch, torchvision, torchmetrics, timm, scikit-learn, tensorboard, typer,
+# rich, safetensors, pandas, scipy, matplotlib and PyYAML, but not pydantic (and its
+# pydantic-core, annotated-types, typing-inspection), monai (the MONAI arm) or lifelines: put their
+# cp312 manylinux wheels in .whl/ first (the device README gives the pip download line).
+# Everything prints to the log and goes to $OUT; the tables come last.
+set -uo pipefail
+OUT=${OUT:-/tmp/biodl-gpu}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    && export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH=$PWD/src:$PWD/benchmarks:${PYTHONPATH:-}
+nvidia-smi --query-gpu=name,memory.total,memory.used,clocks.sm --format=csv | tee "$OUT/gpu.txt"
+python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())" | tee -a "$OUT/gpu.txt"
+
+# 1. the three batch routes give the plain route's batches on CUDA (pinned ring + side stream,
+#    resident gather), and what each delivers
+timeout 120 python3 benchmarks/gpu_loader_check.py --device cuda --images 4096 2>&1 | tee "$OUT/loaders.txt"
+
+# 2. DBRNet and ResNet-18, 224 px, bf16, batch 256, from PNGs: biodl (disk cache, read ahead), biodl
+#    resident, MONAI CacheDataset, against the ceiling (target: biodl >= 0.90 of it)
+timeout 300 python3 benchmarks/image_pipeline.py --device cuda --n 2000 --models dbrnet,resnet18 \
+  --arms ceiling,monai,biodl --rounds 2 --work /tmp/bench 2>&1 | tee "$OUT/pipeline.txt"
+
+# 3. the vessel study's wall time on the GPU
+start=$SECONDS
+timeout 150 python3 -m biodl run vessels --out "$OUT/vessels" --set trainer.progress=false >"$OUT/vessels.log" 2>&1
+echo "vessels: exit $?, wall $((SECONDS - start)) s" | tee "$OUT/vessels.txt"
+
+# 4. DDP through torchrun (1 process, NCCL), eager and compiled, against a plain eager run
+common=(run retinopathy --set trainer.epochs=4 --set trainer.progress=false --set data.device_cache=on)
+timeout 90 python3 -m biodl "${common[@]}" --out "$OUT/eager" >"$OUT/eager.log" 2>&1
+timeout 120 torchrun --nproc_per_node=1 -m biodl "${common[@]}" --out "$OUT/ddp" >"$OUT/ddp.log" 2>&1
+timeout 180 torchrun --nproc_per_node=1 -m biodl "${common[@]}" --set trainer.compile=true \
+  --out "$OUT/ddp-compile" >"$OUT/ddp-compile.log" 2>&1
+python3 - "$OUT" <<'PY' | tee "$OUT/curves.txt"
+import sys, pandas as pd
+from pathlib import Path
+out = Path(sys.argv[1])
+ref = pd.read_csv(out / "eager/metrics.csv")
+for name in ("ddp", "ddp-compile"):
+    try:
+        got = pd.read_csv(out / name / "metrics.csv")
+    except FileNotFoundError:
+        print(f"{name}: no metrics.csv (see {name}.log)")
+        continue
+    rel = ((got["train/loss"] - ref["train/loss"]).abs() / ref["train/loss"]).max()
+    print(f"{name}: train/loss per epoch {got['train/loss'].round(4).tolist()} vs eager "
+          f"{ref['train/loss'].round(4).tolist()}: max relative difference {rel:.2e} (bf16: expect < 2e-2)")
+PY
+tail -n 30 "$OUT/loaders.txt" "$OUT/pipeline.txt" "$OUT/vessels.txt" "$OUT/curves.txt"
