@@ -17,8 +17,7 @@ from typing import Optional
 import typer
 
 from . import __version__
-from .engine.preempt import EXIT_CODE, Preempted
-from .errors import BiodlError, ConfigError
+from .errors import PREEMPTED_EXIT, BiodlError, ConfigError, Preempted
 
 app = typer.Typer(
     add_completion=False,
@@ -505,7 +504,7 @@ def main(argv: list[str] | None = None) -> None:
             out = next((args[i + 1] for i, a in enumerate(args[:-1]) if a == "--out"), "RUN_DIR")
             command = " ".join(args[:2] if args[:1] == ["run"] else args[:1])
             print(f"interrupted: {exc}; continue with: biodl {command} --resume --out {out}", file=sys.stderr)
-            sys.exit(EXIT_CODE)
+            sys.exit(PREEMPTED_EXIT)
         except KeyboardInterrupt:
             print("error: interrupted", file=sys.stderr)
             sys.exit(130)

@@ -58,3 +58,18 @@ def path_problem(path: str | Path) -> str | None:
             return "a dangling symbolic link"
         return describe_os_error(exc)
     return None
+
+
+class Preempted(Exception):
+    """Training stopped on a signal (SIGTERM, SIGUSR1) after saving its state; ``--resume``
+    continues it. Not a fault: the CLI exits with :data:`PREEMPTED_EXIT` (128 + SIGTERM)."""
+
+    def __init__(self, signum: int, epoch: int, step: int) -> None:
+        import signal
+
+        self.signum, self.epoch, self.step = signum, epoch, step
+        super().__init__(f"stopped by {signal.Signals(signum).name} at step {step} (epoch {epoch + 1}); "
+                         "the training state is saved")
+
+
+PREEMPTED_EXIT = 143

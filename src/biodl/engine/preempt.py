@@ -16,20 +16,12 @@ from types import FrameType
 
 import torch
 
+from ..errors import PREEMPTED_EXIT, Preempted
 from .distributed import all_reduce_sum, is_distributed
 
 SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
-EXIT_CODE = 128 + signal.SIGTERM
+__all__ = ["SIGNALS", "PREEMPTED_EXIT", "Preempted", "StopRequest"]
 CHECK_EVERY = 8  # under DDP: steps between agreeing on the flag (an all-reduce each time)
-
-
-class Preempted(Exception):
-    """Training stopped on a signal after saving its state; ``--resume`` continues it."""
-
-    def __init__(self, signum: int, epoch: int, step: int) -> None:
-        self.signum, self.epoch, self.step = signum, epoch, step
-        super().__init__(f"stopped by {signal.Signals(signum).name} at step {step} (epoch {epoch + 1}); "
-                         "the training state is saved")
 
 
 class StopRequest:
