@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from biodl.data.arrays import ImageDataset, ImageSet
-from biodl.data.cache import DiskArray
+from biodl.data.cache import ConcatArray, DiskArray
 from biodl.engine.loaders import TrainLoader
 from biodl.engine.prefetch import Prefetcher, batch_fetcher
 
@@ -76,6 +76,13 @@ def test_read_into_keeps_the_order_asked_and_reads_runs_whole(tmp_path):
         got = disk.read_into(np.array(rows), out)
         assert got.shape == (len(rows), 2, 2, 1) and np.array_equal(got, images[rows])
         assert not out[len(rows):].any()  # nothing written past the rows asked
+    np.save(tmp_path / "b.npy", images[:7])
+    joined = ConcatArray([DiskArray(tmp_path / "b.npy"), disk])  # e.g. the tiles of two slides
+    both = np.concatenate([images[:7], images])
+    rows = np.array([20, 3, 8, 9, 10, 0, 26, 6, 7])  # both parts, interleaved, runs across the seam
+    out = np.zeros((12, 2, 2, 1), np.uint8)
+    assert np.array_equal(joined.read_into(rows, out), both[rows]) and not out[len(rows):].any()
+    assert np.array_equal(joined[rows], both[rows])
     (tmp_path / "short.npy").write_bytes((tmp_path / "a.npy").read_bytes()[:-3])
     with pytest.raises(OSError, match="short read .* truncated"):
         DiskArray(tmp_path / "short.npy")[[0, 19]]

@@ -109,23 +109,25 @@ class DiskArray:
         rows = row_indices(index, len(self))
         return self.read_into(rows, np.empty((len(rows), *self.shape[1:]), dtype=self.dtype))
 
-    def read_into(self, rows: np.ndarray, out: np.ndarray) -> np.ndarray:
+    def read_into(self, rows: np.ndarray, out: np.ndarray, at: np.ndarray | None = None) -> np.ndarray:
         """Read ``rows`` (int64, in range) into the first ``len(rows)`` rows of ``out`` (a
         C-contiguous array of this dtype and row shape, e.g. a buffer reused batch after batch:
-        no allocation, no page faults); returns that part of ``out``."""
+        no allocation, no page faults) and return that part of ``out``; with ``at``, into rows
+        ``at`` of ``out`` (one per row), returning all of ``out``."""
         rows = np.asarray(rows, dtype=np.int64)
-        out = out[: len(rows)]
+        if at is None:
+            out = out[: len(rows)]
         if not len(rows):
             return out
-        flat, fd = out.reshape(len(rows), -1).view(np.uint8), self._file()
+        flat, fd = out.reshape(len(out), -1).view(np.uint8), self._file()
         # in file order (the kernel reads ahead), one read per run of rows that are consecutive both
         # in the file and in ``out``; each lands straight in its place, so the order asked is kept
         order = np.argsort(rows, kind="stable")
-        srows = rows[order]
-        cut = np.flatnonzero((np.diff(srows) != 1) | (np.diff(order) != 1)) + 1
+        srows, dest = rows[order], (order if at is None else np.asarray(at, dtype=np.int64)[order])
+        cut = np.flatnonzero((np.diff(srows) != 1) | (np.diff(dest) != 1)) + 1
         for a, b in zip(np.r_[0, cut].tolist(), np.r_[cut, len(rows)].tolist(), strict=True):
-            at = int(order[a])
-            self._pread(fd, memoryview(flat[at:at + b - a]).cast("B"), self.offset + int(srows[a]) * self.row_bytes)
+            d = int(dest[a])
+            self._pread(fd, memoryview(flat[d:d + b - a]).cast("B"), self.offset + int(srows[a]) * self.row_bytes)
         return out
 
     def _pread(self, fd: int, view: memoryview, at: int) -> None:
@@ -170,11 +172,16 @@ class ConcatArray:
         if isinstance(index, (int, np.integer)):
             return self[np.array([index])][0]
         rows = row_indices(index, len(self))
-        out = np.empty((len(rows), *self.shape[1:]), dtype=self.dtype)
+        return self.read_into(rows, np.empty((len(rows), *self.shape[1:]), dtype=self.dtype))
+
+    def read_into(self, rows: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """As :meth:`DiskArray.read_into`: each part reads its rows straight into their places."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = out[: len(rows)]
         part = np.searchsorted(self.starts, rows, side="right") - 1
         for k in np.unique(part):
             at = np.flatnonzero(part == k)
-            out[at] = self.parts[k][rows[at] - self.starts[k]]
+            self.parts[k].read_into(rows[at] - self.starts[k], out, at=at)
         return out
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
