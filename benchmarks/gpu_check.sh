@@ -2,9 +2,12 @@
 # Issue 18's device checks: one call on a lent GPU (H100/H200), about 8 minutes, e.g.
 #   run(command="bash benchmarks/gpu_check.sh", carry=[".whl"], timeout_s=600)
 # The device machine has torch, torchvision, torchmetrics, timm, scikit-learn, tensorboard, typer,
-# rich, safetensors, pandas, scipy, matplotlib and PyYAML, but not pydantic (and its
-# pydantic-core, annotated-types, typing-inspection), monai (the MONAI arm) or lifelines: put their
-# cp312 manylinux wheels in .whl/ first (the device README gives the pip download line).
+# rich, safetensors, pandas, scipy, matplotlib and PyYAML, but not pydantic (nor pydantic-core,
+# annotated-types, typing-inspection, a recent typing_extensions) or monai (the Dice loss, the
+# MONAI arm): their cp312 wheels go in .whl/ first (git-ignored through .git/info/exclude), e.g.
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl pydantic==2.14.4 \
+#     pydantic_core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5 typing_extensions==4.16.0 monai==1.6.1
 # Everything prints to the log and goes to $OUT; the tables come last.
 set -uo pipefail
 OUT=${OUT:-/tmp/biodl-gpu}
