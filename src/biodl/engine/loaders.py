@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, TensorDataset
 
 from ..repro import seed_worker
+from .preempt import SIGNALS as STOP_SIGNALS
 from .prefetch import Prefetcher, ring_fetcher
 
 
@@ -87,7 +88,7 @@ def _worker_init(worker_id: int) -> None:
     training process handles (a cluster signals every process of the job: a worker killed by
     SIGTERM would turn a clean checkpoint-and-exit into a crash)."""
     seed_worker(worker_id)
-    for s in (signal.SIGTERM, signal.SIGUSR1):
+    for s in STOP_SIGNALS:
         signal.signal(s, signal.SIG_IGN)
 
 

@@ -36,6 +36,7 @@ class StopRequest:
         self.signum = signum
 
     def __enter__(self) -> "StopRequest":
+        self.signum = None  # a signal that came before (an earlier fit) is not this fit's
         if threading.current_thread() is threading.main_thread():
             self._previous = {s: signal.signal(s, self._handle) for s in SIGNALS}
         return self
