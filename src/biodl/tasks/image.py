@@ -22,7 +22,7 @@ from .. import calibration, conformal, runs
 from pydantic import Field, model_validator
 
 from ..config import ImageRunConfig, Strict
-from ..data.arrays import ImageDataset, ImageSet, load_npy_pair, load_npz, to_device
+from ..data.arrays import ImageDataset, ImageSet, load_npy_pair, load_npz
 from ..data.resident import decide
 from ..data.cache import cache_key, cached
 from ..data.folders import (EXTENSIONS, csv_image_files, decode_images, image_paths, load_csv_images, load_image_folder,
@@ -236,8 +236,8 @@ def resident_sets(config: ImageRunConfig, data: ImageSet, parts: dict[str, np.nd
     manifest."""
     sets = {k: ImageDataset(data, indices=v) for k, v in parts.items()}
     home = decide(config.data.device_cache, data.images, device, config.data.device_cache_share)
-    if home.resident:
-        pixels = to_device(data.images, device)
+    if home.resident:  # one copy, shared (an in-memory set on the CPU is not copied at all)
+        pixels = sets["train"].resident(device).pixels
         sets = {k: v.resident(device, pixels) for k, v in sets.items()}
     return sets, home.to_dict()
 
