@@ -76,3 +76,32 @@ def test_infer_bad_input_is_one_line(patch_run, cli, tmp_path):
     r = cli("wsi", "infer", patch_run, tmp_path / "fake.svs", "--out", tmp_path / "o", "--tile-mpp", "2")
     assert_one_line_error(r, "fake.svs", "not a slide")
     assert not (tmp_path / "o").exists() or list((tmp_path / "o").iterdir()) == []
+
+
+def test_infer_scores_with_the_runs_recalibration_as_predict_does(patch_run, cli, tmp_path):
+    import shutil
+
+    from biodl import calibration
+
+    cal = calibration.load(patch_run)  # training fits a temperature on the validation split by default
+    assert cal is not None and abs(cal.temperature - 1) > 1e-3  # a map that moves the probabilities
+    assert cli("wsi", "infer", patch_run, SLIDE, "--out", tmp_path / "cal").code == 0
+    folder = tmp_path / "cal" / SLIDE.stem
+    tiles = pd.read_csv(folder / "tiles.csv")
+    expected = cal.apply(tiles[["raw_p_plain", "raw_p_square"]].to_numpy())
+    assert np.abs(expected - tiles[["raw_p_plain", "raw_p_square"]].to_numpy()).max() > 1e-3  # the map matters
+    np.testing.assert_allclose(tiles[["p_plain", "p_square"]], expected, atol=3e-5)  # from 6-decimal raw_p
+    np.testing.assert_array_equal(tiles["predicted"] == "square", expected[:, 1] > expected[:, 0])
+    scores = json.loads((folder / "slide.json").read_text())
+    assert scores["recalibrated"] is True and scores["mean"] == pytest.approx(tiles["p_square"].mean(), abs=1e-6)
+    assert np.nanmean(np.load(folder / "heatmap.npy")) == pytest.approx(tiles["p_square"].mean(), abs=1e-6)
+    assert "probabilities</th><td>recalibrated" in (folder / "report.html").read_text()
+
+    run = tmp_path / "run"  # the same run without its recalibration: the model's own probabilities
+    shutil.copytree(patch_run, run)
+    (run / "calibration.json").unlink()
+    assert cli("wsi", "infer", run, SLIDE, "--out", tmp_path / "raw").code == 0
+    raw = pd.read_csv(tmp_path / "raw" / SLIDE.stem / "tiles.csv")
+    assert "raw_p_square" not in raw
+    np.testing.assert_allclose(raw[["p_plain", "p_square"]], tiles[["raw_p_plain", "raw_p_square"]], atol=1e-6)
+    assert json.loads((tmp_path / "raw" / SLIDE.stem / "slide.json").read_text())["recalibrated"] is False

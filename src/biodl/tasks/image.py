@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import calibration, conformal, runs
+from .. import calibration, runs
 from pydantic import Field, model_validator
 
 from ..config import ImageRunConfig, Strict
@@ -61,7 +61,7 @@ from .common import (
     start_run,
     write_results,
 )
-from .trust import calibrated_columns, check_calibration, referral, trust, trust_of, uncertainty_columns
+from .trust import check_calibration, prediction_columns, referral, trust, trust_of, uncertainty_columns
 
 
 class PreprocessFile(Strict):
@@ -528,16 +528,8 @@ def predict(run_dir: str | Path, input_path: str | Path, out: str | Path | None 
         images = images[..., : pre["in_chans"]] if pre["in_chans"] < 3 else images
     labels = np.zeros(len(images), dtype=np.int64)
     samples = trainer.predict_passes(ImageDataset(ImageSet(images, labels, pre["classes"]))).numpy().astype(np.float64)
-    prob = samples.mean(axis=0)
-    df = calibrated_columns(prob, pre["classes"], calibration.load(run_dir))
-    member = conformal.run_sets(run_dir, prob)
+    df = prediction_columns(run_dir, pre["classes"], samples)
     df.insert(0, "image", [str(files[i].relative_to(root)) for i in kept])  # as given under the input folder
-    final = df[[f"p_{c}" for c in pre["classes"]]].to_numpy()
-    df["predicted"] = [pre["classes"][i] for i in final.argmax(axis=1)]
-    if member is not None:
-        df["set"] = conformal.describe(member, pre["classes"])
-    for name, values in uncertainty_columns(samples).items():
-        df[name] = values
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, df.to_csv(index=False, float_format="%.6f"))
     return out

@@ -164,13 +164,25 @@ def add_prediction_column(path: Path, name: str, values: list) -> None:
     atomic_write_text(path, df.to_csv(index=False, float_format="%.8g"))
 
 
-def calibrated_columns(prob: np.ndarray, classes: list[str], cal: Any) -> Any:
-    """Prediction columns for (N, K) probabilities: ``p_<class>``, recalibrated when the run has
-    a recalibration (``cal``), and then the model's own as ``raw_p_<class>`` beside them."""
+def prediction_columns(run_dir: Path, classes: list[str], samples: np.ndarray) -> Any:
+    """The prediction table of (P, N, K) probabilities of P MC-dropout passes (P = 1 without):
+    ``p_<class>`` of their mean, recalibrated when the run has a recalibration, then the model's
+    own as ``raw_p_<class>``; ``predicted`` (the class of the largest ``p_``); ``set`` when the
+    run has a conformal predictor; ``entropy`` (and ``mutual_information`` when P > 1)."""
     import pandas as pd
 
-    df = pd.DataFrame(prob if cal is None else cal.apply(prob), columns=[f"p_{c}" for c in classes])
+    from .. import calibration, conformal
+
+    prob = samples.mean(axis=0)
+    cal = calibration.load(run_dir)
+    final = prob if cal is None else cal.apply(prob)
+    df = pd.DataFrame(final, columns=[f"p_{c}" for c in classes])
     if cal is not None:
         for k, c in enumerate(classes):
             df[f"raw_p_{c}"] = prob[:, k]
+    df["predicted"] = [classes[i] for i in final.argmax(axis=1)]
+    if (member := conformal.run_sets(run_dir, prob)) is not None:
+        df["set"] = conformal.describe(member, classes)
+    for name, values in uncertainty_columns(samples).items():
+        df[name] = values
     return df

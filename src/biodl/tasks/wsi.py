@@ -5,7 +5,9 @@ micrometres per pixel, the run's image size in pixels), each tile's class probab
 (``tiles.csv``), a heat map of the positive class's probability over the thumbnail
 (``heatmap.png``, and the grid itself as ``heatmap.npy``: one cell per tile step, NaN where no
 tile was kept), the tissue mask (``mask.png``), the slide's scores (``slide.json``: mean, top-k
-mean, share of tiles above the threshold) and ``report.html``. Written to a hidden folder
+mean, share of tiles above the threshold) and ``report.html``. The probabilities are those of
+``biodl predict``: the mean over the run's MC-dropout passes, recalibrated when the run has a
+``calibration.json`` (the model's own kept as ``raw_p_<class>``). Written to a hidden folder
 renamed when complete; slides done before are skipped. Over a cohort, ``slides.csv`` and
 ``index.html`` gather the slides' scores (:func:`write_cohort`).
 """
@@ -23,6 +25,8 @@ from ..data.arrays import ImageDataset, ImageSet
 from ..data.stain import StainNormalizer
 from ..data.wsi import Tiling, iter_tiles, mask_overlay, open_slide
 from ..errors import RunDirError
+from ..io import atomic_write_text
+from .trust import prediction_columns
 
 
 def _heat(tiles, probability: np.ndarray) -> np.ndarray:
@@ -71,17 +75,22 @@ def infer_slide(run_dir: str | Path, path: str | Path, out_dir: str | Path, tile
     normalizer = StainNormalizer.from_dict(pre.get("stain"))
     with open_slide(path, slide_mpp) as slide:
         tiles, tissue, _ = Tiling(tile_mpp, size, 0, min_tissue, pen=pen).cut(slide)
-        probs = []
+        passes = []  # per block: (P, n, K), P MC-dropout passes (1 without)
         for block in iter_tiles(slide, tiles, size, tile_mpp, progress=progress):
             if normalizer is not None:
                 block = normalizer(block)
             block = block[..., : pre["in_chans"]]
             data = ImageDataset(ImageSet(block, np.zeros(len(block), np.int64), classes))
-            probs.append(trainer.predict(data).numpy().astype(np.float64))
-        prob = np.concatenate(probs) if probs else np.zeros((0, len(classes)))
-        positive = prob[:, -1]  # the last class: IDC, tumour, ... (two-class runs)
-        for k, c in enumerate(classes):
-            tiles[f"p_{c}"] = np.round(prob[:, k], 6)
+            passes.append(trainer.predict_passes(data).numpy().astype(np.float64))
+        samples = np.concatenate(passes, axis=1) if passes else np.zeros((1, 0, len(classes)))
+        # as biodl predict: recalibrated when the run has calibration.json, the model's own as raw_p_*
+        table = prediction_columns(Path(run_dir), classes, samples)
+        for name in table.columns:
+            column = table[name].to_numpy()
+            tiles[name] = np.round(column, 6) if column.dtype.kind == "f" else column
+        # recalibrated by the run's map, or (a k-fold parent) inside the model by each fold's own
+        recalibrated = f"raw_p_{classes[-1]}" in table or any(getattr(trainer.module, "recalibrations", []))
+        positive = table[f"p_{classes[-1]}"].to_numpy()  # the last class: IDC, tumour, ... (two-class runs)
         top_rows = tiles.iloc[np.argsort(-positive, kind="stable")[:8]]
         top_images = next(iter_tiles(slide, top_rows, size, tile_mpp), np.zeros((0, size, size, 3), np.uint8))
     grid = _heat(tiles, positive)
@@ -90,7 +99,8 @@ def infer_slide(run_dir: str | Path, path: str | Path, out_dir: str | Path, tile
               "positive_class": classes[-1], "mean": float(positive.mean()) if len(positive) else None,
               f"top{top_k}_mean": float(top.mean()) if len(top) else None,
               "share_above": float((positive >= threshold).mean()) if len(positive) else None, "threshold": threshold,
-              "run": str(Path(run_dir).resolve()), "stain": normalizer.method if normalizer is not None else None}
+              "run": str(Path(run_dir).resolve()), "stain": normalizer.method if normalizer is not None else None,
+              "recalibrated": recalibrated, "mc_dropout": len(samples) if len(samples) > 1 else 0}
     staging = final.parent / f".{final.name}.partial"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -121,7 +131,9 @@ def write_slide_report(folder: Path, scores: dict, top_rows, top_images: np.ndar
     positive = scores["positive_class"]
     pairs = [("slide", scores["slide"]), ("tissue tiles", scores["tiles"]),
              ("tile", f"{scores['tile_size']} px at {scores['tile_mpp']:g} um/px"),
-             ("stain normalisation", scores["stain"] or "none"), ("run", scores["run"])]
+             ("stain normalisation", scores["stain"] or "none"), ("run", scores["run"]),
+             ("probabilities", ("recalibrated" if scores["recalibrated"] else "the model's own")
+              + (f", mean of {scores['mc_dropout']} MC-dropout passes" if scores["mc_dropout"] else ""))]
     pairs += [(f"{k.replace('_', ' ')} P({positive})", scores[k]) for k in scores if k.startswith("top") or k == "mean"]
     pairs += [(f"share of tiles with P({positive}) >= {scores['threshold']:g}", scores["share_above"])]
     gallery = []
@@ -152,11 +164,11 @@ def write_cohort(out_dir: str | Path) -> Path:
     out_dir = Path(out_dir)
     rows = [json.loads(f.read_text()) for f in sorted(out_dir.glob("*/slide.json"))]
     table = pd.DataFrame(rows).drop(columns=["run", "stain"], errors="ignore")
-    table.to_csv(out_dir / "slides.csv", index=False)
+    atomic_write_text(out_dir / "slides.csv", table.to_csv(index=False))
     links = "".join(f'<li><a href="{h.esc(Path(r["slide"]).stem)}/report.html">{h.esc(Path(r["slide"]).name)}</a></li>'
                     for r in rows)
     shown = table.assign(slide=[Path(s).name for s in table["slide"]]) if len(table) else table
-    (out_dir / "index.html").write_text(h.page("Slides", f"{len(rows)} slides scored by biodl wsi infer",
-                                               [h.Section("slides", "Scores", h.table(shown)),
-                                                h.Section("reports", "Reports", f"<ul>{links}</ul>")]))
+    atomic_write_text(out_dir / "index.html", h.page("Slides", f"{len(rows)} slides scored by biodl wsi infer",
+                                                     [h.Section("slides", "Scores", h.table(shown)),
+                                                      h.Section("reports", "Reports", f"<ul>{links}</ul>")]))
     return out_dir / "slides.csv"
