@@ -173,3 +173,40 @@ def test_calibration_scores_on_hand_built_examples():
     assert s3["classwise_ece"] == pytest.approx(np.mean(per_class))
     perfect = calibration_scores(np.array([0, 1]), np.array([[1.0, 0.0], [0.0, 1.0]]))
     assert perfect["ece"] == perfect["brier"] == perfect["mce"] == 0 and perfect["nll"] == pytest.approx(0)
+
+
+def _ece(y, prob):
+    from biodl.metrics import calibration_bins
+
+    return {"ece": calibration_bins(y, prob)[1]}
+
+
+def test_basic_bootstrap_reflects_the_percentile_interval_about_the_estimate():
+    rng = np.random.default_rng(3)
+    p = rng.uniform(0.05, 0.95, 300)
+    y = (rng.uniform(size=300) < p).astype(int)
+    prob = np.column_stack([1 - p, p])
+    t = _ece(y, prob)["ece"]
+    lo, hi = bootstrap_cis(y, prob, _ece, 200, seed=4)["ece"]
+    blo, bhi = bootstrap_cis(y, prob, _ece, 200, seed=4, method="basic")["ece"]
+    assert (blo, bhi) == pytest.approx((2 * t - hi, 2 * t - lo))
+    assert bootstrap_cis(y, prob, _ece, 200, seed=4, method="basic", floor=0.0)["ece"] == (max(blo, 0.0), bhi)
+    with pytest.raises(ValueError, match="percentile or basic"):
+        bootstrap_cis(y, prob, _ece, 10, method="bca")
+
+
+def test_basic_intervals_cover_a_known_calibration_error_where_percentile_ones_miss():
+    """P(y=1 | p) = p**1.3: the population ECE (10 equal-width bins) is ~0.071. The plug-in
+    ECE of 200 cases overestimates it, so percentile intervals miss it far more often than 5%."""
+    rng = np.random.default_rng(0)
+    big = rng.uniform(0.05, 0.95, 1_000_000)
+    truth = _ece((rng.uniform(size=big.size) < big**1.3).astype(int), np.column_stack([1 - big, big]))["ece"]
+    assert truth == pytest.approx(0.071, abs=0.002)
+    cover = {"percentile": 0, "basic": 0}
+    for r in range(40):
+        p = rng.uniform(0.05, 0.95, 200)
+        y = (rng.uniform(size=200) < p**1.3).astype(int)
+        for method in cover:
+            lo, hi = bootstrap_cis(y, np.column_stack([1 - p, p]), _ece, 200, seed=r, method=method, floor=0.0)["ece"]
+            cover[method] += lo <= truth <= hi
+    assert cover["basic"] >= 30 and cover["percentile"] <= 24, cover

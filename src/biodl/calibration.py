@@ -226,7 +226,9 @@ def calibration_metrics(y: np.ndarray, prob: np.ndarray, after: np.ndarray | Non
                         groups: np.ndarray | None = None) -> dict[str, float]:
     """``<prefix>/<score>`` of (N, K) probabilities ``prob`` for labels ``y`` and, given the
     recalibrated probabilities ``after`` (N, K), ``<prefix>/<score>_after``; 95% bootstrap CIs
-    (``..._ci_low/high``) of ECE, Brier and NLL, resampling ``groups`` (patients) when given."""
+    (``..._ci_low/high``) of ECE, Brier and NLL, resampling ``groups`` (patients) when given.
+    The intervals are basic-bootstrap ones (see ``metrics.bootstrap_cis``): percentile intervals
+    of the plug-in ECE lie above the true calibration error, often wholly."""
     from .metrics import bootstrap_cis, calibration_scores
 
     y = np.asarray(y).astype(np.int64)
@@ -243,6 +245,7 @@ def calibration_metrics(y: np.ndarray, prob: np.ndarray, after: np.ndarray | Non
     metrics = {f"{prefix}/{key}": v for key, v in calibration_scores(y, prob).items()}
     if after is not None:
         metrics.update({f"{prefix}/{key}_after": v for key, v in calibration_scores(y, both[:, k:]).items()})
-    for key, (lo, hi) in bootstrap_cis(y, both, score, n_boot, seed=0, groups=groups).items():
+    for key, (lo, hi) in bootstrap_cis(y, both, score, n_boot, seed=0, groups=groups, method="basic",
+                                       floor=0.0).items():
         metrics[f"{prefix}/{key}_ci_low"], metrics[f"{prefix}/{key}_ci_high"] = lo, hi
     return metrics
