@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader
 
 from biodl.data.arrays import ImageDataset, ImageSet
 from biodl.data.cache import ConcatArray, DiskArray
-from biodl.engine.loaders import TrainLoader
+from biodl.engine.loaders import TensorBatches, TrainLoader
 from biodl.engine.prefetch import Prefetcher, batch_fetcher
 
 
@@ -26,6 +26,14 @@ def sets(tmp_path):
             "resident": disk.resident("cpu")}
 
 
+def _plain(dataset, batch_size, **kw):
+    """The plain route, for reference: a DataLoader indexing ``dataset`` one batch at a time
+    (new memory each batch), in the order of a TrainLoader's sampler."""
+    loader = TrainLoader(dataset, batch_size, **kw)
+    loader.loader = DataLoader(dataset, sampler=TensorBatches(loader.sampler, batch_size), batch_size=None)
+    return loader
+
+
 def _epochs(loader, epochs=((0, 0), (1, 0), (1, 2))):
     out = []
     for epoch, start in epochs:
@@ -38,13 +46,13 @@ def _epochs(loader, epochs=((0, 0), (1, 0), (1, 2))):
 def test_prefetched_batches_are_the_loaders(sets, weighted):
     weights = torch.linspace(0.1, 1.0, 53) if weighted else None
     loaders = {k: TrainLoader(ds, 8, seed=3, weights=weights) for k, ds in sets.items()}
-    assert isinstance(loaders["disk"].loader, Prefetcher)  # the disk cache is read ahead by threads
-    assert isinstance(loaders["memory"].loader, DataLoader)
-    plain = _epochs(loaders["memory"])
+    for k in ("disk", "memory", "resident"):  # read ahead by threads into a ring (resident: on the CPU here)
+        assert isinstance(loaders[k].loader, Prefetcher), k
+    plain = _epochs(_plain(sets["memory"], 8, seed=3, weights=weights))
     assert [len(e) for e in plain] == [7, 7, 5]  # 53 images in batches of 8; the resumed epoch skips 2 batches
     fresh = TrainLoader(sets["disk"], 8, seed=3, weights=weights)  # new arrays per batch instead of the ring
     fresh.loader = Prefetcher(fresh.loader.index_batches, batch_fetcher(sets["disk"]), depth=3, workers=2)
-    for got in (_epochs(loaders["disk"]), _epochs(loaders["resident"]), _epochs(fresh)):
+    for got in (_epochs(loaders["disk"]), _epochs(loaders["memory"]), _epochs(loaders["resident"]), _epochs(fresh)):
         for a, b in zip(plain, got, strict=True):
             assert len(a) == len(b)
             for (xa, ya), (xb, yb) in zip(a, b, strict=True):
@@ -52,11 +60,12 @@ def test_prefetched_batches_are_the_loaders(sets, weighted):
     assert not torch.equal(plain[0][0][0], plain[1][0][0])  # epochs differ; the prefetcher kept that
 
 
-def test_the_ring_is_reused_without_overwriting_a_batch_in_use(sets):
+@pytest.mark.parametrize("source", ["disk", "memory"])
+def test_the_ring_is_reused_without_overwriting_a_batch_in_use(sets, source):
     """Batch k's buffer is refilled only once batch k + 1 has been handed over; the consumer sees
     each batch intact while it holds it."""
-    ring = TrainLoader(sets["disk"], 8, seed=1)
-    plain = TrainLoader(sets["memory"], 8, seed=1)
+    ring = TrainLoader(sets[source], 8, seed=1)
+    plain = _plain(sets["memory"], 8, seed=1)
     ring.set_epoch(0)
     plain.set_epoch(0)
     buffers = set()
@@ -65,6 +74,19 @@ def test_the_ring_is_reused_without_overwriting_a_batch_in_use(sets):
         assert torch.equal(x, xp) and torch.equal(y, yp)
         buffers.add(x.untyped_storage().data_ptr())
     assert len(buffers) == ring.loader.depth + 2 < len(ring)  # 4 buffers served 7 batches
+
+
+def test_a_transform_or_a_set_smaller_than_a_batch_keeps_the_loader_exact(sets):
+    """A per-sample transform cannot read into a buffer (a DataLoader then); a ring for a set
+    smaller than a batch holds the set's rows, not the batch size's."""
+    flip = ImageDataset(sets["memory"].data, transform=lambda x: x.flip(-1))
+    assert not flip.reads_into and isinstance(TrainLoader(flip, 8, seed=0).loader, DataLoader)
+    small = ImageDataset(sets["memory"].data, indices=np.arange(5))
+    loader = TrainLoader(small, 64, seed=0)
+    loader.set_epoch(0)
+    (x, y), = list(loader)
+    assert x.shape == (5, 3, 8, 8) and x.untyped_storage().nbytes() == 5 * 8 * 8 * 3
+    assert torch.equal(x, sets["memory"][torch.as_tensor(list(loader.sampler))][0])
 
 
 def test_read_into_keeps_the_order_asked_and_reads_runs_whole(tmp_path):

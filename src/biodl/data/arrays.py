@@ -96,17 +96,27 @@ class ImageDataset(Dataset):
         return (self.transform(x) if self.transform is not None else x), y
 
     @property
-    def streams_from_disk(self) -> bool:
-        """Whether batches are rows of a cache file that :meth:`read_into` can read into a reused
-        buffer (no transform in between)."""
-        return self.pixels is None and self.transform is None and hasattr(self.data.images, "read_into")
+    def reads_into(self) -> bool:
+        """Whether :meth:`read_into` can give this dataset's batches in a reused buffer: pixels in
+        process memory or rows of a cache file, with no transform in between."""
+        if self.transform is not None:
+            return False
+        return self.device.type == "cpu" if self.pixels is not None else hasattr(self.data.images, "read_into")
 
     def read_into(self, index: torch.Tensor, out: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """The batch ``self[index]`` (for a dataset that :attr:`streams_from_disk`), its pixels read
-        straight into ``out`` (a (B, H, W, C) uint8 buffer with B >= len(index), reused batch
-        after batch); the images returned are a view of ``out``."""
-        x = self.data.images.read_into(np.asarray(self._rows(index)), out)
-        return torch.from_numpy(x).movedim(-1, -3), self.labels[index]
+        """The batch ``self[index]`` (for a dataset that :attr:`reads_into`), its pixels gathered
+        from memory or read from the disk cache straight into ``out`` (a (B, H, W, C) uint8 buffer
+        with B >= len(index), reused batch after batch); the images returned are a view of ``out``.
+        A gather from memory is one ``np.take``: it releases the GIL (threads gather in parallel)
+        and, into a buffer already faulted in, runs at several times the speed of ``self[index]``,
+        which gathers into fresh memory."""
+        labels = self.labels[index]  # first: an index out of range is an IndexError here
+        rows = np.asarray(self._rows(index))
+        if self.pixels is not None:  # mode="clip" writes straight into out ("raise" goes through a copy)
+            x = np.take(self.pixels.numpy(), rows, axis=0, out=out[: len(rows)], mode="clip")
+        else:
+            x = self.data.images.read_into(rows, out)
+        return torch.from_numpy(x).movedim(-1, -3), labels
 
     def resident(self, device: torch.device | str, pixels: torch.Tensor | None = None) -> "ImageDataset":
         """This dataset with the whole set's pixels on ``device`` (the CPU: in process memory):

@@ -115,16 +115,16 @@ class Gathered:
 def _loader(dataset: Dataset, sampler: Sampler[int], batch_size: int, num_workers: int,
             device: torch.device | None, generator: torch.Generator) -> Iterable:
     """The batches of ``sampler``'s indices, by the cheapest route that gives them exactly:
-    gathered where the set is resident on an accelerator; read ahead by threads into a ring of
-    (pinned) buffers from the disk cache (:mod:`~biodl.engine.prefetch`); else a DataLoader
-    (``num_workers`` processes), one indexing call per batch where the dataset allows."""
+    gathered where the set is resident on an accelerator; fetched ahead by threads into a ring of
+    (pinned) buffers, from the disk cache or from memory (:mod:`~biodl.engine.prefetch`); else a
+    DataLoader (``num_workers`` processes), one indexing call per batch where the dataset allows."""
     cuda = device is not None and device.type == "cuda"
     if _batch_indexable(dataset):
         batches = TensorBatches(sampler, batch_size)
         on = getattr(dataset, "device", torch.device("cpu"))
         if on.type != "cpu":
             return Gathered(dataset, batches)
-        if getattr(dataset, "streams_from_disk", False) and num_workers == 0:
+        if getattr(dataset, "reads_into", False) and num_workers == 0:
             threads = prefetch_threads()
             depth = max(2, threads)
             return Prefetcher(batches, ring_fetcher(dataset, batch_size, depth + 2, device), depth, threads)

@@ -1,8 +1,9 @@
 """A threaded prefetcher: the next batches are fetched by background threads while the current
 one trains, in the loader's own order.
 
-For images read from the disk cache, fetching a batch is one ``pread`` per run of rows, which
-releases the GIL, so threads read ahead in parallel with the training step and with each other;
+For images read from the disk cache, fetching a batch is one ``pread`` per run of rows (for
+images in memory, one ``index_select``); both release the GIL, so threads read ahead in parallel
+with the training step and with each other;
 with :func:`ring_fetcher` the reads land in buffers allocated (and faulted in) once, pinned where
 an accelerator exists, and on CUDA the copy to the device runs in the fetching thread on a side
 stream, overlapping the training step. The batches, and their order, are exactly the wrapped
@@ -38,14 +39,14 @@ def ring_fetcher(dataset: Any, batch_size: int, slots: int,
                  device: torch.device | None = None) -> Callable[[torch.Tensor, int], Any]:
     """``fetch(indices, k)`` for a dataset that reads batches into a given buffer
     (``dataset.read_into(indices, out) -> (images, labels)``, e.g. an
-    :class:`~biodl.data.arrays.ImageDataset` over the disk cache): batch ``k`` is read straight
+    :class:`~biodl.data.arrays.ImageDataset` in memory or over the disk cache): batch ``k`` is read straight
     into buffer ``k % slots`` of a ring allocated once, so no batch allocates or faults in fresh
     pages. On the CPU a yielded batch is a view of its buffer and stays valid until ``slots - 1``
     more batches have been asked for. With a CUDA ``device`` the buffers are pinned and the batch
     is copied to the device in the fetching thread (a side stream, waited for there), so it
     arrives ready and its buffer is free again at once."""
     cuda = device is not None and device.type == "cuda"
-    shape = (batch_size, *dataset.data.images.shape[1:])
+    shape = (min(batch_size, len(dataset)), *dataset.data.images.shape[1:])
     # zeros, not empty: every page is touched (faulted in) here, once, not by the first reads
     ring = [torch.empty(shape, dtype=torch.uint8, pin_memory=True) if cuda else torch.zeros(shape, dtype=torch.uint8)
             for _ in range(slots)]
