@@ -30,9 +30,13 @@ OD_BACKGROUND = 0.15
 BUILTIN_TILE = (1122, 673)
 
 
+#: the optical density of each uint8 intensity (I = 0 kept finite): a lookup, not a log per pixel
+_OD = -np.log10(np.maximum(np.arange(256, dtype=np.float64), 1.0) / 255.0)
+
+
 def _od(rgb: np.ndarray) -> np.ndarray:
-    """(..., 3) uint8 -> optical density (..., 3), with I = 0 kept finite."""
-    return -np.log10(np.maximum(rgb.astype(np.float64), 1.0) / 255.0)
+    """(..., 3) uint8 -> optical density (..., 3) float64."""
+    return _OD[rgb]
 
 
 def _tissue(rgb: np.ndarray) -> np.ndarray:
@@ -40,11 +44,19 @@ def _tissue(rgb: np.ndarray) -> np.ndarray:
     return (_od(rgb) > OD_BACKGROUND).all(axis=-1)
 
 
-def macenko_stains(rgb: np.ndarray, alpha: float = 1.0, where: str = "image") -> tuple[np.ndarray, np.ndarray]:
+def _concentrations(stains: np.ndarray, od: np.ndarray) -> np.ndarray:
+    """Least-squares concentrations (2, N) of (N, 3) optical densities in the two ``stains``
+    (3, 2): the pseudo-inverse once, then one product (lstsq per call is several times slower)."""
+    return np.linalg.pinv(stains) @ od.T
+
+
+def macenko_stains(rgb: np.ndarray, alpha: float = 1.0, where: str = "image",
+                   od: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(3, 2) unit stain vectors (columns: haematoxylin, eosin) in OD space, and the 99th
-    percentile (2,) of each stain's concentration, from the tissue pixels of an (H, W, 3) image."""
-    px = rgb.reshape(-1, 3)
-    od = _od(px)[_tissue(px)]
+    percentile (2,) of each stain's concentration, from the tissue pixels of an (H, W, 3) image
+    (``od``: its (H * W, 3) optical densities, when the caller has them already)."""
+    od = _od(rgb.reshape(-1, 3)) if od is None else od
+    od = od[(od > OD_BACKGROUND).all(axis=-1)]
     if len(od) < 100:
         raise DataError(where, f"too little stained tissue for Macenko's method ({len(od)} pixels)")
     _, vecs = np.linalg.eigh(np.cov(od.T))
@@ -57,17 +69,18 @@ def macenko_stains(rgb: np.ndarray, alpha: float = 1.0, where: str = "image") ->
     v2 = plane @ np.array([np.cos(hi), np.sin(hi)])
     stains = np.column_stack([v1, v2] if v1[0] > v2[0] else [v2, v1])  # haematoxylin: the larger red OD
     stains /= np.linalg.norm(stains, axis=0, keepdims=True)
-    conc = np.linalg.lstsq(stains, od.T, rcond=None)[0]
-    return stains, np.percentile(conc, 99, axis=1)
+    return stains, np.percentile(_concentrations(stains, od), 99, axis=1)
 
 
-def _lab_stats(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _lab_stats(rgb: np.ndarray, lab: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """L*a*b* mean and std (3,) of an (H, W, 3) image's tissue pixels (of all its pixels when
+    fewer than 100 are tissue); ``lab``: the image in L*a*b*, when the caller has it already."""
     from skimage.color import rgb2lab
 
     px = rgb.reshape(-1, 3)
-    lab = rgb2lab(px[_tissue(px)][None].astype(np.float64) / 255.0)[0]
-    if len(lab) < 100:
-        lab = rgb2lab(px[None].astype(np.float64) / 255.0)[0]
+    lab = rgb2lab(px.astype(np.float64) / 255.0) if lab is None else lab.reshape(-1, 3)
+    tissue = _tissue(px)
+    lab = lab[tissue] if tissue.sum() >= 100 else lab
     return lab.mean(axis=0), lab.std(axis=0) + 1e-6
 
 
@@ -96,20 +109,24 @@ def normalize(rgb: np.ndarray, reference: StainReference, method: str = "macenko
     ``reinhard``). Background (glass) stays as it is under Reinhard; Macenko re-renders every
     pixel from its stain concentrations."""
     if method == "reinhard":
+        import warnings
+
         from skimage.color import lab2rgb, rgb2lab
 
-        mean, std = _lab_stats(rgb)
         lab = rgb2lab(rgb.astype(np.float64) / 255.0)
+        mean, std = _lab_stats(rgb, lab)
         lab = (lab - mean) / std * np.asarray(reference.lab_std) + np.asarray(reference.lab_mean)
-        out = lab2rgb(lab)
+        with warnings.catch_warnings():  # colours shifted out of the sRGB gamut are clipped: expected
+            warnings.filterwarnings("ignore", "Conversion from CIE-LAB", UserWarning)
+            out = lab2rgb(lab)
         tissue = _tissue(rgb.reshape(-1, 3)).reshape(rgb.shape[:2])
         out = np.where(tissue[..., None], out * 255.0, rgb)
         return np.clip(np.round(out), 0, 255).astype(np.uint8)
     if method != "macenko":
         raise DataError(where, f"unknown stain normalisation {method!r}; known: macenko, reinhard")
-    stains, max_conc = macenko_stains(rgb, where=where)
     od = _od(rgb.reshape(-1, 3))
-    conc = np.linalg.lstsq(stains, od.T, rcond=None)[0]  # (2, N)
+    stains, max_conc = macenko_stains(rgb, where=where, od=od)
+    conc = _concentrations(stains, od)  # (2, N)
     residual = od.T - stains @ conc  # what the two stains do not explain (out of their plane): kept
     conc *= (np.asarray(reference.max_conc) / max_conc)[:, None]
     out = 255.0 * 10 ** (-(np.asarray(reference.stains) @ conc + residual))
@@ -187,11 +204,27 @@ class StainNormalizer:
         return {"method": self.method, "reference": self.reference.to_dict()}
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
+        """(N, H, W, 3) uint8 -> the same, normalised image by image on a thread pool (NumPy
+        releases the GIL in the work on whole images), with a progress bar from 1,000 images."""
+        import os
+        from concurrent.futures import ThreadPoolExecutor
+
+        from rich.console import Console
+        from rich.progress import track
+
         out = np.empty_like(images)
-        for i, img in enumerate(images):
+
+        def one(i: int) -> bool:
             try:
-                out[i] = normalize(img, self.reference, self.method)
+                out[i] = normalize(images[i], self.reference, self.method)
+                return False
             except DataError:  # too little tissue to fit stain vectors on: glass stays glass
-                out[i] = img
-                self.skipped += 1
+                out[i] = images[i]
+                return True
+
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+            skipped = track(pool.map(one, range(len(images))), total=len(images), transient=True,
+                            description=f"stain normalisation ({self.method})", disable=len(images) < 1000,
+                            console=Console(stderr=True))
+            self.skipped += sum(skipped)
         return out
