@@ -375,9 +375,9 @@ def wsi_info(
 def _slide_bars(total: int):
     """Two progress bars: the slides, and the tiles of the slide in hand. Yields (a callback for
     a slide's tiles (done, total), a function to call when a slide is finished)."""
-    from rich.progress import Progress
+    from .progress import progress_bar
 
-    with Progress(transient=True) as bar:
+    with progress_bar() as bar:
         slides = bar.add_task("slides", total=total)
         tiles = bar.add_task("tiles", total=None)
 

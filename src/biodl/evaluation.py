@@ -183,12 +183,12 @@ def repeated_holdout(methods: list[Method], X: np.ndarray, y: np.ndarray,
     """Evaluate every method on every split, ``n_jobs`` worker processes (-1: all cores), with a
     progress bar when ``progress``."""
     from joblib import Parallel, delayed
-    from rich.progress import Progress
+    from .progress import progress_bar
 
     tasks = [(m, i) for m in methods for i in range(len(splits))]
     runner = Parallel(n_jobs=n_jobs, return_as="generator", batch_size=1)
     results = []
-    with Progress(transient=True, disable=not progress) as bar:
+    with progress_bar(disable=not progress) as bar:
         task = bar.add_task("methods x splits", total=len(tasks))
         for res in runner(delayed(_task)(m, X, y, splits[i], i) for m, i in tasks):
             results.append(res)

@@ -26,6 +26,7 @@ def patch_run(tmp_path_factory):
 def test_infer_writes_a_heat_map_on_the_tile_grid(patch_run, cli, tmp_path):
     r = cli("wsi", "infer", patch_run, SLIDE, "--out", tmp_path / "out", "--tile-mpp", "2.0")
     assert r.code == 0, r.err
+    assert r.out.strip() and all(line.strip() for line in r.out.splitlines())  # no bar's blank line left behind
     folder = tmp_path / "out" / SLIDE.stem
     tiles = pd.read_csv(folder / "tiles.csv")
     grid = np.load(folder / "heatmap.npy")

@@ -126,13 +126,11 @@ def _rel(p: Path, root: Path) -> Path:
 def _decode_all(paths: list[Path], size: int | None, root: Path) -> list:
     """``_decode`` of every path, in order, on a thread pool (Pillow releases the GIL while it
     decodes and resizes), with a progress bar for large sets."""
-    from rich.console import Console
-    from rich.progress import track
+    from ..progress import track
 
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         results = pool.map(lambda p: _decode(p, size), paths)
-        return list(track(results, total=len(paths), description=f"decoding {root.name}", transient=True,
-                          disable=len(paths) < 1000, console=Console(stderr=True)))
+        return list(track(results, len(paths), f"decoding {root.name}", disable=len(paths) < 1000))
 
 
 def image_paths(folder: Path, recursive: bool = False, extensions: tuple[str, ...] = EXTENSIONS) -> list[Path]:

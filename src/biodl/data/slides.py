@@ -43,9 +43,9 @@ __all__ = ["cache_slide", "read_slide_table", "load_slide_set", "is_slide_table"
 def slide_progress(where: str | Path) -> Iterator[Callable[[int, int, str], None]]:
     """A progress bar over a cohort's slides (rich; removed when done): yields the callback that
     :func:`load_slide_set` calls after each slide."""
-    from rich.progress import Progress
+    from ..progress import progress_bar
 
-    with Progress(transient=True) as bar:
+    with progress_bar() as bar:
         task = bar.add_task(f"tiling {Path(where).name}", total=None)
 
         def update(done: int, total: int, slide: str) -> None:

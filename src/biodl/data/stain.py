@@ -209,8 +209,7 @@ class StainNormalizer:
         import os
         from concurrent.futures import ThreadPoolExecutor
 
-        from rich.console import Console
-        from rich.progress import track
+        from ..progress import track
 
         out = np.empty_like(images)
 
@@ -223,8 +222,6 @@ class StainNormalizer:
                 return True
 
         with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-            skipped = track(pool.map(one, range(len(images))), total=len(images), transient=True,
-                            description=f"stain normalisation ({self.method})", disable=len(images) < 1000,
-                            console=Console(stderr=True))
-            self.skipped += sum(skipped)
+            self.skipped += sum(track(pool.map(one, range(len(images))), len(images),
+                                      f"stain normalisation ({self.method})", disable=len(images) < 1000))
         return out

@@ -198,14 +198,12 @@ class ProgressBar(Callback):
     def on_fit_start(self, trainer: "Trainer") -> None:
         if not is_main_process():
             return
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
-        self.console = Console(stderr=True)
-        self.progress = Progress(
-            TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-            console=self.console, transient=True, disable=not self.console.is_terminal,
-        )
+        from ..progress import progress_bar
+
+        self.progress = progress_bar(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+                                     TimeRemainingColumn())
         self.progress.start()
         self.task = self.progress.add_task("train", total=None, epoch=0)
 

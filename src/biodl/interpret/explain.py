@@ -245,7 +245,7 @@ def explain_images(run_dir: Path, out: Path, images: list[Path], methods: str, t
                    baseline: str, steps: int, sanity: bool, layer: str | None) -> None:
     """An image run's attributions (``methods``: comma-separated) of ``images``, or of test
     images picked by outcome, with the sanity and faithfulness checks, into ``out``."""
-    from rich.progress import Progress
+    from ..progress import progress_bar
 
     from ..tasks.crossval import fold_dir
     from ..tasks.image import load_run
@@ -274,7 +274,7 @@ def explain_images(run_dir: Path, out: Path, images: list[Path], methods: str, t
         prob = torch.cat([torch.softmax(models[w](x[None].to(device)).float(), 1).cpu()
                           for x, w in zip(x_all, which, strict=True)])
     records, maps = [], []
-    with Progress(transient=True) as bar:
+    with progress_bar() as bar:
         task = bar.add_task("attributions", total=len(x_all) * len(methods))
         for i, (x, m) in enumerate(zip(x_all, meta, strict=True)):
             model = models[which[i]]
