@@ -224,7 +224,9 @@ def _trust(run_dir: Path, metrics: dict[str, float], shown: set[str]) -> list[h.
     else:
         what = "No recalibration (calibration: none, or biodl calibrate RUN_DIR to fit one)."
     body = h.para(what) + h.table(pd.DataFrame(rows).drop(columns=[] if any(r["after"] for r in rows) else ["after"]))
-    body += h.para("95% CIs by bootstrap, resampled as the metrics above.", "note")
+    body += h.para("95% CIs by basic bootstrap, resampled as the metrics above: the binned ECE overestimates the "
+                   "true calibration error, and the basic interval corrects for that, so it can lie below its own "
+                   "point estimate.", "note")
     maps = [cal] if cal is not None else [calibration.load(f.parent) for f in folds]
     if maps and all(m is not None for m in maps):
         after = (cal.apply(prob) if cal is not None else
