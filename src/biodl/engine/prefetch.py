@@ -4,10 +4,10 @@ one trains, in the loader's own order.
 For images read from the disk cache, fetching a batch is one ``pread`` per run of rows (for
 images in memory, one ``np.take``); both release the GIL, so threads read ahead in parallel with
 the training step and with each other; with :func:`ring_fetcher` the reads land in buffers
-allocated (and faulted in) once, pinned where
-an accelerator exists, and on CUDA the copy to the device runs in the fetching thread on a side
-stream, overlapping the training step. The batches, and their order, are exactly the wrapped
-loader's: shuffled, weighted and resumed epochs stay bit-exact.
+allocated (and faulted in) once, pinned where an accelerator exists, and on CUDA the copy to the
+device runs in the fetching thread on a side stream, overlapping the training step. The
+batches, and their order, are exactly the wrapped loader's: shuffled, weighted and resumed
+epochs stay bit-exact.
 """
 
 from __future__ import annotations
@@ -41,10 +41,11 @@ def ring_fetcher(dataset: Any, batch_size: int, slots: int,
     (``dataset.read_into(indices, out) -> (images, labels)``, e.g. an
     :class:`~biodl.data.arrays.ImageDataset` in memory or over the disk cache): batch ``k`` is
     read straight into buffer ``k % slots`` of a ring allocated once (rows: the batch size, or the
-    set's size if smaller), so no batch allocates or faults in fresh pages. On the CPU a yielded batch is a view of its buffer and stays valid until ``slots - 1``
-    more batches have been asked for. With a CUDA ``device`` the buffers are pinned and the batch
-    is copied to the device in the fetching thread (a side stream, waited for there), so it
-    arrives ready and its buffer is free again at once."""
+    set's size if smaller), so no batch allocates or faults in fresh pages. On the CPU a yielded
+    batch is a view of its buffer and stays valid until ``slots - 1`` more batches have been asked
+    for. With a CUDA ``device`` the buffers are pinned and the batch is copied to the device in
+    the fetching thread (a side stream, waited for there), so it arrives ready and its buffer is
+    free again at once."""
     cuda = device is not None and device.type == "cuda"
     shape = (min(batch_size, len(dataset)), *dataset.data.images.shape[1:])
     # zeros, not empty: every page is touched (faulted in) here, once, not by the first reads
