@@ -1,7 +1,7 @@
 """biodl: reproducible deep learning for the health and life sciences.
 
-The public API is small: seeding (``seed_everything``), config (``load_config``,
-``RunConfig``), models (``create_model``, ``list_models``), the engine
+The public API is small: seeding (``seed_everything``), config (``load_config``;
+``RunConfig``, the type of any task's config), models (``create_model``, ``list_models``), the engine
 (``Trainer``), reports (``build_report``), explanations (``explain_run``) and the error
 every user fault raises (``BiodlError``).
 Names load on first use, so ``import biodl`` (and ``biodl --version``) stays fast.

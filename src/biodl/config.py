@@ -1,6 +1,7 @@
 """Run configuration: pydantic models, YAML files and ``--set key=value`` overrides.
 
-A config is a YAML mapping whose keys mirror :class:`RunConfig`. Unknown keys are
+A config is a YAML mapping whose keys mirror its task's model (:class:`TabularRunConfig`,
+:class:`ImageRunConfig`, :class:`SegmentationRunConfig`; ``task:`` picks it). Unknown keys are
 errors that list the valid keys and suggest the closest one, so a typo never
 silently falls back to a default.
 """
@@ -12,7 +13,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal, TypeVar
+from typing import Any, Callable, Literal, TypeVar, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -27,6 +28,7 @@ __all__ = [
     "OptimizerConfig",
     "SchedulerConfig",
     "TrainerConfig",
+    "TabularRunConfig",
     "RunConfig",
     "ImageDataConfig",
     "ImageModelConfig",
@@ -145,8 +147,9 @@ class _ClassificationRun(Strict):
                                                       "run in RUN_DIR/members/); 1: one model")
 
 
-class RunConfig(_ClassificationRun):
-    """Everything one run needs. Resolved, it is saved as ``config.yaml`` in the run directory."""
+class TabularRunConfig(_ClassificationRun):
+    """Everything one tabular run needs. Resolved, it is saved as ``config.yaml`` in the run
+    directory."""
 
     name: str = "run"
     task: Literal["tabular"] = "tabular"
@@ -329,6 +332,10 @@ class SegmentationRunConfig(Strict):
 
 
 # ----------------------------------------------------------------------------- the task registry
+
+
+#: the config of any run, whichever its task (for annotations; a run's own class comes from ``task``)
+RunConfig = Union[TabularRunConfig, ImageRunConfig, SegmentationRunConfig]
 
 
 @dataclass(frozen=True)
@@ -540,7 +547,7 @@ def _task_model(raw: dict[str, Any], overrides: list[str], where: str) -> type[B
 def build_config(raw: dict[str, Any], overrides: list[str] | None = None, where: str = "config",
                  model: type[M] | None = None) -> M:
     """Validate a raw mapping (plus overrides) into ``model`` (default: the config class of the
-    mapping's ``task``, a :class:`RunConfig` for tabular runs)."""
+    mapping's ``task``, a :class:`TabularRunConfig` for tabular runs)."""
     raw = json.loads(json.dumps(raw, default=str))  # deep copy, plain types
     model = model or _task_model(raw, list(overrides or []), where)
     _check_keys(raw, model, where)
@@ -548,13 +555,13 @@ def build_config(raw: dict[str, Any], overrides: list[str] | None = None, where:
     return _validate(raw, where, model)
 
 
-for _spec in (TaskSpec("tabular", RunConfig, "biodl.tasks.tabular", "biodl.interpret.explain:explain_tabular"),
+for _spec in (TaskSpec("tabular", TabularRunConfig, "biodl.tasks.tabular", "biodl.interpret.explain:explain_tabular"),
               TaskSpec("image", ImageRunConfig, "biodl.tasks.image", "biodl.interpret.explain:explain_images"),
               TaskSpec("segmentation", SegmentationRunConfig, "biodl.tasks.segmentation")):
     TASKS[_spec.name] = _spec
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig | ImageRunConfig:
+def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
     """Load a YAML config file and apply ``--set`` style overrides."""
     return build_config(read_yaml(path), overrides, where=str(path))
 
@@ -568,7 +575,7 @@ def dump_config(config: BaseModel) -> str:
     return yaml.safe_dump(config_dict(config), sort_keys=False)
 
 
-def config_hash(config: RunConfig) -> str:
+def config_hash(config: BaseModel) -> str:
     """sha256 of the resolved config, canonical JSON; checkpoints record it."""
     blob = json.dumps(config_dict(config), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()

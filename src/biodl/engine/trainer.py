@@ -336,7 +336,7 @@ class Trainer:
         return torch.cat(outs) if outs else torch.empty(0)
 
     @torch.no_grad()
-    def features(self, data: Dataset, layer: nn.Module) -> Tensor:
+    def layer_inputs(self, data: Dataset, layer: nn.Module) -> Tensor:
         """What ``layer`` receives for every sample in ``data`` (its first input, flattened to
         (N, D), on the CPU), from a plain forward pass; e.g. the penultimate-layer features when
         ``layer`` is the classifier head."""

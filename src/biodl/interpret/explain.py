@@ -334,7 +334,7 @@ def explain_tabular(run_dir: Path, out: Path, images: list[Path], **_: Any) -> N
     from captum.attr import IntegratedGradients
     from sklearn.metrics import roc_auc_score
 
-    from ..evaluation import permutation_importance
+    from ..holdout import permutation_importance
     from ..report.figures import _plt, _save
     from ..tasks.tabular import _split, data_path, load_run, load_table
 

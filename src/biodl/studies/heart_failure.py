@@ -22,8 +22,8 @@ from ..config import Strict, build_config, config_dict
 from ..data import numeric_columns, read_csv
 from ..datasets import embedded_path
 from ..errors import DataError
-from ..evaluation import METRICS, HoldoutResult, Method, conformal_holdout, conformal_summary, forest_inspect
-from ..evaluation import holdout_splits, repeated_holdout
+from ..holdout import METRICS, HoldoutResult, Method, conformal_holdout, conformal_summary, forest_inspect
+from ..holdout import holdout_splits, repeated_holdout
 from ..models.classical import CLASSIFIERS, logistic_regression, random_forest
 from ..ranking import borda_count, ranks_from_scores
 from ..report import boxplot_by_feature, borda_bar, distributions_by_outcome, roc_pr_bands, write_table

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..config import RunConfig, build_config
+from ..config import TabularRunConfig, build_config
 
 NAME = "heart-failure-mlp"
 SUMMARY = "MLP on the embedded heart-failure records (11 clinical features, death event); the engine's end-to-end demo"
@@ -33,7 +33,7 @@ CONFIG: dict[str, Any] = {
 }
 
 
-def config(overrides: list[str] | None = None) -> RunConfig:
+def config(overrides: list[str] | None = None) -> TabularRunConfig:
     return build_config(CONFIG, overrides, where=f"study {NAME}")
 
 

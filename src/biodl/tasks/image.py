@@ -300,7 +300,7 @@ def train(config: ImageRunConfig, out: str | Path | None = None, resume: bool = 
         trainer.fit(sets["train"], sets["val"], resume=resume, sample_weights=draw)
     with watch("evaluate"):
         metrics = finish_run(trainer, run_dir, sets["val"], sets["test"])
-        prob, scores = test_report(trainer, sets["test"], config.data.graded, config.n_boot, "test", run_dir)
+        prob, scores = report_split(trainer, sets["test"], config.data.graded, config.n_boot, "test", run_dir)
         metrics.update(scores)
         val_prob = trainer.predict(sets["val"]).numpy().astype(np.float64)
         rows, patients, sources = _trace(sets["val"])
@@ -371,8 +371,8 @@ def slide_maps(config: ImageRunConfig, data: ImageSet, run_dir: Path, pred: pd.D
     return write_slide_maps(run_dir, data.images, pred, data.classes[1], config.data.coordinates)
 
 
-def test_report(trainer: Trainer, data: ImageDataset, graded: bool, n_boot: int, prefix: str,
-                out_dir: Path | None) -> tuple[np.ndarray, dict[str, float]]:
+def report_split(trainer: Trainer, data: ImageDataset, graded: bool, n_boot: int, prefix: str,
+                 out_dir: Path | None) -> tuple[np.ndarray, dict[str, float]]:
     """95% bootstrap CIs of the metrics on ``data`` (resampling patients when the set has patient
     ids, else images) and the expected calibration error; with ``out_dir``, also
     ``<prefix>_predictions.csv`` with each image's row, file and patient (from which the report
@@ -447,7 +447,7 @@ def log_tensorboard(trainer: Trainer, train_set: ImageDataset, test: ImageDatase
     head = last_linear(trainer.module)
     embedding = None
     if head is not None and len(part):
-        feats = trainer.features(part, head)
+        feats = trainer.layer_inputs(part, head)
         y, pred, c = part.labels.numpy(), prob[: len(part)].argmax(axis=1), test.classes
         meta = [[c[a], c[b], "yes" if a == b else "no"] for a, b in zip(y, pred, strict=True)]
         embedding = (feats, meta, ["true", "predicted", "correct"], thumbnails(part[torch.arange(len(part))][0]))
@@ -500,7 +500,7 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None, checkpoint: st
     test = ImageDataset(images, indices=parts["test"] if data is None else None)
     metrics = trainer.evaluate(test, prefix=name)
     out.parent.mkdir(exist_ok=True)
-    prob, scores = test_report(trainer, test, pre["graded"], config.n_boot, name, out.parent)
+    prob, scores = report_split(trainer, test, pre["graded"], config.n_boot, name, out.parent)
     metrics.update(scores)
     metrics.update(trust_of(run_dir, name, test.labels.numpy(), prob, config.n_boot, _trace(test)[1],
                             pre["classes"], out.parent / f"{name}_predictions.csv"))

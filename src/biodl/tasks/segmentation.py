@@ -36,7 +36,7 @@ from ..models import create_model
 from ..repro import seed_everything
 from .common import (Stopwatch, TrainResult, image_files, make_trainer, read_preprocess, refuse_overwrite, run_path,
                      run_weights, start_run, write_results)
-from .segmentation_report import predict_map, test_metrics, write_test_report
+from .segmentation_report import predict_map, case_metrics, write_test_report
 
 
 class PreprocessFile(Strict):
@@ -209,7 +209,7 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None, checkpoint: st
     out = run_dir / "evaluation" / f"{name}.json"
     refuse_overwrite(out, overwrite)
     t = _threshold(run_dir)
-    _, metrics, _ = test_metrics(trainer, norm, config, test_cases, t, name)
+    _, metrics, _ = case_metrics(trainer, norm, config, test_cases, t, name)
     out.parent.mkdir(exist_ok=True)
     runs.write_metrics(out.parent, metrics, out.name)
     return metrics, out

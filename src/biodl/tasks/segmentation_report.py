@@ -38,7 +38,7 @@ def predict_map(trainer, norm, x: np.ndarray, tile: int, overlap: int) -> np.nda
     return tiled_predict(run, img, tile, overlap, multiple=2 ** getattr(module, "depth", 0))[0].cpu().numpy()
 
 
-def test_metrics(trainer, norm, config, cases: list[VesselCase], threshold: float, prefix: str,
+def case_metrics(trainer, norm, config, cases: list[VesselCase], threshold: float, prefix: str,
                  prepared: dict | None = None) -> tuple[pd.DataFrame, dict[str, float], dict[str, np.ndarray]]:
     """Per-image FOV metrics at 0.5 (``_at05``) and at ``threshold`` (``_opt``), their means as
     ``<prefix>/<metric>`` (with ``<prefix>/seconds_per_image`` of tiled inference), and the
@@ -67,7 +67,7 @@ def write_test_report(run_dir: Path, trainer, norm, config, train_cases: list[Ve
     d = config.data
     train_probs = [predict_map(trainer, norm, prepared[c.name], d.tile, d.overlap) for c in train_cases]
     t = f1_optimal_threshold(train_probs, [c.mask for c in train_cases], [c.fov for c in train_cases])
-    table, metrics, probs = test_metrics(trainer, norm, config, test_cases, t, "test", prepared)
+    table, metrics, probs = case_metrics(trainer, norm, config, test_cases, t, "test", prepared)
     metrics["threshold_f1_train"] = t
     cols = ["image", "auc", "pr_auc", "f1_opt", "sensitivity_opt", "specificity_opt", "accuracy_opt", "f1_at05",
             "sensitivity_at05", "specificity_at05", "accuracy_at05"]

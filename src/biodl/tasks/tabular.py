@@ -18,7 +18,7 @@ from pydantic import Field, model_validator
 from torch.utils.data import TensorDataset
 
 from .. import calibration, conformal, runs
-from ..config import RunConfig, Strict
+from ..config import Strict, TabularRunConfig
 from ..data import TabularPreprocessor, load_table, read_csv, stratified_split
 from ..datasets import embedded_path
 from ..engine import Trainer
@@ -68,7 +68,7 @@ class PreprocessFile(Strict):
         return self
 
 
-def data_path(config: RunConfig) -> Path:
+def data_path(config: TabularRunConfig) -> Path:
     return embedded_path(config.data.dataset) if config.data.dataset else Path(config.data.path)
 
 
@@ -93,21 +93,21 @@ def _dataset(x: np.ndarray, y: np.ndarray | None = None) -> TensorDataset:
     return TensorDataset(xs, ys)
 
 
-def _model(config: RunConfig, n_features: int) -> torch.nn.Module:
+def _model(config: TabularRunConfig, n_features: int) -> torch.nn.Module:
     return create_model(config.model.name, in_features=n_features, num_outputs=1, **config.model.args)
 
 
-def _trainer(config: RunConfig, model: torch.nn.Module, run_dir: Path | None, pos_weight: float | None,
+def _trainer(config: TabularRunConfig, model: torch.nn.Module, run_dir: Path | None, pos_weight: float | None,
              device: torch.device, train: bool = True) -> Trainer:
     return make_trainer(config, model, _loss(pos_weight), binary_metrics(), _probability, run_dir, device, train)
 
 
-def _split(config: RunConfig, y: np.ndarray, where: Path) -> dict[str, np.ndarray]:
+def _split(config: TabularRunConfig, y: np.ndarray, where: Path) -> dict[str, np.ndarray]:
     seed = config.data.split_seed if config.data.split_seed is not None else config.seed
     return stratified_split(y, config.data.val_fraction, config.data.test_fraction, seed, where=str(where))
 
 
-def train(config: RunConfig, out: str | Path | None = None, resume: bool = False) -> TrainResult:
+def train(config: TabularRunConfig, out: str | Path | None = None, resume: bool = False) -> TrainResult:
     """Validate the data, train, pick the best epoch on validation, evaluate on test; write the run directory."""
     d = config.data
     path = data_path(config)
@@ -152,7 +152,7 @@ def train(config: RunConfig, out: str | Path | None = None, resume: bool = False
     return TrainResult(run_dir, metrics, trainer)
 
 
-def _train_ensemble(config: RunConfig, pre: TabularPreprocessor, split: dict[str, np.ndarray], y: np.ndarray,
+def _train_ensemble(config: TabularRunConfig, pre: TabularPreprocessor, split: dict[str, np.ndarray], y: np.ndarray,
                     path: Path, device: torch.device, out, resume: bool) -> TrainResult:
     """The parent of a deep ensemble: every member is trained on the same split, so the parent's
     preprocessing (fitted on the same training rows) is every member's."""
@@ -184,7 +184,7 @@ def _test_report(trainer: Trainer, data: TensorDataset, y: np.ndarray, classes: 
 # ----------------------------------------------------------------------------- using a finished run
 
 
-def load_run(run_dir: str | Path, checkpoint: str = "best") -> tuple[RunConfig, TabularPreprocessor, Trainer]:
+def load_run(run_dir: str | Path, checkpoint: str = "best") -> tuple[TabularRunConfig, TabularPreprocessor, Trainer]:
     """Config, preprocessing and a Trainer holding the run's ``best`` (or ``last``) weights."""
     run_dir = Path(run_dir)
     config = runs.load_run_config(run_dir)
@@ -204,7 +204,8 @@ def load_run(run_dir: str | Path, checkpoint: str = "best") -> tuple[RunConfig, 
     return config, pre, _trainer(config, model, None, pre.pos_weight, device, train=False)
 
 
-def test_split(run_dir: Path, config: RunConfig, pre: TabularPreprocessor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def load_test_split(run_dir: Path, config: TabularRunConfig,
+                    pre: TabularPreprocessor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(raw features, labels, row numbers) of the run's own test split, from its data file,
     which must be unchanged since training (sha256 against manifest.json)."""
     recorded = runs.read_manifest(run_dir).get("inputs", {}).get("data", {})
@@ -222,7 +223,7 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None, checkpoint: st
     run_dir = Path(run_dir)
     config, pre, trainer = load_run(run_dir, checkpoint)
     if data is None:
-        x, y, rows = test_split(run_dir, config, pre)
+        x, y, rows = load_test_split(run_dir, config, pre)
         name = "test"
     else:
         path = Path(data)

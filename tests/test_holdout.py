@@ -7,7 +7,7 @@ from sklearn.metrics import make_scorer, matthews_corrcoef
 from sklearn.naive_bayes import GaussianNB
 from sklearn.tree import DecisionTreeClassifier
 
-from biodl.evaluation import (
+from biodl.holdout import (
     Method,
     binary_scores,
     conformal_holdout,
