@@ -25,6 +25,12 @@ from .errors import ConfigError, DataError
 if TYPE_CHECKING:
     import torch
 
+__all__ = [
+    "METHODS", "BINARY_ONLY", "FILE", "Recalibration", "fit", "apply_per_fold", "save", "load", "SCORES", "WITH_CIS",
+    "ece_brier_nll", "calibration_metrics",
+]
+
+
 METHODS = ("temperature", "vector", "platt", "isotonic")
 BINARY_ONLY = ("platt", "isotonic")
 FILE = "calibration.json"

@@ -19,6 +19,12 @@ import typer
 from . import __version__
 from .errors import PREEMPTED_EXIT, BiodlError, ConfigError, Preempted
 
+__all__ = [
+    "studies", "run", "train", "evaluate", "predict", "export", "explain", "calibrate", "report", "compare",
+    "wsi_info", "wsi_tile", "wsi_infer", "main",
+]
+
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,

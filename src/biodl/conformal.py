@@ -30,6 +30,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import ConfigError, DataError
 
+__all__ = ["METHODS", "ConformalPredictor", "fit", "set_scores", "describe", "FILE", "save", "load", "run_sets"]
+
+
 METHODS = ("lac", "aps", "mondrian", "ordinal")
 
 

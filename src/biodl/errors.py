@@ -10,6 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 
 
+__all__ = [
+    "BiodlError", "ConfigError", "DataError", "CheckpointError", "RunDirError", "describe_os_error", "path_problem",
+    "Preempted", "PREEMPTED_EXIT",
+]
+
+
 class BiodlError(Exception):
     """A fault in the user's input. ``where`` names the file, key or option."""
 

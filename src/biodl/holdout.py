@@ -27,6 +27,13 @@ from sklearn.model_selection import train_test_split
 
 from .stats import bootstrap_ci
 
+__all__ = [
+    "METRICS", "holdout_splits", "binary_scores", "predict_labels_and_scores", "Method", "HoldoutResult",
+    "forest_inspect", "repeated_holdout", "probabilities", "SET_SHAPES", "conformal_holdout", "conformal_summary",
+    "permutation_importance",
+]
+
+
 #: metric key -> column title of the paper's tables
 METRICS = {"mcc": "MCC", "f1": "F1 score", "accuracy": "Accuracy", "tpr": "TP rate", "tnr": "TN rate",
            "pr_auc": "PR AUC", "roc_auc": "ROC AUC"}

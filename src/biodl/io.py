@@ -17,6 +17,12 @@ from typing import Any, Callable
 from .errors import BiodlError
 
 
+__all__ = [
+    "fsync_dir", "write_tmp", "atomic_write", "atomic_write_bytes", "atomic_write_text", "finite_json", "json_text",
+    "atomic_write_json", "sha256_file", "read_json",
+]
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

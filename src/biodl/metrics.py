@@ -25,6 +25,13 @@ from torchmetrics.classification import (
     BinarySpecificity,
 )
 
+__all__ = [
+    "BINARY_METRICS", "binary_metrics", "MULTICLASS_METRICS", "multiclass_metrics", "roc_auc", "average_precision",
+    "multiclass_scores", "BINARY_EXTRAS", "binary_extras", "bootstrap_cis", "calibration_bins", "calibration_scores",
+    "one_vs_rest_scores", "binary_prob_scores", "f1_optimal_threshold", "fov_scores",
+]
+
+
 #: name in metrics.json -> what it is
 BINARY_METRICS = {
     "mcc": "Matthews correlation coefficient",

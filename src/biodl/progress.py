@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Iterator, TypeVar
 
+__all__ = ["progress_bar", "track"]
+
+
 T = TypeVar("T")
 
 

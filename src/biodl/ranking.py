@@ -6,6 +6,9 @@ import numpy as np
 import pandas as pd
 
 
+__all__ = ["ranks_from_scores", "borda_count"]
+
+
 def ranks_from_scores(scores: np.ndarray) -> np.ndarray:
     """(R, F) importance scores -> (R, F) positions, 0 = most important (stable for ties)."""
     order = np.argsort(-np.asarray(scores, dtype=float), axis=1, kind="stable")

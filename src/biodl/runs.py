@@ -25,6 +25,13 @@ from .errors import RunDirError
 from .io import atomic_write_json, atomic_write_text, fsync_dir
 from .io import read_json as _read_json
 
+__all__ = [
+    "CONFIG", "MANIFEST", "METRICS", "METRICS_CSV", "TENSORBOARD", "CHECKPOINTS", "default_run_dir",
+    "prepare_run_dir", "create_run_dir", "save_config", "load_run_config", "read_json", "read_validated",
+    "read_metrics", "Manifest", "read_manifest", "write_metrics",
+]
+
+
 CONFIG = "config.yaml"
 MANIFEST = "manifest.json"
 METRICS = "metrics.json"

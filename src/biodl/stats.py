@@ -7,6 +7,9 @@ import pandas as pd
 from scipy import stats as _st
 
 
+__all__ = ["bootstrap_ci", "describe_by_outcome"]
+
+
 def bootstrap_ci(values: np.ndarray, n_boot: int = 1000, level: float = 0.95,
                  seed: int = 0) -> tuple[float, float, float]:
     """Mean and percentile-bootstrap CI of the mean of ``values`` (N,).

@@ -17,6 +17,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+__all__ = ["entropy", "decompose", "referral_curve", "aurc", "referral_metrics"]
+
+
 _FLOOR = 1e-12
 
 

@@ -17,6 +17,9 @@ from torch.utils.data import Dataset
 
 from ..errors import DataError
 
+__all__ = ["SPLITS", "ImageSet", "ImageDataset", "to_device", "load_npz", "load_npy_pair"]
+
+
 SPLITS = ("train", "val", "test")
 
 

@@ -26,6 +26,12 @@ if TYPE_CHECKING:  # pragma: no cover - arrays imports torch; the slide cache ne
     from .arrays import ImageSet
 
 
+__all__ = [
+    "content_key", "cache_key", "row_indices", "DiskArray", "ConcatArray", "cached", "write_synced", "write_npy",
+    "commit_entry", "memo_sha256",
+]
+
+
 def content_key(files: list[Path], params: dict[str, Any]) -> str:
     """sha256 over the loading parameters and every file's relative name and content hash. A file
     that cannot be read (a link loop, permission) enters by its fault instead: the decoder reports

@@ -23,6 +23,12 @@ from .arrays import ImageSet
 from .images import ImageFault, open_image
 from .tabular import read_csv
 
+__all__ = [
+    "EXTENSIONS", "DR_GRADES", "decode_images", "image_paths", "load_image_folder", "dicom_patients",
+    "load_patient_tree", "csv_image_files", "load_csv_images",
+]
+
+
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".dcm", ".dicom")
 #: the Kaggle diabetic-retinopathy folder names in grade order (alphabetical order would lose it)
 DR_GRADES = ["No_DR", "Mild", "Moderate", "Severe", "Proliferate_DR"]

@@ -16,6 +16,9 @@ import torch
 
 from ..errors import ConfigError
 
+__all__ = ["free_bytes", "Residence", "decide"]
+
+
 GiB = 2**30
 
 

@@ -8,6 +8,9 @@ from sklearn.model_selection import train_test_split
 from ..errors import DataError
 
 
+__all__ = ["stratified_split", "grouped_split", "kfold_splits", "cross_split_duplicates"]
+
+
 def stratified_split(
     labels: np.ndarray, val_fraction: float, test_fraction: float, seed: int, where: str = "data",
     names: list[str] | None = None,

@@ -24,6 +24,12 @@ import numpy as np
 
 from ..errors import DataError
 
+__all__ = [
+    "OD_BACKGROUND", "BUILTIN_TILE", "macenko_stains", "StainReference", "normalize", "builtin_reference", "METHODS",
+    "load_reference", "StainNormalizer",
+]
+
+
 #: optical density below which a pixel counts as background (glass) in Macenko's method
 OD_BACKGROUND = 0.15
 #: the built-in reference tile: its top-left corner (level-0 pixels) in the embedded slide, side 256

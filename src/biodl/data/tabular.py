@@ -21,6 +21,9 @@ import pandas as pd
 
 from ..errors import DataError, path_problem
 
+__all__ = ["read_csv", "closest_column", "numeric_columns", "TabularPreprocessor", "load_table"]
+
+
 _SHOW = 5  # offending rows named in an error
 
 

@@ -16,6 +16,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+__all__ = ["HEDJitter", "BatchAugment", "dihedral_tta", "ImagePreprocess", "channel_stats"]
+
+
 class HEDJitter(nn.Module):
     """Stain augmentation for H&E images (Tellez et al. 2018, "H&E stain augmentation improves
     generalization of convolutional networks for histopathological mitosis detection"):

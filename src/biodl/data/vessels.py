@@ -20,6 +20,12 @@ import numpy as np
 from ..errors import DataError
 from .images import ImageFault, open_image
 
+__all__ = [
+    "IMAGE_EXT", "VesselCase", "read_image", "read_binary", "derive_fov", "load_chase", "load_drive", "load_folder",
+    "detect_layout", "prepare_fundus",
+]
+
+
 IMAGE_EXT = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".gif", ".bmp", ".ppm")
 
 

@@ -24,6 +24,13 @@ from ..errors import DataError
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
+__all__ = [
+    "PLAIN", "STRIP_PIXELS", "Slide", "open_slide", "pen_mask", "tissue_mask", "TissueMap", "grid_tiles",
+    "random_tiles", "hematoxylin_score", "scored", "iter_tiles", "read_tiles", "with_score", "top_tiles",
+    "mask_overlay", "SELECT", "Tiling", "tile_slide", "shard",
+]
+
+
 #: plain image files opened as one-level slides (no resolution metadata unless given)
 PLAIN = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 #: pixels of a pyramid level read at once while making a thumbnail (about 200 MB of RGB)

@@ -22,6 +22,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
 
 
+__all__ = [
+    "Trainer", "Callback", "Monitor", "EarlyStopping", "BestCheckpoint", "CSVLogger", "TensorBoardLogger",
+    "ProgressBar", "UnfreezeBackbone",
+]
+
+
 class Trainer(Protocol):
     """What a callback may read and do to the trainer that calls it (``engine.Trainer`` is one);
     callbacks depend on this, not on the trainer module, so the dependency points one way."""

@@ -31,6 +31,12 @@ from ..errors import CheckpointError
 from ..io import fsync_dir, json_text, read_json, sha256_file, write_tmp
 from .faults import crash_point
 
+__all__ = [
+    "FORMAT", "VERSION", "split_tree", "join_tree", "save_checkpoint", "recover", "load_checkpoint", "TrainingState",
+    "check_training_state", "load_weights", "check_architecture", "load_model_weights",
+]
+
+
 FORMAT = "biodl-checkpoint"
 VERSION = 1
 

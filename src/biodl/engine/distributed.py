@@ -8,6 +8,9 @@ import torch
 import torch.distributed as dist
 
 
+__all__ = ["world", "is_distributed", "is_main_process", "init_distributed", "all_reduce_sum", "barrier"]
+
+
 def world() -> tuple[int, int, int]:
     """(rank, world_size, local_rank) from torchrun's environment; (0, 1, 0) when not distributed."""
     return (

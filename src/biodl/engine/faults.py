@@ -12,6 +12,9 @@ from __future__ import annotations
 import os
 import signal
 
+__all__ = ["crash_point"]
+
+
 _counts: dict[str, int] = {}
 
 

@@ -21,6 +21,11 @@ from .preempt import SIGNALS as STOP_SIGNALS
 from .prefetch import Prefetcher, ring_fetcher
 
 
+__all__ = [
+    "ResumableSampler", "ShardSampler", "TensorBatches", "prefetch_threads", "Gathered", "TrainLoader", "eval_loader",
+]
+
+
 class ResumableSampler(DistributedSampler):
     """DistributedSampler that can skip the first ``start`` indices of its epoch.
 

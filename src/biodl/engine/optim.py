@@ -9,6 +9,9 @@ import torch
 from ..config import OptimizerConfig, SchedulerConfig
 
 
+__all__ = ["optimizer_factory", "scheduler_factory"]
+
+
 def optimizer_factory(cfg: OptimizerConfig) -> Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer]:
     """A function params -> optimiser (Adam, AdamW or SGD with momentum)."""
 

@@ -6,6 +6,9 @@ import torch
 from torch import Tensor, nn
 
 
+__all__ = ["tiled_predict"]
+
+
 def _window(tile: int, overlap: int, device: torch.device) -> Tensor:
     """(tile, tile) weights: 1 in the middle, rising linearly across the ``overlap`` margin
     (never 0, so every pixel has weight)."""

@@ -30,6 +30,9 @@ from .faults import crash_point
 from .loaders import TrainLoader, eval_loader
 from .preempt import Preempted, StopRequest
 
+__all__ = ["resolve_device", "dropout_layers", "Trainer"]
+
+
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
 

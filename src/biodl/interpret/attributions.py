@@ -17,6 +17,9 @@ from torch import Tensor, nn
 
 from ..errors import BiodlError
 
+__all__ = ["METHODS", "BASELINES", "PixelModel", "parse_methods", "baseline_image", "last_conv_blocks", "attribute"]
+
+
 #: short name -> what it is
 METHODS = {
     "saliency": "gradient magnitude (Simonyan et al. 2014)",

@@ -19,6 +19,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+__all__ = ["FLAG_SPEARMAN", "sanity_check", "deletion_insertion"]
+
+
 #: flagged when the map of the fully randomised network keeps at least this rank correlation
 FLAG_SPEARMAN = 0.5
 

@@ -20,6 +20,9 @@ from ..io import atomic_write_json
 from .attributions import BASELINES, PixelModel, attribute, parse_methods
 from .checks import deletion_insertion, sanity_check
 
+__all__ = ["OUTCOMES", "OUT", "explain_run", "SIMILAR_K", "explain_images", "explain_tabular"]
+
+
 OUTCOMES = ("tp", "tn", "fp", "fn")
 OUT = "explain"
 

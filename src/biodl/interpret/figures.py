@@ -11,6 +11,12 @@ from torch import Tensor, nn
 from ..io import atomic_write
 from ..report.figures import _plt, _save, _tex_safe
 
+__all__ = [
+    "NON_NEGATIVE", "PANEL", "heat_rgb", "blend_rgb", "panel_size", "save_triptych", "attribution_grid",
+    "first_layer_filters", "activation_maps",
+]
+
+
 #: methods whose maps are magnitudes (shown from 0 up); the others are signed
 NON_NEGATIVE = {"saliency", "smoothgrad", "gradcam"}
 PANEL = 224  # pixels a side of each panel of a per-image figure (at least)

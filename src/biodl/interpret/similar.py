@@ -11,6 +11,9 @@ import torch
 from torch import Tensor, nn
 
 
+__all__ = ["head_inputs", "nearest", "feature_map"]
+
+
 def head_inputs(model: nn.Module, x: Tensor, batch: int = 256) -> Tensor:
     """(N, D) features: what the model's last linear layer receives for pixels ``x`` (N, C, H, W)."""
     from ..report.tensorboard import last_linear

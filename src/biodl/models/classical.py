@@ -24,6 +24,12 @@ from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeClassifier
 
 
+__all__ = [
+    "OneRuleClassifier", "RegressionClassifier", "KNeighborsTuned", "C_GRID", "K_GRID", "random_forest",
+    "CLASSIFIERS", "logistic_regression",
+]
+
+
 class OneRuleClassifier(ClassifierMixin, BaseEstimator):
     """One rule (Holte 1993) on numeric data: the single feature and threshold with the best
     training accuracy. Predicts ``1 if x[f] >= t else 0`` (or the reverse, if better).

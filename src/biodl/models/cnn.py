@@ -15,6 +15,12 @@ from torch import Tensor, nn
 from . import register_model
 
 
+__all__ = [
+    "DBRNet", "CancerCNN", "SmallResNet", "TorchvisionClassifier", "dbrnet", "cancer_cnn", "resnet_small",
+    "TORCHVISION_BACKBONES",
+]
+
+
 class _Classifier(nn.Module):
     """``features`` (B, C, H, W) -> (B, D) and ``head`` (B, D) -> (B, num_classes)."""
 

@@ -11,6 +11,9 @@ from torch import Tensor, nn
 from . import register_model
 
 
+__all__ = ["MLP", "LogisticNet", "mlp", "logistic"]
+
+
 class MLP(nn.Module):
     """Fully connected net: [Linear -> BatchNorm? -> ReLU -> Dropout] x len(hidden) -> Linear."""
 

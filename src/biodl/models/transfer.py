@@ -19,6 +19,12 @@ from torch import nn
 
 from ..errors import CheckpointError, ConfigError
 
+__all__ = [
+    "IMAGENET", "imagenet_weights_file", "resolve_pretrained", "read_state_dict", "load_pretrained",
+    "set_backbone_trainable", "param_groups",
+]
+
+
 #: keys of the classification layers that torchvision/timm backbones end with
 _HEAD_PREFIXES = ("fc.", "classifier.", "head.")
 

@@ -8,6 +8,9 @@ from torch import Tensor, nn
 from . import register_model
 
 
+__all__ = ["UNet", "unet"]
+
+
 def _double_conv(cin: int, cout: int, dropout: float) -> nn.Sequential:
     layers: list[nn.Module] = [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
                                nn.ReLU(inplace=True)]

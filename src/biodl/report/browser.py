@@ -14,6 +14,9 @@ from pathlib import Path
 
 from ..errors import BiodlError
 
+__all__ = ["FLAGS", "PageCheck", "chromium_path", "check_page"]
+
+
 #: a closed network and no GPU: without these, Chromium retries Google's hosts at every start
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--disable-default-apps", "--disable-extensions",

@@ -15,6 +15,9 @@ from ..io import atomic_write_text
 from . import html as h
 from .tables import to_markdown
 
+__all__ = ["LOWER_IS_BETTER", "compare_runs", "write_comparison"]
+
+
 LOWER_IS_BETTER = ("loss", "ece")
 
 

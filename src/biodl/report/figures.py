@@ -10,6 +10,12 @@ import pandas as pd
 from ..io import atomic_write
 
 
+__all__ = [
+    "boxplot_by_feature", "borda_bar", "roc_pr_bands", "distributions_by_outcome", "per_class_curves",
+    "training_curves", "confusion_heatmap", "reliability_diagram", "image_examples", "referral_plot",
+]
+
+
 def _plt():
     import matplotlib
 

@@ -15,6 +15,11 @@ from pathlib import Path
 
 import pandas as pd
 
+__all__ = [
+    "CSP", "CSS", "esc", "fmt", "png_img", "figure", "table", "row", "key_values", "para", "pre", "Section", "page",
+]
+
+
 #: no scripts, no fetches; images only from data: URLs, styles only inline
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
 

@@ -18,6 +18,9 @@ from ..metrics import one_vs_rest_scores
 from .figures import confusion_heatmap, per_class_curves, reliability_diagram
 from .tables import write_table
 
+__all__ = ["PROB", "save_predictions", "load_predictions", "per_patient", "prediction_artefacts"]
+
+
 PROB = "p_"
 
 

@@ -30,6 +30,9 @@ from .figures import training_curves
 from .model_card import model_card
 from .predictions import prediction_artefacts
 
+__all__ = ["REPORT", "LAYOUT", "CARD", "CURVES", "build_report", "TRUST_TEXT", "LayoutSection", "ReportLayout"]
+
+
 REPORT = "report.html"
 LAYOUT = "report.json"
 CARD = "model_card.md"

@@ -9,6 +9,9 @@ import pandas as pd
 from ..io import atomic_write_text
 
 
+__all__ = ["to_markdown", "write_table", "compare_with_published", "print_table", "summary_table"]
+
+
 def to_markdown(df: pd.DataFrame, digits: int = 3) -> str:
     """A GitHub-flavoured Markdown table; floats rounded to ``digits``."""
 

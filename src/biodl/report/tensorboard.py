@@ -13,6 +13,9 @@ import torch
 from torch import nn
 
 
+__all__ = ["last_linear", "thumbnails", "log_extras"]
+
+
 def last_linear(model: nn.Module) -> nn.Linear | None:
     """The model's last ``nn.Linear`` (its classifier head), whose input is the penultimate layer."""
     found = None

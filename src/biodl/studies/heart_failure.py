@@ -33,6 +33,12 @@ from ..report.tables import compare_with_published, print_table, summary_table
 from ..repro import finish_manifest, write_manifest
 from ..stats import describe_by_outcome
 
+__all__ = [
+    "NAME", "SUMMARY", "TARGET", "BINARY", "NUMERIC", "CLINICAL", "TWO", "TOP2", "FROM_LABELS", "LEAK", "StudyConfig",
+    "config", "load_records", "run",
+]
+
+
 NAME = "heart-failure"
 SUMMARY = "Chicco & Jurman 2020 replicated: 10 classifiers x 100 splits, CIs, Borda ranking, vs the paper's tables"
 TARGET = "DEATH_EVENT"

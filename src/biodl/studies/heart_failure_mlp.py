@@ -10,6 +10,9 @@ from typing import Any
 
 from ..config import TabularRunConfig, build_config
 
+__all__ = ["NAME", "SUMMARY", "CONFIG", "config", "run"]
+
+
 NAME = "heart-failure-mlp"
 SUMMARY = "MLP on the embedded heart-failure records (11 clinical features, death event); the engine's end-to-end demo"
 

@@ -11,6 +11,9 @@ from typing import Any
 
 from ..config import ImageRunConfig, build_config
 
+__all__ = ["NAME", "SUMMARY", "CONFIG", "config", "run"]
+
+
 NAME = "retinopathy"
 SUMMARY = "RetinaMNIST DR grading (5 grades, official splits): small ResNet, QWK and AUC with CIs"
 

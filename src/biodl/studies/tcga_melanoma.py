@@ -28,6 +28,9 @@ from ..report.tables import print_table, write_table
 from ..repro import finish_manifest, seed_everything, write_manifest
 from ..survival import compare_groups
 
+__all__ = ["NAME", "SUMMARY", "NOTE", "StudyConfig", "run"]
+
+
 NAME = "tcga-melanoma"
 SUMMARY = ("TCGA melanoma RNA-seq: normalisation, clusters vs the 2015 subclasses, survival by cluster, deep vs "
            "classical models")

@@ -27,6 +27,12 @@ from ..metrics import bootstrap_cis, calibration_bins
 from ..report.predictions import save_predictions
 from ..repro import finish_manifest, write_manifest
 
+__all__ = [
+    "PREPROCESS", "TrainResult", "Stopwatch", "run_path", "start_run", "read_preprocess", "callbacks", "finish_run",
+    "write_results", "run_weights", "image_files", "refuse_overwrite", "make_trainer", "score_predictions",
+]
+
+
 PREPROCESS = "preprocess.json"
 M = TypeVar("M", bound=BaseModel)
 

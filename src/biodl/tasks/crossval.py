@@ -26,6 +26,9 @@ from .common import Stopwatch, TrainResult, score_predictions
 from .parents import train_children
 from .trust import add_prediction_column, referral
 
+__all__ = ["FOLDS", "SLIDE_TEXT", "fold_dir", "pooled_trust", "fold_config", "train_folds", "child_test_metrics"]
+
+
 FOLDS = "folds"
 SLIDE_TEXT = ("Each patient's patches put back at their positions in the slide: the mosaic, the ground truth (class 1 "
               "red) and the predicted probability of class 1 (dark low, bright high), out of fold.")

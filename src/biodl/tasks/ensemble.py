@@ -24,6 +24,9 @@ from .crossval import child_test_metrics
 from .parents import train_children
 from .trust import referral, trust, uncertainty_columns
 
+__all__ = ["MEMBERS", "member_dir", "member_config", "train_ensemble"]
+
+
 MEMBERS = "members"
 
 

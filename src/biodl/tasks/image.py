@@ -64,6 +64,13 @@ from .common import (
 from .trust import check_calibration, prediction_columns, referral, trust, trust_of, uncertainty_columns
 
 
+__all__ = [
+    "PreprocessFile", "preprocess_dict", "load_images", "split_images", "build_trainer", "resident_sets", "train",
+    "slide_maps", "report_split", "trace_sources", "show_examples", "log_tensorboard", "load_run", "evaluate",
+    "predict",
+]
+
+
 class PreprocessFile(Strict):
     """``preprocess.json`` of an image run: class names, the training pixels' per-channel mean
     and std (0-1 scale), the image side and channel count, and whether labels are grades."""

@@ -22,6 +22,9 @@ from ..engine.distributed import barrier
 from .common import Stopwatch, TrainResult, run_path, start_run, write_results
 
 
+__all__ = ["train_children"]
+
+
 def train_children(config: BaseModel, out: str | Path | None, resume: bool, device: torch.device,
                    children: list[tuple[BaseModel, Path]], train_one: Callable[..., TrainResult],
                    preprocess: dict[str, Any], extra: dict[str, Any],

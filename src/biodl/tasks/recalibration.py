@@ -15,6 +15,9 @@ from ..errors import ConfigError, RunDirError
 from ..report.predictions import load_predictions
 from .trust import compare_conformal, trust_of
 
+__all__ = ["CLASSIFICATION", "calibrate_run"]
+
+
 CLASSIFICATION = ("image", "tabular")
 
 

@@ -39,6 +39,9 @@ from .common import (Stopwatch, TrainResult, image_files, make_trainer, read_pre
 from .segmentation_report import predict_map, case_metrics, write_test_report
 
 
+__all__ = ["PreprocessFile", "load_cases", "draw_patches", "Normalise", "train", "load_run", "evaluate", "predict"]
+
+
 class PreprocessFile(Strict):
     """``preprocess.json`` of a segmentation run: the input channels, CLAHE, the training FOV
     pixels' per-channel mean and std, and the names of the training and test images."""

@@ -19,6 +19,9 @@ from ..io import atomic_write, atomic_write_json
 from ..metrics import f1_optimal_threshold, fov_scores
 from ..report.tables import write_table
 
+__all__ = ["PANEL", "predict_map", "case_metrics", "write_test_report"]
+
+
 PANEL = 480  # pixels: the width of each panel of a test-image figure
 
 

@@ -47,6 +47,11 @@ from .common import (
 from .trust import referral, trust, trust_of, uncertainty_columns
 
 
+__all__ = [
+    "PreprocessFile", "data_path", "train", "load_run", "load_test_split", "evaluate", "predict", "fit_predict_net",
+]
+
+
 class PreprocessFile(Strict):
     """``preprocess.json`` of a tabular run (see :class:`TabularPreprocessor`)."""
 

@@ -15,6 +15,12 @@ from ..engine.distributed import is_main_process
 from ..errors import ConfigError, DataError
 
 
+__all__ = [
+    "check_calibration", "trust", "trust_of", "compare_conformal", "uncertainty_columns", "referral",
+    "add_prediction_column", "prediction_columns",
+]
+
+
 def check_calibration(config: BaseModel, n_classes: int, graded: bool = False) -> None:
     """Refuse, before training, a recalibration or conformal method the run's classes cannot take."""
     from ..calibration import BINARY_ONLY

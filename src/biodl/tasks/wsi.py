@@ -29,6 +29,9 @@ from ..io import atomic_write_text
 from .trust import prediction_columns
 
 
+__all__ = ["heat_overlay", "infer_slide", "write_slide_report", "write_cohort"]
+
+
 def _heat(tiles, probability: np.ndarray) -> np.ndarray:
     """The slide's whole grid of tiles (``tiles.attrs["grid"]``): each kept tile's probability at
     its cell, NaN elsewhere."""
