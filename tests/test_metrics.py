@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from biodl.metrics import bootstrap_cis, multiclass_metrics, multiclass_scores
+from biodl.metrics import bootstrap_cis, f1_optimal_threshold, fov_scores, multiclass_metrics, multiclass_scores
 
 
 @pytest.mark.parametrize("n_classes", [2, 5])
@@ -210,3 +210,27 @@ def test_basic_intervals_cover_a_known_calibration_error_where_percentile_ones_m
             lo, hi = bootstrap_cis(y, np.column_stack([1 - p, p]), _ece, 200, seed=r, method=method, floor=0.0)["ece"]
             cover[method] += lo <= truth <= hi
     assert cover["basic"] >= 30 and cover["percentile"] <= 24, cover
+
+
+def test_metrics_count_only_fov_pixels():
+    mask = np.array([[1, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 1]], bool)
+    prob = np.array([[.9, .4, .6, .1], [.8, .2, .1, .3], [.1, .7, .2, .2], [.9, .9, .9, .0]])
+    fov = np.ones((4, 4), bool)
+    fov[3] = False  # the last row is outside: its mistakes must not count
+    s = fov_scores(prob, mask, fov, {"_at05": 0.5})
+    # inside: vessels at .9 .4 .8 -> TP 2, FN 1; background .6 .1 .2 .1 .3 .1 .7 .2 .2 -> FP 2, TN 7
+    assert s["sensitivity_at05"] == pytest.approx(2 / 3)
+    assert s["specificity_at05"] == pytest.approx(7 / 9)
+    assert s["accuracy_at05"] == pytest.approx(9 / 12)
+    assert s["f1_at05"] == pytest.approx(2 * 2 / (2 * 2 + 2 + 1))
+    from sklearn.metrics import roc_auc_score
+
+    assert s["auc"] == pytest.approx(roc_auc_score(mask[fov], prob[fov]))
+
+
+def test_f1_optimal_threshold():
+    rng = np.random.default_rng(0)
+    mask = rng.random((50, 50)) < 0.2
+    prob = np.where(mask, 0.55 + 0.4 * rng.random((50, 50)), 0.5 * rng.random((50, 50)))  # separable at 0.5-0.55
+    t = f1_optimal_threshold([prob], [mask], [np.ones_like(mask)])
+    assert 0.5 <= t <= 0.55

@@ -1,0 +1,89 @@
+"""The segmentation task end to end (train, predict, evaluate, report) on small generated
+fundus-like images, and its bad input."""
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from tests.conftest import assert_one_line_error
+from tests.data.test_vessels import _fundus, _save
+
+
+@pytest.fixture
+def folder(tmp_path):
+    root = tmp_path / "fundus"
+    for i in range(4):
+        img, mask, _ = _fundus(96, i)
+        _save(img, root / f"images/case{i}.png")
+        _save((mask * 255).astype(np.uint8), root / f"masks/case{i}.png")
+    return root
+
+
+def _config(tmp_path, root, **data):
+    cfg = {"name": "seg", "task": "segmentation",
+           "data": {"path": str(root), "test_images": 1, "patch": 32, "patches": 256, "batch_size": 16,
+                    "tile": 64, "overlap": 8, **data},
+           "model": {"name": "unet", "args": {"width": 8, "depth": 2}}, "optimizer": {"lr": 0.01},
+           "trainer": {"epochs": 2, "progress": False}}
+    p = tmp_path / "seg.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    return p
+
+
+def test_segmentation_trains_predicts_and_evaluates(folder, tmp_path, cli):
+    r = cli("train", "--config", _config(tmp_path, folder), "--out", tmp_path / "run")
+    assert r.code == 0, r.err
+    run = tmp_path / "run"
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["epochs_trained"] == 2 and 0 <= m["threshold_f1_train"] <= 1
+    assert 0.5 < m["test/auc"] <= 1 and 0 <= m["test/f1_opt"] <= 1
+    per_image = (run / "test_per_image.csv").read_text().splitlines()
+    assert per_image[1].startswith("case3,") and per_image[2].startswith("mean,")
+    with Image.open(run / "test_case3.png") as im:
+        assert im.size == (4 * 480, 480)
+    html = (run / "report.html").read_text()
+    assert "Vessel segmentation: test results" in html and "Fields of view" in html
+    from biodl.data.cache import content_key
+
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["data_content_sha256"] == content_key(sorted(folder.rglob("*.png")), {})
+    assert manifest["n_files"] == 8 and manifest["data_content_sha256"] in html
+    r = cli("predict", run, folder / "images/case3.png", "--out", tmp_path / "pred")
+    assert r.code == 0, r.err
+    for kind in ("prob", "mask"):
+        with Image.open(tmp_path / f"pred/case3_{kind}.png") as im:
+            assert im.size == (96, 96) and im.mode == "L"
+    mask = np.asarray(Image.open(tmp_path / "pred/case3_mask.png"))
+    assert set(np.unique(mask)) <= {0, 255}
+    r = cli("evaluate", run)
+    assert r.code == 0, r.err
+    ev = json.loads((run / "evaluation/test.json").read_text())
+    assert ev["test/auc"] == pytest.approx(m["test/auc"], abs=1e-9)
+    # issue 12: an --out of the wrong kind, and a run's own files checked when read back
+    (tmp_path / "afile").write_text("x")
+    r = cli("predict", run, folder / "images/case3.png", "--out", tmp_path / "afile", "--overwrite")
+    assert_one_line_error(r, "afile", "is a file; --out takes a folder")
+    assert (tmp_path / "afile").read_text() == "x"
+    assert_one_line_error(cli("explain", run), "biodl explain does not support segmentation runs")
+    metrics = json.loads((run / "metrics.json").read_text())
+    (run / "metrics.json").write_text(json.dumps({**metrics, "threshold_f1_train": 7}))
+    assert_one_line_error(cli("predict", run, folder / "images/case3.png", "--out", tmp_path / "p2"),
+                          "metrics.json", "threshold_f1_train: 7.0 is not a probability")
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    pre = json.loads((run / "preprocess.json").read_text())
+    (run / "preprocess.json").write_text(json.dumps({**pre, "channels": "blue"}))
+    assert_one_line_error(cli("evaluate", run, "--overwrite"), "preprocess.json", "channels")
+
+
+def test_bad_masks_are_one_line_errors(folder, tmp_path, cli):
+    cfg = _config(tmp_path, folder)
+    _save(np.zeros((90, 96), np.uint8), folder / "masks/case1.png")
+    assert_one_line_error(cli("train", "--config", cfg, "--out", tmp_path / "a"), "case1.png", "96x90", "96x96")
+    _save(np.arange(96 * 96, dtype=np.uint8).reshape(96, 96) % 3 * 100, folder / "masks/case1.png")
+    assert_one_line_error(cli("train", "--config", cfg, "--out", tmp_path / "b"), "case1.png", "not binary")
+    (folder / "masks/case1.png").unlink()
+    assert_one_line_error(cli("train", "--config", cfg, "--out", tmp_path / "c"), "case1.png", "no vessel mask")
+    assert not any((tmp_path / d).exists() for d in "abc")
