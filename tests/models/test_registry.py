@@ -26,3 +26,18 @@ def test_unknown_model_and_argument_suggest():
         create_model("mlp", in_features=3, hiden=[4])
     with pytest.raises(ConfigError, match="dropout must be in"):
         create_model("mlp", in_features=3, dropout=1.5)
+
+
+def test_a_second_model_of_the_same_name_replaces_the_first_with_a_warning(monkeypatch):
+    from biodl.models import _registry
+
+    monkeypatch.setattr(_registry, "_REGISTRY", dict(_registry._REGISTRY))  # restored after the test
+    original = _registry._REGISTRY["dbrnet"]
+    assert _registry.register_model(original) is original  # the same constructor again: silent
+
+    def dbrnet(num_classes: int = 2) -> torch.nn.Module:
+        return torch.nn.Linear(3, num_classes)
+
+    with pytest.warns(UserWarning, match="model 'dbrnet' registered again"):
+        _registry.register_model(dbrnet)
+    assert isinstance(create_model("dbrnet", num_classes=4), torch.nn.Linear)

@@ -82,14 +82,52 @@ def dropout_layers(module: nn.Module) -> list[nn.Module]:
 
 
 class Trainer:
-    """Supervised training of ``model`` with ``loss_fn(outputs, targets)``.
+    """Supervised training of ``model`` with ``loss_fn(outputs, targets)``: ``fit``, ``evaluate``,
+    ``predict``, exact resume from ``checkpoint_dir``, DDP under torchrun.
 
-    ``eval_forward(module, x)`` replaces ``module(x)`` in evaluate and predict (e.g. test-time
-    augmentation). ``postprocess`` maps raw outputs to what metrics and ``predict`` use
-    (e.g. ``sigmoid`` of (B, 1) logits -> (B,) probabilities). ``batch_transform(x, train)``
-    runs on each input batch on the device (e.g. uint8 -> normalised floats, augmented in training). ``metrics`` is a
-    torchmetrics collection updated with ``(postprocess(outputs), targets)``.
-    Batches are ``(inputs, targets)`` pairs.
+    Data are map-style datasets of ``(inputs, targets)`` pairs; the batches come by the cheapest
+    route that gives the exact order of (``seed``, epoch) (see :mod:`biodl.engine.loaders`).
+
+    Args:
+        model: the network; moved to ``device`` (channels-last on CUDA, and on the CPU where
+            that is safe). Its ``state_dict`` is what checkpoints hold.
+        loss_fn: ``loss_fn(outputs, targets)`` -> scalar tensor, the mean over the batch.
+        optimizer_factory: ``params -> torch.optim.Optimizer`` (built here, on the model's
+            parameters on the device).
+        scheduler_factory: ``optimizer -> scheduler``, stepped once per epoch;
+            ``ReduceLROnPlateau`` is stepped with ``logs[scheduler_monitor]`` (default ``val/loss``).
+        metrics: torchmetrics collection updated with ``(postprocess(outputs), targets)`` in
+            ``evaluate`` (DDP-aware: every rank's shard counts).
+        postprocess: raw outputs -> what metrics and ``predict`` use, e.g. ``sigmoid`` of (B, 1)
+            logits -> (B,) probabilities.
+        max_epochs: epochs of ``fit`` (a callback may stop it earlier).
+        batch_size: per process; under DDP the effective batch is ``batch_size * world_size``.
+        num_workers: DataLoader worker processes; 0 (best for image sets in memory or in the
+            disk cache) reads ahead with threads instead.
+        seed: the data order (a function of seed and epoch), worker seeds and MC-dropout masks.
+        device: ``auto`` (this process's CUDA device under torchrun, else mps, else cpu),
+            ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+        precision: ``auto`` (bf16 autocast on CUDA, float32 elsewhere), ``bf16`` or ``32``.
+        compile: ``torch.compile`` the forward pass for training.
+        grad_clip: clip the gradients' global L2 norm to this before each step.
+        scheduler_monitor: the logged metric a ``ReduceLROnPlateau`` follows.
+        callbacks: :class:`~biodl.engine.callbacks.Callback` s (early stopping, best checkpoint,
+            loggers, progress bar), called in order.
+        checkpoint_dir: where ``last`` is saved after every epoch (and every
+            ``checkpoint_every_steps`` steps, and on SIGTERM/SIGUSR1), and resumed from.
+        checkpoint_every_steps: also save ``last`` every this many optimiser steps (0: per epoch only).
+        config_hash: recorded in checkpoints; resuming refuses a checkpoint of another config.
+        batch_transform: ``batch_transform(x, train)`` on each input batch, on the device (e.g.
+            uint8 -> normalised floats, augmented when ``train``).
+        eval_forward: ``eval_forward(module, x)`` replaces ``module(x)`` in evaluate and predict
+            (e.g. test-time augmentation).
+        mc_dropout: Monte Carlo dropout passes for ``predict_passes`` (0: one plain pass).
+
+    Example:
+        >>> trainer = Trainer(model, nn.CrossEntropyLoss(), lambda p: torch.optim.AdamW(p, 1e-3),
+        ...                   max_epochs=5, batch_size=64, checkpoint_dir="run/checkpoints")
+        >>> history = trainer.fit(train_set, val_set)  # one dict of logs per epoch
+        >>> prob = trainer.predict(test_set)  # (N, ...) postprocessed outputs, on the CPU
     """
 
     def __init__(

@@ -12,7 +12,7 @@ from typing import Iterator
 import torch
 from torch import Tensor, nn
 
-from . import register_model
+from ._registry import register_model
 
 
 __all__ = [

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from . import register_model
+from ._registry import register_model
 
 
 __all__ = ["MLP", "LogisticNet", "mlp", "logistic"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from . import register_model
+from ._registry import register_model
 
 
 __all__ = ["UNet", "unet"]
