@@ -121,9 +121,10 @@ def test_segmentation_export_any_size(tmp_path, cli, clahe):
     from biodl.export import _SegmentationGraph
     import torch
 
-    _, pre, trainer, norm = load_run(tmp_path / "run")
+    _, pre, trainer = load_run(tmp_path / "run")
     with torch.no_grad():
-        ref = _SegmentationGraph(trainer.module, norm, True, clahe, 4).eval()(torch.from_numpy(x)).numpy()
+        ref = _SegmentationGraph(trainer.module, trainer.batch_transform, True, clahe, 4).eval()(
+            torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(got, ref, atol=1e-4)
     if not clahe:  # a fixed side must suit the U-Net's two poolings
         assert_one_line_error(cli("export", tmp_path / "run", "--out", tmp_path / "f.onnx", "--size", "50"),

@@ -143,7 +143,8 @@ def _segmentation(run_dir: Path, checkpoint: str, size: int | None
     from .data.vessels import prepare_fundus
     from .tasks.segmentation import load_cases, load_run
 
-    config, pre, trainer, norm = load_run(run_dir, checkpoint)
+    config, pre, trainer = load_run(run_dir, checkpoint)
+    norm = trainer.batch_transform  # the run's normalisation (Normalise, no jitter)
     multiple = 2 ** int(getattr(trainer.module, "depth", 0))
     if size is not None and size % multiple:
         raise ConfigError("--size", f"this U-Net pools {multiple.bit_length() - 1} times: a fixed-size graph needs a "

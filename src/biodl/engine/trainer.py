@@ -367,13 +367,20 @@ class Trainer:
             for h in handles:
                 h.remove()
 
+    @torch.no_grad()
+    def infer(self, x: Tensor) -> Tensor:
+        """``postprocess(eval_forward(model, batch_transform(x)))`` of one input batch, as
+        evaluate and predict compute it (on the device, channels-last and autocast as in
+        training): the one inference path, which tiled prediction also takes. The model's mode
+        (eval, or MC dropout's) is the caller's. (B, ...) -> (B, ...) on the device."""
+        with self._autocast():
+            out = self.eval_forward(self.module, self._to_device(x))
+        return self.postprocess(out.float())
+
     def _predict(self, data: Dataset) -> Tensor:
         outs = []
         for batch in eval_loader(data, self.batch_size, self.num_workers, device=self.device):
-            x = batch[0] if isinstance(batch, (tuple, list)) else batch
-            with self._autocast():
-                out = self.eval_forward(self.module, self._to_device(x))
-            outs.append(self.postprocess(out.float()).cpu())
+            outs.append(self.infer(batch[0] if isinstance(batch, (tuple, list)) else batch).cpu())
         return torch.cat(outs) if outs else torch.empty(0)
 
     @torch.no_grad()

@@ -182,7 +182,7 @@ def train(config: SegmentationRunConfig, out: str | Path | None = None, resume: 
     metrics: dict[str, float] = {"epochs_trained": float(trainer.epoch), "best_epoch": float(best_epoch)}
     if is_main_process():
         with watch("evaluate"):
-            metrics.update(write_test_report(run_dir, trainer, norm, config, train_cases, test_cases, prepared))
+            metrics.update(write_test_report(run_dir, trainer, config, train_cases, test_cases, prepared))
     write_results(run_dir, metrics, manifest, watch=watch)
     return TrainResult(run_dir, metrics, trainer)
 
@@ -195,15 +195,15 @@ def load_run(run_dir: str | Path, checkpoint: str = "best"):
     model = _model(config, pre["in_chans"])
     load_model_weights(model, tensors, source)
     trainer = make_trainer(config, model, _loss(), None, torch.sigmoid, None, resolve_device(config.trainer.device),
-                           train=False)
-    return config, pre, trainer, Normalise(pre["mean"], pre["std"], False)
+                           train=False, batch_transform=Normalise(pre["mean"], pre["std"], False))
+    return config, pre, trainer
 
 
 def evaluate(run_dir: str | Path, data: str | Path | None = None, checkpoint: str = "best",
              overwrite: bool = False) -> tuple[dict[str, float], Path]:
     """Test metrics of a trained run again (its own split, or another folder's test images)."""
     run_dir = Path(run_dir)
-    config, pre, trainer, norm = load_run(run_dir, checkpoint)
+    config, pre, trainer = load_run(run_dir, checkpoint)
     if data is not None:
         config = config.model_copy(update={"data": config.data.model_copy(update={"path": Path(data),
                                                                                     "dataset": None})})
@@ -212,7 +212,7 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None, checkpoint: st
     out = run_dir / "evaluation" / f"{name}.json"
     refuse_overwrite(out, overwrite)
     t = _threshold(run_dir)
-    _, metrics, _ = case_metrics(trainer, norm, config, test_cases, t, name)
+    _, metrics, _ = case_metrics(trainer, config, test_cases, t, name)
     out.parent.mkdir(exist_ok=True)
     runs.write_metrics(out.parent, metrics, out.name)
     return metrics, out
@@ -228,7 +228,7 @@ def predict(run_dir: str | Path, input_path: str | Path, out: str | Path | None 
     from ..io import atomic_write
 
     run_dir, input_path = Path(run_dir), Path(input_path)
-    config, pre, trainer, norm = load_run(run_dir, checkpoint)
+    config, pre, trainer = load_run(run_dir, checkpoint)
     files = image_files(input_path, IMAGE_EXT)
     out = Path(out) if out is not None else run_dir / "predictions" / input_path.stem
     refuse_overwrite(out, overwrite, folder=True)
@@ -236,7 +236,7 @@ def predict(run_dir: str | Path, input_path: str | Path, out: str | Path | None 
     t = _threshold(run_dir)
     out.mkdir(parents=True, exist_ok=True)
     for f, img in zip(files, images, strict=True):
-        prob = predict_map(trainer, norm, prepare_fundus(img, pre["channels"], pre["clahe"]), config.data.tile,
+        prob = predict_map(trainer, prepare_fundus(img, pre["channels"], pre["clahe"]), config.data.tile,
                            config.data.overlap)
         fov = derive_fov(img)
         prob_png = Image.fromarray(np.round(prob * 255).astype(np.uint8))

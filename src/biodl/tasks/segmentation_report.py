@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from torch import Tensor
 
 from ..data.vessels import VesselCase, prepare_fundus
 from ..engine.tiling import tiled_predict
@@ -25,23 +24,16 @@ __all__ = ["PANEL", "predict_map", "case_metrics", "write_test_report"]
 PANEL = 480  # pixels: the width of each panel of a test-image figure
 
 
-def predict_map(trainer, norm, x: np.ndarray, tile: int, overlap: int) -> np.ndarray:
-    """(C, H, W) prepared image -> (H, W) vessel probability: the trainer's model behind ``norm``
-    (the run's normalisation), over the whole image in blended tiles."""
+def predict_map(trainer, x: np.ndarray, tile: int, overlap: int) -> np.ndarray:
+    """(C, H, W) prepared image -> (H, W) vessel probability: the trainer's inference path
+    (:meth:`~biodl.engine.trainer.Trainer.infer`: the run's normalisation, the model, the
+    sigmoid) over the whole image in blended tiles."""
     module = trainer.module.eval()
-    device = trainer.device
-
-    def run(t: Tensor) -> Tensor:
-        t = norm(t)
-        if trainer.channels_last:
-            t = t.contiguous(memory_format=torch.channels_last)
-        return torch.sigmoid(module(t).float())
-
-    img = torch.from_numpy(x).to(device)
-    return tiled_predict(run, img, tile, overlap, multiple=2 ** getattr(module, "depth", 0))[0].cpu().numpy()
+    img = torch.from_numpy(x).to(trainer.device)
+    return tiled_predict(trainer.infer, img, tile, overlap, multiple=2 ** getattr(module, "depth", 0))[0].cpu().numpy()
 
 
-def case_metrics(trainer, norm, config, cases: list[VesselCase], threshold: float, prefix: str,
+def case_metrics(trainer, config, cases: list[VesselCase], threshold: float, prefix: str,
                  prepared: dict | None = None) -> tuple[pd.DataFrame, dict[str, float], dict[str, np.ndarray]]:
     """Per-image FOV metrics at 0.5 (``_at05``) and at ``threshold`` (``_opt``), their means as
     ``<prefix>/<metric>`` (with ``<prefix>/seconds_per_image`` of tiled inference), and the
@@ -51,7 +43,7 @@ def case_metrics(trainer, norm, config, cases: list[VesselCase], threshold: floa
     for c in cases:
         x = prepared[c.name] if prepared else prepare_fundus(c.image, d.channels, d.clahe)
         t0 = time.perf_counter()
-        probs[c.name] = predict_map(trainer, norm, x, d.tile, d.overlap)
+        probs[c.name] = predict_map(trainer, x, d.tile, d.overlap)
         seconds.append(time.perf_counter() - t0)
         rows.append({"image": c.name, **fov_scores(probs[c.name], c.mask, c.fov, {"_at05": 0.5, "_opt": threshold})})
     table = pd.DataFrame(rows)
@@ -65,12 +57,12 @@ def _with_mean(table: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([table, pd.DataFrame([mean])], ignore_index=True)
 
 
-def write_test_report(run_dir: Path, trainer, norm, config, train_cases: list[VesselCase],
+def write_test_report(run_dir: Path, trainer, config, train_cases: list[VesselCase],
                       test_cases: list[VesselCase], prepared: dict) -> dict[str, float]:
     d = config.data
-    train_probs = [predict_map(trainer, norm, prepared[c.name], d.tile, d.overlap) for c in train_cases]
+    train_probs = [predict_map(trainer, prepared[c.name], d.tile, d.overlap) for c in train_cases]
     t = f1_optimal_threshold(train_probs, [c.mask for c in train_cases], [c.fov for c in train_cases])
-    table, metrics, probs = case_metrics(trainer, norm, config, test_cases, t, "test", prepared)
+    table, metrics, probs = case_metrics(trainer, config, test_cases, t, "test", prepared)
     metrics["threshold_f1_train"] = t
     cols = ["image", "auc", "pr_auc", "f1_opt", "sensitivity_opt", "specificity_opt", "accuracy_opt", "f1_at05",
             "sensitivity_at05", "specificity_at05", "accuracy_at05"]
