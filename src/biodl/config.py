@@ -208,8 +208,9 @@ class ImageDataConfig(Strict):
         "ids get a slide map per test patient; null: none")
     fold: int | None = Field(None, ge=0, description="kfold: the one fold this run trains (set by the parent run)")
     batch_size: int = Field(64, ge=1, description="per process (under DDP the global batch is this x the processes)")
-    num_workers: int = Field(0, ge=0, description="DataLoader worker processes; 0 (best for a disk-cached set: it is "
-                                                  "read ahead by threads into reused, pinned buffers instead)")
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes; 0 (best for a set in the disk cache "
+                                                  "or in memory: it is read ahead by threads into reused, pinned "
+                                                  "buffers instead)")
     skip_bad: bool = Field(False, description="leave unreadable images out (counted) instead of failing")
     cache_dir: Path | None = Field(None, description="decoded-image cache (default ~/.cache/biodl)")
     augment: bool = Field(True, description="flips, 90-degree rotations, a small rotation, a random resized crop, "
