@@ -115,16 +115,12 @@ def normalize(rgb: np.ndarray, reference: StainReference, method: str = "macenko
     ``reinhard``). Background (glass) stays as it is under Reinhard; Macenko re-renders every
     pixel from its stain concentrations."""
     if method == "reinhard":
-        import warnings
-
         from skimage.color import lab2rgb, rgb2lab
 
         lab = rgb2lab(rgb.astype(np.float64) / 255.0)
         mean, std = _lab_stats(rgb, lab)
         lab = (lab - mean) / std * np.asarray(reference.lab_std) + np.asarray(reference.lab_mean)
-        with warnings.catch_warnings():  # colours shifted out of the sRGB gamut are clipped: expected
-            warnings.filterwarnings("ignore", "Conversion from CIE-LAB", UserWarning)
-            out = lab2rgb(lab)
+        out = lab2rgb(lab)  # colours shifted out of the sRGB gamut are clipped (skimage warns; expected)
         tissue = _tissue(rgb.reshape(-1, 3)).reshape(rgb.shape[:2])
         out = np.where(tissue[..., None], out * 255.0, rgb)
         return np.clip(np.round(out), 0, 255).astype(np.uint8)
@@ -213,6 +209,7 @@ class StainNormalizer:
         """(N, H, W, 3) uint8 -> the same, normalised image by image on a thread pool (NumPy
         releases the GIL in the work on whole images), with a progress bar from 1,000 images."""
         import os
+        import warnings
         from concurrent.futures import ThreadPoolExecutor
 
         from ..progress import track
@@ -227,7 +224,10 @@ class StainNormalizer:
                 out[i] = images[i]
                 return True
 
-        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        # the filter is set here, in the calling thread, for the workers too: catch_warnings is
+        # process-wide state, which threads entering and leaving it at once would scramble
+        with warnings.catch_warnings(), ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+            warnings.filterwarnings("ignore", "Conversion from CIE-LAB", UserWarning)  # out-of-gamut colours clipped
             self.skipped += sum(track(pool.map(one, range(len(images))), len(images),
                                       f"stain normalisation ({self.method})", disable=len(images) < 1000))
         return out
