@@ -197,7 +197,29 @@ def refuse_overwrite(path: Path, overwrite: bool, folder: bool = False) -> None:
 def make_trainer(config: BaseModel, model: torch.nn.Module, loss, metrics, postprocess, run_dir: Path | None,
                  device: torch.device, train: bool = True, optimizer=None, extra_callbacks: tuple = (),
                  show: tuple[str, ...] | None = None, batch_transform=None, eval_forward=None) -> Trainer:
-    """A Trainer set up from a run config (``train=False``: for evaluate/predict, no files written)."""
+    """A :class:`~biodl.engine.trainer.Trainer` set up from a run config: where a task enters the
+    engine.
+
+    Args:
+        config: the run's config; ``trainer``, ``optimizer``, ``scheduler``, ``data.batch_size``,
+            ``data.num_workers``, ``seed`` and ``model.mc_dropout`` are read from it.
+        model: the network (see :func:`biodl.models.create_model`).
+        loss: ``loss(outputs, targets)`` -> scalar tensor.
+        metrics: a torchmetrics collection for evaluate, or None.
+        postprocess: raw outputs -> probabilities (e.g. softmax over (B, K) logits).
+        run_dir: the run directory: checkpoints and the callbacks of :func:`callbacks` (metrics.csv,
+            TensorBoard, best checkpoint, early stopping, progress) write there; None writes nothing.
+        device: from :func:`~biodl.engine.trainer.resolve_device`.
+        train: False for evaluate/predict: no callbacks, no checkpoints, no ``torch.compile``.
+        optimizer: an optimizer factory instead of the config's (e.g. per-group learning rates).
+        extra_callbacks: added after the configured ones (e.g. unfreezing a backbone).
+        show: the logs the progress bar prints each epoch.
+        batch_transform, eval_forward: as for the Trainer (normalisation and augmentation on the
+            device; test-time augmentation).
+
+    Raises:
+        ConfigError: ``model.mc_dropout`` on a model with no dropout layer.
+    """
     from ..engine.optim import optimizer_factory, scheduler_factory
 
     t = config.trainer
