@@ -33,7 +33,7 @@ def test_outputs(study_run):
     assert {"manifest.json", "config.yaml", "metrics.json", "protocol_differences.md"} <= names
     long = pd.read_csv(study_run / "table4_long.csv")
     assert sorted(long["key"].unique()) == sorted(
-        ["rf", "dt", "gb", "linreg", "onerule", "mlp", "nb", "svm_rbf", "svm_linear", "knn"])
+        ["rf", "dt", "gb", "linreg", "onerule", "ann", "nb", "svm_rbf", "svm_linear", "knn"])
     assert len(long) == 10 * 7
     assert ((long["ci_low"] <= long["mean"]) & (long["mean"] <= long["ci_high"])).all()
     assert (long["paper_in_ci"] == ((long["ci_low"] <= long["paper"]) & (long["paper"] <= long["ci_high"]))).all()

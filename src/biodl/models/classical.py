@@ -177,7 +177,7 @@ CLASSIFIERS: dict[str, tuple[str, Callable[[int], BaseEstimator]]] = {
     "linreg": ("Linear regression", lambda s: RegressionClassifier(LinearRegression())),
     "onerule": ("One rule", lambda s: OneRuleClassifier()),
     # the paper's ANN: one hidden layer of 100 units (its most frequent choice), standardised inputs
-    "mlp": ("Artificial neural network", lambda s: make_pipeline(
+    "ann": ("Artificial neural network", lambda s: make_pipeline(
         StandardScaler(), MLPClassifier(hidden_layer_sizes=(100,), max_iter=300, random_state=s))),
     "nb": ("Naive bayes", lambda s: GaussianNB()),
     "svm_rbf": ("SVM radial", lambda s: _svm("rbf", s)),
