@@ -78,14 +78,16 @@ def macenko_stains(rgb: np.ndarray, alpha: float = 1.0, where: str = "image",
     return stains, np.percentile(_concentrations(stains, od), 99, axis=1)
 
 
-def _lab_stats(rgb: np.ndarray, lab: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _lab_stats(rgb: np.ndarray, lab: np.ndarray | None = None,
+               tissue: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """L*a*b* mean and std (3,) of an (H, W, 3) image's tissue pixels (of all its pixels when
-    fewer than 100 are tissue); ``lab``: the image in L*a*b*, when the caller has it already."""
+    fewer than 100 are tissue); ``lab`` (the image in L*a*b*) and ``tissue`` (its (H * W,) mask),
+    when the caller has them already."""
     from skimage.color import rgb2lab
 
     px = rgb.reshape(-1, 3)
     lab = rgb2lab(px.astype(np.float64) / 255.0) if lab is None else lab.reshape(-1, 3)
-    tissue = _tissue(px)
+    tissue = _tissue(px) if tissue is None else tissue
     lab = lab[tissue] if tissue.sum() >= 100 else lab
     return lab.mean(axis=0), lab.std(axis=0) + 1e-6
 
@@ -118,11 +120,11 @@ def normalize(rgb: np.ndarray, reference: StainReference, method: str = "macenko
         from skimage.color import lab2rgb, rgb2lab
 
         lab = rgb2lab(rgb.astype(np.float64) / 255.0)
-        mean, std = _lab_stats(rgb, lab)
+        tissue = _tissue(rgb.reshape(-1, 3))
+        mean, std = _lab_stats(rgb, lab, tissue)
         lab = (lab - mean) / std * np.asarray(reference.lab_std) + np.asarray(reference.lab_mean)
         out = lab2rgb(lab)  # colours shifted out of the sRGB gamut are clipped (skimage warns; expected)
-        tissue = _tissue(rgb.reshape(-1, 3)).reshape(rgb.shape[:2])
-        out = np.where(tissue[..., None], out * 255.0, rgb)
+        out = np.where(tissue.reshape(rgb.shape[:2])[..., None], out * 255.0, rgb)
         return np.clip(np.round(out), 0, 255).astype(np.uint8)
     if method != "macenko":
         raise DataError(where, f"unknown stain normalisation {method!r}; known: macenko, reinhard")
