@@ -29,7 +29,7 @@ def test_binary_scores_by_hand():
     y = np.array([1, 1, 0, 0, 0])
     labels = np.array([1, 0, 0, 0, 1])
     s = binary_scores(y, labels, np.array([0.9, 0.4, 0.1, 0.2, 0.6]))
-    assert s["tpr"] == 0.5 and s["tnr"] == pytest.approx(2 / 3) and s["accuracy"] == 0.6
+    assert s["sensitivity"] == 0.5 and s["specificity"] == pytest.approx(2 / 3) and s["accuracy"] == 0.6
     assert s["f1"] == 0.5
     assert s["mcc"] == pytest.approx((1 * 2 - 1 * 1) / np.sqrt(2 * 2 * 3 * 3))
     assert s["roc_auc"] == pytest.approx(5 / 6)  # 5 of the 6 (pos, neg) pairs ordered correctly

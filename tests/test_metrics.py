@@ -83,7 +83,7 @@ def test_binary_prob_scores_match_scikit_learn_and_torchmetrics():
     for k in tm:
         assert s[k] == pytest.approx(tm[k], abs=1e-5), k
     one = binary_prob_scores(np.ones(5, int), np.full(5, 0.7))  # a bootstrap resample of one class
-    assert np.isnan(one["roc_auc"]) and np.isnan(one["tnr"]) and one["tpr"] == 1.0
+    assert np.isnan(one["roc_auc"]) and np.isnan(one["specificity"]) and one["sensitivity"] == 1.0
 
 
 def test_cluster_bootstrap_is_wider_and_matches_the_patient_level_spread():
@@ -137,7 +137,8 @@ def test_numpy_scores_equal_scikit_learn_with_ties_and_missing_classes(k):
                 np.mean([roc_auc_score(y == c, prob[:, c]) for c in range(k)])}
         if k == 2:
             want.update(f1=f1_score(y, pred, zero_division=0), precision=precision_score(y, pred, zero_division=0),
-                        recall=recall_score(y, pred), pr_auc=average_precision_score(y, prob[:, 1]))
+                        sensitivity=recall_score(y, pred), specificity=recall_score(1 - y, 1 - pred),
+                        pr_auc=average_precision_score(y, prob[:, 1]))
         assert set(got) == set(want)
         for key, v in want.items():
             assert got[key] == pytest.approx(v, abs=1e-12), (trial, key)
@@ -225,7 +226,7 @@ def test_metrics_count_only_fov_pixels():
     assert s["f1_at05"] == pytest.approx(2 * 2 / (2 * 2 + 2 + 1))
     from sklearn.metrics import roc_auc_score
 
-    assert s["auc"] == pytest.approx(roc_auc_score(mask[fov], prob[fov]))
+    assert s["roc_auc"] == pytest.approx(roc_auc_score(mask[fov], prob[fov]))
 
 
 def test_f1_optimal_threshold():
@@ -234,3 +235,75 @@ def test_f1_optimal_threshold():
     prob = np.where(mask, 0.55 + 0.4 * rng.random((50, 50)), 0.5 * rng.random((50, 50)))  # separable at 0.5-0.55
     t = f1_optimal_threshold([prob], [mask], [np.ones_like(mask)])
     assert 0.5 <= t <= 0.55
+
+
+def test_count_scores_by_hand_and_against_scikit_learn():
+    from sklearn.metrics import balanced_accuracy_score, f1_score, matthews_corrcoef, precision_score, recall_score
+
+    from biodl.metrics import confusion_counts, count_scores
+
+    y = np.array([1, 1, 1, 0, 0, 0, 0, 0], bool)
+    called = np.array([1, 1, 0, 1, 0, 0, 0, 0], bool)
+    c = confusion_counts(y, called)
+    assert c == (2.0, 1.0, 1.0, 4.0)
+    s = count_scores(c)
+    assert s["sensitivity"] == 2 / 3 and s["specificity"] == 4 / 5 and s["precision"] == 2 / 3
+    assert s["npv"] == 4 / 5 and s["accuracy"] == 6 / 8 and s["f1"] == 4 / 6
+    assert s["mcc"] == pytest.approx(matthews_corrcoef(y, called))
+    assert s["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, called))
+    rng = np.random.default_rng(3)
+    y, called = rng.random(300) < 0.3, rng.random(300) < 0.4
+    s = count_scores(confusion_counts(y, called))
+    assert s["sensitivity"] == pytest.approx(recall_score(y, called))
+    assert s["specificity"] == pytest.approx(recall_score(~y, ~called))
+    assert s["precision"] == pytest.approx(precision_score(y, called))
+    assert s["npv"] == pytest.approx(precision_score(~y, ~called))
+    assert s["f1"] == pytest.approx(f1_score(y, called))
+    # a class absent: its rate, the balanced accuracy and MCC are undefined; nothing called: precision 0
+    none = count_scores(confusion_counts(np.zeros(4, bool), np.zeros(4, bool)))
+    assert np.isnan(none["sensitivity"]) and np.isnan(none["mcc"]) and np.isnan(none["balanced_accuracy"])
+    assert none["specificity"] == 1.0 and none["precision"] == 0.0 and none["f1"] == 0.0
+    same = count_scores(confusion_counts(np.array([1, 0, 1], bool), np.ones(3, bool)))
+    assert same["mcc"] == 0.0 and same["specificity"] == 0.0  # both classes, one decision for all
+
+
+def test_canonical_names_aliases_inside_keys_and_leaves_the_rest():
+    from biodl.metrics import ALIASES, VOCABULARY, canonical
+
+    assert canonical("test/tpr") == "test/sensitivity" and canonical("recall") == "sensitivity"
+    assert canonical("test/tnr_ci_low") == "test/specificity_ci_low"
+    assert canonical("human/auc") == "human/roc_auc" and canonical("mlp/macro_auc_mean") == "mlp/roc_auc_mean"
+    for key in ("test/roc_auc", "test/pr_auc_labels", "sensitivity_opt", "test/precision", "val/loss", "tprx"):
+        assert canonical(key) == key
+    assert set(ALIASES.values()) <= set(VOCABULARY) and not set(ALIASES) & set(VOCABULARY)
+
+
+def test_every_task_gives_one_quantity_one_key_and_one_value():
+    """The same predictions scored the way each task scores them: tabular (binary), two-class
+    image, segmentation (a 1-pixel-high map), the paper's hold-out, and expression (multiclass)
+    use only the vocabulary's names, and a quantity they share has the same value."""
+    from biodl.expression_models import classification_scores
+    from biodl.holdout import binary_scores
+    from biodl.metrics import ALIASES, BINARY_METRICS, VOCABULARY, binary_prob_scores, canonical
+
+    rng = np.random.default_rng(5)
+    y = (rng.random(120) < 0.4).astype(int)
+    p = np.clip(0.4 * y + 0.6 * rng.random(120), 0.01, 0.99)
+    prob = np.column_stack([1 - p, p])
+    by_task = {
+        "tabular": binary_prob_scores(y, p),
+        "image": multiclass_scores(y, prob),
+        "segmentation": {k.removesuffix("_at05"): v for k, v in fov_scores(
+            p[None], y[None].astype(bool), np.ones((1, 120), bool), {"_at05": 0.5}).items()},
+        "holdout": binary_scores(y, (p >= 0.5).astype(int), p),
+        "expression": classification_scores(y, prob),
+    }
+    assert set(by_task["tabular"]) == set(BINARY_METRICS)
+    known = set(VOCABULARY) | {"macro_f1", "pr_auc_labels", "roc_auc_labels"}
+    for task, scores in by_task.items():
+        assert set(scores) <= known and not set(scores) & set(ALIASES), task
+        assert all(canonical(k) == k for k in scores), task
+    for name in VOCABULARY:
+        values = {task: s[name] for task, s in by_task.items() if name in s}
+        assert len(values) < 2 or np.allclose(list(values.values()), next(iter(values.values()))), (name, values)
+    assert {t for t, s in by_task.items() if "sensitivity" in s} == {"tabular", "image", "segmentation", "holdout"}

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from tests.conftest import FAST, HEART, ROOT, assert_one_line_error
+from biodl import runs
 
 EXAMPLE = ROOT / "examples/heart_failure_mlp.yaml"
 
@@ -144,14 +145,14 @@ def test_single_class_evaluation_gives_null_and_undefined_never_nan(cli, run_cop
     r = cli("evaluate", run_copy, "--data", survivors)
     assert r.code == 0, r.err
     ev = json.loads((run_copy / "evaluation/survivors.json").read_text())
-    for key in ("roc_auc", "pr_auc", "mcc", "tpr", "roc_auc_ci_low", "roc_auc_ci_high"):
+    for key in ("roc_auc", "pr_auc", "mcc", "sensitivity", "roc_auc_ci_low", "roc_auc_ci_high"):
         assert ev[f"survivors/{key}"] is None, key
-    assert ev["survivors/n"] == 203 and 0 <= ev["survivors/tnr"] <= 1 and ev["survivors/tnr"] == ev[
+    assert ev["survivors/n"] == 203 and 0 <= ev["survivors/specificity"] <= 1 and ev["survivors/specificity"] == ev[
         "survivors/accuracy"]
     shown = {line.split("│")[1].strip(): line.split("│")[2].strip() for line in r.out.splitlines()
              if line.count("│") >= 3}
-    assert shown["roc_auc"] == shown["pr_auc"] == shown["mcc"] == "undefined" and shown["tnr"] != "undefined"
-    assert "undefined: mcc, pr_auc, roc_auc, tpr" in r.out
+    assert shown["roc_auc"] == shown["pr_auc"] == shown["mcc"] == "undefined" and shown["specificity"] != "undefined"
+    assert "undefined: mcc, pr_auc, roc_auc, sensitivity" in r.out
     assert cli("report", run_copy).code == 0
     for path in run_copy.rglob("*"):
         if path.suffix in (".json", ".csv", ".md", ".html", ".yaml"):
@@ -220,3 +221,13 @@ def test_explain_on_a_tabular_run_takes_no_image_files(cli, run_copy, tmp_path):
     r = cli("explain", run_copy, tmp_path / "scan.png")
     assert_one_line_error(r, "scan.png", "a tabular run is explained on its test rows; give no files")
     assert not (run_copy / "explain").exists() and not list(run_copy.glob(".explain-*"))
+
+
+def test_metrics_written_with_older_names_read_in_the_vocabulary(tmp_path):
+    from biodl.config import TrainerConfig
+
+    path = tmp_path / "metrics.json"
+    path.write_text(json.dumps({"test/tpr": 0.5, "test/tpr_ci_low": 0.25, "human/auc": 0.9, "test/mcc": None}))
+    assert runs.read_metrics(path) == {"test/sensitivity": 0.5, "test/sensitivity_ci_low": 0.25,
+                                       "human/roc_auc": 0.9, "test/mcc": None}
+    assert TrainerConfig(monitor="val/tnr").monitor == "val/specificity"

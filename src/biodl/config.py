@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError, describe_os_error, path_problem
+from .metrics import canonical
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -113,6 +114,11 @@ class TrainerConfig(Strict):
     checkpoint_every_steps: int = Field(0, ge=0, description="also save last.* every N steps (0: epoch ends)")
     class_weights: bool = Field(True, description="weight the loss by inverse class frequency")
     progress: bool = True
+
+    @field_validator("monitor")
+    @classmethod
+    def _in_the_vocabulary(cls, v: str) -> str:
+        return canonical(v)  # val/tpr is val/sensitivity, val/auc val/roc_auc: the names the engine logs
 
 
 class ConformalConfig(Strict):

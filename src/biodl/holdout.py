@@ -15,16 +15,10 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
-from sklearn.metrics import (
-    accuracy_score,
-    average_precision_score,
-    f1_score,
-    matthews_corrcoef,
-    recall_score,
-    roc_auc_score,
-)
+from sklearn.metrics import average_precision_score, matthews_corrcoef, roc_auc_score
 from sklearn.model_selection import train_test_split
 
+from .metrics import confusion_counts, count_scores
 from .stats import bootstrap_ci
 
 __all__ = [
@@ -34,8 +28,8 @@ __all__ = [
 ]
 
 
-#: metric key -> column title of the paper's tables
-METRICS = {"mcc": "MCC", "f1": "F1 score", "accuracy": "Accuracy", "tpr": "TP rate", "tnr": "TN rate",
+#: metric key (biodl's vocabulary, :data:`biodl.metrics.VOCABULARY`) -> column title of the paper's tables
+METRICS = {"mcc": "MCC", "f1": "F1 score", "accuracy": "Accuracy", "sensitivity": "TP rate", "specificity": "TN rate",
            "pr_auc": "PR AUC", "roc_auc": "ROC AUC"}
 
 
@@ -52,14 +46,12 @@ def holdout_splits(y: np.ndarray, n_splits: int = 100, test_size: float = 0.2) -
 
 def binary_scores(y_true: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
     """The seven metrics of the paper (positive class 1). ``labels``: (N,) 0/1 predictions at the
-    decision threshold; ``scores``: (N,) continuous scores for the ROC and PR curves."""
+    decision threshold; ``scores``: (N,) continuous scores for the ROC and PR curves. The
+    paper's TP and TN rates are the sensitivity and the specificity."""
     y_true, labels = np.asarray(y_true).astype(int), np.asarray(labels).astype(int)
+    c = count_scores(confusion_counts(y_true == 1, labels == 1))
     return {
-        "mcc": float(matthews_corrcoef(y_true, labels)),
-        "f1": float(f1_score(y_true, labels, zero_division=0.0)),
-        "accuracy": float(accuracy_score(y_true, labels)),
-        "tpr": float(recall_score(y_true, labels, zero_division=0.0)),
-        "tnr": float(recall_score(1 - y_true, 1 - labels, zero_division=0.0)),
+        **{k: c[k] for k in ("mcc", "f1", "accuracy", "sensitivity", "specificity")},
         "pr_auc": float(average_precision_score(y_true, scores)),
         "roc_auc": float(roc_auc_score(y_true, scores)),
         # the same two areas from the 0/1 labels: what the paper reports for some methods

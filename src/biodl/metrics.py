@@ -1,51 +1,114 @@
 """Classification metrics (torchmetrics, DDP-aware: states are synced across ranks; NumPy
 versions for the bootstrap), and segmentation metrics inside a field of view.
 
+One vocabulary: every task writes the same quantity under the same key (:data:`VOCABULARY`;
+``tpr``, ``recall``, ``auc``... are :data:`ALIASES`, which :func:`canonical` maps, so older run
+directories and configs still read). Threshold metrics come from one place: the confusion counts
+(:func:`confusion_counts`) and :func:`count_scores`.
+
 Binary metrics take probabilities of the positive class, (N,) floats in [0, 1],
 and targets, (N,) integers in {0, 1}.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
 import numpy as np
-from torchmetrics import MetricCollection
-from torchmetrics.classification import (
-    MulticlassAccuracy,
-    MulticlassAUROC,
-    MulticlassCohenKappa,
-    MulticlassMatthewsCorrCoef,
-    BinaryAccuracy,
-    BinaryAUROC,
-    BinaryAveragePrecision,
-    BinaryF1Score,
-    BinaryMatthewsCorrCoef,
-    BinaryRecall,
-    BinarySpecificity,
-)
+
+if TYPE_CHECKING:
+    from torchmetrics import MetricCollection
 
 __all__ = [
+    "VOCABULARY", "ALIASES", "canonical", "Counts", "confusion_counts", "count_scores",
     "BINARY_METRICS", "binary_metrics", "MULTICLASS_METRICS", "multiclass_metrics", "roc_auc", "average_precision",
     "multiclass_scores", "BINARY_EXTRAS", "binary_extras", "bootstrap_cis", "calibration_bins", "calibration_scores",
     "one_vs_rest_scores", "binary_prob_scores", "f1_optimal_threshold", "fov_scores",
 ]
 
 
-#: name in metrics.json -> what it is
-BINARY_METRICS = {
+#: canonical metric name (the key in every metrics.json, metrics.csv and table) -> what it is
+VOCABULARY = {
+    "accuracy": "accuracy: (TP + TN) / N",
+    "balanced_accuracy": "balanced accuracy: the mean over classes of each class's sensitivity",
+    "sensitivity": "sensitivity (true positive rate, recall): TP / (TP + FN)",
+    "specificity": "specificity (true negative rate): TN / (TN + FP)",
+    "precision": "precision (positive predictive value): TP / (TP + FP)",
+    "npv": "negative predictive value: TN / (TN + FN)",
+    "f1": "F1 score of the positive class (= Dice): 2TP / (2TP + FP + FN)",
     "mcc": "Matthews correlation coefficient",
-    "accuracy": "accuracy at threshold 0.5",
-    "f1": "F1 score of the positive class",
-    "roc_auc": "area under the ROC curve",
+    "roc_auc": "area under the ROC curve (more than two classes: the macro one-vs-rest mean)",
     "pr_auc": "area under the precision-recall curve (average precision)",
-    "tpr": "true positive rate (sensitivity, recall)",
-    "tnr": "true negative rate (specificity)",
+    "qwk": "quadratic weighted kappa (graded labels)",
+    "ece": "expected calibration error",
+    "brier": "Brier score",
+    "nll": "negative log-likelihood of the true class",
 }
+
+#: another name for a quantity of :data:`VOCABULARY` -> its canonical name
+ALIASES = {"tpr": "sensitivity", "recall": "sensitivity", "tnr": "specificity", "ppv": "precision", "dice": "f1",
+           "auc": "roc_auc", "macro_auc": "roc_auc", "average_precision": "pr_auc"}
+
+
+def canonical(key: str) -> str:
+    """A metric key in the vocabulary: the name after the last ``/`` is renamed when it is an
+    alias or starts with one and ``_`` (``test/tpr_ci_low`` -> ``test/sensitivity_ci_low``,
+    ``human/auc`` -> ``human/roc_auc``); any other key comes back as it is."""
+    head, sep, name = key.rpartition("/")
+    for alias in sorted(ALIASES, key=len, reverse=True):
+        if name == alias or name.startswith(alias + "_"):
+            return f"{head}{sep}{ALIASES[alias]}{name[len(alias):]}"
+    return key
+
+
+class Counts(NamedTuple):
+    """The confusion counts of a binary decision (floats, so the ratios are exact divisions)."""
+
+    tp: float
+    fp: float
+    fn: float
+    tn: float
+
+
+def confusion_counts(positive: np.ndarray, called: np.ndarray) -> Counts:
+    """Counts of (N,) bool truths ``positive`` against (N,) bool decisions ``called``."""
+    positive, called = np.asarray(positive, bool), np.asarray(called, bool)
+    tp, fp = float(np.sum(called & positive)), float(np.sum(called & ~positive))
+    fn = float(np.sum(positive)) - tp
+    return Counts(tp, fp, fn, float(len(positive)) - tp - fp - fn)
+
+
+def count_scores(c: Counts) -> dict[str, float]:
+    """The threshold metrics of :data:`VOCABULARY` from confusion counts: accuracy, balanced
+    accuracy, sensitivity, specificity, precision, NPV, F1, MCC.
+
+    A rate over a class that is absent (sensitivity without positives, specificity without
+    negatives) is undefined: NaN, and so are balanced accuracy and MCC then. Precision, NPV and
+    F1 over no decisions of their kind are 0 (scikit-learn's and torchmetrics' convention), and
+    MCC is 0 when both classes are present but every decision is the same."""
+    tp, fp, fn, tn = c
+    nan = float("nan")
+    sens = tp / (tp + fn) if tp + fn else nan
+    spec = tn / (tn + fp) if tn + fp else nan
+    denom = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    mcc = float((tp * tn - fp * fn) / denom) if denom else 0.0 if tp + fn and tn + fp else nan
+    return {"accuracy": (tp + tn) / (tp + fp + fn + tn), "balanced_accuracy": (sens + spec) / 2,
+            "sensitivity": sens, "specificity": spec,
+            "precision": tp / (tp + fp) if tp + fp else 0.0, "npv": tn / (tn + fn) if tn + fn else 0.0,
+            "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0, "mcc": mcc}
+
+
+#: the binary metrics the engine logs (tabular runs): name -> what it is
+BINARY_METRICS = {k: VOCABULARY[k] for k in ("mcc", "accuracy", "f1", "roc_auc", "pr_auc", "sensitivity",
+                                              "specificity")}
 
 
 def binary_metrics(threshold: float = 0.5) -> MetricCollection:
     """The binary classification metrics of :data:`BINARY_METRICS` as one collection."""
+    from torchmetrics import MetricCollection  # here, so that the vocabulary costs no torch import
+    from torchmetrics.classification import (BinaryAccuracy, BinaryAUROC, BinaryAveragePrecision, BinaryF1Score,
+                                             BinaryMatthewsCorrCoef, BinaryRecall, BinarySpecificity)
+
     return MetricCollection(
         {
             "mcc": BinaryMatthewsCorrCoef(threshold=threshold),
@@ -53,8 +116,8 @@ def binary_metrics(threshold: float = 0.5) -> MetricCollection:
             "f1": BinaryF1Score(threshold=threshold),
             "roc_auc": BinaryAUROC(),
             "pr_auc": BinaryAveragePrecision(),
-            "tpr": BinaryRecall(threshold=threshold),
-            "tnr": BinarySpecificity(threshold=threshold),
+            "sensitivity": BinaryRecall(threshold=threshold),
+            "specificity": BinarySpecificity(threshold=threshold),
         },
         compute_groups=False,
     )
@@ -63,7 +126,7 @@ def binary_metrics(threshold: float = 0.5) -> MetricCollection:
 #: multiclass metrics: name in metrics.json -> what it is
 MULTICLASS_METRICS = {
     "accuracy": "accuracy",
-    "balanced_accuracy": "balanced accuracy (mean per-class recall)",
+    "balanced_accuracy": "balanced accuracy (mean per-class sensitivity)",
     "roc_auc": "macro one-vs-rest ROC AUC",
     "mcc": "multiclass Matthews correlation coefficient",
     "qwk": "quadratic weighted kappa (graded labels only)",
@@ -72,6 +135,10 @@ MULTICLASS_METRICS = {
 
 def multiclass_metrics(num_classes: int, graded: bool = False) -> MetricCollection:
     """Metrics over (N, C) class probabilities and (N,) targets; QWK when labels are ordered grades."""
+    from torchmetrics import MetricCollection
+    from torchmetrics.classification import (MulticlassAccuracy, MulticlassAUROC, MulticlassCohenKappa,
+                                             MulticlassMatthewsCorrCoef)
+
     metrics = {
         "accuracy": MulticlassAccuracy(num_classes, average="micro"),
         "balanced_accuracy": MulticlassAccuracy(num_classes, average="macro"),
@@ -160,19 +227,17 @@ def multiclass_scores(y: np.ndarray, prob: np.ndarray, graded: bool = False) -> 
 
 
 #: the positive class's metrics that two-class image runs add (from :func:`multiclass_scores`)
-BINARY_EXTRAS = ("f1", "precision", "recall", "pr_auc")
+BINARY_EXTRAS = ("f1", "precision", "sensitivity", "specificity", "pr_auc")
 
 
 def binary_extras(y: np.ndarray, p1: np.ndarray, pred: np.ndarray) -> dict[str, float]:
-    """F1, precision, recall of class 1 at the argmax and its average precision (PR AUC; NaN when
-    ``y`` lacks a class)."""
-    pos, called = y == 1, pred == 1
-    tp, fp, fn = float(np.sum(pos & called)), float(np.sum(~pos & called)), float(np.sum(pos & ~called))
+    """:data:`BINARY_EXTRAS`: F1, precision, sensitivity and specificity of class 1 at the
+    argmax ``pred`` (see :func:`count_scores`), and its average precision (PR AUC; NaN when ``y``
+    lacks a class)."""
+    pos = y == 1
+    c = count_scores(confusion_counts(pos, pred == 1))
     both = 0 < int(pos.sum()) < len(y)
-    return {"f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0,
-            "precision": tp / (tp + fp) if tp + fp else 0.0,
-            "recall": tp / (tp + fn) if tp + fn else float("nan"),
-            "pr_auc": average_precision(pos, p1) if both else float("nan")}
+    return {**{k: c[k] for k in BINARY_EXTRAS[:-1]}, "pr_auc": average_precision(pos, p1) if both else float("nan")}
 
 
 def bootstrap_cis(y: np.ndarray, prob: np.ndarray, score: Callable[[np.ndarray, np.ndarray], dict[str, float]],
@@ -305,21 +370,16 @@ def one_vs_rest_scores(y: np.ndarray, prob: np.ndarray) -> tuple[list[float], li
 def binary_prob_scores(y: np.ndarray, prob: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
     """The :data:`BINARY_METRICS` on NumPy arrays (for bootstrap resampling), from (N,) 0/1 labels
     and (N,) probabilities of class 1 or (N, 2) probabilities. When ``y`` holds one class only,
-    the areas and the MCC are undefined (NaN), and so is the rate of the missing class; constant
-    predictions give MCC 0 (scikit-learn's convention)."""
+    the areas and the MCC are undefined (NaN), and so is the rate of the missing class (see
+    :func:`count_scores`)."""
     p = prob[:, 1] if prob.ndim == 2 else prob
     y = np.asarray(y).astype(bool)
-    pred = p >= threshold
-    tp, fp = float(np.sum(pred & y)), float(np.sum(pred & ~y))
-    fn, tn = float(np.sum(~pred & y)), float(np.sum(~pred & ~y))
-    denom = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    c = count_scores(confusion_counts(y, p >= threshold))
     both = 0 < y.sum() < len(y)
-    mcc = (tp * tn - fp * fn) / denom if denom else 0.0 if both else float("nan")
-    return {"mcc": mcc, "accuracy": (tp + tn) / len(y),
-            "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0,
-            "tpr": tp / (tp + fn) if tp + fn else float("nan"), "tnr": tn / (tn + fp) if tn + fp else float("nan"),
+    return {"mcc": c["mcc"], "accuracy": c["accuracy"], "f1": c["f1"],
             "roc_auc": roc_auc(y, p) if both else float("nan"),
-            "pr_auc": average_precision(y, p) if both else float("nan")}
+            "pr_auc": average_precision(y, p) if both else float("nan"),
+            "sensitivity": c["sensitivity"], "specificity": c["specificity"]}
 
 
 # ----------------------------------------------------------------------------- segmentation
@@ -342,18 +402,16 @@ def f1_optimal_threshold(probs: list[np.ndarray], masks: list[np.ndarray], fovs:
 
 
 def fov_scores(prob: np.ndarray, mask: np.ndarray, fov: np.ndarray, thresholds: dict[str, float]) -> dict[str, float]:
-    """FOV-only metrics of a probability (or binary) map against ``mask``: ROC AUC, PR AUC
-    (average precision), and Dice/F1, sensitivity, specificity, accuracy at each threshold."""
+    """FOV-only metrics of a probability (or binary) map against ``mask``: ``roc_auc``,
+    ``pr_auc`` (average precision), and at each threshold (``{"_opt": t}`` -> ``f1_opt``...)
+    F1 (= Dice), sensitivity, specificity and accuracy (see :func:`count_scores`)."""
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     p, y = prob[fov].astype(np.float64), mask[fov]
     both = 0 < y.sum() < len(y)  # the areas are undefined (NaN, written null) without vessels or background
-    out = {"auc": float(roc_auc_score(y, p)) if both else float("nan"),
+    out = {"roc_auc": float(roc_auc_score(y, p)) if both else float("nan"),
            "pr_auc": float(average_precision_score(y, p)) if both else float("nan")}
     for name, t in thresholds.items():
-        pred = p >= t
-        tp, fp = float(np.sum(pred & y)), float(np.sum(pred & ~y))
-        fn, tn = float(np.sum(~pred & y)), float(np.sum(~pred & ~y))
-        out.update({f"f1{name}": 2 * tp / max(2 * tp + fp + fn, 1), f"sensitivity{name}": tp / max(tp + fn, 1),
-                    f"specificity{name}": tn / max(tn + fp, 1), f"accuracy{name}": (tp + tn) / len(y)})
+        c = count_scores(confusion_counts(y, p >= t))
+        out.update({f"{k}{name}": c[k] for k in ("f1", "sensitivity", "specificity", "accuracy")})
     return out

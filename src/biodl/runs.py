@@ -141,13 +141,17 @@ def read_validated(path: Path, model: type[M], context: str = "", data: dict[str
 
 def read_metrics(path: Path) -> dict[str, float | None]:
     """``metrics.json`` (or an evaluation's): metric name -> number, or None where undefined
-    (JSON null); anything else is a RunDirError naming the key."""
+    (JSON null); anything else is a RunDirError naming the key. Keys come back in biodl's
+    vocabulary (:func:`biodl.metrics.canonical`: a run written as ``test/tpr`` reads as
+    ``test/sensitivity``), so runs of any version compare."""
+    from .metrics import canonical
+
     out: dict[str, float | None] = {}
     for key, value in read_json(path).items():
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
             got = repr(value) if not isinstance(value, (list, dict)) else f"a {type(value).__name__}"
             raise RunDirError(path, f"metric {key!r} is not a number (got {got[:60]})")
-        out[key] = None if value is None else float(value)
+        out[canonical(key)] = None if value is None else float(value)
     return out
 
 

@@ -56,7 +56,7 @@ def test_outputs_and_numbers(study_run):
     assert table["n"].sum() == len(s) and table["deaths"].sum() == int(s["os_event"].sum())
     # the models: one row per fold, scores in range, the CI around the mean
     folds = pd.read_csv(study_run / "subclass_folds.csv")
-    assert len(folds) == 3 and folds.filter(like="_macro_auc").to_numpy().min() > 0.5
+    assert len(folds) == 3 and folds.filter(like="_roc_auc").to_numpy().min() > 0.5
     assert m["subclass/mlp/macro_f1_low"] <= m["subclass/mlp/macro_f1_mean"] <= m["subclass/mlp/macro_f1_high"]
     assert 0.4 < m["survival/penalised_cox/c_index_mean"] < 0.9
     manifest = json.loads((study_run / "manifest.json").read_text())

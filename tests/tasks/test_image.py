@@ -74,7 +74,7 @@ def test_folder_layout_trains_and_learns(folder_run):
     assert accuracy == pytest.approx(m["test/accuracy"], abs=1e-6)  # the tables agree with metrics.json
     auc = per_class["roc_auc"].to_numpy()  # two classes: one-vs-rest AUCs mirror each other and the macro AUC
     assert auc[0] == pytest.approx(auc[1]) and auc.mean() == pytest.approx(m["test/roc_auc"], abs=1e-5)
-    assert ((per_class["average_precision"] > 0) & (per_class["average_precision"] <= 1)).all()
+    assert ((per_class["pr_auc"] > 0) & (per_class["pr_auc"] <= 1)).all()
     with Image.open(run / "test_curves.png") as im:
         assert im.format == "PNG" and im.width > 2 * im.height > 400  # ROC and PR side by side
     assert len(list((folder_run / "cache").iterdir())) == 1  # decoded once, cached
@@ -274,7 +274,7 @@ def test_histopathology_runs_on_the_embedded_patients(cli, tmp_path, monkeypatch
     assert pred.groupby("patient")["fold"].nunique().max() == 1
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["test/ci_clusters"] == 10  # every patient tested once, and resampled as a whole
-    for key in ("balanced_accuracy", "f1", "precision", "recall", "roc_auc", "pr_auc", "mcc"):
+    for key in ("balanced_accuracy", "f1", "precision", "sensitivity", "specificity", "roc_auc", "pr_auc", "mcc"):
         assert metrics[f"test/{key}_ci_low"] <= metrics[f"test/{key}"] <= metrics[f"test/{key}_ci_high"], key
     pre = json.loads((run / "preprocess.json").read_text())
     assert pre["classes"] == ["no IDC", "IDC"] and pre["fit"] == "pad" and pre["patch"] == pre["size"] == 50

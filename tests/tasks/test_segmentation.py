@@ -39,7 +39,7 @@ def test_segmentation_trains_predicts_and_evaluates(folder, tmp_path, cli):
     run = tmp_path / "run"
     m = json.loads((run / "metrics.json").read_text())
     assert m["epochs_trained"] == 2 and 0 <= m["threshold_f1_train"] <= 1
-    assert 0.5 < m["test/auc"] <= 1 and 0 <= m["test/f1_opt"] <= 1
+    assert 0.5 < m["test/roc_auc"] <= 1 and 0 <= m["test/f1_opt"] <= 1
     per_image = (run / "test_per_image.csv").read_text().splitlines()
     assert per_image[1].startswith("case3,") and per_image[2].startswith("mean,")
     with Image.open(run / "test_case3.png") as im:
@@ -61,7 +61,7 @@ def test_segmentation_trains_predicts_and_evaluates(folder, tmp_path, cli):
     r = cli("evaluate", run)
     assert r.code == 0, r.err
     ev = json.loads((run / "evaluation/test.json").read_text())
-    assert ev["test/auc"] == pytest.approx(m["test/auc"], abs=1e-9)
+    assert ev["test/roc_auc"] == pytest.approx(m["test/roc_auc"], abs=1e-9)
     # issue 12: an --out of the wrong kind, and a run's own files checked when read back
     (tmp_path / "afile").write_text("x")
     r = cli("predict", run, folder / "images/case3.png", "--out", tmp_path / "afile", "--overwrite")

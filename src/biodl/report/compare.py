@@ -31,7 +31,7 @@ def _load(run_dir: Path) -> tuple[dict[str, Any], dict[str, float]]:
 
 
 def _ci_keys(key: str) -> tuple[str, str]:
-    """``test/auc`` -> ``test/auc_ci_low/high``; a study's ``rf/mcc_mean`` -> ``rf/mcc_ci_low/high``."""
+    """``test/roc_auc`` -> ``test/roc_auc_ci_low/high``; a study's ``rf/mcc_mean`` -> ``rf/mcc_ci_low/high``."""
     base = key[: -len("_mean")] if key.endswith("_mean") else key
     return f"{base}_ci_low", f"{base}_ci_high"
 

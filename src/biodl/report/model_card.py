@@ -21,13 +21,13 @@ __all__ = ["model_card"]
 
 #: the test metrics shown, with their names in the card
 SHOWN = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "roc_auc": "ROC AUC",
-         "pr_auc": "PR AUC", "mcc": "MCC", "f1": "F1", "precision": "precision", "recall": "recall",
-         "qwk": "quadratic weighted kappa", "macro_f1": "macro F1", "dice": "Dice", "auc": "AUC",
+         "pr_auc": "PR AUC", "mcc": "MCC", "f1": "F1", "precision": "precision", "sensitivity": "sensitivity",
+         "specificity": "specificity", "qwk": "quadratic weighted kappa", "macro_f1": "macro F1",
          "brier": "Brier score", "nll": "log loss", "ece": "expected calibration error",
          "f1_opt": "F1 (at the F1-optimal threshold of training)", "sensitivity_opt": "sensitivity (same threshold)",
          "specificity_opt": "specificity (same threshold)"}
 #: summary quantities of a study's models (``<model>/<quantity>_mean``) shown in its card
-STUDY_QUANTITIES = ("mcc", "roc_auc", "f1_score", "f1", "accuracy", "macro_f1", "balanced_accuracy", "macro_auc",
+STUDY_QUANTITIES = ("mcc", "roc_auc", "f1", "accuracy", "macro_f1", "balanced_accuracy",
                     "c_index")
 
 
@@ -68,7 +68,7 @@ def _metrics_table(metrics: dict[str, float]) -> str:
         low, high = metrics.get(f"test/{key}_ci_low"), metrics.get(f"test/{key}_ci_high")
         rows.append({"metric": name, "value": _fmt(v), "95% CI": f"[{_fmt(low)}, {_fmt(high)}]" if low is not None
                      else "not computed"})
-    for key, name in (("human/f1_opt", "F1"), ("human/auc", "AUC")):  # a second observer, where the data has one
+    for key, name in (("human/f1_opt", "F1"), ("human/roc_auc", "ROC AUC")):  # a second observer, if any
         if key in metrics:
             rows.append({"metric": f"second observer: {name}", "value": _fmt(metrics[key]), "95% CI": "-"})
     return to_markdown(pd.DataFrame(rows)) if rows else _study_table(metrics)

@@ -81,7 +81,7 @@ def per_patient(patients: np.ndarray, y: np.ndarray, prob: np.ndarray) -> pd.Dat
 
 def prediction_artefacts(out_dir: str | Path, prefix: str) -> dict[str, float]:
     """From ``<prefix>_predictions.csv`` in ``out_dir`` write ``<prefix>_per_class.csv/.md``
-    (precision, recall, F1, one-vs-rest ROC AUC and average precision, support),
+    (precision, sensitivity, F1, one-vs-rest ROC AUC and PR AUC, support; biodl's vocabulary),
     ``<prefix>_confusion.csv/.md/.png`` (rows true, columns predicted), ``<prefix>_curves.png``
     and ``<prefix>_calibration.csv/.png``. Returns ``{"<prefix>/ece": ...}``."""
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
@@ -91,9 +91,9 @@ def prediction_artefacts(out_dir: str | Path, prefix: str) -> dict[str, float]:
     pred, labels = prob.argmax(axis=1), list(range(len(classes)))
     p, r, f, n = precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
     auc, ap = one_vs_rest_scores(y, prob)
-    write_table(pd.DataFrame({"class": classes, "precision": p, "recall": r, "f1": f, "roc_auc": auc,
-                              "average_precision": ap, "support": n}),
-                out_dir / f"{prefix}_per_class", f"Per-class results ({prefix}; AUC and AP one class vs rest)")
+    write_table(pd.DataFrame({"class": classes, "precision": p, "sensitivity": r, "f1": f, "roc_auc": auc,
+                              "pr_auc": ap, "support": n}),
+                out_dir / f"{prefix}_per_class", f"Per-class results ({prefix}; the areas one class against the rest)")
     counts = confusion_matrix(y, pred, labels=labels)
     cm = pd.DataFrame(counts, columns=[f"pred {c}" for c in classes])
     cm.insert(0, "true", classes)

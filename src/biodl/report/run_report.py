@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field, field_validator
 from .. import runs
 from ..errors import RunDirError
 from ..io import atomic_write_json, atomic_write_text
+from ..metrics import canonical
 from . import html as h
 from .figures import training_curves
 from .model_card import model_card
@@ -131,7 +132,7 @@ def _training(run_dir: Path, metrics: dict[str, float], shown: set[str]) -> list
     if not path.is_file():
         return []
     try:
-        history = pd.read_csv(path)
+        history = pd.read_csv(path).rename(columns=canonical)  # an older run's val/tpr is val/sensitivity
     except (OSError, ValueError, pd.errors.ParserError) as exc:
         raise RunDirError(path, f"unreadable ({exc})") from None
     if history.empty or "epoch" not in history:

@@ -171,10 +171,11 @@ def _models(run_dir: Path, lc: pd.DataFrame, samples: pd.DataFrame, known: pd.Se
         per = compare_classifiers(lc.loc[:, m], y, classes, cfg.model_genes, cfg.folds, cfg.repeats, cfg.seed,
                                   cfg.mlp_epochs)
         table, f = summarise(per, {"mlp": "MLP (biodl engine)", "logistic": "multinomial logistic regression"},
-                             ["macro_f1", "balanced_accuracy", "macro_auc"], cfg.n_boot, cfg.seed)
+                             ["macro_f1", "balanced_accuracy", "roc_auc"], cfg.n_boot, cfg.seed)
         write_table(per, run_dir / "subclass_folds")
-        write_table(table, run_dir / "subclass_models", "RNA subclass from expression", how)
-        print_table(table, f"RNA subclass from expression ({how})")
+        title = "RNA subclass from expression (roc_auc: the macro one-vs-rest mean)"
+        write_table(table, run_dir / "subclass_models", title, how)
+        print_table(table, f"{title} ({how})")
         write_table(top_genes(lc.loc[:, m], y, None, None, cfg.model_genes, cfg.seed, cfg.mlp_epochs, classes),
                     run_dir / "subclass_genes", "Genes the subclass models lean on")
         flat.update({f"subclass/{k}": v for k, v in f.items()})

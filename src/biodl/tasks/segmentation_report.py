@@ -64,7 +64,7 @@ def write_test_report(run_dir: Path, trainer, config, train_cases: list[VesselCa
     t = f1_optimal_threshold(train_probs, [c.mask for c in train_cases], [c.fov for c in train_cases])
     table, metrics, probs = case_metrics(trainer, config, test_cases, t, "test", prepared)
     metrics["threshold_f1_train"] = t
-    cols = ["image", "auc", "pr_auc", "f1_opt", "sensitivity_opt", "specificity_opt", "accuracy_opt", "f1_at05",
+    cols = ["image", "roc_auc", "pr_auc", "f1_opt", "sensitivity_opt", "specificity_opt", "accuracy_opt", "f1_at05",
             "sensitivity_at05", "specificity_at05", "accuracy_at05"]
     write_table(_with_mean(table[cols]), run_dir / "test_per_image",
                 f"Test images: FOV-only metrics (threshold {t:.3f}, F1-optimal on the training images; and 0.5)")
@@ -73,14 +73,14 @@ def write_test_report(run_dir: Path, trainer, config, train_cases: list[VesselCa
     if human:
         h = pd.DataFrame([{"image": c.name, **fov_scores(c.second.astype(np.float64), c.mask, c.fov, {"_opt": 0.5})}
                           for c in human])
-        write_table(_with_mean(h[["image", "auc", "f1_opt", "sensitivity_opt", "specificity_opt", "accuracy_opt"]]),
+        write_table(_with_mean(h[["image", "roc_auc", "f1_opt", "sensitivity_opt", "specificity_opt", "accuracy_opt"]]),
                     run_dir / "human_per_image", "Second observer against the first (the human reference), FOV only")
-        metrics.update({f"human/{k}": float(h[k].mean()) for k in ("auc", "f1_opt", "sensitivity_opt",
+        metrics.update({f"human/{k}": float(h[k].mean()) for k in ("roc_auc", "f1_opt", "sensitivity_opt",
                                                                    "specificity_opt", "accuracy_opt")})
         summary.append({"who": "second observer", **{k: metrics.get(f"human/{k}", np.nan) for k in cols[1:]}})
     write_table(pd.DataFrame(summary), run_dir / "test_summary",
                 f"Mean over {len(test_cases)} test images, inside the FOV (_opt: threshold {t:.3f}; the observer's "
-                f"mask is binary, so its AUC is (sensitivity + specificity) / 2)")
+                f"mask is binary, so its ROC AUC is (sensitivity + specificity) / 2)")
     figures = []
     (run_dir / "test_maps").mkdir(exist_ok=True)
     for c in test_cases:
