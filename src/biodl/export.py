@@ -124,11 +124,12 @@ def _image(run_dir: Path, checkpoint: str) -> tuple[nn.Module, np.ndarray, np.nd
 
 
 def _tabular(run_dir: Path, checkpoint: str) -> tuple[nn.Module, np.ndarray, np.ndarray, dict[str, Any]]:
-    from .tasks.tabular import _dataset, load_run, load_test_split
+    from .data import feature_dataset
+    from .tasks.tabular import load_run, load_test_split
 
     _, pre, trainer = load_run(run_dir, checkpoint)
     raw = load_test_split(run_dir, runs.load_run_config(run_dir), pre)[0].astype(np.float32)
-    p = trainer.predict(_dataset(pre.transform(raw))).numpy()
+    p = trainer.predict(feature_dataset(pre.transform(raw))).numpy()
     info = {"inputs": [{"name": "features", "dtype": "float32", "shape": ["batch", len(pre.features)],
                         "columns": pre.features}],
             "outputs": [{"name": "probabilities", "dtype": "float32", "shape": ["batch", 2]}],

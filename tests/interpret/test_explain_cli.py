@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import assert_one_line_error, train_square_run
+from tests.conftest import HEART, assert_one_line_error, train_square_run
 
 @pytest.fixture(scope="module")
 def image_run(tmp_path_factory):
@@ -99,3 +99,19 @@ def test_explain_tabular_run_gives_feature_importance(run_copy, cli):
     with Image.open(run_copy / "explain/tabular_importance.png") as im:
         assert im.format == "PNG" and im.width > 800
     assert "tabular importance" in (run_copy / "report.html").read_text()
+
+
+def test_explain_tabular_refuses_data_changed_since_training(run_copy, cli, tmp_path):
+    """The test rows are the split of the data the run was trained on: a table that has changed
+    since (one value edited) would give other rows, so it is refused, as evaluate refuses it."""
+    import yaml
+
+    lines = HEART.read_text().splitlines()
+    lines[1] = lines[1].replace(",", ",1", 1)
+    edited = tmp_path / "heart_edited.csv"
+    edited.write_text("\n".join(lines) + "\n")
+    config = yaml.safe_load((run_copy / "config.yaml").read_text())
+    config["data"].update(dataset=None, path=str(edited))
+    (run_copy / "config.yaml").write_text(yaml.safe_dump(config))
+    assert_one_line_error(cli("explain", run_copy), "heart_edited.csv", "has changed since the run was trained")
+    assert not (run_copy / "explain").exists()

@@ -15,6 +15,7 @@ _EXPORTS = {
     "load_csv_images": "folders", "load_image_folder": "folders", "load_patient_tree": "folders",
     "cross_split_duplicates": "splits", "grouped_split": "splits", "stratified_split": "splits",
     "TabularPreprocessor": "tabular", "load_table": "tabular", "numeric_columns": "tabular", "read_csv": "tabular",
+    "feature_dataset": "tabular",
 }
 __all__ = list(_EXPORTS)
 

@@ -21,7 +21,7 @@ import pandas as pd
 
 from ..errors import DataError, path_problem
 
-__all__ = ["read_csv", "closest_column", "numeric_columns", "TabularPreprocessor", "load_table"]
+__all__ = ["read_csv", "closest_column", "numeric_columns", "TabularPreprocessor", "load_table", "feature_dataset"]
 
 
 _SHOW = 5  # offending rows named in an error
@@ -199,3 +199,14 @@ def load_table(
     y = numeric_columns(df, [target], path, binary=[target])[:, 0].astype(np.int64)
     x = numeric_columns(df, features, path, binary=[c for c in binary if c in features])
     return x, y, features
+
+
+def feature_dataset(x: np.ndarray, y: np.ndarray | None = None):
+    """(N, F) features and (N,) labels as a ``TensorDataset`` of float32 and int64 tensors (the
+    labels 0 when ``y`` is None: prediction)."""
+    import torch  # here: reading and checking a table needs no torch
+    from torch.utils.data import TensorDataset
+
+    xs = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    ys = torch.from_numpy(y.astype(np.int64)) if y is not None else torch.zeros(len(xs), dtype=torch.int64)
+    return TensorDataset(xs, ys)

@@ -205,7 +205,10 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
 
-    def _to_device(self, x: Tensor, train: bool = False) -> Tensor:
+    def prepare_batch(self, x: Tensor, train: bool = False) -> Tensor:
+        """An input batch as the model sees it: on the trainer's device, through
+        ``batch_transform`` (normalisation; with ``train``, augmentation too) and channels-last
+        when 4-D, e.g. (B, C, H, W) uint8 -> float. For graph tracing and export examples."""
         x = x.to(self.device, non_blocking=True)
         if self.batch_transform is not None:
             x = self.batch_transform(x, train)
@@ -275,7 +278,7 @@ class Trainer:
         loss_sum = torch.tensor(partial[0], dtype=torch.float64, device=self.device)
         count = partial[1]
         for batch_idx, (x, y) in enumerate(loader, start=start_batch):
-            x, y = self._to_device(x, train=True), y.to(self.device, non_blocking=True)
+            x, y = self.prepare_batch(x, train=True), y.to(self.device, non_blocking=True)
             with self._autocast():
                 out = self.forward(x)
                 loss = self.loss_fn(out, y)
@@ -309,7 +312,7 @@ class Trainer:
             self.metrics.reset()
         totals = torch.zeros(2, dtype=torch.float64, device=self.device)
         for x, y in loader:
-            x, y = self._to_device(x), y.to(self.device, non_blocking=True)
+            x, y = self.prepare_batch(x), y.to(self.device, non_blocking=True)
             with self._autocast():
                 out = self.eval_forward(self.module, x)
                 loss = self.loss_fn(out, y)
@@ -374,7 +377,7 @@ class Trainer:
         training): the one inference path, which tiled prediction also takes. The model's mode
         (eval, or MC dropout's) is the caller's. (B, ...) -> (B, ...) on the device."""
         with self._autocast():
-            out = self.eval_forward(self.module, self._to_device(x))
+            out = self.eval_forward(self.module, self.prepare_batch(x))
         return self.postprocess(out.float())
 
     def _predict(self, data: Dataset) -> Tensor:
@@ -396,7 +399,7 @@ class Trainer:
             for batch in eval_loader(data, self.batch_size, self.num_workers, device=self.device):
                 x = batch[0] if isinstance(batch, (tuple, list)) else batch
                 with self._autocast():
-                    self.module(self._to_device(x))
+                    self.module(self.prepare_batch(x))
         finally:
             handle.remove()
         return torch.cat(captured) if captured else torch.empty(0)

@@ -338,21 +338,19 @@ def explain_tabular(run_dir: Path, out: Path, images: list[Path], **_: Any) -> N
     from sklearn.metrics import roc_auc_score
 
     from ..holdout import permutation_importance
-    from ..report.figures import _plt, _save
-    from ..tasks.tabular import _split, data_path, load_run, load_table
+    from ..report.figures import pyplot, save_figure
+    from ..tasks.tabular import load_run, load_test_split
 
     config, pre, trainer = load_run(run_dir)
-    path = data_path(config)
-    x, y, _ = load_table(path, pre.target, pre.features, [], pre.binary)
-    rows = _split(config, y, path)["test"]
-    xt = pre.transform(x[rows]).astype(np.float32)
+    x, y, rows = load_test_split(run_dir, config, pre)  # refused if the data changed since training
+    xt = pre.transform(x).astype(np.float32)
     model = trainer.module.float().eval()
 
     def predict(a: np.ndarray) -> np.ndarray:
         with torch.no_grad():
             return torch.sigmoid(model(torch.from_numpy(a.astype(np.float32))).squeeze(-1)).numpy()
 
-    perm = permutation_importance(predict, xt, y[rows], roc_auc_score, 10, config.seed)
+    perm = permutation_importance(predict, xt, y, roc_auc_score, 10, config.seed)
     for p in model.parameters():
         p.requires_grad_(False)
     inp = torch.from_numpy(xt).requires_grad_(True)
@@ -360,7 +358,7 @@ def explain_tabular(run_dir: Path, out: Path, images: list[Path], **_: Any) -> N
                                                      return_convergence_delta=True)
     ig = ig.detach().numpy()
     feats = list(pre.features)
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 0.32 * len(feats) + 1.8))
     order = np.argsort(perm)
     axes[0].barh([feats[i] for i in order], perm[order], color="#4c72b0")
@@ -373,7 +371,7 @@ def explain_tabular(run_dir: Path, out: Path, images: list[Path], **_: Any) -> N
     axes[1].set(title="integrated gradients (baseline: the training mean)", xlabel="attribution to the logit")
     axes[1].legend(fontsize=8)
     fig.tight_layout()
-    _save(fig, out / "tabular_importance.png")
+    save_figure(fig, out / "tabular_importance.png")
     atomic_write_json(out / "explain.json", {
         "run": str(run_dir.resolve()), "rows": len(rows), "features": feats,
         "permutation_importance_auc_drop": dict(zip(feats, map(float, perm), strict=True)),

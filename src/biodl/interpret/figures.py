@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from ..io import atomic_write
-from ..report.figures import _plt, _save, _tex_safe
+from ..report.figures import pyplot, save_figure, tex_safe
 
 __all__ = [
     "NON_NEGATIVE", "PANEL", "heat_rgb", "blend_rgb", "panel_size", "save_triptych", "attribution_grid",
@@ -78,14 +78,14 @@ def save_triptych(x: Tensor, amap: Tensor, method: str, path: str | Path) -> tup
 def attribution_grid(images: list[Tensor], maps: list[dict[str, Tensor]], captions: list[str], path: str | Path
                      ) -> None:
     """Rows: images (their caption on the left); columns: the image, then each method's blend."""
-    plt = _plt()
+    plt = pyplot()
     methods = list(maps[0])
     rows, cols = len(images), 1 + len(methods)
     fig, axes = plt.subplots(rows, cols, figsize=(2.1 * cols, 2.2 * rows + 0.3), squeeze=False)
     for r, (x, row) in enumerate(zip(images, maps, strict=True)):
         img = _rgb(x[0])
         axes[r, 0].imshow(img)
-        axes[r, 0].set_title(_tex_safe(captions[r]), fontsize=7)
+        axes[r, 0].set_title(tex_safe(captions[r]), fontsize=7)
         for c, m in enumerate(methods, start=1):
             axes[r, c].imshow(blend_rgb(img, row[m].numpy()))
             if r == 0:
@@ -93,7 +93,7 @@ def attribution_grid(images: list[Tensor], maps: list[dict[str, Tensor]], captio
     for ax in axes.ravel():
         ax.axis("off")
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def first_layer_filters(model: nn.Module, path: str | Path) -> bool:
@@ -105,7 +105,7 @@ def first_layer_filters(model: nn.Module, path: str | Path) -> bool:
     w = conv.weight.detach().float().cpu()
     lo, hi = w.amin(dim=(1, 2, 3), keepdim=True), w.amax(dim=(1, 2, 3), keepdim=True)
     w = (w - lo) / (hi - lo).clamp_min(1e-12)
-    plt = _plt()
+    plt = pyplot()
     n = w.shape[0]
     cols = min(n, 16)
     rows = -(-n // cols)
@@ -117,7 +117,7 @@ def first_layer_filters(model: nn.Module, path: str | Path) -> bool:
             ax.imshow(f.permute(1, 2, 0).numpy() if f.shape[0] == 3 else f[0].numpy(), cmap=None if f.shape[0] == 3
                       else "gray", interpolation="nearest")
     fig.suptitle(f"first-layer filters: {n} of {tuple(conv.weight.shape[1:])}", fontsize=9)
-    _save(fig, path)
+    save_figure(fig, path)
     return True
 
 
@@ -141,7 +141,7 @@ def activation_maps(model: nn.Module, layer: str, x: Tensor, path: str | Path, n
     act = out[0][0]
     if act.dim() != 3:
         raise BiodlError("--layer", f"{layer} outputs shape {tuple(out[0].shape)}, not feature maps")
-    plt = _plt()
+    plt = pyplot()
     k = min(n, act.shape[0])
     cols = min(k, 8)
     rows = -(-k // cols)
@@ -151,6 +151,6 @@ def activation_maps(model: nn.Module, layer: str, x: Tensor, path: str | Path, n
         if i < k:
             ax.imshow(act[i].numpy(), cmap="viridis")
             ax.set_title(str(i), fontsize=6)
-    fig.suptitle(_tex_safe(f"{layer}: {k} of {act.shape[0]} channels, {act.shape[1]}x{act.shape[2]}"), fontsize=9)
-    _save(fig, path)
+    fig.suptitle(tex_safe(f"{layer}: {k} of {act.shape[0]} channels, {act.shape[1]}x{act.shape[2]}"), fontsize=9)
+    save_figure(fig, path)
     return tuple(out[0].shape)

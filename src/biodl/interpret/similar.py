@@ -46,12 +46,12 @@ def feature_map(features: np.ndarray, y: np.ndarray, pred: np.ndarray, classes: 
     """A t-SNE map of (N, D) ``features``: one colour per true class, wrong predictions circled."""
     from sklearn.manifold import TSNE
 
-    from ..report.figures import _plt, _save
+    from ..report.figures import pyplot, save_figure
 
     n = len(features)
     xy = TSNE(n_components=2, perplexity=float(min(30, max(2, (n - 1) // 3))), init="pca", random_state=seed
               ).fit_transform(np.asarray(features, dtype=np.float64))
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 5))
     for c, name in enumerate(classes):
         sel = y == c
@@ -62,4 +62,4 @@ def feature_map(features: np.ndarray, y: np.ndarray, pred: np.ndarray, classes: 
                label="predicted wrong")
     ax.set(title="Test images in the model's feature space (t-SNE)", xticks=[], yticks=[])
     ax.legend(fontsize=7, markerscale=1.5)
-    _save(fig, path)
+    save_figure(fig, path)

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.expression import library_sizes, log_cpm, quantile_normalize, rpkm, size_factors, tpm
-from .figures import _plt, _save
+from .figures import pyplot, save_figure
 from .tables import write_table
 
 __all__ = ["distributions", "library_sizes_figure", "clustered_heatmap", "pca_scatter", "km_figure",
@@ -21,7 +21,7 @@ __all__ = ["distributions", "library_sizes_figure", "clustered_heatmap", "pca_sc
 def distributions(tables: dict[str, pd.DataFrame], path: str | Path, n_samples: int = 60, seed: int = 0) -> None:
     """One panel per normalisation step: the density of each of ``n_samples`` samples' values
     (as the Elegant SciPy chapter draws them), drawn as histograms' outlines on a shared grid."""
-    plt = _plt()
+    plt = pyplot()
     cols = min(3, len(tables))
     rows = -(-len(tables) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.4 * cols, 3.2 * rows), squeeze=False)
@@ -39,18 +39,18 @@ def distributions(tables: dict[str, pd.DataFrame], path: str | Path, n_samples: 
         ax.set_yticks([])
     fig.suptitle(f"distributions of {values.shape[1]} samples, before and after each step", fontsize=11, y=1.0)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def library_sizes_figure(sizes: pd.Series, path: str | Path) -> None:
     """Histogram of the samples' library sizes (millions of reads over the table's genes)."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.4))
     ax.hist(sizes / 1e6, bins=40, color="#4c72b0")
     ax.set_xlabel("library size (million reads over these genes)")
     ax.set_ylabel("samples")
     ax.set_title(f"{len(sizes)} samples: median {np.median(sizes) / 1e6:.2f} M reads")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def clustered_heatmap(values: pd.DataFrame, sample_link: np.ndarray, gene_link: np.ndarray,
@@ -60,7 +60,7 @@ def clustered_heatmap(values: pd.DataFrame, sample_link: np.ndarray, gene_link: 
     ``annotations`` (e.g. found cluster, TCGA subclass) under the sample dendrogram."""
     from scipy.cluster.hierarchy import dendrogram
 
-    plt = _plt()
+    plt = pyplot()
     fig = plt.figure(figsize=(11, 9))
     n_ann = len(annotations)
     top = fig.add_axes((0.2, 0.8, 0.7, 0.15))
@@ -92,7 +92,7 @@ def clustered_heatmap(values: pd.DataFrame, sample_link: np.ndarray, gene_link: 
         ax.legend(handles, kinds, ncol=len(kinds), fontsize=7, loc="lower left", bbox_to_anchor=(1.0, 0.0),
                   frameon=False)
     fig.colorbar(image, ax=heat, fraction=0.03, pad=0.01, label="z-score")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def pca_scatter(values: pd.DataFrame, labels: pd.Series, title: str, path: str | Path) -> np.ndarray:
@@ -100,7 +100,7 @@ def pca_scatter(values: pd.DataFrame, labels: pd.Series, title: str, path: str |
     centred), coloured by ``labels``; returns the two components' shares of the variance."""
     from sklearn.decomposition import PCA
 
-    plt = _plt()
+    plt = pyplot()
     pca = PCA(n_components=2, random_state=0)
     xy = pca.fit_transform(values.to_numpy().T)
     lab = labels.reindex(values.columns).fillna("none").astype(str).to_numpy()
@@ -113,7 +113,7 @@ def pca_scatter(values: pd.DataFrame, labels: pd.Series, title: str, path: str |
     ax.set_ylabel(f"PC2 ({share[1]:.0%})")
     ax.legend(fontsize=8)
     ax.set_title(title)
-    _save(fig, path)
+    save_figure(fig, path)
     return share
 
 
@@ -122,7 +122,7 @@ def km_figure(time: np.ndarray, event: np.ndarray, groups: np.ndarray, title: st
     each group's size and deaths in the legend."""
     from lifelines import KaplanMeierFitter
 
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.6))
     groups = np.asarray(groups).astype(str)
     time, event = np.asarray(time, dtype=float), np.asarray(event, dtype=float)
@@ -134,7 +134,7 @@ def km_figure(time: np.ndarray, event: np.ndarray, groups: np.ndarray, title: st
     ax.set_ylabel("overall survival")
     ax.set_ylim(0, 1.02)
     ax.set_title(title)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def write_normalisation(run_dir: Path, counts: pd.DataFrame, lengths: pd.Series | None, dropped: dict

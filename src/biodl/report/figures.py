@@ -11,12 +11,14 @@ from ..io import atomic_write
 
 
 __all__ = [
-    "boxplot_by_feature", "borda_bar", "roc_pr_bands", "distributions_by_outcome", "per_class_curves",
+    "pyplot", "save_figure", "tex_safe", "boxplot_by_feature", "borda_bar", "roc_pr_bands", "distributions_by_outcome",
+    "per_class_curves",
     "training_curves", "confusion_heatmap", "reliability_diagram", "image_examples", "referral_plot",
 ]
 
 
-def _plt():
+def pyplot():
+    """``matplotlib.pyplot`` on the Agg backend (files only, no display; imported on first use)."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -25,32 +27,33 @@ def _plt():
     return plt
 
 
-def _save(fig, path: str | Path) -> None:
-    plt = _plt()
+def save_figure(fig, path: str | Path) -> None:
+    """Write ``fig`` as a PNG (120 dpi) atomically, then close it."""
+    plt = pyplot()
     atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=120, bbox_inches="tight"))
     plt.close(fig)
 
 
 def boxplot_by_feature(values: np.ndarray, features: list[str], title: str, ylabel: str, path: str | Path) -> None:
     """Box plot of (R, F) per-run values, one box per feature, ordered by median (largest first)."""
-    plt = _plt()
+    plt = pyplot()
     order = np.argsort(-np.median(values, axis=0), kind="stable")
     fig, ax = plt.subplots(figsize=(0.6 * len(features) + 2, 4.5))
     ax.boxplot(values[:, order], showfliers=False)
     ax.set_xticks(np.arange(1, len(order) + 1), [features[i] for i in order], rotation=40, ha="right")
     ax.axhline(0, color="grey", lw=0.8)
     ax.set(title=title, ylabel=ylabel)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def borda_bar(table: pd.DataFrame, title: str, path: str | Path) -> None:
     """Bar chart of Borda points (a table from ``biodl.ranking.borda_count``), best on top."""
-    plt = _plt()
+    plt = pyplot()
     t = table.iloc[::-1]
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(t) + 1.5))
     ax.barh(t["feature"], t["points"], color="#4c72b0")
     ax.set(title=title, xlabel="Borda points")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _interp_roc(y: np.ndarray, s: np.ndarray, grid: np.ndarray) -> np.ndarray:
@@ -70,7 +73,7 @@ def _interp_pr(y: np.ndarray, s: np.ndarray, grid: np.ndarray) -> np.ndarray:
 
 def roc_pr_bands(y_true: list[np.ndarray], scores: list[np.ndarray], title: str, path: str | Path) -> None:
     """ROC and precision-recall curves over repeated splits: mean curve and 2.5-97.5% band."""
-    plt = _plt()
+    plt = pyplot()
     grid = np.linspace(0, 1, 101)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
     for ax, fn, xl, yl in ((axes[0], _interp_roc, "false positive rate", "true positive rate"),
@@ -85,12 +88,12 @@ def roc_pr_bands(y_true: list[np.ndarray], scores: list[np.ndarray], title: str,
     prevalence = float(np.mean(np.concatenate(y_true)))
     axes[1].axhline(prevalence, ls="--", color="grey", lw=0.8)
     fig.suptitle(title)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def distributions_by_outcome(df: pd.DataFrame, target: str, features: list[str], path: str | Path) -> None:
     """One histogram per feature, the two outcome groups overlaid."""
-    plt = _plt()
+    plt = pyplot()
     cols = 3
     rows = -(-len(features) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.8 * rows))
@@ -104,7 +107,7 @@ def distributions_by_outcome(df: pd.DataFrame, target: str, features: list[str],
         ax.axis("off")
     np.ravel(axes)[0].legend(fontsize=8)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def per_class_curves(y: np.ndarray, prob: np.ndarray, classes: list[str], title: str, path: str | Path) -> None:
@@ -113,9 +116,9 @@ def per_class_curves(y: np.ndarray, prob: np.ndarray, classes: list[str], title:
     absent from ``y`` has no curve (and says so)."""
     from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
-    plt = _plt()
+    plt = pyplot()
     fig, (roc, pr) = plt.subplots(1, 2, figsize=(11, 4.6))
-    for k, name in enumerate(map(_tex_safe, classes)):
+    for k, name in enumerate(map(tex_safe, classes)):
         pos = y == k
         if pos.all() or not pos.any():
             roc.plot([], [], label=f"{name}: no {'negatives' if pos.all() else 'positives'}")
@@ -132,10 +135,10 @@ def per_class_curves(y: np.ndarray, prob: np.ndarray, classes: list[str], title:
     pr.set(xlabel="recall", ylabel="precision", title=f"Precision-recall ({title})", xlim=(0, 1), ylim=(0, 1.01))
     for ax in (roc, pr):
         ax.legend(fontsize=8, loc="lower right")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
-def _tex_safe(text: object) -> str:
+def tex_safe(text: object) -> str:
     """A label matplotlib prints as given: ``$`` would start mathtext (user class names may hold it)."""
     return str(text).replace("$", r"\$")
 
@@ -143,7 +146,7 @@ def _tex_safe(text: object) -> str:
 def training_curves(history: pd.DataFrame, path: str | Path, best_epoch: int | None = None) -> None:
     """Losses, validation metrics and learning rate per epoch, from a run's ``metrics.csv``
     (columns ``epoch``, ``train/loss``, ``val/...``, ``lr``)."""
-    plt = _plt()
+    plt = pyplot()
     metrics = [c for c in history.columns if c.startswith("val/") and c != "val/loss"]
     panels = [("loss", [c for c in ("train/loss", "val/loss") if c in history])]
     panels += [("validation metrics", metrics)] if metrics else []
@@ -160,19 +163,19 @@ def training_curves(history: pd.DataFrame, path: str | Path, best_epoch: int | N
             ax.set_yscale("log")
         ax.legend(fontsize=8)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def confusion_heatmap(counts: np.ndarray, classes: list[str], title: str, path: str | Path) -> None:
     """(K, K) counts (rows: true class, columns: predicted) as a heat map of row-normalised
     rates, each cell labelled with its count and rate."""
-    plt = _plt()
+    plt = pyplot()
     counts = np.asarray(counts)
     rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     k = len(classes)
     fig, ax = plt.subplots(figsize=(1.0 * k + 2.5, 0.9 * k + 2))
     im = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
-    names = [_tex_safe(c) for c in classes]
+    names = [tex_safe(c) for c in classes]
     ax.set_xticks(range(k), names, rotation=40 if k > 4 else 0, ha="right" if k > 4 else "center")
     ax.set_yticks(range(k), names)
     for i in range(k):
@@ -182,7 +185,7 @@ def confusion_heatmap(counts: np.ndarray, classes: list[str], title: str, path: 
     ax.set(xlabel="predicted", ylabel="true", title=title)
     fig.colorbar(im, ax=ax, fraction=0.046, label="share of the true class")
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def reliability_diagram(y: np.ndarray, prob: np.ndarray, what: str, title: str, path: str | Path
@@ -192,7 +195,7 @@ def reliability_diagram(y: np.ndarray, prob: np.ndarray, what: str, title: str, 
     from ..metrics import calibration_bins
 
     bins, ece = calibration_bins(y, prob)
-    plt = _plt()
+    plt = pyplot()
     fig, (ax, hist) = plt.subplots(2, 1, figsize=(5, 5.6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=0.8, label="perfect calibration")
     if bins:
@@ -207,14 +210,14 @@ def reliability_diagram(y: np.ndarray, prob: np.ndarray, what: str, title: str, 
     ax.legend(fontsize=8, loc="upper left")
     hist.set(xlabel="predicted probability", ylabel="predictions")
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
     return bins, ece
 
 
 def image_examples(images: np.ndarray, captions: list[str], colors: list[str], title: str, path: str | Path,
                    cols: int = 8) -> None:
     """A grid of (N, H, W, C) uint8 images, each with a caption in its colour."""
-    plt = _plt()
+    plt = pyplot()
     n = len(images)
     rows = max(1, -(-n // cols))
     fig, axes = plt.subplots(rows, cols, figsize=(1.7 * cols, 1.95 * rows + 0.4), squeeze=False)
@@ -223,16 +226,16 @@ def image_examples(images: np.ndarray, captions: list[str], colors: list[str], t
         if i < n:
             img = images[i]
             ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None)
-            ax.set_title(_tex_safe(captions[i]), fontsize=7, color=colors[i])
-    fig.suptitle(_tex_safe(title), fontsize=10)
+            ax.set_title(tex_safe(captions[i]), fontsize=7, color=colors[i])
+    fig.suptitle(tex_safe(title), fontsize=10)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def referral_plot(curves: dict[str, pd.DataFrame], title: str, path: str | Path) -> None:
     """Accuracy of the kept cases against the fraction referred, one line per uncertainty
     measure (``curves``: name -> ``uncertainty.referral_curve`` table)."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for name, df in curves.items():
         ax.plot(df["referred"], df["accuracy"], marker="o", ms=3, label=name)
@@ -240,4 +243,4 @@ def referral_plot(curves: dict[str, pd.DataFrame], title: str, path: str | Path)
            title=title)
     ax.grid(alpha=0.3)
     ax.legend()
-    _save(fig, path)
+    save_figure(fig, path)

@@ -458,7 +458,7 @@ def log_tensorboard(trainer: Trainer, train_set: ImageDataset, test: ImageDatase
         y, pred, c = part.labels.numpy(), prob[: len(part)].argmax(axis=1), test.classes
         meta = [[c[a], c[b], "yes" if a == b else "no"] for a, b in zip(y, pred, strict=True)]
         embedding = (feats, meta, ["true", "predicted", "correct"], thumbnails(part[torch.arange(len(part))][0]))
-    example = trainer._to_device(grid[:2])
+    example = trainer.prepare_batch(grid[:2])
     log_extras(log_dir, step=trainer.epoch, images=grid, graph=(trainer.module, example),
                pr=(test.labels.numpy(), prob, test.classes), embedding=embedding)
 

@@ -19,7 +19,7 @@ from torch.utils.data import TensorDataset
 
 from .. import calibration, conformal, runs
 from ..config import Strict, TabularRunConfig
-from ..data import TabularPreprocessor, load_table, read_csv, stratified_split
+from ..data import TabularPreprocessor, feature_dataset, load_table, read_csv, stratified_split
 from ..datasets import embedded_path
 from ..engine import Trainer
 from ..engine.checkpoint import load_model_weights
@@ -92,12 +92,6 @@ def _probability(out: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(out.squeeze(-1))
 
 
-def _dataset(x: np.ndarray, y: np.ndarray | None = None) -> TensorDataset:
-    xs = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-    ys = torch.from_numpy(y.astype(np.int64)) if y is not None else torch.zeros(len(xs), dtype=torch.int64)
-    return TensorDataset(xs, ys)
-
-
 def _model(config: TabularRunConfig, n_features: int) -> torch.nn.Module:
     return create_model(config.model.name, in_features=n_features, num_outputs=1, **config.model.args)
 
@@ -131,7 +125,7 @@ def train(config: TabularRunConfig, out: str | Path | None = None, resume: bool 
                          {"split_sizes": {k: int(len(v)) for k, v in split.items()},
                           "class_counts": {k: np.bincount(y[v], minlength=2).tolist() for k, v in split.items()},
                           "classes": [f"{d.target}={k}" for k in (0, 1)]})
-    data = {k: _dataset(pre.transform(x[v]), y[v]) for k, v in split.items()}
+    data = {k: feature_dataset(pre.transform(x[v]), y[v]) for k, v in split.items()}
     watch = Stopwatch()
     with watch("train"):
         trainer.fit(data["train"], data["val"], resume=resume)
@@ -150,7 +144,7 @@ def train(config: TabularRunConfig, out: str | Path | None = None, resume: bool 
         if is_main_process():
             from ..report.tensorboard import log_extras
 
-            example = trainer._to_device(data["test"][:2][0])
+            example = trainer.prepare_batch(data["test"][:2][0])
             log_extras(run_dir / runs.TENSORBOARD, step=trainer.epoch, graph=(trainer.module, example),
                        pr=(y[split["test"]], np.column_stack([1 - prob, prob]), classes))
     write_results(run_dir, metrics, manifest, watch=watch)
@@ -236,7 +230,7 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None, checkpoint: st
         rows, name = None, path.stem
     out = run_dir / "evaluation" / f"{name}.json"
     refuse_overwrite(out, overwrite)
-    data = _dataset(pre.transform(x), y)
+    data = feature_dataset(pre.transform(x), y)
     metrics = trainer.evaluate(data, prefix=name)
     metrics[f"{name}/n"] = float(len(y))
     out.parent.mkdir(exist_ok=True)
@@ -259,7 +253,7 @@ def predict(run_dir: str | Path, input_csv: str | Path, out: str | Path | None =
     x = pre.features_from(df, input_csv)
     out = Path(out) if out is not None else run_dir / "predictions" / f"{input_csv.stem}.csv"
     refuse_overwrite(out, overwrite)
-    samples = trainer.predict_passes(_dataset(x)).numpy().astype(np.float64)
+    samples = trainer.predict_passes(feature_dataset(x)).numpy().astype(np.float64)
     raw = samples.mean(axis=0)
     cal = calibration.load(run_dir)
     prob = raw if cal is None else cal.apply(np.column_stack([1 - raw, raw]))[:, 1]
@@ -293,6 +287,6 @@ def fit_predict_net(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray
     n_pos = float(y_train.sum())
     trainer = Trainer(net, _loss((len(y_train) - n_pos) / n_pos), lambda p: torch.optim.SGD(p, lr=lr, momentum=0.9),
                       postprocess=_probability, max_epochs=epochs, batch_size=batch_size, seed=seed, device="cpu")
-    trainer.fit(_dataset(scaler.transform(x_train), y_train))
-    prob = trainer.predict(_dataset(scaler.transform(x_test))).numpy().astype(np.float64)
+    trainer.fit(feature_dataset(scaler.transform(x_train), y_train))
+    prob = trainer.predict(feature_dataset(scaler.transform(x_test))).numpy().astype(np.float64)
     return (prob >= 0.5).astype(int), prob, trainer.module
