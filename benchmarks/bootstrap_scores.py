@@ -39,6 +39,7 @@ def sklearn_scores(y: np.ndarray, prob: np.ndarray, graded: bool = False) -> dic
         out.update(f1=f1_score(y, pred, zero_division=0), precision=precision_score(y, pred, zero_division=0),
                    sensitivity=recall_score(y, pred, zero_division=0) if np.any(y == 1) else float("nan"),
                    specificity=recall_score(1 - y, 1 - pred, zero_division=0) if np.any(y == 0) else float("nan"),
+                   npv=precision_score(1 - y, 1 - pred, zero_division=0),
                    pr_auc=average_precision_score(y == 1, prob[:, 1]) if both else float("nan"))
     return {key: float(v) for key, v in out.items()}
 

@@ -65,9 +65,9 @@ def test_calibration_bins_by_hand_and_against_torchmetrics():
 
 
 def test_binary_prob_scores_match_scikit_learn_and_torchmetrics():
-    from sklearn.metrics import average_precision_score, f1_score, matthews_corrcoef, roc_auc_score
+    from sklearn.metrics import average_precision_score, f1_score, matthews_corrcoef, precision_score, roc_auc_score
 
-    from biodl.metrics import binary_metrics, binary_prob_scores
+    from biodl.metrics import PREDICTIVE_VALUES, binary_metrics, binary_prob_scores
 
     rng = np.random.default_rng(1)
     y = rng.integers(0, 2, 200)
@@ -78,8 +78,10 @@ def test_binary_prob_scores_match_scikit_learn_and_torchmetrics():
     assert s["f1"] == pytest.approx(f1_score(y, pred))
     assert s["roc_auc"] == pytest.approx(roc_auc_score(y, p))
     assert s["pr_auc"] == pytest.approx(average_precision_score(y, p))
+    assert s["precision"] == pytest.approx(precision_score(y, pred))
+    assert s["npv"] == pytest.approx(precision_score(1 - y, ~pred))
     tm = {k: float(v) for k, v in binary_metrics()(torch.tensor(p, dtype=torch.float32), torch.tensor(y)).items()}
-    assert tm.keys() == s.keys()
+    assert tm.keys() == s.keys() - set(PREDICTIVE_VALUES)
     for k in tm:
         assert s[k] == pytest.approx(tm[k], abs=1e-5), k
     one = binary_prob_scores(np.ones(5, int), np.full(5, 0.7))  # a bootstrap resample of one class
@@ -138,6 +140,7 @@ def test_numpy_scores_equal_scikit_learn_with_ties_and_missing_classes(k):
         if k == 2:
             want.update(f1=f1_score(y, pred, zero_division=0), precision=precision_score(y, pred, zero_division=0),
                         sensitivity=recall_score(y, pred), specificity=recall_score(1 - y, 1 - pred),
+                        npv=precision_score(1 - y, 1 - pred, zero_division=0),
                         pr_auc=average_precision_score(y, prob[:, 1]))
         assert set(got) == set(want)
         for key, v in want.items():
@@ -284,7 +287,7 @@ def test_every_task_gives_one_quantity_one_key_and_one_value():
     use only the vocabulary's names, and a quantity they share has the same value."""
     from biodl.expression_models import classification_scores
     from biodl.holdout import binary_scores
-    from biodl.metrics import ALIASES, BINARY_METRICS, VOCABULARY, binary_prob_scores, canonical
+    from biodl.metrics import ALIASES, BINARY_METRICS, PREDICTIVE_VALUES, VOCABULARY, binary_prob_scores, canonical
 
     rng = np.random.default_rng(5)
     y = (rng.random(120) < 0.4).astype(int)
@@ -298,7 +301,7 @@ def test_every_task_gives_one_quantity_one_key_and_one_value():
         "holdout": binary_scores(y, (p >= 0.5).astype(int), p),
         "expression": classification_scores(y, prob),
     }
-    assert set(by_task["tabular"]) == set(BINARY_METRICS)
+    assert set(by_task["tabular"]) == set(BINARY_METRICS) | set(PREDICTIVE_VALUES)
     known = set(VOCABULARY) | {"macro_f1", "pr_auc_labels", "roc_auc_labels"}
     for task, scores in by_task.items():
         assert set(scores) <= known and not set(scores) & set(ALIASES), task
@@ -307,3 +310,4 @@ def test_every_task_gives_one_quantity_one_key_and_one_value():
         values = {task: s[name] for task, s in by_task.items() if name in s}
         assert len(values) < 2 or np.allclose(list(values.values()), next(iter(values.values()))), (name, values)
     assert {t for t, s in by_task.items() if "sensitivity" in s} == {"tabular", "image", "segmentation", "holdout"}
+    assert {t for t, s in by_task.items() if "npv" in s} == {"tabular", "image"}

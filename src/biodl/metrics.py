@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "VOCABULARY", "ALIASES", "canonical", "Counts", "confusion_counts", "count_scores",
-    "BINARY_METRICS", "binary_metrics", "MULTICLASS_METRICS", "multiclass_metrics", "roc_auc", "average_precision",
+    "BINARY_METRICS", "PREDICTIVE_VALUES", "binary_metrics", "MULTICLASS_METRICS", "multiclass_metrics", "roc_auc",
+    "average_precision",
     "multiclass_scores", "BINARY_EXTRAS", "binary_extras", "bootstrap_cis", "calibration_bins", "calibration_scores",
     "one_vs_rest_scores", "binary_prob_scores", "f1_optimal_threshold", "fov_scores",
 ]
@@ -98,9 +99,11 @@ def count_scores(c: Counts) -> dict[str, float]:
             "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0, "mcc": mcc}
 
 
-#: the binary metrics the engine logs (tabular runs): name -> what it is
+#: the binary metrics the engine logs each epoch (tabular runs): name -> what it is
 BINARY_METRICS = {k: VOCABULARY[k] for k in ("mcc", "accuracy", "f1", "roc_auc", "pr_auc", "sensitivity",
                                               "specificity")}
+#: what a binary test report adds: the predictive values a clinician reads off a positive or a negative call
+PREDICTIVE_VALUES = ("precision", "npv")
 
 
 def binary_metrics(threshold: float = 0.5) -> MetricCollection:
@@ -227,11 +230,11 @@ def multiclass_scores(y: np.ndarray, prob: np.ndarray, graded: bool = False) -> 
 
 
 #: the positive class's metrics that two-class image runs add (from :func:`multiclass_scores`)
-BINARY_EXTRAS = ("f1", "precision", "sensitivity", "specificity", "pr_auc")
+BINARY_EXTRAS = ("f1", "precision", "npv", "sensitivity", "specificity", "pr_auc")
 
 
 def binary_extras(y: np.ndarray, p1: np.ndarray, pred: np.ndarray) -> dict[str, float]:
-    """:data:`BINARY_EXTRAS`: F1, precision, sensitivity and specificity of class 1 at the
+    """:data:`BINARY_EXTRAS`: F1, precision, NPV, sensitivity and specificity of class 1 at the
     argmax ``pred`` (see :func:`count_scores`), and its average precision (PR AUC; NaN when ``y``
     lacks a class)."""
     pos = y == 1
@@ -368,8 +371,9 @@ def one_vs_rest_scores(y: np.ndarray, prob: np.ndarray) -> tuple[list[float], li
 
 
 def binary_prob_scores(y: np.ndarray, prob: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
-    """The :data:`BINARY_METRICS` on NumPy arrays (for bootstrap resampling), from (N,) 0/1 labels
-    and (N,) probabilities of class 1 or (N, 2) probabilities. When ``y`` holds one class only,
+    """The :data:`BINARY_METRICS` and :data:`PREDICTIVE_VALUES` on NumPy arrays (for bootstrap
+    resampling), from (N,) 0/1 labels and (N,) probabilities of class 1 or (N, 2) probabilities.
+    When ``y`` holds one class only,
     the areas and the MCC are undefined (NaN), and so is the rate of the missing class (see
     :func:`count_scores`)."""
     p = prob[:, 1] if prob.ndim == 2 else prob
@@ -379,7 +383,8 @@ def binary_prob_scores(y: np.ndarray, prob: np.ndarray, threshold: float = 0.5) 
     return {"mcc": c["mcc"], "accuracy": c["accuracy"], "f1": c["f1"],
             "roc_auc": roc_auc(y, p) if both else float("nan"),
             "pr_auc": average_precision(y, p) if both else float("nan"),
-            "sensitivity": c["sensitivity"], "specificity": c["specificity"]}
+            "sensitivity": c["sensitivity"], "specificity": c["specificity"],
+            "precision": c["precision"], "npv": c["npv"]}
 
 
 # ----------------------------------------------------------------------------- segmentation

@@ -80,7 +80,7 @@ def test_kfold_run_pools_out_of_fold_predictions(kfold_run):
     for k in (1, 2, 3):
         fm = json.loads((run / f"folds/fold{k}/metrics.json").read_text())
         assert m[f"fold{k}/accuracy"] == fm["test/accuracy"]
-    assert {"test/f1", "test/precision", "test/sensitivity", "test/specificity", "test/pr_auc"} <= set(m)
+    assert {"test/f1", "test/precision", "test/sensitivity", "test/specificity", "test/npv", "test/pr_auc"} <= set(m)
     folds_table = pd.read_csv(run / "folds.csv")
     assert folds_table["test images"].sum() == 72 and folds_table["test patients"].sum() == 9
     assert "Per fold (3 folds)" in (run / "report.html").read_text()

@@ -21,8 +21,8 @@ __all__ = ["model_card"]
 
 #: the test metrics shown, with their names in the card
 SHOWN = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "roc_auc": "ROC AUC",
-         "pr_auc": "PR AUC", "mcc": "MCC", "f1": "F1", "precision": "precision", "sensitivity": "sensitivity",
-         "specificity": "specificity", "qwk": "quadratic weighted kappa", "macro_f1": "macro F1",
+         "pr_auc": "PR AUC", "mcc": "MCC", "f1": "F1", "sensitivity": "sensitivity", "specificity": "specificity",
+         "precision": "precision (PPV)", "npv": "NPV", "qwk": "quadratic weighted kappa", "macro_f1": "macro F1",
          "brier": "Brier score", "nll": "log loss", "ece": "expected calibration error",
          "f1_opt": "F1 (at the F1-optimal threshold of training)", "sensitivity_opt": "sensitivity (same threshold)",
          "specificity_opt": "specificity (same threshold)"}
