@@ -63,3 +63,29 @@ def test_random_forest_is_a_thresholded_regression_forest_as_in_r():
     np.testing.assert_array_equal(m.predict(X), (scores >= 0.5).astype(int))
     assert m.model_.max_features == 1 / 3 and m.model_.min_samples_split == 6 and m.model_.n_estimators == 500
     assert int(np.argmax(m.feature_importances_)) == 0
+
+
+@pytest.mark.parametrize("kernel,seed,cols", [("rbf", 0, None), ("linear", 1, None), ("rbf", 2, [4, 7])])
+def test_tuned_svm_picks_what_grid_search_picks(kernel, seed, cols):
+    """Same C, same cross-validated scores and the same decision values as the grid search it
+    replaces (on all features, and on serum creatinine and ejection fraction alone)."""
+    import pandas as pd
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    from biodl.models.classical import C_GRID, SVMTuned
+    from tests.conftest import HEART
+
+    df = pd.read_csv(HEART)
+    X = df.drop(columns=["time", "DEATH_EVENT"]).to_numpy(float)[seed * 20: seed * 20 + 240]
+    X = X if cols is None else X[:, cols]
+    y = df["DEATH_EVENT"].to_numpy()[seed * 20: seed * 20 + 240]
+    grid = GridSearchCV(make_pipeline(StandardScaler(), SVC(kernel=kernel, random_state=seed)), {"svc__C": C_GRID},
+                        scoring="matthews_corrcoef", cv=StratifiedKFold(5, shuffle=True, random_state=seed)).fit(X, y)
+    ours = SVMTuned(kernel, tuple(C_GRID), seed=seed).fit(X, y)
+    assert ours.best_c_ == grid.best_params_["svc__C"]
+    np.testing.assert_array_equal(ours.cv_scores_, grid.cv_results_["mean_test_score"])
+    np.testing.assert_array_equal(ours.decision_function(X), grid.decision_function(X))
+    np.testing.assert_array_equal(ours.predict(X), grid.predict(X))
+    assert len(set(grid.cv_results_["mean_test_score"])) > 1  # the grid is not flat: the choice is tested

@@ -14,7 +14,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.ensemble import GradientBoostingClassifier
 from sklearn.linear_model import LinearRegression, LogisticRegression
-from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from sklearn.model_selection import StratifiedKFold
 from sklearn.naive_bayes import GaussianNB
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.neural_network import MLPClassifier
@@ -25,7 +25,7 @@ from sklearn.tree import DecisionTreeClassifier
 
 
 __all__ = [
-    "OneRuleClassifier", "RegressionClassifier", "KNeighborsTuned", "C_GRID", "K_GRID", "random_forest",
+    "OneRuleClassifier", "RegressionClassifier", "KNeighborsTuned", "SVMTuned", "C_GRID", "K_GRID", "random_forest",
     "CLASSIFIERS", "logistic_regression",
 ]
 
@@ -140,10 +140,6 @@ class KNeighborsTuned(ClassifierMixin, BaseEstimator):
         return self.model_.predict_proba(X)
 
 
-def _inner_cv(seed: int) -> StratifiedKFold:
-    return StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
-
-
 #: The paper's grid for C (svm_*_classification.r) and for k (knn_classification.r: 1..100).
 C_GRID = [0.001, 0.01, 0.1, 1, 10]
 K_GRID = list(range(1, 101))
@@ -160,10 +156,43 @@ def random_forest(seed: int) -> BaseEstimator:
                                                       random_state=seed))
 
 
-def _svm(kernel: str, seed: int) -> BaseEstimator:
-    # e1071::svm standardises every feature by default (scale = TRUE); C by inner CV on MCC
-    pipe = make_pipeline(StandardScaler(), SVC(kernel=kernel, random_state=seed))
-    return GridSearchCV(pipe, {"svc__C": C_GRID}, scoring="matthews_corrcoef", cv=_inner_cv(seed))
+class SVMTuned(ClassifierMixin, BaseEstimator):
+    """A support vector machine on standardised features (e1071::svm's default, ``scale =
+    TRUE``) with C chosen by inner stratified k-fold CV on MCC.
+
+    Picks the same C, and gives the same model, as ``GridSearchCV(make_pipeline(StandardScaler(),
+    SVC(kernel=kernel, random_state=seed)), {"svc__C": c_grid}, scoring="matthews_corrcoef",
+    cv=StratifiedKFold(5, shuffle=True, random_state=seed))`` (tested), but standardises each
+    fold once for every C and fits the SVCs directly: a third of the grid search's time, which
+    went to cloning, scoring and dispatching 26 small fits.
+    """
+
+    def __init__(self, kernel: str = "rbf", c_grid: tuple[float, ...] = tuple(C_GRID), n_folds: int = 5,
+                 seed: int = 0) -> None:
+        self.kernel, self.c_grid, self.n_folds, self.seed = kernel, c_grid, n_folds, seed
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> "SVMTuned":
+        X, y = np.asarray(X, dtype=float), np.asarray(y).astype(int)
+        scores = np.zeros((self.n_folds, len(self.c_grid)))
+        cv = StratifiedKFold(n_splits=self.n_folds, shuffle=True, random_state=self.seed)
+        for f, (tr, va) in enumerate(cv.split(X, y)):
+            scaler = StandardScaler().fit(X[tr])
+            x_tr, x_va = scaler.transform(X[tr]), scaler.transform(X[va])
+            pred = np.column_stack([SVC(kernel=self.kernel, C=c, random_state=self.seed).fit(x_tr, y[tr]).predict(x_va)
+                                    for c in self.c_grid])  # (n_val, len(c_grid))
+            scores[f] = _mcc_columns(y[va], pred)
+        self.cv_scores_ = scores.mean(axis=0)
+        self.best_c_ = self.c_grid[int(np.argmax(self.cv_scores_))]
+        self.model_ = make_pipeline(StandardScaler(), SVC(kernel=self.kernel, C=self.best_c_,
+                                                          random_state=self.seed)).fit(X, y)
+        self.classes_ = self.model_.classes_
+        return self
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        return self.model_.decision_function(X)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.model_.predict(X)
 
 
 #: name -> (label in the paper's Table 4, factory(seed) -> unfitted estimator)
@@ -180,8 +209,9 @@ CLASSIFIERS: dict[str, tuple[str, Callable[[int], BaseEstimator]]] = {
     "ann": ("Artificial neural network", lambda s: make_pipeline(
         StandardScaler(), MLPClassifier(hidden_layer_sizes=(100,), max_iter=300, random_state=s))),
     "nb": ("Naive bayes", lambda s: GaussianNB()),
-    "svm_rbf": ("SVM radial", lambda s: _svm("rbf", s)),
-    "svm_linear": ("SVM linear", lambda s: _svm("linear", s)),
+    # e1071::svm standardises every feature by default; C by inner CV on MCC over the paper's grid
+    "svm_rbf": ("SVM radial", lambda s: SVMTuned("rbf", tuple(C_GRID), seed=s)),
+    "svm_linear": ("SVM linear", lambda s: SVMTuned("linear", tuple(C_GRID), seed=s)),
     # class::knn on the raw (unscaled) features, as the authors ran it; k by inner CV on MCC
     "knn": ("k-nearest neighbors", lambda s: KNeighborsTuned(tuple(K_GRID), seed=s)),
 }
