@@ -103,6 +103,15 @@ def _mcc_columns(y: np.ndarray, pred: np.ndarray) -> np.ndarray:
     return out
 
 
+def _cv_mcc(X: np.ndarray, y: np.ndarray, n_folds: int, seed: int,
+            predict_grid: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
+    """(G,) mean MCC over stratified ``n_folds`` (shuffled with ``seed``, as ``GridSearchCV``'s
+    ``cv=StratifiedKFold(n_folds, shuffle=True, random_state=seed)``) of each of G settings:
+    ``predict_grid(x_train, y_train, x_val)`` gives a fold's (n_val, G) 0/1 predictions."""
+    cv = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    return np.mean([_mcc_columns(y[va], predict_grid(X[tr], y[tr], X[va])) for tr, va in cv.split(X, y)], axis=0)
+
+
 class KNeighborsTuned(ClassifierMixin, BaseEstimator):
     """k-nearest neighbours with k chosen by inner stratified k-fold CV on MCC.
 
@@ -118,16 +127,15 @@ class KNeighborsTuned(ClassifierMixin, BaseEstimator):
     def fit(self, X: np.ndarray, y: np.ndarray) -> "KNeighborsTuned":
         X, y = np.asarray(X, dtype=float), np.asarray(y).astype(int)
         ks = np.asarray(self.k_grid)
-        scores = np.zeros((self.n_folds, len(ks)))
-        cv = StratifiedKFold(n_splits=self.n_folds, shuffle=True, random_state=self.seed)
-        for f, (tr, va) in enumerate(cv.split(X, y)):
-            kmax = min(int(ks.max()), len(tr))
-            nn = KNeighborsClassifier(n_neighbors=kmax).fit(X[tr], y[tr])
-            votes = np.cumsum(y[tr][nn.kneighbors(X[va], return_distance=False)], axis=1)  # (n_val, kmax)
+
+        def every_k(x_tr: np.ndarray, y_tr: np.ndarray, x_va: np.ndarray) -> np.ndarray:
+            kmax = min(int(ks.max()), len(x_tr))
+            nn = KNeighborsClassifier(n_neighbors=kmax).fit(x_tr, y_tr)
+            votes = np.cumsum(y_tr[nn.kneighbors(x_va, return_distance=False)], axis=1)  # (n_val, kmax)
             kk = np.minimum(ks, kmax)
-            pred = (2 * votes[:, kk - 1] > kk).astype(int)  # (n_val, len(ks)); ties -> class 0, as sklearn
-            scores[f] = _mcc_columns(y[va], pred)
-        self.cv_scores_ = scores.mean(axis=0)
+            return (2 * votes[:, kk - 1] > kk).astype(int)  # (n_val, len(ks)); ties -> class 0, as sklearn
+
+        self.cv_scores_ = _cv_mcc(X, y, self.n_folds, self.seed, every_k)
         self.best_k_ = int(ks[int(np.argmax(self.cv_scores_))])
         self.model_ = KNeighborsClassifier(n_neighbors=self.best_k_).fit(X, y)
         self.classes_ = self.model_.classes_
@@ -173,15 +181,14 @@ class SVMTuned(ClassifierMixin, BaseEstimator):
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> "SVMTuned":
         X, y = np.asarray(X, dtype=float), np.asarray(y).astype(int)
-        scores = np.zeros((self.n_folds, len(self.c_grid)))
-        cv = StratifiedKFold(n_splits=self.n_folds, shuffle=True, random_state=self.seed)
-        for f, (tr, va) in enumerate(cv.split(X, y)):
-            scaler = StandardScaler().fit(X[tr])
-            x_tr, x_va = scaler.transform(X[tr]), scaler.transform(X[va])
-            pred = np.column_stack([SVC(kernel=self.kernel, C=c, random_state=self.seed).fit(x_tr, y[tr]).predict(x_va)
+
+        def every_c(x_tr: np.ndarray, y_tr: np.ndarray, x_va: np.ndarray) -> np.ndarray:
+            scaler = StandardScaler().fit(x_tr)
+            x_tr, x_va = scaler.transform(x_tr), scaler.transform(x_va)
+            return np.column_stack([SVC(kernel=self.kernel, C=c, random_state=self.seed).fit(x_tr, y_tr).predict(x_va)
                                     for c in self.c_grid])  # (n_val, len(c_grid))
-            scores[f] = _mcc_columns(y[va], pred)
-        self.cv_scores_ = scores.mean(axis=0)
+
+        self.cv_scores_ = _cv_mcc(X, y, self.n_folds, self.seed, every_c)
         self.best_c_ = self.c_grid[int(np.argmax(self.cv_scores_))]
         self.model_ = make_pipeline(StandardScaler(), SVC(kernel=self.kernel, C=self.best_c_,
                                                           random_state=self.seed)).fit(X, y)
