@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,bench]'
 	$(BIN)/python benchmarks/engine_overhead.py
 	$(BIN)/python benchmarks/heart_failure.py
+	$(BIN)/python benchmarks/tuned_svm.py
 	$(BIN)/python benchmarks/image_pipeline.py
 	$(BIN)/python benchmarks/image_memory.py
 	$(BIN)/python benchmarks/explain_ig.py
