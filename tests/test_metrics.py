@@ -311,3 +311,67 @@ def test_every_task_gives_one_quantity_one_key_and_one_value():
         assert len(values) < 2 or np.allclose(list(values.values()), next(iter(values.values()))), (name, values)
     assert {t for t, s in by_task.items() if "sensitivity" in s} == {"tabular", "image", "segmentation", "holdout"}
     assert {t for t, s in by_task.items() if "npv" in s} == {"tabular", "image"}
+
+
+def test_bootstrap_counts_draw_rows_or_whole_clusters():
+    from biodl.metrics import bootstrap_counts
+
+    rows = bootstrap_counts(50, 300, seed=1)
+    assert rows.shape == (300, 50) and (rows.sum(axis=1) == 50).all()
+    assert rows.mean() == pytest.approx(1.0, abs=0.02) and np.array_equal(rows, bootstrap_counts(50, 300, seed=1))
+    groups = np.array(["p2", "p1", "p2", "p3", "p1", "p2"])
+    c = bootstrap_counts(6, 400, seed=2, groups=groups)
+    assert (c[:, 0] == c[:, 2]).all() and (c[:, 0] == c[:, 5]).all() and (c[:, 1] == c[:, 4]).all()
+    assert (c[:, [1, 0, 3]].sum(axis=1) == 3).all()  # three patients drawn per resample, each with all its rows
+    assert (c[:, 0] == 0).any() and (c[:, 0] == 3).any()
+
+
+def test_curve_bands_equal_the_curves_of_materialised_resamples():
+    """The bands from weighted cumulative counts are the quantiles of the curves that
+    scikit-learn draws on each resample written out row by row (ties in the scores included)."""
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    from biodl.metrics import bootstrap_counts, curve_bands
+
+    rng = np.random.default_rng(4)
+    pos = rng.random(80) < 0.35
+    score = np.round(np.clip(0.3 * pos + 0.7 * rng.random(80), 0, 1), 2)  # two decimals: tied scores
+    counts = bootstrap_counts(80, 60, seed=3, groups=np.arange(80) // 4)
+    grid = np.linspace(0, 1, 101)
+    bands = curve_bands(pos, score, counts, grid)
+    roc, pr = [], []
+    for w in counts:
+        idx = np.repeat(np.arange(80), w)
+        if pos[idx].all() or not pos[idx].any():
+            continue
+        fpr, tpr, _ = roc_curve(pos[idx], score[idx], drop_intermediate=False)
+        roc.append(np.interp(grid, fpr, tpr))
+        precision, recall, _ = precision_recall_curve(pos[idx], score[idx])
+        precision, recall = precision[:-1], recall[:-1]  # without scikit-learn's added end point (0, 1)
+        pr.append(np.array([precision[recall >= r].max() if (recall >= r).any() else 0.0 for r in grid]))
+    for name, curves in (("roc", roc), ("pr", pr)):
+        want = np.quantile(np.array(curves), [0.025, 0.975], axis=0)
+        np.testing.assert_allclose(np.array(bands[name]), want, atol=1e-12, err_msg=name)
+    lo, hi = bands["roc"]
+    assert (lo <= hi).all() and (hi - lo).max() > 0.1  # a band, not a line
+
+
+def test_calibration_bins_carry_intervals_that_widen_when_patients_are_resampled():
+    from biodl.metrics import bootstrap_counts, calibration_bins
+
+    rng = np.random.default_rng(6)
+    patient_p = rng.uniform(0.05, 0.95, 30)
+    p = np.repeat(patient_p, 20)  # 30 patients of 20 cases that share one probability and one outcome
+    y = np.repeat((rng.random(30) < patient_p).astype(int), 20)
+    plain, _ = calibration_bins(y, p, counts=bootstrap_counts(600, 300, seed=0))
+    clustered, _ = calibration_bins(y, p, counts=bootstrap_counts(600, 300, seed=0, groups=np.arange(600) // 20))
+    assert [b["observed"] for b in plain] == [b["observed"] for b in clustered]
+    for b in plain + clustered:
+        assert b["observed_low"] <= b["observed"] <= b["observed_high"]
+    wide = [c["observed_high"] - c["observed_low"] > b["observed_high"] - b["observed_low"]
+            for b, c in zip(plain, clustered, strict=True) if 0 < b["observed"] < 1]
+    assert sum(wide) >= 0.75 * len(wide) and len(wide) >= 3
+    # a bin whose 4 cases all survived: every resample agrees, yet the interval is the Wilson one
+    agree = calibration_bins(np.zeros(4, int), np.full(4, 0.15), counts=bootstrap_counts(4, 200))[0][0]
+    assert agree["observed"] == agree["observed_low"] == 0.0
+    assert agree["observed_high"] == pytest.approx(0.4899, abs=1e-4)  # 1.96^2/4 / (1 + 1.96^2/4)

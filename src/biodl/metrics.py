@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 __all__ = [
     "VOCABULARY", "ALIASES", "canonical", "Counts", "confusion_counts", "count_scores",
     "BINARY_METRICS", "PREDICTIVE_VALUES", "binary_metrics", "MULTICLASS_METRICS", "multiclass_metrics", "roc_auc",
-    "average_precision",
+    "average_precision", "bootstrap_counts", "curve_bands",
     "multiclass_scores", "BINARY_EXTRAS", "binary_extras", "bootstrap_cis", "calibration_bins", "calibration_scores",
     "one_vs_rest_scores", "binary_prob_scores", "f1_optimal_threshold", "fov_scores",
 ]
@@ -243,6 +243,49 @@ def binary_extras(y: np.ndarray, p1: np.ndarray, pred: np.ndarray) -> dict[str, 
     return {**{k: c[k] for k in BINARY_EXTRAS[:-1]}, "pr_auc": average_precision(pos, p1) if both else float("nan")}
 
 
+def bootstrap_counts(n: int, n_boot: int = 200, seed: int = 0, groups: np.ndarray | None = None) -> np.ndarray:
+    """(n_boot, n) how many times each of n rows is drawn in each bootstrap resample: n rows
+    with replacement, or with ``groups`` ((n,) cluster ids, e.g. patients) as many whole
+    clusters as there are, with replacement (the resampling of :func:`bootstrap_cis`). Weights
+    for statistics that are sums over rows, such as curves: no resample is materialised."""
+    rng = np.random.default_rng(seed)
+    which = np.arange(n) if groups is None else np.unique(np.asarray(groups), return_inverse=True)[1].ravel()
+    g = int(which.max()) + 1 if n else 0
+    drawn = rng.integers(0, g, (n_boot, g))
+    per_cluster = np.bincount((drawn + g * np.arange(n_boot)[:, None]).ravel(), minlength=n_boot * g)
+    return per_cluster.reshape(n_boot, g)[:, which]
+
+
+def curve_bands(positive: np.ndarray, score: np.ndarray, counts: np.ndarray, grid: np.ndarray,
+                level: float = 0.95) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Pointwise bootstrap bands of the ROC curve (the true positive rate at each false positive
+    rate of ``grid``) and of the precision-recall curve (interpolated precision: the best at any
+    recall >= each of ``grid``) of ``score`` for (N,) bool ``positive``, over the resamples of
+    ``counts`` ((B, N) from :func:`bootstrap_counts`) that hold both classes. Returns
+    ``{"roc": (low, high), "pr": (low, high)}``, each (G,); NaN when no resample holds both."""
+    order = np.argsort(-np.asarray(score), kind="stable")
+    s, pos = np.asarray(score)[order], np.asarray(positive, bool)[order]
+    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # the last row of each distinct score
+    w = counts[:, order].astype(np.float64)
+    tp, fp = np.cumsum(w * pos, axis=1)[:, last], np.cumsum(w * ~pos, axis=1)[:, last]  # (B, T)
+    both = (tp[:, -1] > 0) & (fp[:, -1] > 0)
+    tp, fp = tp[both], fp[both]
+    a = (1 - level) / 2
+    if not len(tp):
+        nan = np.full(len(grid), np.nan)
+        return {"roc": (nan, nan), "pr": (nan, nan)}
+    recall, fpr = tp / tp[:, -1:], fp / fp[:, -1:]
+    called = tp + fp
+    precision = np.divide(tp, called, out=np.zeros_like(tp), where=called > 0)
+    best_after = np.maximum.accumulate(precision[:, ::-1], axis=1)[:, ::-1]  # best precision from each point on
+    roc, pr = [], []
+    for r in range(len(tp)):
+        roc.append(np.interp(grid, np.r_[0.0, fpr[r]], np.r_[0.0, recall[r]]))
+        at = np.searchsorted(recall[r], grid, side="left")  # the first point with recall >= each grid value
+        pr.append(np.where(at < recall.shape[1], best_after[r, np.minimum(at, recall.shape[1] - 1)], 0.0))
+    return {name: tuple(np.quantile(np.array(c), [a, 1 - a], axis=0)) for name, c in (("roc", roc), ("pr", pr))}
+
+
 def bootstrap_cis(y: np.ndarray, prob: np.ndarray, score: Callable[[np.ndarray, np.ndarray], dict[str, float]],
                   n_boot: int = 1000, level: float = 0.95, seed: int = 0, groups: np.ndarray | None = None,
                   method: str = "percentile", floor: float | None = None) -> dict[str, tuple[float, float]]:
@@ -300,10 +343,15 @@ def _confidence(y: np.ndarray, prob: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return prob.max(axis=1), (prob.argmax(axis=1) == y).astype(np.float64)
 
 
-def _bins(conf: np.ndarray, hit: np.ndarray, n_bins: int, strategy: str = "width") -> list[dict[str, float]]:
+def _bins(conf: np.ndarray, hit: np.ndarray, n_bins: int, strategy: str = "width",
+          counts: np.ndarray | None = None, level: float = 0.95) -> list[dict[str, float]]:
     """Non-empty bins of ``conf``: equal-width on [0, 1] (left-closed, the last also takes 1, as
     torchmetrics' ``CalibrationError``) or equal-mass (the sorted confidences cut into ``n_bins``
-    runs of nearly equal size; ``lo``/``hi`` their smallest and largest confidence)."""
+    runs of nearly equal size; ``lo``/``hi`` their smallest and largest confidence). With
+    bootstrap ``counts`` (B, N), each bin's observed rate gets its ``level`` interval over the
+    resamples that hold a case of the bin (``observed_low``, ``observed_high``), widened to at
+    least the Wilson score interval of the bin's cases: where every case of a bin has the same
+    outcome, so has every resample, and the bootstrap alone would give a zero-width interval."""
     if strategy == "mass":
         order = np.argsort(conf, kind="stable")
         groups = [(g, float(conf[g[0]]), float(conf[g[-1]])) for g in np.array_split(order, n_bins) if len(g)]
@@ -311,12 +359,26 @@ def _bins(conf: np.ndarray, hit: np.ndarray, n_bins: int, strategy: str = "width
         edges = np.linspace(0.0, 1.0, n_bins + 1)
         which = np.clip(np.searchsorted(edges, conf, side="right") - 1, 0, n_bins - 1)
         groups = [(np.flatnonzero(which == b), float(edges[b]), float(edges[b + 1])) for b in range(n_bins)]
-    return [{"lo": lo, "hi": hi, "n": len(g), "confidence": float(conf[g].mean()), "observed": float(hit[g].mean())}
-            for g, lo, hi in groups if len(g)]
+    out = [{"lo": lo, "hi": hi, "n": len(g), "confidence": float(conf[g].mean()), "observed": float(hit[g].mean())}
+           for g, lo, hi in groups if len(g)]
+    if counts is not None:
+        from statistics import NormalDist
+
+        a = (1 - level) / 2
+        z = NormalDist().inv_cdf(1 - a)
+        for b, (g, _, _) in zip(out, [grp for grp in groups if len(grp[0])], strict=True):
+            w = counts[:, g]
+            held = w.sum(axis=1) > 0
+            lo, hi = np.quantile((w[held] @ hit[g]) / w[held].sum(axis=1), [a, 1 - a])
+            n, rate = len(g), b["observed"]
+            centre, half = (rate + z * z / (2 * n)) / (1 + z * z / n), \
+                z / (1 + z * z / n) * np.sqrt(rate * (1 - rate) / n + z * z / (4 * n * n))
+            b["observed_low"], b["observed_high"] = float(min(lo, centre - half)), float(max(hi, centre + half))
+    return out
 
 
-def calibration_bins(y: np.ndarray, prob: np.ndarray, n_bins: int = 10,
-                     strategy: str = "width") -> tuple[list[dict[str, float]], float]:
+def calibration_bins(y: np.ndarray, prob: np.ndarray, n_bins: int = 10, strategy: str = "width",
+                     counts: np.ndarray | None = None) -> tuple[list[dict[str, float]], float]:
     """Reliability-diagram bins and the expected calibration error (ECE, L1).
 
     ``prob``: (N, K) class probabilities with ``y`` (N,) labels, or (N,) probabilities of class 1
@@ -324,10 +386,12 @@ def calibration_bins(y: np.ndarray, prob: np.ndarray, n_bins: int = 10,
     1; more: top-label calibration (the predicted class's probability against accuracy), as in
     Guo et al. 2017. ``strategy``: ``width`` (equal-width bins on [0, 1]) or ``mass``
     (equal-count bins). Returns one dict per non-empty bin (``lo, hi, n, confidence,
-    observed``) and ECE = sum over bins of n/N * |observed - confidence|.
+    observed``; with bootstrap ``counts`` (B, N) from :func:`bootstrap_counts`, the 95% interval
+    of ``observed`` too: ``observed_low``, ``observed_high``) and ECE = sum over bins of n/N *
+    |observed - confidence|.
     """
     conf, hit = _confidence(y, prob)
-    bins = _bins(conf, hit, n_bins, strategy)
+    bins = _bins(conf, hit, n_bins, strategy, counts)
     return bins, float(sum(b["n"] / len(conf) * abs(b["observed"] - b["confidence"]) for b in bins))
 
 

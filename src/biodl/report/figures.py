@@ -110,14 +110,20 @@ def distributions_by_outcome(df: pd.DataFrame, target: str, features: list[str],
     save_figure(fig, path)
 
 
-def per_class_curves(y: np.ndarray, prob: np.ndarray, classes: list[str], title: str, path: str | Path) -> None:
+def per_class_curves(y: np.ndarray, prob: np.ndarray, classes: list[str], title: str, path: str | Path,
+                     groups: np.ndarray | None = None, n_boot: int = 200, seed: int = 0) -> None:
     """One-vs-rest ROC and precision-recall curves, one line per class, from (N,) labels and
-    (N, K) probabilities; the legend gives each class's ROC AUC and average precision. A class
-    absent from ``y`` has no curve (and says so)."""
+    (N, K) probabilities, each in its pointwise 95% bootstrap band (``n_boot`` resamples; with
+    ``groups``, (N,) patient ids, whole patients are resampled); the legend gives each class's
+    ROC AUC and average precision. A class absent from ``y`` has no curve (and says so)."""
     from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
+
+    from ..metrics import bootstrap_counts, curve_bands
 
     plt = pyplot()
     fig, (roc, pr) = plt.subplots(1, 2, figsize=(11, 4.6))
+    counts = bootstrap_counts(len(y), n_boot, seed, groups)
+    grid = np.linspace(0, 1, 101)
     for k, name in enumerate(map(tex_safe, classes)):
         pos = y == k
         if pos.all() or not pos.any():
@@ -126,15 +132,21 @@ def per_class_curves(y: np.ndarray, prob: np.ndarray, classes: list[str], title:
             continue
         fpr, tpr, _ = roc_curve(pos, prob[:, k])
         precision, recall, _ = precision_recall_curve(pos, prob[:, k])
-        roc.plot(fpr, tpr, lw=1.4, label=f"{name}: AUC {roc_auc_score(pos, prob[:, k]):.3f}")
-        pr.step(recall, precision, where="post", lw=1.4,
+        line, = roc.plot(fpr, tpr, lw=1.4, label=f"{name}: AUC {roc_auc_score(pos, prob[:, k]):.3f}")
+        pr.step(recall, precision, where="post", lw=1.4, color=line.get_color(),
                 label=f"{name}: AP {average_precision_score(pos, prob[:, k]):.3f} (prevalence {pos.mean():.2f})")
+        bands = curve_bands(pos, prob[:, k], counts, grid)
+        for ax, (lo, hi) in ((roc, bands["roc"]), (pr, bands["pr"])):
+            ax.fill_between(grid, lo, hi, color=line.get_color(), alpha=0.15, lw=0)
     roc.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
     roc.set(xlabel="false positive rate", ylabel="true positive rate", title=f"ROC, one class vs rest ({title})",
             xlim=(0, 1), ylim=(0, 1.01))
     pr.set(xlabel="recall", ylabel="precision", title=f"Precision-recall ({title})", xlim=(0, 1), ylim=(0, 1.01))
     for ax in (roc, pr):
         ax.legend(fontsize=8, loc="lower right")
+    fig.text(0.5, -0.01, f"Bands: pointwise 95% bootstrap ({n_boot} resamples of "
+             f"{'patients' if groups is not None else 'cases'}; precision-recall: interpolated precision)", ha="center",
+             fontsize=8, color="grey")
     save_figure(fig, path)
 
 
@@ -188,13 +200,16 @@ def confusion_heatmap(counts: np.ndarray, classes: list[str], title: str, path: 
     save_figure(fig, path)
 
 
-def reliability_diagram(y: np.ndarray, prob: np.ndarray, what: str, title: str, path: str | Path
+def reliability_diagram(y: np.ndarray, prob: np.ndarray, what: str, title: str, path: str | Path,
+                        groups: np.ndarray | None = None, n_boot: int = 200, seed: int = 0
                         ) -> tuple[list[dict[str, float]], float]:
-    """Observed rate against mean predicted probability in 10 bins, with the bin counts below;
-    ``y``, ``prob`` and the returned (bins, ECE) as in ``biodl.metrics.calibration_bins``."""
-    from ..metrics import calibration_bins
+    """Observed rate against mean predicted probability in 10 bins, each with its 95% bootstrap
+    interval (``n_boot`` resamples; with ``groups``, (N,) patient ids, of whole patients), and
+    the bin counts below; ``y``, ``prob`` and the returned (bins, ECE) as in
+    ``biodl.metrics.calibration_bins`` (given the resamples, so the bins hold the intervals)."""
+    from ..metrics import bootstrap_counts, calibration_bins
 
-    bins, ece = calibration_bins(y, prob)
+    bins, ece = calibration_bins(y, prob, counts=bootstrap_counts(len(y), n_boot, seed, groups))
     plt = pyplot()
     fig, (ax, hist) = plt.subplots(2, 1, figsize=(5, 5.6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=0.8, label="perfect calibration")
@@ -203,8 +218,11 @@ def reliability_diagram(y: np.ndarray, prob: np.ndarray, what: str, title: str, 
         width = bins[0]["hi"] - bins[0]["lo"]
         ax.bar(mid, [b["observed"] for b in bins], width=width * 0.9, alpha=0.35, color="#4c72b0",
                edgecolor="#4c72b0", label=f"observed ({what})")
-        ax.plot([b["confidence"] for b in bins], [b["observed"] for b in bins], "o-", color="#dd8452", ms=4,
-                label="bin mean")
+        observed = np.array([b["observed"] for b in bins])
+        spread = [observed - [b["observed_low"] for b in bins], [b["observed_high"] for b in bins] - observed]
+        ax.errorbar([b["confidence"] for b in bins], observed, yerr=np.maximum(spread, 0), fmt="o-", color="#dd8452",
+                    ms=4, capsize=2, lw=1.2, label=f"bin mean, 95% CI ({'patients' if groups is not None else 'cases'}"
+                                                    " resampled)")
         hist.bar(mid, [b["n"] for b in bins], width=width * 0.9, color="grey")
     ax.set(ylabel=f"observed {what}", xlim=(0, 1), ylim=(0, 1.02), title=f"{title}: ECE {ece:.3f}")
     ax.legend(fontsize=8, loc="upper left")

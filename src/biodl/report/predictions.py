@@ -99,12 +99,16 @@ def prediction_artefacts(out_dir: str | Path, prefix: str) -> dict[str, float]:
     cm.insert(0, "true", classes)
     write_table(cm, out_dir / f"{prefix}_confusion", f"Confusion matrix ({prefix}): rows true, columns predicted")
     confusion_heatmap(counts, classes, f"Confusion matrix ({prefix})", out_dir / f"{prefix}_confusion.png")
-    per_class_curves(y, prob, classes, prefix, out_dir / f"{prefix}_curves.png")
+    per_class_curves(y, prob, classes, prefix, out_dir / f"{prefix}_curves.png", patients)
     what = f"rate of {classes[1]}" if len(classes) == 2 else "accuracy (top label)"
     if patients is not None and len(classes) == 2:
         write_table(per_patient(patients, y, prob), out_dir / f"{prefix}_per_patient",
                     f"Per patient ({prefix}): true and predicted fraction of {classes[1]}")
-    bins, ece = reliability_diagram(y, prob, what, f"Calibration ({prefix})", out_dir / f"{prefix}_calibration.png")
-    write_table(pd.DataFrame(bins, columns=["lo", "hi", "n", "confidence", "observed"]),
-                out_dir / f"{prefix}_calibration", f"Calibration ({prefix}): ECE {ece:.4f}, 10 equal-width bins")
+    bins, ece = reliability_diagram(y, prob, what, f"Calibration ({prefix})", out_dir / f"{prefix}_calibration.png",
+                                    patients)
+    write_table(pd.DataFrame(bins, columns=["lo", "hi", "n", "confidence", "observed", "observed_low",
+                                            "observed_high"]),
+                out_dir / f"{prefix}_calibration", f"Calibration ({prefix}): ECE {ece:.4f}, 10 equal-width bins; "
+                f"observed with its 95% bootstrap interval ({'patients' if patients is not None else 'cases'} "
+                "resampled)")
     return {f"{prefix}/ece": ece}

@@ -214,7 +214,7 @@ def _trust(run_dir: Path, metrics: dict[str, float], shown: set[str]) -> list[h.
             for s in calibration.SCORES if f"test/{s}" in metrics]
     if not rows:
         return []
-    y, prob, classes, _ = load_predictions(run_dir / "test_predictions.csv")
+    y, prob, classes, patients = load_predictions(run_dir / "test_predictions.csv")
     cal = calibration.load(run_dir)
     folds = sorted((run_dir / "folds").glob("fold*/" + calibration.FILE)) if (run_dir / "folds").is_dir() else []
     if cal is not None:
@@ -237,7 +237,8 @@ def _trust(run_dir: Path, metrics: dict[str, float], shown: set[str]) -> list[h.
                  calibration.apply_per_fold(prob, pd.read_csv(run_dir / "test_predictions.csv",
                                                               usecols=["fold"])["fold"].to_numpy(int), maps))
         what_rate = f"rate of {classes[1]}" if len(classes) == 2 else "accuracy (top label)"
-        reliability_diagram(y, after, what_rate, "After recalibration (test)", run_dir / "test_calibration_after.png")
+        reliability_diagram(y, after, what_rate, "After recalibration (test)", run_dir / "test_calibration_after.png",
+                            patients)
         shown.add("test_calibration_after.png")
         body += h.figure(run_dir / "test_calibration_after.png", "Reliability diagram after recalibration (the "
                          f"diagram before is under Calibration); ECE {calibration_bins(y, after)[1]:.4f}")

@@ -134,7 +134,7 @@ def run(out: str | Path | None = None, overrides: list[str] | None = None, data:
     paper = json.loads((here / "paper_results.json").read_text())
     shutil.copyfile(here / "PROTOCOL_DIFFERENCES.md", run_dir / "protocol_differences.md")
     _tables(run_dir, df, results, summaries, paper, cfg)
-    _figures(run_dir, df, results, summaries)
+    _figures(run_dir, df, results, summaries, splits)
     flat = {f"{m}/{k}": v for m, s in summaries.items() for k, v in s.items()}
     flat.update(_conformal_table(run_dir, sets, cfg))
     runs.write_metrics(run_dir, flat)
@@ -179,7 +179,7 @@ def _conformal_table(run_dir: Path, sets: pd.DataFrame, cfg: StudyConfig) -> dic
     return {f"conformal/{k}": v for k, v in flat.items()}
 
 
-def _figures(run_dir: Path, df, results, summaries) -> None:
+def _figures(run_dir: Path, df, results, summaries, splits) -> None:
     extras = results["rf"].extras
     for kind, xlabel in (("impurity", "mean decrease in impurity"), ("permutation", "MCC drop when permuted")):
         values = np.array([e[kind] for e in extras])
@@ -191,5 +191,7 @@ def _figures(run_dir: Path, df, results, summaries) -> None:
     roc_pr_bands(r.y_true, r.scores, f"{r.method.label}: best mean MCC", run_dir / "roc_pr_best.png")
     y, p = np.concatenate(r.y_true), np.concatenate(r.scores)
     if p.min() >= 0 and p.max() <= 1:  # probabilities (not an SVM's decision values)
-        reliability_diagram(y, p, "death rate", f"{r.method.label}, all splits", run_dir / "calibration_best.png")
+        patients = np.concatenate([test for _, test in splits])  # a patient is tested in many splits: resample patients
+        reliability_diagram(y, p, "death rate", f"{r.method.label}, all splits", run_dir / "calibration_best.png",
+                            patients)
     distributions_by_outcome(df, TARGET, NUMERIC, run_dir / "distributions.png")
