@@ -48,17 +48,46 @@ def _retained_scores(y: np.ndarray, prob: np.ndarray) -> tuple[float, float]:
 
 
 def referral_curve(y: np.ndarray, prob: np.ndarray, uncertainty: np.ndarray,
-                   fractions: np.ndarray | None = None) -> pd.DataFrame:
+                   fractions: np.ndarray | None = None, counts: np.ndarray | None = None,
+                   level: float = 0.95) -> pd.DataFrame:
     """Accuracy and ROC AUC of the cases kept when the ``fraction`` most uncertain are referred
-    (ties broken by case order), for each fraction (default 0, 0.05, ..., 0.5)."""
+    (ties broken by case order), for each fraction (default 0, 0.05, ..., 0.5). With bootstrap
+    ``counts`` ((B, N), :func:`biodl.metrics.bootstrap_counts`), the kept accuracy's ``level``
+    interval too (``accuracy_low``, ``accuracy_high``): each resample refers its own most
+    uncertain fraction, a case drawn k times counting as k cases."""
     y = np.asarray(y).astype(np.int64)
     order = np.argsort(-np.asarray(uncertainty), kind="stable")  # most uncertain first
+    fractions = np.round(np.arange(0, 0.501, 0.05) if fractions is None else fractions, 6)
     rows = []
-    for f in np.round(np.arange(0, 0.501, 0.05) if fractions is None else fractions, 6):
+    for f in fractions:
         keep = np.sort(order[int(round(f * len(y))):])
         acc, auc = _retained_scores(y[keep], prob[keep])
         rows.append({"referred": float(f), "kept": int(len(keep)), "accuracy": acc, "roc_auc": auc})
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    if counts is not None:
+        kept = _kept_accuracy((np.asarray(prob).argmax(axis=1) == y)[order], counts[:, order], fractions)
+        a = (1 - level) / 2
+        table["accuracy_low"], table["accuracy_high"] = np.nanquantile(kept, [a, 1 - a], axis=0)
+    return table
+
+
+def _kept_accuracy(correct: np.ndarray, w: np.ndarray, fractions: np.ndarray) -> np.ndarray:
+    """(B, F) accuracy of the cases kept by each of B resamples (``w``: (B, N) how often each case,
+    most uncertain first, is drawn) after referring round(f x its size) of its cases, for each f."""
+    cw = np.cumsum(w, axis=1)  # cases referred once this case (and its copies) is
+    cc = np.cumsum(w * correct, axis=1)
+    total, right = cw[:, -1], cc[:, -1]
+    out = np.full((len(w), len(fractions)), np.nan)
+    rows = np.arange(len(w))
+    for i, f in enumerate(fractions):
+        m = np.round(f * total)  # cases referred; the cut may fall among the copies of one case
+        j = np.minimum((cw < m[:, None]).sum(axis=1), w.shape[1] - 1)  # the case at the cut
+        before_w = np.where(j > 0, cw[rows, j - 1], 0)
+        before_c = np.where(j > 0, cc[rows, j - 1], 0)
+        referred_right = before_c + (m - before_w) * correct[j]
+        left = total - m
+        out[:, i] = np.divide(right - referred_right, left, out=np.full(len(w), np.nan), where=left > 0)
+    return out
 
 
 def aurc(y: np.ndarray, prob: np.ndarray, uncertainty: np.ndarray) -> float:

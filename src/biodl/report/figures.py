@@ -252,11 +252,15 @@ def image_examples(images: np.ndarray, captions: list[str], colors: list[str], t
 
 def referral_plot(curves: dict[str, pd.DataFrame], title: str, path: str | Path) -> None:
     """Accuracy of the kept cases against the fraction referred, one line per uncertainty
-    measure (``curves``: name -> ``uncertainty.referral_curve`` table)."""
+    measure (``curves``: name -> ``uncertainty.referral_curve`` table), in its 95% band where
+    the table has one (``accuracy_low``, ``accuracy_high``)."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for name, df in curves.items():
-        ax.plot(df["referred"], df["accuracy"], marker="o", ms=3, label=name)
+        line, = ax.plot(df["referred"], df["accuracy"], marker="o", ms=3, label=name)
+        if {"accuracy_low", "accuracy_high"} <= set(df):
+            ax.fill_between(df["referred"], df["accuracy_low"], df["accuracy_high"], color=line.get_color(),
+                            alpha=0.15, lw=0, label=f"{name}: 95% CI")
     ax.set(xlabel="fraction referred to a human (most uncertain first)", ylabel="accuracy of the cases kept",
            title=title)
     ax.grid(alpha=0.3)

@@ -98,7 +98,7 @@ def _pool_folds(run_dir: Path, config: BaseModel, score: Callable[[np.ndarray, n
                                 patients, pooled["source"].tolist() if "source" in pooled else None,
                                 extra={"fold": pooled["fold"].to_numpy()}, after=parts, points=True)
     if parts:
-        metrics.update(referral(run_dir, y, prob, parts))
+        metrics.update(referral(run_dir, y, prob, parts, patients=patients))
     metrics.update(pooled_trust(run_dir, config, pooled["fold"].to_numpy(), y, prob, patients, classes))
     table = []
     for k in range(config.data.folds):

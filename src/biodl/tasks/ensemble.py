@@ -88,7 +88,7 @@ def train_ensemble(config: BaseModel, out: str | Path | None, resume: bool, devi
         if is_main_process():
             save_predictions(run_dir, "val", *val, classes, val_first["row"].to_numpy())
         metrics.update(trust(run_dir, config, classes, graded, val, (y, mean), patients))
-        metrics.update(referral(run_dir, y, mean, parts))
+        metrics.update(referral(run_dir, y, mean, parts, patients=patients))
         table = [{"member": k + 1, "seed": config.seed + k,
                   **child_test_metrics(runs.read_metrics(member_dir(run_dir, k) / runs.METRICS))} for k in range(n)]
         for k, row in enumerate(table):

@@ -395,7 +395,7 @@ def report_split(trainer: Trainer, data: ImageDataset, graded: bool, n_boot: int
                                 out_dir, rows=rows, patients=patients, sources=sources, points=BINARY_EXTRAS,
                                 after=parts)
     if out_dir is not None:
-        metrics.update(referral(out_dir, y, prob, parts, prefix))
+        metrics.update(referral(out_dir, y, prob, parts, prefix, patients))
     return prob, metrics
 
 

@@ -132,30 +132,34 @@ def uncertainty_columns(samples: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def referral(run_dir: Path, y: np.ndarray, prob: np.ndarray, parts: dict[str, np.ndarray],
-             prefix: str = "test") -> dict[str, float]:
+             prefix: str = "test", patients: np.ndarray | None = None) -> dict[str, float]:
     """Referral to a human by each uncertainty in ``parts`` (see :func:`uncertainty_columns`):
     the area under the risk-coverage curve and the accuracy kept after referring 10% and 20%
     (``<prefix>/aurc_<name>``...), the mean mutual information when there is one, and (rank 0)
     ``<prefix>_referral.png`` and ``<prefix>_referral.csv``, the accuracy kept against the
-    fraction referred. ``y`` (N,), ``prob`` (N, K)."""
+    fraction referred with its 95% bootstrap interval (``patients``, (N,) ids: patients
+    resampled, as the metrics). ``y`` (N,), ``prob`` (N, K)."""
     import pandas as pd
 
     from .. import uncertainty
+    from ..metrics import bootstrap_counts
     from ..report.figures import referral_plot
     from ..report.tables import write_table
 
     metrics: dict[str, float] = {}
     curves = {}
+    counts = bootstrap_counts(len(y), 200, 0, patients)
     for name, values in parts.items():
         metrics.update(uncertainty.referral_metrics(y, prob, values, prefix, name))
-        curves[name.replace("_", " ")] = uncertainty.referral_curve(y, prob, values)
+        curves[name.replace("_", " ")] = uncertainty.referral_curve(y, prob, values, counts=counts)
     if "mutual_information" in parts:
         metrics[f"{prefix}/mean_mutual_information"] = float(parts["mutual_information"].mean())
     if is_main_process():
         referral_plot(curves, f"Referral by uncertainty ({prefix})", run_dir / f"{prefix}_referral.png")
         table = pd.concat([c.assign(by=name) for name, c in curves.items()], ignore_index=True)
         write_table(table, run_dir / f"{prefix}_referral", "Accuracy of the cases kept when the most uncertain are "
-                                                          "referred")
+                    f"referred, with its 95% bootstrap interval ({'patients' if patients is not None else 'cases'} "
+                    "resampled)")
     return metrics
 
 
