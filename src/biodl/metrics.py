@@ -126,14 +126,8 @@ def binary_metrics(threshold: float = 0.5) -> MetricCollection:
     )
 
 
-#: multiclass metrics: name in metrics.json -> what it is
-MULTICLASS_METRICS = {
-    "accuracy": "accuracy",
-    "balanced_accuracy": "balanced accuracy (mean per-class sensitivity)",
-    "roc_auc": "macro one-vs-rest ROC AUC",
-    "mcc": "multiclass Matthews correlation coefficient",
-    "qwk": "quadratic weighted kappa (graded labels only)",
-}
+#: the metrics the engine logs each epoch for K classes (image runs; ``qwk`` for graded labels only)
+MULTICLASS_METRICS = {k: VOCABULARY[k] for k in ("accuracy", "balanced_accuracy", "roc_auc", "mcc", "qwk")}
 
 
 def multiclass_metrics(num_classes: int, graded: bool = False) -> MetricCollection:

@@ -390,7 +390,7 @@ def report_split(trainer: Trainer, data: ImageDataset, graded: bool, n_boot: int
     prob, parts = samples.mean(axis=0), uncertainty_columns(samples)
     rows, patients, sources = _trace(data)
     y = data.labels.numpy()
-    # two classes: the positive class's F1, precision, recall and PR AUC too (the engine computes the rest)
+    # two classes: the positive class's F1, predictive values, sensitivity, specificity and PR AUC too
     metrics = score_predictions(y, prob, data.classes, lambda a, b: multiclass_scores(a, b, graded), n_boot, prefix,
                                 out_dir, rows=rows, patients=patients, sources=sources, points=BINARY_EXTRAS,
                                 after=parts)
