@@ -325,6 +325,8 @@ class SegmentationRunConfig(Strict):
     task: Literal["segmentation"] = "segmentation"
     seed: int = Field(0, ge=0, lt=2**32)
     deterministic: bool = False
+    n_boot: int = Field(1000, ge=100, description="bootstrap resamples for the CIs of the test means (patients "
+                                                  "resampled: CHASE_DB1's two eyes of a child together)")
     data: SegmentationDataConfig
     model: ImageModelConfig = Field(default_factory=lambda: ImageModelConfig(name="unet"))
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)

@@ -63,3 +63,10 @@ def test_embedded_chase_db1():
     assert all(c.image.shape == (960, 999, 3) and c.second is not None for c in cases[:2])
     assert 0.05 < cases[0].mask.mean() < 0.1 and 0.6 < cases[0].fov.mean() < 0.85
     assert (cases[0].mask & ~cases[0].fov).sum() < 0.005 * cases[0].mask.sum()  # vessels lie in the derived FOV
+
+
+def test_a_chase_childs_two_eyes_are_one_patient():
+    from biodl.data.vessels import patient_of
+
+    assert patient_of("Image_01L") == patient_of("Image_01R") == "child 01" != patient_of("Image_02L")
+    assert patient_of("21_training") == "21_training" and patient_of("Image_01") == "Image_01"

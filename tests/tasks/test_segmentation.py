@@ -87,3 +87,42 @@ def test_bad_masks_are_one_line_errors(folder, tmp_path, cli):
     (folder / "masks/case1.png").unlink()
     assert_one_line_error(cli("train", "--config", cfg, "--out", tmp_path / "c"), "case1.png", "no vessel mask")
     assert not any((tmp_path / d).exists() for d in "abc")
+
+
+def test_test_means_get_cis_that_resample_patients_not_eyes(monkeypatch):
+    """CHASE_DB1's Image_NNL and Image_NNR are one child's two eyes: the CI of a test mean
+    resamples children (3 here), so two eyes that score alike do not count as two patients."""
+    from types import SimpleNamespace
+
+    from biodl.data.vessels import VesselCase
+    from biodl.tasks import segmentation_report
+
+    rng = np.random.default_rng(0)
+    cases, maps = [], {}
+    for child, noise in ((1, 0.1), (2, 0.35), (3, 0.6)):
+        img, mask, disc = _fundus(64, child)
+        m = np.clip(mask + rng.normal(0, noise, mask.shape), 0, 1)  # worse maps for later children
+        for eye in "LR":
+            cases.append(VesselCase(f"Image_{child:02d}{eye}", img, mask, disc, False))
+            maps[f"Image_{child:02d}{eye}"] = m
+    monkeypatch.setattr(segmentation_report, "predict_map", lambda trainer, x, tile, overlap: maps[x])
+    config = SimpleNamespace(data=SimpleNamespace(tile=64, overlap=8), n_boot=400)
+    table, m, _ = segmentation_report.case_metrics(None, config, cases, 0.5, "test", {c.name: c.name for c in cases})
+    assert m["test/ci_clusters"] == 3
+    per_child = table.groupby(table["image"].str[:8])["f1_opt"].mean()
+    assert per_child.is_monotonic_decreasing and m["test/f1_opt"] == pytest.approx(per_child.mean())
+    assert per_child.min() <= m["test/f1_opt_ci_low"] < m["test/f1_opt"] < m["test/f1_opt_ci_high"] <= per_child.max()
+    renamed = [VesselCase(f"case{i}", c.image, c.mask, c.fov, False) for i, c in enumerate(cases)]
+    maps.update({f"case{i}": maps[c.name] for i, c in enumerate(cases)})
+    _, m6, _ = segmentation_report.case_metrics(None, config, renamed, 0.5, "test", {c.name: c.name for c in renamed})
+    assert m6["test/ci_clusters"] == 6 and m6["test/f1_opt"] == pytest.approx(m["test/f1_opt"])
+
+
+def test_a_test_split_that_parts_a_childs_eyes_is_refused(tmp_path, cli):
+    cfg = {"name": "seg", "task": "segmentation", "data": {"dataset": "chase_db1", "test_images": 7},
+           "trainer": {"epochs": 1, "progress": False}}
+    path = tmp_path / "odd.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    r = cli("train", "--config", path, "--out", tmp_path / "run")
+    assert_one_line_error(r, "data.test_images", "child 11", "Image_11L, Image_11R")  # the last 7 of 28
+    assert not (tmp_path / "run").exists()

@@ -22,7 +22,7 @@ from .images import ImageFault, open_image
 
 __all__ = [
     "IMAGE_EXT", "VesselCase", "read_image", "read_binary", "derive_fov", "load_chase", "load_drive", "load_folder",
-    "detect_layout", "prepare_fundus",
+    "detect_layout", "prepare_fundus", "patient_of",
 ]
 
 
@@ -110,6 +110,16 @@ def load_chase(root: str | Path) -> list[VesselCase]:
     if not images:
         raise DataError(root, "no Image_NNX.jpg files (CHASE_DB1 layout)")
     return [_case(p.stem, p, root / f"{p.stem}_1stHO.png", None, root / f"{p.stem}_2ndHO.png") for p in images]
+
+
+_CHASE_EYE = re.compile(r"^Image_(\d+)[LR]$")
+
+
+def patient_of(name: str) -> str:
+    """Who an image shows: CHASE_DB1's ``Image_NNL`` and ``Image_NNR`` are the left and right
+    eyes of child NN (``child NN``); any other image (DRIVE's are of 40 people) is its own."""
+    m = _CHASE_EYE.match(name)
+    return f"child {m.group(1)}" if m else name
 
 
 def _by_number(folder: Path) -> dict[str, Path]:

@@ -24,13 +24,13 @@ from ..config import SegmentationRunConfig, Strict
 from ..data.cache import content_key
 from ..data.folders import image_paths
 from ..data.vessels import (IMAGE_EXT, VesselCase, derive_fov, detect_layout, load_chase, load_drive, load_folder,
-                            prepare_fundus, read_image)
+                            patient_of, prepare_fundus, read_image)
 from ..datasets import embedded_path
 from ..engine import BestCheckpoint
 from ..engine.checkpoint import load_checkpoint, load_model_weights
 from ..engine.distributed import is_main_process
 from ..engine.trainer import resolve_device
-from ..errors import DataError, RunDirError, path_problem
+from ..errors import ConfigError, DataError, RunDirError, path_problem
 from ..io import atomic_write_json
 from ..models import create_model
 from ..repro import seed_everything
@@ -80,7 +80,12 @@ def load_cases(config: SegmentationRunConfig) -> tuple[list[VesselCase], list[Ve
     cases = load_chase(root) if layout == "chase" else load_folder(root)
     if len(cases) <= d.test_images:
         raise DataError(root, f"{len(cases)} images: too few for {d.test_images} test images and a training set")
-    return cases[: -d.test_images], cases[-d.test_images:], root
+    train, test = cases[: -d.test_images], cases[-d.test_images:]
+    if shared := sorted({patient_of(c.name) for c in train} & {patient_of(c.name) for c in test}):
+        both = [c.name for c in cases if patient_of(c.name) in shared]
+        raise ConfigError("data.test_images", f"{d.test_images} puts the eyes of {', '.join(shared)} in both training "
+                          f"and test ({', '.join(both)}); choose a number that keeps each patient on one side")
+    return train, test, root
 
 
 def draw_patches(images: list[np.ndarray], masks: list[np.ndarray], fovs: list[np.ndarray], n: int, size: int,

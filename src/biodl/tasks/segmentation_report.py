@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..data.vessels import VesselCase, prepare_fundus
+from ..data.vessels import VesselCase, patient_of, prepare_fundus
 from ..engine.tiling import tiled_predict
 from ..io import atomic_write, atomic_write_json
-from ..metrics import f1_optimal_threshold, fov_scores
+from ..metrics import bootstrap_cis, f1_optimal_threshold, fov_scores
 from ..report.tables import write_table
 
 __all__ = ["PANEL", "predict_map", "case_metrics", "write_test_report"]
@@ -36,8 +36,9 @@ def predict_map(trainer, x: np.ndarray, tile: int, overlap: int) -> np.ndarray:
 def case_metrics(trainer, config, cases: list[VesselCase], threshold: float, prefix: str,
                  prepared: dict | None = None) -> tuple[pd.DataFrame, dict[str, float], dict[str, np.ndarray]]:
     """Per-image FOV metrics at 0.5 (``_at05``) and at ``threshold`` (``_opt``), their means as
-    ``<prefix>/<metric>`` (with ``<prefix>/seconds_per_image`` of tiled inference), and the
-    probability maps by image name."""
+    ``<prefix>/<metric>`` with 95% bootstrap CIs that resample patients (``_ci_low``,
+    ``_ci_high``; ``<prefix>/ci_clusters`` of them: :func:`biodl.data.vessels.patient_of`), with
+    ``<prefix>/seconds_per_image`` of tiled inference, and the probability maps by image name."""
     d = config.data
     rows, probs, seconds = [], {}, []
     for c in cases:
@@ -47,7 +48,14 @@ def case_metrics(trainer, config, cases: list[VesselCase], threshold: float, pre
         seconds.append(time.perf_counter() - t0)
         rows.append({"image": c.name, **fov_scores(probs[c.name], c.mask, c.fov, {"_at05": 0.5, "_opt": threshold})})
     table = pd.DataFrame(rows)
-    metrics = {f"{prefix}/{k}": float(table[k].mean()) for k in table.columns if k != "image"}
+    names = [k for k in table.columns if k != "image"]
+    metrics = {f"{prefix}/{k}": float(table[k].mean()) for k in names}
+    patients = np.array([patient_of(c.name) for c in cases])
+    cis = bootstrap_cis(np.zeros(len(table)), table[names].to_numpy(np.float64),
+                        lambda _, v: dict(zip(names, v.mean(axis=0), strict=True)), config.n_boot, groups=patients)
+    for k, (lo, hi) in cis.items():
+        metrics.update({f"{prefix}/{k}_ci_low": lo, f"{prefix}/{k}_ci_high": hi})
+    metrics[f"{prefix}/ci_clusters"] = float(len(set(patients)))
     metrics[f"{prefix}/seconds_per_image"] = float(np.mean(seconds))
     return table, metrics, probs
 
@@ -69,7 +77,9 @@ def write_test_report(run_dir: Path, trainer, config, train_cases: list[VesselCa
     write_table(_with_mean(table[cols]), run_dir / "test_per_image",
                 f"Test images: FOV-only metrics (threshold {t:.3f}, F1-optimal on the training images; and 0.5)")
     human = [c for c in test_cases if c.second is not None]
-    summary = [{"who": f"U-Net ({config.model.name})", **{k: metrics[f"test/{k}"] for k in cols[1:]}}]
+    summary = [{"who": f"U-Net ({config.model.name})", **{k: metrics[f"test/{k}"] for k in cols[1:]}},
+               {"who": f"its 95% CI ({metrics['test/ci_clusters']:.0f} patients resampled)",
+                **{k: f"[{metrics[f'test/{k}_ci_low']:.3f}, {metrics[f'test/{k}_ci_high']:.3f}]" for k in cols[1:]}}]
     if human:
         h = pd.DataFrame([{"image": c.name, **fov_scores(c.second.astype(np.float64), c.mask, c.fov, {"_opt": 0.5})}
                           for c in human])
