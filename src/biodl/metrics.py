@@ -353,22 +353,28 @@ def _bins(conf: np.ndarray, hit: np.ndarray, n_bins: int, strategy: str = "width
         edges = np.linspace(0.0, 1.0, n_bins + 1)
         which = np.clip(np.searchsorted(edges, conf, side="right") - 1, 0, n_bins - 1)
         groups = [(np.flatnonzero(which == b), float(edges[b]), float(edges[b + 1])) for b in range(n_bins)]
+    groups = [(g, lo, hi) for g, lo, hi in groups if len(g)]
     out = [{"lo": lo, "hi": hi, "n": len(g), "confidence": float(conf[g].mean()), "observed": float(hit[g].mean())}
-           for g, lo, hi in groups if len(g)]
+           for g, lo, hi in groups]
     if counts is not None:
-        from statistics import NormalDist
-
         a = (1 - level) / 2
-        z = NormalDist().inv_cdf(1 - a)
-        for b, (g, _, _) in zip(out, [grp for grp in groups if len(grp[0])], strict=True):
+        for b, (g, _, _) in zip(out, groups, strict=True):
             w = counts[:, g]
             held = w.sum(axis=1) > 0
             lo, hi = np.quantile((w[held] @ hit[g]) / w[held].sum(axis=1), [a, 1 - a])
-            n, rate = len(g), b["observed"]
-            centre, half = (rate + z * z / (2 * n)) / (1 + z * z / n), \
-                z / (1 + z * z / n) * np.sqrt(rate * (1 - rate) / n + z * z / (4 * n * n))
-            b["observed_low"], b["observed_high"] = float(min(lo, centre - half)), float(max(hi, centre + half))
+            w_lo, w_hi = _wilson(b["observed"], len(g), level)
+            b["observed_low"], b["observed_high"] = float(min(lo, w_lo)), float(max(hi, w_hi))
     return out
+
+
+def _wilson(rate: float, n: int, level: float = 0.95) -> tuple[float, float]:
+    """The Wilson score interval of a proportion ``rate`` observed in ``n`` cases."""
+    from statistics import NormalDist
+
+    z2 = NormalDist().inv_cdf(1 - (1 - level) / 2) ** 2
+    centre = (rate + z2 / (2 * n)) / (1 + z2 / n)
+    half = np.sqrt(z2) / (1 + z2 / n) * np.sqrt(rate * (1 - rate) / n + z2 / (4 * n * n))
+    return centre - half, centre + half
 
 
 def calibration_bins(y: np.ndarray, prob: np.ndarray, n_bins: int = 10, strategy: str = "width",
