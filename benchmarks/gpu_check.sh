@@ -11,8 +11,12 @@
 # Everything prints to the log and goes to $OUT; the tables come last.
 set -uo pipefail
 OUT=${OUT:-/tmp/biodl-gpu}
-mkdir -p "$OUT"
+RUNS=/tmp/biodl-gpu-runs  # run folders stay on the machine: $OUT brings back at most 8 files
+mkdir -p "$OUT" "$RUNS"
 export PYTHONUNBUFFERED=1
+# one call is at most 600 s: every step is capped by what is left before DEADLINE, so the tables print
+DEADLINE=${DEADLINE:-560}
+cap() { local left=$((DEADLINE - SECONDS)); ((left < $1)) && echo $((left > 5 ? left : 5)) || echo "$1"; }
 if ls .whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
     && export PYTHONPATH=/tmp/site
@@ -23,25 +27,28 @@ python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_devic
 
 # 1. the three batch routes give the plain route's batches on CUDA (pinned ring + side stream,
 #    resident gather), and what each delivers
-timeout 120 python3 benchmarks/gpu_loader_check.py --device cuda --images 4096 2>&1 | tee "$OUT/loaders.txt"
+timeout $(cap 90) python3 benchmarks/gpu_loader_check.py --device cuda --images 4096 2>&1 | tee "$OUT/loaders.txt"
 
 # 2. DBRNet and ResNet-18, 224 px, bf16, batch 256, from PNGs: biodl (disk cache, read ahead), biodl
 #    resident, MONAI CacheDataset, against the ceiling (target: biodl >= 0.90 of it)
-timeout 300 python3 benchmarks/image_pipeline.py --device cuda --n 2000 --models dbrnet,resnet18 \
+timeout $(cap 240) python3 benchmarks/image_pipeline.py --device cuda --n 2000 --models dbrnet,resnet18 \
   --arms ceiling,monai,biodl --rounds 2 --work /tmp/bench 2>&1 | tee "$OUT/pipeline.txt"
 
 # 3. the vessel study's wall time on the GPU
 start=$SECONDS
-timeout 150 python3 -m biodl run vessels --out "$OUT/vessels" --set trainer.progress=false >"$OUT/vessels.log" 2>&1
+timeout $(cap 150) python3 -m biodl run vessels --out "$RUNS/vessels" --set trainer.progress=false >"$RUNS/vessels.log" 2>&1
 echo "vessels: exit $?, wall $((SECONDS - start)) s" | tee "$OUT/vessels.txt"
+tail -n 25 "$RUNS/vessels.log" >>"$OUT/vessels.txt"
+cp "$RUNS/vessels/metrics.json" "$OUT/vessels_metrics.json" 2>/dev/null
 
 # 4. DDP through torchrun (1 process, NCCL), eager and compiled, against a plain eager run
 common=(run retinopathy --set trainer.epochs=4 --set trainer.progress=false --set data.device_cache=on)
-timeout 90 python3 -m biodl "${common[@]}" --out "$OUT/eager" >"$OUT/eager.log" 2>&1
-timeout 120 torchrun --nproc_per_node=1 -m biodl "${common[@]}" --out "$OUT/ddp" >"$OUT/ddp.log" 2>&1
-timeout 180 torchrun --nproc_per_node=1 -m biodl "${common[@]}" --set trainer.compile=true \
-  --out "$OUT/ddp-compile" >"$OUT/ddp-compile.log" 2>&1
-python3 - "$OUT" <<'PY' | tee "$OUT/curves.txt"
+timeout $(cap 60) python3 -m biodl "${common[@]}" --out "$RUNS/eager" >"$RUNS/eager.log" 2>&1
+timeout $(cap 90) torchrun --nproc_per_node=1 -m biodl "${common[@]}" --out "$RUNS/ddp" >"$RUNS/ddp.log" 2>&1
+timeout $(cap 180) torchrun --nproc_per_node=1 -m biodl "${common[@]}" --set trainer.compile=true \
+  --out "$RUNS/ddp-compile" >"$RUNS/ddp-compile.log" 2>&1
+for f in eager ddp ddp-compile; do echo "== $f.log"; tail -n 15 "$RUNS/$f.log"; done >"$OUT/runs.log"
+python3 - "$RUNS" <<'PY' | tee "$OUT/curves.txt"
 import sys, pandas as pd
 from pathlib import Path
 out = Path(sys.argv[1])
@@ -56,4 +63,4 @@ for name in ("ddp", "ddp-compile"):
     print(f"{name}: train/loss per epoch {got['train/loss'].round(4).tolist()} vs eager "
           f"{ref['train/loss'].round(4).tolist()}: max relative difference {rel:.2e} (bf16: expect < 2e-2)")
 PY
-tail -n 30 "$OUT/loaders.txt" "$OUT/pipeline.txt" "$OUT/vessels.txt" "$OUT/curves.txt"
+tail -n 30 "$OUT/loaders.txt" "$OUT/pipeline.txt" "$OUT/vessels.txt" "$OUT/runs.log" "$OUT/curves.txt"
