@@ -189,10 +189,13 @@ def measure(name: str, data, mds, root: Path, device: torch.device, arms: list[s
             "biodl+aug": lambda: biodl_arm(data, name, device, bs, warm, timed, True),
             "resident": lambda: biodl_arm(data, name, device, bs, warm, timed, False, resident=True)}
     r: dict[str, float] = {}
-    for _ in range(rounds):
+    for k in range(rounds):
         for arm, fn in runs.items():
-            if arm.split("+")[0] in arms or (arm == "resident" and "biodl" in arms and device.type == "cuda"):
+            if arm in arms and not (arm == "resident" and device.type != "cuda"):
+                t = time.perf_counter()
                 r[arm] = max(r.get(arm, 0.0), fn())
+                print(f"  {name} round {k + 1}: {arm} {r[arm]:.0f} images/s ({time.perf_counter() - t:.1f} s)",
+                      flush=True)
     return r
 
 
@@ -207,7 +210,8 @@ def main() -> None:
     ap.add_argument("--models", default="dbrnet,resnet18")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "biodl-bench-images")
-    ap.add_argument("--arms", default="ceiling,workshop,monai,biodl")
+    ap.add_argument("--arms", default="ceiling,workshop,monai,biodl,biodl+aug,resident",
+                    help="comma-separated; resident is measured on a GPU only")
     ap.add_argument("--rounds", type=int, default=2, help="alternating rounds; best of them per arm")
     args = ap.parse_args()
     device, arms = torch.device(args.device), args.arms.split(",")

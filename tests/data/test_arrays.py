@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from biodl.data.arrays import ImageDataset, load_npy_pair, load_npz
+from biodl.data.arrays import ImageDataset, ImageSet, load_npy_pair, load_npz
 from biodl.datasets import embedded_path
 from biodl.errors import DataError
 
@@ -177,3 +177,19 @@ def test_empty_official_test_split_is_split_anew_with_a_warning(tmp_path, cli):
     import json
 
     assert json.loads((tmp_path / "run/manifest.json").read_text())["split"] == "stratified"
+
+
+def test_labels_stay_on_the_cpu_when_the_pixels_are_resident_elsewhere():
+    """data.device_cache: the pixels (and each batch's labels) go to the device, but the dataset's
+    labels, which the reports turn into NumPy, stay on the CPU. The "meta" device stands in for a
+    GPU here (found on an H200: the test report's labels.numpy() failed on CUDA labels)."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 10)
+    ds = ImageDataset(ImageSet(rng.integers(0, 256, (10, 4, 4, 3), dtype=np.uint8), labels, ["a", "b", "c"]),
+                      indices=np.arange(2, 9))
+    on = ds.resident("meta")
+    assert on.device.type == "meta" and on.labels.device.type == "cpu"
+    np.testing.assert_array_equal(on.labels.numpy(), labels[2:9])
+    x, y = on[torch.tensor([0, 3, 6])]
+    assert x.device.type == "meta" and x.shape == (3, 3, 4, 4)
+    assert y.device.type == "meta" and y.shape == (3,)

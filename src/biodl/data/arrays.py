@@ -72,8 +72,10 @@ class ImageDataset(Dataset):
         self.pixels = pixels  # (N, H, W, C) uint8 in memory or on a device; None: rows read from disk
         self.indices = None if indices is None else torch.as_tensor(np.asarray(indices), dtype=torch.int64)
         labels = torch.from_numpy(np.asarray(data.labels))
-        labels = labels if self.indices is None else labels[self.indices]
-        self.labels = labels if pixels is None else labels.to(pixels.device)
+        # (N,) int64 on the CPU, whatever holds the pixels (reports take .numpy()); batches take
+        # theirs from a copy beside the pixels
+        self.labels = labels if self.indices is None else labels[self.indices]
+        self._batch_labels = self.labels if pixels is None else self.labels.to(pixels.device)
         self.transform = transform
 
     def __len__(self) -> int:
@@ -95,7 +97,7 @@ class ImageDataset(Dataset):
         else:  # rows read from the disk cache
             x = torch.from_numpy(self.data.images[np.asarray(rows)])
         x = x.movedim(-1, -3)  # (..., H, W, C) -> (..., C, H, W), a view
-        y = self.labels[index.to(self.labels.device) if isinstance(index, torch.Tensor) else index]
+        y = self._batch_labels[index.to(self._batch_labels.device) if isinstance(index, torch.Tensor) else index]
         return (self.transform(x) if self.transform is not None else x), y
 
     @property
