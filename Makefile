@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/heart_failure.py
 	$(BIN)/python benchmarks/tuned_svm.py
 	$(BIN)/python benchmarks/image_pipeline.py
+	$(BIN)/python benchmarks/channel_stats.py
 	$(BIN)/python benchmarks/image_memory.py
 	$(BIN)/python benchmarks/explain_ig.py
 	$(BIN)/python benchmarks/vessels_tiling.py

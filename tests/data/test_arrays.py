@@ -193,3 +193,23 @@ def test_labels_stay_on_the_cpu_when_the_pixels_are_resident_elsewhere():
     x, y = on[torch.tensor([0, 3, 6])]
     assert x.device.type == "meta" and x.shape == (3, 3, 4, 4)
     assert y.device.type == "meta" and y.shape == (3,)
+    # figures read the same rows on the host
+    hx, hy = on.on_host()[torch.tensor([0, 3, 6])]
+    gx, gy = ds[torch.tensor([0, 3, 6])]
+    assert torch.equal(hx, gx) and torch.equal(hy, gy) and ds.on_host() is ds
+
+
+def test_example_figure_of_a_set_resident_on_a_device(tmp_path):
+    """The test report's figure of confident right and wrong predictions reads its pixels on the
+    host when the set lives on a device ("meta" stands in for the GPU)."""
+    from PIL import Image
+
+    from biodl.tasks.image import show_examples
+
+    rng = np.random.default_rng(1)
+    labels = np.array([0, 1, 2, 0, 1, 2])
+    ds = ImageDataset(ImageSet(rng.integers(0, 256, (6, 16, 16, 3), dtype=np.uint8), labels, ["a", "b", "c"]))
+    prob = np.eye(3)[[0, 1, 2, 1, 1, 0]] * 0.8 + 0.2 / 3  # 4 right, 2 wrong
+    show_examples(ds.resident("meta"), prob, tmp_path / "examples.png")
+    with Image.open(tmp_path / "examples.png") as im:
+        assert im.size[0] > 100 and im.size[1] > 100

@@ -6,15 +6,23 @@ from torch import nn
 from biodl.data.transforms import BatchAugment, ImagePreprocess, channel_stats, dihedral_tta
 
 
-def test_channel_stats_match_numpy_over_the_chosen_rows():
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (300, 9, 7, 3), dtype=np.uint8)
-    rows = rng.permutation(300)[:170]
-    mean, std = channel_stats(images, rows, chunk=16)
-    ref = images[rows].reshape(-1, 3) / 255.0
-    np.testing.assert_allclose(mean, ref.mean(axis=0), rtol=1e-12)
-    np.testing.assert_allclose(std, ref.std(axis=0), rtol=1e-9)
-    np.testing.assert_allclose(channel_stats(images)[0], (images.reshape(-1, 3) / 255.0).mean(axis=0), rtol=1e-12)
+@pytest.mark.parametrize("channels", [3, 1])
+def test_channel_stats_match_numpy_over_the_chosen_rows(tmp_path, channels):
+    """Rows in any order, some twice (a weighted draw), from memory or the disk cache."""
+    from biodl.data.cache import DiskArray
+
+    rng = np.random.default_rng(channels)
+    images = rng.integers(0, 256, (300, 9, 7, channels), dtype=np.uint8)
+    images[:5] = 255  # saturated rows: the top bin counted
+    rows = np.concatenate([rng.permutation(300)[:170], [0, 0, 17]])
+    np.save(tmp_path / "images.npy", images)
+    ref = images[rows].reshape(-1, channels) / 255.0
+    for held in (images, DiskArray(tmp_path / "images.npy")):
+        mean, std = channel_stats(held, rows, chunk=16)
+        np.testing.assert_allclose(mean, ref.mean(axis=0), rtol=1e-12)
+        np.testing.assert_allclose(std, ref.std(axis=0), rtol=1e-9)
+    np.testing.assert_allclose(channel_stats(images)[0], (images.reshape(-1, channels) / 255.0).mean(axis=0),
+                               rtol=1e-12)
 
 
 class _Corner(nn.Module):

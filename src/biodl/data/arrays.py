@@ -133,6 +133,13 @@ class ImageDataset(Dataset):
             pixels = self.pixels if same else to_device(self.data.images, device)
         return ImageDataset(self.data, self.transform, None if self.indices is None else self.indices.numpy(), pixels)
 
+    def on_host(self) -> "ImageDataset":
+        """This dataset with its batches read on the host (from the disk cache or memory, as
+        before :meth:`resident`), for code that wants NumPy: figures, reports."""
+        if self.device.type == "cpu":
+            return self
+        return ImageDataset(self.data, self.transform, None if self.indices is None else self.indices.numpy())
+
 
 def to_device(images, device: torch.device, chunk: int = 1024) -> torch.Tensor:
     """(N, H, W, C) ``images`` (an array, or a disk-cache array read ``chunk`` rows at a time, so

@@ -436,7 +436,7 @@ def show_examples(data: ImageDataset, prob: np.ndarray, path: Path, n: int = 8) 
     picks = right + wrong
     if not picks:
         return
-    images = data[torch.as_tensor(picks)][0].movedim(1, -1).numpy()
+    images = data.on_host()[torch.as_tensor(picks)][0].movedim(1, -1).numpy()
     c = data.classes
     image_examples(images, [f"{c[y[i]]} → {c[pred[i]]} ({conf[i]:.2f})" for i in picks],
                    ["#1a7f37"] * len(right) + ["#cf222e"] * len(wrong),
@@ -449,7 +449,7 @@ def log_tensorboard(trainer: Trainer, train_set: ImageDataset, test: ImageDatase
     projector of up to ``n_embed`` test images' penultimate-layer features."""
     from ..report.tensorboard import last_linear, log_extras, thumbnails
 
-    grid = train_set[torch.arange(min(64, len(train_set)))][0]
+    grid = train_set.on_host()[torch.arange(min(64, len(train_set)))][0]
     part = _part(test, n_embed)
     head = last_linear(trainer.module)
     embedding = None
