@@ -32,7 +32,7 @@ timeout $(cap 90) python3 benchmarks/gpu_loader_check.py --device cuda --images 
 # 2. DBRNet and ResNet-18, 224 px, bf16, batch 256, from PNGs: biodl (disk cache, read ahead), biodl
 #    resident, MONAI CacheDataset, against the ceiling (target: biodl >= 0.90 of it)
 timeout $(cap 240) python3 benchmarks/image_pipeline.py --device cuda --n 2000 --models dbrnet,resnet18 \
-  --arms ceiling,monai,biodl --rounds 2 --work /tmp/bench 2>&1 | tee "$OUT/pipeline.txt"
+  --arms ceiling,monai,biodl,resident --rounds 2 --work /tmp/bench 2>&1 | tee "$OUT/pipeline.txt"
 
 # 3. the vessel study's wall time on the GPU
 start=$SECONDS
