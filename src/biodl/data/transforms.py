@@ -137,8 +137,8 @@ def channel_stats(images, indices=None, chunk: int = 64) -> tuple[list[float], l
     """Per-channel mean and standard deviation, scaled to [0, 1], of (N, H, W, C) uint8 images
     (or of the rows ``indices``). Exact: a 256-bin histogram per channel, counted over chunks
     (memory stays flat however many images there are, and a memory-mapped set is read once),
-    gives the integer sums of values and of squares; about 1 GB/s on one core, 15x summing the
-    pixels widened to int64."""
+    gives the integer sums of values and of squares: 11x faster than summing the pixels widened to
+    int64 (``benchmarks/channel_stats.py``)."""
     import numpy as np
 
     rows = np.arange(len(images)) if indices is None else np.asarray(indices)
