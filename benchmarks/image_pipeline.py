@@ -193,8 +193,9 @@ def measure(name: str, data, mds, root: Path, device: torch.device, arms: list[s
         for arm, fn in runs.items():
             if arm in arms and not (arm == "resident" and device.type != "cuda"):
                 t = time.perf_counter()
-                r[arm] = max(r.get(arm, 0.0), fn())
-                print(f"  {name} round {k + 1}: {arm} {r[arm]:.0f} images/s ({time.perf_counter() - t:.1f} s)",
+                rate = fn()
+                r[arm] = max(r.get(arm, 0.0), rate)
+                print(f"  {name} round {k + 1}: {arm} {rate:.0f} images/s ({time.perf_counter() - t:.1f} s)",
                       flush=True)
     return r
 
