@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from biodl.metrics import bootstrap_cis, multiclass_scores
+from biodl.evaluation import bootstrap_cis, multiclass_scores
 
 
 def sklearn_scores(y: np.ndarray, prob: np.ndarray, graded: bool = False) -> dict[str, float]:

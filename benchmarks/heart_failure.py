@@ -3,7 +3,7 @@ repeated hold-out, on the same 100 stratified 80/20 splits (split i: seed i).
 
 1. workshop: one process, a Pipeline (one-hot encoding of the five binary columns + a
    500-tree random forest), ``predict`` and ``predict_proba`` per split;
-2. biodl, same pipeline: ``biodl.holdout.repeated_holdout`` on all cores; its
+2. biodl, same pipeline: ``biodl.tasks.holdout.repeated_holdout`` on all cores; its
    predictions must be identical to (1);
 3. biodl's own arm: the study's random forest (the 11 features as they are, as the paper's
    R code did; the one-hot copies of 0/1 columns add nothing but work).
@@ -27,7 +27,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
 from biodl.datasets import embedded_path
-from biodl.holdout import Method, holdout_splits, repeated_holdout
+from biodl.tasks.holdout import Method, holdout_splits, repeated_holdout
 from biodl.models.classical import random_forest
 
 BINARY = ["anaemia", "diabetes", "high_blood_pressure", "sex", "smoking"]

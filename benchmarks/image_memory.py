@@ -22,7 +22,7 @@ from _images import make_tree
 
 WRAP = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
         "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, r.returncode)")
-IMPORTS = "import biodl.cli, biodl.tasks.image, biodl.metrics, torch, torchmetrics, sklearn.metrics"
+IMPORTS = "import biodl.cli, biodl.tasks.image, biodl.evaluation, torch, torchmetrics, sklearn.metrics"
 
 
 def peak_rss_mb(cmd: list[str]) -> tuple[float, float]:

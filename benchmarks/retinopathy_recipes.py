@@ -26,10 +26,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from biodl import calibration
+from biodl.trust import calibration
 from biodl.data.transforms import BatchAugment, dihedral_tta
 from biodl.datasets import embedded_path
-from biodl.metrics import calibration_scores, multiclass_scores
+from biodl.evaluation import calibration_scores, multiclass_scores
 from biodl.models import create_model
 
 #: recipe -> its changes to the study's defaults (see ``train``)

@@ -22,7 +22,7 @@ from sklearn.svm import SVC
 from threadpoolctl import threadpool_limits
 
 from biodl.datasets import embedded_path
-from biodl.holdout import holdout_splits
+from biodl.tasks.holdout import holdout_splits
 from biodl.models.classical import C_GRID, SVMTuned
 
 

@@ -99,7 +99,7 @@ def test_tabular_mc_dropout_predicts_the_mean_of_its_passes(cli, tmp_path):
     record's mutual information, and the probabilities are the passes' mean."""
     import numpy as np
 
-    from biodl import uncertainty
+    from biodl.trust import uncertainty
 
     out = tmp_path / "mc"
     r = cli("train", "--config", ROOT / "examples/heart_failure_mlp.yaml", "--out", out, *FAST,

@@ -249,7 +249,7 @@ def export(
     except ImportError:
         raise ConfigError("--format", "ONNX export needs onnx, onnxscript and onnxruntime: pip install "
                                       "'biodl[export]'") from None
-    from .export import export_run
+    from .inference.export import export_run
 
     path, meta = export_run(run_dir, fmt, out, checkpoint, size)
     parity = meta["parity"]
@@ -299,7 +299,7 @@ def calibrate(
     from .tasks.recalibration import calibrate_run
 
     metrics, path = calibrate_run(run_dir, method, overwrite)
-    from .calibration import SCORES
+    from .trust.calibration import SCORES
 
     _print_metrics({k: v for k, v in metrics.items() if k.split("/", 1)[-1].split("_ci_")[0].removesuffix("_after")
                     in SCORES}, "test")
@@ -473,7 +473,7 @@ def wsi_infer(
     mask.png, slide.json (mean, top-10 mean, share above 0.5) and report.html; slides.csv and
     index.html over the slides done; slides done before are skipped."""
     from .data.wsi import shard
-    from .tasks.wsi import infer_slide, write_cohort
+    from .inference.slides import infer_slide, write_cohort
 
     todo = shard(slides, shard_spec)
     with _slide_bars(len(todo)) as (on_tiles, next_slide):

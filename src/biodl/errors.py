@@ -11,8 +11,8 @@ from pathlib import Path
 
 
 __all__ = [
-    "BiodlError", "ConfigError", "DataError", "CheckpointError", "RunDirError", "describe_os_error", "path_problem",
-    "Preempted", "PREEMPTED_EXIT",
+    "BiodlError", "ConfigError", "DataError", "CheckpointError", "RunDirError", "ImageFault", "describe_os_error",
+    "path_problem", "Preempted", "PREEMPTED_EXIT",
 ]
 
 
@@ -39,6 +39,16 @@ class CheckpointError(BiodlError):
 
 class RunDirError(BiodlError):
     """A run directory is missing, incomplete or would be overwritten."""
+
+
+class ImageFault(Exception):
+    """An image file that cannot be used; ``problem`` says why, in words. Not a user-facing
+    error by itself: the reader turns it into a DataError naming the file (or, under
+    ``data.skip_bad``, counts it)."""
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+        super().__init__(problem)
 
 
 def describe_os_error(exc: OSError) -> str:

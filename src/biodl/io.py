@@ -10,16 +10,21 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal
 
-from .errors import BiodlError
+from .errors import BiodlError, CheckpointError
+
+if TYPE_CHECKING:
+    import torch
 
 
 __all__ = [
     "fsync_dir", "write_tmp", "atomic_write", "atomic_write_bytes", "atomic_write_text", "finite_json", "json_text",
-    "atomic_write_json", "sha256_file", "read_json",
+    "atomic_write_json", "atomic_folder", "sha256_file", "read_json", "read_safetensors",
 ]
 
 
@@ -108,6 +113,47 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json_text(obj))
 
 
+@contextmanager
+def atomic_folder(path: str | Path, exists: Literal["error", "keep", "replace"] = "error") -> Iterator[Path]:
+    """A folder that appears whole or not at all. Yields a new hidden sibling folder (a name of
+    its own, so concurrent writers never share one) for the block to fill; when the block ends
+    without a fault, every file in it is fsynced and the folder is renamed to ``path``. An empty
+    folder at ``path`` is replaced; a non-empty one is, by ``exists``: ``error`` a BiodlError
+    naming it, ``keep`` kept (another writer made the same folder first) and the new one dropped,
+    ``replace`` replaced. On any fault (or a kill) the temporary folder goes and ``path`` is as it
+    was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes 0700; give the usual permissions
+        yield tmp
+        for folder, _, files in os.walk(tmp):
+            for name in files:
+                fd = os.open(os.path.join(folder, name), os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        try:
+            os.replace(tmp, path)  # onto nothing or an empty folder (POSIX rename)
+        except OSError:
+            if not path.is_dir() or exists == "error":
+                what = "exists and is not empty" if path.is_dir() else "exists and is not a folder"
+                raise BiodlError(path, f"{what} (made by another process meanwhile?); choose another output") from None
+            if exists == "keep":
+                shutil.rmtree(tmp)
+            else:
+                old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+                os.replace(path, old / path.name)
+                os.replace(tmp, path)
+                shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    fsync_dir(path.parent)
+
+
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     """Hex sha256 of a file's bytes."""
     h = hashlib.sha256()
@@ -129,3 +175,26 @@ def read_json(path: str | Path, error: type[BiodlError] = BiodlError) -> dict[st
     if not isinstance(data, dict):
         raise error(path, "expected a JSON object")
     return data
+
+
+def read_safetensors(path: str | Path) -> dict[str, "torch.Tensor"]:
+    """The tensors of a safetensors file (weights, checkpoints), read safely: nothing is ever
+    unpickled. A missing, truncated or corrupt file, or a pickle under a safetensors name, is
+    one CheckpointError naming the file."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    try:
+        return load_file(str(path))
+    except FileNotFoundError:
+        raise CheckpointError(path, "no such file") from None
+    except Exception as exc:  # safetensors raises its own error type for every format fault
+        try:
+            head = path.read_bytes()[:4]
+        except OSError as err:
+            raise CheckpointError(path, f"cannot read: {err.strerror}") from None
+        if head[:2] == b"PK" or (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")):
+            raise CheckpointError(path, "is a pickle/torch.save file, not safetensors; biodl never unpickles files") \
+                from None
+        detail = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        raise CheckpointError(path, f"not a valid safetensors file (truncated or corrupt): {detail}") from None

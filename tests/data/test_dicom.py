@@ -7,7 +7,8 @@ import pytest
 pydicom = pytest.importorskip("pydicom")
 
 from biodl.data.dicom import dicom_patient, read_dicom  # noqa: E402
-from biodl.data.images import ImageFault, image_size  # noqa: E402
+from biodl.data.images import image_size  # noqa: E402
+from biodl.errors import ImageFault  # noqa: E402
 from tests.conftest import main_ok  # noqa: E402
 
 

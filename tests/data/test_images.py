@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from biodl.data.folders import load_image_folder
-from biodl.data.images import ImageFault, image_size, open_image
+from biodl.data.images import image_size, open_image
+from biodl.errors import ImageFault
 from biodl.data.layouts import default_size
 from biodl.errors import DataError
 from tests.conftest import assert_one_line_error, train_square_run

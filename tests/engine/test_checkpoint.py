@@ -10,13 +10,12 @@ from biodl.engine.checkpoint import (
     check_architecture,
     join_tree,
     load_checkpoint,
-    load_weights,
     recover,
     save_checkpoint,
     split_tree,
 )
 from biodl.errors import CheckpointError
-from biodl.io import sha256_file
+from biodl.io import read_safetensors, sha256_file
 from tests.conftest import assert_one_line_error
 
 
@@ -67,10 +66,10 @@ def test_pickle_renamed_safetensors_is_refused_without_unpickling(tmp_path):
     bad = tmp_path / "weights.safetensors"
     bad.write_bytes(pickle.dumps({"w": Evil()}))
     with pytest.raises(CheckpointError, match="biodl never unpickles"):
-        load_weights(bad)
+        read_safetensors(bad)
     torch.save({"w": torch.zeros(2)}, tmp_path / "zip.safetensors")
     with pytest.raises(CheckpointError, match="pickle"):
-        load_weights(tmp_path / "zip.safetensors")
+        read_safetensors(tmp_path / "zip.safetensors")
     assert not marker.exists()
 
 
@@ -146,7 +145,7 @@ def test_a_safetensors_file_whose_first_byte_looks_like_pickle_loads(tmp_path):
             break
     else:  # pragma: no cover
         pytest.skip("could not produce such a header")
-    assert torch.equal(load_weights(path)["x" * n], torch.zeros(2))
+    assert torch.equal(read_safetensors(path)["x" * n], torch.zeros(2))
 
 
 @pytest.mark.parametrize("edit, fragment", [

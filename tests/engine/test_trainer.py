@@ -9,7 +9,7 @@ from torch.utils.data import TensorDataset
 
 from biodl.engine import BestCheckpoint, Callback, CSVLogger, EarlyStopping, TensorBoardLogger, Trainer
 from biodl.engine.checkpoint import load_checkpoint
-from biodl.metrics import binary_metrics
+from biodl.evaluation import binary_metrics
 from biodl.models import create_model
 from biodl.repro import seed_everything
 

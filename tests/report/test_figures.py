@@ -3,7 +3,7 @@ import pytest
 from PIL import Image
 
 from biodl.report import per_class_curves
-from biodl.metrics import one_vs_rest_scores as _one_vs_rest
+from biodl.evaluation import one_vs_rest_scores as _one_vs_rest
 
 
 def test_per_class_curves_and_scores_handle_a_class_missing_from_the_labels(tmp_path):

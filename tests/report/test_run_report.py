@@ -68,7 +68,7 @@ def test_predictions_file_matches_the_metrics(image_run):
     np.testing.assert_allclose(prob.sum(axis=1), 1, atol=1e-6)
     acc = float((prob.argmax(axis=1) == pred["label"]).mean())
     assert acc == pytest.approx(metrics["test/accuracy"], abs=1e-6)
-    from biodl.metrics import calibration_bins
+    from biodl.evaluation import calibration_bins
 
     assert calibration_bins(pred["label"].to_numpy(), prob)[1] == pytest.approx(metrics["test/ece"], abs=1e-6)
     cm = pd.read_csv(image_run / "test_confusion.csv", keep_default_na=False)

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from biodl import runs
 from biodl.data.splits import kfold_splits
 from biodl.errors import DataError
 from tests.conftest import assert_one_line_error, main_ok
@@ -216,8 +217,8 @@ def test_a_resumed_histopathology_run_gets_its_published_table(cli, tmp_path, mo
 
 
 def test_kfold_parent_pools_each_folds_own_recalibration_and_sets(kfold_run, cli, tmp_path):
-    from biodl import calibration
-    from biodl.metrics import calibration_scores
+    from biodl.trust import calibration
+    from biodl.evaluation import calibration_scores
 
     run = tmp_path / "run"
     shutil.copytree(kfold_run / "run", run)
@@ -225,7 +226,7 @@ def test_kfold_parent_pools_each_folds_own_recalibration_and_sets(kfold_run, cli
     y, prob, fold = pred["label"].to_numpy(), pred[["p_0", "p_1"]].to_numpy(), pred["fold"].to_numpy()
 
     def expected_brier():
-        cals = [calibration.load(run / f"folds/fold{k}") for k in (1, 2, 3)]
+        cals = [runs.read_calibration(run / f"folds/fold{k}") for k in (1, 2, 3)]
         return calibration_scores(y, calibration.apply_per_fold(prob, fold, cals))["brier"]
 
     m = json.loads((run / "metrics.json").read_text())
@@ -235,7 +236,7 @@ def test_kfold_parent_pools_each_folds_own_recalibration_and_sets(kfold_run, cli
         assert pred.loc[pred["fold"] == k, "set"].tolist() == own
     r = cli("calibrate", run, "--method", "platt", "--overwrite")
     assert r.code == 0, r.err
-    assert all(calibration.load(run / f"folds/fold{k}").method == "platt" for k in (1, 2, 3))
+    assert all(runs.read_calibration(run / f"folds/fold{k}").method == "platt" for k in (1, 2, 3))
     assert not (run / "calibration.json").exists()
     m = json.loads((run / "metrics.json").read_text())
     assert m["test/brier_after"] == pytest.approx(expected_brier())

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from biodl import calibration, uncertainty
+from biodl import runs
+from biodl.trust import calibration, uncertainty
 from tests.conftest import assert_one_line_error, main_ok
 from tests.tasks.test_recalibration import FAST, _images
 
@@ -50,7 +51,7 @@ def test_the_parent_holds_the_members_mean_and_its_uncertainty(ensemble_run):
     np.testing.assert_allclose(p_val, members_val, atol=1e-6)
     y_val = pd.read_csv(run / "val_predictions.csv")["label"].to_numpy()
     refit = calibration.fit("temperature", y_val, p_val)  # ... is what the parent's recalibration was fitted on
-    assert calibration.load(run).temperature == pytest.approx(refit.temperature, rel=1e-5)
+    assert runs.read_calibration(run).temperature == pytest.approx(refit.temperature, rel=1e-5)
     html = (run / "report.html").read_text()
     assert "Ensemble" in html and (run / "test_referral.png").is_file() and "members" in html
 
@@ -64,7 +65,7 @@ def test_the_parent_predicts_with_its_members_and_its_own_recalibration(ensemble
     for k in (1, 2, 3):
         assert cli("predict", run / f"members/member{k}", images, "--out", tmp_path / f"m{k}.csv").code == 0
         raw.append(pd.read_csv(tmp_path / f"m{k}.csv")[[f"raw_p_class{c}" for c in range(3)]].to_numpy())
-    want = calibration.load(run).apply(np.mean(raw, axis=0))
+    want = runs.read_calibration(run).apply(np.mean(raw, axis=0))
     np.testing.assert_allclose(parent[[f"p_class{c}" for c in range(3)]].to_numpy(), want, atol=1e-5)
     r = cli("evaluate", run)  # its own test split, by the members together
     assert r.code == 0, r.err

@@ -107,7 +107,7 @@ def test_predict_folder_of_images(folder_run, cli):
 def test_mc_dropout_gives_each_case_its_disagreement(tmp_path, cli):
     """model.mc_dropout: the test predictions are the mean over the passes; each case gets its
     entropy and mutual information, and referral by each lands in metrics.json and the report."""
-    from biodl import uncertainty
+    from biodl.trust import uncertainty
 
     x, y = _square_images(60)
     np.savez(tmp_path / "set.npz", train_images=x[:40], train_labels=y[:40, None], val_images=x[40:50],

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from biodl import calibration
+from biodl import runs
+from biodl.trust import calibration
 from biodl.report.predictions import load_predictions
 from tests.conftest import ROOT, assert_one_line_error, main_ok
 
@@ -42,7 +43,7 @@ def image_run(tmp_path_factory):
 
 def test_training_fits_temperature_on_validation_and_reports_before_and_after(image_run):
     run = image_run / "run"
-    cal = calibration.load(run)
+    cal = runs.read_calibration(run)
     assert cal.method == "temperature" and cal.temperature > 0
     y_val, p_val, _, _ = load_predictions(run / "val_predictions.csv")
     assert cal.fitted_on["n"] == len(y_val)  # the validation split, and nothing else
@@ -59,10 +60,10 @@ def test_training_fits_temperature_on_validation_and_reports_before_and_after(im
 
 
 def test_training_fits_conformal_sets_on_validation_and_writes_each_test_set(image_run):
-    from biodl import conformal
+    from biodl.trust import conformal
 
     run = image_run / "run"
-    pred = conformal.load(run)
+    pred = runs.read_conformal(run)
     assert pred.method == "lac" and pred.alpha == 0.1 and pred.on == "raw"
     y_val, p_val, _, _ = load_predictions(run / "val_predictions.csv")
     assert pred.n == len(y_val)
@@ -87,11 +88,11 @@ def test_predict_applies_the_recalibration_and_keeps_the_raw_probabilities(image
     df = pd.read_csv(tmp_path / "p.csv")
     raw = df[[f"raw_p_class{k}" for k in range(3)]].to_numpy()
     final = df[[f"p_class{k}" for k in range(3)]].to_numpy()
-    np.testing.assert_allclose(final, calibration.load(run).apply(raw), atol=2e-6)
+    np.testing.assert_allclose(final, runs.read_calibration(run).apply(raw), atol=2e-6)
     assert (df["predicted"] == [f"class{k}" for k in final.argmax(1)]).all()
-    from biodl import conformal
+    from biodl.trust import conformal
 
-    assert df["set"].tolist() == conformal.describe(conformal.load(run).sets(raw), [f"class{k}" for k in range(3)])
+    assert df["set"].tolist() == conformal.describe(runs.read_conformal(run).sets(raw), [f"class{k}" for k in range(3)])
 
 
 def test_calibrate_refits_without_retraining_and_refuses_what_it_cannot(image_run, cli, tmp_path):
@@ -104,7 +105,7 @@ def test_calibrate_refits_without_retraining_and_refuses_what_it_cannot(image_ru
     assert (run / "calibration.json").read_text() == before  # nothing written by a refused command
     r = cli("calibrate", run, "--method", "vector", "--overwrite")
     assert r.code == 0, r.err
-    cal = calibration.load(run)
+    cal = runs.read_calibration(run)
     assert cal.method == "vector" and len(cal.scale) == 3
     y, prob, _, _ = load_predictions(run / "test_predictions.csv")
     m = json.loads((run / "metrics.json").read_text())
@@ -145,7 +146,7 @@ def test_tabular_runs_recalibrate_and_predict_with_it(cli, tmp_path):
     r = cli("train", "--config", ROOT / "examples/heart_failure_mlp.yaml", "--out", run, "--set", "trainer.epochs=3",
             "--set", "trainer.progress=false", "--set", "calibration=platt", "--set", "n_boot=100")
     assert r.code == 0, r.err
-    cal = calibration.load(run)
+    cal = runs.read_calibration(run)
     assert cal.method == "platt" and "test/brier_after" in json.loads((run / "metrics.json").read_text())
     r = cli("predict", run, HEART, "--out", tmp_path / "p.csv")
     assert r.code == 0, r.err

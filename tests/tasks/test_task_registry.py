@@ -1,27 +1,27 @@
-"""The task registry: one table (name -> config class -> module) that config loading, the CLI,
-the studies and `biodl explain` all ask."""
+"""The task registry: one table (name -> module) beside the config classes (name -> class) that
+config loading, the CLI, the studies and the predictor ask."""
 
 import importlib
 
 import pytest
 import yaml
 
-from biodl.config import TASKS, SegmentationRunConfig, build_config, task_spec
+from biodl.config import RUN_CONFIGS, SegmentationRunConfig, build_config, config_class
+from biodl.tasks.registry import TASKS, task_spec
 from biodl.errors import ConfigError
 from biodl.tasks import get_task, task_command
 from tests.conftest import assert_one_line_error
 
 
 def test_every_task_has_its_config_class_and_commands():
-    assert set(TASKS) == {"tabular", "image", "segmentation"}
+    assert set(TASKS) == set(RUN_CONFIGS) == {"tabular", "image", "segmentation"}
     for name, spec in TASKS.items():
+        assert spec.config is config_class(name)
         assert spec.config.model_fields["task"].default == name  # `task: NAME` builds this class
         module = importlib.import_module(spec.module)
         assert get_task(name) is module
-        for command in ("train", "evaluate", "predict"):
+        for command in ("train", "evaluate"):
             assert task_command(name, command) is getattr(module, command)
-    assert task_command("image", "explain").__name__ == "explain_images"
-    assert task_command("tabular", "explain").__name__ == "explain_tabular"
 
 
 def test_config_loading_picks_the_class_from_the_registry():
@@ -31,6 +31,8 @@ def test_config_loading_picks_the_class_from_the_registry():
         build_config({"task": "imagee", "data": {"dataset": "x"}})
     with pytest.raises(ConfigError, match="unknown task 'tabularr'"):
         task_spec("tabularr")
+    with pytest.raises(ConfigError, match="unknown task 'tabularr'"):
+        config_class("tabularr")
 
 
 def test_a_command_a_task_lacks_is_one_line(tmp_path, cli):

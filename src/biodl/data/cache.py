@@ -13,14 +13,13 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 
-from ..io import fsync_dir, sha256_file
+from ..io import atomic_folder, sha256_file
 
 if TYPE_CHECKING:  # pragma: no cover - arrays imports torch; the slide cache needs none
     from .arrays import ImageSet
@@ -260,21 +259,11 @@ def write_npy(path: Path, shape: tuple[int, ...], blocks: Iterable[np.ndarray]) 
 
 
 def commit_entry(entry: Path, write: Callable[[Path], None]) -> None:
-    """Make the cache folder ``entry`` atomically: ``write(tmp)`` fills a hidden temporary folder
-    beside it, which is then renamed to ``entry``. A failure (or a kill) leaves no entry; when
-    another process committed the same entry first, theirs is kept."""
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
-    try:
+    """Make the cache folder ``entry`` atomically (:func:`biodl.io.atomic_folder`): ``write(tmp)``
+    fills a hidden temporary folder beside it, which is then renamed to ``entry``. A failure (or
+    a kill) leaves no entry; when another process committed the same entry first, theirs is kept."""
+    with atomic_folder(entry, exists="keep") as tmp:
         write(tmp)
-        try:
-            os.replace(tmp, entry)
-        except OSError:  # another process stored the same key first: keep theirs
-            shutil.rmtree(tmp, ignore_errors=True)
-        fsync_dir(entry.parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def memo_sha256(path: Path, cache_dir: str | Path) -> str:

@@ -7,7 +7,7 @@ A single-frame DICOM image becomes what a photograph would be:
 - colour (RGB, or YBR converted to RGB): kept, 16-bit scaled down to 8.
 
 A multi-frame file, a file without pixel data, or pixel data compressed in a transfer syntax
-whose decoder is not installed are :class:`~biodl.data.images.ImageFault` s that say what to
+whose decoder is not installed are :class:`~biodl.errors.ImageFault` s that say what to
 do. The patient id (PatientID) is read from the header for layouts that give none, so splits
 are grouped by patient.
 """
@@ -19,14 +19,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .images import DICOM_SUFFIXES as SUFFIXES
-from .images import ImageFault
+from ..errors import ImageFault
 
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image as PILImage
 
 __all__ = ["SUFFIXES", "is_dicom", "read_dicom", "dicom_size", "dicom_patient"]
 
+#: file suffixes read as DICOM (pydicom) instead of Pillow
+SUFFIXES = (".dcm", ".dicom")
 DECODERS = "pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg (JPEG, JPEG 2000), or python-gdcm"
 
 

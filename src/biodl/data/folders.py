@@ -20,7 +20,8 @@ import pandas as pd
 
 from ..errors import DataError
 from .arrays import ImageSet
-from .images import ImageFault, open_image
+from ..errors import ImageFault
+from .images import open_image
 from .tabular import read_csv
 
 __all__ = [

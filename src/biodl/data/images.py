@@ -5,7 +5,7 @@ vessel loaders, ``predict`` and ``explain``) opens files through :func:`open_ima
 same faults are caught everywhere: an OS error on the file (a symbolic-link loop, a dangling
 link, a folder where a file should be, permission), an empty, truncated or unidentified file,
 and a decompression bomb (a small file that declares more pixels than Pillow's
-``Image.MAX_IMAGE_PIXELS``, 89.5 million by default). Each becomes an :class:`ImageFault`
+``Image.MAX_IMAGE_PIXELS``, 89.5 million by default). Each becomes an :class:`~biodl.errors.ImageFault`
 whose ``problem`` the caller reports (or, under ``data.skip_bad``, counts).
 """
 
@@ -17,20 +17,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-from ..errors import describe_os_error, path_problem
+from ..errors import ImageFault, describe_os_error, path_problem
+from .dicom import SUFFIXES as DICOM_SUFFIXES
 
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image as PILImage
 
-__all__ = ["ImageFault", "open_image", "image_size", "pixel_limit", "DICOM_SUFFIXES"]
-
-
-class ImageFault(Exception):
-    """An image file that cannot be used; ``problem`` says why, in words."""
-
-    def __init__(self, problem: str) -> None:
-        self.problem = problem
-        super().__init__(problem)
+__all__ = ["open_image", "image_size", "pixel_limit"]
 
 
 def pixel_limit() -> int | None:
@@ -42,10 +35,6 @@ def pixel_limit() -> int | None:
 
 def _bomb(w: int, h: int) -> ImageFault:
     return ImageFault(f"declares {w} x {h} pixels, over the limit of {pixel_limit():,} (a decompression bomb?)")
-
-
-#: file suffixes read as DICOM (pydicom) instead of Pillow
-DICOM_SUFFIXES = (".dcm", ".dicom")
 
 
 def _check_file(path: Path) -> None:

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .images import ImageFault, image_size
+from ..errors import ImageFault
+from .images import image_size
 
 __all__ = ["detect_image_layout", "default_size"]
 

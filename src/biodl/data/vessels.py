@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .images import ImageFault, open_image
+from ..errors import ImageFault
+from .images import open_image
 
 __all__ = [
     "IMAGE_EXT", "VesselCase", "read_image", "read_binary", "derive_fov", "load_chase", "load_drive", "load_folder",

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 import numpy as np
 
 from ..errors import DataError
+from ..io import atomic_folder
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -568,7 +569,6 @@ def tile_slide(path: str | Path, out_dir: str | Path, tiling: Tiling, slide_mpp:
     whose folder exists is skipped. Returns (its folder, the number of tiles; -1 when skipped)."""
     import json
     import os
-    import shutil
     from concurrent.futures import ThreadPoolExecutor
 
     from PIL import Image
@@ -577,29 +577,22 @@ def tile_slide(path: str | Path, out_dir: str | Path, tiling: Tiling, slide_mpp:
     final = Path(out_dir) / path.stem
     if final.is_dir():
         return final, -1
-    with open_slide(path, slide_mpp) as slide:
+    with open_slide(path, slide_mpp) as slide, atomic_folder(final, exists="keep") as staging:
         tiles, tissue, mpp = tiling.cut(slide)
-        staging = final.parent / f".{final.name}.partial"
-        shutil.rmtree(staging, ignore_errors=True)
-        (staging / "tiles").mkdir(parents=True)
-        try:
-            names = [f"tiles/{x}_{y}.png" for x, y in zip(tiles["x"], tiles["y"], strict=True)]
-            done, scores = 0, []
-            with ThreadPoolExecutor(os.cpu_count() or 1) as pool:  # Pillow's PNG encoder releases the GIL
-                for block in scored(iter_tiles(slide, tiles, tiling.size, mpp, progress=progress), scores):
-                    block = normalizer(block) if normalizer is not None else block
-                    list(pool.map(lambda t, name: Image.fromarray(t).save(staging / name), block,
-                                  names[done:done + len(block)]))
-                    done += len(block)
-            with_score(tiles, scores).assign(file=names).to_csv(staging / "tiles.csv", index=False)
-            Image.fromarray(mask_overlay(tissue.thumb, tissue.mask)).save(staging / "mask.png")
-            (staging / "tiling.json").write_text(json.dumps(
-                {"slide": str(path), "slide_mpp": slide.mpp, "tile_mpp": mpp, **tiling.to_dict(),
-                 "stain": normalizer.to_dict() if normalizer is not None else None}, indent=1))
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-    staging.rename(final)
+        (staging / "tiles").mkdir()
+        names = [f"tiles/{x}_{y}.png" for x, y in zip(tiles["x"], tiles["y"], strict=True)]
+        done, scores = 0, []
+        with ThreadPoolExecutor(os.cpu_count() or 1) as pool:  # Pillow's PNG encoder releases the GIL
+            for block in scored(iter_tiles(slide, tiles, tiling.size, mpp, progress=progress), scores):
+                block = normalizer(block) if normalizer is not None else block
+                list(pool.map(lambda t, name: Image.fromarray(t).save(staging / name), block,
+                              names[done:done + len(block)]))
+                done += len(block)
+        with_score(tiles, scores).assign(file=names).to_csv(staging / "tiles.csv", index=False)
+        Image.fromarray(mask_overlay(tissue.thumb, tissue.mask)).save(staging / "mask.png")
+        (staging / "tiling.json").write_text(json.dumps(
+            {"slide": str(path), "slide_mpp": slide.mpp, "tile_mpp": mpp, **tiling.to_dict(),
+             "stain": normalizer.to_dict() if normalizer is not None else None}, indent=1))
     return final, len(tiles)
 
 

@@ -9,12 +9,12 @@ from .callbacks import (
     TensorBoardLogger,
     UnfreezeBackbone,
 )
-from .checkpoint import check_architecture, load_checkpoint, load_weights, save_checkpoint
+from .checkpoint import check_architecture, load_checkpoint, save_checkpoint
 from .distributed import is_main_process
 from .trainer import Trainer, resolve_device
 
 __all__ = [
     "Trainer", "resolve_device", "Callback", "EarlyStopping", "BestCheckpoint", "CSVLogger", "TensorBoardLogger",
-    "ProgressBar", "UnfreezeBackbone", "save_checkpoint", "load_checkpoint", "load_weights", "check_architecture",
+    "ProgressBar", "UnfreezeBackbone", "save_checkpoint", "load_checkpoint", "check_architecture",
     "is_main_process",
 ]

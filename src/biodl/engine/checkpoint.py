@@ -24,16 +24,16 @@ from typing import Any
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from ..errors import CheckpointError
-from ..io import fsync_dir, json_text, read_json, sha256_file, write_tmp
+from ..io import fsync_dir, json_text, read_json, read_safetensors, sha256_file, write_tmp
 from .faults import crash_point
 
 __all__ = [
     "FORMAT", "VERSION", "split_tree", "join_tree", "save_checkpoint", "recover", "load_checkpoint", "TrainingState",
-    "check_training_state", "load_weights", "check_architecture", "load_model_weights",
+    "check_training_state", "check_architecture", "load_model_weights",
 ]
 
 
@@ -130,30 +130,13 @@ def recover(prefix: str | Path) -> None:
         stale.unlink(missing_ok=True)
 
 
-def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        return load_file(str(path))
-    except FileNotFoundError:
-        raise CheckpointError(path, "no such file") from None
-    except Exception as exc:  # safetensors raises its own error type for every format fault
-        try:
-            head = path.read_bytes()[:4]
-        except OSError as err:
-            raise CheckpointError(path, f"cannot read: {err.strerror}") from None
-        if head[:2] == b"PK" or (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")):
-            raise CheckpointError(path, "is a pickle/torch.save file, not safetensors; biodl never unpickles files") \
-                from None
-        detail = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-        raise CheckpointError(path, f"not a valid safetensors file (truncated or corrupt): {detail}") from None
-
-
 def load_checkpoint(prefix: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Read a checkpoint pair, verifying its format and the sha256 link between the two files."""
     recover(prefix)
     st_path, js_path, _ = _paths(Path(prefix))
     if not js_path.exists() and not st_path.exists():
         raise CheckpointError(st_path, "no such checkpoint")
-    tensors = _read_safetensors(st_path)
+    tensors = read_safetensors(st_path)
     meta = read_json(js_path, CheckpointError)
     if meta.get("format") != FORMAT:
         raise CheckpointError(js_path, "not a biodl checkpoint record")
@@ -211,11 +194,6 @@ def check_training_state(meta: dict[str, Any], where: str | Path) -> None:
         from ..config import validation_problem
 
         raise CheckpointError(where, f"not a complete training state: {validation_problem(exc)}") from None
-
-
-def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a bare safetensors weights file (e.g. pretrained weights) safely."""
-    return _read_safetensors(Path(path))
 
 
 def check_architecture(model: nn.Module, weights: dict[str, torch.Tensor], where: str | Path) -> None:

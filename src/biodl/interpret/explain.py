@@ -5,9 +5,6 @@ permutation importance and integrated gradients per feature instead."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -15,16 +12,18 @@ import numpy as np
 import torch
 
 from .. import runs
-from ..errors import BiodlError, DataError
-from ..io import atomic_write_json
+from ..errors import BiodlError, ConfigError, DataError
+from ..io import atomic_folder, atomic_write_json
 from .attributions import BASELINES, PixelModel, attribute, parse_methods
 from .checks import deletion_insertion, sanity_check
 
-__all__ = ["OUTCOMES", "OUT", "explain_run", "SIMILAR_K", "explain_images", "explain_tabular"]
+__all__ = ["OUTCOMES", "OUT", "EXPLAINERS", "explain_run", "SIMILAR_K", "explain_images", "explain_tabular"]
 
 
 OUTCOMES = ("tp", "tn", "fp", "fn")
 OUT = "explain"
+#: task -> the function of this module that explains its runs
+EXPLAINERS = {"tabular": "explain_tabular", "image": "explain_images"}
 
 
 def explain_run(run_dir: str | Path, images: list[Path] | None = None, methods: str = "ig,gradcam,occlusion",
@@ -32,24 +31,18 @@ def explain_run(run_dir: str | Path, images: list[Path] | None = None, methods: 
                 steps: int = 50, sanity: bool = True, layer: str | None = None, overwrite: bool = False) -> Path:
     """Explain a run; returns the output folder. Every input fault is raised before anything is
     written, and the folder is replaced whole (written aside, then renamed)."""
-    from ..config import task_spec
-
     run_dir = Path(run_dir)
     config = runs.load_run_config(run_dir)
-    explainer = task_spec(config.task, run_dir).command("explain", run_dir)
+    if config.task not in EXPLAINERS:
+        raise ConfigError(run_dir, f"biodl explain does not support {config.task} runs (it supports: "
+                                   f"{', '.join(EXPLAINERS)})")
+    explainer = globals()[EXPLAINERS[config.task]]
     out = run_dir / OUT
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise BiodlError(out, "exists; pass --overwrite to replace it")
-    tmp = Path(tempfile.mkdtemp(prefix=".explain-", dir=run_dir))
-    try:
+    with atomic_folder(out, exists="replace") as tmp:
         explainer(run_dir, tmp, images=images or [], methods=methods, target=target, pick=pick, n=n,
                   baseline=baseline, steps=steps, sanity=sanity, layer=layer)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     from ..report.run_report import build_report
 
     build_report(run_dir)
@@ -61,7 +54,8 @@ def explain_run(run_dir: str | Path, images: list[Path] | None = None, methods: 
 
 def _load_files(files: list[Path], size: int, chans: int) -> torch.Tensor:
     """(N, C, H, W) pixels in [0, 1]; an image of another size or channel count is refused."""
-    from ..data.images import ImageFault, open_image
+    from ..data.images import open_image
+    from ..errors import ImageFault
 
     out = []
     for f in files:
@@ -250,7 +244,6 @@ def explain_images(run_dir: Path, out: Path, images: list[Path], methods: str, t
     images picked by outcome, with the sanity and faithfulness checks, into ``out``."""
     from ..progress import progress_bar
 
-    from ..tasks.crossval import fold_dir
     from ..tasks.image import load_run
     from .figures import activation_maps, attribution_grid, first_layer_filters, save_triptych
 
@@ -270,7 +263,7 @@ def explain_images(run_dir: Path, out: Path, images: list[Path], methods: str, t
         x_all, meta = _pick_test(config, trainer, pre, pick, n)
     models = {None: PixelModel(trainer.module.float(), pre["mean"], pre["std"]).to(device).eval()}
     for k in sorted({m["fold"] for m in meta if "fold" in m}):  # each out-of-fold image by its own fold's model
-        _, fold_pre, fold_trainer = load_run(fold_dir(run_dir, k - 1))
+        _, fold_pre, fold_trainer = load_run(runs.fold_dir(run_dir, k - 1))
         models[k] = PixelModel(fold_trainer.module.float(), fold_pre["mean"], fold_pre["std"]).to(device).eval()
     which = [m.get("fold") for m in meta]
     with torch.no_grad():
@@ -337,7 +330,7 @@ def explain_tabular(run_dir: Path, out: Path, images: list[Path], **_: Any) -> N
     from captum.attr import IntegratedGradients
     from sklearn.metrics import roc_auc_score
 
-    from ..holdout import permutation_importance
+    from ..evaluation.importance import permutation_importance
     from ..report.figures import pyplot, save_figure
     from ..tasks.tabular import load_run, load_test_split
 

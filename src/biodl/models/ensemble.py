@@ -19,7 +19,7 @@ class ProbabilityMean(nn.Module):
                  recalibrations: list | None = None) -> None:
         super().__init__()
         self.members = nn.ModuleList(members)
-        #: each member's recalibration (``biodl.calibration.Recalibration`` or None), applied before the mean
+        #: each member's recalibration (``biodl.trust.calibration.Recalibration`` or None), applied before the mean
         self.recalibrations = list(recalibrations or [None] * len(members))
         # (members, C): kept 2-D, so the module can move to channels_last like any other
         self.register_buffer("mean", torch.tensor(means, dtype=torch.float32), persistent=False)

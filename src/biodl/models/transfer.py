@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, ConfigError
+from ..io import read_safetensors
 
 __all__ = [
     "IMAGENET", "imagenet_weights_file", "resolve_pretrained", "read_state_dict", "load_pretrained",
@@ -71,9 +72,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise CheckpointError(path, "no such weights file (biodl never downloads weights; give a local path)")
     if path.suffix == ".safetensors":
-        from ..engine.checkpoint import load_weights
-
-        return load_weights(path)
+        return read_safetensors(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - PyTorch's refusals and every kind of corrupt file

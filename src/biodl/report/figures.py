@@ -47,7 +47,7 @@ def boxplot_by_feature(values: np.ndarray, features: list[str], title: str, ylab
 
 
 def borda_bar(table: pd.DataFrame, title: str, path: str | Path) -> None:
-    """Bar chart of Borda points (a table from ``biodl.ranking.borda_count``), best on top."""
+    """Bar chart of Borda points (a table from ``biodl.evaluation.ranking.borda_count``), best on top."""
     plt = pyplot()
     t = table.iloc[::-1]
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(t) + 1.5))
@@ -118,7 +118,7 @@ def per_class_curves(y: np.ndarray, prob: np.ndarray, classes: list[str], title:
     ROC AUC and average precision. A class absent from ``y`` has no curve (and says so)."""
     from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
-    from ..metrics import bootstrap_counts, curve_bands
+    from ..evaluation import bootstrap_counts, curve_bands
 
     plt = pyplot()
     fig, (roc, pr) = plt.subplots(1, 2, figsize=(11, 4.6))
@@ -206,8 +206,8 @@ def reliability_diagram(y: np.ndarray, prob: np.ndarray, what: str, title: str, 
     """Observed rate against mean predicted probability in 10 bins, each with its 95% bootstrap
     interval (``n_boot`` resamples; with ``groups``, (N,) patient ids, of whole patients), and
     the bin counts below; ``y``, ``prob`` and the returned (bins, ECE) as in
-    ``biodl.metrics.calibration_bins`` (given the resamples, so the bins hold the intervals)."""
-    from ..metrics import bootstrap_counts, calibration_bins
+    ``biodl.evaluation.calibration_bins`` (given the resamples, so the bins hold the intervals)."""
+    from ..evaluation import bootstrap_counts, calibration_bins
 
     bins, ece = calibration_bins(y, prob, counts=bootstrap_counts(len(y), n_boot, seed, groups))
     plt = pyplot()

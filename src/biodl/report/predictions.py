@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..errors import RunDirError
 from ..io import atomic_write_text
-from ..metrics import one_vs_rest_scores
+from ..evaluation import one_vs_rest_scores
 from .figures import confusion_heatmap, per_class_curves, reliability_diagram
 from .tables import write_table
 

@@ -25,17 +25,16 @@ from pydantic import BaseModel, Field, field_validator
 from .. import runs
 from ..errors import RunDirError
 from ..io import atomic_write_json, atomic_write_text
-from ..metrics import canonical
+from ..evaluation import canonical
 from . import html as h
 from .figures import training_curves
 from .model_card import model_card
 from .predictions import prediction_artefacts
 
-__all__ = ["REPORT", "LAYOUT", "CARD", "CURVES", "build_report", "TRUST_TEXT", "LayoutSection", "ReportLayout"]
+__all__ = ["REPORT", "CARD", "CURVES", "build_report", "TRUST_TEXT", "LayoutSection", "ReportLayout"]
 
 
 REPORT = "report.html"
-LAYOUT = "report.json"
 CARD = "model_card.md"
 CURVES = "training_curves.png"
 
@@ -49,7 +48,7 @@ def build_report(run_dir: str | Path, layout: dict[str, Any] | None = None) -> P
     if not (run_dir / runs.MANIFEST).is_file():
         raise RunDirError(run_dir, f"not a run directory (no {runs.MANIFEST})")
     if layout is not None:
-        atomic_write_json(run_dir / LAYOUT, layout)
+        atomic_write_json(run_dir / runs.LAYOUT, layout)
     manifest = runs.read_manifest(run_dir)
     metrics = runs.read_metrics(run_dir / runs.METRICS) if (run_dir / runs.METRICS).is_file() else {}
     pre = runs.read_json(run_dir / "preprocess.json") if (run_dir / "preprocess.json").is_file() else {}
@@ -146,7 +145,7 @@ def _training(run_dir: Path, metrics: dict[str, float], shown: set[str]) -> list
 
 
 def _metrics(metrics: dict[str, float]) -> list[h.Section]:
-    from ..calibration import SCORES
+    from ..trust.calibration import SCORES
 
     names = sorted({k.split("/", 1)[1] for k in metrics  # calibration: in the Trust section
                     if k.startswith("test/") and "_ci_" not in k and k != "test/ci_clusters"
@@ -199,8 +198,8 @@ TRUST_TEXT = {
 def _trust(run_dir: Path, metrics: dict[str, float], shown: set[str]) -> list[h.Section]:
     """Calibration before and after the run's recalibration (fitted on the validation split):
     the metrics with CIs, the map, and the reliability diagram after it."""
-    from .. import calibration
-    from ..metrics import calibration_bins
+    from ..trust import calibration
+    from ..evaluation import calibration_bins
     from .figures import reliability_diagram
     from .predictions import load_predictions
 
@@ -215,8 +214,8 @@ def _trust(run_dir: Path, metrics: dict[str, float], shown: set[str]) -> list[h.
     if not rows:
         return []
     y, prob, classes, patients = load_predictions(run_dir / "test_predictions.csv")
-    cal = calibration.load(run_dir)
-    folds = sorted((run_dir / "folds").glob("fold*/" + calibration.FILE)) if (run_dir / "folds").is_dir() else []
+    cal = runs.read_calibration(run_dir)
+    folds = sorted((run_dir / runs.FOLDS).glob(f"fold*/{runs.CALIBRATION}"))
     if cal is not None:
         params = {k: v for k, v in cal.model_dump(exclude_none=True).items()
                   if k not in ("method", "classes", "fitted_on", "x", "y")}
@@ -231,7 +230,7 @@ def _trust(run_dir: Path, metrics: dict[str, float], shown: set[str]) -> list[h.
     body += h.para("95% CIs by basic bootstrap, resampled as the metrics above: the binned ECE overestimates the "
                    "true calibration error, and the basic interval corrects for that, so it can lie below its own "
                    "point estimate.", "note")
-    maps = [cal] if cal is not None else [calibration.load(f.parent) for f in folds]
+    maps = [cal] if cal is not None else [runs.read_calibration(f.parent) for f in folds]
     if maps and all(m is not None for m in maps):
         after = (cal.apply(prob) if cal is not None else
                  calibration.apply_per_fold(prob, pd.read_csv(run_dir / "test_predictions.csv",
@@ -276,17 +275,17 @@ def _referral(run_dir: Path, metrics: dict[str, float], shown: set[str]) -> str:
 def _conformal(run_dir: Path, metrics: dict[str, float], classes: list[str]) -> str:
     """The conformal prediction sets on the test split: coverage (overall and per class), size,
     and every method side by side."""
-    from .. import conformal
+    from ..trust import conformal
 
     if metrics.get("test/conformal_coverage") is None:
         return ""
-    pred = conformal.load(run_dir)
-    if pred is None and (run_dir / "folds").is_dir():  # a k-fold parent: each fold has its own (same settings)
-        pred = next((conformal.load(f.parent) for f in sorted((run_dir / "folds").glob(f"fold*/{conformal.FILE}"))),
-                    None)
+    pred = runs.read_conformal(run_dir)
+    if pred is None:  # a k-fold parent: each fold has its own (same settings)
+        found = sorted((run_dir / runs.FOLDS).glob(f"fold*/{runs.CONFORMAL}"))
+        pred = runs.read_conformal(found[0].parent) if found else None
     head = (f"Prediction sets: {pred.method}, alpha {pred.alpha} (each set should hold the true class for at least "
             f"{1 - pred.alpha:.0%} of cases), from the {pred.on} probabilities, calibrated on validation cases only "
-            f"({pred.n}{' in a fold' if not (run_dir / conformal.FILE).exists() else ''}). " if pred is not None
+            f"({pred.n}{' in a fold' if not (run_dir / runs.CONFORMAL).exists() else ''}). " if pred is not None
             else "Prediction sets (conformal). ")
     empty = metrics.get("test/conformal_empty_sets") or 0.0
     head += (f"Test: coverage {metrics['test/conformal_coverage']:.3f}, mean set size "
@@ -330,7 +329,7 @@ def _examples(run_dir: Path, shown: set[str]) -> list[h.Section]:
 def _layout(run_dir: Path, shown: set[str]) -> list[h.Section]:
     """A study's sections from ``report.json`` (``{"sections": [{"title", "text", "items"}]}``;
     an item is a PNG or a table stem with ``.md`` and ``.csv``); without it, the PNGs not shown yet."""
-    path = run_dir / LAYOUT
+    path = run_dir / runs.LAYOUT
     if path.is_file():
         spec = runs.read_validated(path, ReportLayout)
         out = []

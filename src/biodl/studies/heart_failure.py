@@ -22,16 +22,16 @@ from ..config import Strict, build_config, config_dict
 from ..data import numeric_columns, read_csv
 from ..datasets import embedded_path
 from ..errors import DataError
-from ..holdout import METRICS, HoldoutResult, Method, conformal_holdout, conformal_summary, forest_inspect
-from ..holdout import holdout_splits, repeated_holdout
+from ..tasks.holdout import METRICS, HoldoutResult, Method, conformal_holdout, conformal_summary, forest_inspect
+from ..tasks.holdout import holdout_splits, repeated_holdout
 from ..models.classical import CLASSIFIERS, logistic_regression, random_forest
-from ..ranking import borda_count, ranks_from_scores
+from ..evaluation.ranking import borda_count, ranks_from_scores
 from ..report import boxplot_by_feature, borda_bar, distributions_by_outcome, roc_pr_bands, write_table
 from ..report.figures import reliability_diagram
 from ..report.run_report import build_report
 from ..report.tables import compare_with_published, print_table, summary_table
 from ..repro import finish_manifest, write_manifest
-from ..stats import describe_by_outcome
+from ..evaluation.stats import describe_by_outcome
 
 __all__ = [
     "NAME", "SUMMARY", "TARGET", "BINARY", "NUMERIC", "CLINICAL", "TWO", "TOP2", "FROM_LABELS", "LEAK", "StudyConfig",

@@ -78,7 +78,7 @@ def finish(run_dir: Path) -> None:
     from .. import runs
     from ..errors import BiodlError
     from ..interpret.explain import explain_run
-    from ..report.run_report import LAYOUT, build_report
+    from ..report.run_report import build_report
     from ..report.tables import print_table, write_table
 
     if not (run_dir / "explain" / "explain.json").is_file():
@@ -102,7 +102,7 @@ def finish(run_dir: Path) -> None:
     write_table(table, run_dir / "published", "Beside the published results, for scale only",
                 "They trained on 113 of 162 patients' slides; this run has 10 patients in all.")
     print_table(table, "IDC: this run and the published results (for scale)")
-    layout = runs.read_json(run_dir / LAYOUT) if (run_dir / LAYOUT).is_file() else {"sections": []}
+    layout = runs.read_json(run_dir / runs.LAYOUT) if (run_dir / runs.LAYOUT).is_file() else {"sections": []}
     layout["sections"] = [s for s in layout.get("sections", []) if s.get("title") != "Published, for scale"]
     layout["sections"].insert(0, {"title": "Published, for scale", "items": ["published"]})
     build_report(run_dir, layout)

@@ -16,17 +16,17 @@ import pandas as pd
 from pydantic import Field
 
 from .. import runs
-from ..clustering import compare_partitions, hierarchical, most_variable, spectral_biclusters
+from ..omics.clustering import compare_partitions, hierarchical, most_variable, spectral_biclusters
 from ..config import Strict, build_config, config_dict
 from ..data.expression import load_cohort, log_cpm
 from ..datasets import embedded_path
 from ..errors import DataError
-from ..expression_models import compare_classifiers, compare_survival_models, summarise, top_genes
+from ..omics.expression_models import compare_classifiers, compare_survival_models, summarise, top_genes
 from ..report import expression as fig
 from ..report.run_report import build_report
 from ..report.tables import print_table, write_table
 from ..repro import finish_manifest, seed_everything, write_manifest
-from ..survival import compare_groups
+from ..evaluation.survival import compare_groups
 
 __all__ = ["NAME", "SUMMARY", "NOTE", "StudyConfig", "run"]
 

@@ -1,7 +1,6 @@
-"""Tasks turn a config into data, model and engine: train, evaluate, predict (and explain).
+"""Tasks turn a config into data, model and engine: train a run, evaluate a trained one.
 
-Which module runs a task is the task registry's answer (:data:`biodl.config.TASKS`); adding a
-task means registering its config class and module there, nowhere else.
+Which module runs a task is the task registry's answer (:data:`biodl.tasks.registry.TASKS`).
 """
 
 from __future__ import annotations
@@ -10,19 +9,17 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable
 
-from ..config import task_spec
+from .registry import TASKS, TaskSpec, task_spec
 
 
 def get_task(name: str) -> ModuleType:
-    """The module that runs task ``name`` (its ``train``, ``evaluate`` and ``predict``)."""
-    from importlib import import_module
-
-    return import_module(task_spec(name).module)
+    """The module that runs task ``name`` (its ``train`` and ``evaluate``)."""
+    return task_spec(name).load()
 
 
 def task_command(name: str, command: str, where: str | Path | None = None) -> Callable[..., Any]:
-    """The function behind ``biodl <command>`` for task ``name`` (one-line error if it has none)."""
-    return task_spec(name, where or "task").command(command, where)
+    """The function behind ``biodl <command>`` for task ``name``."""
+    return task_spec(name, where or "task").command(command)
 
 
-__all__ = ["get_task", "task_command"]
+__all__ = ["TASKS", "TaskSpec", "task_spec", "get_task", "task_command"]

@@ -20,20 +20,19 @@ from ..data.folders import image_paths
 from ..engine import BestCheckpoint, CSVLogger, EarlyStopping, ProgressBar, TensorBoardLogger, Trainer
 from ..engine.checkpoint import load_checkpoint, load_model_weights
 from ..engine.trainer import dropout_layers
-from ..engine.distributed import barrier, init_distributed, is_main_process
+from ..engine.distributed import barrier, init_distributed, is_distributed, is_main_process
 from ..errors import ConfigError, DataError, RunDirError
 from ..io import atomic_write_json
-from ..metrics import bootstrap_cis, calibration_bins
+from ..evaluation import bootstrap_cis, calibration_bins
 from ..report.predictions import save_predictions
 from ..repro import finish_manifest, write_manifest
 
 __all__ = [
-    "PREPROCESS", "TrainResult", "Stopwatch", "run_path", "start_run", "read_preprocess", "callbacks", "finish_run",
+    "TrainResult", "Stopwatch", "run_path", "start_run", "callbacks", "finish_run",
     "write_results", "run_weights", "image_files", "refuse_overwrite", "make_trainer", "score_predictions",
 ]
 
 
-PREPROCESS = "preprocess.json"
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -80,10 +79,29 @@ def run_path(config: BaseModel, out: str | Path | None, resume: bool, device: to
     config must be ``config``. A task builds its model and trainer between this and
     :func:`start_run`, so a fault there leaves no directory behind."""
     init_distributed(device)
-    run_dir = runs.prepare_run_dir(out, config.name, resume)
+    run_dir = _agreed_run_dir(out, config.name, resume)
     if resume and config_hash(runs.load_run_config(run_dir)) != config_hash(config):
         raise RunDirError(run_dir / runs.CONFIG, "differs from the config given; resume with the run's own config")
     return run_dir
+
+
+def _agreed_run_dir(out: str | Path | None, name: str, resume: bool) -> Path:
+    """:func:`runs.prepare_run_dir`; under torchrun rank 0 decides and the other ranks receive the
+    same path (or the same error)."""
+    if not is_distributed():
+        return runs.prepare_run_dir(out, name, resume)
+    import torch.distributed as dist
+
+    box: list[Any] = [None]
+    if dist.get_rank() == 0:
+        try:
+            box[0] = str(runs.prepare_run_dir(out, name, resume))
+        except RunDirError as exc:
+            box[0] = exc
+    dist.broadcast_object_list(box, src=0)
+    if isinstance(box[0], RunDirError):
+        raise box[0]
+    return Path(box[0])
 
 
 def start_run(config: BaseModel, run_dir: Path, resume: bool, device: torch.device, preprocess: dict[str, Any],
@@ -98,20 +116,13 @@ def start_run(config: BaseModel, run_dir: Path, resume: bool, device: torch.devi
         else:
             def stage(folder: Path) -> dict[str, Any]:
                 runs.save_config(folder, config)
-                atomic_write_json(folder / PREPROCESS, preprocess)
+                atomic_write_json(folder / runs.PREPROCESS, preprocess)
                 return write_manifest(folder, config=config_dict(config), seed=config.seed, device=str(device),
                                       inputs=inputs, extra=extra)
 
             manifest = runs.create_run_dir(run_dir, stage)
     barrier()  # the other ranks write into it from now on
     return manifest
-
-
-def read_preprocess(run_dir: Path, model: type[M], task: str) -> M:
-    """``RUN_DIR/preprocess.json`` checked against the task's ``model``; a file of another task's
-    run, a missing key or a wrong type is one RunDirError naming the file and the key."""
-    return runs.read_validated(run_dir / PREPROCESS, model, f"does not fit a run of task {task} (as {runs.CONFIG} "
-                                                            "says): ")
 
 
 def callbacks(config: BaseModel, run_dir: Path, show: tuple[str, ...] | None = None) -> list:

@@ -18,25 +18,20 @@ import pandas as pd
 import torch
 from pydantic import BaseModel
 
-from .. import calibration, conformal, runs
+from ..trust import calibration, conformal
+from .. import runs
 from ..engine.distributed import is_main_process
 from ..report.predictions import PROB
 from ..report.tables import write_table
 from .common import Stopwatch, TrainResult, score_predictions
 from .parents import train_children
-from .trust import add_prediction_column, referral
+from .trust import add_prediction_column, referral, run_sets
 
-__all__ = ["FOLDS", "SLIDE_TEXT", "fold_dir", "pooled_trust", "fold_config", "train_folds", "child_test_metrics"]
+__all__ = ["SLIDE_TEXT", "pooled_trust", "fold_config", "train_folds", "child_test_metrics"]
 
 
-FOLDS = "folds"
 SLIDE_TEXT = ("Each patient's patches put back at their positions in the slide: the mosaic, the ground truth (class 1 "
               "red) and the predicted probability of class 1 (dark low, bright high), out of fold.")
-
-
-def fold_dir(run_dir: Path, k: int) -> Path:
-    """``RUN_DIR/folds/fold<k+1>``: the run of fold ``k`` (0-based)."""
-    return Path(run_dir) / FOLDS / f"fold{k + 1}"
 
 
 def pooled_trust(run_dir: Path, config: BaseModel, fold: np.ndarray, y: np.ndarray, prob: np.ndarray,
@@ -45,13 +40,13 @@ def pooled_trust(run_dir: Path, config: BaseModel, fold: np.ndarray, y: np.ndarr
     each row recalibrated and given its set by its own fold's maps (fitted on that fold's
     validation patients); the sets are added to the pooled ``test_predictions.csv``."""
     folds = int(fold.max()) if len(fold) else 0
-    cals = [calibration.load(fold_dir(run_dir, k)) for k in range(folds)]
+    cals = [runs.read_calibration(runs.fold_dir(run_dir, k)) for k in range(folds)]
     after = None if any(c is None for c in cals) else calibration.apply_per_fold(prob, fold, cals)
     metrics = calibration.calibration_metrics(y, prob, after, "test", config.n_boot, patients)
     member = np.zeros(prob.shape, dtype=bool)
     for k in range(folds):
         rows = fold == k + 1
-        sets = conformal.run_sets(fold_dir(run_dir, k), prob[rows])
+        sets = run_sets(runs.fold_dir(run_dir, k), prob[rows])
         if sets is None:
             return metrics
         member[rows] = sets
@@ -75,7 +70,7 @@ def train_folds(config: BaseModel, out: str | Path | None, resume: bool, device:
     """Train every fold with ``train_one(config, out, resume)`` and pool their out-of-fold test
     predictions into the parent run; ``score(y, prob)`` gives the pooled metrics, and
     ``figures(run_dir, pooled predictions)`` may draw more figures (their names) for the report."""
-    children = [(fold_config(config, k), Path(FOLDS) / f"fold{k + 1}") for k in range(config.data.folds)]
+    children = [(fold_config(config, k), runs.fold_dir("", k)) for k in range(config.data.folds)]
 
     def pool(run_dir: Path) -> tuple[dict[str, float], list[dict[str, Any]]]:
         return _pool_folds(run_dir, config, score, classes, figures)
@@ -87,7 +82,7 @@ def _pool_folds(run_dir: Path, config: BaseModel, score: Callable[[np.ndarray, n
                 classes: list[str], figures: Callable[[Path, pd.DataFrame], list[str]] | None
                 ) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """The parent's metrics and report sections from its folds' out-of-fold predictions."""
-    pooled = pd.concat([pd.read_csv(fold_dir(run_dir, k) / "test_predictions.csv", keep_default_na=False,
+    pooled = pd.concat([pd.read_csv(runs.fold_dir(run_dir, k) / runs.predictions_file("test"), keep_default_na=False,
                                     dtype={"patient": str, "source": str}).assign(fold=k + 1)
                         for k in range(config.data.folds)], ignore_index=True)
     y = pooled["label"].to_numpy(int)
@@ -102,7 +97,7 @@ def _pool_folds(run_dir: Path, config: BaseModel, score: Callable[[np.ndarray, n
     metrics.update(pooled_trust(run_dir, config, pooled["fold"].to_numpy(), y, prob, patients, classes))
     table = []
     for k in range(config.data.folds):
-        fm = runs.read_metrics(fold_dir(run_dir, k) / runs.METRICS)
+        fm = runs.read_metrics(runs.fold_dir(run_dir, k) / runs.METRICS)
         part = pooled[pooled["fold"] == k + 1]
         row = {"fold": k + 1, "test images": len(part),
                "test patients": part["patient"].nunique() if "patient" in part else None}

@@ -24,15 +24,7 @@ from .crossval import child_test_metrics
 from .parents import train_children
 from .trust import referral, trust, uncertainty_columns
 
-__all__ = ["MEMBERS", "member_dir", "member_config", "train_ensemble"]
-
-
-MEMBERS = "members"
-
-
-def member_dir(run_dir: Path, k: int) -> Path:
-    """``RUN_DIR/members/member<k+1>``: the run of member ``k`` (0-based)."""
-    return Path(run_dir) / MEMBERS / f"member{k + 1}"
+__all__ = ["member_config", "train_ensemble"]
 
 
 def member_config(config: BaseModel, k: int) -> BaseModel:
@@ -45,7 +37,7 @@ def member_config(config: BaseModel, k: int) -> BaseModel:
 
 
 def _read(run_dir: Path, k: int, prefix: str, classes: list[str]) -> pd.DataFrame:
-    path = member_dir(run_dir, k) / f"{prefix}_predictions.csv"
+    path = runs.member_dir(run_dir, k) / runs.predictions_file(prefix)
     try:
         df = pd.read_csv(path, keep_default_na=False, dtype={"patient": str, "source": str})
         df[[f"{PROB}{c}" for c in classes]].to_numpy(np.float64)  # every class column, numeric
@@ -61,8 +53,8 @@ def _stack(run_dir: Path, n: int, prefix: str, classes: list[str]) -> tuple[pd.D
     tables = [_read(run_dir, k, prefix, classes) for k in range(n)]
     for k, t in enumerate(tables[1:], start=2):
         if not np.array_equal(t["row"].to_numpy(), tables[0]["row"].to_numpy()):
-            raise RunDirError(member_dir(run_dir, k - 1), f"member {k} was tested on other {prefix} rows than member "
-                                                          "1; its config was changed")
+            raise RunDirError(runs.member_dir(run_dir, k - 1), f"member {k} was tested on other {prefix} rows than "
+                                                               "member 1; its config was changed")
     return tables[0], np.stack([t[[f"{PROB}{c}" for c in classes]].to_numpy(np.float64) for t in tables])
 
 
@@ -73,7 +65,7 @@ def train_ensemble(config: BaseModel, out: str | Path | None, resume: bool, devi
     """Train ``config.ensemble`` members with ``train_one(config, out, resume)`` and pool them
     (``inputs``: the data files the parent's manifest hashes)."""
     n = config.ensemble
-    children = [(member_config(config, k), Path(MEMBERS) / f"member{k + 1}") for k in range(n)]
+    children = [(member_config(config, k), runs.member_dir("", k)) for k in range(n)]
 
     def pool(run_dir: Path) -> tuple[dict[str, float], list[dict[str, Any]]]:
         first, probs = _stack(run_dir, n, "test", classes)
@@ -90,7 +82,8 @@ def train_ensemble(config: BaseModel, out: str | Path | None, resume: bool, devi
         metrics.update(trust(run_dir, config, classes, graded, val, (y, mean), patients))
         metrics.update(referral(run_dir, y, mean, parts, patients=patients))
         table = [{"member": k + 1, "seed": config.seed + k,
-                  **child_test_metrics(runs.read_metrics(member_dir(run_dir, k) / runs.METRICS))} for k in range(n)]
+                  **child_test_metrics(runs.read_metrics(runs.member_dir(run_dir, k) / runs.METRICS))}
+                 for k in range(n)]
         for k, row in enumerate(table):
             metrics.update({f"member{k + 1}/{key}": v for key, v in row.items() if key not in ("member", "seed")})
         table.append({"member": "ensemble", "seed": None, **{key[5:]: metrics.get(key) for key in

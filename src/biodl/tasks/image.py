@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import calibration, runs
+from .. import runs
 from pydantic import Field, model_validator
 
 from ..config import ImageRunConfig, Strict
@@ -41,7 +41,7 @@ from ..engine.optim import optimizer_factory
 from ..engine.trainer import resolve_device
 from ..errors import ConfigError, DataError, RunDirError, path_problem
 from ..io import atomic_write_text
-from ..metrics import BINARY_EXTRAS, multiclass_metrics, multiclass_scores
+from ..evaluation import BINARY_EXTRAS, multiclass_metrics, multiclass_scores
 from ..models import create_model
 from ..models.transfer import load_pretrained, param_groups, resolve_pretrained
 from ..engine.distributed import is_main_process
@@ -53,7 +53,6 @@ from .common import (
     finish_run,
     image_files,
     make_trainer,
-    read_preprocess,
     refuse_overwrite,
     run_path,
     run_weights,
@@ -466,19 +465,16 @@ def log_tensorboard(trainer: Trainer, train_set: ImageDataset, test: ImageDatase
 def load_run(run_dir: str | Path, checkpoint: str = "best") -> tuple[ImageRunConfig, dict[str, Any], Trainer]:
     run_dir = Path(run_dir)
     config = runs.load_run_config(run_dir)
-    pre = read_preprocess(run_dir, PreprocessFile, "image").model_dump()
+    pre = runs.read_preprocess(run_dir, PreprocessFile, "image").model_dump()
     if pre["folds"] or pre["members"]:  # a k-fold or ensemble parent: its child models together
         from ..models.ensemble import ProbabilityMean
-        from .crossval import fold_dir
-        from .ensemble import member_dir
-
-        children = ([fold_dir(run_dir, k) for k in range(pre["folds"])] if pre["folds"] else
-                    [member_dir(run_dir, k) for k in range(pre["members"])])
+        children = ([runs.fold_dir(run_dir, k) for k in range(pre["folds"])] if pre["folds"] else
+                    [runs.member_dir(run_dir, k) for k in range(pre["members"])])
         members = [load_run(child, checkpoint) for child in children]
         # folds: each fold model recalibrated by its own map; an ensemble: the parent's map, on the mean
         model = ProbabilityMean([t.module for _, _, t in members], [p["mean"] for _, p, _ in members],
                                 [p["std"] for _, p, _ in members],
-                                [calibration.load(child) for child in children] if pre["folds"] else None)
+                                [runs.read_calibration(child) for child in children] if pre["folds"] else None)
     else:
         tensors, source = run_weights(run_dir, checkpoint)
         model = _model(config, len(pre["classes"]), pre["in_chans"], pre["size"])

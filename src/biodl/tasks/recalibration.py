@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import calibration, conformal, runs
+from ..trust import calibration, conformal
+from .. import runs
 from ..errors import ConfigError, RunDirError
 from ..report.predictions import load_predictions
 from .trust import compare_conformal, trust_of
@@ -42,8 +43,8 @@ def calibrate_run(run_dir: str | Path, method: str = "temperature", overwrite: b
     """Recalibrate ``run_dir`` with ``method``; returns (its metrics, the calibration file).
     Every fault (wrong task, no validation predictions, a method for two classes on more, an
     existing calibration without ``overwrite``) is raised before anything is written."""
-    from ..config import task_spec
-    from .crossval import fold_dir, pooled_trust
+    from .registry import task_spec
+    from .crossval import pooled_trust
 
     run_dir = Path(run_dir)
     config = runs.load_run_config(run_dir)
@@ -52,23 +53,23 @@ def calibrate_run(run_dir: str | Path, method: str = "temperature", overwrite: b
         raise ConfigError(run_dir, f"biodl calibrate recalibrates classification runs (image, tabular); this is a "
                                    f"{config.task} run")
     folds = runs.read_json(run_dir / "preprocess.json").get("folds") if config.task == "image" else None
-    members = [fold_dir(run_dir, k) for k in range(folds)] if folds else [run_dir]
+    members = [runs.fold_dir(run_dir, k) for k in range(folds)] if folds else [run_dir]
     for where in [run_dir, *members]:
-        if (where / calibration.FILE).exists() and not overwrite:
-            raise RunDirError(where / calibration.FILE, "exists; pass --overwrite to replace it")
+        if (where / runs.CALIBRATION).exists() and not overwrite:
+            raise RunDirError(where / runs.CALIBRATION, "exists; pass --overwrite to replace it")
     fitted = []
     for where in members:  # read and fit everything first: a fault leaves every file as it was
         y, prob, _, _ = val = _predictions(where, "val")
         cal = calibration.fit(method, y, prob, where=where / "val_predictions.csv")
-        pred = conformal.load(where)
+        pred = runs.read_conformal(where)
         if pred is not None and pred.on == "recalibrated":  # its sets come from the new probabilities
             pred = conformal.fit(pred.method, y, cal.apply(prob), pred.alpha, pred.seed, str(where))
             pred.on = "recalibrated"
         fitted.append((cal, pred, val, _predictions(where, "test")))
     for where, (cal, pred, val, test) in zip(members, fitted, strict=True):
-        calibration.save(where, cal)
+        runs.write_calibration(where, cal)
         if pred is not None:
-            conformal.save(where, pred)
+            runs.write_conformal(where, pred)
         y, prob, classes, patients = test
         new = trust_of(where, "test", y, prob, config.n_boot, patients, classes, where / "test_predictions.csv")
         if config.conformal.method != "none" and config.conformal.compare:
@@ -79,7 +80,7 @@ def calibrate_run(run_dir: str | Path, method: str = "temperature", overwrite: b
         y, prob, classes, patients = _predictions(run_dir, "test")
         metrics = _update(run_dir, pooled_trust(run_dir, config, _pooled_folds(run_dir), y, prob, patients, classes))
         return metrics, run_dir / "folds"
-    return metrics, run_dir / calibration.FILE
+    return metrics, run_dir / runs.CALIBRATION
 
 
 def _pooled_folds(run_dir: Path) -> np.ndarray:

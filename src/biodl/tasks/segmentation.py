@@ -34,7 +34,7 @@ from ..errors import ConfigError, DataError, RunDirError, path_problem
 from ..io import atomic_write_json
 from ..models import create_model
 from ..repro import seed_everything
-from .common import (Stopwatch, TrainResult, image_files, make_trainer, read_preprocess, refuse_overwrite, run_path,
+from .common import (Stopwatch, TrainResult, image_files, make_trainer, refuse_overwrite, run_path,
                      run_weights, start_run, write_results)
 from .segmentation_report import predict_map, case_metrics, write_test_report
 
@@ -195,7 +195,7 @@ def train(config: SegmentationRunConfig, out: str | Path | None = None, resume: 
 def load_run(run_dir: str | Path, checkpoint: str = "best"):
     run_dir = Path(run_dir)
     config = runs.load_run_config(run_dir)
-    pre = read_preprocess(run_dir, PreprocessFile, "segmentation").model_dump()
+    pre = runs.read_preprocess(run_dir, PreprocessFile, "segmentation").model_dump()
     tensors, source = run_weights(run_dir, checkpoint)
     model = _model(config, pre["in_chans"])
     load_model_weights(model, tensors, source)

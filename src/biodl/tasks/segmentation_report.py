@@ -15,7 +15,7 @@ import torch
 from ..data.vessels import VesselCase, patient_of, prepare_fundus
 from ..engine.tiling import tiled_predict
 from ..io import atomic_write, atomic_write_json
-from ..metrics import bootstrap_cis, f1_optimal_threshold, fov_scores
+from ..evaluation import bootstrap_cis, f1_optimal_threshold, fov_scores
 from ..report.tables import write_table
 
 __all__ = ["PANEL", "predict_map", "case_metrics", "write_test_report"]

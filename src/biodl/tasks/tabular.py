@@ -17,7 +17,8 @@ import torch
 from pydantic import Field, model_validator
 from torch.utils.data import TensorDataset
 
-from .. import calibration, conformal, runs
+from ..trust import conformal
+from .. import runs
 from ..config import Strict, TabularRunConfig
 from ..data import TabularPreprocessor, feature_dataset, load_table, read_csv, stratified_split
 from ..datasets import embedded_path
@@ -27,7 +28,7 @@ from ..engine.trainer import resolve_device
 from ..errors import DataError
 from ..io import atomic_write_text, sha256_file
 from ..engine.distributed import is_main_process
-from ..metrics import binary_metrics, binary_prob_scores
+from ..evaluation import binary_metrics, binary_prob_scores
 from ..models import create_model
 from ..report.predictions import prediction_artefacts, save_predictions
 from ..repro import seed_everything
@@ -36,7 +37,6 @@ from .common import (
     TrainResult,
     finish_run,
     make_trainer,
-    read_preprocess,
     refuse_overwrite,
     run_path,
     run_weights,
@@ -44,7 +44,7 @@ from .common import (
     start_run,
     write_results,
 )
-from .trust import referral, trust, trust_of, uncertainty_columns
+from .trust import referral, run_sets, trust, trust_of, uncertainty_columns
 
 
 __all__ = [
@@ -187,14 +187,13 @@ def load_run(run_dir: str | Path, checkpoint: str = "best") -> tuple[TabularRunC
     """Config, preprocessing and a Trainer holding the run's ``best`` (or ``last``) weights."""
     run_dir = Path(run_dir)
     config = runs.load_run_config(run_dir)
-    saved = read_preprocess(run_dir, PreprocessFile, "tabular").model_dump()
+    saved = runs.read_preprocess(run_dir, PreprocessFile, "tabular").model_dump()
     members = saved.pop("members")
     pre = TabularPreprocessor.from_dict(saved)
     if members:  # an ensemble parent: the mean of its members (same split, so the same preprocessing)
         from ..models.ensemble import LogitMean
-        from .ensemble import member_dir
 
-        model = LogitMean([load_run(member_dir(run_dir, k), checkpoint)[2].module for k in range(members)])
+        model = LogitMean([load_run(runs.member_dir(run_dir, k), checkpoint)[2].module for k in range(members)])
     else:
         tensors, source = run_weights(run_dir, checkpoint)
         model = _model(config, len(pre.features))
@@ -255,13 +254,13 @@ def predict(run_dir: str | Path, input_csv: str | Path, out: str | Path | None =
     refuse_overwrite(out, overwrite)
     samples = trainer.predict_passes(feature_dataset(x)).numpy().astype(np.float64)
     raw = samples.mean(axis=0)
-    cal = calibration.load(run_dir)
+    cal = runs.read_calibration(run_dir)
     prob = raw if cal is None else cal.apply(np.column_stack([1 - raw, raw]))[:, 1]
     df[f"probability_{pre.target}"] = np.round(prob, 6)  # recalibrated when the run has calibration.json
     if cal is not None:
         df[f"raw_probability_{pre.target}"] = np.round(raw, 6)
     df[f"predicted_{pre.target}"] = (prob >= threshold).astype(int)
-    member = conformal.run_sets(run_dir, np.column_stack([1 - raw, raw]))
+    member = run_sets(run_dir, np.column_stack([1 - raw, raw]))
     if member is not None:  # the conformal set: {0}, {1}, both, or none
         df[f"set_{pre.target}"] = conformal.describe(member, ["0", "1"])
     for name, values in uncertainty_columns(np.stack([1 - samples, samples], axis=-1)).items():

@@ -1,7 +1,7 @@
 """What every classification task does after training, on the validation split only: fit the
 recalibration (``calibration.json``) and the conformal predictor (``conformal.json``), report
 the test split's calibration before and after and the sets' coverage, and apply both later
-(``predict``, ``evaluate``). See ``biodl.calibration`` and ``biodl.conformal``."""
+(``predict``, ``evaluate``). See ``biodl.trust.calibration`` and ``biodl.trust.conformal``."""
 
 from __future__ import annotations
 
@@ -11,19 +11,20 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
+from .. import runs
 from ..engine.distributed import is_main_process
 from ..errors import ConfigError, DataError
 
 
 __all__ = [
     "check_calibration", "trust", "trust_of", "compare_conformal", "uncertainty_columns", "referral",
-    "add_prediction_column", "prediction_columns",
+    "add_prediction_column", "prediction_columns", "run_sets",
 ]
 
 
 def check_calibration(config: BaseModel, n_classes: int, graded: bool = False) -> None:
     """Refuse, before training, a recalibration or conformal method the run's classes cannot take."""
-    from ..calibration import BINARY_ONLY
+    from ..trust.calibration import BINARY_ONLY
 
     if config.calibration in BINARY_ONLY and n_classes != 2:
         raise ConfigError("calibration", f"{config.calibration} recalibrates two-class runs; this one has "
@@ -43,7 +44,7 @@ def trust(run_dir: Path, config: BaseModel, classes: list[str], graded: bool, va
     validation split that cannot be fitted is a warning: that part is left out."""
     import warnings
 
-    from .. import calibration, conformal
+    from ..trust import calibration, conformal
 
     cal = pred = None
     where = run_dir / "val_predictions.csv"
@@ -62,9 +63,9 @@ def trust(run_dir: Path, config: BaseModel, classes: list[str], graded: bool, va
             warnings.warn(f"{exc}; no prediction sets", stacklevel=2)
     if is_main_process():
         if cal is not None:
-            calibration.save(run_dir, cal)
+            runs.write_calibration(run_dir, cal)
         if pred is not None:
-            conformal.save(run_dir, pred)
+            runs.write_conformal(run_dir, pred)
     y, prob = test
     metrics = calibration.calibration_metrics(y, prob, None if cal is None else cal.apply(prob), "test",
                                               config.n_boot, patients)
@@ -83,12 +84,12 @@ def trust_of(run_dir: Path, prefix: str, y: np.ndarray, prob: np.ndarray, n_boot
     """The run's saved recalibration and conformal predictor applied to new labelled predictions
     (``biodl evaluate``): ``<prefix>/`` calibration metrics before and after, set coverage and size,
     and each case's set added to the ``predictions`` CSV."""
-    from .. import calibration, conformal
+    from ..trust import calibration, conformal
 
-    cal = calibration.load(run_dir)
+    cal = runs.read_calibration(run_dir)
     metrics = calibration.calibration_metrics(y, prob, None if cal is None else cal.apply(prob), prefix, n_boot,
                                               patients)
-    member = conformal.run_sets(run_dir, prob)
+    member = run_sets(run_dir, prob)
     if member is not None:
         metrics.update({f"{prefix}/conformal_{k}": v for k, v in conformal.set_scores(y, member).items()})
         if is_main_process():
@@ -100,7 +101,7 @@ def compare_conformal(val: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray
                       graded: bool, seed: int) -> dict[str, float]:
     """Every conformal method (ordinal for grades only) on the raw and, with ``cal``, the
     recalibrated probabilities: ``test/conformal_<method>_<raw|recalibrated>_{coverage,set_size}``."""
-    from .. import conformal
+    from ..trust import conformal
 
     out: dict[str, float] = {}
     sources = {"raw": (val[1], test[1])}
@@ -123,7 +124,7 @@ def compare_conformal(val: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray
 def uncertainty_columns(samples: np.ndarray) -> dict[str, np.ndarray]:
     """(P, N, K) probabilities of P members or MC-dropout passes -> each case's predictive
     ``entropy`` and, when P > 1, their disagreement (``mutual_information``): (N,) each."""
-    from .. import uncertainty
+    from ..trust import uncertainty
 
     if len(samples) == 1:
         return {"entropy": uncertainty.entropy(samples[0])}
@@ -141,8 +142,8 @@ def referral(run_dir: Path, y: np.ndarray, prob: np.ndarray, parts: dict[str, np
     resampled, as the metrics). ``y`` (N,), ``prob`` (N, K)."""
     import pandas as pd
 
-    from .. import uncertainty
-    from ..metrics import bootstrap_counts
+    from ..trust import uncertainty
+    from ..evaluation import bootstrap_counts
     from ..report.figures import referral_plot
     from ..report.tables import write_table
 
@@ -181,18 +182,30 @@ def prediction_columns(run_dir: Path, classes: list[str], samples: np.ndarray) -
     run has a conformal predictor; ``entropy`` (and ``mutual_information`` when P > 1)."""
     import pandas as pd
 
-    from .. import calibration, conformal
+    from ..trust import conformal
 
     prob = samples.mean(axis=0)
-    cal = calibration.load(run_dir)
+    cal = runs.read_calibration(run_dir)
     final = prob if cal is None else cal.apply(prob)
     df = pd.DataFrame(final, columns=[f"p_{c}" for c in classes])
     if cal is not None:
         for k, c in enumerate(classes):
             df[f"raw_p_{c}"] = prob[:, k]
     df["predicted"] = [classes[i] for i in final.argmax(axis=1)]
-    if (member := conformal.run_sets(run_dir, prob)) is not None:
+    if (member := run_sets(run_dir, prob)) is not None:
         df["set"] = conformal.describe(member, classes)
     for name, values in uncertainty_columns(samples).items():
         df[name] = values
     return df
+
+
+def run_sets(run_dir: Path, prob: np.ndarray, seed: int | None = None) -> np.ndarray | None:
+    """(N, K) set membership from ``run_dir``'s conformal predictor for the model's (N, K)
+    probabilities ``prob`` (recalibrated first when the predictor takes recalibrated ones);
+    None when the run has no predictor."""
+    pred = runs.read_conformal(run_dir)
+    if pred is None:
+        return None
+    if pred.on == "recalibrated" and (cal := runs.read_calibration(run_dir)) is not None:
+        prob = cal.apply(prob)
+    return pred.sets(prob, seed)

@@ -3,8 +3,8 @@ import pandas as pd
 import pytest
 from scipy import stats as st
 
-from biodl.ranking import borda_count, ranks_from_scores
-from biodl.stats import bootstrap_ci, describe_by_outcome
+from biodl.evaluation.ranking import borda_count, ranks_from_scores
+from biodl.evaluation.stats import bootstrap_ci, describe_by_outcome
 
 
 def test_borda_hand_worked_example():

@@ -15,7 +15,6 @@ renamed when complete; slides done before are skipped. Over a cohort, ``slides.c
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -25,8 +24,8 @@ from ..data.arrays import ImageDataset, ImageSet
 from ..data.stain import StainNormalizer
 from ..data.wsi import Tiling, iter_tiles, mask_overlay, open_slide
 from ..errors import RunDirError
-from ..io import atomic_write_text
-from .trust import prediction_columns
+from ..io import atomic_folder, atomic_write_text
+from ..tasks.trust import prediction_columns
 
 
 __all__ = ["heat_overlay", "infer_slide", "write_slide_report", "write_cohort"]
@@ -63,7 +62,7 @@ def infer_slide(run_dir: str | Path, path: str | Path, out_dir: str | Path, tile
     with the slide); returns (its folder, its scores; None when it was done before and skipped)."""
     from PIL import Image
 
-    from .image import load_run
+    from ..tasks.image import load_run
 
     path = Path(path)
     final = Path(out_dir) / path.stem
@@ -104,10 +103,7 @@ def infer_slide(run_dir: str | Path, path: str | Path, out_dir: str | Path, tile
               "share_above": float((positive >= threshold).mean()) if len(positive) else None, "threshold": threshold,
               "run": str(Path(run_dir).resolve()), "stain": normalizer.method if normalizer is not None else None,
               "recalibrated": recalibrated, "mc_dropout": len(samples) if len(samples) > 1 else 0}
-    staging = final.parent / f".{final.name}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
+    with atomic_folder(final, exists="keep") as staging:
         tiles.to_csv(staging / "tiles.csv", index=False)
         np.save(staging / "heatmap.npy", grid)
         Image.fromarray(heat_overlay(tissue.thumb, grid, tiles.attrs["step"] / tissue.down)).save(
@@ -115,10 +111,6 @@ def infer_slide(run_dir: str | Path, path: str | Path, out_dir: str | Path, tile
         Image.fromarray(mask_overlay(tissue.thumb, tissue.mask)).save(staging / "mask.png")
         (staging / "slide.json").write_text(json.dumps(scores, indent=1))
         write_slide_report(staging, scores, top_rows, top_images)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    staging.rename(final)
     return final, scores
 
 

@@ -1,49 +1,23 @@
-"""Run configuration: pydantic models, YAML files and ``--set key=value`` overrides.
-
-A config is a YAML mapping whose keys mirror its task's model (:class:`TabularRunConfig`,
-:class:`ImageRunConfig`, :class:`SegmentationRunConfig`; ``task:`` picks it). Unknown keys are
-errors that list the valid keys and suggest the closest one, so a typo never
-silently falls back to a default.
-"""
+"""The run configs as pydantic models: one class per task (``task:`` picks it), built from
+strict sections (unknown keys are errors). Resolved, a config is saved as ``config.yaml`` in the
+run directory."""
 
 from __future__ import annotations
 
 import difflib
-import hashlib
-import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal, TypeVar, Union
+from typing import Any, Literal, Union
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .errors import ConfigError, describe_os_error, path_problem
-from .metrics import canonical
-
-M = TypeVar("M", bound=BaseModel)
+from ..errors import ConfigError
+from ..evaluation.vocabulary import canonical
 
 __all__ = [
-    "DataConfig",
-    "ModelConfig",
-    "OptimizerConfig",
-    "SchedulerConfig",
-    "TrainerConfig",
-    "TabularRunConfig",
-    "RunConfig",
-    "ImageDataConfig",
-    "ImageModelConfig",
-    "ImageRunConfig",
-    "SegmentationRunConfig",
-    "TaskSpec",
-    "TASKS",
-    "task_spec",
-    "load_config",
-    "build_config",
-    "config_hash",
-    "dump_config",
-    "safe_yaml",
-    "validation_problem",
+    "Strict", "DataConfig", "ModelConfig", "OptimizerConfig", "SchedulerConfig", "TrainerConfig", "ConformalConfig",
+    "TabularRunConfig", "TilesConfig", "ImageDataConfig", "ImageModelConfig", "ImageRunConfig",
+    "SegmentationDataConfig", "SegmentationTrainerConfig", "SegmentationRunConfig", "RunConfig", "RUN_CONFIGS",
+    "config_class",
 ]
 
 
@@ -122,7 +96,7 @@ class TrainerConfig(Strict):
 
 
 class ConformalConfig(Strict):
-    """Split-conformal prediction sets calibrated on the validation split (see biodl.conformal)."""
+    """Split-conformal prediction sets calibrated on the validation split (see biodl.trust.conformal)."""
 
     method: Literal["lac", "aps", "mondrian", "ordinal", "none"] = Field(
         "lac", description="lac: smallest sets; aps: adaptive; mondrian: coverage for every class; ordinal: "
@@ -340,251 +314,18 @@ class SegmentationRunConfig(Strict):
         return self
 
 
-# ----------------------------------------------------------------------------- the task registry
-
-
 #: the config of any run, whichever its task (for annotations; a run's own class comes from ``task``)
 RunConfig = Union[TabularRunConfig, ImageRunConfig, SegmentationRunConfig]
 
-
-@dataclass(frozen=True)
-class TaskSpec:
-    """A task (``task:`` in a config): its config class, the module whose ``train``, ``evaluate``
-    and ``predict`` run it, and the ``module:function`` that explains its runs (None: no explain).
-    The CLI, :func:`load_config`, ``biodl explain`` and the studies all ask :data:`TASKS`."""
-
-    name: str
-    config: type[BaseModel]
-    module: str
-    explain: str | None = None
-
-    @property
-    def commands(self) -> tuple[str, ...]:
-        return ("train", "evaluate", "predict", *(("explain",) if self.explain else ()))
-
-    def command(self, name: str, where: str | Path | None = None) -> Callable[..., Any]:
-        """The function behind ``biodl <name>`` for this task; a command the task does not
-        have is a one-line error naming ``where`` (e.g. the run directory)."""
-        from importlib import import_module
-
-        if name not in self.commands:
-            able = [t.name for t in TASKS.values() if name in t.commands]
-            raise ConfigError(where or "task", f"biodl {name} does not support {self.name} runs (it supports: "
-                                               f"{', '.join(able)})")
-        module, _, function = (self.explain if name == "explain" else f"{self.module}:{name}").partition(":")
-        return getattr(import_module(module), function)
+#: task name (``task:`` in a config) -> its config class
+RUN_CONFIGS: dict[str, type[BaseModel]] = {cls.model_fields["task"].default: cls
+                                           for cls in (TabularRunConfig, ImageRunConfig, SegmentationRunConfig)}
 
 
-#: task name -> its spec (filled at the end of this module)
-TASKS: dict[str, TaskSpec] = {}
-
-
-def task_spec(name: Any, where: str | Path = "task") -> TaskSpec:
-    """The registered task ``name``; an unknown name is a ConfigError suggesting the closest."""
-    if name not in TASKS:
-        close = difflib.get_close_matches(str(name), list(TASKS), n=1)
+def config_class(task: Any, where: str | Path = "task") -> type[BaseModel]:
+    """The config class of task ``task``; an unknown name is a ConfigError suggesting the closest."""
+    if task not in RUN_CONFIGS:
+        close = difflib.get_close_matches(str(task), list(RUN_CONFIGS), n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""
-        raise ConfigError(where, f"task: unknown task {name!r}; {hint}known: {', '.join(TASKS)}")
-    return TASKS[name]
-
-
-# ----------------------------------------------------------------------------- validation
-
-
-def _nested_model(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()) or ():
-        found = _nested_model(arg)
-        if found is not None:
-            return found
-    return None
-
-
-def _check_keys(raw: Any, model: type[BaseModel], where: str, prefix: str = "") -> None:
-    """Raise ConfigError for the first key of ``raw`` that ``model`` does not have."""
-    if not isinstance(raw, dict):
-        return
-    fields = model.model_fields
-    for key, value in raw.items():
-        path = f"{prefix}{key}"
-        if key not in fields:
-            valid = sorted(fields)
-            close = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.5)
-            hint = f"did you mean '{prefix}{close[0]}'? " if close else ""
-            raise ConfigError(where, f"unknown key '{path}'; {hint}valid keys here: {', '.join(valid)}")
-        sub = _nested_model(fields[key].annotation)
-        if sub is not None:
-            _check_keys(value, sub, where, prefix=f"{path}.")
-
-
-def validation_problem(exc: ValidationError) -> str:
-    """The first fault of a pydantic error as ``key.path: message (got value)``."""
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"])
-    msg = err["msg"]
-    if "input" in err and err["type"] != "missing" and not isinstance(err["input"], (dict, list)):
-        got = repr(err["input"])
-        msg += f" (got {got[:60] + '...' if len(got) > 60 else got})"
-    elif isinstance(err.get("input"), list) and err["type"] != "missing":
-        msg += " (got a list)"
-    return f"{loc}: {msg}" if loc else msg
-
-
-def _validate(raw: dict[str, Any], where: str, model: type[M]) -> M:
-    _check_keys(raw, model, where)
-    try:
-        return model.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(where, validation_problem(exc)) from None
-
-
-def _parse_override(item: str) -> tuple[list[str], Any]:
-    if "=" not in item:
-        raise ConfigError(f"--set {item}", "expected KEY=VALUE, e.g. trainer.epochs=5")
-    key, _, text = item.partition("=")
-    key = key.strip()
-    if not key or any(not part for part in key.split(".")):
-        raise ConfigError(f"--set {item}", "empty key")
-    try:
-        value = safe_yaml(text, f"--set {item}") if text.strip() else None
-    except ConfigError as exc:
-        if not isinstance(exc.__cause__, yaml.YAMLError):
-            raise
-        value = text  # not YAML: the text itself
-    return key.split("."), value
-
-
-def apply_overrides(raw: dict[str, Any], overrides: list[str], model: type[BaseModel]) -> dict[str, Any]:
-    """Apply ``a.b.c=value`` strings to a nested dict (values parsed as YAML)."""
-    for item in overrides:
-        parts, value = _parse_override(item)
-        _check_keys(_nest(parts, value), model, f"--set {item}")
-        node = raw
-        for part in parts[:-1]:
-            if not isinstance(node.get(part), dict):
-                node[part] = {}
-            node = node[part]
-        node[parts[-1]] = value
-    return raw
-
-
-def _nest(parts: list[str], value: Any) -> dict[str, Any]:
-    out: Any = value
-    for part in reversed(parts):
-        out = {part: out}
-    return out
-
-
-#: most YAML nodes a config may expand to through aliases (``*a``) before it is refused
-MAX_YAML_NODES = 100_000
-
-
-def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
-    """How many nodes ``node`` stands for once every alias is expanded (counted, not expanded)."""
-    if id(node) in memo:
-        return memo[id(node)]
-    memo[id(node)] = 1  # a node that refers to itself counts once (yaml refuses such loops anyway)
-    total = 1
-    if isinstance(node, yaml.SequenceNode):
-        total += sum(_expanded_size(child, memo) for child in node.value)
-    elif isinstance(node, yaml.MappingNode):
-        total += sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
-    memo[id(node)] = total = min(total, MAX_YAML_NODES + 1)
-    return total
-
-
-def safe_yaml(text: str, where: str | Path) -> Any:
-    """Parse YAML safely (plain data only) and boundedly: a document whose aliases would expand to
-    more than :data:`MAX_YAML_NODES` nodes (an "alias bomb") or that nests too deeply is refused
-    before anything is built. Every fault is one ConfigError naming ``where``."""
-    loader = yaml.SafeLoader(text)
-    try:
-        try:
-            node = loader.get_single_node()
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            problem = getattr(exc, "problem", None) or "invalid YAML"
-            raise ConfigError(where, f"invalid YAML{at}: {problem}") from exc
-        except RecursionError:
-            raise ConfigError(where, "invalid YAML: nested too deeply") from None
-        if node is None:
-            return None
-        try:
-            if _expanded_size(node, {}) > MAX_YAML_NODES:
-                raise ConfigError(where, f"YAML aliases expand to more than {MAX_YAML_NODES:,} values (an alias "
-                                         "bomb?); write the values out or use fewer aliases")
-            return loader.construct_document(node)
-        except RecursionError:
-            raise ConfigError(where, "invalid YAML: nested too deeply") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(where, f"invalid YAML: {getattr(exc, 'problem', None) or exc}") from exc
-    finally:
-        loader.dispose()
-
-
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping, turning every fault into a one-line ConfigError."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(path, path_problem(path) or "no such file") from None
-    except IsADirectoryError:
-        raise ConfigError(path, "is a folder, not a YAML file") from None
-    except UnicodeDecodeError:
-        raise ConfigError(path, "not a UTF-8 text file (binary file?)") from None
-    except OSError as exc:
-        raise ConfigError(path, f"cannot read: {describe_os_error(exc)}") from None
-    raw = safe_yaml(text, path)
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError(path, f"expected a mapping of keys at the top level, got {type(raw).__name__}")
-    return raw
-
-
-def _task_model(raw: dict[str, Any], overrides: list[str], where: str) -> type[BaseModel]:
-    task = raw.get("task", "tabular")
-    for item in overrides:
-        if item.partition("=")[0].strip() == "task":
-            task = _parse_override(item)[1]
-    return task_spec(task, where).config
-
-
-def build_config(raw: dict[str, Any], overrides: list[str] | None = None, where: str = "config",
-                 model: type[M] | None = None) -> M:
-    """Validate a raw mapping (plus overrides) into ``model`` (default: the config class of the
-    mapping's ``task``, a :class:`TabularRunConfig` for tabular runs)."""
-    raw = json.loads(json.dumps(raw, default=str))  # deep copy, plain types
-    model = model or _task_model(raw, list(overrides or []), where)
-    _check_keys(raw, model, where)
-    apply_overrides(raw, list(overrides or []), model)
-    return _validate(raw, where, model)
-
-
-for _spec in (TaskSpec("tabular", TabularRunConfig, "biodl.tasks.tabular", "biodl.interpret.explain:explain_tabular"),
-              TaskSpec("image", ImageRunConfig, "biodl.tasks.image", "biodl.interpret.explain:explain_images"),
-              TaskSpec("segmentation", SegmentationRunConfig, "biodl.tasks.segmentation")):
-    TASKS[_spec.name] = _spec
-
-
-def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
-    """Load a YAML config file and apply ``--set`` style overrides."""
-    return build_config(read_yaml(path), overrides, where=str(path))
-
-
-def config_dict(config: BaseModel) -> dict[str, Any]:
-    return config.model_dump(mode="json")
-
-
-def dump_config(config: BaseModel) -> str:
-    """The resolved config as YAML text (every default written out)."""
-    return yaml.safe_dump(config_dict(config), sort_keys=False)
-
-
-def config_hash(config: BaseModel) -> str:
-    """sha256 of the resolved config, canonical JSON; checkpoints record it."""
-    blob = json.dumps(config_dict(config), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()
+        raise ConfigError(where, f"task: unknown task {task!r}; {hint}known: {', '.join(RUN_CONFIGS)}")
+    return RUN_CONFIGS[task]

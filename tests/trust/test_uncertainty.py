@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from biodl import uncertainty
+from biodl.trust import uncertainty
 
 
 def test_identical_members_have_no_disagreement_and_disagreeing_ones_do():
@@ -52,7 +52,7 @@ def test_referral_interval_equals_the_curves_of_materialised_resamples():
     """The kept accuracy of each resample, computed from weights, is the accuracy that the
     referral curve gives on that resample written out case by case (tied uncertainties and a
     cut among the copies of one case included); the interval brackets the sample's curve."""
-    from biodl.metrics import bootstrap_counts
+    from biodl.evaluation import bootstrap_counts
 
     rng = np.random.default_rng(8)
     n = 70

@@ -16,10 +16,10 @@ import pandas as pd
 import torch
 from torch.utils.data import TensorDataset
 
-from .engine import Trainer
-from .models import create_model
-from .repro import seed_everything
-from .survival import concordance_index, cox_loss
+from ..engine import Trainer
+from ..models import create_model
+from ..repro import seed_everything
+from ..evaluation.survival import concordance_index, cox_loss
 
 __all__ = ["Fold", "folds", "fold_features", "mlp_classifier", "logistic_classifier", "neural_cox",
            "penalised_cox", "classification_scores", "cross_validate", "integrated_gradients"]
@@ -126,10 +126,10 @@ def penalised_cox(x_train: np.ndarray, time: np.ndarray, event: np.ndarray, x_te
 
 def classification_scores(y: np.ndarray, prob: np.ndarray) -> dict[str, float]:
     """Macro F1, balanced accuracy and ROC AUC (the macro one-vs-rest mean; key ``roc_auc``) of
-    (N, K) probabilities, any K >= 2 (from :func:`biodl.metrics.multiclass_scores`)."""
+    (N, K) probabilities, any K >= 2 (from :func:`biodl.evaluation.multiclass_scores`)."""
     from sklearn.metrics import f1_score
 
-    from .metrics import multiclass_scores
+    from ..evaluation import multiclass_scores
 
     s = multiclass_scores(y, prob)
     return {"macro_f1": float(f1_score(y, prob.argmax(axis=1), average="macro")),
@@ -168,7 +168,7 @@ def summarise(per_fold: pd.DataFrame, models: dict[str, str], scores: list[str],
               ) -> tuple[pd.DataFrame, dict[str, float]]:
     """(a table with one row per model: each score's mean over the folds [95% bootstrap CI of
     that mean, folds resampled], the flat metrics ``<model>/<score>_mean|low|high``)."""
-    from .stats import bootstrap_ci
+    from ..evaluation.stats import bootstrap_ci
 
     rows, flat = [], {}
     for key, label in models.items():

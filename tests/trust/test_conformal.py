@@ -5,7 +5,7 @@ be fitted is refused."""
 import numpy as np
 import pytest
 
-from biodl import conformal
+from biodl.trust import conformal
 from biodl.errors import ConfigError, DataError
 
 

@@ -18,17 +18,17 @@ from sklearn.base import BaseEstimator
 from sklearn.metrics import average_precision_score, matthews_corrcoef, roc_auc_score
 from sklearn.model_selection import train_test_split
 
-from .metrics import confusion_counts, count_scores
-from .stats import bootstrap_ci
+from ..evaluation import confusion_counts, count_scores
+from ..evaluation.importance import permutation_importance
+from ..evaluation.stats import bootstrap_ci
 
 __all__ = [
     "METRICS", "holdout_splits", "binary_scores", "predict_labels_and_scores", "Method", "HoldoutResult",
     "forest_inspect", "repeated_holdout", "probabilities", "SET_SHAPES", "conformal_holdout", "conformal_summary",
-    "permutation_importance",
 ]
 
 
-#: metric key (biodl's vocabulary, :data:`biodl.metrics.VOCABULARY`) -> column title of the paper's tables
+#: metric key (biodl's vocabulary, :data:`biodl.evaluation.VOCABULARY`) -> column title of the paper's tables
 METRICS = {"mcc": "MCC", "f1": "F1 score", "accuracy": "Accuracy", "sensitivity": "TP rate", "specificity": "TN rate",
            "pr_auc": "PR AUC", "roc_auc": "ROC AUC"}
 
@@ -182,7 +182,7 @@ def repeated_holdout(methods: list[Method], X: np.ndarray, y: np.ndarray,
     """Evaluate every method on every split, ``n_jobs`` worker processes (-1: all cores), with a
     progress bar when ``progress``."""
     from joblib import Parallel, delayed
-    from .progress import progress_bar
+    from ..progress import progress_bar
 
     tasks = [(m, i) for m in methods for i in range(len(splits))]
     runner = Parallel(n_jobs=n_jobs, return_as="generator", batch_size=1)
@@ -214,7 +214,7 @@ def probabilities(est: BaseEstimator, X: np.ndarray) -> np.ndarray:
 
 def _conformal_split(method: Method, X, y, train, test, seed, alpha: float, kinds: tuple[str, ...],
                      calibration_fraction: float) -> list[dict[str, float]]:
-    from . import conformal
+    from ..trust import conformal
 
     proper, cal = train_test_split(train, test_size=calibration_fraction, stratify=y[train], random_state=seed)
     cols = method.columns if method.columns is not None else list(range(X.shape[1]))
@@ -270,34 +270,3 @@ def conformal_summary(sets: pd.DataFrame, classes: tuple[str, str], n_boot: int 
             flat.update({f"{kind}_{key}_mean": mean, f"{kind}_{key}_ci_low": low, f"{kind}_{key}_ci_high": high})
         rows.append(row)
     return pd.DataFrame(rows), flat
-
-
-def permutation_importance(predict: Callable[[np.ndarray], np.ndarray], X: np.ndarray, y: np.ndarray,
-                           score: Callable[[np.ndarray, np.ndarray], float], n_repeats: int = 5,
-                           seed: int = 0) -> np.ndarray:
-    """(F,) mean drop of ``score(y, predict(X))`` when each column is permuted.
-
-    Uses the permutations that ``sklearn.inspection.permutation_importance`` draws for the
-    same ``random_state`` (identical results, tested), but stacks all F x n_repeats permuted
-    copies into one ``predict`` call: a 500-tree forest is evaluated once, not F x n_repeats
-    times.
-    """
-    X = np.asarray(X)
-    n, n_feat = X.shape
-    rng = np.random.RandomState(seed)
-    col_seed = rng.randint(np.iinfo(np.int32).max + 1)
-    batches = []
-    for j in range(n_feat):
-        rs = np.random.RandomState(col_seed)
-        order = np.arange(n)
-        column = X[:, j].copy()
-        for _ in range(n_repeats):  # as scikit-learn: each repeat reshuffles the shuffled column
-            rs.shuffle(order)
-            column = column[order]
-            Xp = X.copy()
-            Xp[:, j] = column
-            batches.append(Xp)
-    pred = predict(np.concatenate([X, *batches]))
-    base = score(y, pred[:n])
-    drops = np.array([base - score(y, pred[n * (1 + b): n * (2 + b)]) for b in range(n_feat * n_repeats)])
-    return drops.reshape(n_feat, n_repeats).mean(axis=1)

@@ -77,7 +77,7 @@ def test_tabular_export_matches_predict(run_copy, cli, tmp_path):
 def test_export_bad_input(run_copy, cli, tmp_path, monkeypatch):
     assert_one_line_error(cli("export", run_copy, "--format", "tflite"), "--format", "unknown export format")
     assert_one_line_error(cli("export", run_copy, "--out", tmp_path / "m.txt"), "m.txt", ".onnx")
-    from biodl import export
+    from biodl.inference import export
 
     monkeypatch.setattr(export, "TOLERANCE", -1.0)  # no graph can pass: the export must leave nothing
     assert_one_line_error(cli("export", run_copy, "--out", tmp_path / "m.onnx"), "m.onnx", "disagrees with PyTorch")
@@ -118,7 +118,7 @@ def test_segmentation_export_any_size(tmp_path, cli, clahe):
     x = prepare_fundus(img, "green", True)[None] if clahe else img[None]
     got = _session(tmp_path / "seg.onnx").run(None, {"images": x})[0]
     assert got.shape == (1, 70, 90) and 0 <= got.min() and got.max() <= 1
-    from biodl.export import _SegmentationGraph
+    from biodl.inference.export import _SegmentationGraph
     import torch
 
     _, pre, trainer = load_run(tmp_path / "run")

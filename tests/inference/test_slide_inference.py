@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from biodl import runs
 from biodl.datasets import embedded_path
 from tests.conftest import assert_one_line_error, main_ok
 from tests.tasks.test_image import FAST, _folder
@@ -82,9 +83,8 @@ def test_infer_bad_input_is_one_line(patch_run, cli, tmp_path):
 def test_infer_scores_with_the_runs_recalibration_as_predict_does(patch_run, cli, tmp_path):
     import shutil
 
-    from biodl import calibration
 
-    cal = calibration.load(patch_run)  # training fits a temperature on the validation split by default
+    cal = runs.read_calibration(patch_run)  # training fits a temperature on the validation split by default
     assert cal is not None and abs(cal.temperature - 1) > 1e-3  # a map that moves the probabilities
     assert cli("wsi", "infer", patch_run, SLIDE, "--out", tmp_path / "cal").code == 0
     folder = tmp_path / "cal" / SLIDE.stem

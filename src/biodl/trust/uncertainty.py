@@ -39,7 +39,7 @@ def decompose(probs: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def _retained_scores(y: np.ndarray, prob: np.ndarray) -> tuple[float, float]:
-    from .metrics import multiclass_scores
+    from ..evaluation import multiclass_scores
 
     if len(y) == 0:
         return float("nan"), float("nan")
@@ -52,7 +52,7 @@ def referral_curve(y: np.ndarray, prob: np.ndarray, uncertainty: np.ndarray,
                    level: float = 0.95) -> pd.DataFrame:
     """Accuracy and ROC AUC of the cases kept when the ``fraction`` most uncertain are referred
     (ties broken by case order), for each fraction (default 0, 0.05, ..., 0.5). With bootstrap
-    ``counts`` ((B, N), :func:`biodl.metrics.bootstrap_counts`), the kept accuracy's ``level``
+    ``counts`` ((B, N), :func:`biodl.evaluation.bootstrap_counts`), the kept accuracy's ``level``
     interval too (``accuracy_low``, ``accuracy_high``): each resample refers its own most
     uncertain fraction, a case drawn k times counting as k cases."""
     y = np.asarray(y).astype(np.int64)

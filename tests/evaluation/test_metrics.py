@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from biodl.metrics import bootstrap_cis, f1_optimal_threshold, fov_scores, multiclass_metrics, multiclass_scores
+from biodl.evaluation import bootstrap_cis, f1_optimal_threshold, fov_scores, multiclass_metrics, multiclass_scores
 
 
 @pytest.mark.parametrize("n_classes", [2, 5])
@@ -42,7 +42,7 @@ def test_bootstrap_cis_bracket_the_estimate():
 def test_calibration_bins_by_hand_and_against_torchmetrics():
     from torchmetrics.functional.classification import binary_calibration_error, multiclass_calibration_error
 
-    from biodl.metrics import calibration_bins
+    from biodl.evaluation import calibration_bins
 
     # by hand: two bins used; [0.0, 0.1): p = 0.05 twice, one positive; [0.9, 1.0]: 0.95, 1.0, positive both
     bins, ece = calibration_bins(np.array([0, 1, 1, 1]), np.array([0.05, 0.05, 0.95, 1.0]))
@@ -67,7 +67,7 @@ def test_calibration_bins_by_hand_and_against_torchmetrics():
 def test_binary_prob_scores_match_scikit_learn_and_torchmetrics():
     from sklearn.metrics import average_precision_score, f1_score, matthews_corrcoef, precision_score, roc_auc_score
 
-    from biodl.metrics import PREDICTIVE_VALUES, binary_metrics, binary_prob_scores
+    from biodl.evaluation import PREDICTIVE_VALUES, binary_metrics, binary_prob_scores
 
     rng = np.random.default_rng(1)
     y = rng.integers(0, 2, 200)
@@ -92,7 +92,7 @@ def test_cluster_bootstrap_is_wider_and_matches_the_patient_level_spread():
     """40 patients of 25 identical images each: the images add no information beyond their
     patient, so the cluster CI must match the binomial spread over 40 patients, and the row CI
     (which believes in 1,000 independent images) is about sqrt(25) = 5 times too narrow."""
-    from biodl.metrics import bootstrap_cis
+    from biodl.evaluation import bootstrap_cis
 
     n_pat, m, p_correct = 40, 25, 0.7
     correct = np.zeros(n_pat, bool)
@@ -120,7 +120,7 @@ def test_numpy_scores_equal_scikit_learn_with_ties_and_missing_classes(k):
     from sklearn.metrics import (accuracy_score, average_precision_score, balanced_accuracy_score, cohen_kappa_score,
                                  f1_score, matthews_corrcoef, precision_score, recall_score, roc_auc_score)
 
-    from biodl.metrics import multiclass_scores
+    from biodl.evaluation import multiclass_scores
 
     rng = np.random.default_rng(k)
     for trial in range(30):
@@ -152,7 +152,7 @@ def test_numpy_scores_equal_scikit_learn_with_ties_and_missing_classes(k):
 
 
 def test_calibration_scores_on_hand_built_examples():
-    from biodl.metrics import calibration_bins, calibration_scores
+    from biodl.evaluation import calibration_bins, calibration_scores
 
     y = np.array([1, 1, 0, 0])
     p1 = np.array([0.9, 0.6, 0.4, 0.2])
@@ -180,7 +180,7 @@ def test_calibration_scores_on_hand_built_examples():
 
 
 def _ece(y, prob):
-    from biodl.metrics import calibration_bins
+    from biodl.evaluation import calibration_bins
 
     return {"ece": calibration_bins(y, prob)[1]}
 
@@ -243,7 +243,7 @@ def test_f1_optimal_threshold():
 def test_count_scores_by_hand_and_against_scikit_learn():
     from sklearn.metrics import balanced_accuracy_score, f1_score, matthews_corrcoef, precision_score, recall_score
 
-    from biodl.metrics import confusion_counts, count_scores
+    from biodl.evaluation import confusion_counts, count_scores
 
     y = np.array([1, 1, 1, 0, 0, 0, 0, 0], bool)
     called = np.array([1, 1, 0, 1, 0, 0, 0, 0], bool)
@@ -271,7 +271,7 @@ def test_count_scores_by_hand_and_against_scikit_learn():
 
 
 def test_canonical_names_aliases_inside_keys_and_leaves_the_rest():
-    from biodl.metrics import ALIASES, VOCABULARY, canonical
+    from biodl.evaluation import ALIASES, VOCABULARY, canonical
 
     assert canonical("test/tpr") == "test/sensitivity" and canonical("recall") == "sensitivity"
     assert canonical("test/tnr_ci_low") == "test/specificity_ci_low"
@@ -285,9 +285,9 @@ def test_every_task_gives_one_quantity_one_key_and_one_value():
     """The same predictions scored the way each task scores them: tabular (binary), two-class
     image, segmentation (a 1-pixel-high map), the paper's hold-out, and expression (multiclass)
     use only the vocabulary's names, and a quantity they share has the same value."""
-    from biodl.expression_models import classification_scores
-    from biodl.holdout import binary_scores
-    from biodl.metrics import ALIASES, BINARY_METRICS, PREDICTIVE_VALUES, VOCABULARY, binary_prob_scores, canonical
+    from biodl.omics.expression_models import classification_scores
+    from biodl.tasks.holdout import binary_scores
+    from biodl.evaluation import ALIASES, BINARY_METRICS, PREDICTIVE_VALUES, VOCABULARY, binary_prob_scores, canonical
 
     rng = np.random.default_rng(5)
     y = (rng.random(120) < 0.4).astype(int)
@@ -314,7 +314,7 @@ def test_every_task_gives_one_quantity_one_key_and_one_value():
 
 
 def test_bootstrap_counts_draw_rows_or_whole_clusters():
-    from biodl.metrics import bootstrap_counts
+    from biodl.evaluation import bootstrap_counts
 
     rows = bootstrap_counts(50, 300, seed=1)
     assert rows.shape == (300, 50) and (rows.sum(axis=1) == 50).all()
@@ -331,7 +331,7 @@ def test_curve_bands_equal_the_curves_of_materialised_resamples():
     scikit-learn draws on each resample written out row by row (ties in the scores included)."""
     from sklearn.metrics import precision_recall_curve, roc_curve
 
-    from biodl.metrics import bootstrap_counts, curve_bands
+    from biodl.evaluation import bootstrap_counts, curve_bands
 
     rng = np.random.default_rng(4)
     pos = rng.random(80) < 0.35
@@ -357,7 +357,7 @@ def test_curve_bands_equal_the_curves_of_materialised_resamples():
 
 
 def test_calibration_bins_carry_intervals_that_widen_when_patients_are_resampled():
-    from biodl.metrics import bootstrap_counts, calibration_bins
+    from biodl.evaluation import bootstrap_counts, calibration_bins
 
     rng = np.random.default_rng(6)
     patient_p = rng.uniform(0.05, 0.95, 30)

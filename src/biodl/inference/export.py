@@ -30,9 +30,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import runs
-from .errors import ConfigError, DataError, RunDirError
-from .io import atomic_write_json, sha256_file
+from .. import runs
+from ..errors import ConfigError, DataError, RunDirError
+from ..io import atomic_write_json, sha256_file
 
 __all__ = ["export_run", "TOLERANCE", "FORMATS"]
 
@@ -98,9 +98,9 @@ def _weights(run_dir: Path, checkpoint: str) -> tuple[Path | None, str | None]:
 
 
 def _image(run_dir: Path, checkpoint: str) -> tuple[nn.Module, np.ndarray, np.ndarray, dict[str, Any]]:
-    from .data.arrays import ImageDataset
-    from .data.stain import StainNormalizer
-    from .tasks.image import load_images, load_run, split_images
+    from ..data.arrays import ImageDataset
+    from ..data.stain import StainNormalizer
+    from ..tasks.image import load_images, load_run, split_images
 
     config, pre, trainer = load_run(run_dir, checkpoint)
     if pre.get("stain"):
@@ -124,8 +124,8 @@ def _image(run_dir: Path, checkpoint: str) -> tuple[nn.Module, np.ndarray, np.nd
 
 
 def _tabular(run_dir: Path, checkpoint: str) -> tuple[nn.Module, np.ndarray, np.ndarray, dict[str, Any]]:
-    from .data import feature_dataset
-    from .tasks.tabular import load_run, load_test_split
+    from ..data import feature_dataset
+    from ..tasks.tabular import load_run, load_test_split
 
     _, pre, trainer = load_run(run_dir, checkpoint)
     raw = load_test_split(run_dir, runs.load_run_config(run_dir), pre)[0].astype(np.float32)
@@ -141,8 +141,8 @@ def _tabular(run_dir: Path, checkpoint: str) -> tuple[nn.Module, np.ndarray, np.
 
 def _segmentation(run_dir: Path, checkpoint: str, size: int | None
                   ) -> tuple[nn.Module, list[np.ndarray], list[np.ndarray], dict[str, Any]]:
-    from .data.vessels import prepare_fundus
-    from .tasks.segmentation import load_cases, load_run
+    from ..data.vessels import prepare_fundus
+    from ..tasks.segmentation import load_cases, load_run
 
     config, pre, trainer = load_run(run_dir, checkpoint)
     norm = trainer.batch_transform  # the run's normalisation (Normalise, no jitter)

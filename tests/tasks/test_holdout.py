@@ -7,15 +7,9 @@ from sklearn.metrics import make_scorer, matthews_corrcoef
 from sklearn.naive_bayes import GaussianNB
 from sklearn.tree import DecisionTreeClassifier
 
-from biodl.holdout import (
-    Method,
-    binary_scores,
-    conformal_holdout,
-    conformal_summary,
-    holdout_splits,
-    permutation_importance,
-    repeated_holdout,
-)
+from biodl.tasks.holdout import (Method, binary_scores, conformal_holdout, conformal_summary, holdout_splits,
+                                 repeated_holdout)
+from biodl.evaluation.importance import permutation_importance
 from biodl.report.tables import compare_with_published
 from tests.conftest import HEART
 

@@ -1,9 +1,10 @@
 """Recalibration of a classifier's probabilities, fitted on the validation split only.
 
-A map from (N, K) probabilities to recalibrated (N, K) probabilities, stored as JSON
-(``RUN_DIR/calibration.json``). All methods work from the log-probabilities ``z = log p``
-(for a softmax model these are the logits up to a per-sample constant, which softmax ignores,
-so scaling them is scaling the logits; the same holds for ensembles and test-time averages):
+A map from (N, K) probabilities to recalibrated (N, K) probabilities, stored as JSON (a run's
+``calibration.json``, read and written by ``biodl.runs``). All methods work from the
+log-probabilities ``z = log p`` (for a softmax model these are the logits up to a per-sample
+constant, which softmax ignores, so scaling them is scaling the logits; the same holds for
+ensembles and test-time averages):
 
 - ``temperature`` (Guo et al. 2017): ``softmax(z / T)``, one parameter; keeps every argmax;
 - ``vector``: ``softmax(w * z + b)``, a scale and a bias per class;
@@ -20,20 +21,19 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .errors import ConfigError, DataError
+from ..errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     import torch
 
 __all__ = [
-    "METHODS", "BINARY_ONLY", "FILE", "Recalibration", "fit", "apply_per_fold", "save", "load", "SCORES", "WITH_CIS",
+    "METHODS", "BINARY_ONLY", "Recalibration", "fit", "apply_per_fold", "SCORES", "WITH_CIS",
     "ece_brier_nll", "calibration_metrics",
 ]
 
 
 METHODS = ("temperature", "vector", "platt", "isotonic")
 BINARY_ONLY = ("platt", "isotonic")
-FILE = "calibration.json"
 _FLOOR = 1e-12
 
 
@@ -192,24 +192,6 @@ def apply_per_fold(prob: np.ndarray, fold: np.ndarray, maps: list[Recalibration]
     return after
 
 
-def save(run_dir: str | Path, cal: Recalibration) -> Path:
-    from .io import atomic_write_json
-
-    path = Path(run_dir) / FILE
-    atomic_write_json(path, cal.model_dump(exclude_none=True))
-    return path
-
-
-def load(run_dir: str | Path) -> Recalibration | None:
-    """The run's recalibration, or None when it has none; a damaged file is a one-line error."""
-    from . import runs
-
-    path = Path(run_dir) / FILE
-    if not path.exists():
-        return None
-    return runs.read_validated(path, Recalibration, "is not a recalibration file: ")
-
-
 #: the calibration metrics reported before and after recalibration (see metrics.calibration_scores)
 SCORES = ("ece", "ece_mass", "classwise_ece", "mce", "brier", "nll")
 #: those with bootstrap CIs (cheap enough per resample)
@@ -219,7 +201,7 @@ WITH_CIS = ("ece", "brier", "nll")
 def ece_brier_nll(y: np.ndarray, prob: np.ndarray) -> dict[str, float]:
     """The :data:`WITH_CIS` scores of ``metrics.calibration_scores``, computed alone (the
     bootstrap's score: a few times faster than all six)."""
-    from .metrics import calibration_bins
+    from ..evaluation import calibration_bins
 
     k = prob.shape[1]
     onehot = np.eye(k)[y]
@@ -235,7 +217,7 @@ def calibration_metrics(y: np.ndarray, prob: np.ndarray, after: np.ndarray | Non
     (``..._ci_low/high``) of ECE, Brier and NLL, resampling ``groups`` (patients) when given.
     The intervals are basic-bootstrap ones (see ``metrics.bootstrap_cis``): percentile intervals
     of the plug-in ECE lie above the true calibration error, often wholly."""
-    from .metrics import bootstrap_cis, calibration_scores
+    from ..evaluation import bootstrap_cis, calibration_scores
 
     y = np.asarray(y).astype(np.int64)
     prob = np.asarray(prob, dtype=np.float64)

@@ -6,7 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from biodl import calibration
+from biodl import runs
+from biodl.trust import calibration
 from biodl.errors import ConfigError, DataError, RunDirError
 
 
@@ -63,15 +64,15 @@ def test_platt_and_isotonic_for_two_classes():
 def test_a_recalibration_round_trips_and_a_damaged_file_is_one_line(tmp_path):
     y, prob = _overconfident(n=2000)
     cal = calibration.fit("temperature", y, prob)
-    calibration.save(tmp_path, cal)
-    again = calibration.load(tmp_path)
+    runs.write_calibration(tmp_path, cal)
+    again = runs.read_calibration(tmp_path)
     np.testing.assert_array_equal(again.apply(prob), cal.apply(prob))
-    assert calibration.load(tmp_path / "elsewhere") is None
+    assert runs.read_calibration(tmp_path / "elsewhere") is None
     bad = json.loads((tmp_path / "calibration.json").read_text())
     bad["temperature"] = -1
     (tmp_path / "calibration.json").write_text(json.dumps(bad))
     with pytest.raises(RunDirError, match="temperature"):
-        calibration.load(tmp_path)
+        runs.read_calibration(tmp_path)
 
 
 def test_what_cannot_be_fitted_is_refused():
@@ -99,7 +100,7 @@ def test_the_torch_map_equals_the_numpy_map(method):
 
 @pytest.mark.parametrize("k", [2, 4])
 def test_the_bootstraps_three_scores_equal_the_full_set(k):
-    from biodl.metrics import calibration_scores
+    from biodl.evaluation import calibration_scores
 
     y, prob = _overconfident(n=500, k=k, seed=5)
     full = calibration_scores(y, prob)

@@ -28,9 +28,9 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from .errors import ConfigError, DataError
+from ..errors import ConfigError, DataError
 
-__all__ = ["METHODS", "ConformalPredictor", "fit", "set_scores", "describe", "FILE", "save", "load", "run_sets"]
+__all__ = ["METHODS", "ConformalPredictor", "fit", "set_scores", "describe"]
 
 
 METHODS = ("lac", "aps", "mondrian", "ordinal")
@@ -145,42 +145,3 @@ def set_scores(y: np.ndarray, member: np.ndarray) -> dict[str, float]:
 def describe(member: np.ndarray, classes: list[str]) -> list[str]:
     """Each case's set as text: ``{a, b}``, ``{}`` for an empty set."""
     return ["{" + ", ".join(classes[k] for k in np.flatnonzero(row)) + "}" for row in member]
-
-
-FILE = "conformal.json"
-
-
-def save(run_dir, pred: ConformalPredictor):
-    from pathlib import Path
-
-    from .io import atomic_write_json
-
-    path = Path(run_dir) / FILE
-    atomic_write_json(path, pred.model_dump())
-    return path
-
-
-def load(run_dir) -> ConformalPredictor | None:
-    """The run's conformal predictor, or None; a damaged file is a one-line error."""
-    from pathlib import Path
-
-    from . import runs
-
-    path = Path(run_dir) / FILE
-    return runs.read_validated(path, ConformalPredictor, "is not a conformal predictor file: ") if path.exists() \
-        else None
-
-
-def run_sets(run_dir, prob: np.ndarray, seed: int | None = None) -> np.ndarray | None:
-    """(N, K) set membership from ``run_dir``'s conformal predictor for the model's (N, K)
-    probabilities ``prob`` (recalibrated first when the predictor takes recalibrated ones);
-    None when the run has no predictor."""
-    from . import calibration
-
-    pred = load(run_dir)
-    if pred is None:
-        return None
-    if pred.on == "recalibrated":
-        cal = calibration.load(run_dir)
-        prob = prob if cal is None else cal.apply(prob)
-    return pred.sets(prob, seed)

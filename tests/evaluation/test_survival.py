@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from biodl.survival import concordance_index, cox_loss
+from biodl.evaluation.survival import concordance_index, cox_loss
 
 TIME = torch.tensor([3.0, 2.0, 1.0, 2.0])  # subject 4 dies at t = 2 with subject 2: a tie
 EVENT = torch.tensor([0, 1, 1, 1])

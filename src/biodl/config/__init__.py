@@ -1,0 +1,23 @@
+"""Run configuration: pydantic models (``schemas``), YAML files and ``--set key=value``
+overrides (``loading``).
+
+A config is a YAML mapping whose keys mirror its task's model (:class:`TabularRunConfig`,
+:class:`ImageRunConfig`, :class:`SegmentationRunConfig`; ``task:`` picks it). Unknown keys are
+errors that list the valid keys and suggest the closest one, so a typo never silently falls
+back to a default.
+"""
+
+from .loading import (MAX_YAML_NODES, apply_overrides, build_config, config_dict, config_hash, dump_config,
+                      load_config, read_yaml, safe_yaml, validation_problem)
+from .schemas import (RUN_CONFIGS, ConformalConfig, DataConfig, ImageDataConfig, ImageModelConfig, ImageRunConfig,
+                      ModelConfig, OptimizerConfig, RunConfig, SchedulerConfig, SegmentationDataConfig,
+                      SegmentationRunConfig, SegmentationTrainerConfig, Strict, TabularRunConfig, TilesConfig,
+                      TrainerConfig, config_class)
+
+__all__ = [
+    "Strict", "DataConfig", "ModelConfig", "OptimizerConfig", "SchedulerConfig", "TrainerConfig", "ConformalConfig",
+    "TabularRunConfig", "TilesConfig", "ImageDataConfig", "ImageModelConfig", "ImageRunConfig",
+    "SegmentationDataConfig", "SegmentationTrainerConfig", "SegmentationRunConfig", "RunConfig", "RUN_CONFIGS",
+    "config_class", "validation_problem", "apply_overrides", "MAX_YAML_NODES", "safe_yaml", "read_yaml",
+    "build_config", "load_config", "config_dict", "dump_config", "config_hash",
+]
