@@ -35,7 +35,7 @@ from _images import GRADES, make_tree
 from torch import nn
 
 from biodl.engine import Callback
-from biodl.engine.trainer import _nhwc_safe_on_cpu
+from biodl.engine.inferer import nhwc_safe_on_cpu
 
 #: model -> (batch size, warm-up steps, timed steps) on the CPU and on a GPU
 PLAN = {"cpu": {"dbrnet": (64, 2, 12), "resnet18": (32, 1, 6)},
@@ -202,7 +202,7 @@ def measure(name: str, data, mds, root: Path, device: torch.device, arms: list[s
 
 def channels_last(name: str, device: torch.device) -> bool:
     """The layout biodl's Trainer picks for this model on this device."""
-    return device.type == "cuda" or _nhwc_safe_on_cpu(make_model(name, torch.device("cpu"), False))
+    return device.type == "cuda" or nhwc_safe_on_cpu(make_model(name, torch.device("cpu"), False))
 
 
 def main() -> None:

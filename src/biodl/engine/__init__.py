@@ -1,4 +1,5 @@
-"""Training engine: the loop, callbacks, checkpoints and distributed helpers."""
+"""The engine: the training loop, its inference half (the Inferer), callbacks, checkpoints and
+distributed helpers."""
 
 from .callbacks import (
     BestCheckpoint,
@@ -9,12 +10,13 @@ from .callbacks import (
     TensorBoardLogger,
     UnfreezeBackbone,
 )
-from .checkpoint import check_architecture, load_checkpoint, save_checkpoint
+from .checkpoint import check_architecture, load_checkpoint, model_state, save_checkpoint
 from .distributed import is_main_process
-from .trainer import Trainer, resolve_device
+from .inferer import Inferer, resolve_device
+from .trainer import Trainer
 
 __all__ = [
-    "Trainer", "resolve_device", "Callback", "EarlyStopping", "BestCheckpoint", "CSVLogger", "TensorBoardLogger",
-    "ProgressBar", "UnfreezeBackbone", "save_checkpoint", "load_checkpoint", "check_architecture",
-    "is_main_process",
+    "Trainer", "Inferer", "resolve_device", "Callback", "EarlyStopping", "BestCheckpoint", "CSVLogger",
+    "TensorBoardLogger", "ProgressBar", "UnfreezeBackbone", "save_checkpoint", "load_checkpoint", "model_state",
+    "check_architecture", "is_main_process",
 ]

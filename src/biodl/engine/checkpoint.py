@@ -32,7 +32,8 @@ from ..io import fsync_dir, json_text, read_json, read_safetensors, sha256_file,
 from .faults import crash_point
 
 __all__ = [
-    "FORMAT", "VERSION", "split_tree", "join_tree", "save_checkpoint", "recover", "load_checkpoint", "TrainingState",
+    "FORMAT", "VERSION", "split_tree", "join_tree", "save_checkpoint", "recover", "load_checkpoint", "model_state",
+    "TrainingState",
     "check_training_state", "check_architecture", "load_model_weights",
 ]
 
@@ -143,6 +144,15 @@ def load_checkpoint(prefix: str | Path) -> tuple[dict[str, torch.Tensor], dict[s
     if meta.get("safetensors_sha256") != sha256_file(st_path):
         raise CheckpointError(st_path, f"does not match its record {js_path.name} (sha256 differs)")
     return tensors, meta
+
+
+def model_state(prefix: str | Path) -> dict[str, torch.Tensor]:
+    """The model's tensors in the checkpoint ``prefix``: a weights checkpoint's, or the ``model.``
+    part of a training state (``last``)."""
+    tensors, meta = load_checkpoint(prefix)
+    if meta.get("kind") == "training":
+        tensors = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    return tensors
 
 
 class _Sampler(BaseModel):

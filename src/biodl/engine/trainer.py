@@ -10,7 +10,6 @@ callback state), so a resumed run produces bit-identical weights on CPU.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -25,36 +24,16 @@ from ..repro import get_rng_state, set_rng_state
 from .callbacks import Callback
 from .checkpoint import (check_training_state, join_tree, load_checkpoint, load_model_weights, recover, save_checkpoint,
                          split_tree)
-from .distributed import all_reduce_sum, barrier, init_distributed, is_distributed, is_main_process, world
+from .distributed import all_reduce_sum, barrier, init_distributed, is_distributed, is_main_process
 from .faults import crash_point
+from .inferer import Inferer, resolve_device
 from .loaders import TrainLoader, eval_loader
 from .preempt import Preempted, StopRequest
 
-__all__ = ["resolve_device", "dropout_layers", "Trainer"]
+__all__ = ["Trainer"]
 
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` picks cuda (this process's local rank under torchrun), then mps, then cpu."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", world()[2] % torch.cuda.device_count())
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        from ..errors import ConfigError
-
-        raise ConfigError("trainer.device", f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        from ..errors import ConfigError
-
-        raise ConfigError("trainer.device", "cuda requested but no CUDA device is available")
-    return device
 
 
 def _as_float(t: Tensor) -> float:
@@ -64,21 +43,6 @@ def _as_float(t: Tensor) -> float:
 
         return float(str(np.float32(t.item())))
     return float(t)
-
-
-def _nhwc_safe_on_cpu(model: nn.Module) -> bool:
-    """Whether channels_last (NHWC) may be used on the CPU, where it makes oneDNN convolutions
-    faster (1.7x for DBRNet at 224 px, 1.4x for the small ResNet). Not with a strided 1x1
-    convolution: oneDNN's NHWC weight gradient for it writes past its workspace with few input
-    channels (uxlfoundation/oneDNN#6035; here a crash or heap corruption at odd batch sizes)."""
-    return not any(isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) and m.stride != (1, 1)
-                   for m in model.modules())
-
-
-def dropout_layers(module: nn.Module) -> list[nn.Module]:
-    """The (element or channel) dropout layers of ``module`` that drop something (p > 0)."""
-    kinds = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
-    return [m for m in module.modules() if isinstance(m, kinds) and m.p > 0]
 
 
 class Trainer:
@@ -161,37 +125,28 @@ class Trainer:
         self.rank, self.world_size = 0, 1
         if is_distributed():
             self.rank, self.world_size = torch.distributed.get_rank(), torch.distributed.get_world_size()
-        self.module = model.to(self.device)  # the plain model: its state_dict is what we save
-        self.channels_last = self.device.type == "cuda" or (self.device.type == "cpu" and _nhwc_safe_on_cpu(model))
-        if self.channels_last:
-            self.module = self.module.to(memory_format=torch.channels_last)
+        #: the inference half: evaluate, predict and tiled prediction run through it
+        self.inferer = Inferer(model, device=self.device, precision=precision, batch_transform=batch_transform,
+                               eval_forward=eval_forward, postprocess=postprocess, batch_size=batch_size,
+                               num_workers=num_workers, mc_dropout=mc_dropout, seed=seed)
+        self.module = self.inferer.module  # the plain model: its state_dict is what we save
         self.model: nn.Module = self.module
         if is_distributed():
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.model = nn.parallel.DistributedDataParallel(self.module, device_ids=ids)
         self.forward = torch.compile(self.model) if compile else self.model
-        self.autocast_dtype = torch.bfloat16 if precision == "bf16" or (
-            precision == "auto" and self.device.type == "cuda") else None
         self.loss_fn = loss_fn
         self.optimizer = optimizer_factory(self.module.parameters())
         self.scheduler = scheduler_factory(self.optimizer) if scheduler_factory else None
         self.scheduler_monitor = scheduler_monitor
         self.metrics = metrics.to(self.device) if metrics is not None else None
-        self.postprocess = postprocess
         self.max_epochs = max_epochs
-        self.batch_size = batch_size
-        self.num_workers = num_workers
         self.seed = seed
         self.grad_clip = grad_clip
         self.callbacks = list(callbacks or [])
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.checkpoint_every_steps = checkpoint_every_steps
         self.config_hash = config_hash
-        self.batch_transform = batch_transform
-        self.eval_forward = eval_forward or (lambda module, x: module(x))
-        if mc_dropout and not dropout_layers(model):
-            raise ValueError("MC dropout needs a model with a dropout layer (p > 0)")
-        self.mc_dropout = mc_dropout
         self.epoch = 0  # completed epochs
         self.step = 0  # optimiser steps
         self.should_stop = False
@@ -200,21 +155,51 @@ class Trainer:
 
     # ------------------------------------------------------------------ helpers
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
+    # the inference settings live in the inferer
+    @property
+    def postprocess(self) -> Callable[[Tensor], Tensor]:
+        return self.inferer.postprocess
+
+    @property
+    def batch_transform(self) -> Callable[[Tensor, bool], Tensor] | None:
+        return self.inferer.batch_transform
+
+    @property
+    def eval_forward(self) -> Callable[[nn.Module, Tensor], Tensor]:
+        return self.inferer.eval_forward
+
+    @property
+    def mc_dropout(self) -> int:
+        return self.inferer.mc_dropout
+
+    @mc_dropout.setter
+    def mc_dropout(self, passes: int) -> None:
+        self.inferer.mc_dropout = passes
+
+    @property
+    def batch_size(self) -> int:
+        """Per process, for training and prediction alike."""
+        return self.inferer.batch_size
+
+    @batch_size.setter
+    def batch_size(self, size: int) -> None:
+        self.inferer.batch_size = size
+
+    @property
+    def num_workers(self) -> int:
+        return self.inferer.num_workers
+
+    @property
+    def channels_last(self) -> bool:
+        return self.inferer.channels_last
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        return self.inferer.autocast_dtype
 
     def prepare_batch(self, x: Tensor, train: bool = False) -> Tensor:
-        """An input batch as the model sees it: on the trainer's device, through
-        ``batch_transform`` (normalisation; with ``train``, augmentation too) and channels-last
-        when 4-D, e.g. (B, C, H, W) uint8 -> float. For graph tracing and export examples."""
-        x = x.to(self.device, non_blocking=True)
-        if self.batch_transform is not None:
-            x = self.batch_transform(x, train)
-        if self.channels_last and x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x
+        """An input batch as the model sees it (see :meth:`Inferer.prepare_batch`)."""
+        return self.inferer.prepare_batch(x, train)
 
     def _call(self, hook: str, *args: Any) -> None:
         for cb in self.callbacks:
@@ -279,7 +264,7 @@ class Trainer:
         count = partial[1]
         for batch_idx, (x, y) in enumerate(loader, start=start_batch):
             x, y = self.prepare_batch(x, train=True), y.to(self.device, non_blocking=True)
-            with self._autocast():
+            with self.inferer.autocast():
                 out = self.forward(x)
                 loss = self.loss_fn(out, y)
             self.optimizer.zero_grad(set_to_none=True)
@@ -313,7 +298,7 @@ class Trainer:
         totals = torch.zeros(2, dtype=torch.float64, device=self.device)
         for x, y in loader:
             x, y = self.prepare_batch(x), y.to(self.device, non_blocking=True)
-            with self._autocast():
+            with self.inferer.autocast():
                 out = self.eval_forward(self.module, x)
                 loss = self.loss_fn(out, y)
             totals[0] += loss.double() * len(y)
@@ -328,81 +313,20 @@ class Trainer:
 
     def predict(self, data: Dataset) -> Tensor:
         """``postprocess(model(x))`` for every sample, in order, on the CPU: (N, ...); with
-        ``mc_dropout`` passes, their mean (see :meth:`predict_passes`)."""
-        return self.predict_passes(data).mean(dim=0)
+        ``mc_dropout`` passes, their mean (see :meth:`Inferer.predict_passes`)."""
+        return self.inferer.predict(data)
 
-    @torch.no_grad()
     def predict_passes(self, data: Dataset) -> Tensor:
-        """(P, N, ...) predictions of every sample: one pass (P = 1) of the model in eval mode,
-        or with ``mc_dropout`` P > 0, Monte Carlo dropout (Gal & Ghahramani 2016): P thinned
-        networks. Pass t keeps each dropout layer's units by one mask, drawn from (the trainer's
-        seed, t, the layer) and shared by every sample, so a sample's prediction does not depend
-        on the batch it comes in, the device or the global random state; batch norm stays in
-        eval mode."""
-        self.module.eval()
-        if not self.mc_dropout:
-            return self._predict(data).unsqueeze(0)
-        return torch.stack([self._thinned(data, t) for t in range(self.mc_dropout)])
+        """(P, N, ...) predictions of every sample (see :meth:`Inferer.predict_passes`)."""
+        return self.inferer.predict_passes(data)
 
-    def _thinned(self, data: Dataset, t: int) -> Tensor:
-        """Pass ``t`` of MC dropout: every dropout layer multiplies its input by a fixed mask
-        (units kept with probability 1 - p, scaled by 1 / (1 - p); whole channels for
-        Dropout1d/2d/3d)."""
-        masks: dict[tuple, Tensor] = {}
-
-        def hook(index: int, layer: nn.Module):
-            def apply(_m: nn.Module, inputs: tuple[Tensor, ...], out: Tensor) -> Tensor:
-                shape = tuple(out.shape[1:])
-                if isinstance(layer, (nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)):
-                    shape = shape[:1] + (1,) * (len(shape) - 1)
-                key = (index, shape)
-                if key not in masks:
-                    g = torch.Generator().manual_seed(hash((self.seed, t, index)) & (2**63 - 1))
-                    keep = (torch.rand(shape, generator=g) >= layer.p).float() / (1 - layer.p)
-                    masks[key] = keep.to(out.device)
-                return out * masks[key].to(out.dtype)
-            return apply
-
-        handles = [m.register_forward_hook(hook(i, m)) for i, m in enumerate(dropout_layers(self.module))]
-        try:
-            return self._predict(data)
-        finally:
-            for h in handles:
-                h.remove()
-
-    @torch.no_grad()
     def infer(self, x: Tensor) -> Tensor:
-        """``postprocess(eval_forward(model, batch_transform(x)))`` of one input batch, as
-        evaluate and predict compute it (on the device, channels-last and autocast as in
-        training): the one inference path, which tiled prediction also takes. The model's mode
-        (eval, or MC dropout's) is the caller's. (B, ...) -> (B, ...) on the device."""
-        with self._autocast():
-            out = self.eval_forward(self.module, self.prepare_batch(x))
-        return self.postprocess(out.float())
+        """One input batch through the inference path (see :meth:`Inferer.infer`)."""
+        return self.inferer.infer(x)
 
-    def _predict(self, data: Dataset) -> Tensor:
-        outs = []
-        for batch in eval_loader(data, self.batch_size, self.num_workers, device=self.device):
-            outs.append(self.infer(batch[0] if isinstance(batch, (tuple, list)) else batch).cpu())
-        return torch.cat(outs) if outs else torch.empty(0)
-
-    @torch.no_grad()
     def layer_inputs(self, data: Dataset, layer: nn.Module) -> Tensor:
-        """What ``layer`` receives for every sample in ``data`` (its first input, flattened to
-        (N, D), on the CPU), from a plain forward pass; e.g. the penultimate-layer features when
-        ``layer`` is the classifier head."""
-        captured: list[Tensor] = []
-        handle = layer.register_forward_hook(lambda _m, inputs, _out: captured.append(
-            inputs[0].detach().float().flatten(1).cpu()))
-        try:
-            self.module.eval()
-            for batch in eval_loader(data, self.batch_size, self.num_workers, device=self.device):
-                x = batch[0] if isinstance(batch, (tuple, list)) else batch
-                with self._autocast():
-                    self.module(self.prepare_batch(x))
-        finally:
-            handle.remove()
-        return torch.cat(captured) if captured else torch.empty(0)
+        """What ``layer`` receives for every sample (see :meth:`Inferer.layer_inputs`)."""
+        return self.inferer.layer_inputs(data, layer)
 
     # ------------------------------------------------------------------ checkpoints
 

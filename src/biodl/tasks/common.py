@@ -19,7 +19,7 @@ from ..config import config_dict, config_hash
 from ..data.folders import image_paths
 from ..engine import BestCheckpoint, CSVLogger, EarlyStopping, ProgressBar, TensorBoardLogger, Trainer
 from ..engine.checkpoint import load_checkpoint, load_model_weights
-from ..engine.trainer import dropout_layers
+from ..engine.inferer import dropout_layers
 from ..engine.distributed import barrier, init_distributed, is_distributed, is_main_process
 from ..errors import ConfigError, DataError, RunDirError
 from ..io import atomic_write_json

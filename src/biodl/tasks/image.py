@@ -38,7 +38,7 @@ from ..engine import Trainer
 from ..engine import UnfreezeBackbone
 from ..engine.checkpoint import load_model_weights
 from ..engine.optim import optimizer_factory
-from ..engine.trainer import resolve_device
+from ..engine.inferer import resolve_device
 from ..errors import ConfigError, DataError, RunDirError, path_problem
 from ..io import atomic_write_text
 from ..evaluation import BINARY_EXTRAS, multiclass_metrics, multiclass_scores

@@ -29,7 +29,7 @@ from ..datasets import embedded_path
 from ..engine import BestCheckpoint
 from ..engine.checkpoint import load_checkpoint, load_model_weights
 from ..engine.distributed import is_main_process
-from ..engine.trainer import resolve_device
+from ..engine.inferer import resolve_device
 from ..errors import ConfigError, DataError, RunDirError, path_problem
 from ..io import atomic_write_json
 from ..models import create_model

@@ -24,7 +24,7 @@ from ..data import TabularPreprocessor, feature_dataset, load_table, read_csv, s
 from ..datasets import embedded_path
 from ..engine import Trainer
 from ..engine.checkpoint import load_model_weights
-from ..engine.trainer import resolve_device
+from ..engine.inferer import resolve_device
 from ..errors import DataError
 from ..io import atomic_write_text, sha256_file
 from ..engine.distributed import is_main_process
