@@ -146,7 +146,7 @@ class _Clock(Callback):
 
 def biodl_images(root: Path, cache: Path):
     from biodl.config import build_config
-    from biodl.tasks.image import load_images
+    from biodl.tasks.image_data import load_images
 
     config = build_config({"task": "image", "data": {"path": str(root), "size": 224, "cache_dir": str(cache)}})
     return load_images(config)[0]

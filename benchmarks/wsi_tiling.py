@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from biodl.data.wsi import Tiling, open_slide, tile_slide
+from biodl.data.tiles import Tiling, tile_slide
+from biodl.data.wsi import open_slide
 from biodl.datasets import embedded_path
 
 MPP, SIZE, MIN_TISSUE = 0.5, 224, 0.5

@@ -62,8 +62,9 @@ def test_evaluate_reproduces_the_test_metrics(cli, run_copy):
     assert r.code == 0 and "results:" in r.out
     ev = json.loads((run_copy / "evaluation/test.json").read_text())
     m = json.loads((run_copy / "metrics.json").read_text())
-    for k in ("mcc", "roc_auc", "accuracy", "loss"):
+    for k in ("mcc", "roc_auc", "accuracy", "nll", "brier"):
         assert ev[f"test/{k}"] == pytest.approx(m[f"test/{k}"], abs=1e-7)
+    assert "test/loss" not in ev  # the training objective (class-weighted): a training log, not an evaluation
     assert ev["test/n"] == 60
     for k in ("mcc_ci_low", "mcc_ci_high", "ece"):  # the same bootstrap (seed 0) and predictions
         assert ev[f"test/{k}"] == pytest.approx(m[f"test/{k}"], abs=1e-7)
@@ -82,11 +83,12 @@ def test_predict_applies_the_saved_preprocessing(cli, run_copy, tmp_path):
     out = run_copy / "predictions/new_patients.csv"
     assert f"results: {out}" in r.out
     pred = pd.read_csv(out)
-    assert len(pred) == 299 and pred["probability_DEATH_EVENT"].between(0, 1).all()
-    assert set(pred["predicted_DEATH_EVENT"]) <= {0, 1}
+    assert len(pred) == 299 and pred["p_DEATH_EVENT=1"].between(0, 1).all()
+    assert list(pred.columns[:12]) == list(pd.read_csv(new).columns)  # the records' own columns first
+    assert set(pred["predicted"]) <= {"DEATH_EVENT=0", "DEATH_EVENT=1"}
     y = pd.read_csv(HEART)["DEATH_EVENT"].to_numpy()
     test = stratified_split(y, 0.2, 0.2, seed=0)["test"]
-    acc = (pred["predicted_DEATH_EVENT"].to_numpy()[test] == y[test]).mean()
+    acc = ((pred["predicted"].to_numpy()[test] == "DEATH_EVENT=1") == y[test]).mean()
     m = json.loads((run_copy / "metrics.json").read_text())
     assert acc == pytest.approx(m["test/accuracy"], abs=1e-6)
     before = out.read_bytes()
@@ -114,9 +116,9 @@ def test_tabular_mc_dropout_predicts_the_mean_of_its_passes(cli, tmp_path):
     assert cli("predict", out, new).code == 0
     pred = pd.read_csv(out / "predictions/new.csv")
     rows = test["row"].to_numpy()
-    np.testing.assert_allclose(pred["probability_DEATH_EVENT"].to_numpy()[rows], test["p_DEATH_EVENT=1"], atol=2e-6)
+    np.testing.assert_allclose(pred["raw_p_DEATH_EVENT=1"].to_numpy()[rows], test["p_DEATH_EVENT=1"], atol=2e-6)
     np.testing.assert_allclose(pred["mutual_information"].to_numpy()[rows], test["mutual_information"], atol=2e-6)
-    p = pred["probability_DEATH_EVENT"].to_numpy()
+    p = pred["raw_p_DEATH_EVENT=1"].to_numpy()
     np.testing.assert_allclose(pred["entropy"], uncertainty.entropy(np.column_stack([1 - p, p])), atol=1e-5)
 
 

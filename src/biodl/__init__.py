@@ -1,10 +1,14 @@
 """biodl: reproducible deep learning for the health and life sciences.
 
-The public API is small: seeding (``seed_everything``), config (``load_config``;
-``RunConfig``, the type of any task's config), models (``create_model``, ``list_models``), the engine
-(``Trainer``), reports (``build_report``), explanations (``explain_run``) and the error
-every user fault raises (``BiodlError``).
+The public API is small. Runs: ``train`` (a config, or data alone) and ``run_study`` give a
+``Run``; ``load`` makes a finished run a ``Predictor`` (predict, evaluate, explain, export all use
+it); ``load_config``, ``seed_everything`` and ``BiodlError`` (every user fault). Underneath:
+the engine's ``Trainer`` and the model registry (``create_model``, ``list_models``).
 Names load on first use, so ``import biodl`` (and ``biodl --version``) stays fast.
+
+    >>> import biodl
+    >>> run = biodl.train("my_images/", epochs=20, out="runs/x")
+    >>> biodl.load(run).predict("new_images/")
 """
 
 from __future__ import annotations
@@ -15,15 +19,17 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "RunConfig": "config",
+    "train": "api",
+    "run_study": "api",
+    "load": "inference.predictor",
+    "Predictor": "inference.predictor",
+    "Run": "tasks.common",
     "load_config": "config",
-    "Trainer": "engine",
+    "seed_everything": "repro",
     "BiodlError": "errors",
+    "Trainer": "engine",
     "create_model": "models",
     "list_models": "models",
-    "seed_everything": "repro",
-    "build_report": "report.run_report",
-    "explain_run": "interpret.explain",
 }
 __all__ = ["__version__", *_EXPORTS]
 

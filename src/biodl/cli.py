@@ -73,8 +73,8 @@ def _print_metrics(metrics: dict[str, float], prefix: str) -> None:
         n = metrics.get(f"{prefix}/ci_clusters")
         typer.echo(f"95% CIs: cluster bootstrap over {n:.0f} patients (patients resampled, not images)" if n
                    else "95% CIs: bootstrap over the rows")
-    undefined = [k.split("/", 1)[1] for k, v in metrics.items()
-                 if k.startswith(prefix + "/") and "_ci_" not in k and not _defined(v)]
+    undefined = sorted(k.split("/", 1)[1] for k, v in metrics.items()
+                       if k.startswith(prefix + "/") and "_ci_" not in k and not _defined(v))
     if undefined:
         typer.echo(f"undefined: {', '.join(undefined)} (these labels lack a class; null in the JSON file)")
 
@@ -146,29 +146,11 @@ def train(
     ensemble: Optional[int] = EnsembleOpt,
 ) -> None:
     """Train a model from a config file (or straight from --data); --resume continues a run."""
-    from .config import build_config, load_config
-    from .runs import load_run_config
+    from .api import training_config
     from .tasks import task_command
 
-    quick = [f"data.path={data}"] if data is not None else []
-    quick += [f"data.images={images}"] if images is not None else []
-    quick += [f"model.name={model}"] if model is not None else []
-    quick += [f"trainer.epochs={epochs}"] if epochs is not None else []
-    quick += [f"ensemble={ensemble}"] if ensemble is not None else []
-    if config is None and data is not None:
-        raw = {"name": data.stem or "images", "task": "image", "data": {}, "model": {"name": "auto"},
-               "trainer": {"epochs": 20}}
-        cfg = build_config(raw, [*quick, *(overrides or [])], where="--data")
-    elif config is None:
-        if not (resume and out is not None):
-            raise BiodlError("--config", "required (or --data, or --resume with --out RUN_DIR)")
-        cfg = load_run_config(out)
-        if overrides or quick:
-            raise BiodlError("--set", "cannot change the config of a run being resumed")
-    else:
-        if data is not None:
-            quick = ["data.dataset=null", *quick]
-        cfg = load_config(config, [*quick, *(overrides or [])])
+    cfg = training_config(config, data, images=images, model=model, epochs=epochs, ensemble=ensemble,
+                          overrides=overrides or [], resume=resume, out=out)
     result = task_command(cfg.task, "train", config or data or out)(cfg, out, resume=resume)
     from .engine import is_main_process
 
@@ -187,21 +169,18 @@ def train(
         typer.echo(f"results: {result.run_dir}")
 
 
-def _command_of(run_dir: Path, command: str, checkpoint: str):
-    """The function behind ``biodl <command>`` for the task that made a run (checking the
-    --checkpoint choice on the way)."""
-    from .runs import load_run_config
-    from .tasks import task_command
+def _predictor(run_dir: Path, checkpoint: str):
+    """The run in ``run_dir`` as one object (:func:`biodl.load`), every part checked."""
+    from .inference.predictor import load
 
-    if checkpoint not in ("best", "last"):
-        raise BiodlError("--checkpoint", f"must be best or last, got {checkpoint!r}")
-    return task_command(load_run_config(run_dir).task, command, run_dir)
+    return load(run_dir, checkpoint)
 
 
 @app.command()
 def evaluate(
     run_dir: Path = typer.Argument(..., help="a run directory"),
-    data: Optional[Path] = typer.Option(None, "--data", help="a labelled CSV (default: the run's own test split)"),
+    data: Optional[Path] = typer.Option(None, "--data", help="labelled data of the run's kind (default: the run's own "
+                                        "test split): a CSV for tabular runs, images in any layout, a vessel folder"),
     checkpoint: str = typer.Option("best", "--checkpoint", help="best or last"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an earlier evaluation file"),
 ) -> None:
@@ -209,7 +188,10 @@ def evaluate(
 
     A metric that is undefined on the labels given (ROC AUC, PR AUC, MCC when a class is
     missing) is shown as "undefined" and written as null."""
-    metrics, path = _command_of(run_dir, "evaluate", checkpoint)(run_dir, data, checkpoint, overwrite)
+    from .tasks import task_command
+
+    predictor = _predictor(run_dir, checkpoint)
+    metrics, path = task_command(predictor.task, "evaluate", run_dir)(predictor, data, overwrite)
     _print_metrics(metrics, path.stem)
     typer.echo(f"results: {path}")
 
@@ -224,9 +206,11 @@ def predict(
     checkpoint: str = typer.Option("best", "--checkpoint", help="best or last"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing output file"),
 ) -> None:
-    """Predict new data with a trained run, applying its saved preprocessing."""
-    path = _command_of(run_dir, "predict", checkpoint)(run_dir, input, out, checkpoint, overwrite)
-    typer.echo(f"results: {path}")
+    """Predict new data with a trained run, applying its saved preprocessing: one row per case
+    with p_<class> (recalibrated), raw_p_<class>, predicted, set, entropy, mutual_information."""
+    from .inference.predict import write_predictions
+
+    typer.echo(f"results: {write_predictions(_predictor(run_dir, checkpoint), input, out, overwrite)}")
 
 
 @app.command()
@@ -296,7 +280,7 @@ def calibrate(
     Writes RUN_DIR/calibration.json (predict and evaluate apply it from then on) and the test
     split's calibration metrics before and after (ECE, Brier, NLL...) to metrics.json and the
     report. A k-fold run recalibrates each fold on its own validation patients."""
-    from .tasks.recalibration import calibrate_run
+    from .inference.calibrate import calibrate_run
 
     metrics, path = calibrate_run(run_dir, method, overwrite)
     from .trust.calibration import SCORES
@@ -434,7 +418,7 @@ def wsi_tile(
 
     from .data.slides import cache_slide
     from .data.stain import StainNormalizer
-    from .data.wsi import Tiling, shard, tile_slide
+    from .data.tiles import Tiling, shard, tile_slide
 
     if (out is None) == (not to_cache):
         raise ConfigError("--out", "give --out DIR (PNG tiles) or --to-cache (tiles in the cache), one of the two")
@@ -472,13 +456,14 @@ def wsi_infer(
     """A trained patch classifier over every tissue tile: per slide tiles.csv, heatmap.png/.npy,
     mask.png, slide.json (mean, top-10 mean, share above 0.5) and report.html; slides.csv and
     index.html over the slides done; slides done before are skipped."""
-    from .data.wsi import shard
+    from .data.tiles import shard
     from .inference.slides import infer_slide, write_cohort
 
     todo = shard(slides, shard_spec)
+    predictor = _predictor(run_dir, "best") if todo else None  # loaded once for every slide
     with _slide_bars(len(todo)) as (on_tiles, next_slide):
         for path in todo:
-            folder, scores = infer_slide(run_dir, path, out, tile_mpp, min_tissue, mpp, pen=pen, progress=on_tiles)
+            folder, scores = infer_slide(predictor, path, out, tile_mpp, min_tissue, mpp, pen=pen, progress=on_tiles)
             next_slide()
             if scores is None:
                 typer.echo(f"{path}: done before, skipped -> {folder}")

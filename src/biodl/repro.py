@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from .io import atomic_write_json, sha256_file
+from .runs import MANIFEST
 
 __all__ = [
     "seed_everything",
@@ -188,7 +189,7 @@ def write_manifest(
         "finished": None,
         **(extra or {}),
     }
-    atomic_write_json(Path(run_dir) / "manifest.json", manifest)
+    atomic_write_json(Path(run_dir) / MANIFEST, manifest)
     return manifest
 
 
@@ -196,4 +197,4 @@ def finish_manifest(run_dir: str | Path, manifest: dict[str, Any], **extra: Any)
     """Stamp the end time (and any extra fields) into ``manifest.json``."""
     manifest.update(extra)
     manifest["finished"] = _now()
-    atomic_write_json(Path(run_dir) / "manifest.json", manifest)
+    atomic_write_json(Path(run_dir) / MANIFEST, manifest)

@@ -204,7 +204,7 @@ def test_example_figure_of_a_set_resident_on_a_device(tmp_path):
     host when the set lives on a device ("meta" stands in for the GPU)."""
     from PIL import Image
 
-    from biodl.tasks.image import show_examples
+    from biodl.tasks.image_report import show_examples
 
     rng = np.random.default_rng(1)
     labels = np.array([0, 1, 2, 0, 1, 2])

@@ -153,7 +153,8 @@ def test_tiling_into_the_cache_needs_no_torch():
     import subprocess
     import sys
 
-    code = ("import sys, biodl.cli, biodl.data.slides, biodl.data.stain, biodl.data.wsi; "
+    code = ("import sys, biodl.cli, biodl.data.slides, biodl.data.stain, biodl.data.wsi, biodl.data.tiles, "
+            "biodl.data.tissue; "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from biodl.data.wsi import open_slide, tissue_mask
+from biodl.data.wsi import open_slide
+from biodl.data.tissue import tissue_mask
 from biodl.datasets import embedded_path
 from biodl.errors import DataError
 from tests.conftest import assert_one_line_error
@@ -128,7 +129,7 @@ def test_bad_slides_are_one_line_errors(tmp_path, cli):
 
 
 def test_grid_tiles_cover_the_slide_and_keep_tissue(slide):
-    from biodl.data.wsi import grid_tiles
+    from biodl.data.tiles import grid_tiles
 
     every, _ = grid_tiles(slide, 0.5, 224, min_tissue=0)
     assert len(every) == 9 * 13  # 224 px at 0.5 um/px = 224.4 level-0 px: 9 across 2220, 13 down 2967
@@ -159,7 +160,7 @@ def test_tile_command_writes_tiles_that_match_their_coordinates(tmp_path, cli, s
     row = tiles.iloc[len(tiles) // 2]
     with Image.open(folder / row["file"]) as im:
         np.testing.assert_array_equal(np.asarray(im), slide.read(int(row["x"]), int(row["y"]), 128, 1.0))
-        from biodl.data.wsi import hematoxylin_score
+        from biodl.data.tissue import hematoxylin_score
 
         assert row["score"] == pytest.approx(hematoxylin_score(np.asarray(im)[None])[0], abs=1e-5)
     with Image.open(folder / "mask.png") as im:
@@ -191,7 +192,7 @@ def test_tile_command_writes_tiles_that_match_their_coordinates(tmp_path, cli, s
 def test_shards_partition_the_slides_exactly(cli, tmp_path):
     from pathlib import Path
 
-    from biodl.data.wsi import shard
+    from biodl.data.tiles import shard
 
     slides = [Path(f"/cohort/s{k:03d}.svs") for k in range(23)][::-1]
     for n in (1, 2, 4, 7, 30):
@@ -209,7 +210,7 @@ def test_shards_partition_the_slides_exactly(cli, tmp_path):
 
 
 def test_iter_tiles_streams_the_same_tiles_in_blocks(slide):
-    from biodl.data.wsi import grid_tiles, iter_tiles, read_tiles
+    from biodl.data.tiles import grid_tiles, iter_tiles, read_tiles
 
     tiles, _ = grid_tiles(slide, 1.0, 64, min_tissue=0.3)
     seen = []
@@ -224,7 +225,7 @@ def test_iter_tiles_streams_the_same_tiles_in_blocks(slide):
 
 
 def test_random_tiles_lie_on_tissue_and_follow_the_seed(slide):
-    from biodl.data.wsi import grid_tiles, random_tiles
+    from biodl.data.tiles import grid_tiles, random_tiles
 
     a, tissue = random_tiles(slide, 0.5, 224, n=25, min_tissue=0.6, seed=3)
     b, _ = random_tiles(slide, 0.5, 224, n=25, min_tissue=0.6, seed=3, tissue=tissue)
@@ -243,7 +244,8 @@ def test_random_tiles_lie_on_tissue_and_follow_the_seed(slide):
 
 
 def test_hematoxylin_score_ranks_nuclei_over_eosin_and_glass(slide):
-    from biodl.data.wsi import grid_tiles, hematoxylin_score, top_tiles
+    from biodl.data.tiles import grid_tiles, top_tiles
+    from biodl.data.tissue import hematoxylin_score
 
     purple = np.full((1, 32, 32, 3), (90, 60, 150), np.uint8)  # haematoxylin-stained nuclei
     pink = np.full((1, 32, 32, 3), (200, 100, 170), np.uint8)  # eosin-stained stroma
@@ -264,7 +266,7 @@ def test_hematoxylin_score_ranks_nuclei_over_eosin_and_glass(slide):
 
 
 def test_pen_marks_are_not_tissue(slide):
-    from biodl.data.wsi import pen_mask
+    from biodl.data.tissue import pen_mask
 
     thumb, _ = slide.thumbnail(512)
     inked = thumb.copy()
@@ -277,7 +279,7 @@ def test_pen_marks_are_not_tissue(slide):
 
 
 def test_tiling_settings_and_magnification(slide):
-    from biodl.data.wsi import Tiling
+    from biodl.data.tiles import Tiling
 
     tiles, _, mpp = Tiling(None, 64, magnification=10).cut(slide)  # a 20x scan at 0.499 um/px, read at 10x
     assert mpp == pytest.approx(0.998) and len(tiles) > 0

@@ -36,7 +36,7 @@ def test_image_export_matches_predict(image_run, cli, tmp_path):
     assert meta["classes"] == ["plain", "square"] and meta["inputs"][0]["shape"] == ["batch", 32, 32, 3]
     from biodl.io import sha256_file
 
-    assert meta["weights_sha256"] == sha256_file(run / "checkpoints" / "best.safetensors")
+    assert [w["sha256"] for w in meta["weights"]] == [sha256_file(run / "checkpoints" / "best.safetensors")]
     # the graph takes decoded uint8 images as they are: it gives biodl predict's probabilities
     files = sorted((image_run / "data" / "square").glob("*.png"))[:5] + sorted((image_run / "data" / "plain").glob(
         "*.png"))[:5]
@@ -47,15 +47,33 @@ def test_image_export_matches_predict(image_run, cli, tmp_path):
     main_ok("predict", run, folder, "--out", tmp_path / "p.csv")
     pred = pd.read_csv(tmp_path / "p.csv")
     images = np.stack([np.asarray(Image.open(folder / name).convert("RGB")) for name in pred["image"]])
-    got = _session(tmp_path / "m.onnx").run(None, {"images": images})[0]
-    raw = [f"raw_p_{c}" if f"raw_p_{c}" in pred.columns else f"p_{c}" for c in ("plain", "square")]
-    np.testing.assert_allclose(got, pred[raw].to_numpy(), atol=1e-4)  # the model's own probabilities
+    got, raw = _session(tmp_path / "m.onnx").run(None, {"images": images})
+    assert [o["name"] for o in meta["outputs"]] == ["probabilities", "raw_probabilities"]
+    assert meta["recalibration"]["output"] == "probabilities"  # the run's temperature, inside the graph
+    assert [c["method"] for c in meta["recalibration"]["maps"]] == ["temperature"]
+    np.testing.assert_allclose(got, pred[["p_plain", "p_square"]].to_numpy(), atol=1e-4)  # predict's, recalibrated
+    np.testing.assert_allclose(raw, pred[["raw_p_plain", "raw_p_square"]].to_numpy(), atol=1e-4)  # the model's own
     assert got.shape == (10, 2) and np.allclose(got.sum(axis=1), 1, atol=1e-5)
-    t = meta["recalibration_temperature"]
-    if t is not None:  # the JSON's temperature turns them into predict's recalibrated ones
-        z = np.log(got) / t
-        np.testing.assert_allclose(np.exp(z) / np.exp(z).sum(axis=1, keepdims=True),
-                                   pred[["p_plain", "p_square"]].to_numpy(), atol=1e-4)
+
+
+def test_export_of_a_vector_recalibrated_run_gives_predicts_probabilities(image_run, cli, tmp_path):
+    """Any recalibration, not only a temperature, is in the graph: here vector scaling (a scale and
+    a bias per class), which moves the probabilities away from the model's own."""
+    run = tmp_path / "run"
+    shutil.copytree(image_run / "run", run)
+    assert cli("calibrate", run, "--method", "vector", "--overwrite").code == 0
+    assert cli("export", run, "--out", tmp_path / "v.onnx").code == 0
+    meta = json.loads((tmp_path / "v.json").read_text())
+    [vector] = meta["recalibration"]["maps"]
+    assert vector["method"] == "vector" and len(vector["scale"]) == len(vector["bias"]) == 2
+    main_ok("predict", run, image_run / "data" / "square", "--out", tmp_path / "p.csv")
+    pred = pd.read_csv(tmp_path / "p.csv")
+    images = np.stack([np.asarray(Image.open(image_run / "data" / "square" / name).convert("RGB"))
+                       for name in pred["image"]])
+    got, raw = _session(tmp_path / "v.onnx").run(None, {"images": images})
+    np.testing.assert_allclose(got, pred[["p_plain", "p_square"]].to_numpy(), atol=1e-4)
+    np.testing.assert_allclose(raw, pred[["raw_p_plain", "raw_p_square"]].to_numpy(), atol=1e-4)
+    assert np.abs(got - raw).max() > 1e-3  # the map did something: the two outputs differ
 
 
 def test_tabular_export_matches_predict(run_copy, cli, tmp_path):
@@ -68,9 +86,9 @@ def test_tabular_export_matches_predict(run_copy, cli, tmp_path):
     main_ok("predict", run_copy, HEART, "--out", tmp_path / "p.csv")
     pred = pd.read_csv(tmp_path / "p.csv")
     raw = pd.read_csv(HEART)[columns].to_numpy(np.float32)  # the raw columns, in the JSON's order
-    got = _session(out).run(None, {"features": raw})[0]
-    own = "raw_probability_DEATH_EVENT" if "raw_probability_DEATH_EVENT" in pred.columns else "probability_DEATH_EVENT"
-    np.testing.assert_allclose(got[:, 1], pred[own], atol=1e-4)
+    got, own = _session(out).run(None, {"features": raw})
+    np.testing.assert_allclose(got[:, 1], pred["p_DEATH_EVENT=1"], atol=1e-4)  # recalibrated, as predict's
+    np.testing.assert_allclose(own[:, 1], pred["raw_p_DEATH_EVENT=1"], atol=1e-4)
     np.testing.assert_allclose(got.sum(axis=1), 1, atol=1e-6)
 
 
@@ -84,7 +102,7 @@ def test_export_bad_input(run_copy, cli, tmp_path, monkeypatch):
     assert not (tmp_path / "m.onnx").exists() and not (tmp_path / "m.json").exists()
     assert [p.name for p in tmp_path.iterdir() if p != run_copy] == []  # no partial file either
     shutil.rmtree(run_copy / "checkpoints")
-    assert_one_line_error(cli("export", run_copy), "has no checkpoints")
+    assert_one_line_error(cli("export", run_copy), "no model checkpoint")
     assert not (run_copy / "export").exists()
 
 
@@ -112,8 +130,8 @@ def test_segmentation_export_any_size(tmp_path, cli, clahe):
     assert meta["inputs"][0]["dtype"] == ("float32" if clahe else "uint8")
     # any height and width, not only the training images' (the graph pads to the U-Net's multiple)
     img = _fundus(96, 3)[0][:70, :90]
+    from biodl import load
     from biodl.data.vessels import prepare_fundus
-    from biodl.tasks.segmentation import load_run
 
     x = prepare_fundus(img, "green", True)[None] if clahe else img[None]
     got = _session(tmp_path / "seg.onnx").run(None, {"images": x})[0]
@@ -121,9 +139,9 @@ def test_segmentation_export_any_size(tmp_path, cli, clahe):
     from biodl.inference.export import _SegmentationGraph
     import torch
 
-    _, pre, trainer = load_run(tmp_path / "run")
+    inferer = load(tmp_path / "run", device="cpu").members[0].inferer
     with torch.no_grad():
-        ref = _SegmentationGraph(trainer.module, trainer.batch_transform, True, clahe, 4).eval()(
+        ref = _SegmentationGraph(inferer.module, inferer.batch_transform, True, clahe, 4).eval()(
             torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(got, ref, atol=1e-4)
     if not clahe:  # a fixed side must suit the U-Net's two poolings

@@ -83,7 +83,6 @@ def test_infer_bad_input_is_one_line(patch_run, cli, tmp_path):
 def test_infer_scores_with_the_runs_recalibration_as_predict_does(patch_run, cli, tmp_path):
     import shutil
 
-
     cal = runs.read_calibration(patch_run)  # training fits a temperature on the validation split by default
     assert cal is not None and abs(cal.temperature - 1) > 1e-3  # a map that moves the probabilities
     assert cli("wsi", "infer", patch_run, SLIDE, "--out", tmp_path / "cal").code == 0
@@ -103,6 +102,25 @@ def test_infer_scores_with_the_runs_recalibration_as_predict_does(patch_run, cli
     (run / "calibration.json").unlink()
     assert cli("wsi", "infer", run, SLIDE, "--out", tmp_path / "raw").code == 0
     raw = pd.read_csv(tmp_path / "raw" / SLIDE.stem / "tiles.csv")
-    assert "raw_p_square" not in raw
+    np.testing.assert_array_equal(raw["raw_p_square"], raw["p_square"])  # one vocabulary: raw_p_ always there
     np.testing.assert_allclose(raw[["p_plain", "p_square"]], tiles[["raw_p_plain", "raw_p_square"]], atol=1e-6)
     assert json.loads((tmp_path / "raw" / SLIDE.stem / "slide.json").read_text())["recalibrated"] is False
+
+
+def test_infer_over_several_slides_reads_the_run_once(patch_run, cli, tmp_path, monkeypatch):
+    """The run is loaded once per command, not once per slide: its weights file is read once."""
+    import shutil
+
+    from biodl.engine import checkpoint
+
+    reads = []
+    read = checkpoint.read_safetensors
+    monkeypatch.setattr(checkpoint, "read_safetensors", lambda path: reads.append(path) or read(path))
+    slides = []
+    for name in ("a", "b", "c"):
+        slides.append(tmp_path / f"{name}.svs")
+        shutil.copy(SLIDE, slides[-1])
+    r = cli("wsi", "infer", patch_run, *slides, "--out", tmp_path / "out", "--tile-mpp", "4.0")
+    assert r.code == 0, r.err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a", "b", "c", "index.html", "slides.csv"]
+    assert reads == [patch_run / "checkpoints" / "best.safetensors"]

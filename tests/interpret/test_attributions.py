@@ -116,18 +116,18 @@ def test_last_conv_block_skips_pooled_maps():
 def test_gradcam_of_an_ensemble_sums_every_members_map():
     """Two copies of one net stand for it exactly (the mean of equal probabilities): their summed
     Grad-CAM must equal the one-member ensemble's, where a map of one member alone would be half."""
+    from biodl.inference.predictor import MemberMean
     from biodl.interpret.attributions import PixelModel, attribute
     from biodl.models import create_model
-    from biodl.models.ensemble import ProbabilityMean
 
     torch.manual_seed(0)
     net = create_model("resnet_small", num_classes=2, width=8, blocks=1).eval()
     x = torch.rand(1, 3, 16, 16)
     norm = ([0.5] * 3, [0.25] * 3)
-    one = PixelModel(ProbabilityMean([net], [norm[0]], [norm[1]]), [0.0] * 3, [1.0] * 3)
-    two = PixelModel(ProbabilityMean([net, copy.deepcopy(net)], [norm[0]] * 2, [norm[1]] * 2), [0.0] * 3, [1.0] * 3)
+    one = MemberMean([PixelModel(net, *norm)])
+    two = MemberMean([PixelModel(net, *norm), PixelModel(copy.deepcopy(net), *norm)])
     blocks = last_conv_blocks(two, x)
-    assert [n.split(".")[:3] for n, _ in blocks] == [["model", "members", "0"], ["model", "members", "1"]]
+    assert [n.split(".")[:3] for n, _ in blocks] == [["members", "0", "model"], ["members", "1", "model"]]
     single, info1 = attribute("gradcam", one, x, 1)
     joint, info2 = attribute("gradcam", two, x, 1)
     assert info2["members"] == 2 and "members" not in info1 and single.abs().max() > 0

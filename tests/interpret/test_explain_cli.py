@@ -64,13 +64,32 @@ def test_explain_given_images_and_a_class_name_target(run, cli, tmp_path):
     assert sorted(p.name for p in (run / "explain").glob("000_*.png")) == ["000_ig.png"]
 
 
+def test_explain_reads_given_images_as_predict_does(run, cli, tmp_path):
+    """Given files are read as ``biodl predict`` reads them (one reader: resized to the run's side,
+    a grey image made RGB, the run's stain normalisation): explain's probability of each image is
+    predict's (the model's own, raw_p_)."""
+    import pandas as pd
+
+    rng = np.random.default_rng(1)
+    (tmp_path / "new").mkdir()
+    big = rng.integers(0, 80, (20, 20, 3), dtype=np.uint8)
+    big[2:9, 2:9] = 250
+    Image.fromarray(big).save(tmp_path / "new" / "big.png")
+    Image.fromarray(rng.integers(0, 255, (16, 16), dtype=np.uint8)).save(tmp_path / "new" / "grey.png")
+    files = [tmp_path / "new" / "big.png", tmp_path / "new" / "grey.png"]
+    r = cli("explain", run, *files, "--method", "saliency", "--no-sanity")
+    assert r.code == 0, r.err
+    e = json.loads((run / "explain/explain.json").read_text())
+    assert cli("predict", run, tmp_path / "new", "--out", tmp_path / "p.csv").code == 0
+    pred = pd.read_csv(tmp_path / "p.csv").set_index("image")
+    for f, img in zip(files, e["images"], strict=True):
+        assert img["predicted"] == pred.loc[f.name, "predicted"]  # the run's temperature keeps every argmax
+        assert img["probability"] == pytest.approx(pred.loc[f.name, f"raw_p_{img['target']}"], abs=1e-5)
+
+
 def test_explain_bad_inputs_are_one_line_errors_and_write_nothing(run, cli, tmp_path):
-    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp_path / "big.png")
-    Image.fromarray(np.zeros((16, 16), np.uint8)).save(tmp_path / "grey.png")
     Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "ok.png")
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
-    assert_one_line_error(cli("explain", run, tmp_path / "big.png"), "big.png", "20x20", "16x16")
-    assert_one_line_error(cli("explain", run, tmp_path / "grey.png"), "grey.png", "1 channel", "takes 3")
     assert_one_line_error(cli("explain", run, tmp_path / "broken.png"), "broken.png",
                           "not an image (unidentified format)")
     assert_one_line_error(cli("explain", run, tmp_path / "ok.png", "--method", "ig,lime"), "--method", "lime")
@@ -80,7 +99,7 @@ def test_explain_bad_inputs_are_one_line_errors_and_write_nothing(run, cli, tmp_
     assert_one_line_error(cli("explain", run, tmp_path / "ok.png", "--baseline", "grey"), "grey")
     assert_one_line_error(cli("explain", run, tmp_path / "ok.png", "--layer", "nope"), "--layer", "nope")
     assert_one_line_error(cli("explain", tmp_path / "nowhere"), "no such run directory")
-    assert not (run / "explain").exists() and not list(run.glob(".explain-*"))
+    assert not (run / "explain").exists() and not list(run.glob(".explain*"))
     shutil.rmtree(run / "checkpoints")
     assert_one_line_error(cli("explain", run, tmp_path / "ok.png"), "no model checkpoint")
     assert not (run / "explain").exists()
@@ -115,3 +134,43 @@ def test_explain_tabular_refuses_data_changed_since_training(run_copy, cli, tmp_
     (run_copy / "config.yaml").write_text(yaml.safe_dump(config))
     assert_one_line_error(cli("explain", run_copy), "heart_edited.csv", "has changed since the run was trained")
     assert not (run_copy / "explain").exists()
+
+
+def test_explain_of_a_stain_normalised_run_normalises_the_given_images(cli, tmp_path):
+    """A run trained on Macenko-normalised H&E patches sees every image normalised: explain reads a
+    given patch as predict does, so its probability is predict's, not the one of the patch's own
+    colours."""
+    import pandas as pd
+    import torch
+
+    import biodl
+    from biodl.datasets import embedded_path
+
+    patient = embedded_path("idc") / "8916"
+    for label in ("0", "1"):
+        (tmp_path / "idc" / label).mkdir(parents=True)
+        for f in sorted((patient / label).glob("*.png"))[:24]:
+            shutil.copy(f, tmp_path / "idc" / label / f.name)
+    r = cli("train", "--data", tmp_path / "idc", "--out", tmp_path / "run", "--epochs", "2", "--set", "data.fit=pad",
+            "--set", "data.stain=macenko", "--set", "trainer.progress=false", "--set", "n_boot=100",
+            "--set", "model.args={width: 8, blocks: 1}", "--set", f"data.cache_dir={tmp_path / 'cache'}")
+    assert r.code == 0, r.err
+    assert json.loads((tmp_path / "run/preprocess.json").read_text())["stain"]["method"] == "macenko"
+    given = sorted((patient / "1").glob("*.png"))[-3:]  # patches the run never saw
+    r = cli("explain", tmp_path / "run", *given, "--method", "saliency", "--no-sanity")
+    assert r.code == 0, r.err
+    e = json.loads((tmp_path / "run/explain/explain.json").read_text())
+    (tmp_path / "new").mkdir()
+    for f in given:
+        shutil.copy(f, tmp_path / "new" / f.name)
+    assert cli("predict", tmp_path / "run", tmp_path / "new", "--out", tmp_path / "p.csv").code == 0
+    pred = pd.read_csv(tmp_path / "p.csv").set_index("image")
+    p = biodl.load(tmp_path / "run", device="cpu")
+    own = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in given])  # the patches' own colours
+    with torch.no_grad():
+        unnormalised = torch.softmax(p.as_module(recalibrated=False, tta=False)(
+            torch.from_numpy(own).permute(0, 3, 1, 2).float() / 255), 1).numpy()
+    for f, img, u in zip(given, e["images"], unnormalised, strict=True):
+        k = ["0", "1"].index(img["target"])
+        assert img["probability"] == pytest.approx(pred.loc[f.name, f"raw_p_{img['target']}"], abs=1e-5)
+        assert abs(img["probability"] - u[k]) > 1e-4  # the normalisation changed what the model saw

@@ -189,7 +189,7 @@ def test_a_kfold_parent_explains_out_of_fold_images_each_by_the_model_that_teste
 def test_a_second_run_reads_the_cache_and_decodes_nothing(kfold_run, monkeypatch):
     import biodl.data.folders as folders
     from biodl.runs import load_run_config
-    from biodl.tasks.image import load_images
+    from biodl.tasks.image_data import load_images
 
     config = load_run_config(kfold_run / "run")
 

@@ -119,5 +119,5 @@ def test_a_tabular_ensemble_averages_its_members_in_train_evaluate_and_predict(c
     pd.read_csv(HEART).drop(columns=["DEATH_EVENT"]).to_csv(new, index=False)
     assert cli("predict", run, new).code == 0
     pred = pd.read_csv(run / "predictions/new.csv")
-    raw = pred["raw_probability_DEATH_EVENT"].to_numpy()[parent["row"].to_numpy()]
+    raw = pred["raw_p_DEATH_EVENT=1"].to_numpy()[parent["row"].to_numpy()]
     np.testing.assert_allclose(raw, parent["p_DEATH_EVENT=1"], atol=2e-6)

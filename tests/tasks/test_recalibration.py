@@ -151,8 +151,8 @@ def test_tabular_runs_recalibrate_and_predict_with_it(cli, tmp_path):
     r = cli("predict", run, HEART, "--out", tmp_path / "p.csv")
     assert r.code == 0, r.err
     df = pd.read_csv(tmp_path / "p.csv")
-    raw = df["raw_probability_DEATH_EVENT"].to_numpy()
-    np.testing.assert_allclose(df["probability_DEATH_EVENT"], cal.apply(np.column_stack([1 - raw, raw]))[:, 1],
+    raw = df["raw_p_DEATH_EVENT=1"].to_numpy()
+    np.testing.assert_allclose(df["p_DEATH_EVENT=1"], cal.apply(np.column_stack([1 - raw, raw]))[:, 1],
                                atol=1e-5)  # both rounded to 6 decimals
     r = cli("evaluate", run)
     assert r.code == 0, r.err
@@ -160,14 +160,14 @@ def test_tabular_runs_recalibrate_and_predict_with_it(cli, tmp_path):
     m = json.loads((run / "metrics.json").read_text())
     assert ev["test/brier_after"] == pytest.approx(m["test/brier_after"], abs=1e-6)
     assert ev["test/conformal_coverage"] == pytest.approx(m["test/conformal_coverage"])  # the same sets
-    assert set(df["set_DEATH_EVENT"]) <= {"{0}", "{1}", "{0, 1}", "{}"}
+    assert set(df["set"]) <= {"{DEATH_EVENT=0}", "{DEATH_EVENT=1}", "{DEATH_EVENT=0, DEATH_EVENT=1}", "{}"}
 
 
 def test_explain_shows_each_cases_nearest_training_images_a_training_image_first(image_run, cli, tmp_path):
     """Similar cases: a training image's nearest training image is itself, at cosine similarity 1;
     a picked test image's neighbours are training images only; the test set gets a feature map."""
     from biodl import runs
-    from biodl.tasks.image import load_images, split_images
+    from biodl.tasks.image_data import load_images, split_images
 
     run = tmp_path / "run"
     shutil.copytree(image_run / "run", run)

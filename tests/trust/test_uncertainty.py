@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 
 from biodl.trust import uncertainty
 
@@ -19,20 +18,6 @@ def test_identical_members_have_no_disagreement_and_disagreeing_ones_do():
     h = -(0.9 * np.log(0.9) + 0.1 * np.log(0.1))
     assert split["entropy"][0] == pytest.approx(np.log(2)) and split["mutual_information"][0] == pytest.approx(
         np.log(2) - h) and split["mutual_information"][0] > 0.3
-
-
-def test_an_ensemble_of_identical_members_equals_its_member():
-    from biodl.models import create_model
-    from biodl.models.ensemble import ProbabilityMean
-
-    torch.manual_seed(0)
-    net = create_model("resnet_small", num_classes=3, width=8, blocks=1).eval()
-    x = torch.rand(4, 3, 16, 16)
-    mean, std = [0.4] * 3, [0.2] * 3
-    ens = ProbabilityMean([net, net, net], [mean] * 3, [std] * 3).eval()
-    with torch.no_grad():
-        want = torch.softmax(net((x - 0.4) / 0.2), 1)
-        torch.testing.assert_close(torch.softmax(ens(x), 1), want, rtol=1e-5, atol=1e-6)
 
 
 def test_referral_keeps_the_most_certain_and_aurc_rewards_a_good_ranking():

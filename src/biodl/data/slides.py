@@ -31,7 +31,9 @@ import pandas as pd
 
 from ..errors import DataError
 from .cache import ConcatArray, DiskArray, commit_entry, memo_sha256, write_npy, write_synced
-from .wsi import Tiling, iter_tiles, mask_overlay, open_slide, scored, with_score
+from .tiles import Tiling, iter_tiles, scored, with_score
+from .tissue import mask_overlay
+from .wsi import open_slide
 
 if TYPE_CHECKING:  # pragma: no cover - arrays imports torch; caching a slide's tiles needs none
     from .arrays import ImageSet

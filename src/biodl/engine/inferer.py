@@ -179,6 +179,17 @@ class Inferer:
         return torch.cat(outs) if outs else torch.empty(0)
 
     @torch.no_grad()
+    def tiled(self, image: Tensor, tile: int, overlap: int) -> Tensor:
+        """A whole (C, H, W) image in overlapping ``tile`` x ``tile`` tiles through :meth:`infer`,
+        blended (see :func:`biodl.engine.tiling.tiled_predict`; the image is padded to the network's
+        multiple, ``2 ** module.depth`` for a U-Net): (K, H, W) on the device."""
+        from .tiling import tiled_predict
+
+        self.module.eval()
+        multiple = 2 ** int(getattr(self.module, "depth", 0))
+        return tiled_predict(self.infer, image.to(self.device), tile, overlap, multiple=multiple)
+
+    @torch.no_grad()
     def layer_inputs(self, data: Dataset, layer: nn.Module) -> Tensor:
         """What ``layer`` receives for every sample in ``data`` (its first input, flattened to
         (N, D), on the CPU), from a plain forward pass; e.g. the penultimate-layer features when

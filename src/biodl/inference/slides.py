@@ -6,9 +6,9 @@ micrometres per pixel, the run's image size in pixels), each tile's class probab
 (``heatmap.png``, and the grid itself as ``heatmap.npy``: one cell per tile step, NaN where no
 tile was kept), the tissue mask (``mask.png``), the slide's scores (``slide.json``: mean, top-k
 mean, share of tiles above the threshold) and ``report.html``. The probabilities are those of
-``biodl predict``: the mean over the run's MC-dropout passes, recalibrated when the run has a
-``calibration.json`` (the model's own kept as ``raw_p_<class>``). Written to a hidden folder
-renamed when complete; slides done before are skipped. Over a cohort, ``slides.csv`` and
+``biodl predict`` (the run's predictor, loaded once for every slide: its members, MC-dropout
+passes and recalibration; the networks' own kept as ``raw_p_<class>``). Written to a hidden
+folder renamed when complete; slides done before are skipped. Over a cohort, ``slides.csv`` and
 ``index.html`` gather the slides' scores (:func:`write_cohort`).
 """
 
@@ -20,12 +20,12 @@ from typing import Callable
 
 import numpy as np
 
-from ..data.arrays import ImageDataset, ImageSet
-from ..data.stain import StainNormalizer
-from ..data.wsi import Tiling, iter_tiles, mask_overlay, open_slide
+from ..data.tiles import Tiling, iter_tiles
+from ..data.tissue import mask_overlay
+from ..data.wsi import open_slide
 from ..errors import RunDirError
 from ..io import atomic_folder, atomic_write_text
-from ..tasks.trust import prediction_columns
+from .predictor import Predictor
 
 
 __all__ = ["heat_overlay", "infer_slide", "write_slide_report", "write_cohort"]
@@ -53,45 +53,36 @@ def heat_overlay(thumb: np.ndarray, grid: np.ndarray, step_thumb: float) -> np.n
     return np.clip(np.round(painted), 0, 255).astype(np.uint8)
 
 
-def infer_slide(run_dir: str | Path, path: str | Path, out_dir: str | Path, tile_mpp: float | None,
+def infer_slide(predictor: Predictor, path: str | Path, out_dir: str | Path, tile_mpp: float | None,
                 min_tissue: float = 0.5, slide_mpp: float | None = None, top_k: int = 10,
-                threshold: float = 0.5, checkpoint: str = "best", pen: bool = False,
+                threshold: float = 0.5, pen: bool = False,
                 progress: Callable[[int, int], None] | None = None) -> tuple[Path, dict | None]:
-    """Run the image run in ``run_dir`` over one slide, tiling at ``tile_mpp`` um/px (default: the
-    run's ``data.mpp``) with the run's stain normalisation, block by block (memory does not grow
-    with the slide); returns (its folder, its scores; None when it was done before and skipped)."""
+    """Run an image run (``predictor``: :func:`biodl.load`, loaded once for all slides) over one
+    slide, tiling at ``tile_mpp`` um/px (default: the run's ``data.mpp``), block by block (memory
+    does not grow with the slide); each block is read as the run reads images (its stain
+    normalisation, its channels). Returns (the slide's folder, its scores; None when it was done
+    before and skipped)."""
     from PIL import Image
-
-    from ..tasks.image import load_run
 
     path = Path(path)
     final = Path(out_dir) / path.stem
     if final.is_dir():
         return final, None
-    _, pre, trainer = load_run(run_dir, checkpoint)
-    size, classes = int(pre["size"]), list(pre["classes"])
-    tile_mpp = tile_mpp if tile_mpp is not None else pre.get("mpp")
+    pre, classes = predictor.pre, predictor.classes
+    size = int(pre.size)
+    tile_mpp = tile_mpp if tile_mpp is not None else pre.mpp
     if tile_mpp is None:
-        raise RunDirError(run_dir, "does not record the resolution of its images (data.mpp); give the micrometres "
-                                   "per pixel of its patches with --tile-mpp")
-    normalizer = StainNormalizer.from_dict(pre.get("stain"))
+        raise RunDirError(predictor.run_dir, "does not record the resolution of its images (data.mpp); give the "
+                                             "micrometres per pixel of its patches with --tile-mpp")
     with open_slide(path, slide_mpp) as slide:
         tiles, tissue, _ = Tiling(tile_mpp, size, 0, min_tissue, pen=pen).cut(slide)
-        passes = []  # per block: (P, n, K), P MC-dropout passes (1 without)
-        for block in iter_tiles(slide, tiles, size, tile_mpp, progress=progress):
-            if normalizer is not None:
-                block = normalizer(block)
-            block = block[..., : pre["in_chans"]]
-            data = ImageDataset(ImageSet(block, np.zeros(len(block), np.int64), classes))
-            passes.append(trainer.predict_passes(data).numpy().astype(np.float64))
-        samples = np.concatenate(passes, axis=1) if passes else np.zeros((1, 0, len(classes)))
-        # as biodl predict: recalibrated when the run has calibration.json, the model's own as raw_p_*
-        table = prediction_columns(Path(run_dir), classes, samples)
+        blocks = [predictor.samples(predictor.read(block))  # (M, P, n, K) per block
+                  for block in iter_tiles(slide, tiles, size, tile_mpp, progress=progress)]
+        samples = np.concatenate(blocks, axis=2) if blocks else np.zeros((len(predictor.members), 1, 0, len(classes)))
+        table = predictor.table(samples)  # the columns of biodl predict
         for name in table.columns:
             column = table[name].to_numpy()
             tiles[name] = np.round(column, 6) if column.dtype.kind == "f" else column
-        # recalibrated by the run's map, or (a k-fold parent) inside the model by each fold's own
-        recalibrated = f"raw_p_{classes[-1]}" in table or any(getattr(trainer.module, "recalibrations", []))
         positive = table[f"p_{classes[-1]}"].to_numpy()  # the last class: IDC, tumour, ... (two-class runs)
         top_rows = tiles.iloc[np.argsort(-positive, kind="stable")[:8]]
         top_images = next(iter_tiles(slide, top_rows, size, tile_mpp), np.zeros((0, size, size, 3), np.uint8))
@@ -101,8 +92,9 @@ def infer_slide(run_dir: str | Path, path: str | Path, out_dir: str | Path, tile
               "positive_class": classes[-1], "mean": float(positive.mean()) if len(positive) else None,
               f"top{top_k}_mean": float(top.mean()) if len(top) else None,
               "share_above": float((positive >= threshold).mean()) if len(positive) else None, "threshold": threshold,
-              "run": str(Path(run_dir).resolve()), "stain": normalizer.method if normalizer is not None else None,
-              "recalibrated": recalibrated, "mc_dropout": len(samples) if len(samples) > 1 else 0}
+              "run": str(predictor.run_dir.resolve()), "stain": pre.stain["method"] if pre.stain else None,
+              "recalibrated": predictor.recalibrates, "members": len(predictor.members),
+              "mc_dropout": samples.shape[1] if samples.shape[1] > 1 else 0}
     with atomic_folder(final, exists="keep") as staging:
         tiles.to_csv(staging / "tiles.csv", index=False)
         np.save(staging / "heatmap.npy", grid)

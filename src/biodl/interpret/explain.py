@@ -14,7 +14,7 @@ import torch
 from .. import runs
 from ..errors import BiodlError, ConfigError, DataError
 from ..io import atomic_folder, atomic_write_json
-from .attributions import BASELINES, PixelModel, attribute, parse_methods
+from .attributions import BASELINES, attribute, parse_methods
 from .checks import deletion_insertion, sanity_check
 
 __all__ = ["OUTCOMES", "OUT", "EXPLAINERS", "explain_run", "SIMILAR_K", "explain_images", "explain_tabular"]
@@ -52,29 +52,11 @@ def explain_run(run_dir: str | Path, images: list[Path] | None = None, methods: 
 # ----------------------------------------------------------------------------- images
 
 
-def _load_files(files: list[Path], size: int, chans: int) -> torch.Tensor:
-    """(N, C, H, W) pixels in [0, 1]; an image of another size or channel count is refused."""
-    from ..data.images import open_image
-    from ..errors import ImageFault
-
-    out = []
-    for f in files:
-        if not f.exists() and not f.is_symlink():
-            raise DataError(f, "no such image file")
-        try:
-            with open_image(f) as im:
-                mode, (w, h) = im.mode, im.size
-                arr = np.asarray(im.convert("L" if mode in ("L", "I;16", "I", "1") else "RGB"))
-        except ImageFault as fault:
-            raise DataError(f, fault.problem) from None
-        c = 1 if arr.ndim == 2 else arr.shape[-1]
-        if (w, h) != (size, size):
-            raise DataError(f, f"image is {w}x{h}; the model takes {size}x{size} (resize it first)")
-        if c != chans:
-            raise DataError(f, f"image has {c} channel{'s' * (c > 1)} ({mode}); the model takes {chans}")
-        x = torch.from_numpy(arr.copy()).float().div(255)
-        out.append(x[None] if x.dim() == 2 else x.permute(2, 0, 1))
-    return torch.stack(out)
+def _pixels(predictor: Any, inputs: Any) -> torch.Tensor:
+    """(N, C, H, W) pixels in [0, 1] of ``inputs`` read exactly as ``biodl predict`` reads them
+    (decoded at the run's size, stain-normalised as the run's images were, the run's channels)."""
+    data = predictor.read(inputs).data
+    return data[torch.arange(len(data))][0].float().div(255)
 
 
 def _outcomes(pick: str) -> list[str]:
@@ -110,24 +92,24 @@ def _pick_rows(y: np.ndarray, prob: np.ndarray, wanted: list[str], n: int,
     return picked
 
 
-def _pick_test(config, trainer, pre: dict, pick: str, n: int) -> tuple[torch.Tensor, list[dict]]:
+def _pick_test(predictor: Any, pick: str, n: int) -> tuple[torch.Tensor, list[dict]]:
     """The ``n`` most confident test images of each outcome in ``pick`` (see :func:`_pick_rows`)."""
     from ..data.arrays import ImageDataset
-    from ..tasks.image import load_images, split_images
+    from ..tasks.image_data import load_images, split_images
 
     wanted = _outcomes(pick)
-    data, path = load_images(config)
-    parts, _ = split_images(config, data, path)
+    data, path = load_images(predictor.config)
+    parts, _ = split_images(predictor.config, data, path)
     test = ImageDataset(data, indices=parts["test"])
     y = test.labels.numpy()
-    picked = _pick_rows(y, trainer.predict(test).numpy(), wanted, n)
-    meta = [{"source": f"test row {int(parts['test'][i])}", "outcome": o, "true": pre["classes"][y[i]]}
+    picked = _pick_rows(y, predictor.predict_proba(test, recalibrated=False), wanted, n)
+    meta = [{"source": f"test row {int(parts['test'][i])}", "outcome": o, "true": predictor.classes[y[i]]}
             for i, o in picked]
     x = test[torch.as_tensor([i for i, _ in picked])][0].float().div(255)
     return x, meta
 
 
-def _pick_out_of_fold(run_dir: Path, config, pre: dict, pick: str, n: int) -> tuple[torch.Tensor, list[dict]]:
+def _pick_out_of_fold(predictor: Any, pick: str, n: int) -> tuple[torch.Tensor, list[dict]]:
     """A k-fold parent's picks: the ``n`` most confident out-of-fold predictions of each outcome
     (from its pooled ``test_predictions.csv``), spread over patients, each with the fold (``meta[i]["fold"]``) whose
     model tested it and never saw its patient."""
@@ -135,27 +117,28 @@ def _pick_out_of_fold(run_dir: Path, config, pre: dict, pick: str, n: int) -> tu
 
     from ..data.arrays import ImageDataset
     from ..report.predictions import PROB
-    from ..tasks.image import load_images
+    from ..tasks.image_data import load_images
 
+    run_dir, config, classes, folds_n = predictor.run_dir, predictor.config, predictor.classes, len(predictor.members)
     wanted = _outcomes(pick)
-    path = run_dir / "test_predictions.csv"
+    path = run_dir / runs.predictions_file("test")
     try:
         pred = pd.read_csv(path, keep_default_na=False, dtype={"patient": str, "source": str})
         y = pred["label"].to_numpy(int)
-        prob = pred[[f"{PROB}{c}" for c in pre["classes"]]].to_numpy(np.float64)
+        prob = pred[[f"{PROB}{c}" for c in classes]].to_numpy(np.float64)
         rows, folds = pred["row"].to_numpy(int), pred["fold"].to_numpy(int)
     except (OSError, ValueError, KeyError) as exc:
         raise DataError(path, f"cannot read the pooled out-of-fold predictions ({exc}); did the k-fold run "
                               "finish?") from None
     data, _ = load_images(config)
-    if len(rows) and (rows.min() < 0 or rows.max() >= len(data) or folds.min() < 1 or folds.max() > pre["folds"]):
-        raise DataError(path, f"rows or folds out of range for the run's {len(data)} images and {pre['folds']} folds")
+    if len(rows) and (rows.min() < 0 or rows.max() >= len(data) or folds.min() < 1 or folds.max() > folds_n):
+        raise DataError(path, f"rows or folds out of range for the run's {len(data)} images and {folds_n} folds")
     picked = _pick_rows(y, prob, wanted, n, pred["patient"].to_numpy() if "patient" in pred else None)
     meta = []
     for i, o in picked:
         where = pred["source"].iloc[i] if "source" in pred and pred["source"].iloc[i] else f"row {rows[i]}"
         patient = f", patient {pred['patient'].iloc[i]}" if "patient" in pred and pred["patient"].iloc[i] else ""
-        meta.append({"source": f"{where}{patient}, fold {folds[i]}", "outcome": o, "true": pre["classes"][y[i]],
+        meta.append({"source": f"{where}{patient}, fold {folds[i]}", "outcome": o, "true": classes[y[i]],
                      "row": int(rows[i]), "fold": int(folds[i])})
     x = ImageDataset(data, indices=rows[[i for i, _ in picked]])[torch.arange(len(picked))][0].float().div(255)
     return x, meta
@@ -165,7 +148,7 @@ def _pick_out_of_fold(run_dir: Path, config, pre: dict, pick: str, n: int) -> tu
 SIMILAR_K = 5
 
 
-def _similar_cases(config, pre: dict, x_all: torch.Tensor, which: list, models: dict, out: Path,
+def _similar_cases(predictor: Any, x_all: torch.Tensor, which: list, models: dict, out: Path,
                    titles: list[str], k: int = SIMILAR_K) -> list[list[dict]] | None:
     """For each explained image, the ``k`` training images nearest to it in its model's
     penultimate-feature space (cosine), from that model's own training split (a fold's for an
@@ -175,13 +158,13 @@ def _similar_cases(config, pre: dict, x_all: torch.Tensor, which: list, models: 
     from ..data.arrays import ImageDataset
     from ..report.figures import image_examples
     from ..tasks.crossval import fold_config
-    from ..tasks.image import load_images, split_images
+    from ..tasks.image_data import load_images, split_images
     from .similar import feature_map, head_inputs, nearest
 
-    if pre.get("members") or (pre.get("folds") and None in which):
+    if predictor.kind == "ensemble" or (predictor.kind == "kfold" and None in which):
         return None
+    config, classes = predictor.config, predictor.classes
     data, path = load_images(config)
-    classes = pre["classes"]
 
     def pixels(rows: np.ndarray) -> torch.Tensor:
         return ImageDataset(data, indices=rows)[torch.arange(len(rows))][0].float().div(255)
@@ -241,30 +224,31 @@ def _target(target: str, classes: list[str], predicted: int) -> int:
 def explain_images(run_dir: Path, out: Path, images: list[Path], methods: str, target: str, pick: str, n: int,
                    baseline: str, steps: int, sanity: bool, layer: str | None) -> None:
     """An image run's attributions (``methods``: comma-separated) of ``images``, or of test
-    images picked by outcome, with the sanity and faithfulness checks, into ``out``."""
+    images picked by outcome, with the sanity and faithfulness checks, into ``out``. Images are
+    read as ``biodl predict`` reads them; the attributions and probabilities are the networks'
+    own (without recalibration or test-time augmentation), each picked out-of-fold image by the
+    fold model that tested it, given files by the run's networks together."""
     from ..progress import progress_bar
-
-    from ..tasks.image import load_run
+    from ..inference.predictor import load
     from .figures import activation_maps, attribution_grid, first_layer_filters, save_triptych
 
     files, methods = images, parse_methods(methods)
-    config, pre, trainer = load_run(run_dir)
-    classes, size, chans = pre["classes"], pre["size"], pre["in_chans"]
+    predictor = load(run_dir)
+    classes = predictor.classes
     base: str | torch.Tensor = baseline
     if baseline not in BASELINES:
-        base = _load_files([Path(baseline)], size, chans)[:1]
+        base = _pixels(predictor, Path(baseline))[:1]
     _target(target, classes, 0)  # a bad --target fails before any work
-    device = trainer.device
-    if files:  # a k-fold parent's model here is the mean of its fold models
-        x_all, meta = _load_files(files, size, chans), [{"source": str(f)} for f in files]
-    elif pre.get("folds"):
-        x_all, meta = _pick_out_of_fold(run_dir, config, pre, pick, n)
+    device = predictor.device
+    if files:  # a parent's model here is its members together
+        x_all, meta = _pixels(predictor, files), [{"source": str(f)} for f in files]
+    elif predictor.kind == "kfold":
+        x_all, meta = _pick_out_of_fold(predictor, pick, n)
     else:
-        x_all, meta = _pick_test(config, trainer, pre, pick, n)
-    models = {None: PixelModel(trainer.module.float(), pre["mean"], pre["std"]).to(device).eval()}
+        x_all, meta = _pick_test(predictor, pick, n)
+    models = {None: predictor.as_module(recalibrated=False, tta=False)}
     for k in sorted({m["fold"] for m in meta if "fold" in m}):  # each out-of-fold image by its own fold's model
-        _, fold_pre, fold_trainer = load_run(runs.fold_dir(run_dir, k - 1))
-        models[k] = PixelModel(fold_trainer.module.float(), fold_pre["mean"], fold_pre["std"]).to(device).eval()
+        models[k] = predictor.as_module(recalibrated=False, member=k - 1, tta=False)
     which = [m.get("fold") for m in meta]
     with torch.no_grad():
         prob = torch.cat([torch.softmax(models[w](x[None].to(device)).float(), 1).cpu()
@@ -293,13 +277,13 @@ def explain_images(run_dir: Path, out: Path, images: list[Path], methods: str, t
             maps.append(row)
     model = models[which[0]]  # the checks and layer figures: the first image's model
     titles = [f"{r.get('outcome', '')} {r.get('true', '')}→{r['predicted']}".strip() for r in records]
-    neighbours = _similar_cases(config, pre, x_all, which, models, out, titles)
+    neighbours = _similar_cases(predictor, x_all, which, models, out, titles)
     for rec, near in zip(records, neighbours or [], strict=False):
         rec["similar"] = near
     captions = [f"{r.get('outcome', '')} {r.get('true', '')}→{r['predicted']} ({r['probability']:.2f})".strip()
                 for r in records]
     attribution_grid([x[None] for x in x_all], maps, captions, out / "grid.png")
-    first_layer_filters(model.model, out / "filters.png")
+    first_layer_filters(model, out / "filters.png")
     checks: dict[str, Any] = {}
     x0 = x_all[:1].to(device)
     k0 = _target(target, classes, int(prob[0].argmax()))
@@ -332,24 +316,27 @@ def explain_tabular(run_dir: Path, out: Path, images: list[Path], **_: Any) -> N
 
     from ..evaluation.importance import permutation_importance
     from ..report.figures import pyplot, save_figure
-    from ..tasks.tabular import load_run, load_test_split
+    from ..inference.predictor import load
+    from ..tasks.tabular import load_test_split
 
-    config, pre, trainer = load_run(run_dir)
-    x, y, rows = load_test_split(run_dir, config, pre)  # refused if the data changed since training
-    xt = pre.transform(x).astype(np.float32)
-    model = trainer.module.float().eval()
+    predictor = load(run_dir)
+    pre = predictor.pre
+    x, y, rows = load_test_split(run_dir, predictor.config, pre)  # refused if the data changed since training
+    xt = x.astype(np.float32)
+    model = predictor.as_module(recalibrated=False).float()  # raw features -> (B, 2) scores
 
     def predict(a: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            return torch.sigmoid(model(torch.from_numpy(a.astype(np.float32))).squeeze(-1)).numpy()
+            scores = model(torch.from_numpy(a.astype(np.float32)).to(predictor.device))
+        return torch.softmax(scores, 1)[:, 1].cpu().numpy()
 
-    perm = permutation_importance(predict, xt, y, roc_auc_score, 10, config.seed)
+    perm = permutation_importance(predict, xt, y, roc_auc_score, 10, predictor.config.seed)
     for p in model.parameters():
         p.requires_grad_(False)
-    inp = torch.from_numpy(xt).requires_grad_(True)
-    ig, delta = IntegratedGradients(model).attribute(inp, torch.zeros_like(inp), target=0, n_steps=50,
-                                                     return_convergence_delta=True)
-    ig = ig.detach().numpy()
+    inp = torch.from_numpy(xt).to(predictor.device).requires_grad_(True)
+    mean = torch.tensor(pre.mean, dtype=torch.float32, device=predictor.device).expand_as(inp)
+    ig, delta = IntegratedGradients(model).attribute(inp, mean, target=1, n_steps=50, return_convergence_delta=True)
+    ig = ig.detach().cpu().numpy()
     feats = list(pre.features)
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 0.32 * len(feats) + 1.8))

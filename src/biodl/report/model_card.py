@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from .. import runs
 from ..datasets import EMBEDDED, embedded_path
 from ..io import sha256_file
 from .tables import to_markdown
@@ -122,12 +123,15 @@ def _calibration(run_dir: Path, metrics: dict[str, float]) -> list[str]:
     lines = []
     if "test/ece" in metrics:
         lines.append(f"- Expected calibration error on the test split: {metrics['test/ece']:.3f}.")
-    cal = run_dir / "calibration.json"
-    if cal.is_file():
-        c = json.loads(cal.read_text())
-        extra = f" (temperature {c['temperature']:.3f})" if c.get("temperature") is not None else ""
-        lines.append(f"- Recalibration fitted on the validation split: {c.get('method')}{extra}; biodl predict applies "
+    cal = runs.read_calibration(run_dir)
+    folds = sorted((run_dir / runs.FOLDS).glob(f"fold*/{runs.CALIBRATION}"))
+    if cal is not None:
+        extra = f" (temperature {cal.temperature:.3f})" if cal.temperature is not None else ""
+        lines.append(f"- Recalibration fitted on the validation split: {cal.method}{extra}; biodl predict applies "
                      "it.")
+    elif folds:
+        lines.append(f"- Recalibration: each of the {len(folds)} folds' own map, fitted on its validation patients; "
+                     "biodl predict applies them to the folds' models.")
     else:
         lines.append("- No recalibration: the probabilities are the model's own.")
     if "test/conformal_coverage" in metrics:
@@ -144,19 +148,20 @@ def model_card(run_dir: Path, manifest: dict[str, Any], metrics: dict[str, float
     task = config.get("task", "study")
     git = manifest.get("git") or {}
     versions = manifest.get("versions") or {}
-    weights = run_dir / "checkpoints" / "best.safetensors"
-    if "clahe" in pre:
+    weights = run_dir / runs.CHECKPOINTS / "best.safetensors"
+    if task == "segmentation":
         inputs = (f"fundus photographs, the {pre.get('channels', 'green')} channel"
-                  f"{', CLAHE-equalised' if pre['clahe'] else ''}")
+                  f"{', CLAHE-equalised' if pre.get('clahe') else ''}")
         classes = ["a vessel probability per pixel"]
-    elif pre.get("size"):
-        inputs = f"{pre.get('in_chans', 3)}-channel images of {pre['size']} x {pre['size']} px"
+    elif task == "image":
+        inputs = f"{pre.get('in_chans', 3)}-channel images of {pre.get('size')} x {pre.get('size')} px"
         if pre.get("mpp"):
             inputs += f" at {pre['mpp']:g} um/px"
         if pre.get("stain"):
             inputs += f", stain-normalised ({pre['stain']['method']})"
-    elif pre.get("features"):
-        inputs = f"the {len(pre['features'])} features {', '.join(pre['features'])}"
+    elif task == "tabular":
+        features = pre.get("features") or []
+        inputs = f"the {len(features)} features {', '.join(features)}"
     else:
         inputs = "see the run's config"
     source, licence = _data_source(config, manifest)
@@ -167,7 +172,7 @@ def model_card(run_dir: Path, manifest: dict[str, Any], metrics: dict[str, float
              (f"- Task: {task}; model `{model['name']}`" + (f" with {json.dumps(model.get('args'))}" if
                                                            model.get("args") else "") + "." if model.get("name") else
               "- A study: several models compared under resampling; see its report and tables."),
-             f"- Inputs: {inputs}. Outputs: " + (("a vessel probability per pixel." if "clahe" in pre else
+             f"- Inputs: {inputs}. Outputs: " + (("a vessel probability per pixel." if task == "segmentation" else
                                                   f"probabilities of {', '.join(classes)}.") if classes else
                                                  "see the run's report."),
              f"- Trained {manifest.get('finished') or 'not finished'} with seed {manifest.get('seed')}, on "

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .. import runs
 from ..errors import RunDirError
 from ..io import atomic_write_text
 from ..evaluation import one_vs_rest_scores
@@ -48,7 +49,7 @@ def save_predictions(out_dir: str | Path, prefix: str, y: np.ndarray, prob: np.n
         df[f"{PROB}{name}"] = prob[:, k]
     for name, values in (after or {}).items():
         df[name] = values
-    path = Path(out_dir) / f"{prefix}_predictions.csv"
+    path = Path(out_dir) / runs.predictions_file(prefix)
     atomic_write_text(path, df.to_csv(index=False, float_format="%.8g"))
     return path
 
@@ -87,7 +88,7 @@ def prediction_artefacts(out_dir: str | Path, prefix: str) -> dict[str, float]:
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
     out_dir = Path(out_dir)
-    y, prob, classes, patients = load_predictions(out_dir / f"{prefix}_predictions.csv")
+    y, prob, classes, patients = load_predictions(out_dir / runs.predictions_file(prefix))
     pred, labels = prob.argmax(axis=1), list(range(len(classes)))
     p, r, f, n = precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
     auc, ap = one_vs_rest_scores(y, prob)

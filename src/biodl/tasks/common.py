@@ -18,7 +18,7 @@ from .. import runs
 from ..config import config_dict, config_hash
 from ..data.folders import image_paths
 from ..engine import BestCheckpoint, CSVLogger, EarlyStopping, ProgressBar, TensorBoardLogger, Trainer
-from ..engine.checkpoint import load_checkpoint, load_model_weights
+from ..engine.checkpoint import load_model_weights, model_state
 from ..engine.inferer import dropout_layers
 from ..engine.distributed import barrier, init_distributed, is_distributed, is_main_process
 from ..errors import ConfigError, DataError, RunDirError
@@ -28,8 +28,8 @@ from ..report.predictions import save_predictions
 from ..repro import finish_manifest, write_manifest
 
 __all__ = [
-    "TrainResult", "Stopwatch", "run_path", "start_run", "callbacks", "finish_run",
-    "write_results", "run_weights", "image_files", "refuse_overwrite", "make_trainer", "score_predictions",
+    "Run", "Stopwatch", "run_path", "start_run", "callbacks", "finish_run",
+    "write_results", "image_files", "refuse_overwrite", "make_trainer", "score_predictions",
 ]
 
 
@@ -37,13 +37,14 @@ M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass
-class TrainResult:
-    """What a task's ``train`` returns: where the run is, its final metrics, and the trainer
-    (holding the best weights)."""
+class Run:
+    """A finished run: where it is (``run_dir``; ``biodl.load(run)`` makes it a predictor), its
+    final metrics, and for a single run trained in this process, its trainer (holding the best
+    weights; None for a k-fold or ensemble parent, whose models are its children's)."""
 
     run_dir: Path
     metrics: dict[str, float]
-    trainer: Trainer
+    trainer: Trainer | None = None
 
 
 class Stopwatch:
@@ -143,8 +144,7 @@ def finish_run(trainer: Trainer, run_dir: Path, val, test) -> dict[str, float]:
     barrier()
     best = run_dir / runs.CHECKPOINTS / "best"
     if best.with_suffix(".json").exists():
-        weights, _ = load_checkpoint(best)
-        load_model_weights(trainer.module, weights, best.with_suffix(".safetensors"))
+        load_model_weights(trainer.module, model_state(best), best.with_suffix(".safetensors"))
     metrics = {**trainer.evaluate(val, prefix="val"), **trainer.evaluate(test, prefix="test")}
     best_cb = next((c for c in trainer.callbacks if isinstance(c, BestCheckpoint)), None)
     metrics["best_epoch"] = float(best_cb.best_epoch or trainer.epoch) if best_cb else float(trainer.epoch)
@@ -163,22 +163,6 @@ def write_results(run_dir: Path, metrics: dict[str, float], manifest: dict[str, 
         runs.write_metrics(run_dir, metrics)
         finish_manifest(run_dir, manifest, **({"seconds": watch.summary()} if watch is not None else {}))
         build_report(run_dir, layout)
-
-
-def run_weights(run_dir: Path, checkpoint: str = "best") -> tuple[dict[str, torch.Tensor], Path]:
-    """The model tensors of a finished run (``best``, else ``last``) and the file they came from."""
-    def present(prefix: Path) -> bool:
-        return prefix.with_suffix(".json").exists() or prefix.with_suffix(".safetensors").exists()
-
-    prefix = run_dir / runs.CHECKPOINTS / checkpoint
-    if checkpoint == "best" and not present(prefix):
-        prefix = run_dir / runs.CHECKPOINTS / "last"
-    if not present(prefix):
-        raise RunDirError(run_dir, "holds no model checkpoint (checkpoints/best.* or last.*); did training finish?")
-    tensors, meta = load_checkpoint(prefix)
-    if meta.get("kind") == "training":
-        tensors = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-    return tensors, prefix.with_suffix(".safetensors")
 
 
 def image_files(path: Path, extensions: tuple[str, ...]) -> list[Path]:

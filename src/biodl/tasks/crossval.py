@@ -23,7 +23,7 @@ from .. import runs
 from ..engine.distributed import is_main_process
 from ..report.predictions import PROB
 from ..report.tables import write_table
-from .common import Stopwatch, TrainResult, score_predictions
+from .common import Stopwatch, Run, score_predictions
 from .parents import train_children
 from .trust import add_prediction_column, referral, run_sets
 
@@ -52,7 +52,7 @@ def pooled_trust(run_dir: Path, config: BaseModel, fold: np.ndarray, y: np.ndarr
         member[rows] = sets
     metrics.update({f"test/conformal_{key}": v for key, v in conformal.set_scores(y, member).items()})
     if is_main_process():
-        add_prediction_column(run_dir / "test_predictions.csv", "set", conformal.describe(member, classes))
+        add_prediction_column(run_dir / runs.predictions_file("test"), "set", conformal.describe(member, classes))
     return metrics
 
 
@@ -63,10 +63,10 @@ def fold_config(config: BaseModel, k: int) -> BaseModel:
 
 
 def train_folds(config: BaseModel, out: str | Path | None, resume: bool, device: torch.device,
-                train_one: Callable[..., TrainResult], score: Callable[[np.ndarray, np.ndarray], dict[str, float]],
+                train_one: Callable[..., Run], score: Callable[[np.ndarray, np.ndarray], dict[str, float]],
                 classes: list[str], preprocess: dict[str, Any], extra: dict[str, Any],
                 figures: Callable[[Path, pd.DataFrame], list[str]] | None = None,
-                watch: Stopwatch | None = None) -> TrainResult:
+                watch: Stopwatch | None = None) -> Run:
     """Train every fold with ``train_one(config, out, resume)`` and pool their out-of-fold test
     predictions into the parent run; ``score(y, prob)`` gives the pooled metrics, and
     ``figures(run_dir, pooled predictions)`` may draw more figures (their names) for the report."""

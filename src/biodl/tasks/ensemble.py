@@ -19,7 +19,7 @@ from ..engine.distributed import is_main_process
 from ..errors import RunDirError
 from ..report.predictions import PROB, save_predictions
 from ..report.tables import write_table
-from .common import Stopwatch, TrainResult, score_predictions
+from .common import Stopwatch, Run, score_predictions
 from .crossval import child_test_metrics
 from .parents import train_children
 from .trust import referral, trust, uncertainty_columns
@@ -59,9 +59,9 @@ def _stack(run_dir: Path, n: int, prefix: str, classes: list[str]) -> tuple[pd.D
 
 
 def train_ensemble(config: BaseModel, out: str | Path | None, resume: bool, device: torch.device,
-                   train_one: Callable[..., TrainResult], score: Callable[[np.ndarray, np.ndarray], dict[str, float]],
+                   train_one: Callable[..., Run], score: Callable[[np.ndarray, np.ndarray], dict[str, float]],
                    classes: list[str], graded: bool, preprocess: dict[str, Any], extra: dict[str, Any],
-                   watch: Stopwatch | None = None, inputs: dict[str, Path] | None = None) -> TrainResult:
+                   watch: Stopwatch | None = None, inputs: dict[str, Path] | None = None) -> Run:
     """Train ``config.ensemble`` members with ``train_one(config, out, resume)`` and pool them
     (``inputs``: the data files the parent's manifest hashes)."""
     n = config.ensemble

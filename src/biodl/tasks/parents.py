@@ -19,29 +19,28 @@ from pydantic import BaseModel
 
 from .. import runs
 from ..engine.distributed import barrier
-from .common import Stopwatch, TrainResult, run_path, start_run, write_results
+from .common import Stopwatch, Run, run_path, start_run, write_results
 
 
 __all__ = ["train_children"]
 
 
 def train_children(config: BaseModel, out: str | Path | None, resume: bool, device: torch.device,
-                   children: list[tuple[BaseModel, Path]], train_one: Callable[..., TrainResult],
+                   children: list[tuple[BaseModel, Path]], train_one: Callable[..., Run],
                    preprocess: dict[str, Any], extra: dict[str, Any],
                    pool: Callable[[Path], tuple[dict[str, float], list[dict[str, Any]]]],
-                   watch: Stopwatch | None = None, inputs: dict[str, Path] | None = None) -> TrainResult:
+                   watch: Stopwatch | None = None, inputs: dict[str, Path] | None = None) -> Run:
     """Train each child (its config and its folder relative to the run directory) with
     ``train_one(config, out, resume)``, then ``pool(run_dir)`` -> (the parent's metrics, its
     report sections). ``inputs``: data files hashed into the parent's manifest."""
     watch = watch or Stopwatch()
     run_dir = run_path(config, out, resume, device)
     manifest = start_run(config, run_dir, resume, device, preprocess, inputs or {}, extra)
-    last = None
     for child, folder in children:
         where = run_dir / folder
         if (where / runs.METRICS).is_file():
             continue  # finished before an interruption
-        last = train_one(child, where, resume=(where / runs.CONFIG).is_file())
+        train_one(child, where, resume=(where / runs.CONFIG).is_file())
     barrier()  # rank 0 has written every child's files
     for _, folder in children:
         for phase, seconds in (runs.read_manifest(run_dir / folder).get("seconds") or {}).items():
@@ -51,4 +50,4 @@ def train_children(config: BaseModel, out: str | Path | None, resume: bool, devi
     metrics, sections = pool(run_dir)
     watch.add("evaluate", time.perf_counter() - started)
     write_results(run_dir, metrics, manifest, layout={"sections": sections}, watch=watch)
-    return TrainResult(run_dir, metrics, last.trainer if last is not None else None)
+    return Run(run_dir, metrics)

@@ -20,7 +20,7 @@ from ..errors import ConfigError
 __all__ = ["TaskSpec", "TASKS", "COMMANDS", "task_spec"]
 
 #: what every task module defines
-COMMANDS = ("train", "evaluate", "predict")
+COMMANDS = ("train", "evaluate")
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,10 @@ training images; the second observer, where there is one, is scored the same way
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
+import pandas as pd
 import torch
 from pydantic import Field, model_validator
 from torch import Tensor, nn
@@ -27,19 +28,19 @@ from ..data.vessels import (IMAGE_EXT, VesselCase, derive_fov, detect_layout, lo
                             patient_of, prepare_fundus, read_image)
 from ..datasets import embedded_path
 from ..engine import BestCheckpoint
-from ..engine.checkpoint import load_checkpoint, load_model_weights
+from ..engine.checkpoint import load_model_weights, model_state
 from ..engine.distributed import is_main_process
-from ..engine.inferer import resolve_device
+from ..engine.inferer import Inferer
+from ..engine.trainer import resolve_device
 from ..errors import ConfigError, DataError, RunDirError, path_problem
-from ..io import atomic_write_json
 from ..models import create_model
 from ..repro import seed_everything
-from .common import (Stopwatch, TrainResult, image_files, make_trainer, refuse_overwrite, run_path,
-                     run_weights, start_run, write_results)
-from .segmentation_report import predict_map, case_metrics, write_test_report
+from .common import Run, Stopwatch, image_files, make_trainer, refuse_overwrite, run_path, start_run, write_results
+from .segmentation_report import case_metrics, predict_map, write_test_report
 
 
-__all__ = ["PreprocessFile", "load_cases", "draw_patches", "Normalise", "train", "load_run", "evaluate", "predict"]
+__all__ = ["PreprocessFile", "load_cases", "draw_patches", "Normalise", "network", "train", "evaluate",
+           "SegmentationEnd", "END"]
 
 
 class PreprocessFile(Strict):
@@ -61,12 +62,13 @@ class PreprocessFile(Strict):
         return self
 
 
-def _threshold(run_dir: Path) -> float:
+def threshold(run_dir: Path) -> float:
     """The run's F1-optimal threshold (chosen on the training images), else 0.5."""
     t = runs.read_metrics(run_dir / runs.METRICS).get("threshold_f1_train")
     if t is not None and not 0 <= t <= 1:
         raise RunDirError(run_dir / runs.METRICS, f"threshold_f1_train: {t} is not a probability")
     return 0.5 if t is None else t
+
 
 def load_cases(config: SegmentationRunConfig) -> tuple[list[VesselCase], list[VesselCase], Path]:
     """(training cases, test cases, data path) by the layout's protocol."""
@@ -148,11 +150,14 @@ def _loss():
     return loss
 
 
-def _model(config: SegmentationRunConfig, in_chans: int) -> nn.Module:
+def network(config: SegmentationRunConfig, in_chans: int) -> nn.Module:
+    """The run's network, untrained (a U-Net by default)."""
     return create_model(config.model.name, in_chans=in_chans, **config.model.args)
 
 
-def train(config: SegmentationRunConfig, out: str | Path | None = None, resume: bool = False) -> TrainResult:
+def train(config: SegmentationRunConfig, out: str | Path | None = None, resume: bool = False) -> Run:
+    """Load the cases, fit the normalisation on the training FOV pixels, train on patches, and report the test
+    images (FOV-only metrics with patient-resampled CIs)."""
     d = config.data
     watch = Stopwatch()
     with watch("decode"):
@@ -166,7 +171,7 @@ def train(config: SegmentationRunConfig, out: str | Path | None = None, resume: 
     files = image_paths(root, recursive=True, extensions=IMAGE_EXT)
     run_dir = run_path(config, out, resume, device)
     seed_everything(config.seed, config.deterministic)
-    model = _model(config, len(mean))
+    model = network(config, len(mean))
     norm = Normalise(mean, std, d.augment)
     trainer = make_trainer(config, model, _loss(), None, torch.sigmoid, run_dir, device,
                            show=("train/loss", "lr"), batch_transform=norm)
@@ -182,71 +187,85 @@ def train(config: SegmentationRunConfig, out: str | Path | None = None, resume: 
     best = next((c for c in trainer.callbacks if isinstance(c, BestCheckpoint)), None)
     prefix = run_dir / runs.CHECKPOINTS / "best"
     if best is not None and prefix.with_suffix(".json").exists():  # the best epoch by trainer.monitor
-        load_model_weights(trainer.module, load_checkpoint(prefix)[0], prefix.with_suffix(".safetensors"))
+        load_model_weights(trainer.module, model_state(prefix), prefix.with_suffix(".safetensors"))
     best_epoch = (best.best_epoch if best is not None else None) or trainer.epoch
     metrics: dict[str, float] = {"epochs_trained": float(trainer.epoch), "best_epoch": float(best_epoch)}
     if is_main_process():
         with watch("evaluate"):
-            metrics.update(write_test_report(run_dir, trainer, config, train_cases, test_cases, prepared))
+            metrics.update(write_test_report(run_dir, trainer.inferer, config, train_cases, test_cases, prepared))
     write_results(run_dir, metrics, manifest, watch=watch)
-    return TrainResult(run_dir, metrics, trainer)
+    return Run(run_dir, metrics, trainer)
 
 
-def load_run(run_dir: str | Path, checkpoint: str = "best"):
-    run_dir = Path(run_dir)
-    config = runs.load_run_config(run_dir)
-    pre = runs.read_preprocess(run_dir, PreprocessFile, "segmentation").model_dump()
-    tensors, source = run_weights(run_dir, checkpoint)
-    model = _model(config, pre["in_chans"])
-    load_model_weights(model, tensors, source)
-    trainer = make_trainer(config, model, _loss(), None, torch.sigmoid, None, resolve_device(config.trainer.device),
-                           train=False, batch_transform=Normalise(pre["mean"], pre["std"], False))
-    return config, pre, trainer
-
-
-def evaluate(run_dir: str | Path, data: str | Path | None = None, checkpoint: str = "best",
-             overwrite: bool = False) -> tuple[dict[str, float], Path]:
-    """Test metrics of a trained run again (its own split, or another folder's test images)."""
-    run_dir = Path(run_dir)
-    config, pre, trainer = load_run(run_dir, checkpoint)
+def evaluate(predictor, data: str | Path | None = None, overwrite: bool = False) -> tuple[dict[str, float], Path]:
+    """Test metrics of a trained run (``predictor``: :func:`biodl.load`) again: its own test images, or
+    another folder's (CHASE_DB1, DRIVE or images/ + masks/ layout)."""
+    run_dir, config = predictor.run_dir, predictor.config
     if data is not None:
         config = config.model_copy(update={"data": config.data.model_copy(update={"path": Path(data),
                                                                                     "dataset": None})})
     _, test_cases, _ = load_cases(config)
     name = "test" if data is None else Path(data).name
-    out = run_dir / "evaluation" / f"{name}.json"
+    out = run_dir / runs.EVALUATION / f"{name}.json"
     refuse_overwrite(out, overwrite)
-    t = _threshold(run_dir)
-    _, metrics, _ = case_metrics(trainer, config, test_cases, t, name)
+    _, metrics, _ = case_metrics(predictor.members[0].inferer, config, test_cases, predictor.threshold, name)
     out.parent.mkdir(exist_ok=True)
     runs.write_metrics(out.parent, metrics, out.name)
     return metrics, out
 
 
-def predict(run_dir: str | Path, input_path: str | Path, out: str | Path | None = None, checkpoint: str = "best",
-            overwrite: bool = False) -> Path:
-    """For an image or a folder of images: ``<name>_prob.png`` (probability x 255) and
-    ``<name>_mask.png`` (vessels at the run's F1-optimal threshold, inside the derived FOV) in
-    ``out`` (default RUN_DIR/predictions/<input name>/)."""
-    from PIL import Image
+# ----------------------------------------------------------------------------- the inference end
 
-    from ..io import atomic_write
 
-    run_dir, input_path = Path(run_dir), Path(input_path)
-    config, pre, trainer = load_run(run_dir, checkpoint)
-    files = image_files(input_path, IMAGE_EXT)
-    out = Path(out) if out is not None else run_dir / "predictions" / input_path.stem
-    refuse_overwrite(out, overwrite, folder=True)
-    images = [read_image(f) for f in files]  # every file is read and checked before anything is written
-    t = _threshold(run_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    for f, img in zip(files, images, strict=True):
-        prob = predict_map(trainer, prepare_fundus(img, pre["channels"], pre["clahe"]), config.data.tile,
+class SegmentationEnd:
+    """The segmentation task's end for :mod:`biodl.inference.predictor`: fundus images (files,
+    folders, or (H, W, 3) uint8 arrays) -> one vessel probability map each, by overlapping tiles."""
+
+    output = "map"
+    preprocess = PreprocessFile
+
+    def classes(self, pre: PreprocessFile) -> list[str]:
+        return ["background", "vessel"]
+
+    def network(self, config: SegmentationRunConfig, pre: PreprocessFile) -> nn.Module:
+        return network(config, pre.in_chans)
+
+    def inferer(self, config: SegmentationRunConfig, pre: PreprocessFile, module: nn.Module,
+                device: torch.device) -> Inferer:
+        return Inferer(module, device=device, precision=config.trainer.precision,
+                       batch_transform=Normalise(pre.mean, pre.std, False), postprocess=torch.sigmoid,
+                       batch_size=config.data.batch_size, num_workers=config.data.num_workers, seed=config.seed)
+
+    def read(self, pre: PreprocessFile, inputs: Any) -> tuple[list[np.ndarray], pd.DataFrame]:
+        """Every image read and checked before any is predicted."""
+        if isinstance(inputs, np.ndarray):
+            images = [inputs] if inputs.ndim == 3 else list(inputs)
+            if any(im.ndim != 3 or im.shape[-1] != 3 or im.dtype != np.uint8 for im in images):
+                raise DataError("images", "expected RGB fundus images, uint8 (H, W, 3)")
+            return images, pd.DataFrame({"image": [f"array[{i}]" for i in range(len(images))]})
+        paths = [Path(p) for p in inputs] if isinstance(inputs, (list, tuple)) else [Path(inputs)]
+        files = [f for p in paths for f in image_files(p, IMAGE_EXT)]
+        return [read_image(f) for f in files], pd.DataFrame({"image": [f.stem for f in files]})
+
+    def map(self, inferer: Inferer, config: SegmentationRunConfig, pre: PreprocessFile, image: np.ndarray
+            ) -> np.ndarray:
+        """(H, W, 3) uint8 -> (H, W) vessel probability (the run's channels, CLAHE, tiles)."""
+        return predict_map(inferer, prepare_fundus(image, pre.channels, pre.clahe), config.data.tile,
                            config.data.overlap)
-        fov = derive_fov(img)
-        prob_png = Image.fromarray(np.round(prob * 255).astype(np.uint8))
-        mask_png = Image.fromarray(((prob >= t) & fov).astype(np.uint8) * 255)
-        atomic_write(out / f"{f.stem}_prob.png", lambda p, im=prob_png: im.save(p, format="PNG"))
-        atomic_write(out / f"{f.stem}_mask.png", lambda p, im=mask_png: im.save(p, format="PNG"))
-    atomic_write_json(out / "threshold.json", {"threshold": t, "source": "F1-optimal on the training images"})
-    return out
+
+    def fov(self, image: np.ndarray) -> np.ndarray:
+        return derive_fov(image)
+
+    def mask(self, prob: np.ndarray, image: np.ndarray, t: float) -> np.ndarray:
+        """Vessels: the probability at the threshold, inside the field of view."""
+        return (prob >= t) & derive_fov(image)
+
+    def threshold(self, run_dir: Path) -> float:
+        return threshold(run_dir)
+
+    def module(self, inferer: Inferer, pre: PreprocessFile, tta: bool = True) -> nn.Module:
+        return inferer.module
+
+
+#: the segmentation task's inference end
+END = SegmentationEnd()

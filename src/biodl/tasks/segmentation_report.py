@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .. import runs
+from ..engine.inferer import Inferer
 from ..data.vessels import VesselCase, patient_of, prepare_fundus
-from ..engine.tiling import tiled_predict
 from ..io import atomic_write, atomic_write_json
 from ..evaluation import bootstrap_cis, f1_optimal_threshold, fov_scores
 from ..report.tables import write_table
@@ -24,16 +25,14 @@ __all__ = ["PANEL", "predict_map", "case_metrics", "write_test_report"]
 PANEL = 480  # pixels: the width of each panel of a test-image figure
 
 
-def predict_map(trainer, x: np.ndarray, tile: int, overlap: int) -> np.ndarray:
-    """(C, H, W) prepared image -> (H, W) vessel probability: the trainer's inference path
-    (:meth:`~biodl.engine.trainer.Trainer.infer`: the run's normalisation, the model, the
-    sigmoid) over the whole image in blended tiles."""
-    module = trainer.module.eval()
-    img = torch.from_numpy(x).to(trainer.device)
-    return tiled_predict(trainer.infer, img, tile, overlap, multiple=2 ** getattr(module, "depth", 0))[0].cpu().numpy()
+def predict_map(inferer: Inferer, x: np.ndarray, tile: int, overlap: int) -> np.ndarray:
+    """(C, H, W) prepared image -> (H, W) vessel probability: the run's inference path (the
+    trainer's inferer, or a predictor's: the run's normalisation, the model, the sigmoid) over
+    the whole image in blended tiles."""
+    return inferer.tiled(torch.from_numpy(x), tile, overlap)[0].cpu().numpy()
 
 
-def case_metrics(trainer, config, cases: list[VesselCase], threshold: float, prefix: str,
+def case_metrics(inferer: Inferer, config, cases: list[VesselCase], threshold: float, prefix: str,
                  prepared: dict | None = None) -> tuple[pd.DataFrame, dict[str, float], dict[str, np.ndarray]]:
     """Per-image FOV metrics at 0.5 (``_at05``) and at ``threshold`` (``_opt``), their means as
     ``<prefix>/<metric>`` with 95% bootstrap CIs that resample patients (``_ci_low``,
@@ -44,7 +43,7 @@ def case_metrics(trainer, config, cases: list[VesselCase], threshold: float, pre
     for c in cases:
         x = prepared[c.name] if prepared else prepare_fundus(c.image, d.channels, d.clahe)
         t0 = time.perf_counter()
-        probs[c.name] = predict_map(trainer, x, d.tile, d.overlap)
+        probs[c.name] = predict_map(inferer, x, d.tile, d.overlap)
         seconds.append(time.perf_counter() - t0)
         rows.append({"image": c.name, **fov_scores(probs[c.name], c.mask, c.fov, {"_at05": 0.5, "_opt": threshold})})
     table = pd.DataFrame(rows)
@@ -65,12 +64,12 @@ def _with_mean(table: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([table, pd.DataFrame([mean])], ignore_index=True)
 
 
-def write_test_report(run_dir: Path, trainer, config, train_cases: list[VesselCase],
+def write_test_report(run_dir: Path, inferer: Inferer, config, train_cases: list[VesselCase],
                       test_cases: list[VesselCase], prepared: dict) -> dict[str, float]:
     d = config.data
-    train_probs = [predict_map(trainer, prepared[c.name], d.tile, d.overlap) for c in train_cases]
+    train_probs = [predict_map(inferer, prepared[c.name], d.tile, d.overlap) for c in train_cases]
     t = f1_optimal_threshold(train_probs, [c.mask for c in train_cases], [c.fov for c in train_cases])
-    table, metrics, probs = case_metrics(trainer, config, test_cases, t, "test", prepared)
+    table, metrics, probs = case_metrics(inferer, config, test_cases, t, "test", prepared)
     metrics["threshold_f1_train"] = t
     cols = ["image", "roc_auc", "pr_auc", "f1_opt", "sensitivity_opt", "specificity_opt", "accuracy_opt", "f1_at05",
             "sensitivity_at05", "specificity_at05", "accuracy_at05"]
@@ -98,7 +97,7 @@ def write_test_report(run_dir: Path, trainer, config, train_cases: list[VesselCa
         figures.append(f"test_{c.name}.png")
         _case_figure(c, probs[c.name], t, run_dir / figures[-1])
     _fov_figure([*train_cases, *test_cases], run_dir / "fov.png")
-    atomic_write_json(run_dir / "report.json", {"sections": [
+    atomic_write_json(run_dir / runs.LAYOUT, {"sections": [
         {"title": "Vessel segmentation: test results", "items": ["test_summary", "test_per_image", "human_per_image"]},
         {"title": "Test images", "text": "Each: the fundus, the first observer's vessels, our probability map, and "
          "the errors at the chosen threshold inside the FOV (white: hit, red: false positive, blue: missed vessel; "

@@ -3,7 +3,7 @@
 Data: a CSV with numeric feature columns and a 0/1 target, checked row by row.
 Split: stratified train/validation/test. Preprocessing (feature list and
 standardisation) is fitted on the training rows only and saved as
-``preprocess.json``, so ``predict`` applies exactly what the model saw.
+``preprocess.json``, so a prediction applies exactly what the model saw.
 Model: one logit per row; loss: BCE with logits, weighted by class frequency.
 """
 
@@ -13,42 +13,33 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from pydantic import Field, model_validator
+from torch import nn
 from torch.utils.data import TensorDataset
 
-from ..trust import conformal
 from .. import runs
 from ..config import Strict, TabularRunConfig
-from ..data import TabularPreprocessor, feature_dataset, load_table, read_csv, stratified_split
+from ..data import TabularPreprocessor, feature_dataset, load_table, numeric_columns, read_csv, stratified_split
 from ..datasets import embedded_path
 from ..engine import Trainer
-from ..engine.checkpoint import load_model_weights
-from ..engine.inferer import resolve_device
-from ..errors import DataError
-from ..io import atomic_write_text, sha256_file
 from ..engine.distributed import is_main_process
+from ..engine.inferer import Inferer
+from ..engine.trainer import resolve_device
+from ..errors import DataError
 from ..evaluation import binary_metrics, binary_prob_scores
+from ..io import sha256_file
 from ..models import create_model
 from ..report.predictions import prediction_artefacts, save_predictions
 from ..repro import seed_everything
-from .common import (
-    Stopwatch,
-    TrainResult,
-    finish_run,
-    make_trainer,
-    refuse_overwrite,
-    run_path,
-    run_weights,
-    score_predictions,
-    start_run,
-    write_results,
-)
-from .trust import referral, run_sets, trust, trust_of, uncertainty_columns
-
+from .common import (Run, Stopwatch, finish_run, make_trainer, refuse_overwrite, run_path, score_predictions,
+                     start_run, write_results)
+from .trust import referral, trust, trust_of, uncertainty_columns
 
 __all__ = [
-    "PreprocessFile", "data_path", "train", "load_run", "load_test_split", "evaluate", "predict", "fit_predict_net",
+    "PreprocessFile", "data_path", "classes", "network", "train", "load_test_split", "evaluate", "fit_predict_net",
+    "TabularEnd", "END",
 ]
 
 
@@ -77,6 +68,11 @@ def data_path(config: TabularRunConfig) -> Path:
     return embedded_path(config.data.dataset) if config.data.dataset else Path(config.data.path)
 
 
+def classes(target: str) -> list[str]:
+    """The class names of a tabular run: ``<target>=0`` and ``<target>=1``."""
+    return [f"{target}={k}" for k in (0, 1)]
+
+
 def _loss(pos_weight: float | None):
     weight = torch.tensor(pos_weight) if pos_weight is not None else None
 
@@ -92,7 +88,8 @@ def _probability(out: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(out.squeeze(-1))
 
 
-def _model(config: TabularRunConfig, n_features: int) -> torch.nn.Module:
+def network(config: TabularRunConfig, n_features: int) -> torch.nn.Module:
+    """The run's network, untrained: one logit per row of ``n_features`` inputs."""
     return create_model(config.model.name, in_features=n_features, num_outputs=1, **config.model.args)
 
 
@@ -106,7 +103,7 @@ def _split(config: TabularRunConfig, y: np.ndarray, where: Path) -> dict[str, np
     return stratified_split(y, config.data.val_fraction, config.data.test_fraction, seed, where=str(where))
 
 
-def train(config: TabularRunConfig, out: str | Path | None = None, resume: bool = False) -> TrainResult:
+def train(config: TabularRunConfig, out: str | Path | None = None, resume: bool = False) -> Run:
     """Validate the data, train, pick the best epoch on validation, evaluate on test; write the run directory."""
     d = config.data
     path = data_path(config)
@@ -120,7 +117,7 @@ def train(config: TabularRunConfig, out: str | Path | None = None, resume: bool 
         return _train_ensemble(config, pre, split, y, path, device, out, resume)
     run_dir = run_path(config, out, resume, device)
     seed_everything(config.seed, config.deterministic)
-    trainer = _trainer(config, _model(config, len(features)), run_dir, pre.pos_weight, device)
+    trainer = _trainer(config, network(config, len(features)), run_dir, pre.pos_weight, device)
     manifest = start_run(config, run_dir, resume, device, pre.to_dict(), {"data": path},
                          {"split_sizes": {k: int(len(v)) for k, v in split.items()},
                           "class_counts": {k: np.bincount(y[v], minlength=2).tolist() for k, v in split.items()},
@@ -131,79 +128,58 @@ def train(config: TabularRunConfig, out: str | Path | None = None, resume: bool 
         trainer.fit(data["train"], data["val"], resume=resume)
     with watch("evaluate"):
         metrics = finish_run(trainer, run_dir, data["val"], data["test"])
-        classes = [f"{d.target}={k}" for k in (0, 1)]
-        prob, scores = _test_report(trainer, data["test"], y[split["test"]], classes, config.n_boot, "test", run_dir,
-                                    split["test"])
+        names = classes(d.target)
+        samples = trainer.predict_passes(data["test"]).numpy().astype(np.float64)
+        prob, scores = _test_report(samples, y[split["test"]], names, config.n_boot, "test", run_dir, split["test"])
         metrics.update(scores)
         val_y, val_prob = y[split["val"]], trainer.predict(data["val"]).numpy().astype(np.float64)
         val_prob = np.column_stack([1 - val_prob, val_prob])
         if is_main_process():
-            save_predictions(run_dir, "val", val_y, val_prob, classes, split["val"])
-        metrics.update(trust(run_dir, config, classes, False, (val_y, val_prob),
+            save_predictions(run_dir, "val", val_y, val_prob, names, split["val"])
+        metrics.update(trust(run_dir, config, names, False, (val_y, val_prob),
                              (y[split["test"]], np.column_stack([1 - prob, prob]))))
         if is_main_process():
             from ..report.tensorboard import log_extras
 
             example = trainer.prepare_batch(data["test"][:2][0])
             log_extras(run_dir / runs.TENSORBOARD, step=trainer.epoch, graph=(trainer.module, example),
-                       pr=(y[split["test"]], np.column_stack([1 - prob, prob]), classes))
+                       pr=(y[split["test"]], np.column_stack([1 - prob, prob]), names))
     write_results(run_dir, metrics, manifest, watch=watch)
-    return TrainResult(run_dir, metrics, trainer)
+    return Run(run_dir, metrics, trainer)
 
 
 def _train_ensemble(config: TabularRunConfig, pre: TabularPreprocessor, split: dict[str, np.ndarray], y: np.ndarray,
-                    path: Path, device: torch.device, out, resume: bool) -> TrainResult:
+                    path: Path, device: torch.device, out, resume: bool) -> Run:
     """The parent of a deep ensemble: every member is trained on the same split, so the parent's
     preprocessing (fitted on the same training rows) is every member's."""
     from .ensemble import train_ensemble
 
-    classes = [f"{config.data.target}={k}" for k in (0, 1)]
+    names = classes(config.data.target)
     extra = {"split_sizes": {k: int(len(v)) for k, v in split.items()},
              "class_counts": {k: np.bincount(y[v], minlength=2).tolist() for k, v in split.items()},
-             "classes": classes, "note": f"deep ensemble of {config.ensemble} members (seeds {config.seed}..."
+             "classes": names, "note": f"deep ensemble of {config.ensemble} members (seeds {config.seed}..."
                                          f"{config.seed + config.ensemble - 1}), one split"}
-    return train_ensemble(config, out, resume, device, train, binary_prob_scores, classes, False,
+    return train_ensemble(config, out, resume, device, train, binary_prob_scores, names, False,
                           {**pre.to_dict(), "members": config.ensemble}, extra, inputs={"data": path})
 
 
-def _test_report(trainer: Trainer, data: TensorDataset, y: np.ndarray, classes: list[str], n_boot: int, prefix: str,
-                 out_dir: Path, rows: np.ndarray | None) -> tuple[np.ndarray, dict[str, float]]:
-    """Metrics with CIs of ``data`` (labels ``y``), ``<prefix>_predictions.csv`` with each row's
-    predictive entropy (and with MC dropout the passes' mutual information) and the referral
-    curves. Returns ((N,) probabilities of class 1, metrics)."""
-    samples = trainer.predict_passes(data).numpy().astype(np.float64)  # (passes, N): P(class 1)
+def _test_report(samples: np.ndarray, y: np.ndarray, names: list[str], n_boot: int, prefix: str, out_dir: Path,
+                 rows: np.ndarray | None, points: tuple[str, ...] | bool = ()) -> tuple[np.ndarray, dict[str, float]]:
+    """Metrics with CIs of (S, N) probabilities of class 1 ``samples`` (S: MC-dropout passes, or
+    members' passes; their mean is the prediction) for labels ``y``, ``<prefix>_predictions.csv``
+    with each row's predictive entropy (and with several samples their mutual information) and
+    the referral curves. Returns ((N,) probabilities of class 1, metrics)."""
     samples = np.stack([1 - samples, samples], axis=-1)
     prob, parts = samples[..., 1].mean(axis=0), uncertainty_columns(samples)
     both = np.column_stack([1 - prob, prob])
-    metrics = score_predictions(y, both, classes, binary_prob_scores, n_boot, prefix, out_dir, rows=rows, after=parts)
+    metrics = score_predictions(y, both, names, binary_prob_scores, n_boot, prefix, out_dir, rows=rows, after=parts,
+                                points=points)
     metrics.update(referral(out_dir, y, both, parts, prefix))
     return prob, metrics
 
 
-# ----------------------------------------------------------------------------- using a finished run
-
-
-def load_run(run_dir: str | Path, checkpoint: str = "best") -> tuple[TabularRunConfig, TabularPreprocessor, Trainer]:
-    """Config, preprocessing and a Trainer holding the run's ``best`` (or ``last``) weights."""
-    run_dir = Path(run_dir)
-    config = runs.load_run_config(run_dir)
-    saved = runs.read_preprocess(run_dir, PreprocessFile, "tabular").model_dump()
-    members = saved.pop("members")
-    pre = TabularPreprocessor.from_dict(saved)
-    if members:  # an ensemble parent: the mean of its members (same split, so the same preprocessing)
-        from ..models.ensemble import LogitMean
-
-        model = LogitMean([load_run(runs.member_dir(run_dir, k), checkpoint)[2].module for k in range(members)])
-    else:
-        tensors, source = run_weights(run_dir, checkpoint)
-        model = _model(config, len(pre.features))
-        load_model_weights(model, tensors, source)
-    device = resolve_device(config.trainer.device)
-    return config, pre, _trainer(config, model, None, pre.pos_weight, device, train=False)
-
-
 def load_test_split(run_dir: Path, config: TabularRunConfig,
-                    pre: TabularPreprocessor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                    pre: "PreprocessFile") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(raw features, labels, row numbers) of the run's own test split, from its data file,
     which must be unchanged since training (sha256 against manifest.json)."""
     recorded = runs.read_manifest(run_dir).get("inputs", {}).get("data", {})
@@ -215,59 +191,30 @@ def load_test_split(run_dir: Path, config: TabularRunConfig,
     return x[rows], y[rows], rows
 
 
-def evaluate(run_dir: str | Path, data: str | Path | None = None, checkpoint: str = "best",
-             overwrite: bool = False) -> tuple[dict[str, float], Path]:
-    """Metrics of a trained run on its own test split (data unchanged, checked by sha256) or on a labelled CSV."""
-    run_dir = Path(run_dir)
-    config, pre, trainer = load_run(run_dir, checkpoint)
+def evaluate(predictor, data: str | Path | None = None, overwrite: bool = False) -> tuple[dict[str, float], Path]:
+    """Metrics of a trained run (``predictor``: :func:`biodl.load`) on its own test split (the data
+    unchanged, checked by sha256) or on a labelled CSV ``data``, as ``RUN_DIR/evaluation/<name>.json``
+    with the predictions, tables and figures beside it."""
+    run_dir, pre = predictor.run_dir, predictor.pre
     if data is None:
-        x, y, rows = load_test_split(run_dir, config, pre)
+        x, y, rows = load_test_split(run_dir, predictor.config, pre)
         name = "test"
     else:
         path = Path(data)
         x, y, _ = load_table(path, pre.target, pre.features, [], pre.binary)
         rows, name = None, path.stem
-    out = run_dir / "evaluation" / f"{name}.json"
+    out = run_dir / runs.EVALUATION / f"{name}.json"
     refuse_overwrite(out, overwrite)
-    data = feature_dataset(pre.transform(x), y)
-    metrics = trainer.evaluate(data, prefix=name)
-    metrics[f"{name}/n"] = float(len(y))
+    samples = predictor.samples(predictor.read(x))
     out.parent.mkdir(exist_ok=True)
-    prob, scores = _test_report(trainer, data, y, [f"{pre.target}={k}" for k in (0, 1)], config.n_boot, name,
-                                out.parent, rows)
-    metrics.update(scores)
-    metrics.update(trust_of(run_dir, name, y, np.column_stack([1 - prob, prob]), config.n_boot, None,
-                            [f"{pre.target}={k}" for k in (0, 1)], out.parent / f"{name}_predictions.csv"))
+    _, metrics = _test_report(samples[..., 1].reshape(-1, len(y)), y, predictor.classes, predictor.config.n_boot,
+                              name, out.parent, rows, points=True)
+    metrics[f"{name}/n"] = float(len(y))
+    metrics.update(trust_of(predictor, name, y, samples.mean(axis=1), predictor.config.n_boot, None,
+                            out.parent / runs.predictions_file(name)))
     prediction_artefacts(out.parent, name)
     runs.write_metrics(out.parent, metrics, out.name)
     return metrics, out
-
-
-def predict(run_dir: str | Path, input_csv: str | Path, out: str | Path | None = None, checkpoint: str = "best",
-            overwrite: bool = False, threshold: float = 0.5) -> Path:
-    """Write ``input columns + probability + predicted`` for every row of a CSV of new records."""
-    run_dir, input_csv = Path(run_dir), Path(input_csv)
-    config, pre, trainer = load_run(run_dir, checkpoint)
-    df = read_csv(input_csv)
-    x = pre.features_from(df, input_csv)
-    out = Path(out) if out is not None else run_dir / "predictions" / f"{input_csv.stem}.csv"
-    refuse_overwrite(out, overwrite)
-    samples = trainer.predict_passes(feature_dataset(x)).numpy().astype(np.float64)
-    raw = samples.mean(axis=0)
-    cal = runs.read_calibration(run_dir)
-    prob = raw if cal is None else cal.apply(np.column_stack([1 - raw, raw]))[:, 1]
-    df[f"probability_{pre.target}"] = np.round(prob, 6)  # recalibrated when the run has calibration.json
-    if cal is not None:
-        df[f"raw_probability_{pre.target}"] = np.round(raw, 6)
-    df[f"predicted_{pre.target}"] = (prob >= threshold).astype(int)
-    member = run_sets(run_dir, np.column_stack([1 - raw, raw]))
-    if member is not None:  # the conformal set: {0}, {1}, both, or none
-        df[f"set_{pre.target}"] = conformal.describe(member, ["0", "1"])
-    for name, values in uncertainty_columns(np.stack([1 - samples, samples], axis=-1)).items():
-        df[name] = np.round(values, 6)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, df.to_csv(index=False))
-    return out
 
 
 def fit_predict_net(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, seed: int, model: str = "logistic",
@@ -289,3 +236,74 @@ def fit_predict_net(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray
     trainer.fit(feature_dataset(scaler.transform(x_train), y_train))
     prob = trainer.predict(feature_dataset(scaler.transform(x_test))).numpy().astype(np.float64)
     return (prob >= 0.5).astype(int), prob, trainer.module
+
+
+# ----------------------------------------------------------------------------- the inference end
+
+
+class _FeatureNet(nn.Module):
+    """(B, F) raw feature values -> (B, 2) logits ``[0, z]`` (softmax: P(class 0), P(class 1)):
+    the run's standardisation, then the network's logit ``z``."""
+
+    def __init__(self, module: nn.Module, mean: list[float], std: list[float]) -> None:
+        super().__init__()
+        self.model = module
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.model((x.float() - self.mean) / self.std).float()
+        return torch.cat([torch.zeros_like(z), z], dim=1)
+
+
+class TabularEnd:
+    """The tabular task's end for :mod:`biodl.inference.predictor`: new records as a DataFrame, a
+    CSV file or a (N, F) array of the run's features (in ``preprocess.json``'s order)."""
+
+    output = "classes"
+    preprocess = None  # set below: PreprocessFile
+
+    def classes(self, pre: "PreprocessFile") -> list[str]:
+        return classes(pre.target)
+
+    def network(self, config: TabularRunConfig, pre: "PreprocessFile") -> nn.Module:
+        return network(config, len(pre.features))
+
+    def inferer(self, config: TabularRunConfig, pre: "PreprocessFile", module: nn.Module,
+                device: torch.device) -> Inferer:
+        return Inferer(module, device=device, precision=config.trainer.precision, postprocess=_probability,
+                       batch_size=config.data.batch_size, num_workers=config.data.num_workers,
+                       mc_dropout=config.model.mc_dropout, seed=config.seed)
+
+    def read(self, pre: "PreprocessFile", inputs: Any) -> tuple[TensorDataset, pd.DataFrame]:
+        if isinstance(inputs, (str, Path)):
+            df = read_csv(Path(inputs))
+            raw = numeric_columns(df, pre.features, inputs, pre.binary)
+        elif isinstance(inputs, pd.DataFrame):
+            df, raw = inputs, numeric_columns(inputs, pre.features, "table", pre.binary)
+        else:
+            raw = np.asarray(inputs, dtype=np.float64)
+            if raw.ndim != 2 or raw.shape[1] != len(pre.features):
+                raise DataError("features", f"expected (N, {len(pre.features)}) values of {', '.join(pre.features)}, "
+                                            f"got {raw.shape}")
+            df = pd.DataFrame(raw, columns=pre.features)
+        return feature_dataset(_transform(pre, raw)), df
+
+    def probabilities(self, outputs: torch.Tensor) -> np.ndarray:
+        """(P, N) probabilities of class 1 -> (P, N, 2) float64."""
+        p = outputs.numpy().astype(np.float64)
+        return np.stack([1 - p, p], axis=-1)
+
+    def module(self, inferer: Inferer, pre: "PreprocessFile", tta: bool = True) -> nn.Module:
+        return _FeatureNet(inferer.module, pre.mean, pre.std)
+
+
+def _transform(pre: "PreprocessFile", raw: np.ndarray) -> np.ndarray:
+    """(N, F) raw values -> (N, F) float32 model inputs, as training standardised them."""
+    return TabularPreprocessor(pre.features, pre.binary, pre.target, pre.mean, pre.std, pre.classes,
+                               pre.pos_weight).transform(raw)
+
+
+TabularEnd.preprocess = PreprocessFile
+#: the tabular task's inference end
+END = TabularEnd()

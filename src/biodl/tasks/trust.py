@@ -18,7 +18,7 @@ from ..errors import ConfigError, DataError
 
 __all__ = [
     "check_calibration", "trust", "trust_of", "compare_conformal", "uncertainty_columns", "referral",
-    "add_prediction_column", "prediction_columns", "run_sets",
+    "add_prediction_column", "run_sets",
 ]
 
 
@@ -47,7 +47,7 @@ def trust(run_dir: Path, config: BaseModel, classes: list[str], graded: bool, va
     from ..trust import calibration, conformal
 
     cal = pred = None
-    where = run_dir / "val_predictions.csv"
+    where = run_dir / runs.predictions_file("val")
     if config.calibration != "none":
         try:
             cal = calibration.fit(config.calibration, *val, where=where)
@@ -73,27 +73,30 @@ def trust(run_dir: Path, config: BaseModel, classes: list[str], graded: bool, va
         member = pred.sets(cal.apply(prob) if pred.on == "recalibrated" else prob)
         metrics.update({f"test/conformal_{k}": v for k, v in conformal.set_scores(y, member).items()})
         if is_main_process():
-            add_prediction_column(run_dir / "test_predictions.csv", "set", conformal.describe(member, classes))
+            add_prediction_column(run_dir / runs.predictions_file("test"), "set", conformal.describe(member, classes))
         if c.compare:
             metrics.update(compare_conformal(val, test, cal, c.alpha, graded, config.seed))
     return metrics
 
 
-def trust_of(run_dir: Path, prefix: str, y: np.ndarray, prob: np.ndarray, n_boot: int,
-             patients: np.ndarray | None, classes: list[str], predictions: Path) -> dict[str, float]:
-    """The run's saved recalibration and conformal predictor applied to new labelled predictions
-    (``biodl evaluate``): ``<prefix>/`` calibration metrics before and after, set coverage and size,
-    and each case's set added to the ``predictions`` CSV."""
+def trust_of(parts: Any, prefix: str, y: np.ndarray, members: np.ndarray, n_boot: int,
+             patients: np.ndarray | None, predictions: Path) -> dict[str, float]:
+    """A trained run's recalibration and prediction sets (``parts``: its
+    :class:`~biodl.inference.predictor.RunParts`, or a predictor) on labelled cases (``biodl
+    evaluate``, ``calibrate``): ``<prefix>/`` calibration metrics before and after, set coverage and
+    size, and each case's set added to the ``predictions`` CSV. ``members``: each member's (M, N, K)
+    raw probabilities of the cases (or (N, K), their mean, where the members have no maps of
+    their own); ``y``: (N,) labels."""
     from ..trust import calibration, conformal
 
-    cal = runs.read_calibration(run_dir)
-    metrics = calibration.calibration_metrics(y, prob, None if cal is None else cal.apply(prob), prefix, n_boot,
-                                              patients)
-    member = run_sets(run_dir, prob)
+    prob = parts.combine(members, recalibrated=False)
+    after = parts.combine(members) if parts.recalibrates else None
+    metrics = calibration.calibration_metrics(y, prob, after, prefix, n_boot, patients)
+    member = parts.sets(members)
     if member is not None:
         metrics.update({f"{prefix}/conformal_{k}": v for k, v in conformal.set_scores(y, member).items()})
         if is_main_process():
-            add_prediction_column(predictions, "set", conformal.describe(member, classes))
+            add_prediction_column(predictions, "set", conformal.describe(member, parts.classes))
     return metrics
 
 
@@ -173,30 +176,6 @@ def add_prediction_column(path: Path, name: str, values: list) -> None:
     df = pd.read_csv(path, keep_default_na=False, dtype={"patient": str, "source": str})
     df[name] = values
     atomic_write_text(path, df.to_csv(index=False, float_format="%.8g"))
-
-
-def prediction_columns(run_dir: Path, classes: list[str], samples: np.ndarray) -> Any:
-    """The prediction table of (P, N, K) probabilities of P MC-dropout passes (P = 1 without):
-    ``p_<class>`` of their mean, recalibrated when the run has a recalibration, then the model's
-    own as ``raw_p_<class>``; ``predicted`` (the class of the largest ``p_``); ``set`` when the
-    run has a conformal predictor; ``entropy`` (and ``mutual_information`` when P > 1)."""
-    import pandas as pd
-
-    from ..trust import conformal
-
-    prob = samples.mean(axis=0)
-    cal = runs.read_calibration(run_dir)
-    final = prob if cal is None else cal.apply(prob)
-    df = pd.DataFrame(final, columns=[f"p_{c}" for c in classes])
-    if cal is not None:
-        for k, c in enumerate(classes):
-            df[f"raw_p_{c}"] = prob[:, k]
-    df["predicted"] = [classes[i] for i in final.argmax(axis=1)]
-    if (member := run_sets(run_dir, prob)) is not None:
-        df["set"] = conformal.describe(member, classes)
-    for name, values in uncertainty_columns(samples).items():
-        df[name] = values
-    return df
 
 
 def run_sets(run_dir: Path, prob: np.ndarray, seed: int | None = None) -> np.ndarray | None:

@@ -8,7 +8,7 @@ from biodl.errors import ConfigError
 from biodl.studies import heart_failure_mlp
 from tests.conftest import assert_one_line_error
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples/heart_failure_mlp.yaml"
 
 
