@@ -159,7 +159,7 @@ def make_pyramid(path: Path, side: int = 40_000, mpp: float = 0.25, tile: int = 
 CACHE_RUN = """
 import json, resource, sys, time
 from biodl.data.slides import cache_slide
-from biodl.data.wsi import Tiling
+from biodl.data.tiles import Tiling
 t = time.perf_counter()
 entry, n, hit = cache_slide(sys.argv[1], Tiling({mpp}, {size}, min_tissue={pct}), sys.argv[2])
 s = time.perf_counter() - t

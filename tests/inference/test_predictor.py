@@ -230,3 +230,14 @@ def test_run_of_a_parent_holds_no_trainer_and_parts_load_without_networks(three_
     assert not any(hasattr(m, "inferer") for m in parts.members)
     run = biodl.train(None, three_kinds / "kfold", resume=True)  # every fold done: the parent is pooled again
     assert run.trainer is None and run.run_dir == three_kinds / "kfold" and "test/roc_auc" in run.metrics
+
+
+def test_predicting_a_table_of_earlier_predictions_replaces_their_columns_with_a_warning(trained_run, tmp_path, cli):
+    new = tmp_path / "new.csv"
+    pd.read_csv(HEART).drop(columns=["DEATH_EVENT"]).head(10).to_csv(new, index=False)
+    assert cli("predict", trained_run, new, "--out", tmp_path / "once.csv").code == 0
+    r = cli("predict", trained_run, tmp_path / "once.csv", "--out", tmp_path / "twice.csv")
+    assert r.code == 0 and "warning: the input's columns p_DEATH_EVENT=0, p_DEATH_EVENT=1" in r.err
+    once, twice = pd.read_csv(tmp_path / "once.csv"), pd.read_csv(tmp_path / "twice.csv")
+    assert twice.columns.tolist() == once.columns.tolist()
+    np.testing.assert_allclose(twice["p_DEATH_EVENT=1"], once["p_DEATH_EVENT=1"], atol=1e-7)

@@ -29,6 +29,7 @@ is one member); otherwise the parent's conformal predictor takes the mean.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -305,8 +306,10 @@ class Predictor(RunParts):
         """One row per case: what identifies it, then the columns of :meth:`RunParts.table`."""
         found = self.read(inputs)
         table = self.table(self.samples(found))
-        ids = found.ids.drop(columns=[c for c in found.ids.columns if c in table.columns])
-        return pd.concat([ids.reset_index(drop=True), table], axis=1)
+        if clash := [c for c in found.ids.columns if c in table.columns]:  # e.g. an earlier prediction's table
+            warnings.warn(f"the input's column{'s' * (len(clash) > 1)} {', '.join(map(str, clash[:4]))}"
+                          f"{' ...' if len(clash) > 4 else ''} replaced by this prediction's", stacklevel=2)
+        return pd.concat([found.ids.drop(columns=clash).reset_index(drop=True), table], axis=1)
 
     def as_module(self, recalibrated: bool = True, member: int | None = None, tta: bool = True) -> nn.Module:
         """The run as one torch module (for export and attributions): the networks' input as the
