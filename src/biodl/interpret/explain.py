@@ -52,11 +52,12 @@ def explain_run(run_dir: str | Path, images: list[Path] | None = None, methods: 
 # ----------------------------------------------------------------------------- images
 
 
-def _pixels(predictor: Any, inputs: Any) -> torch.Tensor:
-    """(N, C, H, W) pixels in [0, 1] of ``inputs`` read exactly as ``biodl predict`` reads them
-    (decoded at the run's size, stain-normalised as the run's images were, the run's channels)."""
-    data = predictor.read(inputs).data
-    return data[torch.arange(len(data))][0].float().div(255)
+def _pixels(predictor: Any, inputs: Any) -> tuple[torch.Tensor, list[str]]:
+    """(N, C, H, W) pixels in [0, 1] of ``inputs`` (files or folders) read exactly as ``biodl
+    predict`` reads them (decoded at the run's size, stain-normalised as the run's images were, the
+    run's channels), and each image's name."""
+    found = predictor.read(inputs)
+    return found.data[torch.arange(len(found.data))][0].float().div(255), found.ids["image"].tolist()
 
 
 def _outcomes(pick: str) -> list[str]:
@@ -237,11 +238,12 @@ def explain_images(run_dir: Path, out: Path, images: list[Path], methods: str, t
     classes = predictor.classes
     base: str | torch.Tensor = baseline
     if baseline not in BASELINES:
-        base = _pixels(predictor, Path(baseline))[:1]
+        base = _pixels(predictor, Path(baseline))[0][:1]
     _target(target, classes, 0)  # a bad --target fails before any work
     device = predictor.device
     if files:  # a parent's model here is its members together
-        x_all, meta = _pixels(predictor, files), [{"source": str(f)} for f in files]
+        x_all, names = _pixels(predictor, files)  # files as given, or the images in folders as found
+        meta = [{"source": s} for s in ([str(f) for f in files] if all(f.is_file() for f in files) else names)]
     elif predictor.kind == "kfold":
         x_all, meta = _pick_out_of_fold(predictor, pick, n)
     else:
