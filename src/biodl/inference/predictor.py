@@ -1,7 +1,7 @@
 """A trained run as one object: ``biodl.load(RUN_DIR) -> Predictor``.
 
 Every way of using a finished run (``biodl predict``, ``evaluate``, ``explain``, ``export``,
-``calibrate``, ``wsi infer``, and Python) goes through here, so they all see the same run.
+``calibrate``, ``wsi infer``, Python) goes through here, so they all see the same run.
 
 A run is read as named parts, each checked when it is loaded (a missing part, a part from
 another task's run, classes that do not agree, a checkpoint of the wrong shape: one line
@@ -20,10 +20,10 @@ One rule combines them (any map may be absent; scikit-learn's ``CalibratedClassi
 
     p = R_parent( mean_m R_m( softmax( net_m( norm_m(x) ) ) ) )
 
-The raw probabilities are the same without any R. Prediction sets: a member that has its own
-conformal predictor gives its own set and the classes in more than half of them are the set
-(Gasparin & Ramdas 2024: coverage at least 1 - 2 alpha, in practice near 1 - alpha; a single run
-is one member); otherwise the parent's conformal predictor takes the mean.
+The raw probabilities are the same without any R. Prediction sets: members with their own
+conformal predictors (a single run is one) vote, a class in more than half of their sets is in
+the set (Gasparin & Ramdas 2024: coverage at least 1 - 2 alpha, in practice near 1 - alpha);
+otherwise the parent's conformal predictor takes the mean.
 """
 
 from __future__ import annotations
@@ -158,11 +158,10 @@ class RunParts:
             parts = cls(run_dir, config, pre, end, kind, members,
                         *((runs.read_calibration(run_dir), runs.read_conformal(run_dir)) if kind == "ensemble"
                           else (None, None)))
-        for m in parts.members:
-            _check_classes(m.recalibration, k, m.run_dir / runs.CALIBRATION)
-            _check_classes(m.conformal, k, m.run_dir / runs.CONFORMAL)
-        _check_classes(parts.recalibration, k, run_dir / runs.CALIBRATION)
-        _check_classes(parts.conformal, k, run_dir / runs.CONFORMAL)
+        for where, cal, pred in [*((m.run_dir, m.recalibration, m.conformal) for m in parts.members),
+                                 (run_dir, parts.recalibration, parts.conformal)]:
+            _check_classes(cal, k, where / runs.CALIBRATION)
+            _check_classes(pred, k, where / runs.CONFORMAL)
         return parts
 
     @property
@@ -385,9 +384,6 @@ class MapPredictor(Predictor):
                          "positive_share": float(mask.sum() / max(int(fov.sum()), 1)),
                          "mean_probability": float(p[fov].mean()) if fov.any() else float("nan")})
         return pd.concat([found.ids.reset_index(drop=True), pd.DataFrame(rows)], axis=1)
-
-    def sets(self, prob: np.ndarray) -> None:
-        return None
 
 
 #: what a task's end gives (``TaskEnd.output``) -> the predictor class that drives it
