@@ -192,7 +192,8 @@ def train(config: SegmentationRunConfig, out: str | Path | None = None, resume: 
     metrics: dict[str, float] = {"epochs_trained": float(trainer.epoch), "best_epoch": float(best_epoch)}
     if is_main_process():
         with watch("evaluate"):
-            metrics.update(write_test_report(run_dir, trainer.inferer, config, train_cases, test_cases, prepared))
+            metrics.update(write_test_report(run_dir, trainer.inferer, config, train_cases, test_cases, prepared,
+                                             watch))
     write_results(run_dir, metrics, manifest, watch=watch)
     return Run(run_dir, metrics, trainer)
 

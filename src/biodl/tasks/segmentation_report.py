@@ -18,6 +18,7 @@ from ..data.vessels import VesselCase, patient_of, prepare_fundus
 from ..io import atomic_write, atomic_write_json
 from ..evaluation import bootstrap_cis, f1_optimal_threshold, fov_scores
 from ..report.tables import write_table
+from .common import Stopwatch
 
 __all__ = ["PANEL", "predict_map", "case_metrics", "write_test_report"]
 
@@ -33,18 +34,21 @@ def predict_map(inferer: Inferer, x: np.ndarray, tile: int, overlap: int) -> np.
 
 
 def case_metrics(inferer: Inferer, config, cases: list[VesselCase], threshold: float, prefix: str,
-                 prepared: dict | None = None) -> tuple[pd.DataFrame, dict[str, float], dict[str, np.ndarray]]:
+                 prepared: dict | None = None, watch: Stopwatch | None = None
+                 ) -> tuple[pd.DataFrame, dict[str, float], dict[str, np.ndarray]]:
     """Per-image FOV metrics at 0.5 (``_at05``) and at ``threshold`` (``_opt``), their means as
     ``<prefix>/<metric>`` with 95% bootstrap CIs that resample patients (``_ci_low``,
-    ``_ci_high``; ``<prefix>/ci_clusters`` of them: :func:`biodl.data.vessels.patient_of`), with
-    ``<prefix>/seconds_per_image`` of tiled inference, and the probability maps by image name."""
+    ``_ci_high``; ``<prefix>/ci_clusters`` of them: :func:`biodl.data.vessels.patient_of`), and the
+    probability maps by image name. ``watch`` gets the seconds of tiled inference (phase
+    ``tiled_inference``, in the manifest: a time is no metric, it differs on every rerun)."""
     d = config.data
-    rows, probs, seconds = [], {}, []
+    rows, probs = [], {}
     for c in cases:
         x = prepared[c.name] if prepared else prepare_fundus(c.image, d.channels, d.clahe)
         t0 = time.perf_counter()
         probs[c.name] = predict_map(inferer, x, d.tile, d.overlap)
-        seconds.append(time.perf_counter() - t0)
+        if watch is not None:
+            watch.add("tiled_inference", time.perf_counter() - t0)
         rows.append({"image": c.name, **fov_scores(probs[c.name], c.mask, c.fov, {"_at05": 0.5, "_opt": threshold})})
     table = pd.DataFrame(rows)
     names = [k for k in table.columns if k != "image"]
@@ -55,7 +59,6 @@ def case_metrics(inferer: Inferer, config, cases: list[VesselCase], threshold: f
     for k, (lo, hi) in cis.items():
         metrics.update({f"{prefix}/{k}_ci_low": lo, f"{prefix}/{k}_ci_high": hi})
     metrics[f"{prefix}/ci_clusters"] = float(len(set(patients)))
-    metrics[f"{prefix}/seconds_per_image"] = float(np.mean(seconds))
     return table, metrics, probs
 
 
@@ -65,11 +68,12 @@ def _with_mean(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_test_report(run_dir: Path, inferer: Inferer, config, train_cases: list[VesselCase],
-                      test_cases: list[VesselCase], prepared: dict) -> dict[str, float]:
+                      test_cases: list[VesselCase], prepared: dict, watch: Stopwatch | None = None
+                      ) -> dict[str, float]:
     d = config.data
     train_probs = [predict_map(inferer, prepared[c.name], d.tile, d.overlap) for c in train_cases]
     t = f1_optimal_threshold(train_probs, [c.mask for c in train_cases], [c.fov for c in train_cases])
-    table, metrics, probs = case_metrics(inferer, config, test_cases, t, "test", prepared)
+    table, metrics, probs = case_metrics(inferer, config, test_cases, t, "test", prepared, watch)
     metrics["threshold_f1_train"] = t
     cols = ["image", "roc_auc", "pr_auc", "f1_opt", "sensitivity_opt", "specificity_opt", "accuracy_opt", "f1_at05",
             "sensitivity_at05", "specificity_at05", "accuracy_at05"]
