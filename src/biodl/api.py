@@ -82,7 +82,7 @@ def train(source: Any = None, out: str | Path | None = None, *, images: str | Pa
     config = training_config(source if is_config else None, None if is_config else source, images=images,
                              model=model, epochs=epochs, ensemble=ensemble, overrides=overrides, resume=resume,
                              out=out)
-    return task_command(config.task, "train", source or out)(config, out, resume=resume)
+    return task_command(config.task, "train")(config, out, resume=resume)
 
 
 def run_study(name: str, out: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),

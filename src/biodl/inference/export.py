@@ -129,7 +129,7 @@ def _classes(predictor: Predictor) -> tuple[nn.Module, np.ndarray, list[np.ndarr
                  "columns": pre.features}
         preprocessing = {"inside_graph": "(x - mean) / std per column, the networks, the recalibration, softmax",
                          "mean": pre.mean, "std": pre.std, "binary_columns": pre.binary}
-    samples = predictor.samples(predictor.read(test) if predictor.task == "tabular" else test).mean(axis=1)
+    samples = predictor.samples(predictor.read(test)).mean(axis=1)
     expected = [predictor.combine(samples), predictor.combine(samples, recalibrated=False)]
     k = len(predictor.classes)
     info = {"inputs": [first],

@@ -261,7 +261,7 @@ class TabularEnd:
     CSV file or a (N, F) array of the run's features (in ``preprocess.json``'s order)."""
 
     output = "classes"
-    preprocess = None  # set below: PreprocessFile
+    preprocess = PreprocessFile
 
     def classes(self, pre: "PreprocessFile") -> list[str]:
         return classes(pre.target)
@@ -300,10 +300,8 @@ class TabularEnd:
 
 def _transform(pre: "PreprocessFile", raw: np.ndarray) -> np.ndarray:
     """(N, F) raw values -> (N, F) float32 model inputs, as training standardised them."""
-    return TabularPreprocessor(pre.features, pre.binary, pre.target, pre.mean, pre.std, pre.classes,
-                               pre.pos_weight).transform(raw)
+    return TabularPreprocessor.from_dict(pre.model_dump(exclude={"members"})).transform(raw)
 
 
-TabularEnd.preprocess = PreprocessFile
 #: the tabular task's inference end
 END = TabularEnd()
