@@ -222,6 +222,7 @@ def export(
     checkpoint: str = typer.Option("best", "--checkpoint", help="best or last"),
     size: Optional[int] = typer.Option(None, "--size", min=8, help="segmentation runs: a fixed side in pixels "
                                        "(default: any height and width)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing export"),
 ) -> None:
     """Export a run to ONNX with its preprocessing inside the graph (uint8 NHWC images, or the raw
     feature columns, in; class probabilities or the vessel probability map out), checked against
@@ -235,7 +236,9 @@ def export(
                                       "'biodl[export]'") from None
     from .inference.export import export_run
 
-    path, meta = export_run(run_dir, fmt, out, checkpoint, size)
+    path, meta = export_run(run_dir, fmt, out, checkpoint, size, overwrite)
+    if meta["checkpoint"] != checkpoint:
+        typer.echo(f"note: the run kept no {checkpoint} checkpoint; exported {meta['checkpoint']}")
     parity = meta["parity"]
     typer.echo(f"parity on {parity['test_cases']} test cases: largest probability difference "
                f"{parity['max_abs_difference']:.2e} (tolerance {parity['tolerance']:g}), predicted classes identical: "

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal
 
-from .errors import BiodlError, CheckpointError
+from .errors import BiodlError, CheckpointError, describe_os_error
 
 if TYPE_CHECKING:
     import torch
@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "fsync_dir", "write_tmp", "atomic_write", "atomic_write_bytes", "atomic_write_text", "finite_json", "json_text",
-    "atomic_write_json", "atomic_folder", "sha256_file", "read_json", "read_safetensors",
+    "atomic_write_json", "atomic_folder", "check_writable", "sha256_file", "strict_json", "read_json",
+    "read_safetensors",
 ]
 
 
@@ -49,6 +50,28 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def check_writable(path: str | Path, option: str, folder: bool = False) -> Path:
+    """``path`` when it can be written (a file, or with ``folder`` a folder, made there or already
+    there); else a BiodlError naming ``option``: a folder where a file is wanted or the other way
+    round, a path part that is a file, a place without write permission. Called before any work
+    starts, so a wrong ``--out`` fails at once, not after an hour."""
+    path = Path(path)
+    if folder and path.exists() and not path.is_dir():
+        raise BiodlError(option, f"{path} exists and is not a folder")
+    if not folder and path.is_dir():
+        raise BiodlError(option, f"{path} is a folder; give a file name")
+    probe = path if folder else path.parent
+    while not probe.exists():
+        if probe.is_symlink():
+            raise BiodlError(option, f"{path}: {probe} is a dangling symbolic link")
+        probe = probe.parent
+    if not probe.is_dir():
+        raise BiodlError(option, f"{path}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise BiodlError(option, f"{path}: cannot write in {probe} (permission denied)")
+    return path
+
+
 def write_tmp(path: Path, write: Callable[[Path], None]) -> Path:
     """Write a sibling temporary file with ``write(tmp_path)`` and fsync it; return its path."""
     path = Path(path)
@@ -67,27 +90,37 @@ def write_tmp(path: Path, write: Callable[[Path], None]) -> Path:
     return tmp
 
 
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
+def atomic_write(path: str | Path, write: Callable[[Path], None], exclusive: bool = False) -> None:
     """Create or replace ``path`` atomically; ``write(tmp_path)`` produces the content. A folder
-    at ``path`` is refused (BiodlError), and no temporary file is ever left behind."""
+    at ``path`` is refused (BiodlError), and no temporary file is ever left behind.
+    ``exclusive``: create only; a file at ``path`` (even one another process made a moment ago)
+    is a BiodlError and is left as it is (a hard link is created or fails atomically)."""
     path = Path(path)
     if path.is_dir():
         raise BiodlError(path, "is a folder; give a file path")
     tmp = write_tmp(path, write)
     try:
-        os.replace(tmp, path)
+        if exclusive:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise BiodlError(path, "exists (written by another process meanwhile?); pass --overwrite to "
+                                       "replace it") from None
+            tmp.unlink()
+        else:
+            os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    atomic_write(path, lambda p: p.write_bytes(data))
+def atomic_write_bytes(path: str | Path, data: bytes, exclusive: bool = False) -> None:
+    atomic_write(path, lambda p: p.write_bytes(data), exclusive)
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+def atomic_write_text(path: str | Path, text: str, exclusive: bool = False) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"), exclusive)
 
 
 def finite_json(obj: Any) -> Any:
@@ -109,8 +142,8 @@ def json_text(obj: Any, indent: int | None = 2) -> str:
     return json.dumps(finite_json(obj), indent=indent, sort_keys=False, allow_nan=False) + "\n"
 
 
-def atomic_write_json(path: str | Path, obj: Any) -> None:
-    atomic_write_text(path, json_text(obj))
+def atomic_write_json(path: str | Path, obj: Any, exclusive: bool = False) -> None:
+    atomic_write_text(path, json_text(obj), exclusive)
 
 
 @contextmanager
@@ -163,14 +196,36 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number standard JSON allows (biodl writes none; was the file edited?)")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:30]} does not fit a 64-bit float")
+    return value
+
+
+def strict_json(text: str) -> Any:
+    """Parse JSON text as biodl writes it: NaN, Infinity and numbers that overflow a float
+    (``1e999``) are refused, and so is nesting too deep to parse (ValueError, in words)."""
+    try:
+        return json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
 def read_json(path: str | Path, error: type[BiodlError] = BiodlError) -> dict[str, Any]:
     """Read a JSON object; a missing, unreadable or malformed file raises ``error(path, problem)``."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = strict_json(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise error(path, "missing") from None
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
+        raise error(path, f"cannot read: {describe_os_error(exc)}") from None
+    except ValueError as exc:
         raise error(path, f"not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise error(path, "expected a JSON object")

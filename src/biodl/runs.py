@@ -246,9 +246,10 @@ def read_calibration(run_dir: str | Path) -> "Recalibration | None":
     return read_validated(path, Recalibration, "is not a recalibration file: ") if path.exists() else None
 
 
-def write_calibration(run_dir: str | Path, cal: "Recalibration") -> Path:
+def write_calibration(run_dir: str | Path, cal: "Recalibration", exclusive: bool = False) -> Path:
+    """Write ``calibration.json``; ``exclusive``: only where there is none (see :func:`atomic_write`)."""
     path = Path(run_dir) / CALIBRATION
-    atomic_write_json(path, cal.model_dump(exclude_none=True))
+    atomic_write_json(path, cal.model_dump(exclude_none=True), exclusive)
     return path
 
 

@@ -139,7 +139,7 @@ def test_a_segmentation_predictor_gives_maps_masks_and_a_row_per_image(tmp_path,
 
 
 def test_an_ensemble_of_identical_members_equals_its_member():
-    from biodl.inference.predictor import MemberMean
+    from biodl.inference.members import MemberMean
     from biodl.interpret import PixelModel
     from biodl.models import create_model
 

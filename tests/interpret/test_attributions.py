@@ -116,7 +116,7 @@ def test_last_conv_block_skips_pooled_maps():
 def test_gradcam_of_an_ensemble_sums_every_members_map():
     """Two copies of one net stand for it exactly (the mean of equal probabilities): their summed
     Grad-CAM must equal the one-member ensemble's, where a map of one member alone would be half."""
-    from biodl.inference.predictor import MemberMean
+    from biodl.inference.members import MemberMean
     from biodl.interpret.attributions import PixelModel, attribute
     from biodl.models import create_model
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -14,7 +14,8 @@ from ..errors import ConfigError
 from ..evaluation.vocabulary import canonical
 
 __all__ = [
-    "Strict", "DataConfig", "ModelConfig", "OptimizerConfig", "SchedulerConfig", "TrainerConfig", "ConformalConfig",
+    "Strict", "Positive", "DataConfig", "ModelConfig", "OptimizerConfig", "SchedulerConfig", "TrainerConfig",
+    "ConformalConfig",
     "TabularRunConfig", "TilesConfig", "ImageDataConfig", "ImageModelConfig", "ImageRunConfig",
     "SegmentationDataConfig", "SegmentationTrainerConfig", "SegmentationRunConfig", "RunConfig", "RUN_CONFIGS",
     "config_class",
@@ -22,9 +23,14 @@ __all__ = [
 
 
 class Strict(BaseModel):
-    """Base of every config section: unknown keys are errors."""
+    """Base of every config section and run file: unknown keys are errors, and so is a float
+    that is NaN or infinite (no setting or statistic biodl writes is either)."""
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), allow_inf_nan=False)
+
+
+#: a positive, finite float (a standard deviation, a resolution)
+Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
 class DataConfig(Strict):

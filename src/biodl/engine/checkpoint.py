@@ -34,7 +34,7 @@ from .faults import crash_point
 __all__ = [
     "FORMAT", "VERSION", "split_tree", "join_tree", "save_checkpoint", "recover", "load_checkpoint", "model_state",
     "TrainingState",
-    "check_training_state", "check_architecture", "load_model_weights",
+    "check_training_state", "check_architecture", "check_finite", "load_model_weights",
 ]
 
 
@@ -225,7 +225,18 @@ def check_architecture(model: nn.Module, weights: dict[str, torch.Tensor], where
         raise CheckpointError(where, "made for another architecture; " + "; ".join(parts))
 
 
+def check_finite(weights: dict[str, torch.Tensor], where: str | Path) -> None:
+    """Raise CheckpointError naming the tensors that hold NaN or infinite values: a network with
+    one would give NaN for every case (and NaN probabilities argmax to the first class)."""
+    bad = [k for k, v in weights.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        more = f" (+{len(bad) - 3} more)" if len(bad) > 3 else ""
+        raise CheckpointError(where, f"holds NaN or infinite weights in {', '.join(bad[:3])}{more}; the training "
+                                     "diverged or the file was altered, and the network cannot be used")
+
+
 def load_model_weights(model: nn.Module, weights: dict[str, torch.Tensor], where: str | Path) -> None:
-    """Copy checked weights into ``model`` in place."""
+    """Copy checked weights (the model's architecture, finite values) into ``model`` in place."""
     check_architecture(model, weights, where)
+    check_finite(weights, where)
     model.load_state_dict(weights, strict=True)

@@ -10,6 +10,7 @@ callback state), so a resumed run produces bit-identical weights on CPU.
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -19,7 +20,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 from torchmetrics import MetricCollection
 
-from ..errors import CheckpointError
+from ..errors import BiodlError, CheckpointError
 from ..repro import get_rng_state, set_rng_state
 from .callbacks import Callback
 from .checkpoint import (check_training_state, join_tree, load_checkpoint, load_model_weights, recover, save_checkpoint,
@@ -231,6 +232,11 @@ class Trainer:
             while self.epoch < self.max_epochs and not self.should_stop:
                 logs = self._train_epoch(loader, start_batch, partial)
                 start_batch, partial = 0, (0.0, 0)
+                if not math.isfinite(logs["train/loss"]):  # before any checkpoint keeps the diverged weights
+                    raise BiodlError("training", f"diverged: the training loss of epoch {self.epoch + 1} is "
+                                                 f"{logs['train/loss']}; lower the learning rate (optimizer.lr) or "
+                                                 "clip gradients (trainer.grad_clip). The last finite checkpoint "
+                                                 "is kept")
                 if val_loader is not None:
                     logs.update(self.evaluate(val_loader, prefix="val"))
                 logs["lr"] = self.optimizer.param_groups[0]["lr"]

@@ -66,8 +66,15 @@ def calibrate_run(run_dir: str | Path, method: str = "temperature", overwrite: b
             pred = conformal.fit(pred.method, y, cal.apply(prob), pred.alpha, pred.seed, str(where))
             pred.on = "recalibrated"
         fitted.append((cal, pred, val, _predictions(where, "test")))
+    written: list[Path] = []
+    try:  # without --overwrite, each calibration.json is created exclusively: of two concurrent runs, one fails
+        for where, (cal, *_) in zip(sites, fitted, strict=True):
+            written.append(runs.write_calibration(where, cal, exclusive=not overwrite))
+    except BaseException:
+        for path in written if not overwrite else []:
+            path.unlink(missing_ok=True)
+        raise
     for where, (cal, pred, val, test) in zip(sites, fitted, strict=True):
-        runs.write_calibration(where, cal)
         if pred is not None:
             runs.write_conformal(where, pred)
         y, prob, classes, patients = test

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, DataError
-from ..io import atomic_write_json, sha256_file, write_tmp
+from ..io import check_writable, json_text, sha256_file, write_tmp
 from .predictor import MapPredictor, Predictor, load
 
 __all__ = ["export_run", "TOLERANCE", "FORMATS"]
@@ -185,9 +185,11 @@ def _segmentation(predictor: MapPredictor, size: int | None
 
 
 def export_run(run_dir: str | Path, fmt: str = "onnx", out: str | Path | None = None,
-               checkpoint: str = "best", size: int | None = None) -> tuple[Path, dict[str, Any]]:
+               checkpoint: str = "best", size: int | None = None, overwrite: bool = False
+               ) -> tuple[Path, dict[str, Any]]:
     """Export the run in ``run_dir`` (see the module docstring); returns (the ONNX file, the
-    JSON written beside it)."""
+    JSON written beside it). An existing pair is replaced only with ``overwrite``; both files
+    are written aside and moved into place together."""
     import onnx
     import onnxruntime as ort
 
@@ -197,6 +199,10 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", out: str | Path | None = 
     out = Path(out) if out is not None else run_dir / "export" / "model.onnx"
     if out.suffix != ".onnx":
         raise ConfigError("--out", f"{out}: an ONNX file name ends in .onnx")
+    for path in (out, out.with_suffix(".json")):
+        check_writable(path, "--out")
+        if path.exists() and not overwrite:
+            raise ConfigError("--out", f"{path} exists; pass --overwrite to replace it")
     predictor = load(run_dir, checkpoint, device="cpu")
     if size is not None and predictor.task != "segmentation":
         raise ConfigError("--size", "a fixed input size is for segmentation runs; image runs have their run's size")
@@ -217,7 +223,7 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", out: str | Path | None = 
         warnings.simplefilter("ignore")
         program = torch.onnx.export(graph.eval(), (example,), dynamo=True, input_names=[info["inputs"][0]["name"]],
                                     output_names=names, dynamic_shapes=(dims,), verbose=False)
-    tmp = write_tmp(out, lambda p: program.save(str(p)))
+    tmp, tmp_json = write_tmp(out, lambda p: program.save(str(p))), None
     try:
         onnx.checker.check_model(str(tmp), full_check=True)
         session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
@@ -238,11 +244,15 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", out: str | Path | None = 
                                  f"difference {diff:.2e}, classes identical: {agree}); nothing exported")
         weights = [m.checkpoint.with_suffix(".safetensors") for m in predictor.members]
         meta = {"run": str(run_dir.resolve()), "task": predictor.task, "kind": predictor.kind, "format": "onnx",
+                "checkpoint": predictor.members[0].checkpoint.name,
                 **info, "weights": [{"path": str(w), "sha256": sha256_file(w)} for w in weights],
                 "parity": parity, "opset": onnx.load(str(tmp)).opset_import[0].version}
+        tmp_json = write_tmp(out.with_suffix(".json"), lambda p: p.write_text(json_text(meta)))
         os.replace(tmp, out)
+        os.replace(tmp_json, out.with_suffix(".json"))
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        for path in (tmp, tmp_json):
+            if path is not None:
+                path.unlink(missing_ok=True)
         raise
-    atomic_write_json(out.with_suffix(".json"), meta)
     return out, meta

@@ -3,9 +3,9 @@
 Every way of using a finished run (``biodl predict``, ``evaluate``, ``explain``, ``export``,
 ``calibrate``, ``wsi infer``, Python) goes through here, so they all see the same run.
 
-A run is read as named parts, each checked when it is loaded (a missing part, a part from
-another task's run, classes that do not agree, a checkpoint of the wrong shape: one line
-naming the file, before anything is predicted):
+A run is read as named parts, each checked when it is loaded (a missing part, a part from another
+task's run, classes that disagree, a checkpoint of the wrong shape or with NaN weights, non-finite
+statistics: one line naming the file, before anything is predicted):
 
 - the run's config and classes, and its task's *end* (``END`` of ``biodl.tasks.<task>``): the
   ``preprocess.json`` schema, the network, the input reader (paths, uint8 arrays, a DataFrame ->
@@ -15,8 +15,7 @@ naming the file, before anything is predicted):
   run, a fold), its own recalibration and conformal predictor;
 - the parent's recalibration and conformal predictor, fitted on the members' mean (an ensemble).
 
-One rule combines them (any map may be absent; scikit-learn's ``CalibratedClassifierCV`` averages
-(model, calibrator) pairs the same way)::
+One rule combines them (any map may be absent; as scikit-learn's ``CalibratedClassifierCV``)::
 
     p = R_parent( mean_m R_m( softmax( net_m( norm_m(x) ) ) ) )
 
@@ -28,7 +27,6 @@ otherwise the parent's conformal predictor takes the mean.
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,16 +42,15 @@ from torch.utils.data import Dataset
 from .. import runs
 from ..engine.checkpoint import load_model_weights, model_state
 from ..engine.inferer import Inferer, resolve_device
-from ..errors import RunDirError
+from ..errors import BiodlError, RunDirError
 from ..tasks.registry import task_spec
 from ..trust import uncertainty
 from ..trust.calibration import Recalibration
 from ..trust.conformal import ConformalPredictor, describe
+from .members import MemberMean
 
-__all__ = [
-    "TaskEnd", "Inputs", "MemberParts", "RunParts", "Member", "Predictor", "MapPredictor", "MemberMean", "PREDICTORS",
-    "load", "PROB", "RAW",
-]
+__all__ = ["TaskEnd", "Inputs", "MemberParts", "RunParts", "Member", "Predictor", "MapPredictor", "MemberMean",
+           "PREDICTORS", "load", "PROB", "RAW"]
 
 
 PROB, RAW = "p_", "raw_p_"
@@ -294,7 +291,8 @@ class Predictor(RunParts):
         """(M, P, N, K) raw probabilities: each member's P MC-dropout passes (P = 1 without) over
         ``data`` (inputs as :meth:`read` takes them, or the dataset the task's loader gives)."""
         data = data.data if isinstance(data, Inputs) else data
-        return np.stack([self.end.probabilities(m.inferer.predict_passes(data)) for m in self.members])
+        return _finite(np.stack([self.end.probabilities(m.inferer.predict_passes(data)) for m in self.members]),
+                       self.run_dir, axis=(0, 1, 3))
 
     def predict_proba(self, inputs: Any, recalibrated: bool = True) -> np.ndarray:
         """(N, K) class probabilities of ``inputs``: the run's (recalibrated where it has a
@@ -325,25 +323,14 @@ class Predictor(RunParts):
         return MemberMean(nets, maps, parent).to(self.device).eval()
 
 
-class MemberMean(nn.Module):
-    """Members' networks under the predictor's rule, in torch: (B, ...) -> (B, K) log of the mean of
-    their probabilities, each member's recalibrated by its map (``maps``, None: none) and the mean
-    by ``parent``'s; a softmax of the output gives the probabilities, and cross-entropy is their
-    log loss. Each member takes the same input (e.g. pixels in [0, 1]) and gives logits."""
-
-    def __init__(self, members: list[nn.Module], maps: list[Recalibration | None] | None = None,
-                 parent: Recalibration | None = None) -> None:
-        super().__init__()
-        self.members, self.parent = nn.ModuleList(members), parent
-        self.maps = list(maps) if maps is not None else [None] * len(members)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logp = []
-        for net, cal in zip(self.members, self.maps, strict=True):
-            lp = torch.log_softmax(net(x).float(), dim=1)
-            logp.append(lp if cal is None else cal.log_prob(lp))
-        mean = torch.logsumexp(torch.stack(logp), dim=0) - math.log(len(logp))
-        return mean if self.parent is None else self.parent.log_prob(mean)
+def _finite(prob: np.ndarray, run_dir: Path, axis: tuple[int, ...] | None = None) -> np.ndarray:
+    """``prob`` when every value is finite; else a BiodlError (NaN would argmax to the first class)."""
+    bad = ~np.isfinite(prob)
+    if bad.any():
+        cases = f" for {int(bad.any(axis=axis).sum())} of {prob.shape[2]} cases" if axis else ""
+        raise BiodlError(run_dir, f"its network gave NaN or infinite probabilities{cases}; inputs far outside its "
+                                  "training data?")
+    return prob
 
 
 class MapPredictor(Predictor):
@@ -357,15 +344,17 @@ class MapPredictor(Predictor):
 
     def predict_proba(self, inputs: Any, recalibrated: bool = True) -> list[np.ndarray]:
         """One (H, W) probability map per image (``recalibrated`` has no effect)."""
-        found = self.read(inputs)
-        return [self.end.map(self.members[0].inferer, self.config, self.pre, image) for image in found.data]
+        return self._maps(self.read(inputs))
+
+    def _maps(self, found: Inputs) -> list[np.ndarray]:
+        return [_finite(self.end.map(self.members[0].inferer, self.config, self.pre, image), self.run_dir)
+                for image in found.data]
 
     def predict_maps(self, inputs: Any) -> tuple[Inputs, list[np.ndarray], list[np.ndarray]]:
         """(the inputs as read, each image's (H, W) probability map, each image's (H, W) bool mask:
         the map at the threshold, inside the field of view)."""
         found = self.read(inputs)
-        maps = [self.end.map(self.members[0].inferer, self.config, self.pre, image) for image in found.data]
-        t = self.threshold
+        maps, t = self._maps(found), self.threshold
         return found, maps, [self.end.mask(p, image, t) for p, image in zip(maps, found.data, strict=True)]
 
     def predict(self, inputs: Any) -> pd.DataFrame:

@@ -11,7 +11,7 @@ import pandas as pd
 
 from .. import runs
 from ..errors import BiodlError, RunDirError
-from ..io import atomic_write_text
+from ..io import atomic_write_text, check_writable
 from . import html as h
 from .tables import to_markdown
 
@@ -111,7 +111,6 @@ def write_comparison(run_dirs: list[Path], out: Path, patterns: list[str] | None
     replace them unless ``overwrite``. Returns the table and the two paths."""
     if len(run_dirs) < 2:
         raise BiodlError("compare", "give two or more run directories")
-    table, values = compare_runs(run_dirs, patterns)
     stem = out.with_suffix("") if out.suffix in (".md", ".html") else out
     paths = [stem.with_name(stem.name + ".md"), stem.with_name(stem.name + ".html")]
     for p in paths:
@@ -119,11 +118,18 @@ def write_comparison(run_dirs: list[Path], out: Path, patterns: list[str] | None
             raise RunDirError(p, "is a folder; --out takes a file stem (writes STEM.md and STEM.html)")
         if p.exists() and not overwrite:
             raise RunDirError(p, "exists; pass --overwrite to replace it")
-    note = "Cells: value [95% CI] where the run saved a CI. Bold (HTML): the best value in the row."
+        check_writable(p, "--out")
+    table, values = compare_runs(run_dirs, patterns)
+    tasks = set(table.iloc[1, 1:]) if len(table) > 1 else set()
+    same = len(tasks) == 1  # "best" across runs of different tasks (or data) compares unlike with unlike
+    note = ("Cells: value [95% CI] where the run saved a CI. "
+            + ("Bold (HTML): the best value in the row." if same else "No value is marked best: the runs are of "
+               "different tasks."))
     atomic_write_text(paths[0], f"# Runs compared\n\n{note}\n\n{to_markdown(table)}")
     sources = h.key_values([(n, d.resolve()) for n, d in zip(_column_names(run_dirs), run_dirs, strict=True)])
+    bold = _best_cells(table, values) if same else {}
     atomic_write_text(paths[1], h.page("Runs compared", f"{len(run_dirs)} runs", [
-        h.Section("table", "Side by side", h.para(note, "note") + h.table(table, bold=_best_cells(table, values))),
+        h.Section("table", "Side by side", h.para(note, "note") + h.table(table, bold=bold)),
         h.Section("runs", "Run directories", sources)]))
     return table, paths
 

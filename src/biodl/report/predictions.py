@@ -66,6 +66,10 @@ def load_predictions(path: str | Path) -> tuple[np.ndarray, np.ndarray, list[str
         raise RunDirError(path, f"unreadable predictions file ({exc})") from None
     if len(cols) < 2 or len(y) == 0 or y.min() < 0 or y.max() >= len(cols) or not np.isfinite(prob).all():
         raise RunDirError(path, "not a predictions file (needs label and two or more p_<class> columns)")
+    if (bad := np.flatnonzero((prob < 0).any(axis=1) | (prob > 1).any(axis=1)
+                              | (np.abs(prob.sum(axis=1) - 1) > 1e-3))).size:
+        raise RunDirError(path, f"the p_<class> columns of {bad.size} row(s) (first: line {bad[0] + 2}) are not "
+                                "probabilities (each in [0, 1], summing to 1)")
     return y, prob, [c[len(PROB):] for c in cols], df["patient"].to_numpy() if "patient" in df else None
 
 

@@ -22,7 +22,7 @@ from ..engine.checkpoint import load_model_weights, model_state
 from ..engine.inferer import dropout_layers
 from ..engine.distributed import barrier, init_distributed, is_distributed, is_main_process
 from ..errors import ConfigError, DataError, RunDirError
-from ..io import atomic_write_json
+from ..io import atomic_write_json, check_writable
 from ..evaluation import bootstrap_cis, calibration_bins
 from ..report.predictions import save_predictions
 from ..repro import finish_manifest, write_manifest
@@ -179,14 +179,16 @@ def image_files(path: Path, extensions: tuple[str, ...]) -> list[Path]:
 
 
 def refuse_overwrite(path: Path, overwrite: bool, folder: bool = False) -> None:
-    """Refuse an output path that would replace earlier results without ``overwrite``, or that is
-    of the wrong kind (a folder where a file goes, or with ``folder``, the other way round)."""
+    """Refuse an output path that would replace earlier results without ``overwrite``, that is
+    of the wrong kind (a folder where a file goes, or with ``folder``, the other way round), or
+    that cannot be written (see :func:`biodl.io.check_writable`)."""
     if folder and path.exists() and not path.is_dir():
         raise RunDirError(path, "is a file; --out takes a folder for this run's outputs")
     if not folder and path.is_dir():
         raise RunDirError(path, "is a folder; --out takes a file path (e.g. predictions.csv)")
     if (path.exists() and not folder or folder and path.is_dir() and any(path.iterdir())) and not overwrite:
         raise RunDirError(path, "exists; pass --overwrite to replace it")
+    check_writable(path, "--out", folder)
 
 
 def make_trainer(config: BaseModel, model: torch.nn.Module, loss, metrics, postprocess, run_dir: Path | None,

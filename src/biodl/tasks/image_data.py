@@ -20,7 +20,7 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 
-from ..config import ImageRunConfig, Strict
+from ..config import ImageRunConfig, Positive, Strict
 from ..data.arrays import ImageDataset, ImageSet, load_npy_pair, load_npz
 from ..data.cache import cached
 from ..data.folders import (EXTENSIONS, csv_image_files, decode_images, image_paths, load_csv_images,
@@ -50,7 +50,7 @@ class PreprocessFile(Strict):
 
     classes: list[str] = Field(min_length=2)
     mean: list[float]
-    std: list[float]
+    std: list[Positive]
     size: int = Field(ge=1)
     in_chans: int = Field(ge=1, le=4)
     graded: bool

@@ -21,7 +21,7 @@ from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from .. import runs
-from ..config import SegmentationRunConfig, Strict
+from ..config import Positive, SegmentationRunConfig, Strict
 from ..data.cache import content_key
 from ..data.folders import image_paths
 from ..data.vessels import (IMAGE_EXT, VesselCase, derive_fov, detect_layout, load_chase, load_drive, load_folder,
@@ -50,7 +50,7 @@ class PreprocessFile(Strict):
     channels: Literal["green", "rgb"]
     clahe: bool
     mean: list[float]
-    std: list[float]
+    std: list[Positive]
     in_chans: int = Field(ge=1, le=3)
     train: list[str]
     test: list[str]

@@ -20,7 +20,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from .. import runs
-from ..config import Strict, TabularRunConfig
+from ..config import Positive, Strict, TabularRunConfig
 from ..data import TabularPreprocessor, feature_dataset, load_table, numeric_columns, read_csv, stratified_split
 from ..datasets import embedded_path
 from ..engine import Trainer
@@ -50,7 +50,7 @@ class PreprocessFile(Strict):
     binary: list[str]
     target: str
     mean: list[float]
-    std: list[float]
+    std: list[Positive]
     classes: list[str]
     pos_weight: float | None = None
     members: int | None = Field(None, ge=2, description="a deep ensemble's parent: its members' runs are in members/")
@@ -59,8 +59,6 @@ class PreprocessFile(Strict):
     def _sizes(self) -> "PreprocessFile":
         if not len(self.mean) == len(self.std) == len(self.features):
             raise ValueError(f"mean and std need one value per feature ({len(self.features)})")
-        if any(not s > 0 for s in self.std):
-            raise ValueError("std values must be positive")
         return self
 
 

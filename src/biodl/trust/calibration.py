@@ -40,7 +40,7 @@ _FLOOR = 1e-12
 class Recalibration(BaseModel):
     """A fitted recalibration: the method, its parameters, and what it was fitted on."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     method: Literal["temperature", "vector", "platt", "isotonic"]
     classes: int = Field(ge=2)

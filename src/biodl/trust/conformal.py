@@ -39,7 +39,7 @@ METHODS = ("lac", "aps", "mondrian", "ordinal")
 class ConformalPredictor(BaseModel):
     """A fitted conformal predictor (JSON-able): the method, alpha and its threshold(s)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     method: Literal["lac", "aps", "mondrian", "ordinal"]
     alpha: float = Field(gt=0, lt=1)
