@@ -130,3 +130,61 @@ def test_folders_of_dicom_files_train_grouped_by_patient(tmp_path, cli):
     main_ok("predict", tmp_path / "run", tmp_path / "data" / "b", "--out", tmp_path / "p.csv")
     assert len(pd.read_csv(tmp_path / "p.csv")) == 16
 
+
+
+@pytest.mark.parametrize("slope, intercept, window, fault", [
+    ("NaN", 0, None, "RescaleSlope is nan"),
+    (0, 0, None, "RescaleSlope is 0"),
+    (1e308, 1e308, None, "overflow the pixel values"),
+    ("9.9e9", 0, None, r"RescaleSlope is not a number \('abc!x'"),  # text: the bytes are replaced below
+    (1, 0, ("NaN", 400), "WindowCenter is nan"),
+    (1, 0, (40, "inf"), "WindowWidth is inf"),
+    (1, 0, (100000, 10), "lies above every pixel value"),
+    (1, 0, (-100000, 10), "lies below every pixel value"),
+    (1, 0, (40, -5), "WindowWidth is -5"),
+])
+def test_a_rescale_or_window_that_would_give_a_flat_or_nan_image_is_refused(tmp_path, monkeypatch, slope, intercept,
+                                                                           window, fault):
+    """Silently black images, in predict and in training sets, were the fault: each is named."""
+    import warnings
+
+    from pydicom.config import settings
+
+    stored = np.random.default_rng(1).integers(0, 4096, (12, 10)).astype(np.uint16)
+    monkeypatch.setattr(settings, "writing_validation_mode", 0)  # we write invalid DS values on purpose
+    monkeypatch.setattr(settings, "reading_validation_mode", 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        path = write_dicom(tmp_path / "x.dcm", stored, slope=slope, intercept=intercept, window=window)
+    path.write_bytes(path.read_bytes().replace(b"9.9e9 ", b"abc!x "))
+    with pytest.raises(ImageFault, match=fault):
+        read_dicom(tmp_path / "x.dcm")
+
+
+def test_a_window_given_twice_as_ct_files_do_takes_the_first(tmp_path):
+    stored = np.arange(200, dtype=np.uint16).reshape(10, 20) * 20
+    write_dicom(tmp_path / "ct.dcm", stored, slope=1, intercept=0, window=([2000, 500], [4000, 1000]))
+    write_dicom(tmp_path / "one.dcm", stored, slope=1, intercept=0, window=(2000, 4000))
+    first = np.asarray(read_dicom(tmp_path / "ct.dcm"))
+    assert np.array_equal(first, np.asarray(read_dicom(tmp_path / "one.dcm"))) and first.std() > 10
+
+
+def test_a_blank_image_stays_blank_not_a_fault(tmp_path):
+    write_dicom(tmp_path / "blank.dcm", np.zeros((8, 8), np.uint16), slope=1, intercept=0, window=(40, 400))
+    assert np.asarray(read_dicom(tmp_path / "blank.dcm")).shape == (8, 8)
+
+
+def test_pixel_bombs_are_refused_from_the_header_before_decoding(tmp_path, monkeypatch):
+    from PIL import Image
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    # a deflated file: zeros inflate ~1000-fold; pydicom would inflate it whole
+    write_dicom(tmp_path / "deflated.dcm", np.zeros((400, 400), np.uint16), syntax=DeflatedExplicitVRLittleEndian)
+    assert (tmp_path / "deflated.dcm").stat().st_size < 4000
+    assert np.asarray(read_dicom(tmp_path / "deflated.dcm")).shape == (400, 400)  # under the limit: read
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 20_000)  # cap 160 kB inflated; the file inflates to 320 kB
+    with pytest.raises(ImageFault, match="inflating to more than 160,000 bytes"):
+        read_dicom(tmp_path / "deflated.dcm")
+    write_dicom(tmp_path / "big.dcm", np.zeros((150, 150), np.uint8))
+    with pytest.raises(ImageFault, match="declares 150 x 150 pixels, over the limit of 20,000"):
+        read_dicom(tmp_path / "big.dcm")
