@@ -1,6 +1,7 @@
 """Stain normalisation (Macenko, Reinhard) against the built-in reference from the embedded slide."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -80,8 +81,8 @@ def test_references_from_files_and_the_batch_normaliser(tmp_path, reference_tile
                                                    "lab_std": [1, 1, 1]}))
     (tmp_path / "junk.json").write_text("{not json")
     (tmp_path / "text.png").write_text("not an image")
-    for name, match in (("missing.png", "no such stain reference"), ("bad.json", "not a stain reference"),
-                        ("junk.json", "not a stain reference"), ("text.png", "not a reference tile")):
+    for name, match in (("missing.png", "no such stain reference"), ("bad.json", "not a usable stain reference"),
+                        ("junk.json", "not valid JSON"), ("text.png", "not a usable reference tile")):
         with pytest.raises(DataError, match=match) as err:
             load_reference(tmp_path / name)
         assert name in str(err.value)
@@ -119,3 +120,70 @@ def test_a_batch_is_normalised_image_by_image_in_order(other_slide, method):
         np.testing.assert_array_equal(out[i], want, err_msg=str(i))
     assert norm.skipped == skipped and (skipped >= 6 if method == "macenko" else skipped == 0)
     assert not np.array_equal(out[0], batch[0])  # tissue did change
+
+
+def _ref_json(**change) -> str:
+    """A built-in reference's JSON with some values replaced by raw JSON text."""
+    d = builtin_reference().to_dict()
+    for key, value in change.items():
+        d[key] = f"@{key}@"
+    text = json.dumps(d)
+    for key, value in change.items():
+        text = text.replace(f'"@{key}@"', value)
+    return text
+
+
+@pytest.mark.parametrize("change, fault", [
+    ({"stains": "[[NaN, 0.3], [0.5, 0.8], [0.3, 0.3]]"}, "not valid JSON"),
+    ({"max_conc": "[Infinity, 1]"}, "not valid JSON"),
+    ({"lab_std": "[1e999, 1, 1]"}, "not valid JSON"),
+    ({"stains": "[[0, 0], [0, 0], [0, 0]]"}, "unit vector"),
+    ({"stains": "[[true, 0.3], [0.5, 0.8], [0.3, 0.3]]"}, "stains"),
+    ({"stains": "[[null, 0.3], [0.5, 0.8], [0.3, 0.3]]"}, "stains"),
+    ({"stains": '"a string"'}, "stains"),
+    ({"stains": '{"a": 1}'}, "stains"),
+    ({"stains": "[[0.6, 0.6], [0.6, 0.6], [0.52915, 0.52915]]"}, "0.0 degrees apart"),
+    ({"max_conc": "[0, 1]"}, "must be positive"),
+    ({"lab_mean": "[500, 0, 0]"}, "outside [0, 100]"),
+    ({"stains": "[" * 50_000 + "]" * 50_000}, "nested too deeply"),
+])
+def test_a_stain_reference_of_the_right_shape_but_wrong_values_is_refused(tmp_path, change, fault):
+    from biodl.data.stain import load_reference
+
+    (tmp_path / "ref.json").write_text(_ref_json(**change))
+    with pytest.raises(DataError, match=re.escape(fault)) as err:
+        load_reference(tmp_path / "ref.json")
+    assert "ref.json" in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("colour", [(0, 0, 0), (120, 40, 160)])
+def test_a_black_or_one_colour_reference_tile_is_refused_not_fitted_with_one_stain_twice(tmp_path, colour):
+    from biodl.data.stain import load_reference
+
+    Image.fromarray(np.full((64, 64, 3), colour, np.uint8)).save(tmp_path / "flat.png")
+    with pytest.raises(DataError, match="degrees apart"):
+        load_reference(tmp_path / "flat.png")
+
+
+def test_a_reference_tile_over_the_pixel_limit_is_refused_before_decoding(tmp_path, reference_tile, monkeypatch):
+    from biodl.data.stain import load_reference
+
+    Image.fromarray(reference_tile).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(DataError, match="more than 1,000 pixels"):
+        load_reference(tmp_path / "big.png")
+
+
+def test_a_run_recording_a_damaged_stain_reference_is_refused_at_load(tmp_path):
+    from biodl.errors import RunDirError
+    from biodl.runs import read_validated
+    from biodl.tasks.image_data import PreprocessFile
+
+    good = {"classes": ["a", "b"], "mean": [0.5] * 3, "std": [0.2] * 3, "size": 32, "in_chans": 3, "graded": False,
+            "stain": {"method": "macenko", "reference": builtin_reference().to_dict()}}
+    (tmp_path / "preprocess.json").write_text(json.dumps(good))
+    assert read_validated(tmp_path / "preprocess.json", PreprocessFile).stain["method"] == "macenko"
+    good["stain"]["reference"]["stains"] = [[0.0, 0.0]] * 3
+    (tmp_path / "preprocess.json").write_text(json.dumps(good))
+    with pytest.raises(RunDirError, match="preprocess.json.*stain is not a usable stain reference"):
+        read_validated(tmp_path / "preprocess.json", PreprocessFile)

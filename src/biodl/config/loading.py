@@ -55,7 +55,9 @@ def validation_problem(exc: ValidationError) -> str:
     """The first fault of a pydantic error as ``key.path: message (got value)``."""
     err = exc.errors()[0]
     loc = ".".join(str(p) for p in err["loc"])
-    msg = err["msg"]
+    msg = err["msg"].removeprefix("Value error, ")  # a validator's own words need no prefix
+    if err["type"] == "value_error":
+        return f"{loc}: {msg}" if loc else msg
     if "input" in err and err["type"] != "missing" and not isinstance(err["input"], (dict, list)):
         got = repr(err["input"])
         msg += f" (got {got[:60] + '...' if len(got) > 60 else got})"

@@ -16,17 +16,19 @@ reference is a tissue tile of the embedded CMU-1 slide (see :func:`builtin_refer
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Annotated, Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ..errors import DataError
+from ..errors import DataError, ImageFault
+from ..io import read_json
+from .images import open_image
 
 __all__ = [
     "OD_BACKGROUND", "BUILTIN_TILE", "macenko_stains", "StainReference", "normalize", "builtin_reference", "METHODS",
-    "load_reference", "StainNormalizer",
+    "load_reference", "StainNormalizer", "MIN_STAIN_ANGLE",
 ]
 
 
@@ -92,24 +94,64 @@ def _lab_stats(rgb: np.ndarray, lab: np.ndarray | None = None,
     return lab.mean(axis=0), lab.std(axis=0) + 1e-6
 
 
-@dataclass
-class StainReference:
-    """What a normaliser matches an image to: the reference's Macenko stain vectors (3, 2) and
-    concentration percentiles (2,), and its L*a*b* mean and std (3,) for Reinhard's method."""
+#: a number in a stain reference: a finite int or float (not a bool, a string or null)
+_Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+#: the least angle (degrees) between the haematoxylin and eosin vectors: closer, they are one stain
+MIN_STAIN_ANGLE = 5.0
 
-    stains: list[list[float]]
-    max_conc: list[float]
-    lab_mean: list[float]
-    lab_std: list[float]
+
+class StainReference(BaseModel):
+    """What a normaliser matches an image to: the reference's Macenko stain vectors (3, 2) and
+    concentration percentiles (2,), and its L*a*b* mean and std (3,) for Reinhard's method.
+    Checked when made: finite numbers of those shapes, unit stain vectors of non-negative optical
+    density at least :data:`MIN_STAIN_ANGLE` degrees apart (a black or one-colour tile gives one
+    vector twice), positive concentrations and standard deviations, L* in [0, 100]."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    stains: list[list[_Number]] = Field(min_length=3, max_length=3)
+    max_conc: list[_Number] = Field(min_length=2, max_length=2)
+    lab_mean: list[_Number] = Field(min_length=3, max_length=3)
+    lab_std: list[_Number] = Field(min_length=3, max_length=3)
+
+    @model_validator(mode="after")
+    def _plausible(self) -> "StainReference":
+        v = np.asarray(self.stains, dtype=np.float64)
+        if v.shape != (3, 2):
+            raise ValueError("stains must be 3 x 2 (rows: R, G, B optical density; columns: haematoxylin, eosin)")
+        norms = np.linalg.norm(v, axis=0)
+        if (np.abs(norms - 1) > 1e-3).any() or (v < -1e-3).any():
+            raise ValueError("each stain vector must be a unit vector of non-negative optical densities")
+        angle = np.degrees(np.arccos(np.clip(v[:, 0] @ v[:, 1], -1, 1)))
+        if angle < MIN_STAIN_ANGLE:
+            raise ValueError(f"the haematoxylin and eosin vectors are {angle:.1f} degrees apart (one stain: a "
+                             "black, blank or one-colour reference?)")
+        if min(self.max_conc) <= 0 or min(self.lab_std) <= 0:
+            raise ValueError("max_conc and lab_std must be positive")
+        if not 0 <= self.lab_mean[0] <= 100:
+            raise ValueError(f"lab_mean's L* is {self.lab_mean[0]:g}, outside [0, 100]")
+        return self
 
     @classmethod
     def fit(cls, rgb: np.ndarray, where: str = "reference") -> "StainReference":
+        """The reference of an (H, W, 3) uint8 tile; a tile it cannot be fitted on is a DataError."""
         stains, max_conc = macenko_stains(rgb, where=where)
         mean, std = _lab_stats(rgb)
-        return cls(stains.tolist(), max_conc.tolist(), mean.tolist(), std.tolist())
+        return cls.from_dict({"stains": stains.tolist(), "max_conc": max_conc.tolist(), "lab_mean": mean.tolist(),
+                              "lab_std": std.tolist()}, where)
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str | Path = "stain reference") -> "StainReference":
+        """A reference from its JSON form, checked (a DataError naming ``where`` and the fault)."""
+        from ..config import validation_problem
+
+        try:
+            return cls.model_validate(d)
+        except ValidationError as exc:
+            raise DataError(where, f"is not a usable stain reference: {validation_problem(exc)}") from None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return self.model_dump()
 
 
 def normalize(rgb: np.ndarray, reference: StainReference, method: str = "macenko", where: str = "image") -> np.ndarray:
@@ -160,22 +202,12 @@ def load_reference(spec: str | Path | None) -> StainReference:
     if not path.is_file():
         raise DataError(path, "no such stain reference (a reference tile, a reference JSON, or 'builtin')")
     if path.suffix.lower() == ".json":
-        try:
-            ref = StainReference(**json.loads(path.read_text()))
-            ok = (np.asarray(ref.stains, dtype=float).shape == (3, 2) and len(ref.max_conc) == 2
-                  and len(ref.lab_mean) == len(ref.lab_std) == 3)
-        except (ValueError, TypeError) as exc:
-            raise DataError(path, f"is not a stain reference ({str(exc).splitlines()[0]})") from None
-        if not ok:
-            raise DataError(path, "is not a stain reference (stains 3 x 2, max_conc 2, lab_mean and lab_std 3)")
-        return ref
-    from PIL import Image, UnidentifiedImageError
-
+        return StainReference.from_dict(read_json(path, DataError), path)
     try:
-        with Image.open(path) as img:
+        with open_image(path) as img:  # the image readers' checks, the pixel limit among them
             rgb = np.asarray(img.convert("RGB"))
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise DataError(path, f"is not a reference tile image nor a reference JSON ({exc})") from None
+    except ImageFault as fault:
+        raise DataError(path, f"is not a usable reference tile ({fault.problem})") from None
     return StainReference.fit(rgb, where=str(path))
 
 
@@ -200,8 +232,13 @@ class StainNormalizer:
         return cls(method, load_reference(reference))
 
     @classmethod
-    def from_dict(cls, d: dict | None) -> "StainNormalizer | None":
-        return None if not d else cls(d["method"], StainReference(**d["reference"]))
+    def from_dict(cls, d: dict | None, where: str | Path = "stain") -> "StainNormalizer | None":
+        """The normaliser a run recorded (:meth:`to_dict`), checked (a DataError naming ``where``)."""
+        if not d:
+            return None
+        if not isinstance(d, dict) or d.get("method") not in METHODS or set(d) != {"method", "reference"}:
+            raise DataError(where, f"is not a stain normalisation record (method: {', '.join(METHODS)}; reference)")
+        return cls(d["method"], StainReference.from_dict(d["reference"], where))
 
     def to_dict(self) -> dict:
         """JSON-able: the method and the fitted reference (what a run records and a cache key holds)."""

@@ -66,6 +66,10 @@ class PreprocessFile(Strict):
     def _channels(self) -> "PreprocessFile":
         if not len(self.mean) == len(self.std) == self.in_chans:
             raise ValueError(f"mean and std need one value per channel ({self.in_chans})")
+        try:
+            StainNormalizer.from_dict(self.stain)
+        except DataError as exc:
+            raise ValueError(f"stain {exc.problem}") from None
         return self
 
 
