@@ -384,6 +384,26 @@ def _slide_bars(total: int):
         yield on_tiles, next_slide
 
 
+def _check_mpp_flags(mpp: float | None, override: bool) -> None:
+    from .data.wsi import check_mpp
+
+    if mpp is not None:
+        check_mpp(mpp, "--mpp")
+    elif override:
+        raise ConfigError("--override-mpp", "needs --mpp, the resolution to use for every slide")
+
+
+def _todo(slides: list[Path], spec: str | None) -> list[Path]:
+    """This shard's slides (see :func:`biodl.data.tiles.shard`), after checking that no two of all
+    the slides share a name (their results would share a folder); an empty shard says so."""
+    from .data.tiles import shard, unique_stems
+
+    todo = shard(unique_stems(slides), spec)
+    if not todo:
+        typer.echo(f"shard {spec} holds none of the {len(slides)} slides given: nothing to do")
+    return todo
+
+
 @wsi_app.command("tile")
 def wsi_tile(
     slides: list[Path] = typer.Argument(..., help="slide files (SVS, NDPI, MRXS, pyramidal TIFF...) or images"),
@@ -410,7 +430,10 @@ def wsi_tile(
     stain: str = typer.Option("none", "--stain", help="normalise the tiles' stain: none, macenko or reinhard"),
     stain_reference: str = typer.Option("builtin", "--stain-reference", help="the stain reference: builtin, a "
                                         "reference tile image, or a reference JSON"),
-    mpp: Optional[float] = typer.Option(None, "--mpp", help="micrometres per level-0 pixel, when a file lacks it"),
+    mpp: Optional[float] = typer.Option(None, "--mpp", help="micrometres per level-0 pixel of slides whose files "
+                                        "do not record it (a slide's own resolution wins, unless --override-mpp)"),
+    override_mpp: bool = typer.Option(False, "--override-mpp", help="use --mpp for every slide, even where the file "
+                                      "records its own resolution"),
     shard_spec: Optional[str] = typer.Option(None, "--shard", help="I/N: only every N-th slide from the I-th "
                                              "(0-based; e.g. a SLURM array task)"),
 ) -> None:
@@ -421,7 +444,8 @@ def wsi_tile(
 
     from .data.slides import cache_slide
     from .data.stain import StainNormalizer
-    from .data.tiles import Tiling, shard, tile_slide
+    from .data.tiles import Tiling, tile_slide
+    from .io import check_writable
 
     if (out is None) == (not to_cache):
         raise ConfigError("--out", "give --out DIR (PNG tiles) or --to-cache (tiles in the cache), one of the two")
@@ -429,16 +453,18 @@ def wsi_tile(
         raise ConfigError("--tile-mpp", "give the tiles' resolution as --tile-mpp or --magnification, not both")
     tiling = Tiling(tile_mpp if tile_mpp is not None else None if magnification is not None else 0.5, size, overlap,
                     min_tissue, select, n_tiles, seed, pen, magnification)
-    normalizer = StainNormalizer.create(stain, stain_reference)
+    _check_mpp_flags(mpp, override_mpp)
     cache = cache_dir or Path(os.environ.get("BIODL_CACHE", Path.home() / ".cache" / "biodl"))
-    todo = shard(slides, shard_spec)
+    check_writable(cache if to_cache else out, "--cache-dir" if to_cache else "--out", folder=True)
+    normalizer = StainNormalizer.create(stain, stain_reference)
+    todo = _todo(slides, shard_spec)
     with _slide_bars(len(todo)) as (on_tiles, next_slide):
         for path in todo:
             if to_cache:
-                folder, n, hit = cache_slide(path, tiling, cache, mpp, normalizer, on_tiles)
+                folder, n, hit = cache_slide(path, tiling, cache, mpp, normalizer, on_tiles, override_mpp)
                 n = -1 if hit else n
             else:
-                folder, n = tile_slide(path, out, tiling, mpp, normalizer, on_tiles)
+                folder, n = tile_slide(path, out, tiling, mpp, normalizer, on_tiles, override_mpp)
             next_slide()
             typer.echo(f"{path}: {'done before, skipped' if n < 0 else f'{n} tiles'} -> {folder}")
 
@@ -453,20 +479,32 @@ def wsi_infer(
     min_tissue: float = typer.Option(0.5, "--min-tissue", min=0.0, max=1.0, help="tiles with less tissue are "
                                      "skipped"),
     pen: bool = typer.Option(False, "--pen", help="leave pen-marked areas (blue, green, black ink) out"),
-    mpp: Optional[float] = typer.Option(None, "--mpp", help="micrometres per level-0 pixel, when a file lacks it"),
+    mpp: Optional[float] = typer.Option(None, "--mpp", help="micrometres per level-0 pixel of slides whose files "
+                                        "do not record it (a slide's own resolution wins, unless --override-mpp)"),
+    override_mpp: bool = typer.Option(False, "--override-mpp", help="use --mpp for every slide, even where the file "
+                                      "records its own resolution"),
     shard_spec: Optional[str] = typer.Option(None, "--shard", help="I/N: only every N-th slide from the I-th"),
 ) -> None:
     """A trained patch classifier over every tissue tile: per slide tiles.csv, heatmap.png/.npy,
     mask.png, slide.json (mean, top-10 mean, share above 0.5) and report.html; slides.csv and
     index.html over the slides done; slides done before are skipped."""
-    from .data.tiles import shard
-    from .inference.slides import infer_slide, write_cohort
+    from .data.wsi import check_mpp
+    from .inference.slides import check_patch_run, infer_slide, read_cohort, write_cohort
+    from .io import check_writable
 
-    todo = shard(slides, shard_spec)
+    if tile_mpp is not None:
+        check_mpp(tile_mpp, "--tile-mpp")
+    _check_mpp_flags(mpp, override_mpp)
+    check_writable(out, "--out", folder=True)
+    read_cohort(out)  # a stray or damaged slide.json there: found before any slide is scored
+    todo = _todo(slides, shard_spec)
     predictor = _predictor(run_dir, "best") if todo else None  # loaded once for every slide
+    if predictor is not None:
+        check_patch_run(predictor)
     with _slide_bars(len(todo)) as (on_tiles, next_slide):
         for path in todo:
-            folder, scores = infer_slide(predictor, path, out, tile_mpp, min_tissue, mpp, pen=pen, progress=on_tiles)
+            folder, scores = infer_slide(predictor, path, out, tile_mpp, min_tissue, mpp, pen=pen, progress=on_tiles,
+                                         override_mpp=override_mpp)
             next_slide()
             if scores is None:
                 typer.echo(f"{path}: done before, skipped -> {folder}")

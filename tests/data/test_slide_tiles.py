@@ -132,7 +132,8 @@ def test_slide_table_bad_input_is_one_line(cohort, tmp_path, cli):
     base = ["--out", tmp_path / "run", "--set", f"data.cache_dir={tmp_path / 'c'}", "--set", "data.mpp=4.0",
             "--set", f"data.tiles.slide_mpp={MPP}"]
     cases = {
-        "missing.csv": ("slide,label\ns0.png,a\nnot_there.svs,b\n", "row 3: no such slide file not_there.svs"),
+        "missing.csv": ("slide,label\ns0.png,a\nnot_there.svs,b\n",
+                        "row 3: slide not_there.svs: no such file or folder"),
         "dup.csv": ("slide,label\ns0.png,a\ns0.png,b\n", "row 3: slide s0.png is listed twice"),
         "empty_label.csv": ("slide,label\ns0.png,a\ns1.png,\n", "row 3: empty label"),
     }
@@ -158,3 +159,51 @@ def test_tiling_into_the_cache_needs_no_torch():
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_symlink_loop_or_folder_in_a_slide_table_is_one_line(cohort, tmp_path, cli):
+    base = ["--out", tmp_path / "run", "--set", f"data.cache_dir={tmp_path / 'c'}", "--set", "data.mpp=4.0"]
+    (tmp_path / "loop.svs").symlink_to(tmp_path / "loop.svs")
+    (tmp_path / "folder.svs").mkdir()
+    for name, fault in (("loop.svs", "symbolic-link loop"), ("folder.svs", "a folder, not a slide file")):
+        (tmp_path / "t.csv").write_text(f"slide,label\n{cohort / 's0.png'},a\n{name},b\n")
+        assert_one_line_error(cli("train", "--data", tmp_path / "t.csv", *base), "t.csv", "row 3", fault)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("damage", ["meta.json not JSON", "meta.json NaN mpp", "truncated images.npy",
+                                    "no tiles.csv"])
+def test_a_damaged_slide_cache_entry_is_warned_about_and_tiled_again(tmp_path, cli, damage):
+    args = ["--tile-mpp", "4.0", "--size", "32", "--min-tissue", "0.3", "--to-cache", "--cache-dir", tmp_path / "c"]
+    assert cli("wsi", "tile", SLIDE, *args).code == 0
+    (entry,) = _entries(tmp_path / "c")
+    images = (entry / "images.npy").read_bytes()
+    if damage == "meta.json not JSON":
+        (entry / "meta.json").write_text("{oops")
+    elif damage == "meta.json NaN mpp":
+        meta = json.loads((entry / "meta.json").read_text())
+        (entry / "meta.json").write_text(json.dumps(meta).replace(f'"tile_mpp": {meta["tile_mpp"]}', '"tile_mpp": NaN'))
+    elif damage == "truncated images.npy":
+        (entry / "images.npy").write_bytes(images[:len(images) // 2])
+    else:
+        (entry / "tiles.csv").unlink()
+    with pytest.warns(UserWarning, match="damaged slide-cache entry"):
+        from biodl.data.slides import cache_slide
+        from biodl.data.tiles import Tiling
+
+        again, n, hit = cache_slide(SLIDE, Tiling(4.0, 32, min_tissue=0.3), tmp_path / "c")
+    assert again == entry and not hit and n > 0
+    assert (entry / "images.npy").read_bytes() == images  # tiled again, the same tiles
+
+
+def test_a_patient_grouped_split_of_few_patients_never_asks_for_more_folds_than_groups():
+    from biodl.data.splits import grouped_split
+
+    for n in range(6, 9):
+        for seed in range(10):
+            groups, labels = np.repeat(np.arange(n), 5), np.tile([0, 1, 0, 1, 1], n)
+            for val in (0.1, 0.2, 0.3):
+                parts = grouped_split(labels, groups, val, 0.2, seed)
+                assert sum(len(p) for p in parts.values()) == 5 * n and all(len(p) for p in parts.values())
+                sets = [set(groups[p]) for p in parts.values()]
+                assert not (sets[0] & sets[1] or sets[0] & sets[2] or sets[1] & sets[2])  # no patient in two

@@ -125,7 +125,7 @@ def test_a_batch_is_normalised_image_by_image_in_order(other_slide, method):
 def _ref_json(**change) -> str:
     """A built-in reference's JSON with some values replaced by raw JSON text."""
     d = builtin_reference().to_dict()
-    for key, value in change.items():
+    for key in change:
         d[key] = f"@{key}@"
     text = json.dumps(d)
     for key, value in change.items():

@@ -110,7 +110,7 @@ def test_bad_slides_are_one_line_errors(tmp_path, cli):
     assert_one_line_error(cli("wsi", "info", tmp_path / "empty.svs"), "empty.svs", "is empty")
     assert_one_line_error(cli("wsi", "info", tmp_path / "renamed.svs"), "renamed.svs", "not a slide")
     assert_one_line_error(cli("wsi", "info", tmp_path / "truncated.svs"), "truncated.svs")
-    assert_one_line_error(cli("wsi", "info", tmp_path / "missing.svs"), "missing.svs", "no such slide file")
+    assert_one_line_error(cli("wsi", "info", tmp_path / "missing.svs"), "missing.svs", "no such file or folder")
     r = cli("wsi", "info", SLIDE)
     assert r.code == 0 and json.loads(r.out)["vendor"] == "aperio"
     # a generic tiled TIFF, whole and cut short: the whole one tiles, the short one is refused
@@ -304,3 +304,126 @@ def test_a_single_huge_level_is_thumbnailed_in_bands(slide, level0, monkeypatch)
     assert banded.shape == whole.shape
     # the same box average up to the rounding of the band edges
     assert np.abs(banded.astype(int) - whole.astype(int)).mean() < 3
+
+
+# ----------------------------------------------------------------------------- hostile input
+
+
+@pytest.mark.parametrize("flag, value", [("--tile-mpp", "0"), ("--tile-mpp", "nan"), ("--tile-mpp", "1e-300"),
+                                         ("--tile-mpp", "-0.5"), ("--tile-mpp", "inf"), ("--magnification", "0"),
+                                         ("--magnification", "inf"), ("--magnification", "nan"),
+                                         ("--magnification", "-20"), ("--mpp", "inf"), ("--mpp", "1e300"),
+                                         ("--mpp", "-1"), ("--mpp", "0")])
+def test_resolutions_outside_their_range_are_refused_before_any_tile(tmp_path, cli, flag, value):
+    """Negative values used to exit 0 with "0 tiles"; 0, NaN and tiny ones were tracebacks."""
+    args = [flag, value] if flag != "--magnification" else [flag, value]
+    r = cli("wsi", "tile", SLIDE, "--out", tmp_path / "out", *args)
+    assert_one_line_error(r, flag)
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_a_grid_that_would_not_fit_in_memory_is_refused_before_it_is_built(slide):
+    from biodl.data.tiles import MAX_GRID, Tiling
+
+    with pytest.raises(DataError, match=f"over {MAX_GRID:,}"):
+        Tiling(0.01, 8).cut(slide)  # 0.01 um/px on a 0.5 um/px scan: ~1.3 billion 8 px tiles
+
+
+@pytest.mark.parametrize("value, note", [("0", "metadata 0, not a resolution"), ("nan", "metadata nan"),
+                                         ("1e300", r"metadata 1e\+300"), ("abc", "'abc', not a number")])
+def test_a_slide_whose_header_has_an_absurd_resolution_says_so(slide, monkeypatch, value, note):
+    """Read as "no resolution metadata" before: the header has one, and it is wrong."""
+    import openslide
+
+    props = {**slide._handle.properties, openslide.PROPERTY_NAME_MPP_X: value}
+    monkeypatch.setattr(openslide.OpenSlide, "properties", property(lambda self: props))
+    with open_slide(SLIDE) as s:
+        assert s.mpp is None
+        with pytest.raises(DataError, match=note):
+            s.need_mpp()
+    with open_slide(SLIDE, mpp=0.5) as s:  # the fallback applies: the file's value is not usable
+        assert s.mpp == 0.5
+
+
+def test_mpp_is_a_fallback_unless_overridden(tmp_path, cli):
+    """--mpp is for the slides without metadata: the embedded Aperio slide keeps its 0.499."""
+    with open_slide(SLIDE, mpp=0.25) as s:
+        assert s.mpp == pytest.approx(0.499)
+    with open_slide(SLIDE, mpp=0.25, override=True) as s:
+        assert s.mpp == 0.25
+    Image.fromarray(np.full((600, 600, 3), 150, np.uint8)).save(tmp_path / "plain.png")
+    with open_slide(tmp_path / "plain.png", mpp=0.25) as s:
+        assert s.mpp == 0.25
+    tile = ("--tile-mpp", "2", "--size", "64", "--min-tissue", "0")
+    r = cli("wsi", "tile", SLIDE, "--out", tmp_path / "a", "--mpp", "0.25", *tile)
+    assert r.code == 0, r.err
+    assert json.loads((tmp_path / "a" / SLIDE.stem / "tiling.json").read_text())["slide_mpp"] == pytest.approx(0.499)
+    r = cli("wsi", "tile", SLIDE, "--out", tmp_path / "b", "--mpp", "0.25", "--override-mpp", *tile)
+    assert r.code == 0, r.err
+    assert json.loads((tmp_path / "b" / SLIDE.stem / "tiling.json").read_text())["slide_mpp"] == 0.25
+    assert_one_line_error(cli("wsi", "tile", SLIDE, "--out", tmp_path / "c", "--override-mpp"), "--override-mpp")
+
+
+def test_two_slides_of_one_name_and_a_folder_from_other_settings_are_refused(tmp_path, cli):
+    for folder, colour in (("a", 150), ("b", 90)):
+        (tmp_path / folder).mkdir()
+        Image.fromarray(np.full((300, 300, 3), colour, np.uint8)).save(tmp_path / folder / "case.png")
+    tile = ("--mpp", "0.5", "--tile-mpp", "0.5", "--size", "64", "--min-tissue", "0")
+    r = cli("wsi", "tile", tmp_path / "a/case.png", tmp_path / "b/case.png", "--out", tmp_path / "out", *tile)
+    assert_one_line_error(r, "case.png", "same name as")
+    assert not (tmp_path / "out").exists()
+    assert cli("wsi", "tile", tmp_path / "a/case.png", "--out", tmp_path / "out", *tile).code == 0
+    r = cli("wsi", "tile", tmp_path / "b/case.png", "--out", tmp_path / "out", *tile)  # a later command, same stem
+    assert_one_line_error(r, "another slide of the same file name")
+    r = cli("wsi", "tile", tmp_path / "a/case.png", "--out", tmp_path / "out", *tile[:-2], "--min-tissue", "0.1")
+    assert_one_line_error(r, "was made with other settings")
+    r = cli("wsi", "tile", tmp_path / "a/case.png", "--out", tmp_path / "out", *tile)
+    assert r.code == 0 and "done before, skipped" in r.out
+
+
+def test_slide_files_that_are_not_files_are_named_for_what_they_are(tmp_path, cli):
+    import os
+
+    (tmp_path / "loop.svs").symlink_to(tmp_path / "loop.svs")
+    (tmp_path / "dir.svs").mkdir()
+    os.mkfifo(tmp_path / "fifo.svs")
+    for name, what in (("loop.svs", "symbolic-link loop"), ("dir.svs", "is a folder"),
+                       ("fifo.svs", "not a regular file")):
+        assert_one_line_error(cli("wsi", "info", tmp_path / name), name, what)
+    Image.new("RGB", (8, 8)).save(tmp_path / "p.png")
+    (tmp_path / "renamed.svs").write_bytes((tmp_path / "p.png").read_bytes())
+    assert_one_line_error(cli("wsi", "info", tmp_path / "renamed.svs"), "its content is a PNG image")
+
+
+def test_a_slide_without_a_coarse_level_is_refused_before_a_huge_thumbnail(slide, monkeypatch):
+    from biodl.data import wsi
+
+    monkeypatch.setattr(wsi, "THUMBNAIL_READ_PIXELS", 1_000_000)  # the slide's one level has 6.6 million
+    monkeypatch.setattr(wsi.Slide, "_stored_thumbnail", lambda self, size: None)
+    with pytest.raises(DataError, match="no pyramid level small enough for a thumbnail"):
+        slide.thumbnail(256)
+
+
+def test_plain_images_over_the_pixel_limit_and_16_bit_tiffs(tmp_path, monkeypatch):
+    import tifffile
+
+    grey = (np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16)
+    tifffile.imwrite(tmp_path / "g16.tif", grey)
+    with open_slide(tmp_path / "g16.tif", mpp=0.5) as s:
+        got = s.read_level(0, 0, 64, 64)
+    np.testing.assert_array_equal(got[..., 0], (grey >> 8).astype(np.uint8))  # scaled, not clipped at 255
+    assert got.max() > 200
+    Image.fromarray(np.zeros((100, 100, 3), np.uint8)).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 6000)  # 10,000 pixels: over, but under twice (a warning)
+    with pytest.raises(DataError, match="big.png"):
+        open_slide(tmp_path / "big.png", mpp=0.5)
+
+
+def test_a_damaged_stored_thumbnail_is_one_line(slide, monkeypatch):
+    class Broken(dict):
+        def get(self, key, default=None):
+            raise RuntimeError("Corrupt JPEG data")
+
+    monkeypatch.setattr(type(slide._handle), "associated_images", property(lambda self: Broken()))
+    with pytest.raises(DataError, match="stored thumbnail cannot be read"):
+        slide.thumbnail(256)

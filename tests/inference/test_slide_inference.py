@@ -124,3 +124,26 @@ def test_infer_over_several_slides_reads_the_run_once(patch_run, cli, tmp_path, 
     assert r.code == 0, r.err
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a", "b", "c", "index.html", "slides.csv"]
     assert reads == [patch_run / "checkpoints" / "best.safetensors"]
+
+
+def test_a_stray_or_damaged_slide_json_is_found_before_any_slide_is_scored(patch_run, cli, tmp_path):
+    out = tmp_path / "out"
+    (out / "stray").mkdir(parents=True)
+    (out / "stray" / "slide.json").write_text('{"note": "not a slide result"}')
+    r = cli("wsi", "infer", patch_run, SLIDE, "--out", out, "--tile-mpp", "2.0")
+    assert_one_line_error(r, "stray/slide.json", "not a slide result of biodl wsi infer")
+    assert sorted(p.name for p in out.iterdir()) == ["stray"]  # nothing scored, no slides.csv written
+    (out / "stray" / "slide.json").write_text('{"slide": "x", "tiles": 3, "positive_class": "1", "mean": NaN}')
+    assert_one_line_error(cli("wsi", "infer", patch_run, SLIDE, "--out", out, "--tile-mpp", "2.0"), "not valid JSON")
+
+
+def test_infer_on_a_tabular_run_or_with_other_settings_in_the_folder(patch_run, trained_run, cli, tmp_path):
+    r = cli("wsi", "infer", trained_run, SLIDE, "--out", tmp_path / "o", "--tile-mpp", "2.0")
+    assert_one_line_error(r, "runs a patch classifier (an image run)", "this is a tabular run")
+    assert cli("wsi", "infer", patch_run, SLIDE, "--out", tmp_path / "o", "--tile-mpp", "2.0").code == 0
+    r = cli("wsi", "infer", patch_run, SLIDE, "--out", tmp_path / "o", "--tile-mpp", "4.0")
+    assert_one_line_error(r, "was made with other settings")
+    r = cli("wsi", "infer", patch_run, SLIDE, "--out", tmp_path / "o", "--tile-mpp", "2.0")
+    assert r.code == 0 and "done before, skipped" in r.out
+    r = cli("wsi", "infer", patch_run, SLIDE, "--out", tmp_path / "o", "--tile-mpp", "2.0", "--shard", "1/2")
+    assert r.code == 0 and "holds none of the 1 slides given" in r.out

@@ -9,14 +9,14 @@ back to a default.
 
 from .loading import (MAX_YAML_NODES, apply_overrides, build_config, config_dict, config_hash, dump_config,
                       load_config, read_yaml, safe_yaml, validation_problem)
-from .schemas import (RUN_CONFIGS, ConformalConfig, DataConfig, ImageDataConfig, ImageModelConfig, ImageRunConfig,
-                      ModelConfig, OptimizerConfig, RunConfig, SchedulerConfig, SegmentationDataConfig,
-                      SegmentationRunConfig, SegmentationTrainerConfig, Positive, Strict, TabularRunConfig, TilesConfig,
-                      TrainerConfig, config_class)
+from .schemas import (MPP_RANGE, RUN_CONFIGS, ConformalConfig, DataConfig, ImageDataConfig, ImageModelConfig,
+                      ImageRunConfig, ModelConfig, Mpp, OptimizerConfig, Positive, RunConfig, SchedulerConfig,
+                      SegmentationDataConfig, SegmentationRunConfig, SegmentationTrainerConfig, Strict,
+                      TabularRunConfig, TilesConfig, TrainerConfig, config_class)
 
 __all__ = [
-    "Strict", "Positive", "DataConfig", "ModelConfig", "OptimizerConfig", "SchedulerConfig", "TrainerConfig",
-    "ConformalConfig",
+    "Strict", "Positive", "MPP_RANGE", "Mpp", "DataConfig", "ModelConfig", "OptimizerConfig", "SchedulerConfig",
+    "TrainerConfig", "ConformalConfig",
     "TabularRunConfig", "TilesConfig", "ImageDataConfig", "ImageModelConfig", "ImageRunConfig",
     "SegmentationDataConfig", "SegmentationTrainerConfig", "SegmentationRunConfig", "RunConfig", "RUN_CONFIGS",
     "config_class", "validation_problem", "apply_overrides", "MAX_YAML_NODES", "safe_yaml", "read_yaml",

@@ -14,8 +14,8 @@ from ..errors import ConfigError
 from ..evaluation.vocabulary import canonical
 
 __all__ = [
-    "Strict", "Positive", "DataConfig", "ModelConfig", "OptimizerConfig", "SchedulerConfig", "TrainerConfig",
-    "ConformalConfig",
+    "Strict", "Positive", "MPP_RANGE", "Mpp", "DataConfig", "ModelConfig", "OptimizerConfig", "SchedulerConfig",
+    "TrainerConfig", "ConformalConfig",
     "TabularRunConfig", "TilesConfig", "ImageDataConfig", "ImageModelConfig", "ImageRunConfig",
     "SegmentationDataConfig", "SegmentationTrainerConfig", "SegmentationRunConfig", "RunConfig", "RUN_CONFIGS",
     "config_class",
@@ -31,6 +31,11 @@ class Strict(BaseModel):
 
 #: a positive, finite float (a standard deviation, a resolution)
 Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+#: micrometres per pixel any slide, tile or patch may have: 10 nm (beyond any light microscope) to
+#: 1 mm (a thumbnail of a whole slide); outside it, a value is a typo or a damaged header
+MPP_RANGE = (0.01, 1000.0)
+#: a resolution in micrometres per pixel, within MPP_RANGE
+Mpp = Annotated[float, Field(ge=MPP_RANGE[0], le=MPP_RANGE[1])]
 
 
 class DataConfig(Strict):
@@ -157,8 +162,10 @@ class TilesConfig(Strict):
                             "on the tissue; hematoxylin: the top n grid tiles by haematoxylin (nuclei) density")
     n: int | None = Field(None, ge=1, description="tiles per slide (needed by random and hematoxylin)")
     pen: bool = Field(False, description="leave pen-marked areas (blue, green, black ink) out of the tissue")
-    slide_mpp: float | None = Field(None, gt=0, description="micrometres per level-0 pixel of slides whose files "
-                                                            "do not record it")
+    slide_mpp: Mpp | None = Field(None, description="micrometres per level-0 pixel of slides whose files do not "
+                                                    "record it (a fallback: a slide's own resolution wins)")
+    override_mpp: bool = Field(False, description="use slide_mpp for every slide, even where the file records "
+                                                  "its own resolution")
 
 
 class ImageDataConfig(Strict):
@@ -201,7 +208,7 @@ class ImageDataConfig(Strict):
     cache_dir: Path | None = Field(None, description="decoded-image cache (default ~/.cache/biodl)")
     augment: bool = Field(True, description="flips, 90-degree rotations, a small rotation, a random resized crop, "
                                             "brightness/contrast jitter (training batches, on the device)")
-    mpp: float | None = Field(None, gt=0, description="micrometres per pixel of the images as the model sees "
+    mpp: Mpp | None = Field(None, description="micrometres per pixel of the images as the model sees "
                                                       "them (after data.size); biodl wsi infer tiles slides at it")
     stain_jitter: float = Field(0.0, ge=0, le=0.5, description="with augment, for H&E RGB images: scale and shift "
                                 "each image's haematoxylin, eosin and DAB concentrations by up to this fraction "

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
@@ -29,11 +31,12 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError
+from ..errors import DataError, path_problem
+from ..io import read_json
 from .cache import ConcatArray, DiskArray, commit_entry, memo_sha256, write_npy, write_synced
 from .tiles import Tiling, iter_tiles, scored, with_score
 from .tissue import mask_overlay
-from .wsi import open_slide
+from .wsi import check_mpp, open_slide
 
 if TYPE_CHECKING:  # pragma: no cover - arrays imports torch; caching a slide's tiles needs none
     from .arrays import ImageSet
@@ -62,22 +65,46 @@ def _key(digest: str, tiling: Tiling, slide_mpp: float | None, stain: dict | Non
     return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
 
 
+def _entry_meta(entry: Path, size: int) -> dict[str, Any]:
+    """A cache entry's ``meta.json``, checked against its files (a ValueError, OSError or
+    DataError when it was damaged from outside: our writes are atomic)."""
+    meta = read_json(entry / "meta.json", DataError)
+    n, slide_mpp, tile_mpp = meta.get("tiles"), meta.get("slide_mpp"), meta.get("tile_mpp")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"meta.json's tile count is {n!r}")
+    for value in (slide_mpp, tile_mpp):
+        check_mpp(value, entry / "meta.json")
+    if n:
+        images = DiskArray(entry / "images.npy")
+        need = images.offset + n * size * size * 3
+        if len(images) != n or images.row_bytes != size * size * 3 or (entry / "images.npy").stat().st_size != need:
+            raise ValueError(f"images.npy does not hold {n} tiles of {size} px")
+    if not (entry / "tiles.csv").is_file():
+        raise ValueError("no tiles.csv")
+    return meta
+
+
 def cache_slide(path: str | Path, tiling: Tiling, cache_dir: str | Path, slide_mpp: float | None = None,
-                normalizer: Any = None, progress: Callable[[int, int], None] | None = None
-                ) -> tuple[Path, int, bool]:
-    """Store one slide's tiles in the cache (see the module's docstring) unless they are there.
-    Returns (the entry, its number of tiles, whether it was there already)."""
+                normalizer: Any = None, progress: Callable[[int, int], None] | None = None,
+                override_mpp: bool = False) -> tuple[Path, int, bool]:
+    """Store one slide's tiles in the cache (see the module's docstring) unless they are there
+    (an entry damaged from outside is warned about and made again). ``slide_mpp``: the
+    resolution of a slide that records none (``override_mpp``: of every slide). Returns (the
+    entry, its number of tiles, whether it was there already)."""
     from PIL import Image
 
     path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "no such slide file")
     stain = normalizer.to_dict() if normalizer is not None else None
-    with open_slide(path, slide_mpp) as slide:
+    with open_slide(path, slide_mpp, override_mpp) as slide:
         # keyed by the resolution in effect (the file's, or the one given for a file without it)
         entry = Path(cache_dir) / "slides" / _key(memo_sha256(path, cache_dir), tiling, slide.mpp, stain)
         if (entry / "meta.json").is_file():
-            return entry, int(json.loads((entry / "meta.json").read_text())["tiles"]), True
+            try:
+                return entry, int(_entry_meta(entry, tiling.size)["tiles"]), True
+            except (OSError, ValueError, DataError) as exc:
+                warnings.warn(f"{entry}: damaged slide-cache entry ({getattr(exc, 'problem', exc)}); tiling "
+                              f"{path.name} again", stacklevel=2)
+                shutil.rmtree(entry, ignore_errors=True)
         tiles, tissue, mpp = tiling.cut(slide)
 
         def write(tmp: Path) -> None:
@@ -126,14 +153,20 @@ def read_slide_table(path: str | Path) -> pd.DataFrame:
         empty = table[col].isna() | (table[col].astype(str).str.strip() == "")
         if empty.any():
             raise DataError(path, f"row {int(np.flatnonzero(empty)[0]) + 2}: empty {col}")
-    slides = [(path.parent / str(s)).resolve() for s in table["slide"]]
+    slides = []
+    for i, s in enumerate(table["slide"]):
+        try:
+            slides.append((path.parent / str(s)).resolve())
+        except (RuntimeError, OSError):  # a symbolic-link loop (RuntimeError before Python 3.13)
+            raise DataError(path, f"row {i + 2}: slide {s}: a symbolic-link loop") from None
     dup = pd.Series([str(s) for s in slides]).duplicated()
     if dup.any():
         i = int(np.flatnonzero(dup)[0])
         raise DataError(path, f"row {i + 2}: slide {table['slide'].iat[i]} is listed twice")
     for i, s in enumerate(slides):
         if not s.is_file():
-            raise DataError(path, f"row {i + 2}: no such slide file {table['slide'].iat[i]}")
+            why = path_problem(s) or ("a folder, not a slide file" if s.is_dir() else "not a regular file")
+            raise DataError(path, f"row {i + 2}: slide {table['slide'].iat[i]}: {why}")
     return pd.DataFrame({"slide": slides, "label": table["label"].astype(str).str.strip(),
                          "patient": (table["patient"].astype(str).str.strip() if "patient" in table.columns
                                      else [s.stem for s in slides])})
@@ -141,7 +174,8 @@ def read_slide_table(path: str | Path) -> pd.DataFrame:
 
 def load_slide_set(path: str | Path, tiling: Tiling, cache_dir: str | Path, classes: list[str] | None = None,
                    slide_mpp: float | None = None, normalizer: Any = None,
-                   progress: Callable[[int, int, str], None] | None = None) -> tuple[ImageSet, bool]:
+                   progress: Callable[[int, int, str], None] | None = None,
+                   override_mpp: bool = False) -> tuple[ImageSet, bool]:
     """The tiles of every slide of the slide table at ``path`` as one :class:`ImageSet` read from
     the cache (slides not cached yet are tiled into it first); ``progress(done, total, slide)``
     is called after each slide. Returns (the set, whether every slide was cached already)."""
@@ -155,14 +189,14 @@ def load_slide_set(path: str | Path, tiling: Tiling, cache_dir: str | Path, clas
         raise DataError(path, f"labels {unknown} are not among data.classes {names}")
     parts, labels, patients, sources, all_hit = [], [], [], [], True
     for i, row in enumerate(table.itertuples(index=False)):
-        entry, n, hit = cache_slide(row.slide, tiling, cache_dir, slide_mpp, normalizer)
+        entry, n, hit = cache_slide(row.slide, tiling, cache_dir, slide_mpp, normalizer, override_mpp=override_mpp)
         all_hit &= hit
         if progress is not None:
             progress(i + 1, len(table), row.slide.name)
         if n == 0:
             continue  # no tissue tile: the slide adds nothing (counted by the caller from the table)
         parts.append(DiskArray(entry / "images.npy"))
-        meta = json.loads((entry / "meta.json").read_text())
+        meta = _entry_meta(entry, tiling.size)
         coords = pd.read_csv(entry / "tiles.csv", usecols=["x", "y"]).to_numpy()
         coords = np.round(coords * meta["slide_mpp"] / meta["tile_mpp"]).astype(int)  # in tile pixels
         labels += [names.index(row.label)] * n

@@ -57,7 +57,11 @@ def grouped_split(labels: np.ndarray, groups: np.ndarray, val_fraction: float, t
         raise DataError(where, f"{n_groups} patients are too few for a patient-grouped split")
     idx = np.arange(len(labels))
     rest, test = next(StratifiedGroupKFold(k_test, shuffle=True, random_state=seed).split(idx, labels, groups))
-    k_val = max(2, round((1 - test_fraction) / val_fraction))
+    rest_groups = len(np.unique(groups[rest]))
+    if rest_groups < 2:
+        raise DataError(where, f"{n_groups} patients are too few for a patient-grouped split: {rest_groups} left "
+                               "for training and validation")
+    k_val = min(max(2, round((1 - test_fraction) / val_fraction)), rest_groups)  # one group each at the least
     tr, va = next(StratifiedGroupKFold(k_val, shuffle=True, random_state=seed).split(rest, labels[rest], groups[rest]))
     return {"train": np.sort(rest[tr]), "val": np.sort(rest[va]), "test": np.sort(test)}
 

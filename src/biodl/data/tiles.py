@@ -5,6 +5,7 @@ places on it, or the grid's top tiles by nuclei density), their pixels read bloc
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
@@ -12,26 +13,35 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 import numpy as np
 
 from ..errors import DataError
-from ..io import atomic_folder
+from ..io import atomic_folder, atomic_write_json, json_text, read_json
 from .tissue import TissueMap, hematoxylin_score, mask_overlay
-from .wsi import Slide, open_slide
+from .wsi import Slide, check_mpp, open_slide
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
 __all__ = [
     "grid_tiles", "random_tiles", "scored", "iter_tiles", "read_tiles", "with_score", "top_tiles", "SELECT",
-    "Tiling", "tile_slide", "shard",
+    "Tiling", "tile_slide", "shard", "unique_stems", "MAX_GRID",
 ]
 
 
+#: the most cells a slide's tile grid may have (a 100k x 100k px slide cut in 32 px tiles has
+#: 10 million): more means a resolution far finer than the scan's
+MAX_GRID = 20_000_000
+
+
 def _tile_side(slide: Slide, mpp: float, size: int) -> float:
-    """A ``size``-pixel tile's side at ``mpp`` um/px in level-0 pixels; refused when larger than the slide."""
+    """A ``size``-pixel tile's side at ``mpp`` um/px in level-0 pixels; refused when larger than
+    the slide, or when the slide's grid of such tiles would exceed :data:`MAX_GRID` cells."""
     side0 = size * mpp / slide.need_mpp()
     w0, h0 = slide.dimensions
     if side0 > w0 or side0 > h0:
-        raise DataError(slide.path, f"a {size} px tile at {mpp} um/px covers {side0:.0f} level-0 pixels, more "
+        raise DataError(slide.path, f"a {size} px tile at {mpp:g} um/px covers {side0:.0f} level-0 pixels, more "
                                     f"than the slide ({w0} x {h0})")
+    if (cells := (w0 / side0) * (h0 / side0)) > MAX_GRID:
+        raise DataError(slide.path, f"{size} px tiles at {mpp:g} um/px (the slide has {slide.mpp:g}) would make a "
+                                    f"grid of {cells:.3g} tiles, over {MAX_GRID:,}; choose a coarser resolution")
     return side0
 
 
@@ -179,6 +189,8 @@ def top_tiles(slide: Slide, tiles: "pd.DataFrame", size: int, mpp: float, k: int
 
 
 SELECT = ("grid", "random", "hematoxylin")
+#: the objective magnifications and tile sides (pixels) a tiling may ask for
+MAGNIFICATION, SIZE = (0.1, 400.0), (8, 8192)
 
 
 @dataclass(frozen=True)
@@ -217,6 +229,17 @@ class Tiling:
                                    "one of the two")
         if not 0 <= self.min_tissue <= 1:
             raise DataError(where, f"the minimum tissue fraction must be in [0, 1] (got {self.min_tissue})")
+        if self.mpp is not None:
+            check_mpp(self.mpp, "--tile-mpp")
+        if self.magnification is not None and not (isinstance(self.magnification, (int, float))
+                                                   and MAGNIFICATION[0] <= self.magnification <= MAGNIFICATION[1]):
+            raise DataError("--magnification", f"must be {MAGNIFICATION[0]:g} to {MAGNIFICATION[1]:g} (got "
+                                               f"{self.magnification:.4g})")
+        if not (isinstance(self.size, int) and SIZE[0] <= self.size <= SIZE[1]):
+            raise DataError("--size", f"a tile side must be {SIZE[0]} to {SIZE[1]} pixels (got {self.size})")
+        if not 0 <= self.overlap < self.size:
+            raise DataError("--overlap", f"must be at least 0 and less than the tile size {self.size} (got "
+                                         f"{self.overlap})")
 
     def tile_mpp(self, slide: Slide) -> float:
         """The tiles' micrometres per pixel on ``slide``."""
@@ -225,7 +248,7 @@ class Tiling:
         if slide.objective_power is None:
             raise DataError(slide.path, f"does not record its objective power, so {self.magnification:g}x cannot "
                                         "be turned into a resolution; give the tiles' micrometres per pixel instead")
-        return slide.need_mpp() * slide.objective_power / self.magnification
+        return check_mpp(slide.need_mpp() * slide.objective_power / self.magnification, slide.path)
 
     def cut(self, slide: Slide) -> tuple["pd.DataFrame", TissueMap, float]:
         """(the chosen tiles, see :func:`grid_tiles`; the slide's tissue map; the tiles' mpp)."""
@@ -252,15 +275,18 @@ class Tiling:
 
 
 def tile_slide(path: str | Path, out_dir: str | Path, tiling: Tiling, slide_mpp: float | None = None,
-               normalizer: Any = None, progress: Callable[[int, int], None] | None = None) -> tuple[Path, int]:
+               normalizer: Any = None, progress: Callable[[int, int], None] | None = None,
+               override_mpp: bool = False) -> tuple[Path, int]:
     """Cut one slide's tiles (see :class:`Tiling`) into ``out_dir/<slide stem>/``:
     ``tiles/<x>_<y>.png`` (level-0 coordinates), ``tiles.csv`` (see :func:`grid_tiles`; with each
     tile's :func:`hematoxylin_score` as ``score``),
     ``mask.png`` (the tissue mask over the thumbnail) and ``tiling.json``; tiles stain-normalised
     by ``normalizer`` (a :class:`~biodl.data.stain.StainNormalizer`) when given. Written into a
     hidden folder and renamed when complete, so a failed slide leaves nothing behind; a slide
-    whose folder exists is skipped. Returns (its folder, the number of tiles; -1 when skipped)."""
-    import json
+    whose folder exists is skipped when that folder's ``tiling.json`` says the same slide and
+    settings made it (else a DataError). ``slide_mpp``: the resolution of a slide that records
+    none (``override_mpp``: of every slide). Returns (its folder, the number of tiles; -1 when
+    skipped)."""
     import os
     from concurrent.futures import ThreadPoolExecutor
 
@@ -268,9 +294,11 @@ def tile_slide(path: str | Path, out_dir: str | Path, tiling: Tiling, slide_mpp:
 
     path = Path(path)
     final = Path(out_dir) / path.stem
+    settings = {**tiling.to_dict(), "stain": normalizer.to_dict() if normalizer is not None else None}
     if final.is_dir():
+        done_before(final / "tiling.json", path, settings)
         return final, -1
-    with open_slide(path, slide_mpp) as slide, atomic_folder(final, exists="keep") as staging:
+    with open_slide(path, slide_mpp, override_mpp) as slide, atomic_folder(final, exists="keep") as staging:
         tiles, tissue, mpp = tiling.cut(slide)
         (staging / "tiles").mkdir()
         names = [f"tiles/{x}_{y}.png" for x, y in zip(tiles["x"], tiles["y"], strict=True)]
@@ -283,10 +311,35 @@ def tile_slide(path: str | Path, out_dir: str | Path, tiling: Tiling, slide_mpp:
                 done += len(block)
         with_score(tiles, scores).assign(file=names).to_csv(staging / "tiles.csv", index=False)
         Image.fromarray(mask_overlay(tissue.thumb, tissue.mask)).save(staging / "mask.png")
-        (staging / "tiling.json").write_text(json.dumps(
-            {"slide": str(path), "slide_mpp": slide.mpp, "tile_mpp": mpp, **tiling.to_dict(),
-             "stain": normalizer.to_dict() if normalizer is not None else None}, indent=1))
+        atomic_write_json(staging / "tiling.json", {"slide": str(path.resolve()), "slide_mpp": slide.mpp,
+                                                    "tile_mpp": mpp, "settings": settings})
     return final, len(tiles)
+
+
+def done_before(record: Path, slide: Path, settings: dict[str, Any]) -> None:
+    """Check that the folder of ``record`` (its ``tiling.json`` or ``slide.json``) was made from
+    ``slide`` with ``settings``: else a DataError naming it (another slide of the same name, other
+    settings, or a folder biodl did not write), so a "done before" folder is never reused blindly."""
+    if not record.is_file():
+        raise DataError(record.parent, f"exists but holds no {record.name}: not a folder biodl finished; remove "
+                                       "it or choose another --out")
+    data = read_json(record, DataError)
+    if data.get("slide") != str(slide.resolve()):
+        raise DataError(record.parent, f"holds the results of {data.get('slide')!r}, another slide of the same file "
+                                       "name; give the slides distinct names or another --out")
+    if data.get("settings") != json.loads(json_text(settings)):
+        raise DataError(record.parent, "was made with other settings (resolution, tile size, selection, stain, or "
+                                       "run); remove it or choose another --out")
+
+
+def unique_stems(paths: list[Path]) -> list[Path]:
+    """``paths`` when no two share a file stem (each slide's results go to ``<out>/<stem>/``); else
+    a DataError naming both."""
+    seen: dict[str, Path] = {}
+    for p in paths:
+        if (other := seen.setdefault(Path(p).stem, Path(p))) != Path(p):
+            raise DataError(p, f"has the same name as {other}: their results would share one folder; rename one")
+    return paths
 
 
 def shard(paths: list[Path], spec: str | None) -> list[Path]:

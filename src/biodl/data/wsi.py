@@ -16,10 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError
+from ..config import MPP_RANGE
+from ..errors import DataError, ImageFault, path_problem
 
 __all__ = [
-    "PLAIN", "STRIP_PIXELS", "Slide", "open_slide",
+    "PLAIN", "STRIP_PIXELS", "THUMBNAIL_READ_PIXELS", "MPP_RANGE", "check_mpp", "Slide", "open_slide",
 ]
 
 
@@ -29,6 +30,18 @@ PLAIN = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 
 #: pixels of a pyramid level read at once while making a thumbnail (about 200 MB of RGB)
 STRIP_PIXELS = 1 << 26
+#: the most pixels of a pyramid level a thumbnail may read (a 32k x 32k level; about a minute): a
+#: slide whose coarsest level is larger (a flat, untiled TIFF of a whole slide) is refused
+THUMBNAIL_READ_PIXELS = 1 << 30
+
+
+def check_mpp(value: float, where: str | Path) -> float:
+    """``value`` when it is a resolution a slide or tile may have (:data:`MPP_RANGE` micrometres
+    per pixel, finite); else a DataError naming ``where``."""
+    lo, hi = MPP_RANGE
+    if not (isinstance(value, (int, float)) and np.isfinite(value) and lo <= value <= hi):
+        raise DataError(where, f"a resolution must be {lo:g} to {hi:g} micrometres per pixel (got {value:.4g})")
+    return float(value)
 
 
 @dataclass
@@ -43,7 +56,9 @@ class Slide:
     downsamples: list[float]
     mpp: float | None
     objective_power: float | None = None
-    _handle: Any = field(default=None, repr=False)  # an openslide.OpenSlide, or the decoded array of a plain image
+    _handle: Any = field(default=None, repr=False)
+    #: why the file's own resolution was not used (absent, or a value no slide has), when it was not
+    mpp_note: str | None = None  # an openslide.OpenSlide, or the decoded array of a plain image
 
     @property
     def dimensions(self) -> tuple[int, int]:
@@ -59,8 +74,8 @@ class Slide:
 
     def need_mpp(self) -> float:
         if self.mpp is None:
-            raise DataError(self.path, "has no resolution metadata (microns per pixel); give it with --mpp "
-                                       "(e.g. --mpp 0.25 for a 40x scan, 0.5 for 20x)")
+            raise DataError(self.path, f"{self.mpp_note or 'has no resolution metadata'} (microns per pixel); give it "
+                                       "with --mpp (e.g. --mpp 0.25 for a 40x scan, 0.5 for 20x)")
         return self.mpp
 
     def read_level(self, x: int, y: int, width: int, height: int, level: int = 0) -> np.ndarray:
@@ -123,6 +138,10 @@ class Slide:
             return stored, w0 / size[0]
         level = self.best_level(factor)
         lw, lh = self.levels[level]
+        if lw * lh > THUMBNAIL_READ_PIXELS:
+            raise DataError(self.path, f"has no pyramid level small enough for a thumbnail (the coarsest it would "
+                                       f"read is {lw} x {lh} pixels, over {THUMBNAIL_READ_PIXELS:,}); convert it to a "
+                                       "pyramidal TIFF (e.g. vips tiffsave --tile --pyramid)")
         # in bands of whole thumbnail rows, so that a slide without a coarse level (one huge level)
         # is shrunk a band at a time, never held whole
         rows_per_band = max(1, int(STRIP_PIXELS / lw / (lh / size[1])))
@@ -141,7 +160,12 @@ class Slide:
         large: no read of the pyramid at all."""
         from PIL import Image
 
-        img = self._handle.associated_images.get("thumbnail")
+        try:
+            img = self._handle.associated_images.get("thumbnail")
+            if img is not None:
+                img.load()
+        except Exception as exc:  # noqa: BLE001 - OpenSlideError: a damaged stored thumbnail
+            raise DataError(self.path, f"its stored thumbnail cannot be read ({str(exc)[:120]})") from None
         if img is None or img.width < size[0] or img.height < size[1]:
             return None
         w0, h0 = self.levels[0]
@@ -161,24 +185,50 @@ class Slide:
         self.close()
 
 
-def _float(value: Any) -> float | None:
+def _resolution(value: Any) -> tuple[float | None, str | None]:
+    """A file's resolution property -> (micrometres per pixel, or None; why not, or None)."""
+    if value is None:
+        return None, None
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None, f"has resolution metadata {str(value)[:30]!r}, not a number"
+    lo, hi = MPP_RANGE
+    if not (np.isfinite(out) and lo <= out <= hi):
+        return None, f"has resolution metadata {out:.4g}, not a resolution a slide has ({lo:g} to {hi:g})"
+    return out, None
+
+
+def _power(value: Any) -> float | None:
     try:
         out = float(value)
     except (TypeError, ValueError):
         return None
-    return out if np.isfinite(out) and out > 0 else None
+    return out if np.isfinite(out) and 0.1 <= out <= 400 else None
 
 
-def open_slide(path: str | Path, mpp: float | None = None) -> Slide:
-    """Open a whole-slide image (or a plain image as a one-level slide). ``mpp`` overrides the
-    file's resolution (micrometres per level-0 pixel). Faults are one-line ``DataError``s."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "no such slide file")
+def _check_file(path: Path) -> None:
+    import stat
+
+    if (problem := path_problem(path)) is not None:
+        raise DataError(path, f"cannot open the slide file: {problem}")
+    mode = path.stat().st_mode
+    if stat.S_ISDIR(mode):
+        raise DataError(path, "is a folder, not a slide file")
+    if not stat.S_ISREG(mode):
+        raise DataError(path, "is not a regular file (a pipe or a device?)")
     if path.stat().st_size == 0:
         raise DataError(path, "is empty")
-    if mpp is not None and not mpp > 0:
-        raise DataError(path, f"--mpp must be positive (got {mpp})")
+
+
+def open_slide(path: str | Path, mpp: float | None = None, override: bool = False) -> Slide:
+    """Open a whole-slide image (or a plain image as a one-level slide). ``mpp``: micrometres per
+    level-0 pixel for a file that does not record a usable one (a fallback); with ``override``,
+    for every file. Faults are one-line ``DataError``s."""
+    path = Path(path)
+    _check_file(path)
+    if mpp is not None:
+        check_mpp(mpp, "--mpp")
     if path.suffix.lower() in (".png", ".jpg", ".jpeg"):
         return _plain(path, mpp)
     import openslide
@@ -190,26 +240,46 @@ def open_slide(path: str | Path, mpp: float | None = None) -> Slide:
     if vendor is None:
         if path.suffix.lower() in PLAIN:  # a plain (untiled) TIFF
             return _plain(path, mpp)
-        raise DataError(path, "is not a slide OpenSlide can read (SVS, NDPI, MRXS, SCN, pyramidal TIFF...) nor "
-                              "a PNG, JPEG or TIFF image")
+        raise DataError(path, f"is not a slide OpenSlide can read (SVS, NDPI, MRXS, SCN, pyramidal TIFF...) nor a "
+                              f"PNG, JPEG or TIFF image{_sniffed(path)}")
     try:
         handle = openslide.OpenSlide(str(path))
+        props = handle.properties
+        levels = [(int(w), int(h)) for w, h in handle.level_dimensions]
+        downsamples = [float(d) for d in handle.level_downsamples]
+        own, note = _resolution(props.get(openslide.PROPERTY_NAME_MPP_X))
+        power = _power(props.get(openslide.PROPERTY_NAME_OBJECTIVE_POWER))
     except Exception as exc:  # noqa: BLE001 - OpenSlideError, OpenSlideUnsupportedFormatError
-        raise DataError(path, f"is not a readable {vendor} slide ({exc})") from None
-    props = handle.properties
-    levels = [(int(w), int(h)) for w, h in handle.level_dimensions]
-    return Slide(path, vendor, levels, [float(d) for d in handle.level_downsamples],
-                 mpp if mpp is not None else _float(props.get(openslide.PROPERTY_NAME_MPP_X)),
-                 _float(props.get(openslide.PROPERTY_NAME_OBJECTIVE_POWER)), handle)
+        raise DataError(path, f"is not a readable {vendor} slide ({str(exc)[:120]})") from None
+    chosen = mpp if mpp is not None and (override or own is None) else own
+    return Slide(path, vendor, levels, downsamples, chosen, power, handle, None if chosen is not None else note)
+
+
+def _sniffed(path: Path) -> str:
+    """``" (it is a PNG file)"`` when the file's first bytes say what it is despite its name."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError:
+        return ""
+    for magic, kind in ((b"\x89PNG", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF")):
+        if head.startswith(magic):
+            return f" (its content is a {kind} image: rename it to .{kind.lower()})"
+    return ""
 
 
 def _plain(path: Path, mpp: float | None) -> Slide:
-    from PIL import Image, UnidentifiedImageError
+    from .images import open_image
 
     try:
-        with Image.open(path) as img:
-            array = np.asarray(img.convert("RGB"))
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataError(path, f"cannot be decoded as an image ({exc})") from None
+        with open_image(path) as img:  # the image readers' checks, the pixel limit among them
+            if img.mode.startswith("I;16"):  # 16-bit greyscale: scaled to 8 bits, not clipped
+                array = np.repeat((np.asarray(img, dtype=np.uint16) >> 8).astype(np.uint8)[..., None], 3, axis=2)
+            elif img.mode in ("I", "F"):
+                raise ImageFault(f"{img.mode} (32-bit) pixels; slides are 8-bit RGB")
+            else:
+                array = np.asarray(img.convert("RGB"))
+    except ImageFault as fault:
+        raise DataError(path, f"cannot be decoded as an image ({fault.problem})") from None
     h, w = array.shape[:2]
     return Slide(path, "image", [(w, h)], [1.0], mpp, None, array)

@@ -14,21 +14,22 @@ folder renamed when complete; slides done before are skipped. Over a cohort, ``s
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..data.tiles import Tiling, iter_tiles
+from ..config import validation_problem
+from ..data.tiles import Tiling, done_before, iter_tiles
 from ..data.tissue import mask_overlay
 from ..data.wsi import open_slide
-from ..errors import RunDirError
-from ..io import atomic_folder, atomic_write_text
+from ..errors import ConfigError, DataError, RunDirError
+from ..io import atomic_folder, atomic_write_json, atomic_write_text, read_json
 from .predictor import Predictor
 
 
-__all__ = ["heat_overlay", "infer_slide", "write_slide_report", "write_cohort"]
+__all__ = ["heat_overlay", "check_patch_run", "infer_slide", "write_slide_report", "read_cohort", "write_cohort"]
 
 
 def _heat(tiles, probability: np.ndarray) -> np.ndarray:
@@ -53,29 +54,42 @@ def heat_overlay(thumb: np.ndarray, grid: np.ndarray, step_thumb: float) -> np.n
     return np.clip(np.round(painted), 0, 255).astype(np.uint8)
 
 
+def check_patch_run(predictor: Predictor) -> None:
+    """A ConfigError unless ``predictor`` is an image run (a patch classifier)."""
+    if predictor.task != "image":
+        raise ConfigError(predictor.run_dir, f"biodl wsi infer runs a patch classifier (an image run) over slides; "
+                                             f"this is a {predictor.task} run")
+
+
 def infer_slide(predictor: Predictor, path: str | Path, out_dir: str | Path, tile_mpp: float | None,
                 min_tissue: float = 0.5, slide_mpp: float | None = None, top_k: int = 10,
                 threshold: float = 0.5, pen: bool = False,
-                progress: Callable[[int, int], None] | None = None) -> tuple[Path, dict | None]:
+                progress: Callable[[int, int], None] | None = None, override_mpp: bool = False
+                ) -> tuple[Path, dict | None]:
     """Run an image run (``predictor``: :func:`biodl.load`, loaded once for all slides) over one
     slide, tiling at ``tile_mpp`` um/px (default: the run's ``data.mpp``), block by block (memory
     does not grow with the slide); each block is read as the run reads images (its stain
-    normalisation, its channels). Returns (the slide's folder, its scores; None when it was done
-    before and skipped)."""
+    normalisation, its channels). ``slide_mpp``: the resolution of a slide that records none
+    (``override_mpp``: of every slide). Returns (the slide's folder, its scores; None when the
+    same run and settings did it before and it was skipped)."""
     from PIL import Image
 
+    check_patch_run(predictor)
     path = Path(path)
     final = Path(out_dir) / path.stem
-    if final.is_dir():
-        return final, None
     pre, classes = predictor.pre, predictor.classes
     size = int(pre.size)
     tile_mpp = tile_mpp if tile_mpp is not None else pre.mpp
     if tile_mpp is None:
         raise RunDirError(predictor.run_dir, "does not record the resolution of its images (data.mpp); give the "
                                              "micrometres per pixel of its patches with --tile-mpp")
-    with open_slide(path, slide_mpp) as slide:
-        tiles, tissue, _ = Tiling(tile_mpp, size, 0, min_tissue, pen=pen).cut(slide)
+    tiling = Tiling(tile_mpp, size, 0, min_tissue, pen=pen)
+    settings = {"run": str(predictor.run_dir.resolve()), **tiling.to_dict(), "top_k": top_k, "threshold": threshold}
+    if final.is_dir():
+        done_before(final / "slide.json", path, settings)
+        return final, None
+    with open_slide(path, slide_mpp, override_mpp) as slide:
+        tiles, tissue, _ = tiling.cut(slide)
         blocks = [predictor.samples(predictor.read(block))  # (M, P, n, K) per block
                   for block in iter_tiles(slide, tiles, size, tile_mpp, progress=progress)]
         samples = np.concatenate(blocks, axis=2) if blocks else np.zeros((len(predictor.members), 1, 0, len(classes)))
@@ -88,7 +102,7 @@ def infer_slide(predictor: Predictor, path: str | Path, out_dir: str | Path, til
         top_images = next(iter_tiles(slide, top_rows, size, tile_mpp), np.zeros((0, size, size, 3), np.uint8))
     grid = _heat(tiles, positive)
     top = np.sort(positive)[::-1][:top_k]
-    scores = {"slide": str(path), "tiles": int(len(tiles)), "tile_mpp": tile_mpp, "tile_size": size,
+    scores = {"slide": str(path.resolve()), "tiles": int(len(tiles)), "tile_mpp": tile_mpp, "tile_size": size,
               "positive_class": classes[-1], "mean": float(positive.mean()) if len(positive) else None,
               f"top{top_k}_mean": float(top.mean()) if len(top) else None,
               "share_above": float((positive >= threshold).mean()) if len(positive) else None, "threshold": threshold,
@@ -101,7 +115,7 @@ def infer_slide(predictor: Predictor, path: str | Path, out_dir: str | Path, til
         Image.fromarray(heat_overlay(tissue.thumb, grid, tiles.attrs["step"] / tissue.down)).save(
             staging / "heatmap.png")
         Image.fromarray(mask_overlay(tissue.thumb, tissue.mask)).save(staging / "mask.png")
-        (staging / "slide.json").write_text(json.dumps(scores, indent=1))
+        atomic_write_json(staging / "slide.json", {**scores, "settings": settings})
         write_slide_report(staging, scores, top_rows, top_images)
     return final, scores
 
@@ -141,15 +155,42 @@ def write_slide_report(folder: Path, scores: dict, top_rows, top_images: np.ndar
                                                "biodl wsi infer: a patch classifier over every tissue tile", sections))
 
 
+class SlideResult(BaseModel):
+    """What ``slide.json`` must hold for a cohort table (more keys may follow)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    slide: str
+    tiles: int = Field(ge=0)
+    positive_class: str
+    mean: float | None
+
+
+def read_cohort(out_dir: str | Path) -> list[dict]:
+    """Every ``<slide>/slide.json`` under ``out_dir``, checked; one that ``biodl wsi infer`` did
+    not write (damaged, or a stray file) is a DataError naming it. Called before any slide is
+    scored, and again before ``slides.csv`` is written."""
+    rows = []
+    for f in sorted(Path(out_dir).glob("*/slide.json")):
+        data = read_json(f, DataError)
+        try:
+            SlideResult.model_validate(data)
+        except ValidationError as exc:
+            raise DataError(f, f"is not a slide result of biodl wsi infer ({validation_problem(exc)}); remove it or "
+                               "choose another --out") from None
+        rows.append({k: v for k, v in data.items() if k != "settings"})
+    return rows
+
+
 def write_cohort(out_dir: str | Path) -> Path:
     """``slides.csv`` and ``index.html`` in ``out_dir``: one row per slide done (from each
-    ``<slide>/slide.json``), linking each slide's report. Returns the CSV."""
+    ``<slide>/slide.json``, see :func:`read_cohort`), linking each slide's report. Returns the CSV."""
     import pandas as pd
 
     from ..report import html as h
 
     out_dir = Path(out_dir)
-    rows = [json.loads(f.read_text()) for f in sorted(out_dir.glob("*/slide.json"))]
+    rows = read_cohort(out_dir)
     table = pd.DataFrame(rows).drop(columns=["run", "stain"], errors="ignore")
     atomic_write_text(out_dir / "slides.csv", table.to_csv(index=False))
     links = "".join(f'<li><a href="{h.esc(Path(r["slide"]).stem)}/report.html">{h.esc(Path(r["slide"]).name)}</a></li>'

@@ -110,7 +110,8 @@ def load_images(config: ImageRunConfig, watch: Stopwatch | None = None,
         t = d.tiles
         tiling = Tiling(d.mpp, d.size or 224, t.overlap, t.min_tissue, t.select, t.n, config.seed, t.pen)
         with slide_progress(path) as progress:
-            data, hit = load_slide_set(path, tiling, cache, d.classes, t.slide_mpp, normalizer, progress)
+            data, hit = load_slide_set(path, tiling, cache, d.classes, t.slide_mpp, normalizer, progress,
+                                       t.override_mpp)
         phase = "cache" if hit else "decode"
     else:
         if layout == "csv" and d.images is None:
