@@ -88,3 +88,82 @@ def test_bad_tables_are_one_line_and_write_nothing(tmp_path, cli):
     assert_one_line_error(cli(*args, "--out", tmp_path / "o4", "--set", "folds=50"), "samples.csv",
                           "fewer than the 50 folds")
     assert not any((tmp_path / f"o{k}").exists() for k in range(1, 5))
+
+
+@pytest.fixture
+def small(tmp_path):
+    """A 60-gene, 40-sample slice of the embedded tables, as files to damage."""
+    counts = pd.read_csv(HERE / "skcm_counts.csv.gz", index_col=0).iloc[:60, :40].round()
+    samples = pd.read_csv(HERE / "skcm_samples.csv").set_index("sample_id").loc[counts.columns]
+    return counts, samples.rename_axis("sample_id").reset_index()
+
+
+def _edit(kind, counts, samples, tmp_path):
+    """(counts, samples, extra --set overrides, the fault expected) for one kind of damage."""
+    c, s, sets = counts.copy(), samples.copy(), []
+    if kind == "inf count":
+        c = c.astype(object)
+        c.iat[4, 3] = "inf"
+        return c, s, sets, "is not a finite count"
+    if kind == "overflowing counts":
+        c.iloc[:, 5] = 1e300
+        return c, s, sets, "more reads than any library"
+    if kind == "zero library":
+        c.iloc[:, 6] = 0
+        return c, s, sets, "every count is 0"
+    if kind == "all-zero table":
+        return c * 0, s, sets, "every count is 0"
+    if kind == "single gene":
+        return c[c.gt(0).all(axis=1)].iloc[:1], s, sets, "1 genes: the clustering needs at least"
+    if kind == "no events":
+        s["os_event"] = 0
+        return c, s, sets, "0 events"
+    if kind == "one subclass":
+        s["RNASEQ.CLUSTER_CONSENHIER"] = "immune"
+        return c, s, sets, "1 class(es)"
+    if kind == "more clusters than fit":
+        return c.iloc[:, :20], s.iloc[:20], ["--set", "clusters=12"], "20 samples are too few for 12 clusters"
+    if kind == "subclass typo":
+        return c, s, ["--set", "subclass=RNASEQ.CLUSTR"], "no column 'RNASEQ.CLUSTR'"
+    if kind == "empty patient":
+        s.loc[3, "patient"] = ""
+        return c, s, sets, "empty 'patient'"
+    lengths = tmp_path / "lengths.csv"
+    if kind == "gene lengths missing":
+        return c, s, ["--set", f"gene_lengths={tmp_path / 'nope.csv'}"], "nope.csv"
+    if kind == "gene lengths without id column":
+        lengths.write_text("Gene,GeneLength\nA,100\n")
+    elif kind == "gene lengths not numbers":
+        lengths.write_text("GeneSymbol,GeneLength\nA,100\nB,-5\n")
+    return c, s, ["--set", f"gene_lengths={lengths}"], "lengths.csv"
+
+
+@pytest.mark.parametrize("kind", ["inf count", "overflowing counts", "zero library", "all-zero table", "single gene",
+                                  "no events", "one subclass", "more clusters than fit", "subclass typo",
+                                  "empty patient", "gene lengths missing", "gene lengths without id column",
+                                  "gene lengths not numbers"])
+def test_every_input_fault_is_found_before_the_run_folder_exists(small, tmp_path, cli, kind):
+    counts, samples, sets, fault = _edit(kind, *small, tmp_path)
+    counts.to_csv(tmp_path / "counts.csv")
+    samples.to_csv(tmp_path / "samples.csv", index=False)
+    r = cli("run", "tcga-melanoma", "--counts", tmp_path / "counts.csv", "--samples", tmp_path / "samples.csv",
+            "--out", tmp_path / "run", *FAST, *sets)
+    assert_one_line_error(r, fault)
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_documented_subclass_skip_runs_and_tables_hold_no_inf_or_nan(small, tmp_path, cli, study_run):
+    counts, samples = small
+    counts.to_csv(tmp_path / "counts.csv")
+    samples.to_csv(tmp_path / "samples.csv", index=False)
+    r = cli("run", "tcga-melanoma", "--counts", tmp_path / "counts.csv", "--samples", tmp_path / "samples.csv",
+            "--out", tmp_path / "run", *FAST, "--set", "subclass=", "--set", "cluster_genes=30",
+            "--set", "clusters=2")
+    assert r.code == 0, r.err
+    assert not list((tmp_path / "run").glob("*subclass*")) and (tmp_path / "run" / "km_cluster.png").exists()
+    for run in (tmp_path / "run", study_run):
+        for table in [*run.glob("*.csv"), *run.glob("*.md")]:
+            cells = {c.strip() for line in table.read_text().splitlines() for c in line.replace("|", ",").split(",")}
+            assert not cells & {"inf", "-inf", "nan", "NaN", "Infinity"}, table
+    medians = pd.read_csv(study_run / "survival_subclass.csv")["median_years"].astype(str)
+    assert medians.str.fullmatch(r"[\d.]+|not reached").all()

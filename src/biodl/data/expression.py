@@ -26,8 +26,8 @@ import pandas as pd
 
 from ..errors import DataError
 
-__all__ = ["read_counts", "load_cohort", "Cohort", "library_sizes", "cpm", "log_cpm", "rpkm", "tpm",
-           "quantile_normalize", "size_factors"]
+__all__ = ["read_counts", "read_gene_lengths", "MAX_LIBRARY", "load_cohort", "Cohort", "library_sizes", "cpm",
+           "log_cpm", "rpkm", "tpm", "quantile_normalize", "size_factors"]
 
 
 def read_counts(path: str | Path) -> pd.DataFrame:
@@ -56,13 +56,54 @@ def read_counts(path: str | Path) -> pd.DataFrame:
     if bad.to_numpy().any():
         r, c = np.argwhere(bad.to_numpy())[0]
         raise DataError(path, f"gene {raw.index[r]!r}, sample {raw.columns[c]!r}: {raw.iat[r, c]!r} is not a number")
+    inf = ~np.isfinite(values.to_numpy())
+    if inf.any():
+        r, c = np.argwhere(inf)[0]
+        raise DataError(path, f"gene {raw.index[r]!r}, sample {raw.columns[c]!r}: {raw.iat[r, c]!r} is not a finite "
+                              "count")
     neg = values.to_numpy() < 0
     if neg.any():
         r, c = np.argwhere(neg)[0]
         raise DataError(path, f"gene {raw.index[r]!r}, sample {raw.columns[c]!r}: a negative count "
                               f"({values.iat[r, c]})")
+    libs = values.sum(axis=0)
+    if not np.isfinite(libs.to_numpy()).all() or (libs > MAX_LIBRARY).any():
+        bad = libs.index[~np.isfinite(libs.to_numpy()) | (libs > MAX_LIBRARY).to_numpy()][0]
+        raise DataError(path, f"sample {bad!r}: counts summing to {libs[bad]:.3g}, more reads than any library "
+                              f"holds ({MAX_LIBRARY:.0e}); are these counts?")
+    if (libs == 0).any():
+        raise DataError(path, f"sample {libs.index[libs.to_numpy() == 0][0]!r}: every count is 0 (an empty library: "
+                              "nothing to normalise)")
     values.index.name = raw.index.name or "gene"
     return values.astype(np.float64)
+
+
+#: the most reads a sample's counts may sum to (a deep RNA-seq library holds ~1e8)
+MAX_LIBRARY = 1e13
+
+
+def read_gene_lengths(path: str | Path) -> pd.Series:
+    """A gene-lengths CSV (columns ``GeneSymbol`` and ``GeneLength``, in bases) as gene ->
+    length. A missing file or column, a duplicate gene, or a length that is not a positive
+    number is a one-line DataError naming the file (and the gene)."""
+    from .tabular import read_csv
+
+    path = Path(path)
+    table = read_csv(path)
+    missing = [c for c in ("GeneSymbol", "GeneLength") if c not in table.columns]
+    if missing:
+        raise DataError(path, f"a gene-lengths table needs the columns GeneSymbol and GeneLength (missing: "
+                              f"{', '.join(missing)})")
+    length = pd.to_numeric(table["GeneLength"], errors="coerce")
+    bad = ~(np.isfinite(length.fillna(-1)) & (length > 0))
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataError(path, f"row {i + 2} (gene {table['GeneSymbol'].iat[i]!r}): length "
+                              f"{table['GeneLength'].iat[i]!r} is not a positive number")
+    dup = table["GeneSymbol"].duplicated()
+    if dup.any():
+        raise DataError(path, f"gene {table['GeneSymbol'][dup].iat[0]!r} appears twice")
+    return pd.Series(length.to_numpy(np.float64), index=table["GeneSymbol"], name="GeneLength")
 
 
 def _header(path: Path) -> list[str]:
@@ -155,6 +196,33 @@ class Cohort:
     samples: pd.DataFrame
     dropped: dict[str, list[str]] = field(default_factory=dict)  # reason -> sample ids (or genes)
 
+    def check(self, time: str, event: str, folds: int, clusters: int, known: pd.Series | None,
+              counts_path: Path, samples_path: Path) -> None:
+        """Every fault the usual analyses would meet, as a DataError before anything is written:
+        too few genes or samples for ``clusters``, fewer survival times or events than ``folds``,
+        ``known`` classes (e.g. subclasses; None: none) of one class or with a class smaller
+        than ``folds``."""
+        genes, n = self.counts.shape
+        if genes < max(10, clusters + 1):
+            raise DataError(counts_path, f"{genes} genes: the clustering needs at least {max(10, clusters + 1)}")
+        if n < 2 * clusters:
+            raise DataError(samples_path, f"{n} samples are too few for {clusters} clusters (set clusters lower)")
+        surv = self.samples[time].notna()
+        if int(surv.sum()) < folds:
+            raise DataError(samples_path, f"{int(surv.sum())} samples with a survival time: fewer than the {folds} "
+                                          "folds")
+        if (events := int(self.samples.loc[surv, event].sum())) < folds:
+            raise DataError(samples_path, f"column {event!r}: {events} events among the samples with a survival "
+                                          f"time; survival models need at least one per fold ({folds})")
+        if known is not None:
+            sizes = known.value_counts()
+            if len(sizes) < 2:
+                raise DataError(samples_path, f"column {known.name!r}: {len(sizes)} class(es); comparing and "
+                                              "predicting classes needs two or more")
+            if sizes.min() < folds:
+                raise DataError(samples_path, f"column {known.name!r}: class {sizes.idxmin()!r} has {sizes.min()} "
+                                              f"samples, fewer than the {folds} folds")
+
 
 def _row(samples: pd.DataFrame, i: int) -> str:
     return f"row {i + 2} (sample {samples['sample_id'].iat[i]!r})"
@@ -220,6 +288,11 @@ def load_cohort(counts_path: str | Path, samples_path: str | Path, time: str = "
         dropped["normal tissue"] = list(samples.index[normal])
         keep &= ~normal
     if patient and patient in samples.columns:
+        empty = samples[patient].astype(str).str.strip() == ""
+        if empty.any():
+            i = int(np.flatnonzero(empty.to_numpy())[0])
+            raise DataError(samples_path, f"{_row(samples, i)}: empty {patient!r}; every sample needs its patient "
+                                          "(one sample per patient is kept), or leave the column out")
         rank = samples[sample_type].map(SAMPLE_PRIORITY).fillna(9) if sample_type in samples.columns else 0
         order = samples.assign(_rank=rank)[keep].sort_values(["_rank"], kind="stable")
         first = order.drop_duplicates(patient, keep="first").index

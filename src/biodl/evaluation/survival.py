@@ -22,6 +22,7 @@ def compare_groups(time: np.ndarray, event: np.ndarray, groups: np.ndarray, refe
     two tables (``pairwise``, ``cox``)."""
     import pandas as pd
     from lifelines import CoxPHFitter, KaplanMeierFitter
+    from lifelines.exceptions import ConvergenceError
     from lifelines.statistics import multivariate_logrank_test, pairwise_logrank_test
 
     time, event = np.asarray(time, dtype=float), np.asarray(event, dtype=float)
@@ -37,9 +38,14 @@ def compare_groups(time: np.ndarray, event: np.ndarray, groups: np.ndarray, refe
     pairs.columns = ["group_a", "group_b", "chi2", "p", "-log2(p)"]
     design = pd.DataFrame({f"{g}": (groups == g).astype(float) for g in names if g != reference})
     design = design.assign(time=time, event=event)
-    cox = CoxPHFitter().fit(design, "time", "event")
-    table = cox.summary[["exp(coef)", "exp(coef) lower 95%", "exp(coef) upper 95%", "p"]].reset_index()
-    table.columns = ["group", "hazard_ratio", "hr_low", "hr_high", "p"]
+    try:
+        cox = CoxPHFitter().fit(design, "time", "event")
+        table = cox.summary[["exp(coef)", "exp(coef) lower 95%", "exp(coef) upper 95%", "p"]].reset_index()
+        table.columns = ["group", "hazard_ratio", "hr_low", "hr_high", "p"]
+    except ConvergenceError:  # e.g. a group without events: its hazard ratio is 0 or infinite
+        table = pd.DataFrame({"group": [g for g in names if g != reference], "hazard_ratio": np.nan,
+                              "hr_low": np.nan, "hr_high": np.nan, "p": np.nan,
+                              "note": "the Cox fit did not converge (a group without events?)"})
     return {"n": {g: int((groups == g).sum()) for g in names}, "events": {g: int(event[groups == g].sum())
             for g in names}, "median_years": medians, "logrank_chi2": float(overall.test_statistic),
             "logrank_p": float(overall.p_value), "reference": reference, "pairwise": pairs, "cox": table}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..io import atomic_write_text
@@ -27,8 +28,11 @@ def to_markdown(df: pd.DataFrame, digits: int = 3) -> str:
 
 
 def write_table(df: pd.DataFrame, path_stem: str | Path, title: str | None = None, note: str | None = None) -> None:
-    """Write ``<stem>.csv`` and ``<stem>.md`` atomically."""
+    """Write ``<stem>.csv`` and ``<stem>.md`` atomically. As in biodl's JSON, no cell is NaN or
+    infinite: an undefined or unbounded number is an empty cell (a caller that means something
+    by it, e.g. a median survival "not reached", writes those words itself)."""
     stem = Path(path_stem)
+    df = df.replace([np.inf, -np.inf], np.nan)
     atomic_write_text(stem.with_suffix(".csv"), df.to_csv(index=False))
     md = (f"# {title}\n\n" if title else "") + (f"{note}\n\n" if note else "") + to_markdown(df)
     atomic_write_text(stem.with_suffix(".md"), md)

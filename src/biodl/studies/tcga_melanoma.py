@@ -18,7 +18,7 @@ from pydantic import Field
 from .. import runs
 from ..omics.clustering import compare_partitions, hierarchical, most_variable, spectral_biclusters
 from ..config import Strict, build_config, config_dict
-from ..data.expression import load_cohort, log_cpm
+from ..data.expression import load_cohort, log_cpm, read_gene_lengths
 from ..datasets import embedded_path
 from ..errors import DataError
 from ..omics.expression_models import compare_classifiers, compare_survival_models, summarise, top_genes
@@ -46,8 +46,8 @@ class StudyConfig(Strict):
     gene_lengths: Path | None = Field(None, description="CSV GeneSymbol, GeneLength (default: the embedded one)")
     time: str = "os_time_years"
     event: str = "os_event"
-    subclass: str = Field("RNASEQ.CLUSTER_CONSENHIER", description="known classes to compare clusters with and to "
-                                                                    "predict ('' to skip)")
+    subclass: str | None = Field("RNASEQ.CLUSTER_CONSENHIER", description="known classes to compare clusters with "
+                                                                           "and to predict (empty: skip)")
     cluster_genes: int = Field(1500, ge=10, description="most variable genes clustered (the TCGA paper's 1,500)")
     clusters: int = Field(3, ge=2, le=12)
     model_genes: int = Field(500, ge=5, description="most variable genes of each training fold fed to the models")
@@ -68,9 +68,12 @@ def run(out: str | Path | None = None, overrides: list[str] | None = None, data:
     samples_path = Path(cfg.samples or here / "skcm_samples.csv")
     lengths_path = Path(cfg.gene_lengths or here / "gene_lengths.csv")
     cohort = load_cohort(counts_path, samples_path, cfg.time, cfg.event)  # every input fault before any write
-    known = cohort.samples[cfg.subclass].replace("", np.nan) if cfg.subclass in cohort.samples else None
-    _check_folds(cohort.samples, known, cfg, samples_path)
-    lengths = pd.read_csv(lengths_path).set_index("GeneSymbol")["GeneLength"] if lengths_path.is_file() else None
+    if cfg.subclass and cfg.subclass not in cohort.samples:
+        raise DataError(samples_path, f"no column {cfg.subclass!r} (subclass; --set subclass= to skip the subclass "
+                                      "analysis)")
+    known = cohort.samples[cfg.subclass].replace("", np.nan) if cfg.subclass else None
+    cohort.check(cfg.time, cfg.event, cfg.folds, cfg.clusters, known, counts_path, samples_path)
+    lengths = read_gene_lengths(lengths_path)
     run_dir = runs.prepare_run_dir(out, cfg.name, resume=False)
 
     def stage(folder: Path) -> dict[str, Any]:
@@ -135,7 +138,8 @@ def _survival(run_dir: Path, samples: pd.DataFrame, found: pd.Series, known: pd.
                       f"{res['logrank_p']:.2g})", run_dir / f"km_{name}.png")
         summary = pd.DataFrame({"group": list(res["n"]), "n": list(res["n"].values()),
                                 "deaths": list(res["events"].values()),
-                                "median_years": list(res["median_years"].values())})
+                                "median_years": [round(v, 4) if np.isfinite(v) else "not reached"
+                                                 for v in res["median_years"].values()]})
         write_table(summary, run_dir / f"survival_{name}", f"Survival by {name}",
                     f"Log-rank test across groups: chi2 {res['logrank_chi2']:.2f}, p = {res['logrank_p']:.3g}. "
                     f"{int((~ok).sum())} samples without a survival time are left out.")
@@ -149,15 +153,6 @@ def _survival(run_dir: Path, samples: pd.DataFrame, found: pd.Series, known: pd.
         print_table(pd.DataFrame([{"subclass": k, "median OS (years)": round(v, 2)} for k, v in med.items()]),
                     f"Survival by TCGA subclass (paper: immune survives longest; here: {longest}), log-rank p = "
                     f"{metrics['logrank_p_subclass']:.3g}")
-
-
-def _check_folds(samples: pd.DataFrame, known: pd.Series | None, cfg: StudyConfig, where: Path) -> None:
-    n_surv = int(samples[cfg.time].notna().sum())
-    if n_surv < cfg.folds:
-        raise DataError(where, f"{n_surv} samples with a survival time: fewer than the {cfg.folds} folds")
-    if known is not None and known.notna().any() and known.value_counts().min() < cfg.folds:
-        raise DataError(where, f"column {cfg.subclass!r}: class {known.value_counts().idxmin()!r} has "
-                               f"{known.value_counts().min()} samples, fewer than the {cfg.folds} folds")
 
 
 def _models(run_dir: Path, lc: pd.DataFrame, samples: pd.DataFrame, known: pd.Series | None,
