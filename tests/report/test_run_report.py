@@ -195,3 +195,28 @@ def test_reports_open_in_headless_chromium(image_run, trained_run, tmp_path):
         with Image.open(shot) as im:
             assert im.format == "PNG" and im.width == 1280 and im.height > 2500
     assert EVIL in check_page(image_run / "report.html").text  # shown as text, not run
+
+
+@pytest.mark.parametrize("link", ["leak.md", "explain/grid.png", "test_calibration.md", "figures_dir"])
+def test_a_link_out_of_the_run_folder_is_refused_not_embedded(run_copy, tmp_path, cli, link):
+    """A received run with ``leak.md -> /etc/passwd`` (and the item in report.json) would have
+    put that file into report.html; any link that leaves the folder is refused."""
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "passwd").write_text("root:x:0:0:SECRET\n")
+    before = (run_copy / "report.html").read_bytes()
+    target = run_copy / link
+    target.parent.mkdir(exist_ok=True)
+    target.unlink(missing_ok=True)
+    target.symlink_to(secret if link == "figures_dir" else secret / "passwd")
+    (run_copy / "report.json").write_text(json.dumps({"sections": [{"title": "x", "items": ["leak.md"]}]}))
+    assert_one_line_error(cli("report", run_copy), link, "outside the run folder")
+    assert (run_copy / "report.html").read_bytes() == before and "SECRET" not in before.decode()
+
+
+def test_a_link_inside_the_run_folder_is_read(run_copy, cli):
+    (run_copy / "notes.md").write_text("kept inside\n")
+    (run_copy / "leak.md").symlink_to(run_copy / "notes.md")
+    (run_copy / "report.json").write_text(json.dumps({"sections": [{"title": "x", "items": ["leak.md"]}]}))
+    assert cli("report", run_copy).code == 0
+    assert "kept inside" in (run_copy / "report.html").read_text()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,7 @@ def build_report(run_dir: str | Path, layout: dict[str, Any] | None = None) -> P
         raise RunDirError(run_dir, "no such run directory")
     if not (run_dir / runs.MANIFEST).is_file():
         raise RunDirError(run_dir, f"not a run directory (no {runs.MANIFEST})")
+    _refuse_links_out(run_dir)
     if layout is not None:
         atomic_write_json(run_dir / runs.LAYOUT, layout)
     manifest = runs.read_manifest(run_dir)
@@ -74,6 +76,25 @@ def build_report(run_dir: str | Path, layout: dict[str, Any] | None = None) -> P
     atomic_write_text(run_dir / CARD, model_card(run_dir, manifest, metrics, pre))
     atomic_write_text(out, h.page(title, subtitle, sections))
     return out
+
+
+def _refuse_links_out(run_dir: Path) -> None:
+    """A RunDirError for any symbolic link in the run folder that leads outside it (a received
+    run with ``leak.md -> /etc/passwd`` would embed that file in the report): the report reads
+    the run's own files only. biodl never writes links, so the check looks at every one."""
+    root = run_dir.resolve()
+    for folder, dirs, files in os.walk(run_dir):
+        for name in dirs + files:
+            path = Path(folder) / name
+            if not path.is_symlink():
+                continue
+            try:
+                target = path.resolve(strict=True)
+            except (OSError, RuntimeError):
+                continue  # a dangling link or a loop: nothing to read
+            if not target.is_relative_to(root):
+                raise RunDirError(path, f"is a symbolic link to {target}, outside the run folder; the report reads "
+                                        "only the run's own files")
 
 
 def _seconds(seconds: dict[str, float] | float | None) -> str | None:
