@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
-from .config import RunConfig, dump_config, load_config, validation_problem
+from .config import RunConfig, build_config, dump_config, read_yaml, validation_problem
 from .errors import RunDirError
 from .io import atomic_folder, atomic_write_json, atomic_write_text
 from .io import read_json as _read_json
@@ -130,7 +130,12 @@ def load_run_config(run_dir: str | Path) -> RunConfig:
         raise RunDirError(run_dir, "no such run directory")
     if not (run_dir / CONFIG).is_file():
         raise RunDirError(run_dir, f"not a run directory (no {CONFIG})")
-    return load_config(run_dir / CONFIG)
+    raw = read_yaml(run_dir / CONFIG)
+    if "task" not in raw and "name" in raw:  # a study's folder: its models are compared, none kept for use
+        raise RunDirError(run_dir, f"is the folder of the study {raw['name']!r}, which compares models and keeps "
+                                   "none for use; predict, evaluate, explain, export and calibrate take a run of "
+                                   "biodl train")
+    return build_config(raw, None, where=str(run_dir / CONFIG))
 
 
 def read_json(path: Path) -> dict[str, Any]:

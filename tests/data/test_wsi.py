@@ -427,3 +427,13 @@ def test_a_damaged_stored_thumbnail_is_one_line(slide, monkeypatch):
     monkeypatch.setattr(type(slide._handle), "associated_images", property(lambda self: Broken()))
     with pytest.raises(DataError, match="stored thumbnail cannot be read"):
         slide.thumbnail(256)
+
+
+def test_an_out_or_cache_dir_that_is_a_file_is_refused_before_any_slide_is_read(tmp_path, cli):
+    (tmp_path / "file").write_text("x")
+    assert_one_line_error(cli("wsi", "tile", SLIDE, "--out", tmp_path / "file"), "--out", "not a folder")
+    assert_one_line_error(cli("wsi", "tile", SLIDE, "--out", tmp_path / "file" / "sub"), "--out",
+                          "is a file, not a folder")
+    assert_one_line_error(cli("wsi", "tile", SLIDE, "--to-cache", "--cache-dir", tmp_path / "file"), "--cache-dir",
+                          "not a folder")
+    assert (tmp_path / "file").read_text() == "x"

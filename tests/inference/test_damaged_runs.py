@@ -205,3 +205,11 @@ def test_strict_json_refuses_what_biodl_never_writes(tmp_path):
             strict_json(text)
     assert strict_json('{"a": 1e308, "b": [1, 2.5]}') == {"a": 1e308, "b": [1, 2.5]}
     assert np.isfinite(strict_json('{"a": 1e-400}')["a"])
+
+
+def test_a_study_folder_given_where_a_trained_run_belongs_says_so(tmp_path, cli):
+    (tmp_path / "study").mkdir()
+    (tmp_path / "study" / "config.yaml").write_text("name: tcga-melanoma\ncounts: null\nfolds: 5\n")
+    for args in (("export", tmp_path / "study"), ("calibrate", tmp_path / "study"), ("evaluate", tmp_path / "study"),
+                 ("predict", tmp_path / "study", HEART)):
+        assert_one_line_error(cli(*args), "study", "'tcga-melanoma'", "keeps none for use")

@@ -69,3 +69,24 @@ def test_compare_bad_inputs_are_one_line_errors(trained_run, run_copy, tmp_path,
     assert_one_line_error(cli("compare", trained_run, run_copy, "--out", tmp_path / "c"), "metrics.json",
                           "not a number")
     assert not (tmp_path / "c.md").exists() and not (tmp_path / "c.html").exists()
+
+
+def test_no_value_is_marked_best_across_runs_of_different_tasks(trained_run, run_copy, tmp_path, cli):
+    import yaml
+
+    config = yaml.safe_load((run_copy / "config.yaml").read_text())
+    manifest = json.loads((run_copy / "manifest.json").read_text())
+    manifest["config"]["task"] = "image"  # the same metric names, another task
+    (run_copy / "manifest.json").write_text(json.dumps(manifest))
+    metrics = json.loads((run_copy / "metrics.json").read_text())
+    metrics["test/mcc"] = 0.99
+    (run_copy / "metrics.json").write_text(json.dumps(metrics))
+    assert config["task"] == "tabular"
+    r = cli("compare", trained_run, run_copy, "--out", tmp_path / "c")
+    assert r.code == 0, r.err
+    page = (tmp_path / "c.html").read_text()
+    assert 'class="best"' not in page and "different tasks" in page
+    manifest["config"]["task"] = "tabular"
+    (run_copy / "manifest.json").write_text(json.dumps(manifest))
+    assert cli("compare", trained_run, run_copy, "--out", tmp_path / "c", "--overwrite").code == 0
+    assert 'class="best"' in (tmp_path / "c.html").read_text()

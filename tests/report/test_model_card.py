@@ -40,3 +40,16 @@ def test_study_notes_reach_the_card(tmp_path):
     assert "28 x 28 px" in card and "not a screening tool" in card
     assert "CC BY 4.0" in card.split("## Licence of the data", 1)[1]
     assert "No test metrics were recorded" in card and "Weights: none saved" in card  # a config without a model
+
+
+def test_class_and_feature_names_are_literal_in_the_card(run_copy):
+    pre = json.loads((run_copy / "preprocess.json").read_text())
+    import re
+
+    pre["features"][0] = "age|<img src=x onerror=alert(1)>"
+    pre["classes"] = ["**alive**", "[dead](http://evil)"]
+    (run_copy / "preprocess.json").write_text(json.dumps(pre))
+    build_report(run_copy)
+    card = (run_copy / "model_card.md").read_text()
+    assert "age\\|\\<img src=x onerror=alert(1)\\>" in card and not re.search(r"(?<!\\)<img", card)
+    assert "\\*\\*alive\\*\\*" in card and "[dead\\](http://evil)" in card

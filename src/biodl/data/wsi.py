@@ -75,7 +75,8 @@ class Slide:
     def need_mpp(self) -> float:
         if self.mpp is None:
             raise DataError(self.path, f"{self.mpp_note or 'has no resolution metadata'} (microns per pixel); give it "
-                                       "with --mpp (e.g. --mpp 0.25 for a 40x scan, 0.5 for 20x)")
+                                       "with --mpp, or data.tiles.slide_mpp in a training config (e.g. 0.25 for a "
+                                       "40x scan, 0.5 for 20x)")
         return self.mpp
 
     def read_level(self, x: int, y: int, width: int, height: int, level: int = 0) -> np.ndarray:

@@ -16,7 +16,7 @@ import pandas as pd
 from .. import runs
 from ..datasets import EMBEDDED, embedded_path
 from ..io import sha256_file
-from .tables import to_markdown
+from .tables import md_text, to_markdown
 
 __all__ = ["model_card"]
 
@@ -144,7 +144,7 @@ def model_card(run_dir: Path, manifest: dict[str, Any], metrics: dict[str, float
     """The card's Markdown text (see the module docstring)."""
     config = manifest.get("config") or {}
     model, data = config.get("model") or {}, config.get("data") or {}
-    classes = [str(c) for c in pre.get("classes") or manifest.get("classes") or []]
+    classes = [md_text(c) for c in pre.get("classes") or manifest.get("classes") or []]
     task = config.get("task", "study")
     git = manifest.get("git") or {}
     versions = manifest.get("versions") or {}
@@ -161,7 +161,7 @@ def model_card(run_dir: Path, manifest: dict[str, Any], metrics: dict[str, float
             inputs += f", stain-normalised ({pre['stain']['method']})"
     elif task == "tabular":
         features = pre.get("features") or []
-        inputs = f"the {len(features)} features {', '.join(features)}"
+        inputs = f"the {len(features)} features {', '.join(map(md_text, features))}"
     else:
         inputs = "see the run's config"
     source, licence = _data_source(config, manifest)

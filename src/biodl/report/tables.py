@@ -10,18 +10,31 @@ import pandas as pd
 from ..io import atomic_write_text
 
 
-__all__ = ["to_markdown", "write_table", "compare_with_published", "print_table", "summary_table"]
+__all__ = ["md_text", "to_markdown", "write_table", "compare_with_published", "print_table", "summary_table"]
+
+
+#: characters that would make Markdown of a text that is not Markdown (a class name, a feature)
+#: (``_`` is left alone: GitHub's Markdown ignores it inside a word, as in metric names; brackets
+#: make a link only as ``](``, which is escaped, so a CI's ``[0.1, 0.3]`` stays as it is)
+_MARKDOWN = str.maketrans({c: "\\" + c for c in "\\`*<>|"} | {"\n": " ", "\r": " "})
+
+
+def md_text(text: object) -> str:
+    """``text`` as literal Markdown: a user's class or feature name (``**a**``, ``<img>``, a
+    ``|``) is shown as written, never as formatting, a link, HTML or a table cell's end."""
+    return str(text).translate(_MARKDOWN).replace("](", "\\](")
 
 
 def to_markdown(df: pd.DataFrame, digits: int = 3) -> str:
-    """A GitHub-flavoured Markdown table; floats rounded to ``digits``."""
+    """A GitHub-flavoured Markdown table; floats rounded to ``digits``; text cells literal (see
+    :func:`md_text`)."""
 
     def cell(v: object) -> str:
         if isinstance(v, float):
             return "" if pd.isna(v) else f"{v:.{digits}f}"
-        return str(v).replace("|", "\\|")
+        return md_text(v)
 
-    head = "| " + " | ".join(map(str, df.columns)) + " |"
+    head = "| " + " | ".join(map(md_text, df.columns)) + " |"
     rule = "|" + "|".join("---:" if pd.api.types.is_numeric_dtype(df[c]) else "---" for c in df.columns) + "|"
     rows = ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
     return "\n".join([head, rule, *rows]) + "\n"
