@@ -213,3 +213,30 @@ def test_example_figure_of_a_set_resident_on_a_device(tmp_path):
     show_examples(ds.resident("meta"), prob, tmp_path / "examples.png")
     with Image.open(tmp_path / "examples.png") as im:
         assert im.size[0] > 100 and im.size[1] > 100
+
+
+def test_npz_bombs_and_lying_headers_are_refused_before_inflating(tmp_path, monkeypatch):
+    import io
+    import zipfile
+
+    from biodl.data import arrays
+
+    monkeypatch.setattr(arrays, "INFLATE_FLOOR", 1 << 20)  # the rule at a test's scale (256 MB in use)
+    np.savez_compressed(tmp_path / "bomb.npz", train_images=np.zeros((400, 128, 128, 3), np.uint8),
+                        train_labels=np.zeros(400, np.int64))
+    with pytest.raises(DataError, match=r"bomb.npz: member 'train_images' inflates \d+-fold"):
+        load_npz(tmp_path / "bomb.npz")
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False,
+                                                  "shape": (10**6, 1000, 1000, 3)})
+    labels = io.BytesIO()
+    np.save(labels, np.zeros(3, np.int64))
+    with zipfile.ZipFile(tmp_path / "liar.npz", "w") as z:
+        z.writestr("train_images.npy", header.getvalue() + bytes(100))
+        z.writestr("train_labels.npy", labels.getvalue())
+    with pytest.raises(DataError, match=r"declares an array of shape \(1000000, 1000, 1000, 3\)"):
+        load_npz(tmp_path / "liar.npz")
+    rng = np.random.default_rng(0)
+    np.savez_compressed(tmp_path / "ok.npz", train_images=rng.integers(0, 255, (30, 28, 28, 3), dtype=np.uint8),
+                        train_labels=np.arange(30) % 2)
+    assert load_npz(tmp_path / "ok.npz").images.shape == (30, 28, 28, 3)

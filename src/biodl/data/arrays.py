@@ -189,6 +189,34 @@ def _images(raw: np.ndarray, where: str) -> np.ndarray:
     raise DataError(where, f"images must be uint8 (0-255) or floats in [0, 1], got {raw.dtype}")
 
 
+#: a ``.npz`` member inflating more than this many times its stored size, to more than
+#: :data:`INFLATE_FLOOR` bytes, is refused as a decompression bomb (images compress 2-5 fold)
+MAX_INFLATION, INFLATE_FLOOR = 100, 256 << 20
+
+
+def _check_member(path: Path, key: str) -> None:
+    """A DataError when member ``key`` of the ``.npz`` at ``path`` would inflate like a bomb, or
+    when its ``.npy`` header declares more bytes than the member holds (NumPy would allocate the
+    declared array first): both read from the zip directory and the header, before inflating."""
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo(f"{key}.npy") if f"{key}.npy" in zf.namelist() else None
+        if info is None:
+            return  # np.load names the missing key
+        if info.file_size > INFLATE_FLOOR and info.file_size > MAX_INFLATION * max(info.compress_size, 1):
+            raise DataError(path, f"member {key!r} inflates {info.file_size / max(info.compress_size, 1):.0f}-fold "
+                                  f"to {info.file_size:,} bytes (a decompression bomb?)")
+        with zf.open(info) as f:
+            version = np.lib.format.read_magic(f)
+            read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+            if version not in read:
+                return  # np.load says what is wrong with it
+            shape, _, dtype = read[version](f)
+            declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+            if declared > info.file_size:
+                raise DataError(path, f"member {key!r} declares an array of shape {shape} ({declared:.3g} bytes) but "
+                                      f"holds {info.file_size:,} bytes")
+
+
 def _load(path: Path, key: str | None = None) -> np.ndarray:
     """One array: a ``.npy`` file, or member ``key`` of a ``.npz``; never unpickled. A member that is
     not in ``.npy`` format (NumPy then hands back its raw bytes, e.g. a pickle stream) is refused."""
@@ -196,6 +224,7 @@ def _load(path: Path, key: str | None = None) -> np.ndarray:
         if key is None:
             out = np.load(path, allow_pickle=False)
         else:
+            _check_member(path, key)
             with np.load(path, allow_pickle=False) as z:
                 out = z[key]
         if not isinstance(out, np.ndarray):
