@@ -167,3 +167,18 @@ def test_the_documented_subclass_skip_runs_and_tables_hold_no_inf_or_nan(small, 
             assert not cells & {"inf", "-inf", "nan", "NaN", "Infinity"}, table
     medians = pd.read_csv(study_run / "survival_subclass.csv")["median_years"].astype(str)
     assert medians.str.fullmatch(r"[\d.]+|not reached").all()
+
+
+def test_a_gzipped_counts_table_that_inflates_like_a_bomb_is_refused(tmp_path, monkeypatch):
+    import gzip
+
+    from biodl.data import arrays
+    from biodl.data.expression import read_counts
+    from biodl.errors import DataError
+
+    monkeypatch.setattr(arrays, "INFLATE_FLOOR", 1 << 20)  # the rule at a test's scale
+    with gzip.open(tmp_path / "bomb.csv.gz", "wt") as f:
+        f.write("gene,s1\n" + "g,0\n" * 2_000_000)
+    with pytest.raises(DataError, match="bomb.csv.gz: inflates more than 100-fold"):
+        read_counts(tmp_path / "bomb.csv.gz")
+    assert read_counts(HERE / "skcm_counts.csv.gz").shape[1] > 100  # the embedded table is read as before
