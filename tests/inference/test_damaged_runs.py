@@ -213,3 +213,31 @@ def test_a_study_folder_given_where_a_trained_run_belongs_says_so(tmp_path, cli)
     for args in (("export", tmp_path / "study"), ("calibrate", tmp_path / "study"), ("evaluate", tmp_path / "study"),
                  ("predict", tmp_path / "study", HEART)):
         assert_one_line_error(cli(*args), "study", "'tcga-melanoma'", "keeps none for use")
+
+
+@pytest.mark.parametrize("task", ["image", "segmentation"])
+@pytest.mark.parametrize("std", [0.0, -0.1, float("nan"), float("inf")])
+def test_an_image_or_segmentation_run_with_a_zero_or_non_finite_std_is_refused(tmp_path, task, std):
+    """The example of the issue: an image run with ``std: 0`` predicted class 0 for everything."""
+    from importlib import import_module
+
+    from biodl.errors import RunDirError
+    from biodl.runs import read_validated
+
+    schema = import_module(f"biodl.tasks.{'image_data' if task == 'image' else task}").PreprocessFile
+    good = {"image": {"classes": ["a", "b"], "mean": [0.5] * 3, "std": [0.2] * 3, "size": 32, "in_chans": 3,
+                      "graded": False},
+            "segmentation": {"channels": "green", "clahe": True, "mean": [0.5], "std": [0.2], "in_chans": 1,
+                             "train": ["a"], "test": ["b"]}}[task]
+    fields = set(schema.model_fields)
+    good = {k: v for k, v in good.items() if k in fields}
+    path = tmp_path / "preprocess.json"
+    path.write_text(json.dumps(good))
+    try:
+        read_validated(path, schema)
+    except RunDirError as exc:  # the schema needs other keys: this test only varies std
+        pytest.skip(f"a valid preprocess.json of {task} needs more: {exc}")
+    good["std"][0] = std
+    path.write_text(json.dumps(good))  # json.dumps writes NaN/Infinity, which biodl never does
+    with pytest.raises(RunDirError, match="preprocess.json"):
+        read_validated(path, schema)
