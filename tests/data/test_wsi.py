@@ -379,6 +379,8 @@ def test_two_slides_of_one_name_and_a_folder_from_other_settings_are_refused(tmp
     assert_one_line_error(r, "was made with other settings")
     r = cli("wsi", "tile", tmp_path / "a/case.png", "--out", tmp_path / "out", *tile)
     assert r.code == 0 and "done before, skipped" in r.out
+    r = cli("wsi", "tile", tmp_path / "a/case.png", "--out", tmp_path / "out", *tile[2:], "--mpp", "0.25")
+    assert_one_line_error(r, "was made with other settings")  # the resolution given for the slide differs
 
 
 def test_slide_files_that_are_not_files_are_named_for_what_they_are(tmp_path, cli):

@@ -294,7 +294,8 @@ def tile_slide(path: str | Path, out_dir: str | Path, tiling: Tiling, slide_mpp:
 
     path = Path(path)
     final = Path(out_dir) / path.stem
-    settings = {**tiling.to_dict(), "stain": normalizer.to_dict() if normalizer is not None else None}
+    settings = {**tiling.to_dict(), "stain": normalizer.to_dict() if normalizer is not None else None,
+                "slide_mpp": slide_mpp, "override_mpp": override_mpp}
     if final.is_dir():
         done_before(final / "tiling.json", path, settings)
         return final, -1

@@ -84,7 +84,8 @@ def infer_slide(predictor: Predictor, path: str | Path, out_dir: str | Path, til
         raise RunDirError(predictor.run_dir, "does not record the resolution of its images (data.mpp); give the "
                                              "micrometres per pixel of its patches with --tile-mpp")
     tiling = Tiling(tile_mpp, size, 0, min_tissue, pen=pen)
-    settings = {"run": str(predictor.run_dir.resolve()), **tiling.to_dict(), "top_k": top_k, "threshold": threshold}
+    settings = {"run": str(predictor.run_dir.resolve()), **tiling.to_dict(), "top_k": top_k, "threshold": threshold,
+                "slide_mpp": slide_mpp, "override_mpp": override_mpp}
     if final.is_dir():
         done_before(final / "slide.json", path, settings)
         return final, None
