@@ -32,6 +32,11 @@ EMBEDDED: dict[str, tuple[str, str]] = {
         "TCGA melanoma (SKCM): raw RNA-seq read counts of 2,454 genes x 472 samples, overall survival, the TCGA "
         "2015 RNA subclasses and gene lengths (from consICA), TCGA open access (consICA: MIT)",
     ),
+    "tf-binding": (
+        "tf_binding_deepbind",
+        "ENCODE ChIP-seq peaks as released with DeepBind (Alipanahi 2015): 5 factors (ELK1, GABPA, REST, MYC, "
+        "CTCFL), 101 bp, training peaks (A+C) and 500 + 500 test sequences (B) each; ENCODE, no restrictions",
+    ),
     "cmu1-small-region": (
         "wsi_cmu1/CMU-1-Small-Region.svs",
         "OpenSlide test slide CMU-1-Small-Region: Aperio SVS, H&E, 2220x2967 at 0.499 um/px, one level, CC0",
