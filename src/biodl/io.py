@@ -24,8 +24,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "fsync_dir", "write_tmp", "atomic_write", "atomic_write_bytes", "atomic_write_text", "finite_json", "json_text",
-    "atomic_write_json", "atomic_folder", "check_writable", "sha256_file", "strict_json", "read_json",
-    "read_safetensors",
+    "atomic_write_json", "atomic_folder", "check_writable", "check_gzip", "MAX_INFLATION", "INFLATE_FLOOR",
+    "sha256_file", "strict_json", "read_json", "read_safetensors",
 ]
 
 
@@ -194,6 +194,33 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+#: a compressed file (a gzipped table, an ``.npz`` member) inflating more than this many times
+#: its stored size, to more than INFLATE_FLOOR bytes, is refused as a decompression bomb (tables
+#: and images compress 2-20 fold)
+MAX_INFLATION, INFLATE_FLOOR = 100, 256 << 20
+
+
+def check_gzip(path: str | Path, error: type[BiodlError] = BiodlError) -> None:
+    """A gzipped file inflating like a decompression bomb (see :data:`MAX_INFLATION`) is an
+    ``error`` naming it, found by inflating it in chunks that are counted and dropped (the module
+    globals are read at each call, so a test can lower them)."""
+    import gzip
+    import zlib
+
+    path = Path(path)
+    cap = max(INFLATE_FLOOR, MAX_INFLATION * path.stat().st_size)
+    total = 0
+    try:
+        with gzip.open(path, "rb") as f:
+            while block := f.read(1 << 22):
+                total += len(block)
+                if total > cap:
+                    raise error(path, f"inflates more than {MAX_INFLATION}-fold, past {cap:,} bytes (a decompression "
+                                      "bomb?)")
+    except (OSError, EOFError, zlib.error) as exc:
+        raise error(path, f"not a readable gzip file ({exc})") from None
 
 
 def _no_constant(name: str) -> float:

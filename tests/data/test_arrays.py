@@ -219,9 +219,9 @@ def test_npz_bombs_and_lying_headers_are_refused_before_inflating(tmp_path, monk
     import io
     import zipfile
 
-    from biodl.data import arrays
+    from biodl import io as biodl_io
 
-    monkeypatch.setattr(arrays, "INFLATE_FLOOR", 1 << 20)  # the rule at a test's scale (256 MB in use)
+    monkeypatch.setattr(biodl_io, "INFLATE_FLOOR", 1 << 20)  # the rule at a test's scale (256 MB in use)
     np.savez_compressed(tmp_path / "bomb.npz", train_images=np.zeros((400, 128, 128, 3), np.uint8),
                         train_labels=np.zeros(400, np.int64))
     with pytest.raises(DataError, match=r"bomb.npz: member 'train_images' inflates \d+-fold"):

@@ -172,11 +172,11 @@ def test_the_documented_subclass_skip_runs_and_tables_hold_no_inf_or_nan(small, 
 def test_a_gzipped_counts_table_that_inflates_like_a_bomb_is_refused(tmp_path, monkeypatch):
     import gzip
 
-    from biodl.data import arrays
+    from biodl import io
     from biodl.data.expression import read_counts
     from biodl.errors import DataError
 
-    monkeypatch.setattr(arrays, "INFLATE_FLOOR", 1 << 20)  # the rule at a test's scale
+    monkeypatch.setattr(io, "INFLATE_FLOOR", 1 << 20)  # the rule at a test's scale
     with gzip.open(tmp_path / "bomb.csv.gz", "wt") as f:
         f.write("gene,s1\n" + "g,0\n" * 2_000_000)
     with pytest.raises(DataError, match="bomb.csv.gz: inflates more than 100-fold"):

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .. import io
 from ..errors import DataError
 
 __all__ = ["SPLITS", "ImageSet", "ImageDataset", "to_device", "load_npz", "load_npy_pair"]
@@ -189,11 +190,6 @@ def _images(raw: np.ndarray, where: str) -> np.ndarray:
     raise DataError(where, f"images must be uint8 (0-255) or floats in [0, 1], got {raw.dtype}")
 
 
-#: a ``.npz`` member inflating more than this many times its stored size, to more than
-#: :data:`INFLATE_FLOOR` bytes, is refused as a decompression bomb (images compress 2-5 fold)
-MAX_INFLATION, INFLATE_FLOOR = 100, 256 << 20
-
-
 def _check_member(path: Path, key: str) -> None:
     """A DataError when member ``key`` of the ``.npz`` at ``path`` would inflate like a bomb, or
     when its ``.npy`` header declares more bytes than the member holds (NumPy would allocate the
@@ -202,7 +198,7 @@ def _check_member(path: Path, key: str) -> None:
         info = zf.getinfo(f"{key}.npy") if f"{key}.npy" in zf.namelist() else None
         if info is None:
             return  # np.load names the missing key
-        if info.file_size > INFLATE_FLOOR and info.file_size > MAX_INFLATION * max(info.compress_size, 1):
+        if info.file_size > io.INFLATE_FLOOR and info.file_size > io.MAX_INFLATION * max(info.compress_size, 1):
             raise DataError(path, f"member {key!r} inflates {info.file_size / max(info.compress_size, 1):.0f}-fold "
                                   f"to {info.file_size:,} bytes (a decompression bomb?)")
         with zf.open(info) as f:

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
+from ..io import check_gzip
 
 __all__ = ["read_counts", "read_gene_lengths", "MAX_LIBRARY", "load_cohort", "Cohort", "library_sizes", "cpm",
            "log_cpm", "rpkm", "tpm", "quantile_normalize", "size_factors"]
@@ -36,7 +37,7 @@ def read_counts(path: str | Path) -> pd.DataFrame:
     or sample id, no rows) are one-line ``DataError`` s naming the file, the gene and the sample."""
     path = Path(path)
     if path.suffix == ".gz" and path.is_file():
-        _check_inflation(path)
+        check_gzip(path, DataError)
     try:
         raw = pd.read_csv(path, index_col=0, dtype=str, keep_default_na=False)
     except FileNotFoundError:
@@ -106,28 +107,6 @@ def read_gene_lengths(path: str | Path) -> pd.Series:
     if dup.any():
         raise DataError(path, f"gene {table['GeneSymbol'][dup].iat[0]!r} appears twice")
     return pd.Series(length.to_numpy(np.float64), index=table["GeneSymbol"], name="GeneLength")
-
-
-def _check_inflation(path: Path) -> None:
-    """A gzipped table inflating like a decompression bomb (the rule of ``.npz`` members: more
-    than MAX_INFLATION-fold to over INFLATE_FLOOR bytes) is a DataError, found by inflating it
-    in chunks that are counted and dropped."""
-    import gzip
-    import zlib
-
-    from .arrays import INFLATE_FLOOR, MAX_INFLATION
-
-    cap = max(INFLATE_FLOOR, MAX_INFLATION * path.stat().st_size)
-    total = 0
-    try:
-        with gzip.open(path, "rb") as f:
-            while block := f.read(1 << 22):
-                total += len(block)
-                if total > cap:
-                    raise DataError(path, f"inflates more than {MAX_INFLATION}-fold, past {cap:,} bytes (a "
-                                          "decompression bomb?)")
-    except (OSError, EOFError, zlib.error) as exc:
-        raise DataError(path, f"not a readable gzip file ({exc})") from None
 
 
 def _header(path: Path) -> list[str]:

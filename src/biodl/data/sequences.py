@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError, path_problem
+from ..io import check_gzip
 
 __all__ = [
     "BASES", "IUPAC", "SequenceSet", "one_hot", "reverse_complement", "dinucleotide_shuffle", "fit_length",
@@ -163,9 +164,7 @@ def _text(path: Path) -> str:
         raise DataError(path, "is a folder, not a sequence file")
     try:
         if path.suffix == ".gz":
-            from .expression import _check_inflation
-
-            _check_inflation(path)
+            check_gzip(path, DataError)
             with gzip.open(path, "rt", encoding="utf-8") as f:
                 return f.read()
         return path.read_text(encoding="utf-8")
