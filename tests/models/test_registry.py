@@ -45,12 +45,15 @@ def test_a_second_model_of_the_same_name_replaces_the_first_with_a_warning(monke
 
 def _example(name: str):
     """(constructor arguments, input batch, expected output shape) for a registered model, chosen
-    from its signature: tabular (in_features), segmentation (out_chans) or image classifier."""
+    from its signature: tabular (in_features), segmentation (out_chans), DNA sequence (its
+    family's module) or image classifier."""
     import inspect
 
     from biodl.models._registry import _REGISTRY
 
     params = inspect.signature(_REGISTRY[name]).parameters
+    if _REGISTRY[name].__module__.endswith(".sequence"):
+        return {"num_classes": 3}, torch.randn(2, 4, 101), (2, 3)
     if "in_features" in params:
         return {"in_features": 7}, torch.randn(4, 7), (4, 1)
     if "out_chans" in params:
