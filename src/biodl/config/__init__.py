@@ -11,14 +11,16 @@ from .loading import (MAX_YAML_NODES, apply_overrides, build_config, config_dict
                       load_config, read_yaml, safe_yaml, validation_problem)
 from .schemas import (MPP_RANGE, RUN_CONFIGS, ConformalConfig, DataConfig, ImageDataConfig, ImageModelConfig,
                       ImageRunConfig, ModelConfig, Mpp, OptimizerConfig, Positive, RunConfig, SchedulerConfig,
-                      SegmentationDataConfig, SegmentationRunConfig, SegmentationTrainerConfig, Strict,
+                      SegmentationDataConfig, SegmentationRunConfig, SegmentationTrainerConfig, SequenceDataConfig,
+                      SequenceModelConfig, SequenceRunConfig, Strict,
                       TabularRunConfig, TilesConfig, TrainerConfig, config_class)
 
 __all__ = [
     "Strict", "Positive", "MPP_RANGE", "Mpp", "DataConfig", "ModelConfig", "OptimizerConfig", "SchedulerConfig",
     "TrainerConfig", "ConformalConfig",
     "TabularRunConfig", "TilesConfig", "ImageDataConfig", "ImageModelConfig", "ImageRunConfig",
-    "SegmentationDataConfig", "SegmentationTrainerConfig", "SegmentationRunConfig", "RunConfig", "RUN_CONFIGS",
+    "SegmentationDataConfig", "SegmentationTrainerConfig", "SegmentationRunConfig", "SequenceDataConfig",
+    "SequenceModelConfig", "SequenceRunConfig", "RunConfig", "RUN_CONFIGS",
     "config_class", "validation_problem", "apply_overrides", "MAX_YAML_NODES", "safe_yaml", "read_yaml",
     "build_config", "load_config", "config_dict", "dump_config", "config_hash",
 ]

@@ -297,7 +297,8 @@ def _is_fasta(path: Path) -> bool:
 
 def load_sequences(path: str | Path, labels: str | Path | None = None, classes: list[str] | None = None
                    ) -> SequenceSet:
-    """Labelled sequences from ``path``: a DeepBind ``.seq[.gz]`` table (labels 0/1), a CSV of
+    """Labelled sequences from ``path``: a DeepBind ``.seq[.gz]`` table (labels 0/1; a record
+    ``X_peak`` and its shuffle ``X_shuf`` form group ``X``), a CSV of
     ``sequence,label[,group][,id]``, a folder of one FASTA per class, or one FASTA file whose
     labels come from ``labels`` (a CSV ``id,label``; every record needs one) or, without it, all
     one class ``1`` (positives, e.g. peaks, to shuffle negatives from). ``classes``: the class
@@ -310,6 +311,7 @@ def load_sequences(path: str | Path, labels: str | Path | None = None, classes: 
         ids, seqs, y, _ = read_seq_table(path)
         names = [str(v) for v in y]
         classes = classes or ["0", "1"]
+        groups = [i.removesuffix("_peak").removesuffix("_shuf") for i in ids]  # a test peak and its shuffle
     elif path.suffix.lower() == ".csv":
         ids, seqs, names, groups = read_sequence_csv(path)
     elif _is_fasta(path) or (path_problem(path) is None and path.suffix.lower() == ".gz"):

@@ -94,7 +94,8 @@ def _recalibration(predictor: Predictor) -> dict[str, Any]:
 
 
 def _classes(predictor: Predictor) -> tuple[nn.Module, np.ndarray, list[np.ndarray], dict[str, Any]]:
-    """(graph, test inputs, expected outputs (recalibrated, raw), info) of an image or tabular run."""
+    """(graph, test inputs, expected outputs (recalibrated, raw), info) of an image, tabular or
+    sequence run."""
     pre, config = predictor.pre, predictor.config
     if getattr(config.model, "mc_dropout", 0):
         raise ConfigError("--format", f"the run predicts by the mean of {config.model.mc_dropout} MC-dropout passes, "
@@ -120,6 +121,18 @@ def _classes(predictor: Predictor) -> tuple[nn.Module, np.ndarray, list[np.ndarr
                                          f"networks{tta}, the recalibration, softmax",
                          "mean": pre.mean, "std": pre.std,
                          "resize_before": f"{size} x {size} px (bilinear), as training did", "mpp": pre.mpp}
+    elif predictor.task == "sequence":
+        from ..tasks.sequence import load_split
+
+        data, parts, held_out, _ = load_split(config)
+        seqs = held_out if held_out is not None else data.subset(parts["test"])
+        inputs = seqs.one_hot(pre.length)
+        test = list(seqs.sequences)
+        first = {"name": "sequences", "dtype": "float32", "shape": ["batch", 4, pre.length],
+                 "layout": "one-hot, channels A, C, G, T (an ambiguity code: the mean of its bases, N = 0.25 each)"}
+        strands = " on both strands (the mean with the reverse complement)" if config.model.strands else ""
+        preprocessing = {"inside_graph": f"the networks{strands}, the recalibration, softmax",
+                         "length": pre.length, "fit": "centre crop, or N padding on both sides, to the length"}
     else:
         from ..tasks.tabular import load_test_split
 

@@ -43,10 +43,14 @@ class DeepBind(nn.Module):
             raise ValueError("filters, width and hidden must be >= 1 and num_classes >= 2")
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-        self.motifs = nn.Conv1d(4, filters, width)
-        self.features = nn.Sequential(self.motifs, nn.ReLU(), _GlobalPool())
+        self.features = nn.Sequential(nn.Conv1d(4, filters, width), nn.ReLU(), _GlobalPool())
         self.head = _head(2 * filters, hidden, num_classes, dropout)
         self.min_length = width
+
+    @property
+    def motifs(self) -> nn.Conv1d:
+        """The first convolution: the motif detectors."""
+        return self.features[0]
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.features(x))
@@ -68,10 +72,14 @@ class Basset(nn.Module):
             if i < len(widths) - 1:
                 layers.append(nn.MaxPool1d(2))
             width_in = channels
-        self.motifs = layers[0]
         self.features = nn.Sequential(*layers, _GlobalPool())
         self.head = nn.Sequential(nn.Dropout(dropout), _head(2 * channels, hidden, num_classes, dropout))
         self.min_length = max(int(widths[0]), 2 ** (len(widths) - 1))  # a motif's width; one pooled position
+
+    @property
+    def motifs(self) -> nn.Conv1d:
+        """The first convolution: the motif detectors."""
+        return self.features[0]
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.features(x))
