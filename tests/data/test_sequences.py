@@ -82,7 +82,7 @@ def test_the_embedded_deepbind_files_read_with_their_labels():
     assert {len(s) for s in train.sequences} == {101} and train.ids[0] == "seq_00001_peak"
     paired = with_shuffled_negatives(train.subset(np.arange(50)), seed=3)
     assert len(paired) == 100 and np.bincount(paired.labels).tolist() == [50, 50]
-    assert paired.groups[50] == paired.groups[0] == "seq_00001_peak" and paired.ids[50] == "seq_00001_peak_shuf0"
+    assert paired.groups[50] == paired.groups[0] == "seq_00001" and paired.ids[50] == "seq_00001_peak_shuf0"
     assert _pairs(paired.sequences[50]) == _pairs(paired.sequences[0])
 
 
