@@ -16,7 +16,7 @@ from ..errors import ConfigError
 
 _MODULES = {"heart-failure": "heart_failure", "heart-failure-mlp": "heart_failure_mlp",
             "histopathology": "histopathology", "retinopathy": "retinopathy", "tcga-melanoma": "tcga_melanoma",
-            "vessels": "vessels"}
+            "tf-binding": "tf_binding", "vessels": "vessels"}
 
 
 def list_studies() -> dict[str, str]:
