@@ -64,7 +64,8 @@ def _all(out: str | Path | None, overrides: list[str], factors: list[str]) -> Pa
         rows.append({"experiment": factor, **_row_cells(runs.read_metrics(run_dir / runs.METRICS))})
     table = pd.DataFrame(rows)
     write_table(table, root / "experiments", "Five ENCODE experiments: DeepBind CNN and k-mer baseline (test set B)",
-                "ROC AUC and PR AUC on set B with 95% CIs over peak-and-shuffle pairs; seconds of the CNN's run.")
+                "ROC AUC and PR AUC on set B with 95% CIs over peak-and-shuffle pairs; the motif match is the best "
+                "filter's mean column correlation with the factor's known motif.")
     print_table(table, "tf-binding: every experiment")
     return root
 
