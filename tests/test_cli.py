@@ -20,7 +20,7 @@ def test_version_and_studies(cli):
     r = cli("studies")
     names = [line.split()[0] for line in r.out.splitlines()]
     assert r.code == 0 and names == ["heart-failure", "heart-failure-mlp", "histopathology", "retinopathy",
-                                     "tcga-melanoma", "vessels"]
+                                     "tcga-melanoma", "tf-binding", "vessels"]
 
 
 def test_train_writes_the_run_directory_layout(trained_run):
