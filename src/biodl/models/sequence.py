@@ -32,7 +32,23 @@ def _head(features: int, hidden: int, num_classes: int, dropout: float) -> nn.Se
     return nn.Sequential(nn.Linear(features, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, num_classes))
 
 
-class DeepBind(nn.Module):
+class _SequenceCNN(nn.Module):
+    """What the sequence families share: ``features`` (first layer: the motif detectors) then
+    ``head``; ``motifs`` is that first convolution."""
+
+    features: nn.Sequential
+    head: nn.Module
+
+    @property
+    def motifs(self) -> nn.Conv1d:
+        """The first convolution: the motif detectors."""
+        return self.features[0]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x))
+
+
+class DeepBind(_SequenceCNN):
     """Motif detectors (``filters`` convolutions of ``width`` bp) -> ReLU -> max and mean over the
     sequence -> dense (``hidden``) -> dropout -> logits. (B, 4, L) -> (B, num_classes)."""
 
@@ -47,16 +63,8 @@ class DeepBind(nn.Module):
         self.head = _head(2 * filters, hidden, num_classes, dropout)
         self.min_length = width
 
-    @property
-    def motifs(self) -> nn.Conv1d:
-        """The first convolution: the motif detectors."""
-        return self.features[0]
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.features(x))
-
-
-class Basset(nn.Module):
+class Basset(_SequenceCNN):
     """Three blocks of convolution (``widths``), batch norm, ReLU and max pooling by 2 (not after
     the last), the global max and mean, a dense head. (B, 4, L) -> (B, num_classes)."""
 
@@ -75,14 +83,6 @@ class Basset(nn.Module):
         self.features = nn.Sequential(*layers, _GlobalPool())
         self.head = nn.Sequential(nn.Dropout(dropout), _head(2 * channels, hidden, num_classes, dropout))
         self.min_length = max(int(widths[0]), 2 ** (len(widths) - 1))  # a motif's width; one pooled position
-
-    @property
-    def motifs(self) -> nn.Conv1d:
-        """The first convolution: the motif detectors."""
-        return self.features[0]
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.features(x))
 
 
 class StrandAverage(nn.Module):
