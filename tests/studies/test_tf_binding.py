@@ -13,7 +13,7 @@ from tests.conftest import main_ok
 def elk1(tmp_path_factory):
     out = tmp_path_factory.mktemp("tfb") / "run"
     main_ok("run", "tf-binding", "--out", out, "--set", "trainer.epochs=2", "--set", "trainer.progress=false",
-            "--set", "n_boot=100", "--set", "model.args={filters: 32, width: 15}")
+            "--set", "n_boot=100", "--set", "model.args={filters: 32, width: 15}", "--set", "data.shuffles=1")
     return out
 
 
