@@ -29,7 +29,8 @@ from ..repro import finish_manifest, write_manifest
 
 __all__ = [
     "Run", "Stopwatch", "run_path", "start_run", "callbacks", "finish_run",
-    "write_results", "image_files", "refuse_overwrite", "make_trainer", "score_predictions",
+    "write_results", "image_files", "refuse_overwrite", "make_trainer", "score_predictions", "class_weights",
+    "weighted_cross_entropy",
 ]
 
 
@@ -263,3 +264,23 @@ def score_predictions(y: np.ndarray, prob: np.ndarray, classes: list[str],
     clusters = {f"{prefix}/ci_clusters": float(len(np.unique(patients)))} if patients is not None else {}
     return {f"{prefix}/ece": ece, **values, **undefined, **clusters,
             **{f"{prefix}/{k}_ci_{side}": v for k, (lo, hi) in cis.items() for side, v in (("low", lo), ("high", hi))}}
+
+
+def class_weights(labels: np.ndarray, classes: list[str], where: str | Path, what: str = "samples") -> torch.Tensor:
+    """(K,) inverse-frequency loss weights of the training ``labels`` (N,) (mean 1 over samples);
+    a class without training ``what`` is a DataError naming ``where``."""
+    counts = np.bincount(labels, minlength=len(classes))
+    if (counts == 0).any():
+        empty = [classes[i] for i in np.flatnonzero(counts == 0)]
+        raise DataError(where, f"classes without training {what}: {', '.join(empty)}")
+    return torch.tensor(counts.sum() / (len(classes) * counts), dtype=torch.float32)
+
+
+def weighted_cross_entropy(weights: torch.Tensor | None):
+    """``loss(logits (B, K), targets (B,))``: cross-entropy, each class weighted by ``weights``
+    (None: unweighted), in float32 whatever the autocast precision."""
+    def loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.cross_entropy(out.float(), y, weight=None if weights is None
+                                                 else weights.to(out.device))
+
+    return loss

@@ -28,13 +28,13 @@ from ..engine import Trainer, UnfreezeBackbone
 from ..engine.distributed import is_main_process
 from ..engine.optim import optimizer_factory
 from ..engine.trainer import resolve_device
-from ..errors import ConfigError, DataError, RunDirError
+from ..errors import ConfigError, RunDirError
 from ..evaluation import BINARY_EXTRAS, multiclass_metrics, multiclass_scores
 from ..models.transfer import load_pretrained, param_groups, resolve_pretrained
 from ..report.predictions import prediction_artefacts, save_predictions
 from ..repro import seed_everything
-from .common import (Run, Stopwatch, finish_run, make_trainer, refuse_overwrite, run_path, start_run,
-                     write_results)
+from .common import (Run, Stopwatch, class_weights, finish_run, make_trainer, refuse_overwrite, run_path, start_run,
+                     weighted_cross_entropy, write_results)
 from .image_data import (END, PreprocessFile, load_images, model_name, network, preprocess_dict, resident_sets,
                          split_images, trace)
 from .image_report import log_tensorboard, report_split, show_examples, slide_maps
@@ -55,12 +55,9 @@ def build_trainer(config: ImageRunConfig, model: torch.nn.Module, n_classes: int
     opt = optimizer_factory(config.optimizer)
     make_opt = (lambda _: opt(param_groups(model, config.optimizer.lr, m.backbone_lr_factor))) if m.pretrained else opt
 
-    def loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        w = weights.to(out.device) if weights is not None else None
-        return torch.nn.functional.cross_entropy(out.float(), y, weight=w)
-
     unfreeze = (UnfreezeBackbone(m.freeze_epochs),) if m.pretrained and m.freeze_epochs else ()
-    return make_trainer(config, model, loss, multiclass_metrics(n_classes, config.data.graded),
+    metrics = multiclass_metrics(n_classes, config.data.graded)
+    return make_trainer(config, model, weighted_cross_entropy(weights), metrics,
                         lambda o: torch.softmax(o, dim=1), run_dir, device, train, make_opt, unfreeze,
                         ("train/loss", "val/loss", "val/accuracy", "val/roc_auc", "val/qwk", "lr"), prep,
                         dihedral_tta if m.tta else None)
@@ -86,11 +83,7 @@ def train(config: ImageRunConfig, out: str | Path | None = None, resume: bool = 
     n_classes, in_chans = len(data.classes), data.images.shape[-1]
     mean, std = channel_stats(data.images, parts["train"])
     pre = preprocess_dict(config, data, mean, std)
-    counts = np.bincount(data.labels[parts["train"]], minlength=n_classes)
-    if (counts == 0).any():
-        empty = [data.classes[i] for i in np.flatnonzero(counts == 0)]
-        raise DataError(path, f"classes without training images: {', '.join(empty)}")
-    class_weights = torch.tensor(counts.sum() / (n_classes * counts), dtype=torch.float32)
+    per_class = class_weights(data.labels[parts["train"]], data.classes, path, "images")
     check_calibration(config, n_classes, config.data.graded)
     balance = config.data.balance
     device = resolve_device(config.trainer.device)
@@ -105,11 +98,11 @@ def train(config: ImageRunConfig, out: str | Path | None = None, resume: bool = 
         weights = resolve_pretrained(config.model.pretrained, model_name(config, int(data.images.shape[1])),
                                      config.model.download)
         extra["pretrained"] = {"path": str(weights), **load_pretrained(model, weights)}
-    loss_weights = class_weights if balance == "loss" else None
+    loss_weights = per_class if balance == "loss" else None
     trainer = build_trainer(config, model, n_classes, loss_weights, pre, run_dir, device)
     sets, extra["device_cache"] = resident_sets(config, data, parts, device)
     manifest = start_run(config, run_dir, resume, device, pre, {"data": path} if path.is_file() else {}, extra)
-    draw = class_weights[sets["train"].labels] if balance == "sampler" else None
+    draw = per_class[sets["train"].labels] if balance == "sampler" else None
     with watch("train"):
         trainer.fit(sets["train"], sets["val"], resume=resume, sample_weights=draw)
     with watch("evaluate"):

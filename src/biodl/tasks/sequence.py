@@ -24,7 +24,7 @@ from torch.utils.data import TensorDataset
 
 from .. import runs
 from ..config import SequenceRunConfig, Strict
-from ..data.sequences import (SequenceSet, fit_length, load_sequences, one_hot, read_fasta, reverse_complement,
+from ..data.sequences import (SequenceSet, fit_length, load_sequences, one_hot, reverse_complement,
                               with_background_negatives, with_shuffled_negatives)
 from ..data.splits import grouped_split
 from ..datasets import embedded_path
@@ -37,8 +37,8 @@ from ..models import create_model
 from ..models.sequence import StrandAverage
 from ..report.predictions import save_predictions
 from ..repro import seed_everything
-from .common import (Run, Stopwatch, finish_run, make_trainer, refuse_overwrite, run_path, score_predictions,
-                     start_run, write_results)
+from .common import (Run, Stopwatch, class_weights, finish_run, make_trainer, refuse_overwrite, run_path,
+                     score_predictions, start_run, weighted_cross_entropy, write_results)
 from .trust import referral, trust, trust_of, uncertainty_columns
 
 __all__ = ["PreprocessFile", "FACTORS", "load_split", "network", "train", "evaluate", "SequenceEnd", "END"]
@@ -153,19 +153,11 @@ def train(config: SequenceRunConfig, out: str | Path | None = None, resume: bool
     n_classes = len(data.classes)
     seed_everything(config.seed, config.deterministic)  # before the network's initial weights are drawn
     model = network(config, n_classes, length, path)
-    counts = np.bincount(data.labels[parts["train"]], minlength=n_classes)
-    if (counts == 0).any():
-        empty = [data.classes[i] for i in np.flatnonzero(counts == 0)]
-        raise DataError(path, f"classes without training sequences: {', '.join(empty)}")
-    weights = torch.tensor(counts.sum() / (n_classes * counts), dtype=torch.float32)
+    weights = class_weights(data.labels[parts["train"]], data.classes, path, "sequences")
     pre = {"classes": data.classes, "length": int(length), "negatives": "; ".join(data.notes) or None}
     device = resolve_device(config.trainer.device)
     run_dir = run_path(config, out, resume, device)
-
-    def loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        w = weights.to(out.device) if config.trainer.class_weights else None
-        return torch.nn.functional.cross_entropy(out.float(), y, weight=w)
-
+    loss = weighted_cross_entropy(weights if config.trainer.class_weights else None)
     trainer = make_trainer(config, model, loss, multiclass_metrics(n_classes), lambda o: torch.softmax(o, dim=1),
                            run_dir, device, optimizer=optimizer_factory(config.optimizer),
                            show=("train/loss", "val/loss", "val/roc_auc", "lr"),
@@ -263,13 +255,7 @@ class SequenceEnd:
 
     def read(self, pre: PreprocessFile, inputs: Any) -> tuple[TensorDataset, pd.DataFrame]:
         if isinstance(inputs, (str, Path)):
-            path = Path(inputs)
-            if path.suffix.lower() == ".csv" or path.is_dir() or ".seq" in path.name:
-                found = load_sequences(path)
-            else:
-                records = read_fasta(path)
-                found = SequenceSet([r[0] for r in records], [r[1] for r in records],
-                                    np.zeros(len(records), np.int64), list(pre.classes), source=str(path))
+            found = load_sequences(inputs)  # any form; a FASTA needs no labels (they are not used)
         else:
             seqs = [str(s).upper() for s in inputs]
             found = SequenceSet([f"seq{i}" for i in range(len(seqs))], seqs, np.zeros(len(seqs), np.int64),
