@@ -2,7 +2,7 @@
 
 Each candidate trains on ELK1's A+C peaks with shuffled negatives (the study's split) at two
 seeds; the table gives the best-epoch validation ROC AUC (what the choice uses) and, for the
-record only, the test set's. Run: python benchmarks/tf_binding_models.py [--factor ELK1]
+record only, the test set's. Run: python benchmarks/tf_binding_models.py [--factor ELK1] [--round 2]
 """
 
 from __future__ import annotations
@@ -15,25 +15,38 @@ import tempfile
 import time
 from pathlib import Path
 
-CANDIDATES = {
-    "default (128x15, 30 epochs)": [],
-    "cosine schedule": ["scheduler.name=cosine"],
-    "cosine, 60 epochs": ["scheduler.name=cosine", "trainer.epochs=60"],
-    "256 filters": ["model.args={filters: 256, width: 15}"],
-    "2 shuffles per peak": ["data.shuffles=2"],
-    "hidden 64, dropout 0.3": ["model.args={filters: 128, width: 15, hidden: 64, dropout: 0.3}"],
+ONE = ["data.shuffles=1"]
+#: round 1 (the first default: one shuffle per peak); chose two shuffles per peak
+ROUND_1 = {
+    "default (128x15, 30 epochs, 1 shuffle)": ONE,
+    "cosine schedule": [*ONE, "scheduler.name=cosine"],
+    "cosine, 60 epochs": [*ONE, "scheduler.name=cosine", "trainer.epochs=60"],
+    "256 filters": [*ONE, "model.args={filters: 256, width: 15}"],
+    "2 shuffles per peak": [],
+    "hidden 64, dropout 0.3": [*ONE, "model.args={filters: 128, width: 15, hidden: 64, dropout: 0.3}"],
 }
+#: round 2, from round 1's choice (the example config: two shuffles per peak)
+ROUND_2 = {
+    "default (2 shuffles)": [],
+    "3 shuffles per peak": ["data.shuffles=3"],
+    "cosine schedule": ["scheduler.name=cosine"],
+    "256 filters": ["model.args={filters: 256, width: 15}"],
+    "filters of 19 bp": ["model.args={filters: 128, width: 19}"],
+    "basset": ["model.name=basset", "model.args={}"],
+}
+ROUNDS = {1: ROUND_1, 2: ROUND_2}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--factor", default="ELK1")
     parser.add_argument("--seeds", default="0,1")
+    parser.add_argument("--round", type=int, default=2, choices=sorted(ROUNDS))
     args = parser.parse_args()
     root = Path(__file__).resolve().parents[1]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name, sets in CANDIDATES.items():
+        for name, sets in ROUNDS[args.round].items():
             val, test, secs = [], [], []
             for seed in map(int, args.seeds.split(",")):
                 out = Path(tmp) / f"{len(rows)}_{seed}"

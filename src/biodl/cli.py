@@ -113,14 +113,23 @@ def run(
     ensemble: Optional[int] = EnsembleOpt,
     counts: Optional[Path] = typer.Option(None, "--counts", help="tcga-melanoma: your counts table (genes x samples)"),
     samples: Optional[Path] = typer.Option(None, "--samples", help="tcga-melanoma: your samples table"),
+    test: Optional[Path] = typer.Option(None, "--test", help="tf-binding: your test sequences (with --data; the "
+                                        "same forms)"),
+    experiment: Optional[str] = typer.Option(None, "--experiment", help="tf-binding: an embedded experiment (ELK1, "
+                                             "GABPA, REST, MYC, CTCFL) or 'all' (one table)"),
 ) -> None:
     """Run a study end to end on its embedded data (or on --data); --resume continues it."""
     from .studies import get_study, resume_study
 
+    for flag, value, owner in (("--test", test, "tf-binding"), ("--experiment", experiment, "tf-binding"),
+                               ("--counts", counts, "tcga-melanoma"), ("--samples", samples, "tcga-melanoma")):
+        if value is not None and study != owner:
+            raise BiodlError(flag, f"belongs to the {owner} study, not to {study}")
     if ensemble is not None:
         overrides = [*(overrides or []), f"ensemble={ensemble}"]
     overrides = [*(overrides or []), *([f"counts={counts}"] if counts else []),
-                 *([f"samples={samples}"] if samples else [])]
+                 *([f"samples={samples}"] if samples else []), *([f"data.test={test}"] if test else []),
+                 *([f"experiment={experiment}"] if experiment else [])]
     if resume:
         if out is None:
             raise BiodlError("--resume", "needs --out RUN_DIR, the run to continue")
@@ -249,22 +258,26 @@ def export(
 @app.command()
 def explain(
     run_dir: Path = typer.Argument(..., help="a run directory"),
-    images: Optional[list[Path]] = typer.Argument(None, help="image files at the model's input size (default: "
-                                                  "test images picked by outcome)"),
-    method: str = typer.Option("ig,gradcam,occlusion", "--method", help="comma-separated: saliency, ixg, ig, "
-                               "gradshap, smoothgrad, occlusion, gradcam, superpixels"),
+    images: Optional[list[Path]] = typer.Argument(None, help="image files at the model's input size, or sequence "
+                                                  "files (default: test cases picked by outcome)"),
+    method: Optional[str] = typer.Option(None, "--method", help="comma-separated; images (default ig,gradcam,"
+                                         "occlusion): saliency, ixg, ig, gradshap, smoothgrad, occlusion, gradcam, "
+                                         "superpixels; sequences (default ig,ism): ig, ixg, saliency, ism"),
     target: str = typer.Option("predicted", "--target", help="predicted, or a class index or name"),
     pick: str = typer.Option("tp,tn,fp,fn", "--pick", help="without images: test outcomes to show (class 0 is "
                              "the negative class)"),
     n: int = typer.Option(4, "--n", min=1, help="without images: images per outcome"),
-    baseline: str = typer.Option("black", "--baseline", help="IG baseline: black, blurred, masked, or an image"),
+    baseline: Optional[str] = typer.Option(None, "--baseline", help="IG baseline; images: black (default), "
+                                           "blurred, masked, or an image; sequences: shuffle (default), uniform, "
+                                           "zeros"),
     steps: int = typer.Option(50, "--steps", min=2, help="IG steps (also samples for SmoothGrad and GradientSHAP)"),
     sanity: bool = typer.Option(True, "--sanity/--no-sanity", help="model-randomisation sanity check"),
     layer: Optional[str] = typer.Option(None, "--layer", help="module for the activation maps (default: "
                                        "Grad-CAM's layer)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an earlier RUN_DIR/explain"),
 ) -> None:
-    """Attribution maps (captum) with sanity and faithfulness checks; tabular runs: feature importance."""
+    """Attribution maps (captum) with sanity and faithfulness checks; sequence runs: per-base
+    attributions and mutation maps; tabular runs: feature importance."""
     from .interpret.explain import explain_run
 
     out = explain_run(run_dir, images, method, target, pick, n, baseline, steps, sanity, layer, overwrite)

@@ -27,7 +27,7 @@ from ..data.sequences import IUPAC
 from ..errors import DataError
 
 __all__ = ["filter_pwms", "information_content", "read_jaspar", "consensus_pwm", "motif_similarity",
-           "draw_logo", "mutation_map"]
+           "draw_letter", "draw_logo", "logo_figure", "mutation_map", "mutation_figure"]
 
 BASES = "ACGT"
 
@@ -129,16 +129,26 @@ def motif_similarity(pwm: np.ndarray, motif: np.ndarray, min_overlap: int = 5) -
     return best
 
 
-def draw_logo(pwm: np.ndarray, ax, title: str | None = None) -> None:
-    """A sequence logo of a (width, 4) PWM on matplotlib axes ``ax``: at each position the letters
-    stacked by probability x the column's information content (bits), the largest on top."""
+#: the usual nucleotide colours of logos; N grey
+COLOURS = {"A": "#109648", "C": "#255C99", "G": "#F7B32B", "T": "#D62839", "N": "#888888"}
+
+
+def draw_letter(ax, base: str, x: float, y: float, height: float) -> None:
+    """The letter ``base`` filling the box [x + 0.05, x + 0.95] x [y, y + height] on axes ``ax``."""
     from matplotlib.font_manager import FontProperties
     from matplotlib.patches import PathPatch
     from matplotlib.textpath import TextPath
     from matplotlib.transforms import Affine2D
 
-    colours = {"A": "#109648", "C": "#255C99", "G": "#F7B32B", "T": "#D62839"}
-    font = FontProperties(family="DejaVu Sans", weight="bold")
+    path = TextPath((0, 0), base, size=1, prop=FontProperties(family="DejaVu Sans", weight="bold"))
+    box = path.get_extents()
+    t = Affine2D().translate(-box.x0, -box.y0).scale(0.9 / box.width, height / box.height).translate(x + 0.05, y)
+    ax.add_patch(PathPatch(t.transform_path(path), color=COLOURS.get(base, COLOURS["N"]), lw=0))
+
+
+def draw_logo(pwm: np.ndarray, ax, title: str | None = None) -> None:
+    """A sequence logo of a (width, 4) PWM on matplotlib axes ``ax``: at each position the letters
+    stacked by probability x the column's information content (bits), the largest on top."""
     ic = information_content(pwm)
     for i, column in enumerate(pwm):
         y = 0.0
@@ -146,11 +156,7 @@ def draw_logo(pwm: np.ndarray, ax, title: str | None = None) -> None:
             height = column[k] * ic[i]
             if height <= 1e-3:
                 continue
-            path = TextPath((0, 0), BASES[k], size=1, prop=font)
-            box = path.get_extents()
-            t = (Affine2D().translate(-box.x0, -box.y0).scale(0.9 / box.width, height / box.height)
-                 .translate(i + 0.05, y))
-            ax.add_patch(PathPatch(t.transform_path(path), color=colours[BASES[k]], lw=0))
+            draw_letter(ax, BASES[k], i, y, height)
             y += height
     ax.set_xlim(0, len(pwm))
     ax.set_ylim(0, 2)
@@ -172,3 +178,31 @@ def mutation_map(score: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor)
     variants[idx, idx // length, idx % length] = 1
     base = score(x[None])[0]
     return (score(variants) - base).reshape(4, length).cpu().numpy()
+
+
+def logo_figure(logos: list[tuple[np.ndarray, str]], path: str | Path) -> None:
+    """A PNG of sequence logos, one (width, 4) PWM and its title a row."""
+    from ..report.figures import pyplot, save_figure
+
+    plt = pyplot()
+    fig, axes = plt.subplots(len(logos), 1, figsize=(6, 1.3 * (len(logos) + 1)), squeeze=False)
+    for ax, (pwm, title) in zip(axes[:, 0], logos, strict=True):
+        draw_logo(pwm, ax, title)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def mutation_figure(maps: list[np.ndarray], titles: list[str], path: str | Path) -> None:
+    """A PNG of (4, L) mutation maps (:func:`mutation_map`), one a row, red where a substitution
+    raises the score, blue where it lowers it, each on its own symmetric scale."""
+    from ..report.figures import pyplot, save_figure
+
+    plt = pyplot()
+    fig, axes = plt.subplots(len(maps), 1, figsize=(10, 1.6 * len(maps)), squeeze=False)
+    for ax, m, title in zip(axes[:, 0], maps, titles, strict=True):
+        lim = float(np.abs(m).max()) or 1.0
+        ax.imshow(m, aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim)
+        ax.set_yticks(range(4), list(BASES))
+        ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path)

@@ -11,8 +11,8 @@ from ..io import atomic_write
 
 
 __all__ = [
-    "pyplot", "save_figure", "tex_safe", "boxplot_by_feature", "borda_bar", "roc_pr_bands", "distributions_by_outcome",
-    "per_class_curves",
+    "pyplot", "save_figure", "tex_safe", "boxplot_by_feature", "borda_bar", "roc_pr_bands", "model_curves",
+    "distributions_by_outcome", "per_class_curves",
     "training_curves", "confusion_heatmap", "reliability_diagram", "image_examples", "referral_plot",
 ]
 
@@ -116,36 +116,53 @@ def per_class_curves(y: np.ndarray, prob: np.ndarray, classes: list[str], title:
     (N, K) probabilities, each in its pointwise 95% bootstrap band (``n_boot`` resamples; with
     ``groups``, (N,) patient ids, whole patients are resampled); the legend gives each class's
     ROC AUC and average precision. A class absent from ``y`` has no curve (and says so)."""
+    lines = [(tex_safe(name), y == k, prob[:, k]) for k, name in enumerate(classes)]
+    _banded_curves(lines, f"one class vs rest ({title})", title, path, groups, n_boot, seed)
+
+
+def model_curves(positive: np.ndarray, scores: dict[str, np.ndarray], title: str, path: str | Path,
+                 groups: np.ndarray | None = None, n_boot: int = 200, seed: int = 0, unit: str = "groups") -> None:
+    """ROC and precision-recall curves of several models on the same cases, one line per model
+    (``scores``: name -> (N,) score of the positive class; ``positive``: (N,) bool), each in its
+    pointwise 95% bootstrap band, the same resamples for every model (``groups`` resampled whole)."""
+    lines = [(tex_safe(name), np.asarray(positive, bool), np.asarray(s)) for name, s in scores.items()]
+    _banded_curves(lines, title, title, path, groups, n_boot, seed, unit)
+
+
+def _banded_curves(lines: list[tuple[str, np.ndarray, np.ndarray]], roc_title: str, pr_title: str,
+                   path: str | Path, groups: np.ndarray | None, n_boot: int, seed: int,
+                   unit: str = "patients") -> None:
+    """ROC and PR axes side by side, a line and its band for each (label, positive, score);
+    ``unit`` names what ``groups`` are in the footnote."""
     from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
     from ..evaluation import bootstrap_counts, curve_bands
 
     plt = pyplot()
     fig, (roc, pr) = plt.subplots(1, 2, figsize=(11, 4.6))
-    counts = bootstrap_counts(len(y), n_boot, seed, groups)
+    counts = bootstrap_counts(len(lines[0][1]), n_boot, seed, groups)
     grid = np.linspace(0, 1, 101)
-    for k, name in enumerate(map(tex_safe, classes)):
-        pos = y == k
+    for name, pos, score in lines:
         if pos.all() or not pos.any():
             roc.plot([], [], label=f"{name}: no {'negatives' if pos.all() else 'positives'}")
             pr.plot([], [], label=f"{name}: -")
             continue
-        fpr, tpr, _ = roc_curve(pos, prob[:, k])
-        precision, recall, _ = precision_recall_curve(pos, prob[:, k])
-        line, = roc.plot(fpr, tpr, lw=1.4, label=f"{name}: AUC {roc_auc_score(pos, prob[:, k]):.3f}")
+        fpr, tpr, _ = roc_curve(pos, score)
+        precision, recall, _ = precision_recall_curve(pos, score)
+        line, = roc.plot(fpr, tpr, lw=1.4, label=f"{name}: AUC {roc_auc_score(pos, score):.3f}")
         pr.step(recall, precision, where="post", lw=1.4, color=line.get_color(),
-                label=f"{name}: AP {average_precision_score(pos, prob[:, k]):.3f} (prevalence {pos.mean():.2f})")
-        bands = curve_bands(pos, prob[:, k], counts, grid)
+                label=f"{name}: AP {average_precision_score(pos, score):.3f} (prevalence {pos.mean():.2f})")
+        bands = curve_bands(pos, score, counts, grid)
         for ax, (lo, hi) in ((roc, bands["roc"]), (pr, bands["pr"])):
             ax.fill_between(grid, lo, hi, color=line.get_color(), alpha=0.15, lw=0)
     roc.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
-    roc.set(xlabel="false positive rate", ylabel="true positive rate", title=f"ROC, one class vs rest ({title})",
+    roc.set(xlabel="false positive rate", ylabel="true positive rate", title=f"ROC, {roc_title}",
             xlim=(0, 1), ylim=(0, 1.01))
-    pr.set(xlabel="recall", ylabel="precision", title=f"Precision-recall ({title})", xlim=(0, 1), ylim=(0, 1.01))
+    pr.set(xlabel="recall", ylabel="precision", title=f"Precision-recall ({pr_title})", xlim=(0, 1), ylim=(0, 1.01))
     for ax in (roc, pr):
         ax.legend(fontsize=8, loc="lower right")
     fig.text(0.5, -0.01, f"Bands: pointwise 95% bootstrap ({n_boot} resamples of "
-             f"{'patients' if groups is not None else 'cases'}; precision-recall: interpolated precision)", ha="center",
+             f"{unit if groups is not None else 'cases'}; precision-recall: interpolated precision)", ha="center",
              fontsize=8, color="grey")
     save_figure(fig, path)
 

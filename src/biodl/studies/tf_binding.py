@@ -4,9 +4,10 @@ motifs its filters learned, matched with the factor's known one.
 
 Default: ELK1 (GM12878). Training: the A+C peaks against two dinucleotide shuffles of each
 (validation carved from training, a peak and its shuffle together); test: set B (500 peaks + 500
-shuffles). ``--set experiment=GABPA`` (REST, MYC, CTCFL) picks another embedded experiment,
-``--set experiment=all`` runs the five into ``OUT/<factor>/`` with one table; ``--data TRAIN
---set data.test=TEST`` takes any other data (a .seq table, a CSV, a FASTA of peaks).
+shuffles). ``--experiment GABPA`` (REST, MYC, CTCFL) picks another embedded experiment,
+``--experiment all`` runs the five into ``OUT/<factor>/`` with one table; ``--data TRAIN
+[--test TEST]`` takes any other data (a .seq table, a CSV, a FASTA of peaks, a folder of one
+FASTA per class; without TEST the test set is carved from TRAIN, grouped).
 """
 
 from __future__ import annotations
@@ -35,12 +36,17 @@ PUBLISHED = {"ELK1": ("DeepBind re-implementation (PyTorch, set A; SOURCE.md)", 
 
 
 def run(out: str | Path | None = None, overrides: list[str] | None = None, data: str | Path | None = None) -> Path:
+    from ..errors import ConfigError
     from ..tasks.sequence import FACTORS
     from . import run_config_study
 
     rest = [o for o in overrides or [] if not o.startswith("experiment=")]
     chosen = [o.split("=", 1)[1] for o in overrides or [] if o.startswith("experiment=")]
     experiment = chosen[-1] if chosen else None
+    if experiment is not None and (experiment not in FACTORS and experiment != "all" or data is not None):
+        raise ConfigError("--experiment", f"{experiment!r} is not an embedded experiment (known: "
+                                          f"{', '.join(FACTORS)}, all)" if data is None else
+                          "picks embedded data; it does not go with --data")
     if experiment == "all":
         return _all(out, rest, list(FACTORS))
     if experiment is not None:
@@ -82,11 +88,15 @@ def _row_cells(m: dict[str, float | None]) -> dict[str, str]:
 
 def finish(run_dir: Path) -> None:
     """After the CNN's run: the k-mer baseline on the same split, the table beside the published
-    figure, the filters' motifs against the known one, the mutation map of the top test peaks."""
+    figure, both models' curves, the filters' motifs against the known one, the mutation map of
+    the top test peaks."""
     import pandas as pd
+    import torch
+    from torch.utils.data import TensorDataset
 
     from .. import runs
     from ..inference.predictor import load
+    from ..report.figures import model_curves
     from ..report.run_report import build_report
     from ..report.tables import print_table, write_table
     from ..tasks.sequence import FACTORS, load_split
@@ -95,33 +105,40 @@ def finish(run_dir: Path) -> None:
     config = predictor.config
     data, parts, test, _ = load_split(config)
     test = test if test is not None else data.subset(parts["test"])
-    fit_rows = np.concatenate([parts["train"], parts["val"]])
+    x = torch.from_numpy(test.one_hot(predictor.pre.length))
     metrics = runs.read_metrics(run_dir / runs.METRICS)
-    metrics.update(_baseline(data.subset(fit_rows), test, config))
+    kmer, p_kmer = _baseline(data.subset(np.concatenate([parts["train"], parts["val"]])), test, config)
+    metrics.update(kmer)
     factor = (config.data.dataset or "").partition(":")[2]
-    metrics.update(_motifs(run_dir, predictor, test, factor if factor in FACTORS else None))
+    metrics.update(_motifs(run_dir, predictor, x, test, factor if factor in FACTORS else None))
     runs.write_metrics(run_dir, metrics)
-    table = pd.DataFrame([{"model": f"biodl {config.model.name} ({config.model.args})",
-                           "ROC AUC": _row_cells(metrics)["CNN ROC AUC"], "PR AUC": _row_cells(metrics)["CNN PR AUC"]},
-                          {"model": "k-mer spectrum (1-6-mers, both strands) + logistic regression",
-                           "ROC AUC": _row_cells(metrics)["k-mer ROC AUC"],
-                           "PR AUC": _row_cells(metrics)["k-mer PR AUC"]}]
+    cells = _row_cells(metrics)
+    cnn = f"biodl {config.model.name} ({config.model.args})"
+    table = pd.DataFrame([{"model": cnn, "ROC AUC": cells["CNN ROC AUC"], "PR AUC": cells["CNN PR AUC"]},
+                          {"model": KMER, "ROC AUC": cells["k-mer ROC AUC"], "PR AUC": cells["k-mer PR AUC"]}]
                          + [{"model": who, "ROC AUC": f"{auc:.4f}", "PR AUC": ""}
                             for f, (who, auc) in PUBLISHED.items() if f == factor])
     write_table(table, run_dir / "models", "The CNN, the k-mer baseline and the published figure (test set B)",
                 "The same training sequences and split for both; the baseline's C chosen by grouped 3-fold "
                 "cross-validation on them; 95% CIs resample a peak with its shuffle.")
     print_table(table, f"tf-binding {factor or ''}: test set")
+    p_cnn = predictor.predict_proba(TensorDataset(x, torch.from_numpy(test.labels)), recalibrated=False)[:, 1]
+    model_curves(test.labels == 1, {config.model.name: p_cnn, "k-mer baseline": p_kmer}, "test set",
+                 run_dir / "curves.png", test.groups, config.n_boot, config.seed, "a peak with its shuffles")
     build_report(run_dir, {"sections": [
-        {"title": "Models", "items": ["models"]},
+        {"title": "Models", "items": ["models", "curves.png"]},
         {"title": "Motifs", "text": "First-layer filters as PWMs from their top-activating test windows, matched "
                                     "with the factor's known motif (mean column correlation, both strands).",
          "items": ["motifs.png", "motifs"]},
         {"title": "Mutation map", "items": ["mutation_map.png"]}]})
 
 
-def _baseline(train, test, config) -> dict[str, float]:
-    """``kmer/roc_auc`` and ``kmer/pr_auc`` (with CIs) of the k-mer baseline on the test set."""
+KMER = "k-mer spectrum (1-6-mers, both strands) + logistic regression"
+
+
+def _baseline(train, test, config) -> tuple[dict[str, float], np.ndarray]:
+    """``kmer/roc_auc`` and ``kmer/pr_auc`` (with CIs) of the k-mer baseline on the test set, and
+    its (N,) probabilities of binding."""
     from ..evaluation.bootstrap import bootstrap_cis
     from ..omics.kmers import KmerBaseline
     from sklearn.metrics import average_precision_score, roc_auc_score
@@ -137,41 +154,31 @@ def _baseline(train, test, config) -> dict[str, float]:
                                      groups=test.groups).items():
         out[f"kmer/{k}_ci_low"], out[f"kmer/{k}_ci_high"] = lo, hi
     out["kmer/C"] = model.C
-    return out
+    return out, p
 
 
-def _motifs(run_dir: Path, predictor, test, factor: str | None) -> dict[str, float]:
+def _motifs(run_dir: Path, predictor, x, test, factor: str | None) -> dict[str, float]:
     """``motifs.png/.csv`` (the filters best matching the known motif, or with most sites) and
-    ``mutation_map.png`` (in-silico mutagenesis of the three test peaks scored highest)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    ``mutation_map.png`` (in-silico mutagenesis of the three test peaks scored highest); ``x``:
+    the test set one-hot (N, 4, L)."""
     import pandas as pd
     import torch
 
     from ..datasets import embedded_path
-    from ..interpret.motifs import draw_logo, filter_pwms, information_content, motif_similarity, mutation_map, \
-        read_jaspar
+    from ..interpret.motifs import filter_pwms, information_content, logo_figure, motif_similarity, \
+        mutation_figure, mutation_map, read_jaspar
     from ..report.tables import write_table
 
-    module = predictor.members[0].inferer.module
-    x = torch.from_numpy(test.one_hot(predictor.pre.length))
-    pwms, sites = filter_pwms(module.motifs, x[torch.from_numpy(test.labels == 1)])
+    pwms, sites = filter_pwms(predictor.members[0].inferer.module.motifs, x[torch.from_numpy(test.labels == 1)])
     known = {k.split()[0]: v for k, v in read_jaspar(embedded_path("tf-binding") / "known_motifs.jaspar").items()}
     match = [motif_similarity(p, known[factor])[0] if factor else float("nan") for p in pwms]
     order = np.argsort([-m if factor else -s for m, s in zip(match, sites, strict=True)], kind="stable")[:6]
     write_table(pd.DataFrame({"filter": order, "sites": sites[order], "bits": information_content(pwms[order]).sum(1)
                               .round(2), "match": np.round(np.asarray(match)[order], 3)}), run_dir / "motifs",
                 f"Filters {'most like the ' + factor + ' motif' if factor else 'with most sites'}")
-    fig, axes = plt.subplots(len(order) + bool(factor), 1, figsize=(6, 1.3 * (len(order) + 1)), squeeze=False)
-    for ax, f in zip(axes[:, 0], order, strict=False):
-        draw_logo(pwms[f], ax, f"filter {f}: {sites[f]} sites" + (f", match {match[f]:.2f}" if factor else ""))
-    if factor:
-        draw_logo(known[factor], axes[-1, 0], f"known {factor} motif (consensus, known_motifs.jaspar)")
-    fig.tight_layout()
-    fig.savefig(run_dir / "motifs.png", dpi=120)
-    plt.close(fig)
+    logo_figure([(pwms[f], f"filter {f}: {sites[f]} sites" + (f", match {match[f]:.2f}" if factor else ""))
+                 for f in order] + ([(known[factor], f"known {factor} motif (consensus, known_motifs.jaspar)")]
+                                    if factor else []), run_dir / "motifs.png")
     net = predictor.as_module()
 
     def score(batch: torch.Tensor) -> torch.Tensor:  # the log-odds of binding, (B,)
@@ -180,14 +187,7 @@ def _motifs(run_dir: Path, predictor, test, factor: str | None) -> dict[str, flo
 
     with torch.no_grad():
         top = np.argsort(-score(x).numpy())[:3]
-    fig, axes = plt.subplots(len(top), 1, figsize=(10, 1.6 * len(top)), squeeze=False)
-    for ax, i in zip(axes[:, 0], top, strict=True):
-        m = mutation_map(score, x[i])
-        lim = np.abs(m).max()
-        ax.imshow(m, aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim)
-        ax.set_yticks(range(4), list("ACGT"))
-        ax.set_title(f"{test.ids[i]}: change in log-odds of binding for each substitution", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(run_dir / "mutation_map.png", dpi=120)
-    plt.close(fig)
+    mutation_figure([mutation_map(score, x[i]) for i in top],
+                    [f"{test.ids[i]}: change in log-odds of binding for each substitution" for i in top],
+                    run_dir / "mutation_map.png")
     return {"motif/score": float(np.nanmax(match))} if factor else {}
