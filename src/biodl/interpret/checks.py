@@ -77,21 +77,24 @@ def sanity_check(explain: MapFn, model: nn.Module, x: Tensor, target: int, stage
 
 @torch.no_grad()
 def deletion_insertion(model: nn.Module, x: Tensor, target: int, amap: Tensor, steps: int = 20,
-                       batch: int = 32) -> dict[str, Any]:
-    """Target probability as the top-ranked pixels of ``amap`` (H, W) are deleted (set to black)
-    or inserted (into a blurred copy of ``x`` (1, C, H, W)), at ``steps`` + 1 fractions from 0
-    to 1; with the areas under both curves (trapezoid rule over the fraction)."""
+                       batch: int = 32, delete_to: Tensor | None = None,
+                       insert_into: Tensor | None = None) -> dict[str, Any]:
+    """Target probability as the top-ranked positions of ``amap`` (``x``'s spatial shape: (H, W)
+    for an image (1, C, H, W), (L,) for a sequence (1, 4, L)) are deleted (set to ``delete_to``,
+    default black) or inserted (into ``insert_into``, default a blurred copy of ``x``), at
+    ``steps`` + 1 fractions from 0 to 1; with the areas under both curves (trapezoid rule)."""
     from .attributions import baseline_image
 
-    h, w = amap.shape
+    n = amap.numel()
     order = torch.argsort(amap.flatten(), descending=True, stable=True)
     fractions = np.linspace(0, 1, steps + 1)
-    rank = torch.empty(h * w, dtype=torch.long)
-    rank[order] = torch.arange(h * w)
-    masks = torch.stack([(rank < round(f * h * w)).view(1, h, w) for f in fractions]).to(x)  # (S, 1, H, W)
-    black, blurred = torch.zeros_like(x), baseline_image("blurred", x)
-    deleted = x * (1 - masks) + black * masks
-    inserted = blurred * (1 - masks) + x * masks
+    rank = torch.empty(n, dtype=torch.long)
+    rank[order] = torch.arange(n)
+    masks = torch.stack([(rank < round(f * n)).view(1, *amap.shape) for f in fractions]).to(x)  # (S, 1, *spatial)
+    gone = torch.zeros_like(x) if delete_to is None else delete_to.to(x)
+    background = baseline_image("blurred", x) if insert_into is None else insert_into.to(x)
+    deleted = x * (1 - masks) + gone * masks
+    inserted = background * (1 - masks) + x * masks
     model.eval()
     probs = torch.cat([torch.softmax(model(chunk).float(), dim=1)[:, target]
                        for chunk in torch.cat([deleted, inserted]).split(batch)]).cpu().numpy()

@@ -5,6 +5,7 @@ permutation importance and integrated gradients per feature instead."""
 
 from __future__ import annotations
 
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -22,21 +23,25 @@ __all__ = ["OUTCOMES", "OUT", "EXPLAINERS", "explain_run", "SIMILAR_K", "explain
 
 OUTCOMES = ("tp", "tn", "fp", "fn")
 OUT = "explain"
-#: task -> the function of this module that explains its runs
-EXPLAINERS = {"tabular": "explain_tabular", "image": "explain_images"}
+#: task -> "module:function" (modules of biodl.interpret) that explains its runs
+EXPLAINERS = {"tabular": "explain:explain_tabular", "image": "explain:explain_images",
+              "sequence": "sequences:explain_sequences"}
 
 
-def explain_run(run_dir: str | Path, images: list[Path] | None = None, methods: str = "ig,gradcam,occlusion",
-                target: str = "predicted", pick: str = "tp,tn,fp,fn", n: int = 4, baseline: str = "black",
+def explain_run(run_dir: str | Path, images: list[Path] | None = None, methods: str | None = None,
+                target: str = "predicted", pick: str = "tp,tn,fp,fn", n: int = 4, baseline: str | None = None,
                 steps: int = 50, sanity: bool = True, layer: str | None = None, overwrite: bool = False) -> Path:
-    """Explain a run; returns the output folder. Every input fault is raised before anything is
-    written, and the folder is replaced whole (written aside, then renamed)."""
+    """Explain a run; returns the output folder. ``methods`` and ``baseline`` default to the
+    task's (images: ``ig,gradcam,occlusion`` from black; sequences: ``ig,ism`` from shuffles).
+    Every input fault is raised before anything is written, and the folder is replaced whole
+    (written aside, then renamed)."""
     run_dir = Path(run_dir)
     config = runs.load_run_config(run_dir)
     if config.task not in EXPLAINERS:
         raise ConfigError(run_dir, f"biodl explain does not support {config.task} runs (it supports: "
                                    f"{', '.join(EXPLAINERS)})")
-    explainer = globals()[EXPLAINERS[config.task]]
+    module, _, function = EXPLAINERS[config.task].partition(":")
+    explainer = getattr(import_module(f".{module}", __package__), function)
     out = run_dir / OUT
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise BiodlError(out, "exists; pass --overwrite to replace it")
@@ -222,8 +227,8 @@ def _target(target: str, classes: list[str], predicted: int) -> int:
                                  f"({', '.join(classes)})")
 
 
-def explain_images(run_dir: Path, out: Path, images: list[Path], methods: str, target: str, pick: str, n: int,
-                   baseline: str, steps: int, sanity: bool, layer: str | None) -> None:
+def explain_images(run_dir: Path, out: Path, images: list[Path], methods: str | None, target: str, pick: str, n: int,
+                   baseline: str | None, steps: int, sanity: bool, layer: str | None) -> None:
     """An image run's attributions (``methods``: comma-separated) of ``images``, or of test
     images picked by outcome, with the sanity and faithfulness checks, into ``out``. Images are
     read as ``biodl predict`` reads them; the attributions and probabilities are the networks'
@@ -233,7 +238,7 @@ def explain_images(run_dir: Path, out: Path, images: list[Path], methods: str, t
     from ..inference.predictor import load
     from .figures import activation_maps, attribution_grid, first_layer_filters, save_triptych
 
-    files, methods = images, parse_methods(methods)
+    files, methods, baseline = images, parse_methods(methods or "ig,gradcam,occlusion"), baseline or "black"
     predictor = load(run_dir)
     classes = predictor.classes
     base: str | torch.Tensor = baseline

@@ -218,7 +218,7 @@ def _examples(run_dir: Path, shown: set[str]) -> list[h.Section]:
                                                         "(red) predictions; caption: true → predicted (probability)")
     folder = run_dir / "explain"
     overview = [folder / f for f in ("grid.png", "similar.png", "feature_map.png", "tabular_importance.png",
-                                     "filters.png", "activations.png")]
+                                     "sequences.png", "filters.png", "activations.png")]
     explain = [p for p in overview if p.is_file()] or (sorted(folder.glob("*.png"))[:24] if folder.is_dir() else [])
     if explain:
         body += "<h3>Attributions</h3>" + h.para("From biodl explain: per image and method, explain/NNN_METHOD.png; "
