@@ -39,7 +39,9 @@ def read_counts(path: str | Path) -> pd.DataFrame:
     if path.suffix == ".gz" and path.is_file():
         check_gzip(path, DataError)
     try:
-        raw = pd.read_csv(path, index_col=0, dtype=str, keep_default_na=False)
+        raw = pd.read_csv(path, index_col=0, keep_default_na=False)  # numbers parsed in C; anything else stays text
+        if not _numeric(raw):  # find the first bad cell
+            raw = pd.read_csv(path, index_col=0, dtype=str, keep_default_na=False)
     except FileNotFoundError:
         raise DataError(path, "no such counts table") from None
     except (OSError, ValueError, UnicodeDecodeError, EOFError) as exc:
@@ -54,7 +56,7 @@ def read_counts(path: str | Path) -> pd.DataFrame:
         if name in seen:
             raise DataError(path, f"sample {name!r} appears twice")
         seen.add(name)
-    values = raw.apply(pd.to_numeric, errors="coerce")
+    values = raw if _numeric(raw) else raw.apply(pd.to_numeric, errors="coerce")
     bad = values.isna()
     if bad.to_numpy().any():
         r, c = np.argwhere(bad.to_numpy())[0]
@@ -79,6 +81,10 @@ def read_counts(path: str | Path) -> pd.DataFrame:
                               "nothing to normalise)")
     values.index.name = raw.index.name or "gene"
     return values.astype(np.float64)
+
+
+def _numeric(table: pd.DataFrame) -> bool:
+    return all(pd.api.types.is_numeric_dtype(t) and not pd.api.types.is_bool_dtype(t) for t in table.dtypes)
 
 
 #: the most reads a sample's counts may sum to (a deep RNA-seq library holds ~1e8)
