@@ -86,6 +86,20 @@ def test_malformed_files(tmp_path, content, fragment):
     assert fragment in str(err.value) and str(path) in str(err.value)
 
 
+def test_a_gzipped_csv_is_read_and_a_broken_one_is_one_error(tmp_path):
+    import gzip
+
+    (tmp_path / "t.csv.gz").write_bytes(gzip.compress(b"a,a2,DEATH_EVENT\n1,2,0\n3,4,1\n"))
+    assert read_csv(tmp_path / "t.csv.gz")["a2"].tolist() == ["2", "4"]
+    (tmp_path / "dup.csv.gz").write_bytes(gzip.compress(b"a,a,DEATH_EVENT\n1,2,0\n"))
+    with pytest.raises(DataError, match="duplicated column names: a"):
+        read_csv(tmp_path / "dup.csv.gz")
+    (tmp_path / "cut.csv.gz").write_bytes(gzip.compress(b"a,b,DEATH_EVENT\n1,2,0\n" * 50)[:40])
+    with pytest.raises(DataError) as err:
+        read_csv(tmp_path / "cut.csv.gz")
+    assert "cut.csv.gz" in str(err.value) and "\n" not in str(err.value)
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(DataError, match="no such file"):
         read_csv(tmp_path / "absent.csv")

@@ -9,6 +9,7 @@ in {0, 1}. Each fault names the file, the column and the first offending rows
 from __future__ import annotations
 
 import csv
+import gzip
 import difflib
 import re
 import warnings
@@ -20,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError, path_problem
+from ..io import check_gzip
 
 __all__ = ["read_csv", "closest_column", "numeric_columns", "TabularPreprocessor", "load_table", "feature_dataset"]
 
@@ -40,6 +42,9 @@ def read_csv(path: str | Path) -> pd.DataFrame:
     problem = path_problem(path)
     if problem or not path.is_file():
         raise DataError(path, problem or "not a file")
+    gz = path.name.endswith(".gz")
+    if gz:
+        check_gzip(path, DataError)
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
     except pd.errors.EmptyDataError:
@@ -47,11 +52,14 @@ def read_csv(path: str | Path) -> pd.DataFrame:
     except pd.errors.ParserError as exc:
         detail = str(exc).strip().splitlines()[-1]
         raise DataError(path, f"malformed CSV: {detail}") from None
-    except UnicodeDecodeError:
-        raise DataError(path, "not a UTF-8 text CSV (binary file?)") from None
+    except (UnicodeDecodeError, OSError, EOFError) as exc:
+        why = "not a UTF-8 text CSV (binary file?)" if isinstance(exc, UnicodeDecodeError) else \
+            f"cannot be read ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+        raise DataError(path, why) from None
     if df.empty:
         raise DataError(path, "no data rows")
-    with open(path, newline="", encoding="utf-8-sig") as f:  # pandas renames duplicates (a, a.1): read the header
+    opener = gzip.open if gz else open
+    with opener(path, "rt", newline="", encoding="utf-8-sig") as f:  # pandas renames duplicates (a, a.1)
         header = [c.strip() for c in next(csv.reader(f))]
     dup = sorted({c for c in header if header.count(c) > 1 and c})
     if dup:
