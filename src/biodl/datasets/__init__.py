@@ -37,6 +37,11 @@ EMBEDDED: dict[str, tuple[str, str]] = {
         "ENCODE ChIP-seq peaks as released with DeepBind (Alipanahi 2015): 5 factors (ELK1, GABPA, REST, MYC, "
         "CTCFL), 101 bp, training peaks (A+C) and 500 + 500 test sequences (B) each; ENCODE, no restrictions",
     ),
+    "cellbench": (
+        "cellbench_celseq2",
+        "CellBench CEL-seq2 (Tian 2019): 909 wells on 3 plates from a mix of 5 lung adenocarcinoma lines, UMI "
+        "counts (genes x cells), the line of each cell by genotype (571 singlets, 338 doublets), MIT",
+    ),
     "cmu1-small-region": (
         "wsi_cmu1/CMU-1-Small-Region.svs",
         "OpenSlide test slide CMU-1-Small-Region: Aperio SVS, H&E, 2220x2967 at 0.499 um/px, one level, CC0",
