@@ -55,6 +55,8 @@ def test_motif_similarity_on_hand_made_matrices():
     score, _, strand = motif_similarity(site[::-1, ::-1], consensus_pwm(MOTIF))  # the other strand
     assert score == pytest.approx(1.0) and strand == "-"
     assert information_content(consensus_pwm("AN")).round(2).tolist() == [pytest.approx(1.76, abs=0.02), 0.0]
+    stacked = np.stack([consensus_pwm("AN"), consensus_pwm("NN")])  # (filters, width, 4) -> (filters, width)
+    assert np.allclose(information_content(stacked), [information_content(consensus_pwm("AN")), [0, 0]])
 
 
 def test_jaspar_files_are_read_and_checked(tmp_path):

@@ -32,6 +32,7 @@ def test_the_learned_motifs_match_the_ets_site_and_the_report_shows_them(elk1):
     assert m["motif/score"] > 0.8  # mean column correlation with ACCGGAAGT, both strands
     motifs = pd.read_csv(elk1 / "motifs.csv")
     assert motifs["match"].iloc[0] == pytest.approx(m["motif/score"], abs=1e-3) and motifs["sites"].iloc[0] > 0
+    assert ((motifs["bits"] > 0) & (motifs["bits"] <= 2 * 15)).all()  # information summed over a 15-bp filter
     html = (elk1 / "report.html").read_text()
     for title in ("Models", "Motifs", "Mutation map"):
         assert title in html

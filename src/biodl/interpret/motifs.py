@@ -58,9 +58,9 @@ def filter_pwms(conv: nn.Conv1d, x: torch.Tensor, threshold: float = 0.5, pseudo
 
 
 def information_content(pwm: np.ndarray) -> np.ndarray:
-    """(width,) bits of each column of a (width, 4) PWM (2 minus its entropy)."""
+    """(..., width) bits of each column of (..., width, 4) PWMs (2 minus the column's entropy)."""
     p = np.clip(pwm, 1e-12, 1)
-    return 2 + (p * np.log2(p)).sum(axis=1)
+    return 2 + (p * np.log2(p)).sum(axis=-1)
 
 
 def consensus_pwm(consensus: str, strength: float = 0.97) -> np.ndarray:
