@@ -1,5 +1,6 @@
-"""Run configuration: pydantic models (``schemas``), YAML files and ``--set key=value``
-overrides (``loading``).
+"""Run configuration: pydantic models (``schemas``: shared sections and tabular runs;
+``images``; ``omics``: sequences and single cells; ``registry``: task -> class), YAML files and
+``--set key=value`` overrides (``loading``).
 
 A config is a YAML mapping whose keys mirror its task's model (:class:`TabularRunConfig`,
 :class:`ImageRunConfig`, :class:`SegmentationRunConfig`; ``task:`` picks it). Unknown keys are
@@ -7,13 +8,14 @@ errors that list the valid keys and suggest the closest one, so a typo never sil
 back to a default.
 """
 
+from .images import (ImageDataConfig, ImageModelConfig, ImageRunConfig, SegmentationDataConfig, SegmentationRunConfig,
+                     SegmentationTrainerConfig, TilesConfig)
 from .loading import (MAX_YAML_NODES, apply_overrides, build_config, config_dict, config_hash, dump_config,
                       load_config, read_yaml, safe_yaml, validation_problem)
-from .schemas import (MPP_RANGE, RUN_CONFIGS, ConformalConfig, DataConfig, ImageDataConfig, ImageModelConfig,
-                      ImageRunConfig, ModelConfig, Mpp, OptimizerConfig, Positive, RunConfig, SchedulerConfig,
-                      SegmentationDataConfig, SegmentationRunConfig, SegmentationTrainerConfig, SequenceDataConfig,
-                      SequenceModelConfig, SequenceRunConfig, Strict,
-                      TabularRunConfig, TilesConfig, TrainerConfig, config_class)
+from .omics import SequenceDataConfig, SequenceModelConfig, SequenceRunConfig
+from .registry import RUN_CONFIGS, RunConfig, config_class
+from .schemas import (MPP_RANGE, ConformalConfig, DataConfig, ModelConfig, Mpp, OptimizerConfig, Positive,
+                      SchedulerConfig, Strict, TabularRunConfig, TrainerConfig)
 
 __all__ = [
     "Strict", "Positive", "MPP_RANGE", "Mpp", "DataConfig", "ModelConfig", "OptimizerConfig", "SchedulerConfig",

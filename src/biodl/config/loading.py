@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from ..errors import ConfigError, describe_os_error, path_problem
-from .schemas import RunConfig, config_class
+from .registry import RunConfig, config_class
 
 M = TypeVar("M", bound=BaseModel)
 
