@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from biodl.data.sequences import one_hot
-from biodl.interpret.sequences import WINDOW, attribute_sequence, letters
+from biodl.interpret.sequences import WINDOW, LogOdds, attribute_sequence, letters
 from tests.conftest import assert_one_line_error, main_ok
 from tests.tasks.test_sequence import MOTIF, _config, _planted
 
@@ -56,8 +56,8 @@ def test_test_sequences_are_picked_by_outcome_with_the_sanity_check(run, cli):
 
 
 def test_integrated_gradients_are_complete_against_the_shuffled_references():
-    """Sum over positions of the attribution = score(x) - mean score(references), up to the
-    reported convergence delta."""
+    """Sum over positions of the attribution = log-odds(x) - mean log-odds(references), up to
+    the reported convergence delta."""
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Conv1d(4, 8, 5), torch.nn.ReLU(), torch.nn.AdaptiveMaxPool1d(1),
                               torch.nn.Flatten(), torch.nn.Linear(8, 2)).eval()
@@ -66,8 +66,12 @@ def test_integrated_gradients_are_complete_against_the_shuffled_references():
     from biodl.interpret.sequences import _references
 
     refs = _references(x[0], "shuffle", 0)
+    odds = LogOdds(net)
     with torch.no_grad():
-        gap = float(net(x)[0, 1] - net(refs)[:, 1].mean())
+        gap = float(odds(x)[0, 1] - odds(refs)[:, 1].mean())
+        logits = net(x)
+        assert torch.allclose(odds(x)[0], torch.stack([logits[0, 0] - logits[0, 1], logits[0, 1] - logits[0, 0]]),
+                              atol=1e-5)  # two classes: the log-odds is the difference of the logits
     assert a.shape == (26,) and float(a.sum()) == pytest.approx(gap, abs=max(3 * info["convergence_delta"], 1e-3))
     assert letters(x[0]) == "ACGTTGCAACCGGAAGTTACGATCGA"
     assert all(sorted(letters(r)) == sorted(letters(x[0])) for r in refs)  # shuffles keep the composition

@@ -2,8 +2,11 @@
 
 Methods (``--method``, comma-separated; default ``ig,ism``):
 
+Every method explains the log-odds of the target class (:class:`LogOdds`; a confident
+model's log-probability is flat near 0 and its gradients vanish).
+
 - ``ig``: integrated gradients (captum) from a reference sequence to the one-hot input, summed
-  over the four channels: each position's share of the score's change from the reference.
+  over the four channels: each position's share of the log-odds' change from the reference.
   References (``--baseline``): ``shuffle`` (default; the mean over ``SHUFFLES`` dinucleotide
   shuffles of the sequence itself, DeepLIFT's and DeepSHAP's choice for DNA, so composition
   alone earns nothing), ``uniform`` (every position N: 0.25 each) or ``zeros``.
@@ -32,7 +35,8 @@ from torch import Tensor, nn
 
 from ..errors import BiodlError
 
-__all__ = ["METHODS", "BASELINES", "SHUFFLES", "WINDOW", "explain_sequences", "attribute_sequence", "letters"]
+__all__ = ["METHODS", "BASELINES", "SHUFFLES", "WINDOW", "LogOdds", "explain_sequences", "attribute_sequence",
+           "letters"]
 
 METHODS = {"ig": "integrated gradients", "ixg": "input x gradient", "saliency": "gradient magnitude",
            "ism": "in-silico mutagenesis"}
@@ -75,18 +79,35 @@ def _references(x: Tensor, kind: str, seed: int) -> Tensor:
     return torch.from_numpy(one_hot([dinucleotide_shuffle(seq, rng) for _ in range(SHUFFLES)])).to(x)
 
 
+class LogOdds(nn.Module):
+    """A classifier's log-odds: (B, 4, L) -> (B, K), column k the log of p_k / (1 - p_k) from
+    its softmax (computed from log-probabilities, so it does not saturate where p_k is near 1,
+    as a log-probability does: gradients stay informative for confident predictions)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor) -> Tensor:
+        logp = torch.log_softmax(self.model(x).float(), dim=1)
+        k = logp.shape[1]
+        others = logp[:, None, :] + torch.where(torch.eye(k, dtype=torch.bool, device=x.device), float("-inf"), 0.0)
+        return logp - torch.logsumexp(others, dim=2)
+
+
 def _log_odds(model: nn.Module, target: int):
+    odds = LogOdds(model)
+
     def score(batch: Tensor) -> Tensor:  # (B, 4, L) -> (B,) log-odds of the target class
-        logp = torch.log_softmax(model(batch).float(), dim=1)
-        rest = torch.cat([logp[:, :target], logp[:, target + 1:]], dim=1)
-        return logp[:, target] - torch.logsumexp(rest, dim=1)
+        return odds(batch)[:, target]
     return score
 
 
 def attribute_sequence(method: str, model: nn.Module, x: Tensor, target: int, baseline: str = "shuffle",
                        steps: int = 50, seed: int = 0) -> tuple[Tensor, dict[str, Any]]:
     """One method's (L,) signed attribution per position of a one-hot sequence ``x`` (1, 4, L)
-    for class ``target``, and its diagnostics; ``ism`` also gives the (4, L) map as ``info["map"]``."""
+    to the log-odds of class ``target`` (:class:`LogOdds` of ``model``), and its diagnostics;
+    ``ism`` also gives the (4, L) map as ``info["map"]``."""
     from .attributions import attribute
     from .motifs import mutation_map
 
@@ -95,13 +116,14 @@ def attribute_sequence(method: str, model: nn.Module, x: Tensor, target: int, ba
         return torch.from_numpy(-m.sum(axis=0) / 3), {"map": m}
     if method == "ig":
         maps, deltas = [], []
+        odds = LogOdds(model)
         for ref in _references(x[0], baseline, seed):
-            a, info = attribute("ig", model, x, target, ref[None], steps, seed)
+            a, info = attribute("ig", odds, x, target, ref[None], steps, seed)
             maps.append(a)
             deltas.append(info["convergence_delta"])
         return torch.stack(maps).mean(0), {"baseline": baseline, "references": len(maps), "steps": steps,
                                            "convergence_delta": max(deltas)}
-    a, info = attribute(method, model, x, target, steps=steps, seed=seed)
+    a, info = attribute(method, LogOdds(model), x, target, steps=steps, seed=seed)
     return a, info
 
 
