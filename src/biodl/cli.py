@@ -71,8 +71,9 @@ def _print_metrics(metrics: dict[str, float], prefix: str) -> None:
     Console().print(table)
     if with_ci:
         n = metrics.get(f"{prefix}/ci_clusters")
-        typer.echo(f"95% CIs: cluster bootstrap over {n:.0f} groups (patients, or a peak with its shuffles: "
-                   "groups resampled, not rows)" if n else "95% CIs: bootstrap over the rows")
+        typer.echo(f"95% CIs: cluster bootstrap over {n:.0f} groups (patients, plates, or a peak with its "
+                   "shuffles: groups resampled, not rows)" if n and n > 1 else "95% CIs: bootstrap over the rows"
+                   + (" of one group (they leave out the variation between groups)" if n == 1 else ""))
     undefined = sorted(k.split("/", 1)[1] for k, v in metrics.items()
                        if k.startswith(prefix + "/") and "_ci_" not in k and not _defined(v))
     if undefined:

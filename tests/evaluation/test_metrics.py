@@ -375,3 +375,22 @@ def test_calibration_bins_carry_intervals_that_widen_when_patients_are_resampled
     agree = calibration_bins(np.zeros(4, int), np.full(4, 0.15), counts=bootstrap_counts(4, 200))[0][0]
     assert agree["observed"] == agree["observed_low"] == 0.0
     assert agree["observed_high"] == pytest.approx(0.4899, abs=1e-4)  # 1.96^2/4 / (1 + 1.96^2/4)
+
+
+def test_one_group_cannot_be_resampled_so_its_rows_are_with_a_warning():
+    from biodl.evaluation import bootstrap_counts
+
+    rng = np.random.default_rng(0)
+    p1 = rng.random(200)
+    y = (rng.random(200) < p1).astype(int)  # accuracy about 0.75, varying between resamples
+    prob = np.stack([1 - p1, p1], axis=1)
+
+    def accuracy(yy, pp):
+        return {"accuracy": float((pp.argmax(1) == yy).mean())}
+
+    with pytest.warns(UserWarning, match="one group"):
+        lo, hi = bootstrap_cis(y, prob, accuracy, 300, groups=np.full(200, "plate1"))["accuracy"]
+    assert (lo, hi) == bootstrap_cis(y, prob, accuracy, 300)["accuracy"] and hi - lo > 0.02  # not [a, a]
+    with pytest.warns(UserWarning, match="one group"):
+        counts = bootstrap_counts(200, 50, 0, np.full(200, "plate1"))
+    assert counts.sum(axis=1).tolist() == [200] * 50 and len(np.unique(counts[0])) > 1  # rows drawn, not all-or-none

@@ -11,12 +11,25 @@ import numpy as np
 __all__ = ["bootstrap_counts", "curve_bands", "bootstrap_cis"]
 
 
+def _resampleable(groups: np.ndarray | None) -> np.ndarray | None:
+    """``groups``, or None (rows are resampled) when they are a single cluster: one cannot be
+    resampled, and its rows' intervals leave out the variation between clusters (a warning says so)."""
+    if groups is None or len(groups) == 0 or len(np.unique(np.asarray(groups))) > 1:
+        return groups
+    import warnings
+
+    warnings.warn("every test case is of one group (patient, plate): the CIs resample its rows and leave out "
+                  "the variation between groups", stacklevel=3)
+    return None
+
+
 def bootstrap_counts(n: int, n_boot: int = 200, seed: int = 0, groups: np.ndarray | None = None) -> np.ndarray:
     """(n_boot, n) how many times each of n rows is drawn in each bootstrap resample: n rows
     with replacement, or with ``groups`` ((n,) cluster ids, e.g. patients) as many whole
     clusters as there are, with replacement (the resampling of :func:`bootstrap_cis`). Weights
     for statistics that are sums over rows, such as curves: no resample is materialised."""
     rng = np.random.default_rng(seed)
+    groups = _resampleable(groups)
     which = np.arange(n) if groups is None else np.unique(np.asarray(groups), return_inverse=True)[1].ravel()
     g = int(which.max()) + 1 if n else 0
     drawn = rng.integers(0, g, (n_boot, g))
@@ -79,6 +92,7 @@ def bootstrap_cis(y: np.ndarray, prob: np.ndarray, score: Callable[[np.ndarray, 
     draws: dict[str, list[float]] = {}
     a = (1 - level) / 2
     clusters = None
+    groups = _resampleable(groups)
     if groups is not None:
         _, which = np.unique(np.asarray(groups), return_inverse=True)
         order = np.argsort(which, kind="stable")
