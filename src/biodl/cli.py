@@ -190,9 +190,12 @@ def _predictor(run_dir: Path, checkpoint: str):
 def evaluate(
     run_dir: Path = typer.Argument(..., help="a run directory"),
     data: Optional[Path] = typer.Option(None, "--data", help="labelled data of the run's kind (default: the run's own "
-                                        "test split): a CSV for tabular runs, images in any layout, a vessel folder"),
+                                        "test split): a CSV for tabular runs, images in any layout, a vessel folder, "
+                                        "sequences, cells (.h5ad, 10x folder or counts CSV)"),
     checkpoint: str = typer.Option("best", "--checkpoint", help="best or last"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an earlier evaluation file"),
+    metadata: Optional[Path] = typer.Option(None, "--metadata", help="cells runs: the cell metadata CSV of a counts "
+                                            "CSV or 10x folder given as --data (the label in the run's column)"),
 ) -> None:
     """Evaluate a trained run on its test split or on another labelled data set.
 
@@ -201,7 +204,10 @@ def evaluate(
     from .tasks import task_command
 
     predictor = _predictor(run_dir, checkpoint)
-    metrics, path = task_command(predictor.task, "evaluate", run_dir)(predictor, data, overwrite)
+    if metadata is not None and (predictor.task != "cells" or data is None):
+        raise BiodlError("--metadata", "goes with --data, for cells runs")
+    more = {"metadata": metadata} if metadata is not None else {}
+    metrics, path = task_command(predictor.task, "evaluate", run_dir)(predictor, data, overwrite, **more)
     _print_metrics(metrics, path.stem)
     typer.echo(f"results: {path}")
 

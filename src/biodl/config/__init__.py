@@ -12,7 +12,8 @@ from .images import (ImageDataConfig, ImageModelConfig, ImageRunConfig, Segmenta
                      SegmentationTrainerConfig, TilesConfig)
 from .loading import (MAX_YAML_NODES, apply_overrides, build_config, config_dict, config_hash, dump_config,
                       load_config, read_yaml, safe_yaml, validation_problem)
-from .omics import SequenceDataConfig, SequenceModelConfig, SequenceRunConfig
+from .omics import (CellPreprocessConfig, CellsDataConfig, CellsRunConfig, SequenceDataConfig, SequenceModelConfig,
+                    SequenceRunConfig)
 from .registry import RUN_CONFIGS, RunConfig, config_class
 from .schemas import (MPP_RANGE, ConformalConfig, DataConfig, ModelConfig, Mpp, OptimizerConfig, Positive,
                       SchedulerConfig, Strict, TabularRunConfig, TrainerConfig)
@@ -22,7 +23,8 @@ __all__ = [
     "TrainerConfig", "ConformalConfig",
     "TabularRunConfig", "TilesConfig", "ImageDataConfig", "ImageModelConfig", "ImageRunConfig",
     "SegmentationDataConfig", "SegmentationTrainerConfig", "SegmentationRunConfig", "SequenceDataConfig",
-    "SequenceModelConfig", "SequenceRunConfig", "RunConfig", "RUN_CONFIGS",
+    "SequenceModelConfig", "SequenceRunConfig", "CellPreprocessConfig", "CellsDataConfig", "CellsRunConfig",
+    "RunConfig", "RUN_CONFIGS",
     "config_class", "validation_problem", "apply_overrides", "MAX_YAML_NODES", "safe_yaml", "read_yaml",
     "build_config", "load_config", "config_dict", "dump_config", "config_hash",
 ]

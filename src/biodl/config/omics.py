@@ -10,7 +10,8 @@ from pydantic import Field, model_validator
 
 from .schemas import ClassificationRun, ModelConfig, OptimizerConfig, SchedulerConfig, Strict, TrainerConfig
 
-__all__ = ["SequenceDataConfig", "SequenceModelConfig", "SequenceRunConfig"]
+__all__ = ["SequenceDataConfig", "SequenceModelConfig", "SequenceRunConfig", "CellPreprocessConfig", "CellsDataConfig",
+           "CellsRunConfig"]
 
 
 class SequenceDataConfig(Strict):
@@ -65,3 +66,74 @@ class SequenceRunConfig(ClassificationRun):
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     trainer: TrainerConfig = Field(default_factory=lambda: TrainerConfig(epochs=40, monitor="val/roc_auc",
                                                                          mode="max"))
+
+
+class CellPreprocessConfig(Strict):
+    """Quality filter and the preprocessing fitted on training cells (:mod:`biodl.omics.cells`)."""
+
+    min_genes: int = Field(200, ge=0, description="cells with fewer genes detected are left out (counted)")
+    min_counts: int = Field(0, ge=0, description="cells with fewer counts are left out (counted)")
+    min_cells: int = Field(3, ge=1, description="genes detected in fewer training cells are not considered")
+    n_top_genes: int = Field(2000, ge=2, le=100_000, description="highly variable genes kept (Seurat dispersion)")
+    target_sum: float = Field(1e4, gt=0, description="counts per cell after library-size normalisation")
+    clip: float | None = Field(10.0, gt=0, description="standardised values are clipped at +-clip (null: never)")
+    n_pcs: int = Field(0, ge=0, le=1000, description="principal components of the scaled genes (0: the genes)")
+    min_present: float = Field(0.5, gt=0, le=1, description="new data must hold this share of the model's genes")
+
+
+class CellsDataConfig(Strict):
+    """Single-cell counts with a label per cell (``task: cells``), how cells are grouped (plates,
+    batches, donors) and split."""
+
+    dataset: Literal["cellbench"] | None = Field(None, description="embedded: cellbench (CellBench CEL-seq2, 3 "
+                                                                   "plates, 5 lung adenocarcinoma lines, singlets)")
+    path: list[Path] | None = Field(None, description="counts: .h5ad files, 10x folders or genes x cells CSVs (one "
+                                                      "or several, joined on their genes)")
+    metadata: list[Path] | None = Field(None, description="cell metadata CSVs (cell id first): one for all count "
+                                                          "files, or one each")
+    label: str | None = Field(None, description="the metadata column holding each cell's class (cellbench: "
+                                                "cell_line_demuxlet)")
+    group: str | None = Field(None, description="the column grouping cells into batches (plates, donors), kept "
+                                                "whole in splits (cellbench: batch)")
+    only: dict[str, list[str]] | None = Field(None, description="train and test on the cells whose column holds one "
+                                                                "of the values (cellbench: demuxlet_cls: [SNG], "
+                                                                "the singlets)")
+    normalised: bool = Field(False, description="the values are already normalised and log1p-transformed: take them "
+                                                "as they are (no whole-count check, no normalisation)")
+    preprocess: CellPreprocessConfig = Field(default_factory=CellPreprocessConfig)
+    split: Literal["holdout", "kfold"] = Field("holdout", description="holdout: one train/val/test split; kfold: "
+                                               "data.folds folds, each a run in RUN_DIR/folds/, pooled out of fold")
+    folds: int = Field(5, ge=2, le=50, description="kfold: folds (with data.group: at most one per group, e.g. 3 "
+                                                   "plates: leave one plate out)")
+    fold: int | None = Field(None, ge=0, description="kfold: the one fold this run trains (set by the parent run)")
+    group_by: bool = Field(True, description="with data.group: test on whole groups (none seen in training)")
+    val_fraction: float = Field(0.15, gt=0, lt=1, description="validation carved from the training cells, "
+                                                              "stratified by class (across the training groups)")
+    test_fraction: float = Field(0.2, gt=0, lt=1, description="holdout: the test share")
+    batch_size: int = Field(64, ge=1)
+    num_workers: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "CellsDataConfig":
+        if (self.dataset is None) == (self.path is None):
+            raise ValueError("give exactly one of data.dataset (embedded) or data.path (your counts)")
+        if self.path is not None and self.label is None:
+            raise ValueError("data.label: name the metadata column that holds each cell's class")
+        if self.fold is not None and (self.split != "kfold" or self.fold >= self.folds):
+            raise ValueError(f"data.fold {self.fold} needs data.split: kfold and a fold below data.folds "
+                             f"({self.folds})")
+        return self
+
+
+class CellsRunConfig(ClassificationRun):
+    """A single-cell classification run (``task: cells``), e.g. which cell line a cell is."""
+
+    name: str = "cells"
+    task: Literal["cells"] = "cells"
+    data: CellsDataConfig
+    model: ModelConfig = Field(default_factory=lambda: ModelConfig(name="mlp", args={"hidden": [256, 64],
+                                                                                      "dropout": 0.3}))
+    optimizer: OptimizerConfig = Field(default_factory=lambda: OptimizerConfig(name="adamw", lr=1e-3,
+                                                                               weight_decay=1e-4))
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    trainer: TrainerConfig = Field(default_factory=lambda: TrainerConfig(epochs=30, monitor="val/loss", mode="min"))

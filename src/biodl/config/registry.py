@@ -10,18 +10,18 @@ from pydantic import BaseModel
 
 from ..errors import ConfigError
 from .images import ImageRunConfig, SegmentationRunConfig
-from .omics import SequenceRunConfig
+from .omics import CellsRunConfig, SequenceRunConfig
 from .schemas import TabularRunConfig
 
 __all__ = ["RunConfig", "RUN_CONFIGS", "config_class"]
 
 #: the config of any run, whichever its task (for annotations; a run's own class comes from ``task``)
-RunConfig = Union[TabularRunConfig, ImageRunConfig, SegmentationRunConfig, SequenceRunConfig]
+RunConfig = Union[TabularRunConfig, ImageRunConfig, SegmentationRunConfig, SequenceRunConfig, CellsRunConfig]
 
 #: task name (``task:`` in a config) -> its config class
 RUN_CONFIGS: dict[str, type[BaseModel]] = {cls.model_fields["task"].default: cls
                                            for cls in (TabularRunConfig, ImageRunConfig, SegmentationRunConfig,
-                                                       SequenceRunConfig)}
+                                                       SequenceRunConfig, CellsRunConfig)}
 
 
 def config_class(task: Any, where: str | Path = "task") -> type[BaseModel]:

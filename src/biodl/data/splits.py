@@ -67,11 +67,13 @@ def grouped_split(labels: np.ndarray, groups: np.ndarray, val_fraction: float, t
 
 
 def kfold_splits(labels: np.ndarray, groups: np.ndarray | None, k: int, val_fraction: float, seed: int,
-                 where: str = "data") -> list[dict[str, np.ndarray]]:
+                 where: str = "data", val_by_group: bool = True, unit: str = "patients") -> list[dict[str, np.ndarray]]:
     """``k`` folds of train/val/test indices (sorted): every sample is in the test part of exactly
-    one fold; with ``groups`` (patients) the folds are StratifiedGroupKFold's, so no patient is in
-    two parts of a fold, and the validation part (``val_fraction`` of the rest) is grouped too;
-    classes are stratified as far as the groups allow."""
+    one fold; with ``groups`` (patients; ``unit`` names them in errors) the folds are
+    StratifiedGroupKFold's, so no group is in two parts of a fold, and the validation part
+    (``val_fraction`` of the rest) is grouped too unless ``val_by_group`` is off (then it is
+    stratified over the rest's samples: for few groups, e.g. plates, that would each be too
+    large a share); classes are stratified as far as the groups allow."""
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
     labels = np.asarray(labels)
@@ -80,8 +82,8 @@ def kfold_splits(labels: np.ndarray, groups: np.ndarray | None, k: int, val_frac
         groups = np.asarray(groups)
         n_groups = len(np.unique(groups))
         if n_groups < k:
-            raise DataError(where, f"{n_groups} patients are fewer than the {k} folds (data.folds); every fold "
-                                   "needs test patients of its own")
+            raise DataError(where, f"{n_groups} {unit} are fewer than the {k} folds (data.folds); every fold "
+                                   f"needs test {unit} of its own")
         outer = StratifiedGroupKFold(k, shuffle=True, random_state=seed).split(idx, labels, groups)
     else:
         _, counts = np.unique(labels, return_counts=True)
@@ -90,7 +92,7 @@ def kfold_splits(labels: np.ndarray, groups: np.ndarray | None, k: int, val_frac
         outer = StratifiedKFold(k, shuffle=True, random_state=seed).split(idx, labels)
     folds = []
     for rest, test in outer:
-        if groups is not None:
+        if groups is not None and val_by_group:
             k_val = min(max(2, round(1 / val_fraction)), len(np.unique(groups[rest])))
             tr, va = next(StratifiedGroupKFold(k_val, shuffle=True, random_state=seed).split(
                 rest, labels[rest], groups[rest]))

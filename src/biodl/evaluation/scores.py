@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Counts", "confusion_counts", "count_scores", "BINARY_METRICS", "PREDICTIVE_VALUES", "binary_metrics",
     "MULTICLASS_METRICS", "multiclass_metrics", "roc_auc", "average_precision", "multiclass_scores", "BINARY_EXTRAS",
-    "binary_extras", "one_vs_rest_scores", "binary_prob_scores", "f1_optimal_threshold", "fov_scores",
+    "binary_extras", "one_vs_rest_scores", "binary_prob_scores", "f1_optimal_threshold", "fov_scores", "per_class_f1",
 ]
 
 
@@ -185,6 +185,16 @@ def multiclass_scores(y: np.ndarray, prob: np.ndarray, graded: bool = False) -> 
     if k == 2:  # two classes: what the field reports for the positive class (class 1)
         out.update(binary_extras(y, prob[:, 1], pred))
     return out
+
+
+def per_class_f1(y: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
+    """(k,) F1 of each class (one against the rest) from labels and predicted classes; NaN for a
+    class absent from ``y`` (its F1 is undefined there, not 0)."""
+    cm = _confusion(np.asarray(y).astype(np.int64), np.asarray(pred).astype(np.int64), k)
+    tp, support, called = np.diag(cm).astype(float), cm.sum(axis=1), cm.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = 2 * tp / (support + called)
+    return np.where(support > 0, f1, np.nan)
 
 
 #: the positive class's metrics that two-class image runs add (from :func:`multiclass_scores`)

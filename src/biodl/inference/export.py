@@ -10,6 +10,10 @@ parity against the run's predictor (:func:`biodl.load`) on the run's test split.
   ``raw_probabilities`` (N, K), the networks' own (``raw_p_<class>``).
 - **Tabular runs**: the same two outputs (N, 2) from the raw feature columns (N, F) float32 in
   the order listed in the JSON, standardised inside the graph as training did.
+- **Sequence runs**: one-hot sequences (N, 4, L) float32, both strands averaged inside.
+- **Cells runs**: each cell's log-normalised values over the run's gene panel (N, P) float32,
+  the genes listed in the JSON; each network's gene choice, scaling and PCA are inside.
+Each task's end gives the test inputs and their description (``export_sample``).
 - **Segmentation runs**: the graph takes a fundus image of any height and width (uint8 NHWC;
   for a run with CLAHE, which no ONNX operator does, the CLAHE'd channels as ``prepare_fundus``
   gives them) and gives the vessel probability map (N, H, W) from one pass over the whole
@@ -94,54 +98,14 @@ def _recalibration(predictor: Predictor) -> dict[str, Any]:
 
 
 def _classes(predictor: Predictor) -> tuple[nn.Module, np.ndarray, list[np.ndarray], dict[str, Any]]:
-    """(graph, test inputs, expected outputs (recalibrated, raw), info) of an image, tabular or
-    sequence run."""
-    pre, config = predictor.pre, predictor.config
+    """(graph, test inputs, expected outputs (recalibrated, raw), info) of a classification run;
+    its task's end gives the test inputs and describes them (``export_sample``)."""
+    config = predictor.config
     if getattr(config.model, "mc_dropout", 0):
         raise ConfigError("--format", f"the run predicts by the mean of {config.model.mc_dropout} MC-dropout passes, "
                                       "which one pass of an ONNX graph does not reproduce; export a run without "
                                       "model.mc_dropout")
-    if predictor.task == "image":
-        from ..data.arrays import ImageDataset
-        from ..data.stain import StainNormalizer
-        from ..tasks.image_data import load_images, split_images
-
-        if pre.stain:
-            raise ConfigError("--format", "the run normalises stain (data.stain) before its model, which an ONNX "
-                                          "graph cannot do; export a run trained without data.stain")
-        data, path = load_images(config, stain=StainNormalizer.from_dict(pre.stain))
-        rows = split_images(config, data, path)[0]["test"]
-        inputs = np.ascontiguousarray(np.asarray(data.images[rows])[..., : pre.in_chans])
-        test: Any = ImageDataset(data, indices=rows)
-        size, c = int(pre.size), int(pre.in_chans)
-        tta = " (with test-time augmentation)" if config.model.tta else ""
-        first = {"name": "images", "dtype": "uint8", "shape": ["batch", size, size, c],
-                 "layout": "NHWC, RGB order as decoded (Pillow), no scaling"}
-        preprocessing = {"inside_graph": f"x / 255, minus mean, over std (per channel, each network its own), the "
-                                         f"networks{tta}, the recalibration, softmax",
-                         "mean": pre.mean, "std": pre.std,
-                         "resize_before": f"{size} x {size} px (bilinear), as training did", "mpp": pre.mpp}
-    elif predictor.task == "sequence":
-        from ..tasks.sequence import load_split
-
-        data, parts, held_out, _ = load_split(config)
-        seqs = held_out if held_out is not None else data.subset(parts["test"])
-        inputs = seqs.one_hot(pre.length)
-        test = list(seqs.sequences)
-        first = {"name": "sequences", "dtype": "float32", "shape": ["batch", 4, pre.length],
-                 "layout": "one-hot, channels A, C, G, T (an ambiguity code: the mean of its bases, N = 0.25 each)"}
-        strands = " on both strands (the mean with the reverse complement)" if config.model.strands else ""
-        preprocessing = {"inside_graph": f"the networks{strands}, the recalibration, softmax",
-                         "length": pre.length, "fit": "centre crop, or N padding on both sides, to the length"}
-    else:
-        from ..tasks.tabular import load_test_split
-
-        inputs = load_test_split(predictor.run_dir, config, pre)[0].astype(np.float32)
-        test = inputs
-        first = {"name": "features", "dtype": "float32", "shape": ["batch", len(pre.features)],
-                 "columns": pre.features}
-        preprocessing = {"inside_graph": "(x - mean) / std per column, the networks, the recalibration, softmax",
-                         "mean": pre.mean, "std": pre.std, "binary_columns": pre.binary}
+    inputs, test, first, preprocessing = predictor.end.export_sample(predictor)
     samples = predictor.samples(predictor.read(test)).mean(axis=1)
     expected = [predictor.combine(samples), predictor.combine(samples, recalibrated=False)]
     k = len(predictor.classes)

@@ -15,6 +15,9 @@ The steps, in scanpy's standard order (Wolf et al. 2018) and with its defaults:
    deviation, clipped at ``clip``.
 6. **PCA** (fitted, optional, ``n_pcs`` > 0): the training cells' principal components.
 
+Steps 4-6, fitted, become the first layer of a network (:class:`CellInput`), which takes the
+log-normalised values of step 3 over a gene panel.
+
 New cells are aligned by gene id: a model gene the new data lack is 0 (with a warning giving the
 share present); under ``min_present`` of the model's genes is an error.
 """
@@ -24,15 +27,20 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 from scipy import sparse
+from torch import nn
+from torch.utils.data import Dataset
 
 from ..data.cells import CellCounts
 from ..errors import DataError
 
-__all__ = ["quality", "normalise", "seurat_hvg", "CellPreprocess"]
+__all__ = ["quality", "normalise", "seurat_hvg", "CellPreprocess", "CellInput", "panel_matrix", "check_present",
+           "CellRows"]
 
 
 def quality(cells: CellCounts, min_genes: int = 200, min_counts: int = 0) -> np.ndarray:
@@ -107,8 +115,8 @@ class CellPreprocess:
         self.mean = values.mean(axis=0).astype(np.float32)
         std = values.std(axis=0, ddof=1) if len(values) > 1 else np.ones(len(chosen))
         self.std = np.where(std > 0, std, 1.0).astype(np.float32)
-        self.counts = {"cells": len(cells), "genes_in": int(cells.x.shape[1]), "genes_detected": int(len(kept)),
-                       "genes_chosen": int(len(chosen))}
+        self.counts = {"training_cells": len(cells), "genes_in": int(cells.x.shape[1]),
+                       "genes_detected": int(len(kept)), "genes_chosen": int(len(chosen))}
         self.components = None
         if self.n_pcs:
             from sklearn.decomposition import PCA
@@ -138,14 +146,8 @@ class CellPreprocess:
 
     def transform(self, cells: CellCounts) -> np.ndarray:
         """(N, n_features) float32 features of new cells (see the module docstring on alignment)."""
-        values, share = self.align(cells)
-        if share < self.min_present:
-            raise DataError(cells.source, f"holds {share:.0%} of the model's {len(self.genes)} genes (fewer than "
-                                          f"{self.min_present:.0%}); are the gene ids of the same kind "
-                                          f"(e.g. {self.genes[0]})?")
-        if share < 1:
-            warnings.warn(f"{cells.source}: {share:.1%} of the model's {len(self.genes)} genes are present; the "
-                          "others count as 0", stacklevel=2)
+        check_present(cells, self.genes, self.min_present)
+        values, _ = self.align(cells)
         z = self._scale(values)
         return (z @ self.components.T).astype(np.float32) if self.components is not None else z.astype(np.float32)
 
@@ -172,3 +174,87 @@ class CellPreprocess:
         return cls(**kept, genes=genes, mean=mean.astype(np.float32), std=std.astype(np.float32),
                    components=None if comps is None else np.asarray(comps, np.float32),
                    counts=dict(meta.get("counts", {})))
+
+
+class CellInput(nn.Module):
+    """A fitted :class:`CellPreprocess` as the network's first layer: (B, P) log-normalised values
+    over a gene panel -> (B, F) features: the run's genes picked (``select``: their panel
+    positions), standardised, clipped, projected on the principal components when fitted. Its
+    buffers are saved with the network's weights."""
+
+    def __init__(self, n_genes: int, n_pcs: int = 0, clip: float | None = 10.0) -> None:
+        super().__init__()
+        self.clip = clip
+        self.register_buffer("select", torch.zeros(n_genes, dtype=torch.long))
+        self.register_buffer("mean", torch.zeros(n_genes))
+        self.register_buffer("std", torch.ones(n_genes))
+        self.register_buffer("components", torch.zeros(n_pcs, n_genes))
+
+    @classmethod
+    def fitted(cls, pre: "CellPreprocess", panel: np.ndarray) -> "CellInput":
+        """The layer of ``pre`` for inputs over ``panel`` (every gene of ``pre`` must be in it)."""
+        where = pd.Index(panel).get_indexer(pre.genes)
+        if (where < 0).any():
+            raise ValueError(f"gene {pre.genes[where < 0][0]!r} is not in the panel")
+        n_pcs = 0 if pre.components is None else len(pre.components)
+        layer = cls(len(pre.genes), n_pcs, pre.clip)
+        layer.select.copy_(torch.from_numpy(where))
+        layer.mean.copy_(torch.from_numpy(pre.mean))
+        layer.std.copy_(torch.from_numpy(pre.std))
+        if n_pcs:
+            layer.components.copy_(torch.from_numpy(pre.components))
+        return layer
+
+    @property
+    def n_features(self) -> int:
+        return len(self.components) if len(self.components) else len(self.select)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = (x.index_select(1, self.select) - self.mean) / self.std
+        if self.clip is not None:
+            z = z.clamp(-self.clip, self.clip)
+        return z @ self.components.T if len(self.components) else z
+
+
+def panel_matrix(cells: CellCounts, pre: Any) -> sparse.csr_matrix:
+    """(N, P) log-normalised values of ``cells`` over ``pre.panel`` (a gene the cells lack is 0);
+    ``pre`` (a run's preprocess.json, or a dict) gives ``panel``, ``normalised`` and ``target_sum``."""
+    get = (lambda k: pre[k]) if isinstance(pre, dict) else (lambda k: getattr(pre, k))
+    values = cells.x if get("normalised") else normalise(cells.x, get("target_sum"))
+    panel = get("panel")
+    where = pd.Index(cells.genes).get_indexer(panel)
+    have = np.flatnonzero(where >= 0)
+    coo = values[:, where[have]].tocoo()
+    return sparse.csr_matrix((coo.data, (coo.row, have[coo.col])), shape=(len(cells), len(panel)), dtype=np.float32)
+
+
+def check_present(cells: CellCounts, genes: np.ndarray | list[str], min_present: float) -> float:
+    """The share of the model's ``genes`` that ``cells`` hold: under ``min_present`` a DataError,
+    under 1 a warning (the missing genes count 0)."""
+    genes = np.asarray(genes, dtype=str)
+    share = float(np.isin(genes, cells.genes).mean()) if len(genes) else 0.0
+    if share < min_present:
+        raise DataError(cells.source, f"holds {share:.0%} of the model's {len(genes)} genes (fewer than "
+                                      f"{min_present:.0%}); are the gene ids of the same kind (e.g. {genes[0]})?")
+    if share < 1:
+        warnings.warn(f"{cells.source}: {share:.1%} of the model's {len(genes)} genes are present; the others count "
+                      "as 0", stacklevel=3)
+    return share
+
+
+class CellRows(Dataset):
+    """(cells, panel) sparse values and labels as a dataset whose items (or index tensors: one
+    gather per batch) are dense float32 rows and int64 labels."""
+
+    batch_indexable = True
+
+    def __init__(self, x: sparse.csr_matrix, labels: np.ndarray) -> None:
+        self.x, self.labels = x, torch.as_tensor(np.asarray(labels), dtype=torch.int64)
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    def __getitem__(self, index: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = index.numpy() if isinstance(index, torch.Tensor) else index
+        dense = torch.from_numpy(np.asarray(self.x[rows].todense(), dtype=np.float32))
+        return (dense if np.ndim(rows) else dense[0]), self.labels[index]

@@ -66,21 +66,22 @@ def train_folds(config: BaseModel, out: str | Path | None, resume: bool, device:
                 train_one: Callable[..., Run], score: Callable[[np.ndarray, np.ndarray], dict[str, float]],
                 classes: list[str], preprocess: dict[str, Any], extra: dict[str, Any],
                 figures: Callable[[Path, pd.DataFrame], list[str]] | None = None,
-                watch: Stopwatch | None = None) -> Run:
+                watch: Stopwatch | None = None, units: tuple[str, str] = ("images", "patients")) -> Run:
     """Train every fold with ``train_one(config, out, resume)`` and pool their out-of-fold test
     predictions into the parent run; ``score(y, prob)`` gives the pooled metrics, and
-    ``figures(run_dir, pooled predictions)`` may draw more figures (their names) for the report."""
+    ``figures(run_dir, pooled predictions)`` may draw more figures (their names) for the report;
+    ``units`` names the cases and their groups in the per-fold table."""
     children = [(fold_config(config, k), runs.fold_dir("", k)) for k in range(config.data.folds)]
 
     def pool(run_dir: Path) -> tuple[dict[str, float], list[dict[str, Any]]]:
-        return _pool_folds(run_dir, config, score, classes, figures)
+        return _pool_folds(run_dir, config, score, classes, figures, units)
 
     return train_children(config, out, resume, device, children, train_one, preprocess, extra, pool, watch)
 
 
 def _pool_folds(run_dir: Path, config: BaseModel, score: Callable[[np.ndarray, np.ndarray], dict[str, float]],
-                classes: list[str], figures: Callable[[Path, pd.DataFrame], list[str]] | None
-                ) -> tuple[dict[str, float], list[dict[str, Any]]]:
+                classes: list[str], figures: Callable[[Path, pd.DataFrame], list[str]] | None,
+                units: tuple[str, str] = ("images", "patients")) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """The parent's metrics and report sections from its folds' out-of-fold predictions."""
     pooled = pd.concat([pd.read_csv(runs.fold_dir(run_dir, k) / runs.predictions_file("test"), keep_default_na=False,
                                     dtype={"patient": str, "source": str}).assign(fold=k + 1)
@@ -99,13 +100,14 @@ def _pool_folds(run_dir: Path, config: BaseModel, score: Callable[[np.ndarray, n
     for k in range(config.data.folds):
         fm = runs.read_metrics(runs.fold_dir(run_dir, k) / runs.METRICS)
         part = pooled[pooled["fold"] == k + 1]
-        row = {"fold": k + 1, "test images": len(part),
-               "test patients": part["patient"].nunique() if "patient" in part else None}
+        row = {"fold": k + 1, f"test {units[0]}": len(part),
+               f"test {units[1]}": part["patient"].nunique() if "patient" in part else None}
         row.update(child_test_metrics(fm))
         metrics.update({f"fold{k + 1}/{key}": v for key, v in child_test_metrics(fm).items()})
         table.append(row)
     write_table(pd.DataFrame(table), run_dir / "folds", f"Per fold ({config.data.folds} folds): each tested on "
-                                                         "patients its model never saw")
+                                                         f"{units[1] if 'patient' in pooled else units[0]} its model "
+                                                         "never saw")
     sections = [{"title": "Folds", "text": "Pooled metrics above are over the out-of-fold predictions of every fold; "
                                            "each fold's own run is in folds/fold<k>/.", "items": ["folds"]}]
     maps = figures(run_dir, pooled) if figures is not None else []

@@ -312,6 +312,29 @@ class ImageEnd:
     def module(self, inferer: Inferer, pre: PreprocessFile, tta: bool = True) -> nn.Module:
         return _PixelNet(inferer, tta)
 
+    def export_sample(self, predictor: Any) -> tuple[np.ndarray, Any, dict, dict]:
+        """For ``biodl export``: (the test split as the graph's input, as :meth:`read` takes it, the
+        input's description, the preprocessing's)."""
+        from ..data.stain import StainNormalizer
+        from ..errors import ConfigError
+
+        pre, config = predictor.pre, predictor.config
+        if pre.stain:
+            raise ConfigError("--format", "the run normalises stain (data.stain) before its model, which an ONNX "
+                                          "graph cannot do; export a run trained without data.stain")
+        data, path = load_images(config, stain=StainNormalizer.from_dict(pre.stain))
+        rows = split_images(config, data, path)[0]["test"]
+        inputs = np.ascontiguousarray(np.asarray(data.images[rows])[..., : pre.in_chans])
+        size, c = int(pre.size), int(pre.in_chans)
+        tta = " (with test-time augmentation)" if config.model.tta else ""
+        first = {"name": "images", "dtype": "uint8", "shape": ["batch", size, size, c],
+                 "layout": "NHWC, RGB order as decoded (Pillow), no scaling"}
+        preprocessing = {"inside_graph": f"x / 255, minus mean, over std (per channel, each network its own), the "
+                                         f"networks{tta}, the recalibration, softmax",
+                         "mean": pre.mean, "std": pre.std,
+                         "resize_before": f"{size} x {size} px (bilinear), as training did", "mpp": pre.mpp}
+        return inputs, ImageDataset(data, indices=rows), first, preprocessing
+
 
 def softmax(out: torch.Tensor) -> torch.Tensor:
     """(B, K) logits -> (B, K) probabilities."""

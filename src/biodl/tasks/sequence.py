@@ -272,6 +272,18 @@ class SequenceEnd:
         """(B, 4, L) one-hot floats -> (B, K) scores (both strands averaged with ``tta``)."""
         return StrandAverage(inferer.module) if tta and inferer.eval_forward is not None else inferer.module
 
+    def export_sample(self, predictor: Any) -> tuple[np.ndarray, Any, dict, dict]:
+        """For ``biodl export``: the test sequences one-hot, as strings, and their descriptions."""
+        pre, config = predictor.pre, predictor.config
+        data, parts, held_out, _ = load_split(config)
+        seqs = held_out if held_out is not None else data.subset(parts["test"])
+        first = {"name": "sequences", "dtype": "float32", "shape": ["batch", 4, pre.length],
+                 "layout": "one-hot, channels A, C, G, T (an ambiguity code: the mean of its bases, N = 0.25 each)"}
+        strands = " on both strands (the mean with the reverse complement)" if config.model.strands else ""
+        return seqs.one_hot(pre.length), list(seqs.sequences), first, {
+            "inside_graph": f"the networks{strands}, the recalibration, softmax", "length": pre.length,
+            "fit": "centre crop, or N padding on both sides, to the length"}
+
 
 #: the sequence task's inference end
 END = SequenceEnd()

@@ -295,6 +295,16 @@ class TabularEnd:
     def module(self, inferer: Inferer, pre: "PreprocessFile", tta: bool = True) -> nn.Module:
         return _FeatureNet(inferer.module, pre.mean, pre.std)
 
+    def export_sample(self, predictor: Any) -> tuple[np.ndarray, Any, dict, dict]:
+        """For ``biodl export``: the test rows' raw features, and their descriptions."""
+        pre = predictor.pre
+        inputs = load_test_split(predictor.run_dir, predictor.config, pre)[0].astype(np.float32)
+        first = {"name": "features", "dtype": "float32", "shape": ["batch", len(pre.features)],
+                 "columns": pre.features}
+        return inputs, inputs, first, {"inside_graph": "(x - mean) / std per column, the networks, the "
+                                                       "recalibration, softmax", "mean": pre.mean, "std": pre.std,
+                                       "binary_columns": pre.binary}
+
 
 def _transform(pre: "PreprocessFile", raw: np.ndarray) -> np.ndarray:
     """(N, F) raw values -> (N, F) float32 model inputs, as training standardised them."""
