@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import ConfigError, DataError
 
-__all__ = ["METHODS", "ConformalPredictor", "fit", "set_scores", "describe"]
+__all__ = ["METHODS", "ConformalPredictor", "fit", "set_scores", "describe", "conformal_quantile"]
 
 
 METHODS = ("lac", "aps", "mondrian", "ordinal")
@@ -102,7 +102,7 @@ def _scores(y: np.ndarray, prob: np.ndarray, method: str, seed: int) -> np.ndarr
     return before[rows, at] + u * mass[rows, at]
 
 
-def _quantile(scores: np.ndarray, alpha: float) -> float | None:
+def conformal_quantile(scores: np.ndarray, alpha: float) -> float | None:
     """The ceil((n + 1)(1 - alpha))-th smallest score; None (infinite) when that exceeds n."""
     n = len(scores)
     k = math.ceil((n + 1) * (1 - alpha))
@@ -122,9 +122,10 @@ def fit(method: str, y: np.ndarray, prob: np.ndarray, alpha: float = 0.1, seed: 
         raise DataError(where, "no calibration cases (the validation split is empty)")
     scores = _scores(y, prob, method, seed)
     if method == "mondrian":
-        threshold = [_quantile(scores[y == c], alpha) if np.any(y == c) else None for c in range(prob.shape[1])]
+        threshold = [conformal_quantile(scores[y == c], alpha) if np.any(y == c) else None
+                     for c in range(prob.shape[1])]
     else:
-        threshold = [_quantile(scores, alpha)]
+        threshold = [conformal_quantile(scores, alpha)]
     return ConformalPredictor(method=method, alpha=alpha, classes=prob.shape[1], threshold=threshold, n=len(y),
                               seed=seed)
 
