@@ -19,8 +19,8 @@ def test_version_and_studies(cli):
     assert r.code == 0 and r.out.strip() == "biodl 0.1.0"
     r = cli("studies")
     names = [line.split()[0] for line in r.out.splitlines()]
-    assert r.code == 0 and names == ["heart-failure", "heart-failure-mlp", "histopathology", "retinopathy",
-                                     "tcga-melanoma", "tf-binding", "vessels"]
+    assert r.code == 0 and names == ["cell-lines", "heart-failure", "heart-failure-mlp", "histopathology",
+                                     "retinopathy", "tcga-melanoma", "tf-binding", "vessels"]
 
 
 def test_train_writes_the_run_directory_layout(trained_run):

@@ -118,19 +118,26 @@ def run(
                                         "same forms)"),
     experiment: Optional[str] = typer.Option(None, "--experiment", help="tf-binding: an embedded experiment (ELK1, "
                                              "GABPA, REST, MYC, CTCFL) or 'all' (one table)"),
+    metadata: Optional[Path] = typer.Option(None, "--metadata", help="cell-lines: the cell metadata CSV of --data"),
+    label: Optional[str] = typer.Option(None, "--label", help="cell-lines: the metadata column of the classes"),
+    group: Optional[str] = typer.Option(None, "--group", help="cell-lines: the metadata column of the batches "
+                                        "(plates, donors) to hold out"),
 ) -> None:
     """Run a study end to end on its embedded data (or on --data); --resume continues it."""
     from .studies import get_study, resume_study
 
     for flag, value, owner in (("--test", test, "tf-binding"), ("--experiment", experiment, "tf-binding"),
-                               ("--counts", counts, "tcga-melanoma"), ("--samples", samples, "tcga-melanoma")):
+                               ("--counts", counts, "tcga-melanoma"), ("--samples", samples, "tcga-melanoma"),
+                               ("--metadata", metadata, "cell-lines"), ("--label", label, "cell-lines"),
+                               ("--group", group, "cell-lines")):
         if value is not None and study != owner:
             raise BiodlError(flag, f"belongs to the {owner} study, not to {study}")
     if ensemble is not None:
         overrides = [*(overrides or []), f"ensemble={ensemble}"]
     overrides = [*(overrides or []), *([f"counts={counts}"] if counts else []),
                  *([f"samples={samples}"] if samples else []), *([f"data.test={test}"] if test else []),
-                 *([f"experiment={experiment}"] if experiment else [])]
+                 *([f"experiment={experiment}"] if experiment else []),
+                 *[f"{k}={v}" for k, v in (("metadata", metadata), ("label", label), ("group", group)) if v]]
     if resume:
         if out is None:
             raise BiodlError("--resume", "needs --out RUN_DIR, the run to continue")

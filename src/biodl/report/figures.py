@@ -13,7 +13,7 @@ from ..io import atomic_write
 __all__ = [
     "pyplot", "save_figure", "tex_safe", "boxplot_by_feature", "borda_bar", "roc_pr_bands", "model_curves",
     "distributions_by_outcome", "per_class_curves",
-    "training_curves", "confusion_heatmap", "reliability_diagram", "image_examples", "referral_plot",
+    "training_curves", "confusion_heatmap", "reliability_diagram", "image_examples", "referral_plot", "cell_map",
 ]
 
 
@@ -282,4 +282,28 @@ def referral_plot(curves: dict[str, pd.DataFrame], title: str, path: str | Path)
            title=title)
     ax.grid(alpha=0.3)
     ax.legend()
+    save_figure(fig, path)
+
+
+def cell_map(features: np.ndarray, true: np.ndarray, pred: np.ndarray, marked: np.ndarray, classes: list[str],
+             path: str | Path, seed: int = 0, what: str = "marked") -> None:
+    """Two t-SNE panels of (N, D) ``features`` (e.g. principal components of cells): coloured by
+    true class and by predicted class, ``marked`` cases (``what``: e.g. doublets) as crosses."""
+    from sklearn.manifold import TSNE
+
+    n = len(features)
+    xy = TSNE(n_components=2, perplexity=float(min(30, max(2, (n - 1) // 3))), init="pca", random_state=seed
+              ).fit_transform(np.asarray(features, dtype=np.float64))
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5.2))
+    colours = plt.get_cmap("tab10")
+    for ax, labels, title in ((axes[0], true, "true class"), (axes[1], pred, "predicted class")):
+        for c, name in enumerate(map(tex_safe, classes)):
+            for sel, marker, size in ((~marked, "o", 10), (marked, "x", 14)):
+                pick = sel & (labels == c)
+                if pick.any():
+                    ax.scatter(xy[pick, 0], xy[pick, 1], s=size, marker=marker, color=colours(c % 10),
+                               label=name if marker == "o" else None, linewidths=0.8)
+        ax.set(title=f"Cells by {title} (t-SNE; x: {what})", xticks=[], yticks=[])
+    axes[0].legend(fontsize=7, markerscale=1.5)
     save_figure(fig, path)

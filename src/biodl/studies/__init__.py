@@ -14,7 +14,7 @@ from types import ModuleType
 
 from ..errors import ConfigError
 
-_MODULES = {"heart-failure": "heart_failure", "heart-failure-mlp": "heart_failure_mlp",
+_MODULES = {"cell-lines": "cell_lines", "heart-failure": "heart_failure", "heart-failure-mlp": "heart_failure_mlp",
             "histopathology": "histopathology", "retinopathy": "retinopathy", "tcga-melanoma": "tcga_melanoma",
             "tf-binding": "tf_binding", "vessels": "vessels"}
 

@@ -108,6 +108,9 @@ def load_data(config: CellsRunConfig) -> CellData:
     d, p = config.data, config.data.preprocess
     cells = load_cells(paths, metadata, d.normalised)
     where = metadata[0] if metadata else paths[0]
+    for name, what in ((label, "label"), (group, "group")):  # named columns exist, before any cell is left out
+        if name:
+            _column(cells.subset(np.arange(0)), name, where, what)
     counts = {"cells_read": len(cells), "genes_read": int(cells.x.shape[1])}
     keep = quality(cells, p.min_genes, p.min_counts) if not d.normalised else quality(cells, p.min_genes)
     counts["cells_failing_quality"] = int((~keep).sum())

@@ -1,0 +1,187 @@
+"""Cell classification from cell lines (CellBench CEL-seq2, embedded): which of five lung
+adenocarcinoma lines a single cell is, out of plate, and which cells no known line fits.
+
+1. **Identity, leave one plate out** (the three plates are batches): the MLP (a k-fold cells run,
+   each fold with genes and scaling of its own) against a linear SVM, k-nearest neighbours, a
+   random forest and logistic regression on each fold's same preprocessing: F1 per line, median
+   F1 (Abdelaal et al. 2019's summary), the share left unassigned, time.
+2. **Rejection, leave one line out**: five runs, each trained on four lines (a plate held out for
+   the known lines' test); the held-out line's singlets and every doublet should come out
+   unassigned, the known lines' test singlets not. Rules: 1 - max probability, k-NN and
+   Mahalanobis distances in the network's penultimate features (thresholds at the split-
+   conformal quantile of validation cells, alpha 0.05), the conformal set, the SVM's decision value.
+3. A t-SNE map of every cell, coloured by true line and by prediction, doublets marked.
+
+``--data COUNTS --metadata CELLS --label COLUMN [--group COLUMN]`` runs it on your cells.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["NAME", "SUMMARY", "CONFIG", "ALPHA", "run", "finish"]
+
+NAME = "cell-lines"
+SUMMARY = "Single cells of 5 lung cancer lines (CellBench, 3 plates): MLP vs SVM/kNN/RF/LR out of plate, rejection"
+CONFIG: dict[str, Any] = {"name": NAME, "task": "cells", "seed": 0,
+                          "data": {"dataset": "cellbench", "split": "kfold", "folds": 3}, "trainer": {"epochs": 30}}
+#: the share of known validation cells a rejection threshold may leave unassigned
+ALPHA = 0.05
+_FLAGS = {"metadata": "data.metadata", "label": "data.label", "group": "data.group"}
+
+
+def run(out: str | Path | None = None, overrides: list[str] | None = None, data: str | Path | None = None) -> Path:
+    from . import run_config_study
+
+    rest = []
+    for o in overrides or []:
+        key, _, value = o.partition("=")
+        rest.append(f"{_FLAGS[key]}=[{value}]" if key == "metadata" else f"{_FLAGS[key]}={value}" if key in _FLAGS
+                    else o)
+    if data is not None:
+        rest = ["data.dataset=null", f"data.path=[{data}]", "data.only=null", *rest]
+        data = None
+    run_dir = run_config_study(CONFIG, NAME, out, rest, data)
+    finish(run_dir)
+    return run_dir
+
+
+def finish(run_dir: Path) -> None:
+    """The baselines under the run's folds, the leave-one-line-out rejection table, the map."""
+    from ..inference.predictor import load
+    from ..report.run_report import build_report
+    from ..report.tables import print_table, write_table
+    from ..tasks.cells import load_data
+
+    predictor = load(run_dir, device="cpu")
+    data = load_data(predictor.config)
+    table = _identity(run_dir, predictor, data)
+    write_table(table, run_dir / "methods", "Out of plate: F1 per line, median F1 and the share unassigned",
+                "Each fold tests one plate its models never saw; every method is fitted on that fold's training "
+                "cells with the same genes and scaling. Unassigned: the MLP's conformal set not one line; the SVM's "
+                f"largest decision value under its validation threshold (alpha {ALPHA}); the others never reject.")
+    print_table(table, "cell-lines: leave one plate out")
+    rejection = _rejection(run_dir, predictor.config, data)
+    write_table(rejection, run_dir / "rejection", "Leave one line out: the share of cells left unassigned",
+                f"Mean (min-max) over the five held-out lines. Thresholds leave at most {ALPHA:.0%} of validation "
+                "cells of the known lines unassigned (split-conformal); the known lines' test cells are of a plate "
+                "none of the models saw.")
+    print_table(rejection, "cell-lines: cells no known line fits")
+    _map(run_dir, predictor, data)
+    build_report(run_dir, {"sections": [
+        {"title": "Identity", "items": ["methods"]},
+        {"title": "Cells no known line fits", "items": ["rejection"]},
+        {"title": "Map", "items": ["cells_map.png"]}]})
+
+
+def _identity(run_dir: Path, predictor, data):
+    """Per-line F1, median F1, unassigned share and seconds of the MLP and the baselines."""
+    import pandas as pd
+
+    from .. import runs
+    from ..evaluation.scores import per_class_f1
+    from ..omics.cell_models import fit_baselines
+    from ..omics.cells import CellPreprocess
+    from ..tasks.cells import split
+    from ..trust.novelty import threshold
+
+    classes, k = data.classes, len(data.classes)
+    pooled = pd.read_csv(run_dir / runs.predictions_file("test"), keep_default_na=False)
+    y, mlp = pooled["label"].to_numpy(int), pooled[[f"p_{c}" for c in classes]].to_numpy().argmax(axis=1)
+    sets = pooled["set"] if "set" in pooled else None
+    off = None if sets is None else float(np.mean((sets.str.count(",") > 0) | (sets == "{}")))
+    seconds = runs.read_json(run_dir / runs.MANIFEST).get("seconds", {}).get("total")
+    rows = {"MLP (biodl, k-fold run)": (y, mlp, off, seconds)}
+    found: dict[str, list] = {}
+    for member in predictor.members:
+        parts = split(member.config, data)
+        p = member.config.data.preprocess
+        pre = CellPreprocess(p.min_cells, p.n_top_genes, p.target_sum, p.clip, p.n_pcs, p.min_present, 0)
+        pre.fit(data.cells.subset(parts["train"]))
+        x = {part: pre.transform(data.cells.subset(parts[part])) for part in ("train", "val", "test")}
+        fitted = fit_baselines(x["train"], data.labels[parts["train"]], {"val": x["val"], "test": x["test"]})
+        for name, f in fitted.items():
+            cut = threshold(-f["decision"]["val"], ALPHA) if name == "linear SVM" else None
+            off = (-f["decision"]["test"] > cut) if cut is not None else np.zeros(len(parts["test"]), bool)
+            found.setdefault(name, []).append((data.labels[parts["test"]], f["predicted"]["test"], off,
+                                               f["seconds"]))
+    for name, folds in found.items():
+        rows[name] = (np.concatenate([f[0] for f in folds]), np.concatenate([f[1] for f in folds]),
+                      float(np.concatenate([f[2] for f in folds]).mean()) if name == "linear SVM" else None,
+                      sum(f[3] for f in folds))
+    out = []
+    for name, (yy, pred, off, secs) in rows.items():
+        f1 = per_class_f1(yy, pred, k)
+        out.append({"method": name, **{c: round(float(v), 3) for c, v in zip(classes, f1, strict=True)},
+                    "median F1": round(float(np.nanmedian(f1)), 3),
+                    "unassigned": "" if off is None else f"{off:.1%}", "seconds": "" if secs is None else
+                    round(float(secs), 1)})
+    return pd.DataFrame(out)
+
+
+def _rejection(run_dir: Path, config, data):
+    """Five runs, each without one line: the share unassigned of the known lines' test cells, the
+    held-out line's cells and the doublets, by each rule (mean (min-max) over the lines)."""
+    import pandas as pd
+    import torch
+
+    from ..inference.predictor import load
+    from ..interpret.similar import head_inputs
+    from ..omics.cell_models import fit_baselines, reject
+    from ..omics.cells import panel_matrix
+    from ..tasks import task_command
+    from ..tasks.cells import load_data, split
+
+    shares: dict[str, dict[str, list[float]]] = {}
+    for line in data.classes:
+        keep = [c for c in data.classes if c != line]
+        only = {**(config.data.only or {"demuxlet_cls": ["SNG"]}), data.label: keep}
+        cfg = config.model_copy(update={"name": f"{NAME}-without-{line}", "data": config.data.model_copy(
+            update={"split": "holdout", "fold": None, "only": only})})
+        sub_dir = task_command("cells", "train")(cfg, run_dir / "leave_one_line_out" / line).run_dir
+        p, sub = load(sub_dir, device="cpu"), load_data(cfg)
+        parts, net = split(cfg, sub), p.as_module(recalibrated=False)
+        novel = data.cells.subset(np.flatnonzero(np.asarray(data.classes)[data.labels] == line))
+        sets_of = {"known": sub.cells.subset(parts["test"]), "held-out line": novel}
+        if data.others is not None:
+            sets_of["doublets"] = data.others
+
+        def view(cells, p=p, net=net):  # (penultimate features, probabilities)
+            x = torch.from_numpy(panel_matrix(cells, p.pre).toarray())
+            with torch.no_grad():
+                prob = torch.softmax(net(x), 1).numpy()
+            return head_inputs(net, x).numpy(), prob
+
+        train, val = view(sub.cells.subset(parts["train"])), view(sub.cells.subset(parts["val"]))
+        tests = {k: view(c) for k, c in sets_of.items()}
+        svm = fit_baselines(train[0], sub.labels[parts["train"]], {"val": val[0], **{k: v[0] for k, v in
+                                                                                     tests.items()}},
+                            names=["linear SVM"])["linear SVM"]["decision"]
+        member_sets = {k: p.sets(p.samples(p.read(c)).mean(axis=1)) for k, c in sets_of.items()}
+        result = reject((train[0], sub.labels[parts["train"]]), val, tests, ALPHA,
+                        (svm.pop("val"), svm), member_sets)
+        for rule, by in result.items():
+            for k, v in by.items():
+                shares.setdefault(rule, {}).setdefault(k, []).append(v)
+    return pd.DataFrame([{"rule": rule, **{k: f"{np.mean(v):.1%} ({min(v):.0%}-{max(v):.0%})" for k, v in by.items()}}
+                         for rule, by in shares.items()])
+
+
+def _map(run_dir: Path, predictor, data) -> None:
+    """``cells_map.png``: t-SNE of every cell's preprocessed genes (singlets and doublets), by
+    true line and by the run's prediction, doublets as crosses."""
+    from ..data.cells import concat_cells
+    from ..omics.cells import CellPreprocess
+    from ..report.figures import cell_map
+
+    cells = concat_cells([data.cells, data.others]) if data.others is not None else data.cells
+    x = CellPreprocess(n_pcs=30, seed=predictor.config.seed).fit(data.cells).transform(cells)
+    pred = predictor.predict_proba(cells).argmax(axis=1)
+    true = np.concatenate([data.labels, np.searchsorted(data.classes, data.others.obs[data.label].astype(str))]) \
+        if data.others is not None else data.labels
+    doublet = np.arange(len(cells)) >= len(data.cells)
+    cell_map(x, true, pred, doublet, data.classes, run_dir / "cells_map.png", predictor.config.seed,
+             "cells outside data.only (CellBench: doublets)")

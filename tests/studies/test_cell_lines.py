@@ -1,0 +1,49 @@
+"""The cell-lines study in a reduced setting: every method out of plate side by side, the
+leave-one-line-out rejection table, the map, and its flags for your own data."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from tests.conftest import assert_one_line_error, main_ok
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cl") / "run"
+    main_ok("run", "cell-lines", "--out", out, "--set", "trainer.epochs=4", "--set", "trainer.progress=false",
+            "--set", "n_boot=100", "--set", "data.preprocess.n_top_genes=500")
+    return out
+
+
+def test_every_method_out_of_plate_side_by_side(study):
+    table = pd.read_csv(study / "methods.csv", keep_default_na=False)
+    assert table["method"].tolist()[0].startswith("MLP") and "linear SVM" in table["method"].tolist()
+    assert len(table) == 5 and (table["median F1"] >= 0.9).all()
+    assert table.loc[table["method"] == "MLP (biodl, k-fold run)", "unassigned"].iloc[0].endswith("%")
+    m = json.loads((study / "metrics.json").read_text())
+    assert m["test/median_f1"] == pytest.approx(table["median F1"].iloc[0], abs=1e-3)
+
+
+def test_a_held_out_line_comes_out_unassigned(study):
+    table = pd.read_csv(study / "rejection.csv", keep_default_na=False).set_index("rule")
+    assert set(table.index) == {"max_probability", "knn", "mahalanobis", "SVM decision value", "conformal set"}
+    novel = table["held-out line"].str.split("%").str[0].astype(float)
+    known = table["known"].str.split("%").str[0].astype(float)
+    assert (novel > 80).all() and (known < 20).all()  # a line never seen is left unassigned, the known ones kept
+    assert len(list((study / "leave_one_line_out").iterdir())) == 5
+    assert (study / "cells_map.png").stat().st_size > 20_000
+    html = (study / "report.html").read_text()
+    for title in ("Identity", "Cells no known line fits", "Map"):
+        assert title in html
+
+
+def test_your_own_cells_need_their_label_column(tmp_path, cli):
+    from tests.data.test_cells import write_csv, write_meta
+
+    write_csv(tmp_path / "c.csv")
+    write_meta(tmp_path / "m.csv")
+    assert_one_line_error(cli("run", "cell-lines", "--data", tmp_path / "c.csv", "--metadata", tmp_path / "m.csv",
+                              "--label", "celltype", "--out", tmp_path / "o"), "no label column 'celltype'")
+    assert not (tmp_path / "o").exists()
