@@ -19,11 +19,15 @@ def study(tmp_path_factory):
 
 def test_every_method_out_of_plate_side_by_side(study):
     table = pd.read_csv(study / "methods.csv", keep_default_na=False)
-    assert table["method"].tolist()[0].startswith("MLP") and "linear SVM" in table["method"].tolist()
-    assert len(table) == 5 and (table["median F1"] >= 0.9).all()
-    assert table.loc[table["method"] == "MLP (biodl, k-fold run)", "unassigned"].iloc[0].endswith("%")
+    assert table["protocol"].value_counts().to_dict() == {"leave one plate out": 5, "5-fold CV (Abdelaal's)": 5}
+    assert table["method"].iloc[0].startswith("MLP") and "linear SVM" in table["method"].tolist()
+    assert (table["median F1"] >= 0.9).all() and table["unassigned"].iloc[0].endswith("%")
     m = json.loads((study / "metrics.json").read_text())
     assert m["test/median_f1"] == pytest.approx(table["median F1"].iloc[0], abs=1e-3)
+    cv = json.loads((study / "cv5" / "metrics.json").read_text())  # plates mixed: 5 folds of every plate's cells
+    assert cv["test/ci_clusters"] == 3 and len(list((study / "cv5" / "folds").iterdir())) == 5
+    genes = pd.read_csv(study / "markers.csv", keep_default_na=False)
+    assert len(genes) == 5 and genes["MLP (integrated gradients)"].str.startswith("ENSG").all()
 
 
 def test_a_held_out_line_comes_out_unassigned(study):
