@@ -51,3 +51,29 @@ def test_your_own_cells_need_their_label_column(tmp_path, cli):
     assert_one_line_error(cli("run", "cell-lines", "--data", tmp_path / "c.csv", "--metadata", tmp_path / "m.csv",
                               "--label", "celltype", "--out", tmp_path / "o"), "no label column 'celltype'")
     assert not (tmp_path / "o").exists()
+
+
+def test_the_study_on_your_own_cells(tmp_path, cli):
+    """Counts CSV + metadata with columns of one's own naming: no doublets, no preset selection."""
+    import numpy as np
+
+    from biodl.data.cells import load_cells
+    from biodl.datasets import embedded_path
+
+    root = embedded_path("cellbench")
+    cells = load_cells(sorted(root.glob("*.count.csv.gz")), sorted(root.glob("*.metadata.csv.gz")))
+    obs = cells.obs
+    rows = np.concatenate([np.flatnonzero(((obs["batch"] == b) & (obs["demuxlet_cls"] == "SNG")).to_numpy())[:60]
+                           for b in sorted(obs["batch"].unique())])
+    sub = cells.subset(rows)
+    ids = [c.replace("/", "_") for c in sub.cells]
+    pd.DataFrame(sub.x.toarray().T.astype(int), index=sub.genes, columns=ids).to_csv(tmp_path / "counts.csv.gz")
+    pd.DataFrame({"cell": ids, "celltype": sub.obs["cell_line_demuxlet"].to_numpy(),
+                  "donor": sub.obs["batch"].to_numpy()}).to_csv(tmp_path / "cells.csv", index=False)
+    r = cli("run", "cell-lines", "--data", tmp_path / "counts.csv.gz", "--metadata", tmp_path / "cells.csv",
+            "--label", "celltype", "--group", "donor", "--out", tmp_path / "o", "--set", "trainer.epochs=2",
+            "--set", "trainer.progress=false", "--set", "n_boot=100", "--set", "data.preprocess.n_top_genes=300")
+    assert r.code == 0, r.err
+    rejection = pd.read_csv(tmp_path / "o" / "rejection.csv", keep_default_na=False)
+    assert list(rejection.columns) == ["rule", "known", "held-out line"]  # no doublets in these cells
+    assert json.loads((tmp_path / "o" / "metrics.json").read_text())["test/ci_clusters"] == 3

@@ -104,12 +104,12 @@ def _rejection(run_dir: Path, config, data):
     from ..omics.cell_models import fit_baselines, reject
     from ..omics.cells import panel_matrix
     from ..tasks import task_command
-    from ..tasks.cells import load_data, split
+    from ..tasks.cells import load_data, sources, split
 
     shares: dict[str, dict[str, list[float]]] = {}
     for line in data.classes:
         keep = [c for c in data.classes if c != line]
-        only = {**(config.data.only or {"demuxlet_cls": ["SNG"]}), data.label: keep}
+        only = {**(sources(config)[4] or {}), data.label: keep}  # the run's selection, less one class
         cfg = config.model_copy(update={"name": f"{NAME}-without-{line}", "data": config.data.model_copy(
             update={"split": "holdout", "fold": None, "only": only})})
         sub_dir = task_command("cells", "train")(cfg, run_dir / "leave_one_line_out" / line).run_dir

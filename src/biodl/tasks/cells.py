@@ -40,8 +40,8 @@ from .common import (Run, Stopwatch, class_weights, finish_run, make_trainer, re
                      score_predictions, start_run, weighted_cross_entropy, write_results)
 from .trust import referral, trust, trust_of, uncertainty_columns
 
-__all__ = ["PRESETS", "PreprocessFile", "CellData", "load_data", "split", "network", "train", "evaluate", "cell_scores",
-           "CellsEnd", "END"]
+__all__ = ["PRESETS", "PreprocessFile", "CellData", "sources", "load_data", "split", "network", "train", "evaluate",
+           "cell_scores", "CellsEnd", "END"]
 
 #: the embedded data sets: their files and the columns that label, group and select their cells
 PRESETS: dict[str, dict[str, Any]] = {
@@ -78,7 +78,7 @@ class CellData:
         self.others, self.counts, self.label, self.sources = others, counts, label, sources
 
 
-def _sources(config: CellsRunConfig) -> tuple[list[Path], list[Path] | None, str, str | None, dict | None]:
+def sources(config: CellsRunConfig) -> tuple[list[Path], list[Path] | None, str, str | None, dict | None]:
     """(count files, metadata files, label column, group column, only) of the run's data."""
     d = config.data
     if d.dataset is None:
@@ -104,7 +104,7 @@ def _column(cells: CellCounts, name: str, where: Any, what: str) -> np.ndarray:
 
 def load_data(config: CellsRunConfig) -> CellData:
     """The run's cells, labelled and grouped, quality-filtered; every fault one DataError."""
-    paths, metadata, label, group, only = _sources(config)
+    paths, metadata, label, group, only = sources(config)
     d, p = config.data, config.data.preprocess
     cells = load_cells(paths, metadata, d.normalised)
     where = metadata[0] if metadata else paths[0]
@@ -231,7 +231,7 @@ def _train_folds(config: CellsRunConfig, data: CellData, out, resume: bool, watc
     groups = data.groups if d.group_by else None
     kfold_splits(data.labels, groups, d.folds, d.val_fraction, config.seed, str(data.sources[0]), False, "groups")
     pre = _pre_file(config, data, folds=d.folds)
-    how = f"{d.folds}-fold cross-validation" + (f", by {_sources(config)[3]}" if groups is not None else "")
+    how = f"{d.folds}-fold cross-validation" + (f", by {sources(config)[3]}" if groups is not None else "")
     extra = {"split": how, "classes": data.classes, "counts": data.counts,
              "class_counts": {"all cells": np.bincount(data.labels, minlength=len(data.classes)).tolist()}}
     return train_folds(config, out, resume, resolve_device(config.trainer.device), train, cell_scores,
