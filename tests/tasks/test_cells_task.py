@@ -48,6 +48,9 @@ def test_a_held_out_plate_is_told_apart_and_the_genes_come_from_training_cells(r
     manifest = json.loads((run / "manifest.json").read_text())
     train = manifest["groups"]["train"]
     assert plate not in train and manifest["counts"]["cells_outside_only"] == 338  # the doublets
+    steps = pd.read_csv(run / "cells.csv").set_index("step")["n"]
+    assert steps["cells read"] == 909 and steps["cells trained and tested on"] == 571
+    assert steps["highly variable genes the network reads"] == 500
     pre = json.loads((run / "preprocess.json").read_text())
     sng = plates.obs["demuxlet_cls"].to_numpy() == "SNG"
     rows = np.flatnonzero(sng & np.isin(plates.obs["batch"].to_numpy(), train))

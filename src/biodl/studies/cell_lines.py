@@ -88,6 +88,7 @@ def finish(run_dir: Path) -> None:
     print_table(rejection, "cell-lines: cells no known line fits")
     _map(run_dir, predictor, data)
     build_report(run_dir, {"sections": [
+        {"title": "Cells", "items": ["cells"]},
         {"title": "Identity", "items": ["methods", "markers"]},
         {"title": "Cells no known line fits", "items": ["rejection"]},
         {"title": "Map", "items": ["cells_map.png"]}]})

@@ -220,7 +220,25 @@ def train(config: CellsRunConfig, out: str | Path | None = None, resume: bool = 
                              (data.labels[parts["test"]], prob),
                              data.groups[parts["test"]] if data.groups is not None else None))
     write_results(run_dir, metrics, manifest, watch=watch)
+    _counts_table(run_dir, pre["counts"])
     return Run(run_dir, metrics, trainer)
+
+
+#: what each count of a run's cells and genes means, in the order they were taken
+COUNTS = {"cells_read": "cells read", "cells_failing_quality": "left out: under data.preprocess.min_genes genes or "
+          "min_counts counts", "cells_outside_only": "left out: outside data.only (kept aside, e.g. doublets)",
+          "cells": "cells trained and tested on", "training_cells": "training cells (the preprocessing's)",
+          "genes_read": "genes read", "genes_detected": "genes in data.preprocess.min_cells training cells or more",
+          "genes_chosen": "highly variable genes the network reads"}
+
+
+def _counts_table(run_dir: Path, counts: dict[str, int]) -> None:
+    """``cells.md/.csv``: how many cells and genes each step kept (quality, selection, genes)."""
+    from ..report.tables import write_table
+
+    if is_main_process():
+        write_table(pd.DataFrame([{"step": text, "n": counts[k]} for k, text in COUNTS.items() if k in counts]),
+                    run_dir / "cells", "Cells and genes at each step")
 
 
 def _train_folds(config: CellsRunConfig, data: CellData, out, resume: bool, watch: Stopwatch) -> Run:
@@ -234,8 +252,10 @@ def _train_folds(config: CellsRunConfig, data: CellData, out, resume: bool, watc
     how = f"{d.folds}-fold cross-validation" + (f", by {sources(config)[3]}" if groups is not None else "")
     extra = {"split": how, "classes": data.classes, "counts": data.counts,
              "class_counts": {"all cells": np.bincount(data.labels, minlength=len(data.classes)).tolist()}}
-    return train_folds(config, out, resume, resolve_device(config.trainer.device), train, cell_scores,
-                       data.classes, pre, extra, None, watch, ("cells", "groups"))
+    run = train_folds(config, out, resume, resolve_device(config.trainer.device), train, cell_scores,
+                      data.classes, pre, extra, None, watch, ("cells", "groups"))
+    _counts_table(run.run_dir, data.counts)
+    return run
 
 
 def _report(samples: np.ndarray, data: CellData, rows: np.ndarray, n_boot: int, prefix: str,
