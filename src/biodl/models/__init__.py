@@ -4,7 +4,7 @@ signature so that a misspelt argument is an error)."""
 
 from __future__ import annotations
 
-from . import cnn, sequence, tabular, unet  # noqa: F401  (register the image, sequence, tabular and U-Net families)
+from . import cnn, mil, sequence, tabular, unet  # noqa: F401  (register every family)
 from ._registry import create_model, list_models, register_model
 
 __all__ = ["create_model", "list_models", "register_model"]
