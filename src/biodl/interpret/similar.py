@@ -8,28 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
+
+from ..report.tensorboard import head_inputs  # re-exported: the penultimate features
 
 
 __all__ = ["head_inputs", "nearest", "feature_map"]
-
-
-def head_inputs(model: nn.Module, x: Tensor, batch: int = 256) -> Tensor:
-    """(N, D) features: what the model's last linear layer receives for pixels ``x`` (N, C, H, W)."""
-    from ..report.tensorboard import last_linear
-
-    head = last_linear(model)
-    if head is None:
-        raise ValueError("the model has no linear head to take features from")
-    captured: list[Tensor] = []
-    handle = head.register_forward_hook(lambda _m, inputs, _o: captured.append(inputs[0].detach().float().cpu()))
-    try:
-        with torch.no_grad():
-            for part in x.split(batch):
-                model(part.to(next(model.parameters()).device))
-    finally:
-        handle.remove()
-    return torch.cat(captured).flatten(1)
 
 
 def nearest(query: Tensor, bank: Tensor, k: int = 5) -> tuple[Tensor, Tensor]:

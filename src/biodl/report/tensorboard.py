@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 
-__all__ = ["last_linear", "thumbnails", "log_extras"]
+__all__ = ["last_linear", "head_inputs", "thumbnails", "log_extras"]
 
 
 def last_linear(model: nn.Module) -> nn.Linear | None:
@@ -23,6 +23,22 @@ def last_linear(model: nn.Module) -> nn.Linear | None:
         if isinstance(module, nn.Linear):
             found = module
     return found
+
+
+def head_inputs(model: nn.Module, x: Tensor, batch: int = 256) -> Tensor:
+    """(N, D) features: what the model's last linear layer receives for inputs ``x`` (N, ...)."""
+    head = last_linear(model)
+    if head is None:
+        raise ValueError("the model has no linear head to take features from")
+    captured: list[Tensor] = []
+    handle = head.register_forward_hook(lambda _m, inputs, _o: captured.append(inputs[0].detach().float().cpu()))
+    try:
+        with torch.no_grad():
+            for part in x.split(batch):
+                model(part.to(next(model.parameters()).device))
+    finally:
+        handle.remove()
+    return torch.cat(captured).flatten(1)
 
 
 def _tag(text: str) -> str:

@@ -1,0 +1,160 @@
+"""A per-slide tile-feature cache (#32): each slide's (or patient mosaic's) tiles turned once into
+features (N, D) by an extractor, kept with their level-0 coordinates and the provenance that
+made them, and reused by every experiment that asks for the same.
+
+- **Provenance**: the extractor (an image run's penultimate layer), the sha256 of its weights,
+  the tile size, resolution and stain normalisation it reads at. A cache folder holds one
+  provenance (``provenance.json``); asking it for features of another is one DataError.
+- **Entries** are keyed by the slide's content (the sha256 of its tile files), written whole
+  (a temporary folder renamed), so a killed extraction resumes at the first slide not done, and
+  ``shard=(i, n)`` takes every n-th slide from the i-th: shards of one cohort write disjoint
+  entries whose union is one run's.
+- **Memory** is one slide's tiles at a time (in batches), whatever the number of slides.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from ..config import Strict
+from ..errors import ConfigError, DataError
+from ..io import atomic_folder, atomic_write_json, read_json, sha256_file
+
+__all__ = ["Provenance", "run_extractor", "FeatureCache", "extract"]
+
+
+class Provenance(Strict):
+    """What made a cache's features; two caches agree when these do."""
+
+    extractor: str
+    weights_sha256: list[str]
+    size: int
+    mpp: float | None = None
+    stain: str | None = None
+    dim: int
+
+    def key(self) -> str:
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
+
+
+def run_extractor(run_dir: str | Path, batch: int = 256) -> tuple[Callable[[list[Path]], np.ndarray], Provenance]:
+    """(files -> (N, D) float32 features, provenance) from a single image run: its network's
+    penultimate layer, each image read as ``biodl predict`` reads it (size, channels, stain)."""
+    from ..report.tensorboard import head_inputs
+    from .predictor import load
+
+    predictor = load(run_dir, device="cpu")
+    if predictor.task != "image" or predictor.kind != "single":
+        raise ConfigError(run_dir, f"features come from one image network; this is a {predictor.kind} "
+                                   f"{predictor.task} run (give one of its folds' or members' folders)")
+    module = predictor.as_module(recalibrated=False, tta=False).eval()
+    pre = predictor.pre
+
+    def extract_files(files: list[Path]) -> np.ndarray:
+        found = predictor.read(list(files))
+        out = []
+        for start in range(0, len(found.data), batch):
+            idx = torch.arange(start, min(start + batch, len(found.data)))
+            out.append(head_inputs(module, found.data[idx][0].float().div(255)).numpy())
+        return np.concatenate(out).astype(np.float32)
+
+    probe = torch.zeros(1, int(pre.in_chans), int(pre.size), int(pre.size))
+    dim = int(head_inputs(module, probe).shape[1])
+    weights = [sha256_file(m.checkpoint.with_suffix(".safetensors")) for m in predictor.members]
+    stain = json.dumps(pre.stain, sort_keys=True) if pre.stain else None
+    return extract_files, Provenance(extractor=f"run:{Path(run_dir).resolve()}", weights_sha256=weights,
+                                     size=int(pre.size), mpp=pre.mpp, stain=stain, dim=dim)
+
+
+class FeatureCache:
+    """Features of slides under ``root``, for one :class:`Provenance`."""
+
+    def __init__(self, root: str | Path, provenance: Provenance) -> None:
+        self.root, self.provenance = Path(root), provenance
+        self.root.mkdir(parents=True, exist_ok=True)
+        found = self.root / "provenance.json"
+        if found.is_file():
+            theirs = Provenance.model_validate(read_json(found, DataError))
+            if theirs != provenance:
+                differ = [k for k in Provenance.model_fields if getattr(theirs, k) != getattr(provenance, k)]
+                raise DataError(self.root, f"holds features made otherwise ({', '.join(differ)} differ: e.g. "
+                                           f"{differ[0]} {getattr(theirs, differ[0])!r}, asked "
+                                           f"{getattr(provenance, differ[0])!r}); use another cache folder")
+        else:
+            atomic_write_json(found, provenance.model_dump())
+
+    def entry(self, content: str) -> Path:
+        return self.root / content
+
+    def done(self, content: str) -> bool:
+        return (self.entry(content) / "meta.json").is_file()
+
+    def write(self, content: str, slide: str, features: np.ndarray, coords: np.ndarray) -> None:
+        from safetensors.numpy import save_file
+
+        with atomic_folder(self.entry(content), exists="replace") as tmp:
+            save_file({"features": np.ascontiguousarray(features, np.float32),
+                       "coords": np.ascontiguousarray(coords, np.int64)}, str(tmp / "features.safetensors"))
+            atomic_write_json(tmp / "meta.json", {"slide": slide, "tiles": int(len(features)),
+                                                  "provenance": self.provenance.key()})
+
+    def read(self, content: str) -> tuple[np.ndarray, np.ndarray]:
+        """(features (N, D), coords (N, 2)) of a finished entry."""
+        from safetensors.numpy import load_file
+
+        path = self.entry(content) / "features.safetensors"
+        try:
+            arrays = load_file(str(path))
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise DataError(path, f"cannot be read as a feature entry ({exc})") from None
+        feats, coords = arrays.get("features"), arrays.get("coords")
+        if feats is None or coords is None or feats.ndim != 2 or feats.shape[1] != self.provenance.dim or \
+                coords.shape != (len(feats), 2) or not np.isfinite(feats).all():
+            raise DataError(path, f"is not a feature entry of {self.provenance.dim}-dimensional features")
+        return feats, coords
+
+
+def content_of(files: Sequence[Path]) -> str:
+    """A slide's content key: the sha256 of its tile files' names and bytes, in name order."""
+    h = hashlib.sha256()
+    for f in sorted(map(Path, files), key=lambda p: p.name):
+        h.update(f.name.encode())
+        h.update(bytes.fromhex(sha256_file(f)))
+    return h.hexdigest()[:32]
+
+
+def extract(slides: dict[str, list[Path]], extractor: Callable[[list[Path]], np.ndarray], cache: FeatureCache,
+            shard: tuple[int, int] = (0, 1), coordinates: Callable[[list[Path]], np.ndarray] | None = None,
+            progress: bool = True) -> dict[str, Any]:
+    """Features of every slide (id -> its tile files) this shard owns (slides sorted by id, every
+    n-th from the i-th) into ``cache``, skipping the finished; ``coordinates(files)`` gives their
+    (N, 2) level-0 positions (default: from the names, IDC style). Returns {"done", "skipped",
+    "entries": slide -> content key}."""
+    from ..report.slides import patch_positions
+
+    i, n = shard
+    if not 0 <= i < n:
+        raise ConfigError("--shard", f"{i}/{n} is not a shard: give i/n with 0 <= i < n")
+    mine = sorted(slides)[i::n]
+    done, skipped, entries = 0, 0, {}
+    for slide in mine:
+        files = sorted(map(Path, slides[slide]), key=lambda p: p.name)
+        if not files:
+            raise DataError(slide, "has no tiles")
+        content = content_of(files)
+        entries[slide] = content
+        if cache.done(content):
+            skipped += 1
+            continue
+        coords = coordinates(files) if coordinates else patch_positions([f.name for f in files])
+        if coords is None:
+            raise DataError(files[0], "a tile name without its position (…_x<X>_y<Y>…); give coordinates")
+        cache.write(content, slide, extractor(files), coords)
+        done += 1
+    return {"done": done, "skipped": skipped, "entries": entries}

@@ -1,0 +1,85 @@
+"""The tile-feature cache: features of IDC patient mosaics from an image run's penultimate layer,
+with their coordinates and provenance; shards whose union is one run; a resume that skips the
+finished slides; another extractor's cache refused."""
+
+import numpy as np
+import pytest
+
+from biodl.datasets import embedded_path
+from biodl.errors import DataError
+from biodl.inference.features import FeatureCache, Provenance, extract, run_extractor
+from tests.conftest import train_square_run
+
+IDC = embedded_path("idc")
+
+
+def _slides(n_patients=3, per=12):
+    """Patient -> a few of its patch files (both classes), as small 'slides'."""
+    out = {}
+    for patient in sorted(p.name for p in IDC.iterdir() if p.is_dir())[:n_patients]:
+        files = sorted((IDC / patient).glob("*/*.png"))
+        out[patient] = files[:: max(1, len(files) // per)][:per]
+    return out
+
+
+@pytest.fixture(scope="module")
+def extractor(tmp_path_factory):
+    run = train_square_run(tmp_path_factory.mktemp("feat"), ("neg", "pos"), epochs=1)
+    return run_extractor(run)
+
+
+def test_features_coordinates_and_provenance_of_each_slide(extractor, tmp_path):
+    fn, prov = extractor
+    slides = _slides()
+    cache = FeatureCache(tmp_path / "cache", prov)
+    report = extract(slides, fn, cache)
+    assert report["done"] == 3 and report["skipped"] == 0
+    for patient, files in slides.items():
+        feats, coords = cache.read(report["entries"][patient])
+        assert feats.shape == (len(files), prov.dim) and feats.dtype == np.float32
+        names = sorted(f.name for f in files)
+        first = names[0]
+        x, y = int(first.split("_x")[1].split("_")[0]), int(first.split("_y")[1].split("_")[0])
+        assert coords[0].tolist() == [x, y]  # level-0 top-left of the tile, from its name
+        assert np.allclose(feats, fn(sorted(files, key=lambda p: p.name)), atol=1e-6)
+    assert prov.size == 16 and len(prov.weights_sha256) == 1 and prov.extractor.startswith("run:")
+
+
+def test_shards_add_up_to_one_run_and_a_resume_skips_finished_slides(extractor, tmp_path):
+    fn, prov = extractor
+    slides = _slides(4, 6)
+    whole = FeatureCache(tmp_path / "whole", prov)
+    one = extract(slides, fn, whole)
+    parts = FeatureCache(tmp_path / "parts", prov)
+    halves = [extract(slides, fn, parts, shard=(i, 2)) for i in range(2)]
+    assert sum(h["done"] for h in halves) == 4 and not set(halves[0]["entries"]) & set(halves[1]["entries"])
+    for key in one["entries"].values():
+        assert np.array_equal(whole.read(key)[0], parts.read(key)[0])
+
+    calls = []
+
+    def dying(files):  # killed while extracting the third slide
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(len(files))
+        return fn(files)
+
+    fresh = FeatureCache(tmp_path / "fresh", prov)
+    with pytest.raises(KeyboardInterrupt):
+        extract(slides, dying, fresh)
+    assert len([p for p in (tmp_path / "fresh").iterdir() if p.is_dir()]) == 2  # no half-written entry
+    again = extract(slides, fn, fresh)
+    assert again == {"done": 2, "skipped": 2, "entries": one["entries"]}
+
+
+def test_a_cache_of_another_extractor_is_refused(extractor, tmp_path):
+    _, prov = extractor
+    FeatureCache(tmp_path / "c", prov)
+    other = Provenance(**{**prov.model_dump(), "mpp": 0.5})
+    with pytest.raises(DataError) as err:
+        FeatureCache(tmp_path / "c", other)
+    assert "mpp" in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(DataError, match="has no tiles"):
+        extract({"empty": []}, extractor[0], FeatureCache(tmp_path / "d", prov))
+    with pytest.raises(Exception, match="is not a shard"):
+        extract(_slides(1, 2), extractor[0], FeatureCache(tmp_path / "e", prov), shard=(2, 2))
