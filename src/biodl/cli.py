@@ -372,7 +372,8 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 _SHOWN: set[str] = set()
 
 
-wsi_app = typer.Typer(no_args_is_help=True, help="whole-slide images: info, tissue tiles, slide inference")
+wsi_app = typer.Typer(no_args_is_help=True, help="whole-slide images: info, tissue tiles, slide inference, tile "
+                      "features")
 app.add_typer(wsi_app, name="wsi")
 
 
@@ -540,6 +541,37 @@ def wsi_infer(
                            f"{scores['mean'] if scores['mean'] is None else round(scores['mean'], 4)} -> {folder}")
     if todo:
         typer.echo(f"slide scores -> {write_cohort(out)}")
+
+
+@wsi_app.command("features")
+def wsi_features(
+    run_dir: Path = typer.Argument(..., help="an image run of one network: its penultimate layer makes the features"),
+    folders: list[Path] = typer.Argument(..., help="one folder of tile images per slide or patient (names carry "
+                                         "_x<X>_y<Y>, the tile's level-0 position, as Kaggle IDC's)"),
+    cache: Path = typer.Option(..., "--cache", help="the feature cache folder (one extractor per folder)"),
+    shard_spec: Optional[str] = typer.Option(None, "--shard", help="I/N: only every N-th slide from the I-th"),
+) -> None:
+    """Tile features of every slide into a cache, with their positions and provenance; slides done
+    before (same tiles, same extractor) are skipped, so a killed run resumes."""
+    from .data.folders import EXTENSIONS
+    from .inference.features import FeatureCache, extract, run_extractor
+    from .progress import progress_bar
+    from .tasks.common import image_files
+
+    names = [f.name for f in folders]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise BiodlError(folders[0], f"two slides are named {twice[0]!r}: slide folders need distinct names")
+    slides = {f.name: image_files(f, EXTENSIONS) for f in folders}
+    extractor, provenance = run_extractor(run_dir)
+    store = FeatureCache(cache, provenance)
+    from .data.tiles import shard
+
+    with progress_bar() as bar:
+        task = bar.add_task("slides", total=len(shard([Path(s) for s in slides], shard_spec)))
+        report = extract(slides, extractor, store, shard_spec, progress=lambda: bar.advance(task))
+    typer.echo(f"{report['done']} slides extracted, {report['skipped']} done before -> {cache} "
+               f"({provenance.dim} features a tile)")
 
 
 def main(argv: list[str] | None = None) -> None:

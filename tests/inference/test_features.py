@@ -51,7 +51,7 @@ def test_shards_add_up_to_one_run_and_a_resume_skips_finished_slides(extractor, 
     whole = FeatureCache(tmp_path / "whole", prov)
     one = extract(slides, fn, whole)
     parts = FeatureCache(tmp_path / "parts", prov)
-    halves = [extract(slides, fn, parts, shard=(i, 2)) for i in range(2)]
+    halves = [extract(slides, fn, parts, shard=f"{i}/2") for i in range(2)]
     assert sum(h["done"] for h in halves) == 4 and not set(halves[0]["entries"]) & set(halves[1]["entries"])
     for key in one["entries"].values():
         assert np.array_equal(whole.read(key)[0], parts.read(key)[0])
@@ -81,5 +81,25 @@ def test_a_cache_of_another_extractor_is_refused(extractor, tmp_path):
     assert "mpp" in str(err.value) and "\n" not in str(err.value)
     with pytest.raises(DataError, match="has no tiles"):
         extract({"empty": []}, extractor[0], FeatureCache(tmp_path / "d", prov))
-    with pytest.raises(Exception, match="is not a shard"):
-        extract(_slides(1, 2), extractor[0], FeatureCache(tmp_path / "e", prov), shard=(2, 2))
+    with pytest.raises(DataError, match="I/N needs 0 <= I < N"):
+        extract(_slides(1, 2), extractor[0], FeatureCache(tmp_path / "e", prov), shard="2/2")
+
+
+def test_the_command_extracts_resumes_and_refuses_another_extractor(extractor, tmp_path, cli):
+    from tests.conftest import assert_one_line_error
+
+    run = extractor[1].extractor.removeprefix("run:")
+    patients = sorted(p for p in IDC.iterdir() if p.is_dir())[:2]
+    r = cli("wsi", "features", run, *patients, "--cache", tmp_path / "cache")
+    assert r.code == 0, r.err
+    assert "2 slides extracted, 0 done before" in r.out
+    r = cli("wsi", "features", run, *patients, "--cache", tmp_path / "cache", "--shard", "1/2")
+    assert r.code == 0 and "0 slides extracted, 1 done before" in r.out
+    (tmp_path / "cache" / "provenance.json").write_text((tmp_path / "cache" / "provenance.json").read_text()
+                                                         .replace('"size": 16', '"size": 32'))
+    assert_one_line_error(cli("wsi", "features", run, *patients, "--cache", tmp_path / "cache"),
+                          "holds features made otherwise (size differ")
+    twin = tmp_path / "x" / patients[0].name
+    twin.mkdir(parents=True)
+    assert_one_line_error(cli("wsi", "features", run, patients[0], twin, "--cache", tmp_path / "c2"),
+                          "two slides are named")

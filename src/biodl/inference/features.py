@@ -130,18 +130,17 @@ def content_of(files: Sequence[Path]) -> str:
 
 
 def extract(slides: dict[str, list[Path]], extractor: Callable[[list[Path]], np.ndarray], cache: FeatureCache,
-            shard: tuple[int, int] = (0, 1), coordinates: Callable[[list[Path]], np.ndarray] | None = None,
-            progress: bool = True) -> dict[str, Any]:
-    """Features of every slide (id -> its tile files) this shard owns (slides sorted by id, every
-    n-th from the i-th) into ``cache``, skipping the finished; ``coordinates(files)`` gives their
-    (N, 2) level-0 positions (default: from the names, IDC style). Returns {"done", "skipped",
+            shard: str | None = None, coordinates: Callable[[list[Path]], np.ndarray] | None = None,
+            progress: Callable[[], None] | None = None) -> dict[str, Any]:
+    """Features of every slide (id -> its tile files) of shard ``I/N`` (as ``biodl wsi infer
+    --shard``: every N-th slide id from the I-th; None: all) into ``cache``, skipping the
+    finished; ``coordinates(files)`` gives their (N, 2) level-0 positions (default: from the
+    names, IDC style); ``progress()`` is called after each slide. Returns {"done", "skipped",
     "entries": slide -> content key}."""
+    from ..data.tiles import shard as take
     from ..report.slides import patch_positions
 
-    i, n = shard
-    if not 0 <= i < n:
-        raise ConfigError("--shard", f"{i}/{n} is not a shard: give i/n with 0 <= i < n")
-    mine = sorted(slides)[i::n]
+    mine = [str(p) for p in take([Path(s) for s in slides], shard)]
     done, skipped, entries = 0, 0, {}
     for slide in mine:
         files = sorted(map(Path, slides[slide]), key=lambda p: p.name)
@@ -151,10 +150,12 @@ def extract(slides: dict[str, list[Path]], extractor: Callable[[list[Path]], np.
         entries[slide] = content
         if cache.done(content):
             skipped += 1
-            continue
-        coords = coordinates(files) if coordinates else patch_positions([f.name for f in files])
-        if coords is None:
-            raise DataError(files[0], "a tile name without its position (…_x<X>_y<Y>…); give coordinates")
-        cache.write(content, slide, extractor(files), coords)
-        done += 1
+        else:
+            coords = coordinates(files) if coordinates else patch_positions([f.name for f in files])
+            if coords is None:
+                raise DataError(files[0], "a tile name without its position (..._x<X>_y<Y>...)")
+            cache.write(content, slide, extractor(files), coords)
+            done += 1
+        if progress is not None:
+            progress()
     return {"done": done, "skipped": skipped, "entries": entries}
