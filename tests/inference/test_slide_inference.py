@@ -147,3 +147,27 @@ def test_infer_on_a_tabular_run_or_with_other_settings_in_the_folder(patch_run, 
     assert r.code == 0 and "done before, skipped" in r.out
     r = cli("wsi", "infer", patch_run, SLIDE, "--out", tmp_path / "o", "--tile-mpp", "2.0", "--shard", "1/2")
     assert r.code == 0 and "holds none of the 1 slides given" in r.out
+
+
+def test_the_tiles_go_to_qupath_as_detections(patch_run, cli, tmp_path):
+    import json
+
+    r = cli("wsi", "infer", patch_run, SLIDE, "--out", tmp_path / "out", "--tile-mpp", "2.0")
+    assert r.code == 0, r.err
+    folder = tmp_path / "out" / SLIDE.stem
+    tiles = pd.read_csv(folder / "tiles.csv", keep_default_na=False)
+    doc = json.loads((folder / "tiles.geojson").read_text())
+    assert doc["type"] == "FeatureCollection" and len(doc["features"]) == len(tiles)
+    step0 = 32 * 2.0 / 0.499  # the tile's side in level-0 pixels
+    for feature, row in zip(doc["features"], tiles.itertuples(), strict=True):
+        assert feature["type"] == "Feature" and feature["geometry"]["type"] == "Polygon"
+        ring = np.asarray(feature["geometry"]["coordinates"][0])
+        assert ring.shape == (5, 2) and (ring[0] == ring[-1]).all()  # a closed ring, as GeoJSON needs
+        assert ring[0].tolist() == [row.x, row.y] and np.allclose(ring[2] - ring[0], step0, atol=1)
+        props = feature["properties"]
+        assert props["objectType"] == "detection" and props["classification"]["name"] == str(row.predicted)
+        assert len(props["classification"]["color"]) == 3
+        m = props["measurements"]
+        assert all(isinstance(v, float) and np.isfinite(v) for v in m.values())
+        assert m[[k for k in m if k.startswith("p_")][0]] == pytest.approx(getattr(row, [k for k in m if
+                                                                                         k.startswith("p_")][0]))

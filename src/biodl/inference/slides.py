@@ -74,6 +74,8 @@ def infer_slide(predictor: Predictor, path: str | Path, out_dir: str | Path, til
     same run and settings did it before and it was skipped)."""
     from PIL import Image
 
+    from .qupath import write_geojson
+
     check_patch_run(predictor)
     path = Path(path)
     final = Path(out_dir) / path.stem
@@ -112,6 +114,7 @@ def infer_slide(predictor: Predictor, path: str | Path, out_dir: str | Path, til
               "mc_dropout": samples.shape[1] if samples.shape[1] > 1 else 0}
     with atomic_folder(final, exists="keep") as staging:
         tiles.to_csv(staging / "tiles.csv", index=False)
+        write_geojson(staging / "tiles.geojson", tiles, float(tiles.attrs["step"]), classes)  # QuPath detections
         np.save(staging / "heatmap.npy", grid)
         Image.fromarray(heat_overlay(tissue.thumb, grid, tiles.attrs["step"] / tissue.down)).save(
             staging / "heatmap.png")

@@ -1,0 +1,51 @@
+"""Tiles as QuPath detections (GeoJSON, #32): one square per tile in level-0 pixel coordinates,
+its class the prediction, its numbers (probabilities, entropy, mutual information, attention)
+as measurements, so QuPath's measurement maps colour the slide by them.
+
+The format is QuPath 0.4's GeoJSON import: a ``FeatureCollection`` of ``Feature`` s whose
+``properties`` hold ``objectType: "detection"``, ``classification: {name, color}`` and
+``measurements`` (an object of name -> number).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..io import atomic_write_text, json_text
+
+__all__ = ["tiles_geojson", "write_geojson", "COLOURS"]
+
+#: classification colours (RGB) by class index, as QuPath shows them
+COLOURS = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (255, 127, 14), (148, 103, 189), (140, 86, 75)]
+
+
+def tiles_geojson(tiles: pd.DataFrame, side: float, classes: list[str] | None = None) -> dict:
+    """A FeatureCollection of ``tiles`` (columns ``x``, ``y``: level-0 top-left; optional
+    ``predicted``; every other numeric column but the grid's becomes a measurement), each a
+    ``side`` x ``side`` square."""
+    skip = {"x", "y", "row", "col", "x_um", "y_um"}
+    numbers = [c for c in tiles.columns if c not in skip and pd.api.types.is_numeric_dtype(tiles[c])
+               and not pd.api.types.is_bool_dtype(tiles[c])]
+    classes = classes or (sorted(tiles["predicted"].astype(str).unique()) if "predicted" in tiles else [])
+    features = []
+    for i, row in enumerate(tiles.itertuples(index=False)):
+        x, y = float(row.x), float(row.y)
+        ring = [[x, y], [x + side, y], [x + side, y + side], [x, y + side], [x, y]]
+        props: dict = {"objectType": "detection",
+                       "measurements": {c: float(getattr(row, c)) for c in numbers
+                                        if np.isfinite(float(getattr(row, c)))}}
+        if "predicted" in tiles:
+            name = str(row.predicted)
+            k = classes.index(name) if name in classes else 0
+            props["classification"] = {"name": name, "color": list(COLOURS[k % len(COLOURS)])}
+        features.append({"type": "Feature", "id": f"tile-{i}", "geometry": {"type": "Polygon", "coordinates": [ring]},
+                         "properties": props})
+    return {"type": "FeatureCollection", "features": features}
+
+
+def write_geojson(path: str | Path, tiles: pd.DataFrame, side: float, classes: list[str] | None = None) -> None:
+    """:func:`tiles_geojson` written atomically to ``path`` (``.geojson``)."""
+    atomic_write_text(path, json_text(tiles_geojson(tiles, side, classes), indent=None))
