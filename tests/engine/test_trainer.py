@@ -208,3 +208,22 @@ def test_weighted_sampler_balances_classes_and_is_a_pure_function_of_seed_and_ep
     loader = TrainLoader(ds, 50, seed=3, weights=zero)
     loader.set_epoch(0)
     assert torch.cat([b for _, b in loader]).sum() == 0  # weight 0: never drawn
+
+
+def test_a_network_that_learns_nothing_is_reported():
+    """A dead ReLU layer (every pre-activation negative): a constant output, a flat loss, a warning."""
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+    with torch.no_grad():
+        model[0].weight.zero_()
+        model[0].bias.fill_(-1.0)
+        model[2].bias.zero_()  # and the output at chance: only its bias could move, and balanced classes keep it
+    t = Trainer(model, _bce, lambda p: torch.optim.Adam(p, lr=1e-2), max_epochs=3, batch_size=32, seed=0,
+                device="cpu")
+    x = _data(200, 0).tensors[0]
+    with pytest.warns(UserWarning, match="the training loss stayed at .* for all 3 epochs"):
+        t.fit(TensorDataset(x, torch.arange(200) % 2))  # balanced: the output's bias has nowhere to go
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a network that learns is not warned about
+        _trainer(epochs=3).fit(_data(200, 0))

@@ -251,6 +251,7 @@ class Trainer:
                 self._call("on_epoch_end", logs)
                 self._save_last(batches_done=0, partial=(0.0, 0))
                 self._stop_if_asked(always=True)
+        _warn_if_stuck(self.history)
         self._call("on_fit_end")
         return self.history
 
@@ -392,3 +393,18 @@ class Trainer:
         self.epoch, self.step, self.should_stop = meta["epoch"], meta["step"], meta["should_stop"]
         p = meta["partial_train_loss"]
         return s["batches_done"], (p["sum"], p["count"])
+
+
+#: a training loss that moves less than this share over every epoch has not moved
+STUCK = 1e-3
+
+
+def _warn_if_stuck(history: list[dict[str, float]]) -> None:
+    """Warn when the training loss never left its first epoch's value (3 epochs or more): the
+    network learned nothing, e.g. every unit of a ReLU layer died in the first steps."""
+    losses = [h["train/loss"] for h in history if "train/loss" in h]
+    if len(losses) >= 3 and losses[0] > 1e-3 and (max(losses) - min(losses)) < STUCK * losses[0]:
+        import warnings
+
+        warnings.warn(f"the training loss stayed at {losses[0]:.4f} for all {len(losses)} epochs: the network learned "
+                      "nothing (dead units?); try a lower learning rate (optimizer.lr) or another seed", stacklevel=3)
