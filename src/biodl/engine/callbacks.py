@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "Trainer", "Callback", "Monitor", "EarlyStopping", "BestCheckpoint", "CSVLogger", "TensorBoardLogger",
-    "ProgressBar", "UnfreezeBackbone",
+    "ProgressBar", "UnfreezeBackbone", "STUCK", "warn_if_stuck",
 ]
 
 
@@ -244,3 +244,18 @@ class UnfreezeBackbone(Callback):
         from ..models.transfer import set_backbone_trainable
 
         set_backbone_trainable(trainer.module, trainer.epoch >= self.after_epochs)
+
+
+#: a training loss that moves less than this share over every epoch has not moved
+STUCK = 1e-3
+
+
+def warn_if_stuck(history: list[dict[str, float]]) -> None:
+    """Warn when the training loss never left its first epoch's value (3 epochs or more): the
+    network learned nothing, e.g. every unit of a ReLU layer died in the first steps."""
+    losses = [h["train/loss"] for h in history if "train/loss" in h]
+    if len(losses) >= 3 and losses[0] > 1e-3 and (max(losses) - min(losses)) < STUCK * losses[0]:
+        import warnings
+
+        warnings.warn(f"the training loss stayed at {losses[0]:.4f} for all {len(losses)} epochs: the network learned "
+                      "nothing (dead units?); try a lower learning rate (optimizer.lr) or another seed", stacklevel=3)

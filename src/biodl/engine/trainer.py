@@ -22,7 +22,7 @@ from torchmetrics import MetricCollection
 
 from ..errors import BiodlError, CheckpointError
 from ..repro import get_rng_state, set_rng_state
-from .callbacks import Callback
+from .callbacks import Callback, warn_if_stuck
 from .checkpoint import (check_training_state, join_tree, load_checkpoint, load_model_weights, recover, save_checkpoint,
                          split_tree)
 from .distributed import all_reduce_sum, barrier, init_distributed, is_distributed, is_main_process
@@ -251,7 +251,7 @@ class Trainer:
                 self._call("on_epoch_end", logs)
                 self._save_last(batches_done=0, partial=(0.0, 0))
                 self._stop_if_asked(always=True)
-        _warn_if_stuck(self.history)
+        warn_if_stuck(self.history)
         self._call("on_fit_end")
         return self.history
 
@@ -393,18 +393,3 @@ class Trainer:
         self.epoch, self.step, self.should_stop = meta["epoch"], meta["step"], meta["should_stop"]
         p = meta["partial_train_loss"]
         return s["batches_done"], (p["sum"], p["count"])
-
-
-#: a training loss that moves less than this share over every epoch has not moved
-STUCK = 1e-3
-
-
-def _warn_if_stuck(history: list[dict[str, float]]) -> None:
-    """Warn when the training loss never left its first epoch's value (3 epochs or more): the
-    network learned nothing, e.g. every unit of a ReLU layer died in the first steps."""
-    losses = [h["train/loss"] for h in history if "train/loss" in h]
-    if len(losses) >= 3 and losses[0] > 1e-3 and (max(losses) - min(losses)) < STUCK * losses[0]:
-        import warnings
-
-        warnings.warn(f"the training loss stayed at {losses[0]:.4f} for all {len(losses)} epochs: the network learned "
-                      "nothing (dead units?); try a lower learning rate (optimizer.lr) or another seed", stacklevel=3)

@@ -40,8 +40,8 @@ from .common import (Run, Stopwatch, class_weights, finish_run, make_trainer, re
                      score_predictions, start_run, weighted_cross_entropy, write_results)
 from .trust import referral, trust, trust_of, uncertainty_columns
 
-__all__ = ["PRESETS", "PreprocessFile", "CellData", "sources", "load_data", "split", "network", "train", "evaluate",
-           "cell_scores", "CellsEnd", "END"]
+__all__ = ["PRESETS", "PreprocessFile", "CellData", "sources", "load_data", "split", "preprocessor", "network", "train",
+           "evaluate", "cell_scores", "CellsEnd", "END"]
 
 #: the embedded data sets: their files and the columns that label, group and select their cells
 PRESETS: dict[str, dict[str, Any]] = {
@@ -152,10 +152,12 @@ def network(config: CellsRunConfig, n_classes: int, n_genes: int, n_pcs: int, cl
                                              **config.model.args))
 
 
-def _preprocess(config: CellsRunConfig) -> CellPreprocess:
+def preprocessor(config: CellsRunConfig, **changes: Any) -> CellPreprocess:
+    """The run's preprocessing, unfitted, as ``data.preprocess`` sets it (``changes`` override)."""
     p = config.data.preprocess
-    return CellPreprocess(min_cells=p.min_cells, n_top_genes=p.n_top_genes, target_sum=p.target_sum, clip=p.clip,
-                          n_pcs=p.n_pcs, min_present=p.min_present, seed=config.seed)
+    settings = {"min_cells": p.min_cells, "n_top_genes": p.n_top_genes, "target_sum": p.target_sum, "clip": p.clip,
+                "n_pcs": p.n_pcs, "min_present": p.min_present, "seed": config.seed}
+    return CellPreprocess(**{**settings, **changes})
 
 
 def _pre_file(config: CellsRunConfig, data: CellData, fitted: CellPreprocess | None = None, **more: Any) -> dict:
@@ -182,7 +184,7 @@ def train(config: CellsRunConfig, out: str | Path | None = None, resume: bool = 
         return _train_folds(config, data, out, resume, watch)
     parts = split(config, data)
     with watch("preprocess"):
-        fitted = _preprocess(config).fit(data.cells.subset(parts["train"]))
+        fitted = preprocessor(config).fit(data.cells.subset(parts["train"]))
         pre = _pre_file(config, data, fitted)
         x = panel_matrix(data.cells, pre)
     n_classes = len(data.classes)

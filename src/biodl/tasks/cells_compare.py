@@ -13,9 +13,9 @@ import pandas as pd
 from .. import runs
 from ..evaluation.scores import per_class_f1
 from ..omics.cell_models import fit_baselines
-from ..omics.cells import CellPreprocess, panel_matrix
+from ..omics.cells import panel_matrix
 from ..trust.novelty import threshold
-from .cells import CellData, split
+from .cells import CellData, preprocessor, split
 
 __all__ = ["compare_under_folds", "markers"]
 
@@ -38,9 +38,7 @@ def compare_under_folds(run_dir: Path, predictor: Any, data: CellData, alpha: fl
     found: dict[str, list] = {}
     for member in predictor.members:
         parts = split(member.config, data)
-        p = member.config.data.preprocess
-        pre = CellPreprocess(p.min_cells, p.n_top_genes, p.target_sum, p.clip, p.n_pcs, p.min_present, 0)
-        pre.fit(data.cells.subset(parts["train"]))
+        pre = preprocessor(member.config).fit(data.cells.subset(parts["train"]))
         x = {part: pre.transform(data.cells.subset(parts[part])) for part in ("train", "val", "test")}
         fitted = fit_baselines(x["train"], data.labels[parts["train"]], {"val": x["val"], "test": x["test"]})
         for name, f in fitted.items():
@@ -71,8 +69,7 @@ def markers(predictor: Any, data: CellData, n: int = 5, seed: int = 0) -> pd.Dat
 
     net = predictor.as_module(recalibrated=False)
     x = panel_matrix(data.cells, predictor.pre).toarray()
-    p = predictor.config.data.preprocess
-    pre = CellPreprocess(p.min_cells, p.n_top_genes, p.target_sum, p.clip, 0, p.min_present, seed).fit(data.cells)
+    pre = preprocessor(predictor.config, n_pcs=0, seed=seed).fit(data.cells)  # the genes themselves
     svm = fit_baselines(pre.transform(data.cells), data.labels, {}, seed, ["linear SVM"])["linear SVM"]["model"]
     panel = np.asarray(predictor.pre.panel)
     rows = []
