@@ -134,20 +134,20 @@ class CellPreprocess:
         z = (values - self.mean) / self.std
         return np.clip(z, -self.clip, self.clip) if self.clip is not None else z
 
-    def align(self, cells: CellCounts) -> tuple[np.ndarray, float]:
+    def align(self, cells: CellCounts) -> np.ndarray:
         """(N, model genes) log-normalised values of ``cells`` in the model's gene order (a model
-        gene the data lack is 0), and the share of the model's genes present."""
+        gene the data lack is 0; :func:`check_present` says how many do)."""
         logx = normalise(cells.x, self.target_sum)
         where = pd.Index(cells.genes).get_indexer(self.genes)
         present = where >= 0
         out = np.zeros((len(cells), len(self.genes)), np.float32)
         out[:, present] = logx[:, where[present]].toarray()
-        return out, float(present.mean()) if len(present) else 0.0
+        return out
 
     def transform(self, cells: CellCounts) -> np.ndarray:
         """(N, n_features) float32 features of new cells (see the module docstring on alignment)."""
         check_present(cells, self.genes, self.min_present)
-        values, _ = self.align(cells)
+        values = self.align(cells)
         z = self._scale(values)
         return (z @ self.components.T).astype(np.float32) if self.components is not None else z.astype(np.float32)
 
