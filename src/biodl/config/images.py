@@ -8,7 +8,8 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from .schemas import ClassificationRun, ModelConfig, Mpp, OptimizerConfig, SchedulerConfig, Strict, TrainerConfig
+from .schemas import (ClassificationRun, ModelConfig, Mpp, OptimizerConfig, SchedulerConfig, Strict, TrainerConfig,
+                      fold_in_range, one_source)
 
 __all__ = ["TilesConfig", "ImageDataConfig", "ImageModelConfig", "ImageRunConfig", "SegmentationDataConfig",
            "SegmentationTrainerConfig", "SegmentationRunConfig"]
@@ -100,11 +101,8 @@ class ImageDataConfig(Strict):
 
     @model_validator(mode="after")
     def _one_source(self) -> "ImageDataConfig":
-        if (self.dataset is None) == (self.path is None):
-            raise ValueError("give exactly one of data.dataset (embedded) or data.path (your files)")
-        if self.fold is not None and (self.split != "kfold" or self.fold >= self.folds):
-            raise ValueError(f"data.fold {self.fold} needs data.split: kfold and a fold below data.folds "
-                             f"({self.folds})")
+        one_source(self, "your files")
+        fold_in_range(self)
         return self
 
 
@@ -157,8 +155,7 @@ class SegmentationDataConfig(Strict):
 
     @model_validator(mode="after")
     def _one_source(self) -> "SegmentationDataConfig":
-        if (self.dataset is None) == (self.path is None):
-            raise ValueError("give exactly one of data.dataset (embedded) or data.path (your files)")
+        one_source(self, "your files")
         if self.overlap >= self.tile // 2:
             raise ValueError(f"overlap {self.overlap} must be below half the tile ({self.tile})")
         return self

@@ -8,7 +8,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from .schemas import ClassificationRun, ModelConfig, OptimizerConfig, SchedulerConfig, Strict, TrainerConfig
+from .schemas import (ClassificationRun, ModelConfig, OptimizerConfig, SchedulerConfig, Strict, TrainerConfig,
+                      fold_in_range, one_source)
 
 __all__ = ["SequenceDataConfig", "SequenceModelConfig", "SequenceRunConfig", "CellPreprocessConfig", "CellsDataConfig",
            "CellsRunConfig"]
@@ -41,8 +42,7 @@ class SequenceDataConfig(Strict):
 
     @model_validator(mode="after")
     def _one_source(self) -> "SequenceDataConfig":
-        if (self.dataset is None) == (self.path is None):
-            raise ValueError("give exactly one of data.dataset (embedded) or data.path (your file)")
+        one_source(self)
         return self
 
 
@@ -115,13 +115,10 @@ class CellsDataConfig(Strict):
 
     @model_validator(mode="after")
     def _one_source(self) -> "CellsDataConfig":
-        if (self.dataset is None) == (self.path is None):
-            raise ValueError("give exactly one of data.dataset (embedded) or data.path (your counts)")
+        one_source(self, "your counts")
         if self.path is not None and self.label is None:
             raise ValueError("data.label: name the metadata column that holds each cell's class")
-        if self.fold is not None and (self.split != "kfold" or self.fold >= self.folds):
-            raise ValueError(f"data.fold {self.fold} needs data.split: kfold and a fold below data.folds "
-                             f"({self.folds})")
+        fold_in_range(self)
         return self
 
 

@@ -14,7 +14,7 @@ from ..evaluation.vocabulary import canonical
 
 __all__ = [
     "Strict", "Positive", "MPP_RANGE", "Mpp", "DataConfig", "ModelConfig", "OptimizerConfig", "SchedulerConfig",
-    "TrainerConfig", "ConformalConfig", "ClassificationRun", "TabularRunConfig",
+    "TrainerConfig", "ConformalConfig", "ClassificationRun", "TabularRunConfig", "one_source", "fold_in_range",
 ]
 
 
@@ -32,6 +32,18 @@ Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 MPP_RANGE = (0.01, 1000.0)
 #: a resolution in micrometres per pixel, within MPP_RANGE
 Mpp = Annotated[float, Field(ge=MPP_RANGE[0], le=MPP_RANGE[1])]
+
+
+def one_source(data: Any, yours: str = "your file") -> None:
+    """A data section names exactly one of ``dataset`` (embedded) and ``path`` (``yours``)."""
+    if (data.dataset is None) == (data.path is None):
+        raise ValueError(f"give exactly one of data.dataset (embedded) or data.path ({yours})")
+
+
+def fold_in_range(data: Any) -> None:
+    """``data.fold`` (set by a k-fold parent) needs ``data.split: kfold`` and a fold below ``data.folds``."""
+    if data.fold is not None and (data.split != "kfold" or data.fold >= data.folds):
+        raise ValueError(f"data.fold {data.fold} needs data.split: kfold and a fold below data.folds ({data.folds})")
 
 
 class DataConfig(Strict):
@@ -52,8 +64,7 @@ class DataConfig(Strict):
 
     @model_validator(mode="after")
     def _one_source(self) -> "DataConfig":
-        if (self.dataset is None) == (self.path is None):
-            raise ValueError("give exactly one of data.dataset (embedded) or data.path (your file)")
+        one_source(self)
         if self.val_fraction + self.test_fraction >= 0.9:
             raise ValueError("data.val_fraction + data.test_fraction must leave at least 10% for training")
         return self
