@@ -554,7 +554,8 @@ def wsi_features(
     """Tile features of every slide into a cache, with their positions and provenance; slides done
     before (same tiles, same extractor) are skipped, so a killed run resumes."""
     from .data.folders import EXTENSIONS
-    from .inference.features import FeatureCache, extract, run_extractor
+    from .data.features import FeatureCache, extract
+    from .tasks.features import run_extractor
     from .progress import progress_bar
     from .tasks.common import image_files
 

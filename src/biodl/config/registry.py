@@ -10,18 +10,20 @@ from pydantic import BaseModel
 
 from ..errors import ConfigError
 from .images import ImageRunConfig, SegmentationRunConfig
+from .mil import MilRunConfig
 from .omics import CellsRunConfig, SequenceRunConfig
 from .schemas import TabularRunConfig
 
 __all__ = ["RunConfig", "RUN_CONFIGS", "config_class"]
 
 #: the config of any run, whichever its task (for annotations; a run's own class comes from ``task``)
-RunConfig = Union[TabularRunConfig, ImageRunConfig, SegmentationRunConfig, SequenceRunConfig, CellsRunConfig]
+RunConfig = Union[TabularRunConfig, ImageRunConfig, SegmentationRunConfig, SequenceRunConfig, CellsRunConfig,
+                  MilRunConfig]
 
 #: task name (``task:`` in a config) -> its config class
 RUN_CONFIGS: dict[str, type[BaseModel]] = {cls.model_fields["task"].default: cls
                                            for cls in (TabularRunConfig, ImageRunConfig, SegmentationRunConfig,
-                                                       SequenceRunConfig, CellsRunConfig)}
+                                                       SequenceRunConfig, CellsRunConfig, MilRunConfig)}
 
 
 def config_class(task: Any, where: str | Path = "task") -> type[BaseModel]:

@@ -44,12 +44,13 @@ def bag_labels(bags: np.ndarray, tile_labels: np.ndarray) -> np.ndarray:
     return out
 
 
-def pad_bags(bags: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Bags (each (N_i, D)) -> ((B, max N_i, D) zero-padded, (B, max N_i) bool mask of real tiles)."""
+def pad_bags(bags: list[torch.Tensor], fill: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bags (each (N_i, D)) -> ((B, max N_i, D) padded with ``fill``, (B, max N_i) bool mask of
+    real tiles). ``fill=nan`` makes the mask implicit: the MIL models read NaN rows as padding."""
     if not bags or any(b.ndim != 2 or len(b) == 0 for b in bags):
         raise ValueError("every bag needs at least one tile of D features")
     n, d = max(len(b) for b in bags), bags[0].shape[1]
-    x = bags[0].new_zeros(len(bags), n, d)
+    x = bags[0].new_full((len(bags), n, d), fill)
     mask = torch.zeros(len(bags), n, dtype=torch.bool, device=bags[0].device)
     for i, b in enumerate(bags):
         x[i, : len(b)] = b

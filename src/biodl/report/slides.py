@@ -14,37 +14,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..data.mosaics import COORDINATES, assemble, patch_positions
 from ..io import atomic_write
 
 __all__ = ["COORDINATES", "patch_positions", "assemble", "write_slide_maps"]
 
-#: the default ``data.coordinates`` pattern: Kaggle IDC names, ``..._x<X>_y<Y>_...``
-COORDINATES = r"_x(?P<x>\d+)_y(?P<y>\d+)"
 PANEL = 480  # pixels: the longer side of each panel
-
-
-def patch_positions(sources: list[str], pattern: str = COORDINATES) -> np.ndarray | None:
-    """(N, 2) top-left (x, y) of each patch from its file name, or None unless every name matches."""
-    rx = re.compile(pattern)
-    found = [rx.search(Path(s).name) for s in sources]
-    if not found or any(m is None for m in found):
-        return None
-    return np.array([[int(m.group("x")), int(m.group("y"))] for m in found], dtype=np.int64)
-
-
-def assemble(patches: np.ndarray, xy: np.ndarray, scale: int = 1, fill: int = 255) -> np.ndarray:
-    """The canvas (H, W, C) uint8 holding (N, P, P, C) ``patches`` at their top-left slide
-    positions ``xy`` (N, 2), every length divided by ``scale`` (an integer; patches are
-    subsampled, so scale 1 gives the pixels back exactly); empty space is ``fill``."""
-    p = patches.shape[1]
-    origin = xy.min(axis=0)
-    w, h = (xy.max(axis=0) - origin + p + scale - 1) // scale
-    canvas = np.full((h, w, patches.shape[-1]), fill, np.uint8)
-    small = patches[:, ::scale, ::scale]
-    for (x, y), patch in zip((xy - origin) // scale, small, strict=True):
-        ph, pw = min(patch.shape[0], h - y), min(patch.shape[1], w - x)
-        canvas[y:y + ph, x:x + pw] = patch[:ph, :pw]
-    return canvas
 
 
 def _cells(values: np.ndarray, xy: np.ndarray, p: int, scale: int, colour) -> np.ndarray:

@@ -66,15 +66,22 @@ def train_folds(config: BaseModel, out: str | Path | None, resume: bool, device:
                 train_one: Callable[..., Run], score: Callable[[np.ndarray, np.ndarray], dict[str, float]],
                 classes: list[str], preprocess: dict[str, Any], extra: dict[str, Any],
                 figures: Callable[[Path, pd.DataFrame], list[str]] | None = None,
-                watch: Stopwatch | None = None, units: tuple[str, str] = ("images", "patients")) -> Run:
+                watch: Stopwatch | None = None, units: tuple[str, str] = ("images", "patients"),
+                more: Callable[[Path], tuple[dict[str, float], list[dict[str, Any]]]] | None = None) -> Run:
     """Train every fold with ``train_one(config, out, resume)`` and pool their out-of-fold test
     predictions into the parent run; ``score(y, prob)`` gives the pooled metrics, and
     ``figures(run_dir, pooled predictions)`` may draw more figures (their names) for the report;
-    ``units`` names the cases and their groups in the per-fold table."""
+    ``units`` names the cases and their groups in the per-fold table; ``more(run_dir)`` pools
+    what else the task's folds wrote (-> more metrics, more report sections)."""
     children = [(fold_config(config, k), runs.fold_dir("", k)) for k in range(config.data.folds)]
 
     def pool(run_dir: Path) -> tuple[dict[str, float], list[dict[str, Any]]]:
-        return _pool_folds(run_dir, config, score, classes, figures, units)
+        metrics, sections = _pool_folds(run_dir, config, score, classes, figures, units)
+        if more is not None:
+            extra_metrics, extra_sections = more(run_dir)
+            metrics.update(extra_metrics)
+            sections += extra_sections
+        return metrics, sections
 
     return train_children(config, out, resume, device, children, train_one, preprocess, extra, pool, watch)
 

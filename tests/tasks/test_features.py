@@ -7,7 +7,8 @@ import pytest
 
 from biodl.datasets import embedded_path
 from biodl.errors import DataError
-from biodl.inference.features import FeatureCache, Provenance, extract, run_extractor
+from biodl.data.features import FeatureCache, Provenance, extract
+from biodl.tasks.features import run_extractor
 from tests.conftest import train_square_run
 
 IDC = embedded_path("idc")
@@ -25,11 +26,11 @@ def _slides(n_patients=3, per=12):
 @pytest.fixture(scope="module")
 def extractor(tmp_path_factory):
     run = train_square_run(tmp_path_factory.mktemp("feat"), ("neg", "pos"), epochs=1)
-    return run_extractor(run)
+    return (*run_extractor(run), run)
 
 
 def test_features_coordinates_and_provenance_of_each_slide(extractor, tmp_path):
-    fn, prov = extractor
+    fn, prov, _ = extractor
     slides = _slides()
     cache = FeatureCache(tmp_path / "cache", prov)
     report = extract(slides, fn, cache)
@@ -42,11 +43,11 @@ def test_features_coordinates_and_provenance_of_each_slide(extractor, tmp_path):
         x, y = int(first.split("_x")[1].split("_")[0]), int(first.split("_y")[1].split("_")[0])
         assert coords[0].tolist() == [x, y]  # level-0 top-left of the tile, from its name
         assert np.allclose(feats, fn(sorted(files, key=lambda p: p.name)), atol=1e-6)
-    assert prov.size == 16 and len(prov.weights_sha256) == 1 and prov.extractor.startswith("run:")
+    assert prov.size == 16 and len(prov.weights_sha256) == 1 and prov.extractor.startswith("image run: ")
 
 
 def test_shards_add_up_to_one_run_and_a_resume_skips_finished_slides(extractor, tmp_path):
-    fn, prov = extractor
+    fn, prov, _ = extractor
     slides = _slides(4, 6)
     whole = FeatureCache(tmp_path / "whole", prov)
     one = extract(slides, fn, whole)
@@ -73,7 +74,7 @@ def test_shards_add_up_to_one_run_and_a_resume_skips_finished_slides(extractor, 
 
 
 def test_a_cache_of_another_extractor_is_refused(extractor, tmp_path):
-    _, prov = extractor
+    _, prov, _ = extractor
     FeatureCache(tmp_path / "c", prov)
     other = Provenance(**{**prov.model_dump(), "mpp": 0.5})
     with pytest.raises(DataError) as err:
@@ -88,7 +89,7 @@ def test_a_cache_of_another_extractor_is_refused(extractor, tmp_path):
 def test_the_command_extracts_resumes_and_refuses_another_extractor(extractor, tmp_path, cli):
     from tests.conftest import assert_one_line_error
 
-    run = extractor[1].extractor.removeprefix("run:")
+    run = extractor[2]
     patients = sorted(p for p in IDC.iterdir() if p.is_dir())[:2]
     r = cli("wsi", "features", run, *patients, "--cache", tmp_path / "cache")
     assert r.code == 0, r.err

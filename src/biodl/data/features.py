@@ -2,9 +2,10 @@
 features (N, D) by an extractor, kept with their level-0 coordinates and the provenance that
 made them, and reused by every experiment that asks for the same.
 
-- **Provenance**: the extractor (an image run's penultimate layer), the sha256 of its weights,
-  the tile size, resolution and stain normalisation it reads at. A cache folder holds one
-  provenance (``provenance.json``); asking it for features of another is one DataError.
+- **Provenance**: the extractor (e.g. an image run's penultimate layer, see
+  :func:`biodl.tasks.features.run_extractor`), the sha256 of its weights, the tile size,
+  resolution and stain normalisation it reads at. A cache folder holds one provenance
+  (``provenance.json``); asking it for features of another is one DataError.
 - **Entries** are keyed by the slide's content (the sha256 of its tile files), written whole
   (a temporary folder renamed), so a killed extraction resumes at the first slide not done, and
   ``shard=(i, n)`` takes every n-th slide from the i-th: shards of one cohort write disjoint
@@ -15,18 +16,16 @@ made them, and reused by every experiment that asks for the same.
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
-import torch
 
 from ..config import Strict
-from ..errors import ConfigError, DataError
+from ..errors import DataError
 from ..io import atomic_folder, atomic_write_json, read_json, sha256_file
 
-__all__ = ["Provenance", "run_extractor", "FeatureCache", "extract"]
+__all__ = ["Provenance", "FeatureCache", "content_of", "extract"]
 
 
 class Provenance(Strict):
@@ -41,35 +40,6 @@ class Provenance(Strict):
 
     def key(self) -> str:
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
-
-
-def run_extractor(run_dir: str | Path, batch: int = 256) -> tuple[Callable[[list[Path]], np.ndarray], Provenance]:
-    """(files -> (N, D) float32 features, provenance) from a single image run: its network's
-    penultimate layer, each image read as ``biodl predict`` reads it (size, channels, stain)."""
-    from ..report.tensorboard import head_inputs
-    from .predictor import load
-
-    predictor = load(run_dir, device="cpu")
-    if predictor.task != "image" or predictor.kind != "single":
-        raise ConfigError(run_dir, f"features come from one image network; this is a {predictor.kind} "
-                                   f"{predictor.task} run (give one of its folds' or members' folders)")
-    module = predictor.as_module(recalibrated=False, tta=False).eval()
-    pre = predictor.pre
-
-    def extract_files(files: list[Path]) -> np.ndarray:
-        found = predictor.read(list(files))
-        out = []
-        for start in range(0, len(found.data), batch):
-            idx = torch.arange(start, min(start + batch, len(found.data)))
-            out.append(head_inputs(module, found.data[idx][0].float().div(255)).numpy())
-        return np.concatenate(out).astype(np.float32)
-
-    probe = torch.zeros(1, int(pre.in_chans), int(pre.size), int(pre.size))
-    dim = int(head_inputs(module, probe).shape[1])
-    weights = [sha256_file(m.checkpoint.with_suffix(".safetensors")) for m in predictor.members]
-    stain = json.dumps(pre.stain, sort_keys=True) if pre.stain else None
-    return extract_files, Provenance(extractor=f"run:{Path(run_dir).resolve()}", weights_sha256=weights,
-                                     size=int(pre.size), mpp=pre.mpp, stain=stain, dim=dim)
 
 
 class FeatureCache:
@@ -137,8 +107,8 @@ def extract(slides: dict[str, list[Path]], extractor: Callable[[list[Path]], np.
     finished; ``coordinates(files)`` gives their (N, 2) level-0 positions (default: from the
     names, IDC style); ``progress()`` is called after each slide. Returns {"done", "skipped",
     "entries": slide -> content key}."""
-    from ..data.tiles import shard as take
-    from ..report.slides import patch_positions
+    from .mosaics import patch_positions
+    from .tiles import shard as take
 
     mine = [str(p) for p in take([Path(s) for s in slides], shard)]
     done, skipped, entries = 0, 0, {}
