@@ -120,3 +120,30 @@ def train_square_run(tmp: Path, names: tuple[str, str], epochs: int = 3) -> Path
     except SystemExit as exc:
         assert exc.code in (0, None)
     return tmp / "run"
+
+
+#: the four smallest embedded IDC patients: a patient tree small enough for MIL tests
+IDC_PATIENTS = ("8916", "9035", "9124", "9022")
+
+
+@pytest.fixture(scope="session")
+def idc_tree(tmp_path_factory) -> Path:
+    """A copy of four IDC patients' patch folders (read only!)."""
+    root = tmp_path_factory.mktemp("idc") / "tree"
+    for p in IDC_PATIENTS:
+        shutil.copytree(embedded_path("idc") / p, root / p)
+    return root
+
+
+@pytest.fixture(scope="session")
+def idc_patches(idc_tree) -> Path:
+    """A 2-fold patch model of :func:`idc_tree`'s patients (1 epoch, 24 px): an extractor (read only!)."""
+    import yaml
+
+    cfg = {"name": "patches", "task": "image", "data": {"path": str(idc_tree), "split": "kfold", "folds": 2,
+           "size": 24, "fit": "pad", "classes": ["no IDC", "IDC"], "cache_dir": str(idc_tree.parent / "cache")},
+           "model": {"name": "resnet_small", "args": {"width": 8, "blocks": 1}}, "trainer": {"epochs": 1}}
+    (idc_tree.parent / "patches.yaml").write_text(yaml.safe_dump(cfg))
+    main_ok("train", "--config", idc_tree.parent / "patches.yaml", "--out", idc_tree.parent / "patches",
+            "--set", "trainer.progress=false", "--set", "n_boot=100")
+    return idc_tree.parent / "patches"

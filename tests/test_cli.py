@@ -20,6 +20,7 @@ def test_version_and_studies(cli):
     r = cli("studies")
     names = [line.split()[0] for line in r.out.splitlines()]
     assert r.code == 0 and names == ["cell-lines", "heart-failure", "heart-failure-mlp", "histopathology",
+                                     "histopathology-mil",
                                      "retinopathy", "tcga-melanoma", "tf-binding", "vessels"]
 
 

@@ -38,3 +38,19 @@ def test_padding_changes_nothing_the_model_computes():
     assert torch.allclose(together, alone, atol=1e-6)
     with pytest.raises(ValueError, match="at least one tile"):
         pad_bags([torch.randn(0, 4)])
+
+
+def test_bag_set_pads_with_nan_and_subsamples_large_training_bags():
+    import torch
+
+    from biodl.data.bags import BagSet
+
+    bags = [torch.arange(6.0).reshape(3, 2), torch.arange(20.0).reshape(10, 2)]
+    x, y = BagSet(bags, np.array([0, 1]))[torch.tensor([0, 1])]
+    assert x.shape == (2, 10, 2) and torch.isnan(x[0, 3:]).all() and torch.equal(x[1], bags[1])
+    assert y.tolist() == [0, 1]
+    torch.manual_seed(0)
+    x, _ = BagSet(bags, np.array([0, 1]), max_tiles=4)[torch.tensor([1, 0])]
+    assert x.shape == (2, 4, 2) and torch.isnan(x[1, 3:]).all()
+    rows = x[0, :, 0].int().tolist()  # four distinct tiles of bag 1, in their order
+    assert len(set(rows)) == 4 and rows == sorted(rows) and all(r % 2 == 0 for r in rows)

@@ -43,3 +43,20 @@ def test_a_planted_positive_tile_gets_the_most_attention():
     pos = y[test] == 1
     assert accuracy > 0.9
     assert (top[pos] == where[test][pos]).float().mean() > 0.8  # attention rank 1 on the planted tile
+
+
+def test_nan_padding_is_the_mask_and_mean_pooling_weighs_tiles_equally():
+    torch.manual_seed(0)
+    model = create_model("abmil", in_features=8).eval()
+    bags = torch.randn(2, 5, 8)
+    mask = torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
+    padded = bags.clone()
+    padded[1, 3:] = float("nan")
+    assert torch.allclose(model(padded), model(bags, mask), atol=1e-6)
+    assert torch.allclose(model.attention(padded), model.attention(bags, mask))
+    assert model.tile_logits(padded).shape == (2, 5, 2) and torch.isfinite(model.tile_logits(padded)).all()
+    mean = create_model("abmil", in_features=8, pooling="mean").eval()
+    assert torch.allclose(mean.attention(padded)[1], torch.tensor([1 / 3] * 3 + [0.0] * 2))
+    # mean pooling: the head on the mean of the real tiles' embeddings
+    h = mean.embed(bags[1, :3]).mean(0)
+    assert torch.allclose(mean(padded)[1], mean.head(h), atol=1e-6)

@@ -14,7 +14,7 @@ from tests.conftest import assert_one_line_error
 
 
 def test_every_task_has_its_config_class_and_commands():
-    assert set(TASKS) == set(RUN_CONFIGS) == {"tabular", "image", "segmentation", "sequence", "cells"}
+    assert set(TASKS) == set(RUN_CONFIGS) == {"tabular", "image", "segmentation", "sequence", "cells", "mil"}
     for name, spec in TASKS.items():
         assert spec.config is config_class(name)
         assert spec.config.model_fields["task"].default == name  # `task: NAME` builds this class

@@ -10,7 +10,7 @@ from pydantic import Field, model_validator
 from .schemas import ClassificationRun, ModelConfig, OptimizerConfig, SchedulerConfig, Strict, TrainerConfig, \
     fold_in_range, one_source
 
-__all__ = ["MilDataConfig", "MilRunConfig"]
+__all__ = ["MilDataConfig", "MilModelConfig", "MilRunConfig"]
 
 
 class MilDataConfig(Strict):
@@ -61,13 +61,20 @@ class MilDataConfig(Strict):
         return self
 
 
+class MilModelConfig(ModelConfig):
+    """A MIL model from the registry over bags of tile features (``abmil``; ``args.pooling: mean``
+    for the mean-pooling baseline)."""
+
+    name: str = "abmil"
+
+
 class MilRunConfig(ClassificationRun):
     """A multiple-instance run (``task: mil``): a bag's label learnt from its tiles' features."""
 
     name: str = "mil"
     task: Literal["mil"] = "mil"
     data: MilDataConfig
-    model: ModelConfig = Field(default_factory=lambda: ModelConfig(name="abmil", args={}))
+    model: MilModelConfig = Field(default_factory=MilModelConfig)
     optimizer: OptimizerConfig = Field(default_factory=lambda: OptimizerConfig(name="adamw", lr=5e-4,
                                                                                weight_decay=1e-4))
     scheduler: SchedulerConfig = Field(default_factory=lambda: SchedulerConfig(name="cosine"))

@@ -14,7 +14,7 @@ import torch
 
 from ..errors import DataError
 
-__all__ = ["window_bags", "bag_labels", "pad_bags"]
+__all__ = ["window_bags", "bag_labels", "pad_bags", "BagSet"]
 
 
 def window_bags(xy: np.ndarray, tile: int, k: int, min_tiles: int = 1) -> np.ndarray:
@@ -56,3 +56,31 @@ def pad_bags(bags: list[torch.Tensor], fill: float = 0.0) -> tuple[torch.Tensor,
         x[i, : len(b)] = b
         mask[i, : len(b)] = True
     return x, mask
+
+
+class BagSet(torch.utils.data.Dataset):
+    """Bags of tile features for the engine: ``dataset[indices]`` is one batch, ((B, N, D) with
+    NaN padding rows, (B,) labels). With ``max_tiles``, a larger bag is a random subset of its
+    tiles each time it is drawn (torch's generator, so seeded runs repeat): training only."""
+
+    batch_indexable = True
+
+    def __init__(self, bags: list[torch.Tensor], labels: np.ndarray, max_tiles: int | None = None) -> None:
+        if len(bags) != len(labels):
+            raise ValueError(f"{len(bags)} bags but {len(labels)} labels")
+        self.bags, self.labels, self.max_tiles = bags, torch.as_tensor(np.asarray(labels), dtype=torch.long), max_tiles
+
+    def __len__(self) -> int:
+        return len(self.bags)
+
+    def __getitem__(self, index):
+        single = isinstance(index, int)
+        idx = torch.as_tensor(index).reshape(-1)
+        chosen = []
+        for i in idx.tolist():
+            bag = self.bags[i]
+            if self.max_tiles is not None and len(bag) > self.max_tiles:
+                bag = bag[torch.randperm(len(bag))[: self.max_tiles].sort().values]
+            chosen.append(bag)
+        x, _ = pad_bags(chosen, fill=float("nan"))
+        return (x[0], self.labels[idx][0]) if single else (x, self.labels[idx])

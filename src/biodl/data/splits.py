@@ -92,13 +92,17 @@ def kfold_splits(labels: np.ndarray, groups: np.ndarray | None, k: int, val_frac
         outer = StratifiedKFold(k, shuffle=True, random_state=seed).split(idx, labels)
     folds = []
     for rest, test in outer:
-        if groups is not None and val_by_group:
-            k_val = min(max(2, round(1 / val_fraction)), len(np.unique(groups[rest])))
-            tr, va = next(StratifiedGroupKFold(k_val, shuffle=True, random_state=seed).split(
-                rest, labels[rest], groups[rest]))
-            train, val = rest[tr], rest[va]
-        else:
-            train, val = train_test_split(rest, test_size=val_fraction, stratify=labels[rest], random_state=seed)
+        try:
+            if groups is not None and val_by_group:
+                k_val = min(max(2, round(1 / val_fraction)), len(np.unique(groups[rest])))
+                tr, va = next(StratifiedGroupKFold(k_val, shuffle=True, random_state=seed).split(
+                    rest, labels[rest], groups[rest]))
+                train, val = rest[tr], rest[va]
+            else:
+                train, val = train_test_split(rest, test_size=val_fraction, stratify=labels[rest], random_state=seed)
+        except ValueError as exc:  # scikit-learn's word for too few of a class to stratify
+            raise DataError(where, f"too few {unit if groups is not None else 'rows'} of a class to carve a "
+                                   f"validation part from a fold's training part ({exc})") from None
         folds.append({"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)})
     return folds
 

@@ -17,12 +17,12 @@ import pandas as pd
 from ..data.mosaics import COORDINATES, assemble, patch_positions
 from ..io import atomic_write
 
-__all__ = ["COORDINATES", "patch_positions", "assemble", "write_slide_maps"]
+__all__ = ["COORDINATES", "patch_positions", "assemble", "cells_map", "write_slide_maps"]
 
 PANEL = 480  # pixels: the longer side of each panel
 
 
-def _cells(values: np.ndarray, xy: np.ndarray, p: int, scale: int, colour) -> np.ndarray:
+def cells_map(values: np.ndarray, xy: np.ndarray, p: int, scale: int, colour) -> np.ndarray:
     """A map drawing each patch's cell in ``colour(value)`` (an (N, 3) uint8 array)."""
     n = len(values)
     blocks = np.broadcast_to(colour(values)[:, None, None, :], (n, p, p, 3))
@@ -50,9 +50,9 @@ def write_slide_maps(out_dir: Path, images, pred: pd.DataFrame, positive: str, p
         extent = int((xy.max(axis=0) - xy.min(axis=0) + p).max())
         scale = max(1, int(np.ceil(extent / PANEL)))
         mosaic = assemble(patches[..., :3] if patches.shape[-1] >= 3 else np.repeat(patches, 3, -1), xy, scale)
-        truth = _cells(part["label"].to_numpy(), xy, p, scale,
+        truth = cells_map(part["label"].to_numpy(), xy, p, scale,
                        lambda v: np.where(v[:, None] == 1, [[214, 39, 40]], [[250, 250, 250]]).astype(np.uint8))
-        prob = _cells(part[f"p_{positive}"].to_numpy(), xy, p, scale,
+        prob = cells_map(part[f"p_{positive}"].to_numpy(), xy, p, scale,
                       lambda v: (np.asarray(heat(v))[:, :3] * 255).astype(np.uint8))
         gap = np.full((mosaic.shape[0], 8, 3), 255, np.uint8)
         figure = Image.fromarray(np.concatenate([mosaic, gap, truth, gap, prob], axis=1))

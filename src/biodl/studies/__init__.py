@@ -15,8 +15,9 @@ from types import ModuleType
 from ..errors import ConfigError
 
 _MODULES = {"cell-lines": "cell_lines", "heart-failure": "heart_failure", "heart-failure-mlp": "heart_failure_mlp",
-            "histopathology": "histopathology", "retinopathy": "retinopathy", "tcga-melanoma": "tcga_melanoma",
-            "tf-binding": "tf_binding", "vessels": "vessels"}
+            "histopathology": "histopathology", "histopathology-mil": "histopathology_mil",
+            "retinopathy": "retinopathy", "tcga-melanoma": "tcga_melanoma", "tf-binding": "tf_binding",
+            "vessels": "vessels"}
 
 
 def list_studies() -> dict[str, str]:
@@ -39,6 +40,8 @@ def resume_study(name: str, out):
     from ..tasks import task_command
 
     study = get_study(name)
+    if hasattr(study, "resume"):  # a study of several runs continues each its own way
+        return study.resume(out)
     if not hasattr(study, "CONFIG"):
         raise ConfigError("--resume", f"study {name} trains no checkpoints and cannot be resumed; run it again "
                                       "with a new --out")
