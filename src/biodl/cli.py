@@ -373,7 +373,7 @@ _SHOWN: set[str] = set()
 
 
 wsi_app = typer.Typer(no_args_is_help=True, help="whole-slide images: info, tissue tiles, slide inference, tile "
-                      "features")
+                      "features, a zoomable viewer")
 app.add_typer(wsi_app, name="wsi")
 
 
@@ -573,6 +573,30 @@ def wsi_features(
         report = extract(slides, extractor, store, shard_spec, progress=lambda: bar.advance(task))
     typer.echo(f"{report['done']} slides extracted, {report['skipped']} done before -> {cache} "
                f"({provenance.dim} features a tile)")
+
+
+@wsi_app.command("view")
+def wsi_view(
+    slide: Path = typer.Argument(..., help="a slide file (SVS, NDPI, ..., or an image), or a folder of one patient's "
+                                 "tiles named with their positions (..._x<X>_y<Y>...)"),
+    out: Path = typer.Option(..., "--out", help="the viewer's folder (index.html opens from file://)"),
+    heatmap: Optional[Path] = typer.Option(None, "--heatmap", help="tile scores over the slide: a CSV (x, y, "
+                                           "probability[, attention, set, size]), a biodl wsi infer slide folder or "
+                                           "a MIL run"),
+    mpp: Optional[float] = typer.Option(None, "--mpp", help="micrometres per level-0 pixel, for a slide that does "
+                                        "not record it (and any mosaic of tiles)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace the viewer in --out"),
+) -> None:
+    """A zoomable, offline viewer of a slide: a Deep Zoom pyramid, OpenSeadragon, and the heat map
+    as a layer with opacity, colour bar, scale bar and a click readout."""
+    from .progress import progress_bar
+    from .report.viewer import write_viewer
+
+    with progress_bar() as bar:
+        task = bar.add_task("pyramid tiles", total=None)
+        folder = write_viewer(slide, out, heatmap, mpp, overwrite,
+                              progress=lambda done, total: bar.update(task, completed=done, total=total))
+    typer.echo(f"viewer: {folder / 'index.html'}")
 
 
 def main(argv: list[str] | None = None) -> None:

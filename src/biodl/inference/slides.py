@@ -74,7 +74,7 @@ def infer_slide(predictor: Predictor, path: str | Path, out_dir: str | Path, til
     same run and settings did it before and it was skipped)."""
     from PIL import Image
 
-    from .qupath import write_geojson
+    from ..report.qupath import write_geojson
 
     check_patch_run(predictor)
     path = Path(path)

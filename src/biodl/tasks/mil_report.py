@@ -160,9 +160,24 @@ def _sections(out_dir: Path, tiles: pd.DataFrame, metrics: dict[str, float], lay
     if rows:
         write_table(pd.DataFrame(rows), out_dir / f"{prefix}_attention", "Where attention goes")
         items.append(f"{prefix}_attention")
-    items += write_maps(out_dir, tiles, lay, prefix, lay.classes[-1] if lay else
-                        next(c[7:] for c in reversed(tiles.columns) if c.startswith("p_tile_")))
+    items += write_maps(out_dir, tiles, lay, prefix, lay.classes[-1] if lay else config_positive(tiles))
+    if "x" in tiles and lay is not None:
+        write_qupath(out_dir / f"{prefix}_qupath", tiles, lay.tile)
     return [{"title": "Attention", "text": MAP_TEXT, "items": items}] if items else []
+
+
+def write_qupath(folder: Path, tiles: pd.DataFrame, side: int) -> None:
+    """``<slide>.geojson`` per slide: its tiles as QuPath detections, with attention (raw and
+    relative), each tile's probabilities and label as measurements (level-0 squares of ``side``)."""
+    from ..io import atomic_folder
+    from ..report.qupath import write_geojson
+
+    keep = ["x", "y", "attention", "attention_rel", "tile_label",
+            *[c for c in tiles.columns if c.startswith("p_tile_")]]
+    with atomic_folder(folder, exists="replace") as tmp:
+        for slide, part in tiles.groupby("slide", sort=True):
+            name = re.sub(r"[^A-Za-z0-9_.-]", "_", str(slide))
+            write_geojson(tmp / f"{name}.geojson", part[[c for c in keep if c in part]].reset_index(drop=True), side)
 
 
 def pool_tiles(run_dir: Path, config: BaseModel) -> tuple[dict[str, float], list[dict[str, Any]]]:

@@ -31,14 +31,15 @@ def tiles_geojson(tiles: pd.DataFrame, side: float, classes: list[str] | None = 
                and not pd.api.types.is_bool_dtype(tiles[c])]
     classes = classes or (sorted(tiles["predicted"].astype(str).unique()) if "predicted" in tiles else [])
     features = []
-    for i, row in enumerate(tiles.itertuples(index=False)):
-        x, y = float(row.x), float(row.y)
+    values = tiles[numbers].to_numpy(np.float64)  # by position: a class name may hold a space ("p_no IDC")
+    xy = tiles[["x", "y"]].to_numpy(np.float64)
+    predicted = tiles["predicted"].astype(str).tolist() if "predicted" in tiles else None
+    for i, ((x, y), row) in enumerate(zip(xy.tolist(), values, strict=True)):
         ring = [[x, y], [x + side, y], [x + side, y + side], [x, y + side], [x, y]]
         props: dict = {"objectType": "detection",
-                       "measurements": {c: float(getattr(row, c)) for c in numbers
-                                        if np.isfinite(float(getattr(row, c)))}}
-        if "predicted" in tiles:
-            name = str(row.predicted)
+                       "measurements": {c: float(v) for c, v in zip(numbers, row, strict=True) if np.isfinite(v)}}
+        if predicted is not None:
+            name = predicted[i]
             k = classes.index(name) if name in classes else 0
             props["classification"] = {"name": name, "color": list(COLOURS[k % len(COLOURS)])}
         features.append({"type": "Feature", "id": f"tile-{i}", "geometry": {"type": "Polygon", "coordinates": [ring]},
