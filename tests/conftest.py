@@ -141,7 +141,8 @@ def idc_patches(idc_tree) -> Path:
     import yaml
 
     cfg = {"name": "patches", "task": "image", "data": {"path": str(idc_tree), "split": "kfold", "folds": 2,
-           "size": 24, "fit": "pad", "classes": ["no IDC", "IDC"], "cache_dir": str(idc_tree.parent / "cache")},
+           "size": 24, "fit": "pad", "classes": ["no IDC", "IDC"], "cache_dir": str(idc_tree.parent / "cache"),
+                    "mpp": 4.0},
            "model": {"name": "resnet_small", "args": {"width": 8, "blocks": 1}}, "trainer": {"epochs": 1}}
     (idc_tree.parent / "patches.yaml").write_text(yaml.safe_dump(cfg))
     main_ok("train", "--config", idc_tree.parent / "patches.yaml", "--out", idc_tree.parent / "patches",

@@ -512,6 +512,8 @@ def wsi_infer(
     override_mpp: bool = typer.Option(False, "--override-mpp", help="use --mpp for every slide, even where the file "
                                       "records its own resolution"),
     shard_spec: Optional[str] = typer.Option(None, "--shard", help="I/N: only every N-th slide from the I-th"),
+    viewer: bool = typer.Option(False, "--viewer", help="also a zoomable offline viewer of each slide with its heat "
+                                "map (viewer/index.html, linked from the slide's report)"),
 ) -> None:
     """A trained patch classifier over every tissue tile: per slide tiles.csv, heatmap.png/.npy,
     mask.png, slide.json (mean, top-10 mean, share above 0.5) and report.html; slides.csv and
@@ -532,7 +534,7 @@ def wsi_infer(
     with _slide_bars(len(todo)) as (on_tiles, next_slide):
         for path in todo:
             folder, scores = infer_slide(predictor, path, out, tile_mpp, min_tissue, mpp, pen=pen, progress=on_tiles,
-                                         override_mpp=override_mpp)
+                                         override_mpp=override_mpp, viewer=viewer)
             next_slide()
             if scores is None:
                 typer.echo(f"{path}: done before, skipped -> {folder}")

@@ -149,6 +149,19 @@ def test_infer_on_a_tabular_run_or_with_other_settings_in_the_folder(patch_run, 
     assert r.code == 0 and "holds none of the 1 slides given" in r.out
 
 
+def validate_qupath(doc: dict) -> None:
+    """``doc`` against the JSON schema of what QuPath imports (tests/report/qupath_geojson.schema.json)."""
+    import json
+    from pathlib import Path
+
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads((Path(__file__).parents[1] / "report" / "qupath_geojson.schema.json").read_text())
+    jsonschema.validate(doc, schema)
+    with pytest.raises(jsonschema.ValidationError):  # the schema can fail: an open ring, a text measurement
+        jsonschema.validate({"type": "FeatureCollection", "features": [{**doc["features"][0], "properties": {
+            "objectType": "detection", "measurements": {"p": "high"}}}]}, schema)
+
+
 def test_the_tiles_go_to_qupath_as_detections(patch_run, cli, tmp_path):
     import json
 
@@ -157,6 +170,7 @@ def test_the_tiles_go_to_qupath_as_detections(patch_run, cli, tmp_path):
     folder = tmp_path / "out" / SLIDE.stem
     tiles = pd.read_csv(folder / "tiles.csv", keep_default_na=False)
     doc = json.loads((folder / "tiles.geojson").read_text())
+    validate_qupath(doc)
     assert doc["type"] == "FeatureCollection" and len(doc["features"]) == len(tiles)
     step0 = 32 * 2.0 / 0.499  # the tile's side in level-0 pixels
     for feature, row in zip(doc["features"], tiles.itertuples(), strict=True):
@@ -171,3 +185,18 @@ def test_the_tiles_go_to_qupath_as_detections(patch_run, cli, tmp_path):
         assert all(isinstance(v, float) and np.isfinite(v) for v in m.values())
         assert m[[k for k in m if k.startswith("p_")][0]] == pytest.approx(getattr(row, [k for k in m if
                                                                                          k.startswith("p_")][0]))
+
+
+def test_infer_with_a_viewer_links_it_from_the_slide_report(patch_run, cli, tmp_path):
+    import json
+    import re
+
+    r = cli("wsi", "infer", patch_run, SLIDE, "--out", tmp_path / "out", "--tile-mpp", "2.0", "--viewer")
+    assert r.code == 0, r.err
+    folder = tmp_path / "out" / SLIDE.stem
+    page = (folder / "viewer" / "index.html").read_text()
+    config = json.loads(re.search(r"const C = (.*);", page).group(1))
+    tiles = pd.read_csv(folder / "tiles.csv", keep_default_na=False)
+    assert len(config["heat"]["cells"]) == len(tiles)
+    assert config["heat"]["side"] == pytest.approx(32 * 2.0 / 0.499, abs=0.5)  # not a whole number of pixels
+    assert 'href="viewer/index.html"' in (folder / "report.html").read_text()

@@ -73,6 +73,21 @@ def test_bags_tiles_and_attention_of_the_pooled_run(mil_run):
     assert 0 <= m["test/attention_roc_auc_ci_low"] <= m["test/attention_roc_auc"] <= m["test/attention_roc_auc_ci_high"]
     assert m["test/ci_clusters"] == 4 and 0 <= m["test/roc_auc"] <= 1
     assert {f"test_attention_{p}.png" for p in PATIENTS} <= {f.name for f in mil_run.iterdir()}
+    # QuPath: each patient's tiles as detections with attention and the tile scores as measurements
+    from tests.inference.test_slide_inference import validate_qupath
+
+    doc = json.loads((mil_run / "test_qupath" / "8916.geojson").read_text())
+    validate_qupath(doc)
+    mine = tiles[tiles["slide"].astype(str) == "8916"]
+    assert len(doc["features"]) == len(mine)
+    m = doc["features"][0]["properties"]["measurements"]
+    assert set(m) == {"attention", "attention_rel", "tile_label", "p_tile_no IDC", "p_tile_IDC"}
+    ring = doc["features"][0]["geometry"]["coordinates"][0]
+    assert ring[0] == [float(mine["x"].iloc[0]), float(mine["y"].iloc[0])] and ring[2][0] - ring[0][0] == 50
+    # a zoomable viewer of every patient's mosaic, linked from the report; none in the folds
+    assert all((mil_run / "test_viewers" / p / "index.html").is_file() for p in PATIENTS)
+    assert 'href="test_viewers/8916/index.html"' in (mil_run / "report.html").read_text()
+    assert not (mil_run / "folds" / "fold1" / "test_viewers").exists()
 
 
 def test_a_rerun_repeats_the_numbers_and_reuses_the_cache(mil_run, tree, extractor, tmp_path):

@@ -64,14 +64,15 @@ def check_patch_run(predictor: Predictor) -> None:
 def infer_slide(predictor: Predictor, path: str | Path, out_dir: str | Path, tile_mpp: float | None,
                 min_tissue: float = 0.5, slide_mpp: float | None = None, top_k: int = 10,
                 threshold: float = 0.5, pen: bool = False,
-                progress: Callable[[int, int], None] | None = None, override_mpp: bool = False
-                ) -> tuple[Path, dict | None]:
+                progress: Callable[[int, int], None] | None = None, override_mpp: bool = False,
+                viewer: bool = False) -> tuple[Path, dict | None]:
     """Run an image run (``predictor``: :func:`biodl.load`, loaded once for all slides) over one
     slide, tiling at ``tile_mpp`` um/px (default: the run's ``data.mpp``), block by block (memory
     does not grow with the slide); each block is read as the run reads images (its stain
     normalisation, its channels). ``slide_mpp``: the resolution of a slide that records none
     (``override_mpp``: of every slide). Returns (the slide's folder, its scores; None when the
-    same run and settings did it before and it was skipped)."""
+    same run and settings did it before and it was skipped). ``viewer``: also a zoomable viewer of
+    the slide with the tiles' heat map (``viewer/index.html``, see :mod:`biodl.report.viewer`)."""
     from PIL import Image
 
     from ..report.qupath import write_geojson
@@ -120,6 +121,10 @@ def infer_slide(predictor: Predictor, path: str | Path, out_dir: str | Path, til
             staging / "heatmap.png")
         Image.fromarray(mask_overlay(tissue.thumb, tissue.mask)).save(staging / "mask.png")
         atomic_write_json(staging / "slide.json", {**scores, "settings": settings})
+        if viewer:
+            from ..report.viewer import write_viewer
+
+            write_viewer(path, staging / "viewer", heatmap=staging, mpp=slide_mpp)
         write_slide_report(staging, scores, top_rows, top_images)
     return final, scores
 
@@ -155,6 +160,9 @@ def write_slide_report(folder: Path, scores: dict, top_rows, top_images: np.ndar
             h.figure(folder / "mask.png", "the tissue mask the tiles were chosen on"))),
         h.Section("tiles", f"Tiles rated most {positive}", h.row(*gallery) if gallery else h.para("no tissue tiles")),
     ]
+    if (folder / "viewer" / "index.html").is_file():
+        sections.insert(2, h.Section("viewer", "Zoomable viewer", h.link("viewer/index.html", "open the slide with the "
+                                     "heat map as a layer (works offline)")))
     (folder / "report.html").write_text(h.page(f"Slide {Path(scores['slide']).name}",
                                                "biodl wsi infer: a patch classifier over every tissue tile", sections))
 

@@ -97,6 +97,11 @@ def key_values(pairs: list[tuple[str, object]]) -> str:
     return f"<table><tbody>{rows}</tbody></table>"
 
 
+def link(href: str, text: str) -> str:
+    """A paragraph holding a link to a file of the run (a relative path)."""
+    return f'<p><a href="{esc(href)}">{esc(text)}</a></p>'
+
+
 def para(text: str, cls: str = "") -> str:
     return f'<p class="{cls}">{esc(text)}</p>' if cls else f"<p>{esc(text)}</p>"
 

@@ -2,13 +2,14 @@
 its class the prediction, its numbers (probabilities, entropy, mutual information, attention)
 as measurements, so QuPath's measurement maps colour the slide by them.
 
-The format is QuPath 0.4's GeoJSON import: a ``FeatureCollection`` of ``Feature`` s whose
-``properties`` hold ``objectType: "detection"``, ``classification: {name, color}`` and
-``measurements`` (an object of name -> number).
+The format is QuPath 0.4's GeoJSON import: a ``FeatureCollection`` of ``Feature`` s, each with a
+UUID ``id`` (QuPath keeps it; another id it drops), whose ``properties`` hold ``objectType:
+"detection"``, ``classification: {name, color}`` and ``measurements`` (an object of name -> number).
 """
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,9 @@ import pandas as pd
 from ..io import atomic_write_text, json_text
 
 __all__ = ["tiles_geojson", "write_geojson", "COLOURS"]
+
+#: the namespace of the tiles' UUIDs (a tile's id depends on its place in the table, position and side only)
+TILES = uuid.UUID("6f1c0c9e-3b1f-5d2a-9a57-2f0e4b1d7c11")
 
 #: classification colours (RGB) by class index, as QuPath shows them
 COLOURS = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (255, 127, 14), (148, 103, 189), (140, 86, 75)]
@@ -42,8 +46,8 @@ def tiles_geojson(tiles: pd.DataFrame, side: float, classes: list[str] | None = 
             name = predicted[i]
             k = classes.index(name) if name in classes else 0
             props["classification"] = {"name": name, "color": list(COLOURS[k % len(COLOURS)])}
-        features.append({"type": "Feature", "id": f"tile-{i}", "geometry": {"type": "Polygon", "coordinates": [ring]},
-                         "properties": props})
+        features.append({"type": "Feature", "id": str(uuid.uuid5(TILES, f"{i}:{x}:{y}:{side}")),
+                         "geometry": {"type": "Polygon", "coordinates": [ring]}, "properties": props})
     return {"type": "FeatureCollection", "features": features}
 
 

@@ -229,7 +229,8 @@ def _examples(run_dir: Path, shown: set[str]) -> list[h.Section]:
 
 def _layout(run_dir: Path, shown: set[str]) -> list[h.Section]:
     """A study's sections from ``report.json`` (``{"sections": [{"title", "text", "items"}]}``;
-    an item is a PNG or a table stem with ``.md`` and ``.csv``); without it, the PNGs not shown yet."""
+    an item is a PNG, a table stem with ``.md`` and ``.csv``, or an HTML page of the run, linked);
+    without it, the PNGs not shown yet."""
     path = run_dir / runs.LAYOUT
     if path.is_file():
         spec = runs.read_validated(path, ReportLayout)
@@ -267,6 +268,8 @@ class ReportLayout(BaseModel):
 
 def _item(run_dir: Path, item: str) -> str:
     path = run_dir / item
+    if path.suffix == ".html":  # e.g. a slide viewer in the run
+        return h.link(item, f"viewer: {path.parent.name}") if path.is_file() else ""
     if path.suffix == ".png":
         return h.figure(path, path.stem.replace("_", " ")) if path.is_file() else ""
     if path.suffix == ".md":

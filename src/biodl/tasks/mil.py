@@ -97,7 +97,8 @@ def train(config: MilRunConfig, out: str | Path | None = None, resume: bool = Fa
                              [lay.ids[i] for i in val], groups[val])
         metrics.update(trust(run_dir, config, lay.classes, False, (lay.labels[val], val_prob),
                              (lay.labels[parts["test"]], prob), groups[parts["test"]]))
-        scores, sections = tile_report(trainer.module, lay, feats, parts["test"], "test", run_dir, config.n_boot)
+        scores, sections = tile_report(trainer.module, lay, feats, parts["test"], "test", run_dir, config.n_boot,
+                                       prov.mpp if config.data.fold is None else None)  # a fold's: its parent's
         metrics.update(scores)
     write_results(run_dir, metrics, manifest, layout={"sections": sections}, watch=watch)
     return Run(run_dir, metrics, trainer)
@@ -118,7 +119,13 @@ def _train_folds(config: MilRunConfig, lay: md.BagLayout, out, resume: bool, wat
              "patients": sorted(set(groups.tolist()))}
     return train_folds(config, out, resume, resolve_device(config.trainer.device), train, multiclass_scores,
                        lay.classes, _pre(config, lay, folds=config.data.folds), extra, None, watch,
-                       ("bags", "patients"), more=lambda run_dir: pool_tiles(run_dir, config))
+                       ("bags", "patients"), more=lambda run_dir: pool_tiles(run_dir, config, _fold_mpp(run_dir)))
+
+
+def _fold_mpp(run_dir: Path) -> float | None:
+    """The resolution of the first fold's features (every fold reads tiles at its extractor's)."""
+    pre = runs.read_json(runs.fold_dir(run_dir, 0) / runs.PREPROCESS)
+    return (pre.get("provenance") or {}).get("mpp")
 
 
 def _report(samples: np.ndarray, lay: md.BagLayout, rows: np.ndarray, n_boot: int, prefix: str,

@@ -138,19 +138,20 @@ def write_maps(out_dir: Path, tiles: pd.DataFrame, lay: BagLayout | None, prefix
 
 
 def tile_report(module: torch.nn.Module, lay: BagLayout, feats: list[np.ndarray], rows: np.ndarray, prefix: str,
-                out_dir: Path, n_boot: int) -> tuple[dict[str, float], list[dict[str, Any]]]:
+                out_dir: Path, n_boot: int, mpp: float | None = None) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """``<prefix>_tiles.csv``, the attention metrics and the heat maps of the bags ``rows``
-    (rank 0 writes); -> (metrics, report sections)."""
+    (rank 0 writes; with the tiles' ``mpp``, a zoomable viewer of each patient's mosaic);
+    -> (metrics, report sections)."""
     tiles = tile_outputs(module, lay, feats, rows)
     if tiles is None or not is_main_process():
         return {}, []
     atomic_write(out_dir / f"{prefix}_tiles.csv", lambda f: tiles.to_csv(f, index=False))
     metrics = attention_scores(tiles, prefix, n_boot, lay.classes[-1])
-    return metrics, _sections(out_dir, tiles, metrics, lay, prefix)
+    return metrics, _sections(out_dir, tiles, metrics, lay, prefix, mpp)
 
 
 def _sections(out_dir: Path, tiles: pd.DataFrame, metrics: dict[str, float], lay: BagLayout | None,
-              prefix: str) -> list[dict[str, Any]]:
+              prefix: str, mpp: float | None = None) -> list[dict[str, Any]]:
     rows = [{"measure": what, "value": metrics.get(f"{prefix}/{key}"), "95% CI (patients)":
              f"[{metrics[f'{prefix}/{key}_ci_low']:.3f}, {metrics[f'{prefix}/{key}_ci_high']:.3f}]"
              if metrics.get(f"{prefix}/{key}_ci_low") is not None else ""}
@@ -163,7 +164,28 @@ def _sections(out_dir: Path, tiles: pd.DataFrame, metrics: dict[str, float], lay
     items += write_maps(out_dir, tiles, lay, prefix, lay.classes[-1] if lay else config_positive(tiles))
     if "x" in tiles and lay is not None:
         write_qupath(out_dir / f"{prefix}_qupath", tiles, lay.tile)
+        if mpp is not None and lay.tiles is not None:
+            items += write_viewers(out_dir / f"{prefix}_viewers", tiles, lay, mpp)
     return [{"title": "Attention", "text": MAP_TEXT, "items": items}] if items else []
+
+
+def write_viewers(folder: Path, tiles: pd.DataFrame, lay: BagLayout, mpp: float) -> list[str]:
+    """``<folder>/<slide>/index.html`` per slide of a tree's tiles table: the mosaic in the zoomable
+    viewer, each tile's probability as the heat map, attention in the click readout. Returns the
+    pages (relative to ``folder``'s parent)."""
+    from ..io import atomic_folder
+    from ..report.viewer import write_viewer
+
+    pages = []
+    with atomic_folder(folder, exists="replace") as tmp:
+        tiles.to_csv(tmp / "tiles.csv", index=False)
+        for slide in sorted(tiles["slide"].astype(str).unique()):
+            t = lay.tiles[lay.slides.index(slide)]
+            source = t.files[0].parent.parent if t.files[0].parent.name.isdigit() else t.files[0].parent
+            name = re.sub(r"[^A-Za-z0-9_.-]", "_", slide)
+            write_viewer(source, tmp / name, heatmap=tmp / "tiles.csv", mpp=mpp)
+            pages.append(f"{folder.name}/{name}/index.html")
+    return pages
 
 
 def write_qupath(folder: Path, tiles: pd.DataFrame, side: int) -> None:
@@ -180,7 +202,8 @@ def write_qupath(folder: Path, tiles: pd.DataFrame, side: int) -> None:
             write_geojson(tmp / f"{name}.geojson", part[[c for c in keep if c in part]].reset_index(drop=True), side)
 
 
-def pool_tiles(run_dir: Path, config: BaseModel) -> tuple[dict[str, float], list[dict[str, Any]]]:
+def pool_tiles(run_dir: Path, config: BaseModel, mpp: float | None = None
+               ) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """A k-fold parent: its folds' test tiles in one ``test_tiles.csv`` (with each tile's fold),
     the pooled attention metrics and the maps of every patient, each by the fold that tested it."""
     from .mil_data import layout
@@ -196,7 +219,7 @@ def pool_tiles(run_dir: Path, config: BaseModel) -> tuple[dict[str, float], list
     atomic_write(run_dir / "test_tiles.csv", lambda f: tiles.to_csv(f, index=False))
     metrics = attention_scores(tiles, "test", config.n_boot, config_positive(tiles))
     lay = layout(config) if "x" in tiles else None
-    return metrics, _sections(run_dir, tiles, metrics, lay, "test")
+    return metrics, _sections(run_dir, tiles, metrics, lay, "test", mpp)
 
 
 def config_positive(tiles: pd.DataFrame) -> str:
