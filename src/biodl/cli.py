@@ -547,32 +547,62 @@ def wsi_infer(
 
 @wsi_app.command("features")
 def wsi_features(
-    run_dir: Path = typer.Argument(..., help="an image run of one network: its penultimate layer makes the features"),
-    folders: list[Path] = typer.Argument(..., help="one folder of tile images per slide or patient (names carry "
-                                         "_x<X>_y<Y>, the tile's level-0 position, as Kaggle IDC's)"),
+    extractor: str = typer.Argument(..., help="an image run of one network (its penultimate layer makes the "
+                                    "features), or torchvision:NAME (e.g. torchvision:resnet50) with --weights"),
+    sources: list[Path] = typer.Argument(..., help="slide files (cut into tissue tiles at the extractor's resolution "
+                                         "and tile size), or one folder of tile images per slide or patient (names "
+                                         "carrying _x<X>_y<Y>, the tile's level-0 position, as Kaggle IDC's)"),
     cache: Path = typer.Option(..., "--cache", help="the feature cache folder (one extractor per folder)"),
     shard_spec: Optional[str] = typer.Option(None, "--shard", help="I/N: only every N-th slide from the I-th"),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="torchvision:NAME: the local weights file (.pth "
+                                           "or .safetensors; nothing is downloaded)"),
+    tile_mpp: Optional[float] = typer.Option(None, "--tile-mpp", help="torchvision:NAME: micrometres per pixel of "
+                                             "the tiles cut from slides"),
+    size: int = typer.Option(224, "--size", help="torchvision:NAME: the tiles' side in pixels"),
+    mpp: Optional[float] = typer.Option(None, "--mpp", help="micrometres per level-0 pixel of slides whose files do "
+                                        "not record it"),
+    min_tissue: float = typer.Option(0.5, "--min-tissue", min=0.0, max=1.0, help="slides: tiles with less tissue "
+                                     "are left out"),
 ) -> None:
     """Tile features of every slide into a cache, with their positions and provenance; slides done
     before (same tiles, same extractor) are skipped, so a killed run resumes."""
+    from .data.features import FeatureCache, SlideTiles, TileFiles, extract
     from .data.folders import EXTENSIONS
-    from .data.features import FeatureCache, extract
-    from .tasks.features import run_extractor
+    from .data.tiles import shard
+    from .data.wsi import check_mpp
     from .progress import progress_bar
     from .tasks.common import image_files
 
-    names = [f.name for f in folders]
+    names = [f.stem if f.is_file() else f.name for f in sources]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
-        raise BiodlError(folders[0], f"two slides are named {twice[0]!r}: slide folders need distinct names")
-    slides = {f.name: image_files(f, EXTENSIONS) for f in folders}
-    extractor, provenance = run_extractor(run_dir)
-    store = FeatureCache(cache, provenance)
-    from .data.tiles import shard
+        raise BiodlError(sources[0], f"two slides are named {twice[0]!r}: slides need distinct names")
+    if mpp is not None:
+        check_mpp(mpp, "--mpp")
+    if extractor.startswith("torchvision:"):
+        from .tasks.features import torchvision_extractor
 
+        if weights is None:
+            raise BiodlError("--weights", f"{extractor} needs its weights file (biodl never downloads weights)")
+        fn, provenance = torchvision_extractor(extractor.split(":", 1)[1], weights, size,
+                                               check_mpp(tile_mpp, "--tile-mpp") if tile_mpp is not None else None)
+    else:
+        from .tasks.features import run_extractor
+
+        if weights is not None or tile_mpp is not None:
+            raise BiodlError("--weights" if weights is not None else "--tile-mpp", "belongs to a torchvision:NAME "
+                             "extractor; an image run brings its own weights and resolution")
+        fn, provenance = run_extractor(extractor)
+    files = [f for f in sources if f.is_file()]
+    if files and provenance.mpp is None:
+        raise BiodlError(files[0], "a slide is cut at the extractor's resolution, which it does not record: give "
+                                   "--tile-mpp (torchvision) or use a run trained with data.mpp")
+    slides = {n: SlideTiles(f, provenance.size, provenance.mpp, min_tissue, mpp) if f.is_file()
+              else TileFiles(image_files(f, EXTENSIONS)) for n, f in zip(names, sources, strict=True)}
+    store = FeatureCache(cache, provenance)
     with progress_bar() as bar:
         task = bar.add_task("slides", total=len(shard([Path(s) for s in slides], shard_spec)))
-        report = extract(slides, extractor, store, shard_spec, progress=lambda: bar.advance(task))
+        report = extract(slides, fn, store, shard_spec, progress=lambda: bar.advance(task))
     typer.echo(f"{report['done']} slides extracted, {report['skipped']} done before -> {cache} "
                f"({provenance.dim} features a tile)")
 

@@ -104,3 +104,61 @@ def test_the_command_extracts_resumes_and_refuses_another_extractor(extractor, t
     twin.mkdir(parents=True)
     assert_one_line_error(cli("wsi", "features", run, patients[0], twin, "--cache", tmp_path / "c2"),
                           "two slides are named")
+
+
+SVS = embedded_path("cmu1-small-region")  # 2220 x 2967 px at 0.499 um/px
+
+
+def test_a_slide_file_is_cut_at_the_extractors_resolution(idc_patches, tmp_path, cli):
+    """The 2-fold IDC patch model's first fold reads 24 px tiles at 4 um/px: on the SVS slide
+    (0.499 um/px) a tile is ~192 level-0 px; the features stream block by block into one entry."""
+    import json
+
+    from tests.conftest import assert_one_line_error
+
+    fold = idc_patches / "folds" / "fold1"
+    r = cli("wsi", "features", fold, SVS, "--cache", tmp_path / "cache")
+    assert r.code == 0, r.err
+    (entry,) = [p for p in (tmp_path / "cache").iterdir() if p.is_dir()]
+    meta = json.loads((entry / "meta.json").read_text())
+    assert meta["slide"] == SVS.stem and meta["tiling"]["mpp"] == 4.0 and meta["tiling"]["size"] == 24
+    feats, coords = FeatureCache(tmp_path / "cache", run_extractor(fold)[1]).read(entry.name)
+    step = 24 * 4.0 / 0.499
+    assert len(feats) == meta["tiles"] > 10 and (coords >= 0).all()
+    assert (coords[:, 0] < 2220).all() and (coords[:, 1] < 2967).all()
+    assert np.allclose(np.round(coords / step), coords / step, atol=0.02)  # on the tile grid
+    r = cli("wsi", "features", fold, SVS, "--cache", tmp_path / "cache", "--min-tissue", "0.9")
+    assert r.code == 0 and "1 slides extracted" in r.out  # another tissue threshold: another entry
+    blank = tmp_path / "blank.png"
+    from PIL import Image
+
+    Image.new("RGB", (400, 400), "white").save(blank)
+    assert_one_line_error(cli("wsi", "features", fold, blank, "--cache", tmp_path / "cache", "--mpp", "0.5"),
+                          "blank.png", "no tissue tile")
+    assert_one_line_error(cli("wsi", "features", fold, blank, "--cache", tmp_path / "cache"), "blank.png", "--mpp")
+    assert len([p for p in (tmp_path / "cache").iterdir() if p.is_dir()]) == 2  # nothing half written
+
+
+def test_a_torchvision_architecture_with_a_local_weights_file(tmp_path, cli):
+    import json
+
+    import torch
+    import torchvision
+
+    from tests.conftest import assert_one_line_error
+
+    torch.manual_seed(0)
+    weights = tmp_path / "resnet18.pth"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)
+    args = ["wsi", "features", "torchvision:resnet18", SVS, "--cache", tmp_path / "cache", "--size", "64",
+            "--tile-mpp", "8"]
+    assert_one_line_error(cli(*args), "--weights", "never downloads")
+    r = cli(*args, "--weights", weights)
+    assert r.code == 0, r.err
+    assert "(512 features a tile)" in r.out
+    prov = json.loads((tmp_path / "cache" / "provenance.json").read_text())
+    assert prov["extractor"].startswith("torchvision resnet18") and prov["mpp"] == 8 and prov["size"] == 64
+    bad = tmp_path / "other.pth"
+    torch.save(torchvision.models.resnet34(weights=None).state_dict(), bad)
+    assert_one_line_error(cli(*args[:-4], "--cache", tmp_path / "c2", "--weights", bad), "other.pth",
+                          "are not resnet18 weights")

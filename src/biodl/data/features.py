@@ -10,14 +10,18 @@ made them, and reused by every experiment that asks for the same.
   (a temporary folder renamed), so a killed extraction resumes at the first slide not done, and
   ``shard=(i, n)`` takes every n-th slide from the i-th: shards of one cohort write disjoint
   entries whose union is one run's.
-- **Memory** is one slide's tiles at a time (in batches), whatever the number of slides.
+- **Sources**: a slide already cut into tile files (:class:`TileFiles`, positions from the
+  names) or a whole-slide file cut into tissue tiles as it is read (:class:`SlideTiles`, at the
+  extractor's resolution and tile size; its tiling settings are part of the entry's key).
+- **Memory** is one block of tiles at a time, whatever the number or size of slides.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -25,7 +29,7 @@ from ..config import Strict
 from ..errors import DataError
 from ..io import atomic_folder, atomic_write_json, read_json, sha256_file
 
-__all__ = ["Provenance", "FeatureCache", "content_of", "extract"]
+__all__ = ["Provenance", "FeatureCache", "content_of", "TileFiles", "SlideTiles", "extract"]
 
 
 class Provenance(Strict):
@@ -65,14 +69,15 @@ class FeatureCache:
     def done(self, content: str) -> bool:
         return (self.entry(content) / "meta.json").is_file()
 
-    def write(self, content: str, slide: str, features: np.ndarray, coords: np.ndarray) -> None:
+    def write(self, content: str, slide: str, features: np.ndarray, coords: np.ndarray,
+              tiling: dict[str, Any] | None = None) -> None:
         from safetensors.numpy import save_file
 
         with atomic_folder(self.entry(content), exists="replace") as tmp:
             save_file({"features": np.ascontiguousarray(features, np.float32),
                        "coords": np.ascontiguousarray(coords, np.int64)}, str(tmp / "features.safetensors"))
             atomic_write_json(tmp / "meta.json", {"slide": slide, "tiles": int(len(features)),
-                                                  "provenance": self.provenance.key()})
+                                                  "provenance": self.provenance.key(), "tiling": tiling})
 
     def read(self, content: str) -> tuple[np.ndarray, np.ndarray]:
         """(features (N, D), coords (N, 2)) of a finished entry."""
@@ -99,32 +104,93 @@ def content_of(files: Sequence[Path]) -> str:
     return h.hexdigest()[:32]
 
 
-def extract(slides: dict[str, list[Path]], extractor: Callable[[list[Path]], np.ndarray], cache: FeatureCache,
-            shard: str | None = None, coordinates: Callable[[list[Path]], np.ndarray] | None = None,
-            progress: Callable[[], None] | None = None) -> dict[str, Any]:
-    """Features of every slide (id -> its tile files) of shard ``I/N`` (as ``biodl wsi infer
-    --shard``: every N-th slide id from the I-th; None: all) into ``cache``, skipping the
-    finished; ``coordinates(files)`` gives their (N, 2) level-0 positions (default: from the
-    names, IDC style); ``progress()`` is called after each slide. Returns {"done", "skipped",
-    "entries": slide -> content key}."""
-    from .mosaics import patch_positions
+class TileFiles:
+    """A slide (or patient mosaic) already cut into tile files; positions from ``coordinates(files)``
+    (default: the names, ``..._x<X>_y<Y>...``)."""
+
+    def __init__(self, files: Sequence[Path], coordinates: Callable[[list[Path]], np.ndarray] | None = None) -> None:
+        self.files = sorted(map(Path, files), key=lambda p: p.name)
+        self.coordinates = coordinates
+
+    def content(self) -> str:
+        return content_of(self.files)
+
+    def blocks(self, n: int = 512) -> Iterator[tuple[Any, np.ndarray]]:
+        """(tile files, their (n, 2) level-0 positions) a block at a time."""
+        from .mosaics import patch_positions
+
+        coords = self.coordinates(self.files) if self.coordinates else patch_positions([f.name for f in self.files])
+        if coords is None:
+            raise DataError(self.files[0], "a tile name without its position (..._x<X>_y<Y>...)")
+        for start in range(0, len(self.files), n):
+            yield self.files[start:start + n], coords[start:start + n]
+
+
+class SlideTiles:
+    """A whole-slide file cut into tissue tiles of ``size`` px at ``mpp`` um/px as it is read (a
+    block at a time: memory does not grow with the slide); ``slide_mpp``: the slide's resolution
+    where its file records none."""
+
+    def __init__(self, path: str | Path, size: int, mpp: float, min_tissue: float = 0.5,
+                 slide_mpp: float | None = None) -> None:
+        from .tiles import Tiling
+
+        self.path, self.slide_mpp = Path(path), slide_mpp
+        self.tiling = Tiling(mpp, size, 0, min_tissue)
+
+    def settings(self) -> dict[str, Any]:
+        return {**self.tiling.to_dict(), "slide_mpp": self.slide_mpp}
+
+    def content(self) -> str:
+        h = hashlib.sha256(bytes.fromhex(sha256_file(self.path)))
+        h.update(json.dumps(self.settings(), sort_keys=True).encode())
+        return h.hexdigest()[:32]
+
+    def blocks(self, n: int = 64) -> Iterator[tuple[Any, np.ndarray]]:
+        """((n, size, size, 3) uint8 tiles, their (n, 2) level-0 top-left positions) a block at a time."""
+        from .tiles import iter_tiles
+        from .wsi import open_slide
+
+        with open_slide(self.path, self.slide_mpp) as slide:
+            tiles, _, mpp = self.tiling.cut(slide)
+            if tiles.empty:
+                raise DataError(self.path, f"no tissue tile ({self.tiling.size} px at {mpp:g} um/px with at least "
+                                           f"{self.tiling.min_tissue:.0%} tissue): the slide makes no bag")
+            xy = tiles[["x", "y"]].to_numpy(np.int64)
+            start = 0
+            for block in iter_tiles(slide, tiles, self.tiling.size, mpp, chunk=n):
+                yield block, xy[start:start + len(block)]
+                start += len(block)
+
+
+def extract(slides: dict[str, Any], extractor: Callable[[Any], np.ndarray], cache: FeatureCache,
+            shard: str | None = None, progress: Callable[[], None] | None = None) -> dict[str, Any]:
+    """Features of every slide (id -> its :class:`TileFiles`, :class:`SlideTiles`, or a list of
+    tile files) of shard ``I/N`` (as ``biodl wsi infer --shard``: every N-th slide id from the I-th;
+    None: all) into ``cache``, skipping the finished; ``extractor(block)`` turns a block of tiles
+    (files, or uint8 pixels) into (n, D) features; ``progress()`` is called after each slide.
+    Returns {"done", "skipped", "entries": slide -> content key}."""
     from .tiles import shard as take
 
     mine = [str(p) for p in take([Path(s) for s in slides], shard)]
     done, skipped, entries = 0, 0, {}
     for slide in mine:
-        files = sorted(map(Path, slides[slide]), key=lambda p: p.name)
-        if not files:
-            raise DataError(slide, "has no tiles")
-        content = content_of(files)
+        source = slides[slide]
+        if not isinstance(source, (TileFiles, SlideTiles)):
+            if not source:
+                raise DataError(slide, "has no tiles")
+            source = TileFiles(source)
+        content = source.content()
         entries[slide] = content
         if cache.done(content):
             skipped += 1
         else:
-            coords = coordinates(files) if coordinates else patch_positions([f.name for f in files])
-            if coords is None:
-                raise DataError(files[0], "a tile name without its position (..._x<X>_y<Y>...)")
-            cache.write(content, slide, extractor(files), coords)
+            feats, coords = [], []
+            for block, xy in source.blocks():
+                feats.append(extractor(block))
+                coords.append(xy)
+            cache.write(content, slide, np.concatenate(feats), np.concatenate(coords),
+                        source.settings() if isinstance(source, SlideTiles) else None)
             done += 1
         if progress is not None:
             progress()
