@@ -25,7 +25,7 @@ __all__ = ["run_extractor", "torchvision_extractor", "IMAGENET_MEAN", "IMAGENET_
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-def run_extractor(run_dir: str | Path, batch: int = 256) -> tuple[Callable[[Any], np.ndarray], Provenance]:
+def run_extractor(run_dir: str | Path, batch: int = 64) -> tuple[Callable[[Any], np.ndarray], Provenance]:
     """(files -> (N, D) float32 features, provenance) from a single image run: its network's
     penultimate layer (on the CPU), each image read as ``biodl predict`` reads it (size,
     channels, stain). A k-fold or ensemble parent, or another task's run, is a ConfigError."""
@@ -47,7 +47,7 @@ def run_extractor(run_dir: str | Path, batch: int = 256) -> tuple[Callable[[Any]
         out = []
         for start in range(0, len(data), batch):
             idx = torch.arange(start, min(start + batch, len(data)))
-            out.append(head_inputs(module, data[idx][0].float().div(255)).numpy())
+            out.append(head_inputs(module, fixed(data[idx][0].float().div(255), batch))[: len(idx)].numpy())
         return np.concatenate(out).astype(np.float32)
 
     probe = torch.zeros(1, int(pre.in_chans), int(pre.size), int(pre.size))
@@ -98,9 +98,17 @@ def torchvision_extractor(name: str, weights: str | Path, size: int = 224, mpp: 
             x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True,
                                                 align_corners=False)
         x = (x - mean) / std
-        return torch.cat([model(x[i:i + batch]) for i in range(0, len(x), batch)]).numpy().astype(np.float32)
+        return torch.cat([model(fixed(x[i:i + batch], batch))[: len(x[i:i + batch])]
+                          for i in range(0, len(x), batch)]).numpy().astype(np.float32)
 
     dim = int(extract_block(np.zeros((1, size, size, 3), np.uint8)).shape[1])
     return extract_block, Provenance(extractor=f"torchvision {name}, before its last linear layer, ImageNet "
                                                "normalisation", weights_sha256=[sha256_file(weights)], size=size,
                                      mpp=mpp, stain=None, dim=dim)
+
+
+def fixed(x: torch.Tensor, n: int) -> torch.Tensor:
+    """``x`` (B <= n, ...) padded with zeros to n rows: every batch the network sees has one shape,
+    so the CPU backend's per-shape kernels and buffers are made once, and memory stays flat
+    however many slides (each ending in a batch of its own size) pass through."""
+    return x if len(x) == n else torch.cat([x, x.new_zeros((n - len(x), *x.shape[1:]))])
