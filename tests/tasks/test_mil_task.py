@@ -164,3 +164,17 @@ def test_a_slide_table_over_a_cache(tmp_path, cli):
     assert_one_line_error(cli("train", "--config", tmp_path / "s.yaml", "--out", tmp_path / "t"),
                           "not in the feature cache", "nowhere.svs")
     assert not (tmp_path / "t").exists()
+
+
+def test_predict_new_patients_with_one_folds_run(mil_run, tmp_path, cli):
+    other = tmp_path / "other"
+    shutil.copytree(IDC / "9035", other / "9035")
+    r = cli("predict", mil_run / "folds" / "fold1", other, "--out", tmp_path / "p.csv")
+    assert r.code == 0, r.err
+    pred = pd.read_csv(tmp_path / "p.csv", dtype={"patient": str})
+    test = pd.read_csv(mil_run / "test_predictions.csv", dtype={"patient": str})
+    assert len(pred) == (test["patient"] == "9035").sum() and set(pred["patient"]) == {"9035"}
+    assert pred["bag"].str.match(r"9035/\d+").all() and np.allclose(pred[["p_no IDC", "p_IDC"]].sum(1), 1)
+    assert_one_line_error(cli("predict", mil_run, other, "--out", tmp_path / "q.csv"),
+                          "read features of their own extractors")
+    assert not (tmp_path / "q.csv").exists()

@@ -44,8 +44,11 @@ def run(out: str | Path | None = None, overrides: list[str] | None = None, data:
     from ..config import build_config
 
     root = Path(out) if out is not None else runs.default_run_dir(NAME)
+    overrides = list(overrides or [])
     if data is not None:
-        overrides = ["data.dataset=null", f"data.path={data}", *(overrides or [])]
+        overrides = ["data.dataset=null", f"data.path={data}", *overrides]
+    if not any(o.startswith("data.extractor=") for o in overrides):
+        overrides.append(f"data.extractor={root / 'patches'}")  # trained first, see _run
     config = build_config(CONFIG, overrides, where=f"study {NAME}")
     return _run(root, config, data)
 
@@ -77,16 +80,14 @@ def _run(root: Path, config, data: str | Path | None) -> Path:
     from . import histopathology
 
     root.mkdir(parents=True, exist_ok=True)
-    if config.data.extractor is None:
-        patches = root / "patches"
-        if not (patches / runs.METRICS).is_file():
-            if (patches / runs.CONFIG).is_file():
-                from . import resume_study
+    patches = root / "patches"
+    if Path(config.data.extractor).resolve() == patches.resolve() and not (patches / runs.METRICS).is_file():
+        if (patches / runs.CONFIG).is_file():
+            from . import resume_study
 
-                resume_study("histopathology", patches)
-            else:
-                histopathology.run(patches, [], data)
-        config = config.model_copy(update={"data": config.data.model_copy(update={"extractor": patches})})
+            resume_study("histopathology", patches)
+        else:
+            histopathology.run(patches, [], data)
     train = task_command("mil", "train")
     abmil = _part(train, config, root / "abmil")
     mean_model = config.model.model_copy(update={"args": {**config.model.args, "pooling": "mean"}})

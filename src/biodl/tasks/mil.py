@@ -66,7 +66,8 @@ def train(config: MilRunConfig, out: str | Path | None = None, resume: bool = Fa
         feats, prov, extractor = md.features(config, lay, progress=config.trainer.progress)
     k, dim = len(lay.classes), int(feats[0].shape[1])
     pre = _pre(config, lay, dim=dim, provenance=prov.model_dump(),
-               extractor=str(Path(extractor).resolve()) if extractor else None)
+               extractor=str(Path(extractor).resolve()) if extractor else None,
+               cache=str(md.cache_root(config).resolve()) if extractor else None)
     seed_everything(config.seed, config.deterministic)
     model = network(config, k, dim)
     weights = class_weights(lay.labels[parts["train"]], lay.classes, lay.where, "bags")
@@ -201,7 +202,8 @@ class MilEnd:
         from ..config import MilDataConfig
 
         config = MilRunConfig(data=MilDataConfig(path=Path(inputs), extractor=Path(pre.extractor), bags=pre.bags,
-                                                 window=pre.window, min_tiles=pre.min_tiles, split="holdout"))
+                                                 window=pre.window, min_tiles=pre.min_tiles, split="holdout",
+                                                 features=Path(pre.cache) if pre.cache else None))
         lay = md.layout(config, Path(inputs), list(pre.classes))
         feats = md.features(config, lay)[0]
         rows = np.arange(len(lay.labels))

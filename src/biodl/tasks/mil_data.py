@@ -51,6 +51,7 @@ class PreprocessFile(Strict):
     dim: int = Field(0, ge=0, description="features a tile (a k-fold parent: 0, its folds' own)")
     provenance: dict[str, Any] | None = None
     extractor: str | None = Field(None, description="the image run whose network makes the features")
+    cache: str | None = Field(None, description="the feature cache the run filled (new tiles' features go there)")
     folds: int | None = Field(None, ge=2)
 
 
