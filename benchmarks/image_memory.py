@@ -12,27 +12,14 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from _images import make_tree
+from _process import peak_rss_mb
 
-WRAP = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
-        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, r.returncode)")
 IMPORTS = "import biodl.cli, biodl.tasks.image, biodl.evaluation, torch, torchmetrics, sklearn.metrics"
-
-
-def peak_rss_mb(cmd: list[str]) -> tuple[float, float]:
-    """(peak RSS in MB, wall seconds) of ``cmd`` run as a child of a fresh process."""
-    t = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", WRAP, *cmd], capture_output=True, text=True, check=True)
-    kb, rc = out.stdout.split()[-2:]
-    if rc != "0":
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{out.stderr[-2000:]}")
-    return int(kb) / 1024, time.perf_counter() - t
 
 
 def main() -> None:
