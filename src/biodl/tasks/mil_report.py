@@ -161,7 +161,7 @@ def _sections(out_dir: Path, tiles: pd.DataFrame, metrics: dict[str, float], lay
     if rows:
         write_table(pd.DataFrame(rows), out_dir / f"{prefix}_attention", "Where attention goes")
         items.append(f"{prefix}_attention")
-    items += write_maps(out_dir, tiles, lay, prefix, lay.classes[-1] if lay else config_positive(tiles))
+    items += write_maps(out_dir, tiles, lay, prefix, lay.classes[-1] if lay else positive_class(tiles))
     if "x" in tiles and lay is not None:
         write_qupath(out_dir / f"{prefix}_qupath", tiles, lay.tile)
         if mpp is not None and lay.tiles is not None:
@@ -217,12 +217,12 @@ def pool_tiles(run_dir: Path, config: BaseModel, mpp: float | None = None
         return {}, []
     tiles = pd.concat(frames, ignore_index=True)
     atomic_write(run_dir / "test_tiles.csv", lambda f: tiles.to_csv(f, index=False))
-    metrics = attention_scores(tiles, "test", config.n_boot, config_positive(tiles))
+    metrics = attention_scores(tiles, "test", config.n_boot, positive_class(tiles))
     lay = layout(config) if "x" in tiles else None
     return metrics, _sections(run_dir, tiles, metrics, lay, "test", mpp)
 
 
-def config_positive(tiles: pd.DataFrame) -> str:
+def positive_class(tiles: pd.DataFrame) -> str:
     """The last class of a tiles table (its ``p_tile_`` columns): the positive one of two."""
     return [c[7:] for c in tiles.columns if c.startswith("p_tile_")][-1]
 
