@@ -149,6 +149,54 @@ def run(
     typer.echo(f"results: {run_dir}")
 
 
+TrackOpt = typer.Option(None, "--track", help="also log the run to an experiment tracker: mlflow (pip install "
+                        "'biodl[track]'); TensorBoard logs are always written")
+TrackUriOpt = typer.Option(None, "--track-uri", help="the MLflow tracking URI (default: sqlite:///RUN_DIR/mlflow.db)")
+
+
+def _check_track(track: Optional[str]) -> None:
+    if track is not None and track != "mlflow":
+        raise BiodlError("--track", f"unknown tracker {track!r}; known: mlflow")
+    if track is not None:
+        from .report.tracking import mlflow_client
+
+        mlflow_client(None)  # installed? (one line naming the extra, before any training)
+
+
+@app.command()
+def tune(
+    config: Optional[Path] = typer.Argument(None, help="a config YAML with a search: block (not needed to --resume)"),
+    out: Path = typer.Option(..., "--out", help="the search's folder: study.db, trials/, best.yaml, best/, default/"),
+    trials: Optional[int] = typer.Option(None, "--trials", min=1, help="trials in all (default 20; with --resume: "
+                                         "the study's own, or a new total)"),
+    timeout: Optional[float] = typer.Option(None, "--timeout", min=1, help="start no trial after this many seconds"),
+    metric: Optional[str] = typer.Option(None, "--metric", help="the validation metric searched on (default: the "
+                                         "config's trainer.monitor)"),
+    resume: bool = typer.Option(False, "--resume", help="continue the study in --out"),
+    track: Optional[str] = TrackOpt,
+    track_uri: Optional[str] = TrackUriOpt,
+) -> None:
+    """Search hyper-parameters on validation only (Optuna TPE, median pruning); then train the best
+    once, test it once beside the default, and report."""
+    from .tasks.tune import tune as run_tune
+
+    _check_track(track)
+    best = run_tune(config, trials, out, timeout, resume, metric)
+    if track:
+        from .report.tracking import log_search
+
+        typer.echo(f"tracked: MLflow run {log_search(out, track_uri)}")
+    typer.echo(f"best config: {out / 'best.yaml'}")
+    _print_metrics(runs_metrics(best), "test")
+    typer.echo(f"results: {best}")
+
+
+def runs_metrics(run_dir: Path) -> dict:
+    from . import runs
+
+    return runs.read_metrics(run_dir / runs.METRICS)
+
+
 @app.command()
 def train(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config file"),
@@ -161,8 +209,11 @@ def train(
     model: Optional[str] = typer.Option(None, "--model", help="model name (default: chosen by image size)"),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="number of epochs"),
     ensemble: Optional[int] = EnsembleOpt,
+    track: Optional[str] = TrackOpt,
+    track_uri: Optional[str] = TrackUriOpt,
 ) -> None:
     """Train a model from a config file (or straight from --data); --resume continues a run."""
+    _check_track(track)
     from .api import training_config
     from .tasks import task_command
 
@@ -182,7 +233,11 @@ def train(
         else:  # a k-fold parent
             typer.echo(f"trained {cfg.data.folds} folds (runs in folds/); test metrics pooled over their "
                        "out-of-fold predictions")
-        _print_metrics(result.metrics, "test")
+        _print_metrics(result.metrics, "val" if getattr(cfg, "trial", False) else "test")
+        if track:
+            from .report.tracking import log_run
+
+            typer.echo(f"tracked: MLflow run {log_run(result.run_dir, track_uri)}")
         typer.echo(f"results: {result.run_dir}")
 
 

@@ -143,6 +143,8 @@ class ClassificationRun(Strict):
     conformal: ConformalConfig = Field(default_factory=ConformalConfig)
     ensemble: int = Field(1, ge=1, le=50, description="members of a deep ensemble (seeds seed, seed + 1, ...; each a "
                                                       "run in RUN_DIR/members/); 1: one model")
+    trial: bool = Field(False, description="a tuning trial (biodl tune sets it): trained and scored on validation "
+                                           "only; the test split is never read")
 
 
 class TabularRunConfig(ClassificationRun):

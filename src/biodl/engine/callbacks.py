@@ -11,8 +11,10 @@ from __future__ import annotations
 import csv
 import io
 import math
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Iterator, Protocol
 
 from ..errors import ConfigError
 from ..io import atomic_write_text
@@ -24,8 +26,27 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "Trainer", "Callback", "Monitor", "EarlyStopping", "BestCheckpoint", "CSVLogger", "TensorBoardLogger",
-    "ProgressBar", "UnfreezeBackbone", "STUCK", "warn_if_stuck",
+    "ProgressBar", "UnfreezeBackbone", "STUCK", "warn_if_stuck", "with_callbacks", "added_callbacks",
 ]
+
+#: callbacks every trainer built for a run adds, while a :func:`with_callbacks` block lasts
+_ADDED: ContextVar[tuple["Callback", ...]] = ContextVar("biodl_added_callbacks", default=())
+
+
+@contextmanager
+def with_callbacks(*callbacks: "Callback") -> Iterator[None]:
+    """Give ``callbacks`` to every run trained in this block (e.g. a tuning trial's pruner), on
+    top of those its config asks for; the run's code need not know."""
+    token = _ADDED.set(_ADDED.get() + callbacks)
+    try:
+        yield
+    finally:
+        _ADDED.reset(token)
+
+
+def added_callbacks() -> tuple["Callback", ...]:
+    """The callbacks of the enclosing :func:`with_callbacks` blocks."""
+    return _ADDED.get()
 
 
 class Trainer(Protocol):

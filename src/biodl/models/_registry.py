@@ -12,7 +12,7 @@ from torch import nn
 
 from ..errors import ConfigError
 
-__all__ = ["register_model", "list_models", "create_model"]
+__all__ = ["register_model", "list_models", "check_args", "create_model"]
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 
@@ -30,6 +30,20 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
 def list_models() -> list[str]:
     """The registered model names, sorted."""
     return sorted(_REGISTRY)
+
+
+def check_args(name: str, kwargs: dict[str, Any]) -> None:
+    """A ConfigError for any argument the registered model ``name``'s constructor does not take
+    (naming the closest valid one)."""
+    params = inspect.signature(_REGISTRY[name]).parameters
+    for key in kwargs:
+        if key not in params:
+            valid = list(params)
+            close = difflib.get_close_matches(key, valid, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise ConfigError(
+                f"model.args.{key}", f"'{name}' takes no argument '{key}'; {hint}valid: {', '.join(valid)}"
+            )
 
 
 def create_model(name: str, **kwargs: Any) -> nn.Module:
@@ -56,15 +70,7 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
         hint = f"did you mean '{close[0]}'? " if close else ""
         raise ConfigError("model.name", f"unknown model '{name}'; {hint}available: {', '.join(list_models())}")
     fn = _REGISTRY[name]
-    params = inspect.signature(fn).parameters
-    for key in kwargs:
-        if key not in params:
-            valid = list(params)
-            close = difflib.get_close_matches(key, valid, n=1)
-            hint = f"did you mean '{close[0]}'? " if close else ""
-            raise ConfigError(
-                f"model.args.{key}", f"'{name}' takes no argument '{key}'; {hint}valid: {', '.join(valid)}"
-            )
+    check_args(name, kwargs)
     try:
         return fn(**kwargs)
     except (TypeError, ValueError) as exc:

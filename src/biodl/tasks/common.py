@@ -18,6 +18,7 @@ from .. import runs
 from ..config import config_dict, config_hash
 from ..data.folders import image_paths
 from ..engine import BestCheckpoint, CSVLogger, EarlyStopping, ProgressBar, TensorBoardLogger, Trainer
+from ..engine.callbacks import added_callbacks
 from ..engine.checkpoint import load_model_weights, model_state
 from ..engine.inferer import dropout_layers
 from ..engine.distributed import barrier, init_distributed, is_distributed, is_main_process
@@ -140,13 +141,15 @@ def callbacks(config: BaseModel, run_dir: Path, show: tuple[str, ...] | None = N
 
 
 def finish_run(trainer: Trainer, run_dir: Path, val, test) -> dict[str, float]:
-    """Reload the best epoch's weights and evaluate validation and test; the caller adds what
-    else it reports (e.g. CIs) and then calls :func:`write_results`."""
+    """Reload the best epoch's weights and evaluate validation and test (None: a tuning trial,
+    validation only); the caller adds what else it reports (e.g. CIs) and then calls
+    :func:`write_results`."""
     barrier()
     best = run_dir / runs.CHECKPOINTS / "best"
     if best.with_suffix(".json").exists():
         load_model_weights(trainer.module, model_state(best), best.with_suffix(".safetensors"))
-    metrics = {**trainer.evaluate(val, prefix="val"), **trainer.evaluate(test, prefix="test")}
+    metrics = {**trainer.evaluate(val, prefix="val"),
+               **(trainer.evaluate(test, prefix="test") if test is not None else {})}
     best_cb = next((c for c in trainer.callbacks if isinstance(c, BestCheckpoint)), None)
     metrics["best_epoch"] = float(best_cb.best_epoch or trainer.epoch) if best_cb else float(trainer.epoch)
     metrics["epochs_trained"] = float(trainer.epoch)
@@ -231,7 +234,7 @@ def make_trainer(config: BaseModel, model: torch.nn.Module, loss, metrics, postp
         metrics=metrics, postprocess=postprocess, max_epochs=t.epochs, batch_size=config.data.batch_size,
         num_workers=config.data.num_workers, seed=config.seed, device=device, precision=t.precision,
         compile=t.compile and train, grad_clip=t.grad_clip, scheduler_monitor=t.monitor,
-        callbacks=[*callbacks(config, run_dir, show), *extra_callbacks] if writing else [],
+        callbacks=[*callbacks(config, run_dir, show), *extra_callbacks, *added_callbacks()] if writing else [],
         checkpoint_dir=run_dir / runs.CHECKPOINTS if writing else None,
         checkpoint_every_steps=t.checkpoint_every_steps, config_hash=config_hash(config),
         batch_transform=batch_transform, eval_forward=eval_forward, mc_dropout=passes,

@@ -27,7 +27,7 @@ from ..engine import Trainer
 from ..engine.distributed import is_main_process
 from ..engine.inferer import Inferer
 from ..engine.trainer import resolve_device
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..evaluation import binary_metrics, binary_prob_scores
 from ..io import sha256_file
 from ..models import create_model
@@ -107,6 +107,10 @@ def train(config: TabularRunConfig, out: str | Path | None = None, resume: bool 
     path = data_path(config)
     x, y, features = load_table(path, d.target, d.features, d.drop, d.binary)
     split = _split(config, y, path)
+    if config.trial:  # a tuning trial: the test rows are never touched
+        split = {k: v for k, v in split.items() if k != "test"}
+        if config.ensemble > 1:
+            raise ConfigError("trial", "a tuning trial trains one model (ensemble: 1)")
     train_rows = split["train"]
     pre = TabularPreprocessor.fit(x[train_rows], features, [c for c in d.binary if c in features], d.target,
                                   d.standardize, y[train_rows] if config.trainer.class_weights else None)
@@ -124,6 +128,11 @@ def train(config: TabularRunConfig, out: str | Path | None = None, resume: bool 
     watch = Stopwatch()
     with watch("train"):
         trainer.fit(data["train"], data["val"], resume=resume)
+    if config.trial:
+        with watch("evaluate"):
+            metrics = finish_run(trainer, run_dir, data["val"], None)
+        write_results(run_dir, metrics, manifest, watch=watch)
+        return Run(run_dir, metrics, trainer)
     with watch("evaluate"):
         metrics = finish_run(trainer, run_dir, data["val"], data["test"])
         names = classes(d.target)
