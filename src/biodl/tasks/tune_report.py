@@ -88,7 +88,9 @@ def finish(study, raw: dict[str, Any], space: list[Param], s: dict[str, Any], ou
     max_epochs = int(build_config(raw, [], where=s["source"]).trainer.epochs)
     table = trials_table(study, space, max_epochs)
     write_table(table, out / "trials", f"Trials ({s['metric']} on validation; pruned: the last value reported)")
-    write_table(table, best / "tuning_trials", f"Trials ({s['metric']} on validation; pruned: its last report)")
+    shown = table.assign(**{p.key: table[p.key].map(lambda v: f"{v:.3g}" if isinstance(v, float) else v)
+                            for p in space if p.kind != "choice"})  # 1e-4 is not 0.000
+    write_table(shown, best / "tuning_trials", f"Trials ({s['metric']} on validation; pruned: its last report)")
     history_figure(table, s["metric"], s["mode"], best / "tuning_history.png")
     items = ["tuning_history.png"]
     importance = _importances(study)
@@ -108,14 +110,17 @@ def finish(study, raw: dict[str, Any], space: list[Param], s: dict[str, Any], ou
     pruned = table[table["state"] == "pruned"]
     summary = {"trials": int(len(table)), "complete": int((table["state"] == "complete").sum()),
                "pruned": int(len(pruned)), "epochs_trained": epochs, "epoch_budget": int(len(table) * max_epochs),
-               "epochs_cut_by_pruning": int((max_epochs - pruned["epochs"]).sum()), "metric": s["metric"],
+               # a pruned trial would have run about as long as the complete ones did (early stopping included)
+               "epochs_saved_by_pruning": int(np.clip(table.loc[table["state"] == "complete", "epochs"].median()
+                                                      - pruned["epochs"], 0, None).sum()), "metric": s["metric"],
                "best_trial": int(study.best_trial.number), "best_value": float(study.best_value),
                "best": values, "seconds": {k: float(np.round(v, 1)) for k, v in _seconds(out).items()}}
     atomic_write_json(out / "summary.json", summary)
     text = (f"{summary['trials']} trials ({summary['pruned']} pruned by the median rule), searched on "
             f"{s['metric']} of the validation split only; {epochs} of a budget of {summary['epoch_budget']} "
-            f"epochs were trained (early stopping and pruning). The best trial (#{summary['best_trial']}) was "
-            "retrained as this run and tested once.")
+            f"epochs were trained (early stopping and pruning; pruning alone saved about "
+            f"{summary['epochs_saved_by_pruning']}, had each pruned trial run as long as the median complete one). "
+            f"The best trial (#{summary['best_trial']}) was retrained as this run and tested once.")
     layout = runs.read_json(best / runs.LAYOUT) if (best / runs.LAYOUT).is_file() else {"sections": []}
     layout["sections"] = [x for x in layout.get("sections", []) if x.get("title") != "Tuning"]
     layout["sections"].insert(0, {"title": "Tuning", "text": text, "items": items})
