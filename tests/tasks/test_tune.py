@@ -171,3 +171,32 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, cli, search):
     assert_one_line_error(cli("tune", _config(tmp_path), "--out", tmp_path / "b", "--metric", "test/mcc"),
                           "validation only")
     assert not (tmp_path / "b").exists() and not list((tmp_path / "empty").iterdir())
+
+
+def test_a_hard_kill_leaves_a_running_trial_that_resume_runs_again(search, tmp_path, cli):
+    """SIGKILL in the fifth trial (the study keeps it as running): resume re-runs it and goes on."""
+    import subprocess
+    import sys
+
+    script = (
+        "import os, signal, sys\n"
+        "import biodl.tasks.tabular as tabular\n"
+        "from biodl.tasks.tune import tune\n"
+        "real = tabular.train\n"
+        "def dying(config, out=None, resume=False):\n"
+        "    if config.name.endswith('trial004'):\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    return real(config, out, resume)\n"
+        "tabular.train = dying\n"
+        f"tune({str(_config(tmp_path))!r}, 8, {str(tmp_path / 'out')!r}, progress=False)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == -9, done.stderr[-2000:]
+    import optuna
+
+    study = optuna.load_study(study_name="biodl", storage=f"sqlite:///{tmp_path / 'out' / 'study.db'}")
+    assert [t.state.name for t in study.trials][-1] == "RUNNING"
+    r = cli("tune", "--resume", "--out", tmp_path / "out")
+    assert r.code == 0, r.err
+    out_ref, _ = search
+    resumed, ref = (pd.read_csv(d / "trials.csv") for d in (tmp_path / "out", out_ref))
+    assert len(resumed) == 8 and np.allclose(resumed["optimizer.lr"], ref["optimizer.lr"])
