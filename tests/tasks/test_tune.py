@@ -200,3 +200,61 @@ def test_a_hard_kill_leaves_a_running_trial_that_resume_runs_again(search, tmp_p
     out_ref, _ = search
     resumed, ref = (pd.read_csv(d / "trials.csv") for d in (tmp_path / "out", out_ref))
     assert len(resumed) == 8 and np.allclose(resumed["optimizer.lr"], ref["optimizer.lr"])
+
+
+def _squares(tmp: Path, split: dict) -> Path:
+    """An image tune config over 80 generated 16 px images (class 'pos': a bright corner square)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for i in range(80):
+        img = rng.integers(0, 80, (16, 16, 3), dtype=np.uint8)
+        if i % 2:
+            img[2:7, 2:7] = 250
+        d = tmp / "data" / ("pos" if i % 2 else "neg")
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(d / f"{i}.png")
+    raw = {"name": "squares", "task": "image", "n_boot": 200,
+           "data": {"path": str(tmp / "data"), "cache_dir": str(tmp / "cache"), "batch_size": 16, **split},
+           "model": {"name": "resnet_small", "args": {"width": 8, "blocks": 1}},
+           "trainer": {"epochs": 3, "monitor": "val/roc_auc", "mode": "max"},
+           "search": {"optimizer.lr": {"log_uniform": [1e-3, 3e-2]}, "model.args.width": {"choice": [4, 8]}}}
+    (tmp / "img.yaml").write_text(yaml.safe_dump(raw))
+    return tmp / "img.yaml"
+
+
+@pytest.mark.parametrize("split", [{}, {"split": "kfold", "folds": 2}], ids=["holdout", "kfold"])
+def test_image_trials_never_see_test_images(split, tmp_path, monkeypatch):
+    """Image trials (a holdout, or a k-fold parent scored on its folds' mean) get poisoned test
+    indices; the best config is then trained and tested once."""
+    import biodl.tasks.image as image
+    from biodl.tasks.tune import tune
+
+    class Poisoned:
+        def _read(self, *args, **kwargs):
+            raise AssertionError("a trial read the test split")
+
+        __array__ = __len__ = __iter__ = __getitem__ = _read
+
+    real, seen = image.split_images, []
+
+    def poisoned(config, data, where):
+        parts, how = real(config, data, where)
+        if config.trial:
+            seen.append(how)
+            parts = {**parts, "test": Poisoned()}
+        return parts, how
+
+    monkeypatch.setattr(image, "split_images", poisoned)
+    best = tune(_squares(tmp_path, split), 2, tmp_path / "out", progress=False)
+    trials = sorted((tmp_path / "out" / "trials").iterdir())
+    assert len(trials) == 2 and all(not (t / "test_predictions.csv").exists() for t in trials)
+    m = json.loads((trials[0] / "metrics.json").read_text())
+    assert "val/roc_auc" in m and not any(k.startswith("test/") for k in m)
+    if split:
+        folds = [json.loads((trials[0] / "folds" / f"fold{k}" / "metrics.json").read_text()) for k in (1, 2)]
+        assert m["val/roc_auc"] == pytest.approx(np.mean([f["val/roc_auc"] for f in folds]))
+        assert seen.count("kfold") == 2 and len(seen) == 6  # two parents, four folds
+    else:
+        assert len(seen) == 2
+    assert "test/roc_auc_ci_low" in json.loads((best / "metrics.json").read_text())

@@ -36,8 +36,8 @@ from ..models import create_model
 from ..omics.cells import CellInput, CellPreprocess, CellRows, check_present, panel_matrix, quality
 from ..report.predictions import save_predictions
 from ..repro import seed_everything
-from .common import (Run, Stopwatch, class_weights, finish_run, make_trainer, refuse_overwrite, run_path,
-                     score_predictions, start_run, weighted_cross_entropy, write_results)
+from .common import (Run, Stopwatch, class_weights, finish_run, finish_trial, make_trainer, refuse_overwrite, run_path,
+                     score_predictions, start_run, weighted_cross_entropy, without_test, write_results)
 from .trust import referral, trust, trust_of, uncertainty_columns
 
 __all__ = ["PRESETS", "PreprocessFile", "CellData", "sources", "load_data", "split", "preprocessor", "network", "train",
@@ -182,7 +182,7 @@ def train(config: CellsRunConfig, out: str | Path | None = None, resume: bool = 
         data = load_data(config)
     if config.data.split == "kfold" and config.data.fold is None:
         return _train_folds(config, data, out, resume, watch)
-    parts = split(config, data)
+    parts = without_test(config, split(config, data))  # a tuning trial never reads its test cells
     with watch("preprocess"):
         fitted = preprocessor(config).fit(data.cells.subset(parts["train"]))
         pre = _pre_file(config, data, fitted)
@@ -208,6 +208,8 @@ def train(config: CellsRunConfig, out: str | Path | None = None, resume: bool = 
                          extra)
     with watch("train"):
         trainer.fit(sets["train"], sets["val"], resume=resume)
+    if config.trial:
+        return finish_trial(trainer, run_dir, sets["val"], manifest, watch)
     with watch("evaluate"):
         metrics = finish_run(trainer, run_dir, sets["val"], sets["test"])
         samples = trainer.predict_passes(sets["test"]).numpy().astype(np.float64)

@@ -31,7 +31,7 @@ from ..repro import finish_manifest, write_manifest
 __all__ = [
     "Run", "Stopwatch", "run_path", "start_run", "callbacks", "finish_run",
     "write_results", "image_files", "refuse_overwrite", "make_trainer", "score_predictions", "class_weights",
-    "weighted_cross_entropy",
+    "weighted_cross_entropy", "without_test", "finish_trial",
 ]
 
 
@@ -154,6 +154,19 @@ def finish_run(trainer: Trainer, run_dir: Path, val, test) -> dict[str, float]:
     metrics["best_epoch"] = float(best_cb.best_epoch or trainer.epoch) if best_cb else float(trainer.epoch)
     metrics["epochs_trained"] = float(trainer.epoch)
     return metrics
+
+
+def without_test(config: BaseModel, parts: dict[str, Any]) -> dict[str, Any]:
+    """A tuning trial's parts (``trial: true``): the test indices dropped, unread; else ``parts``."""
+    return {k: v for k, v in parts.items() if k != "test"} if getattr(config, "trial", False) else parts
+
+
+def finish_trial(trainer: Trainer, run_dir: Path, val, manifest: dict[str, Any], watch: "Stopwatch") -> Run:
+    """The end of a tuning trial: the best epoch's validation metrics only (no test, no CIs)."""
+    with watch("evaluate"):
+        metrics = finish_run(trainer, run_dir, val, None)
+    write_results(run_dir, metrics, manifest, watch=watch)
+    return Run(run_dir, metrics, trainer)
 
 
 def write_results(run_dir: Path, metrics: dict[str, float], manifest: dict[str, Any],

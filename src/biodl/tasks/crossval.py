@@ -76,6 +76,8 @@ def train_folds(config: BaseModel, out: str | Path | None, resume: bool, device:
     children = [(fold_config(config, k), runs.fold_dir("", k)) for k in range(config.data.folds)]
 
     def pool(run_dir: Path) -> tuple[dict[str, float], list[dict[str, Any]]]:
+        if getattr(config, "trial", False):
+            return _pool_validation(run_dir, config)
         metrics, sections = _pool_folds(run_dir, config, score, classes, figures, units)
         if more is not None:
             extra_metrics, extra_sections = more(run_dir)
@@ -121,6 +123,25 @@ def _pool_folds(run_dir: Path, config: BaseModel, score: Callable[[np.ndarray, n
     if maps:
         sections.append({"title": "Slide maps", "text": SLIDE_TEXT, "items": maps})
     return metrics, sections
+
+
+def _pool_validation(run_dir: Path, config: BaseModel) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """A tuning trial's k-fold parent: each validation metric's mean over the folds (their
+    test parts are never read), the epochs of all folds, and the per-fold table."""
+    table, values = [], {}
+    for k in range(config.data.folds):
+        fm = runs.read_metrics(runs.fold_dir(run_dir, k) / runs.METRICS)
+        own = {key: v for key, v in fm.items() if key.startswith("val/") and v is not None}
+        table.append({"fold": k + 1, **{key[4:]: v for key, v in own.items()}})
+        for key, v in own.items():
+            values.setdefault(key, []).append(v)
+        values.setdefault("epochs_trained", []).append(fm.get("epochs_trained") or 0)
+    metrics = {key: float(np.mean(v)) for key, v in values.items()}
+    metrics["epochs_trained"] = float(np.sum(values["epochs_trained"]))
+    write_table(pd.DataFrame(table), run_dir / "folds", f"Per fold ({config.data.folds} folds), validation only: a "
+                                                         "tuning trial, scored on the mean over the folds")
+    return metrics, [{"title": "Folds", "text": "A tuning trial: each fold's validation metrics; no test part was "
+                                                "read.", "items": ["folds"]}]
 
 
 def child_test_metrics(metrics: dict[str, float | None]) -> dict[str, float | None]:

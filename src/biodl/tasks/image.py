@@ -33,8 +33,8 @@ from ..evaluation import BINARY_EXTRAS, multiclass_metrics, multiclass_scores
 from ..models.transfer import load_pretrained, param_groups, resolve_pretrained
 from ..report.predictions import prediction_artefacts, save_predictions
 from ..repro import seed_everything
-from .common import (Run, Stopwatch, class_weights, finish_run, make_trainer, refuse_overwrite, run_path, start_run,
-                     weighted_cross_entropy, write_results)
+from .common import (Run, Stopwatch, class_weights, finish_run, finish_trial, make_trainer, refuse_overwrite, run_path,
+                     start_run, weighted_cross_entropy, without_test, write_results)
 from .image_data import (END, PreprocessFile, load_images, model_name, network, preprocess_dict, resident_sets,
                          split_images, trace)
 from .image_report import log_tensorboard, report_split, show_examples, slide_maps
@@ -75,7 +75,10 @@ def train(config: ImageRunConfig, out: str | Path | None = None, resume: bool = 
                                           "supported; choose one")
         return _train_folds(config, data, path, out, resume, watch)
     if config.ensemble > 1:
+        if config.trial:
+            raise ConfigError("trial", "a tuning trial trains one model (ensemble: 1)")
         return _train_ensemble(config, data, parts, how, out, resume, watch)
+    parts = without_test(config, parts)  # a tuning trial: the test images are never given to the model
     dups = cross_split_duplicates(data.images, parts)
     if dups:
         warnings.warn(f"{path}: {len(dups)} exact duplicate images cross splits (first: rows {dups[0][:2]})",
@@ -105,6 +108,8 @@ def train(config: ImageRunConfig, out: str | Path | None = None, resume: bool = 
     draw = per_class[sets["train"].labels] if balance == "sampler" else None
     with watch("train"):
         trainer.fit(sets["train"], sets["val"], resume=resume, sample_weights=draw)
+    if config.trial:
+        return finish_trial(trainer, run_dir, sets["val"], manifest, watch)
     with watch("evaluate"):
         metrics = finish_run(trainer, run_dir, sets["val"], sets["test"])
         samples = trainer.predict_passes(sets["test"]).numpy().astype(np.float64)

@@ -30,8 +30,8 @@ from ..models import create_model
 from ..report.predictions import save_predictions
 from ..repro import seed_everything
 from . import mil_data as md
-from .common import (Run, Stopwatch, class_weights, finish_run, make_trainer, refuse_overwrite, run_path,
-                     score_predictions, start_run, weighted_cross_entropy, write_results)
+from .common import (Run, Stopwatch, class_weights, finish_run, finish_trial, make_trainer, refuse_overwrite, run_path,
+                     score_predictions, start_run, weighted_cross_entropy, without_test, write_results)
 from .mil_report import pool_tiles, tile_report
 from .trust import referral, trust, trust_of, uncertainty_columns
 
@@ -61,7 +61,7 @@ def train(config: MilRunConfig, out: str | Path | None = None, resume: bool = Fa
         lay = md.layout(config)
     if config.data.split == "kfold" and config.data.fold is None:
         return _train_folds(config, lay, out, resume, watch)
-    parts = md.split(config, lay)
+    parts = without_test(config, md.split(config, lay))  # a tuning trial never reads its test bags
     with watch("features"):
         feats, prov, extractor = md.features(config, lay, progress=config.trainer.progress)
     k, dim = len(lay.classes), int(feats[0].shape[1])
@@ -86,6 +86,8 @@ def train(config: MilRunConfig, out: str | Path | None = None, resume: bool = Fa
     manifest = start_run(config, run_dir, resume, device, pre, {}, extra)
     with watch("train"):
         trainer.fit(sets["train"], sets["val"], resume=resume)
+    if config.trial:
+        return finish_trial(trainer, run_dir, sets["val"], manifest, watch)
     with watch("evaluate"):
         metrics = finish_run(trainer, run_dir, sets["val"], sets["test"])
         samples = trainer.predict_passes(sets["test"]).numpy().astype(np.float64)

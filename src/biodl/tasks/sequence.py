@@ -37,8 +37,8 @@ from ..models import create_model
 from ..models.sequence import StrandAverage
 from ..report.predictions import save_predictions
 from ..repro import seed_everything
-from .common import (Run, Stopwatch, class_weights, finish_run, make_trainer, refuse_overwrite, run_path,
-                     score_predictions, start_run, weighted_cross_entropy, write_results)
+from .common import (Run, Stopwatch, class_weights, finish_run, finish_trial, make_trainer, refuse_overwrite, run_path,
+                     score_predictions, start_run, weighted_cross_entropy, without_test, write_results)
 from .trust import referral, trust, trust_of, uncertainty_columns
 
 __all__ = ["PreprocessFile", "FACTORS", "load_split", "network", "train", "evaluate", "SequenceEnd", "END"]
@@ -90,10 +90,11 @@ def load_split(config: SequenceRunConfig) -> tuple[SequenceSet, dict[str, np.nda
     d = config.data
     labels = d.labels if d.dataset is None else None
     data = _labelled(config, load_sequences(path, labels), config.seed)
-    test = _labelled(config, load_sequences(test_path, classes=data.classes), config.seed + 1) if test_path else None
+    test = _labelled(config, load_sequences(test_path, classes=data.classes), config.seed + 1) \
+        if test_path and not config.trial else None  # a tuning trial does not open the test file
     groups = data.groups if data.groups is not None else np.asarray(data.ids)
     seed = config.seed
-    parts = (grouped_split(data.labels, groups, d.val_fraction, d.test_fraction, seed, str(path)) if test is None
+    parts = (grouped_split(data.labels, groups, d.val_fraction, d.test_fraction, seed, str(path)) if not test_path
              else _train_val(data.labels, groups, d.val_fraction, seed, path))
     return data, parts, test, path
 
@@ -163,9 +164,11 @@ def train(config: SequenceRunConfig, out: str | Path | None = None, resume: bool
                            show=("train/loss", "val/loss", "val/roc_auc", "lr"),
                            batch_transform=_RandomStrand(config.seed) if config.data.reverse_complement else None,
                            eval_forward=_strands if config.model.strands else None)
+    parts = without_test(config, parts)  # a tuning trial never reads its test sequences
     sets = {k: _dataset(data, length, v) for k, v in parts.items()}
-    test_set = test if test is not None else data.subset(parts["test"])
-    sets["test"] = _dataset(test_set, length)
+    test_set = None if config.trial else test if test is not None else data.subset(parts["test"])
+    if test_set is not None:
+        sets["test"] = _dataset(test_set, length)
     extra = {"split": "grouped", "split_sizes": {k: len(v) for k, v in sets.items()}, "classes": data.classes,
              "class_counts": {k: np.bincount(v.tensors[1].numpy(), minlength=n_classes).tolist()
                               for k, v in sets.items()}, "negatives": data.notes}
@@ -173,6 +176,8 @@ def train(config: SequenceRunConfig, out: str | Path | None = None, resume: bool
     manifest = start_run(config, run_dir, resume, device, pre, inputs, extra)
     with watch("train"):
         trainer.fit(sets["train"], sets["val"], resume=resume)
+    if config.trial:
+        return finish_trial(trainer, run_dir, sets["val"], manifest, watch)
     with watch("evaluate"):
         metrics = finish_run(trainer, run_dir, sets["val"], sets["test"])
         samples = trainer.predict_passes(sets["test"]).numpy().astype(np.float64)

@@ -33,8 +33,8 @@ from ..io import sha256_file
 from ..models import create_model
 from ..report.predictions import prediction_artefacts, save_predictions
 from ..repro import seed_everything
-from .common import (Run, Stopwatch, finish_run, make_trainer, refuse_overwrite, run_path, score_predictions,
-                     start_run, write_results)
+from .common import (Run, Stopwatch, finish_run, finish_trial, make_trainer, refuse_overwrite, run_path,
+                     score_predictions, start_run, without_test, write_results)
 from .trust import referral, trust, trust_of, uncertainty_columns
 
 __all__ = [
@@ -106,11 +106,9 @@ def train(config: TabularRunConfig, out: str | Path | None = None, resume: bool 
     d = config.data
     path = data_path(config)
     x, y, features = load_table(path, d.target, d.features, d.drop, d.binary)
-    split = _split(config, y, path)
-    if config.trial:  # a tuning trial: the test rows are never touched
-        split = {k: v for k, v in split.items() if k != "test"}
-        if config.ensemble > 1:
-            raise ConfigError("trial", "a tuning trial trains one model (ensemble: 1)")
+    split = without_test(config, _split(config, y, path))  # a tuning trial: the test rows are never touched
+    if config.trial and config.ensemble > 1:
+        raise ConfigError("trial", "a tuning trial trains one model (ensemble: 1)")
     train_rows = split["train"]
     pre = TabularPreprocessor.fit(x[train_rows], features, [c for c in d.binary if c in features], d.target,
                                   d.standardize, y[train_rows] if config.trainer.class_weights else None)
@@ -129,10 +127,7 @@ def train(config: TabularRunConfig, out: str | Path | None = None, resume: bool 
     with watch("train"):
         trainer.fit(data["train"], data["val"], resume=resume)
     if config.trial:
-        with watch("evaluate"):
-            metrics = finish_run(trainer, run_dir, data["val"], None)
-        write_results(run_dir, metrics, manifest, watch=watch)
-        return Run(run_dir, metrics, trainer)
+        return finish_trial(trainer, run_dir, data["val"], manifest, watch)
     with watch("evaluate"):
         metrics = finish_run(trainer, run_dir, data["val"], data["test"])
         names = classes(d.target)

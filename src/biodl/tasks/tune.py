@@ -35,7 +35,7 @@ __all__ = ["STUDY", "SUPPORTED", "read_search", "tune", "Pruning"]
 
 STUDY, SETTINGS = "study.db", "tune.json"
 #: tasks whose runs can be tuning trials (validation only) so far
-SUPPORTED = ("tabular",)
+SUPPORTED = ("tabular", "image", "sequence", "cells", "mil")
 
 
 def _optuna():
@@ -65,13 +65,18 @@ class Pruning(Callback):
     """Reports a trial's validation metric after every epoch; stops the trial the pruner prunes."""
 
     def __init__(self, trial: Any, metric: str) -> None:
-        self.trial, self.metric = trial, metric
+        self.trial, self.metric, self.fits, self.offset = trial, metric, 0, 0
+
+    def on_fit_start(self, trainer) -> None:
+        """A k-fold trial fits once a fold: fold k reports its epochs after fold k - 1's."""
+        self.offset = self.fits * trainer.max_epochs
+        self.fits += 1
 
     def on_epoch_end(self, trainer, logs: dict[str, float]) -> None:
         value = logs.get(self.metric)
         if value is None or not math.isfinite(value):
             return
-        self.trial.report(float(value), step=trainer.epoch)
+        self.trial.report(float(value), step=self.offset + trainer.epoch)
         if self.trial.should_prune():
             self.trial.set_user_attr("epochs", trainer.epoch)
             raise _optuna().TrialPruned(f"pruned after epoch {trainer.epoch} ({self.metric} {value:.4g})")
