@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.biodl-installed
 
-.PHONY: demo test bench bench-histolab clean
+.PHONY: demo test docs bench bench-histolab clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,12 @@ ifeq ($(CHROMIUM),)
 	  apt-get install -y -q chromium >/dev/null)) || echo "warning: chromium not installed; browser tests skip"
 endif
 	$(BIN)/python -m pytest -q
+
+# the documentation site: references generated from the code, then a strict build (warnings fail) into site/
+docs: $(STAMP)
+	$(BIN)/python docs/gen_reference.py
+	$(BIN)/python -m sphinx -W --keep-going -q -b html docs site
+	@echo "docs: site/index.html"
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,bench]'
