@@ -58,3 +58,17 @@ def test_the_site_builds_strictly(tmp_path):
     api = (tmp_path / "site" / "reference" / "api.html").read_text()
     assert api.count('class="sig-name descname"') >= 11  # every public name rendered from its docstring
     assert "fonts.googleapis" not in (tmp_path / "site" / "index.html").read_text()
+
+
+def test_the_readme_is_a_front_door_whose_links_all_lead_somewhere():
+    import re
+
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 250
+    links = re.findall(r"\]\(([^)#]+)\)", text)
+    assert len(links) >= 20 and all((ROOT / link).exists() for link in links), [
+        link for link in links if not (ROOT / link).exists()]
+    pages = {p.relative_to(ROOT / "docs").with_suffix("").as_posix() for p in (ROOT / "docs").rglob("*.md")
+             if "reference" not in p.parts}
+    index = (ROOT / "docs" / "index.md").read_text()
+    assert all(p in index for p in pages - {"index"}), sorted(p for p in pages if p not in index)  # all in the nav
