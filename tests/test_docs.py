@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 pytest.importorskip("sphinx")
-pytest.importorskip("myst_parser")
+pytest.importorskip("myst_nb")
 
 
 def _generator():
@@ -45,19 +45,77 @@ def test_the_references_cover_every_command_key_and_public_name():
     assert all(f"## biodl.{n}\n" in api for n in biodl.__all__ if n != "__version__")
 
 
-def test_the_site_builds_strictly(tmp_path):
-    docs = tmp_path / "docs"
-    shutil.copytree(ROOT / "docs", docs, ignore=shutil.ignore_patterns("reference", "__pycache__"))
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    """The site built from a copy of docs/ with freshly generated references, warnings as errors
+    (the tutorials rendered unexecuted: the test below runs them)."""
+    import os
+
+    tmp = tmp_path_factory.mktemp("docs")
+    docs = tmp / "docs"
+    shutil.copytree(ROOT / "docs", docs, ignore=shutil.ignore_patterns("reference", "__pycache__", "_build"))
     _generator().main(docs / "reference")
     done = subprocess.run([sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html", str(docs),
-                           str(tmp_path / "site")], capture_output=True, text=True, cwd=ROOT)
+                           str(tmp / "site")], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "BIODL_DOCS_EXECUTE": "off"})
     assert done.returncode == 0, done.stderr[-3000:]
+    return tmp / "site"
+
+
+def test_the_site_builds_strictly(site):
     for page in ("index.html", "getting-started.html", "reference/cli.html", "reference/config.html",
-                 "reference/api.html", "search.html"):
-        assert (tmp_path / "site" / page).is_file(), page
-    api = (tmp_path / "site" / "reference" / "api.html").read_text()
+                 "reference/api.html", "search.html", "studies/histopathology-mil.html",
+                 "tutorials/01-supervised-loop.html"):
+        assert (site / page).is_file(), page
+    api = (site / "reference" / "api.html").read_text()
     assert api.count('class="sig-name descname"') >= 11  # every public name rendered from its docstring
-    assert "fonts.googleapis" not in (tmp_path / "site" / "index.html").read_text()
+    assert "fonts.googleapis" not in (site / "index.html").read_text()
+
+
+@pytest.mark.parametrize("notebook", sorted(p.name for p in (ROOT / "docs" / "tutorials").glob("*.ipynb")))
+def test_each_tutorial_runs_on_the_venvs_kernel(notebook, tmp_path):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    book = nbformat.read(ROOT / "docs" / "tutorials" / notebook, as_version=4)
+    assert all(not c.get("outputs") for c in book.cells if c.cell_type == "code")  # stored without outputs
+    nbclient.NotebookClient(book, timeout=120, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+    text = "\n".join(str(o.get("text") or (o.get("data") or {}).get("text/plain") or "")
+                     for c in book.cells if c.cell_type == "code" for o in c.outputs)
+    assert "Error" not in text and "Traceback" not in text
+    expected = {"01-supervised-loop.ipynb": ["test/mcc", "trained"], "02-chicco-jurman.ipynb": ["Random forests",
+                                                                                              "table4_comparison.csv"]}
+    assert all(word in text for word in expected[notebook]), text[-2000:]
+
+
+def test_the_site_opens_offline_and_its_search_finds_a_page(site):
+    pytest.importorskip("playwright", reason="pip install 'biodl[browser]'")
+    from playwright.sync_api import sync_playwright
+
+    from biodl.errors import BiodlError
+    from biodl.report.browser import FLAGS, chromium_path
+
+    try:
+        chromium = chromium_path()
+    except BiodlError as exc:
+        pytest.skip(str(exc))
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True, args=FLAGS)
+        page = browser.new_page()
+        console, outside = [], []
+        page.on("console", lambda m: console.append(f"{m.type}: {m.text}") if m.type == "error" else None)
+        page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
+        page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(("file:", "data:")) else None)
+        for name, words in (("index.html", "patient-level validation"), ("studies/histopathology-mil.html", "467 bags"),
+                            ("tutorials/01-supervised-loop.html", "biodl.Trainer")):
+            page.goto((site / name).as_uri(), wait_until="load")
+            assert words in page.inner_text("body"), name
+        page.goto((site / "search.html").as_uri() + "?q=Chicco", wait_until="load")
+        page.wait_for_selector("#search-results li", timeout=15000)
+        hits = page.eval_on_selector_all("#search-results li a", "els => els.map(e => e.getAttribute('href'))")
+        browser.close()
+    assert any("02-chicco-jurman" in h or "heart-failure" in h for h in hits), hits
+    assert console == [] and outside == []
 
 
 def test_the_readme_is_a_front_door_whose_links_all_lead_somewhere():
