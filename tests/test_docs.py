@@ -83,8 +83,9 @@ def test_each_tutorial_runs_on_the_venvs_kernel(notebook, tmp_path):
     text = "\n".join(str(o.get("text") or (o.get("data") or {}).get("text/plain") or "")
                      for c in book.cells if c.cell_type == "code" for o in c.outputs)
     assert "Error" not in text and "Traceback" not in text
-    expected = {"01-supervised-loop.ipynb": ["test/mcc", "trained"], "02-chicco-jurman.ipynb": ["Random forests",
-                                                                                              "table4_comparison.csv"]}
+    expected = {"01-supervised-loop.ipynb": ["test/mcc", "trained"],
+                "02-chicco-jurman.ipynb": ["Random forests", "table4_comparison.csv"],
+                "03-retinopathy.ipynb": ["test/qwk", "coverage", "entropy"]}
     assert all(word in text for word in expected[notebook]), text[-2000:]
 
 
