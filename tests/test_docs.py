@@ -85,7 +85,8 @@ def test_each_tutorial_runs_on_the_venvs_kernel(notebook, tmp_path):
     assert "Error" not in text and "Traceback" not in text
     expected = {"01-supervised-loop.ipynb": ["test/mcc", "trained"],
                 "02-chicco-jurman.ipynb": ["Random forests", "table4_comparison.csv"],
-                "03-retinopathy.ipynb": ["test/qwk", "coverage", "entropy"]}
+                "03-retinopathy.ipynb": ["test/qwk", "coverage", "entropy"],
+                "04-histopathology.ipynb": ["CIs over 10 patients", "test/f1", "000_gradcam.png"]}
     assert all(word in text for word in expected[notebook]), text[-2000:]
 
 
