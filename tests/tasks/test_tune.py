@@ -18,6 +18,15 @@ pytest.importorskip("optuna")
 EXAMPLE = ROOT / "examples" / "heart_failure_tune.yaml"
 
 
+class Poisoned:
+    """Test indices a trial must never use: any use raises."""
+
+    def _read(self, *args, **kwargs):
+        raise AssertionError("a trial read the test split")
+
+    __array__ = __len__ = __iter__ = __getitem__ = _read
+
+
 def _config(tmp: Path, **changes) -> Path:
     """The example with a shorter run (and ``changes`` to its search block)."""
     raw = yaml.safe_load(EXAMPLE.read_text())
@@ -90,12 +99,6 @@ def test_a_search_never_reads_the_test_split(tmp_path, monkeypatch):
     """The trials' split hands out test indices that raise on any use."""
     import biodl.tasks.tabular as tabular
     from biodl.tasks.tune import tune
-
-    class Poisoned:
-        def _read(self, *args, **kwargs):
-            raise AssertionError("a trial read the test split")
-
-        __array__ = __len__ = __iter__ = __getitem__ = _read
 
     real, trials = tabular._split, []
 
@@ -229,12 +232,6 @@ def test_image_trials_never_see_test_images(split, tmp_path, monkeypatch):
     indices; the best config is then trained and tested once."""
     import biodl.tasks.image as image
     from biodl.tasks.tune import tune
-
-    class Poisoned:
-        def _read(self, *args, **kwargs):
-            raise AssertionError("a trial read the test split")
-
-        __array__ = __len__ = __iter__ = __getitem__ = _read
 
     real, seen = image.split_images, []
 
