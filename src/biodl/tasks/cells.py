@@ -36,8 +36,9 @@ from ..models import create_model
 from ..omics.cells import CellInput, CellPreprocess, CellRows, check_present, panel_matrix, quality
 from ..report.predictions import save_predictions
 from ..repro import seed_everything
-from .common import (Run, Stopwatch, class_weights, finish_run, finish_trial, make_trainer, refuse_overwrite, run_path,
-                     score_predictions, start_run, weighted_cross_entropy, without_test, write_results)
+from .common import (Run, SoftmaxEnd, Stopwatch, best_predictions, class_weights, finish_trial, make_trainer,
+                     refuse_overwrite, run_path, score_predictions, start_run, weighted_cross_entropy, without_test,
+                     write_results)
 from .trust import referral, trust, trust_of, uncertainty_columns
 
 __all__ = ["PRESETS", "PreprocessFile", "CellData", "sources", "load_data", "split", "preprocessor", "network", "train",
@@ -211,11 +212,9 @@ def train(config: CellsRunConfig, out: str | Path | None = None, resume: bool = 
     if config.trial:
         return finish_trial(trainer, run_dir, sets["val"], manifest, watch)
     with watch("evaluate"):
-        metrics = finish_run(trainer, run_dir, sets["val"], sets["test"])
-        samples = trainer.predict_passes(sets["test"]).numpy().astype(np.float64)
+        metrics, samples, val_prob = best_predictions(trainer, run_dir, sets)
         prob, scores = _report(samples, data, parts["test"], config.n_boot, "test", run_dir)
         metrics.update(scores)
-        val_prob = trainer.predict(sets["val"]).numpy().astype(np.float64)
         val = parts["val"]
         if is_main_process():
             save_predictions(run_dir, "val", data.labels[val], val_prob, data.classes, val, data.cells.cells[val],
@@ -338,16 +337,12 @@ def evaluate(predictor, data: str | Path | None = None, overwrite: bool = False,
 # ----------------------------------------------------------------------------- the inference end
 
 
-class CellsEnd:
+class CellsEnd(SoftmaxEnd):
     """The cells task's end for :mod:`biodl.inference.predictor`: new cells as a path (an .h5ad, a
     10x folder, a counts CSV), a list of them, or :class:`~biodl.data.cells.CellCounts`; one row per
     cell, by its id."""
 
-    output = "classes"
     preprocess = PreprocessFile
-
-    def classes(self, pre: PreprocessFile) -> list[str]:
-        return list(pre.classes)
 
     def network(self, config: CellsRunConfig, pre: PreprocessFile) -> nn.Module:
         return network(config, len(pre.classes), len(pre.genes), pre.n_pcs, pre.clip)
@@ -361,10 +356,6 @@ class CellsEnd:
         cells = inputs if isinstance(inputs, CellCounts) else load_cells(inputs, normalised=pre.normalised)
         check_present(cells, pre.genes or pre.panel, pre.min_present)
         return CellRows(panel_matrix(cells, pre), np.zeros(len(cells), np.int64)), pd.DataFrame({"cell": cells.cells})
-
-    def probabilities(self, outputs: torch.Tensor) -> np.ndarray:
-        """(P, N, K) softmax outputs -> float64."""
-        return outputs.numpy().astype(np.float64)
 
     def module(self, inferer: Inferer, pre: PreprocessFile, tta: bool = True) -> nn.Module:
         """(B, panel) log-normalised values -> (B, K) logits."""

@@ -31,7 +31,7 @@ from ..repro import finish_manifest, write_manifest
 __all__ = [
     "Run", "Stopwatch", "run_path", "start_run", "callbacks", "finish_run",
     "write_results", "image_files", "refuse_overwrite", "make_trainer", "score_predictions", "class_weights",
-    "weighted_cross_entropy", "without_test", "finish_trial",
+    "weighted_cross_entropy", "without_test", "finish_trial", "best_predictions", "SoftmaxEnd",
 ]
 
 
@@ -154,6 +154,31 @@ def finish_run(trainer: Trainer, run_dir: Path, val, test) -> dict[str, float]:
     metrics["best_epoch"] = float(best_cb.best_epoch or trainer.epoch) if best_cb else float(trainer.epoch)
     metrics["epochs_trained"] = float(trainer.epoch)
     return metrics
+
+
+def best_predictions(trainer: Trainer, run_dir: Path, sets: dict[str, Any]
+                     ) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
+    """After training: the best epoch's validation and test metrics (:func:`finish_run`), the
+    test split's (P, N, K) probabilities (P: MC-dropout passes, 1 without) and the validation
+    split's (N, K), as float64."""
+    metrics = finish_run(trainer, run_dir, sets["val"], sets["test"])
+    return (metrics, trainer.predict_passes(sets["test"]).numpy().astype(np.float64),
+            trainer.predict(sets["val"]).numpy().astype(np.float64))
+
+
+class SoftmaxEnd:
+    """What the inference ends of the softmax classifiers share (see
+    :mod:`biodl.inference.predictor`): class outputs, the classes of ``preprocess.json``, and
+    probabilities as they come."""
+
+    output = "classes"
+
+    def classes(self, pre: Any) -> list[str]:
+        return list(pre.classes)
+
+    def probabilities(self, outputs: torch.Tensor) -> np.ndarray:
+        """(P, N, K) softmax outputs -> float64."""
+        return outputs.numpy().astype(np.float64)
 
 
 def without_test(config: BaseModel, parts: dict[str, Any]) -> dict[str, Any]:

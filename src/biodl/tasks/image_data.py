@@ -36,7 +36,7 @@ from ..datasets import embedded_path
 from ..engine.inferer import Inferer
 from ..errors import DataError, path_problem
 from ..models import create_model
-from .common import Stopwatch, image_files
+from .common import SoftmaxEnd, Stopwatch, image_files
 
 __all__ = [
     "PreprocessFile", "preprocess_dict", "load_images", "resize_images", "split_images", "resident_sets",
@@ -282,14 +282,10 @@ def read_images(pre: PreprocessFile, inputs: Any) -> tuple[np.ndarray, list[str]
     return np.ascontiguousarray(images), names
 
 
-class ImageEnd:
+class ImageEnd(SoftmaxEnd):
     """The image task's end for :mod:`biodl.inference.predictor`."""
 
-    output = "classes"
     preprocess = PreprocessFile
-
-    def classes(self, pre: PreprocessFile) -> list[str]:
-        return list(pre.classes)
 
     def network(self, config: ImageRunConfig, pre: PreprocessFile) -> nn.Module:
         return network(config, len(pre.classes), pre.in_chans, pre.size)
@@ -304,10 +300,6 @@ class ImageEnd:
         images, names = read_images(pre, inputs)
         return ImageDataset(ImageSet(images, np.zeros(len(images), np.int64), list(pre.classes))), \
             pd.DataFrame({"image": names})
-
-    def probabilities(self, outputs: torch.Tensor) -> np.ndarray:
-        """(P, N, K) softmax outputs -> float64."""
-        return outputs.numpy().astype(np.float64)
 
     def module(self, inferer: Inferer, pre: PreprocessFile, tta: bool = True) -> nn.Module:
         return _PixelNet(inferer, tta)

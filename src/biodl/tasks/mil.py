@@ -30,8 +30,9 @@ from ..models import create_model
 from ..report.predictions import save_predictions
 from ..repro import seed_everything
 from . import mil_data as md
-from .common import (Run, Stopwatch, class_weights, finish_run, finish_trial, make_trainer, refuse_overwrite, run_path,
-                     score_predictions, start_run, weighted_cross_entropy, without_test, write_results)
+from .common import (Run, SoftmaxEnd, Stopwatch, best_predictions, class_weights, finish_trial, make_trainer,
+                     refuse_overwrite, run_path, score_predictions, start_run, weighted_cross_entropy, without_test,
+                     write_results)
 from .mil_report import pool_tiles, tile_report
 from .trust import referral, trust, trust_of, uncertainty_columns
 
@@ -89,11 +90,9 @@ def train(config: MilRunConfig, out: str | Path | None = None, resume: bool = Fa
     if config.trial:
         return finish_trial(trainer, run_dir, sets["val"], manifest, watch)
     with watch("evaluate"):
-        metrics = finish_run(trainer, run_dir, sets["val"], sets["test"])
-        samples = trainer.predict_passes(sets["test"]).numpy().astype(np.float64)
+        metrics, samples, val_prob = best_predictions(trainer, run_dir, sets)
         prob, scores = _report(samples, lay, parts["test"], config.n_boot, "test", run_dir)
         metrics.update(scores)
-        val_prob = trainer.predict(sets["val"]).numpy().astype(np.float64)
         val = parts["val"]
         if is_main_process():
             save_predictions(run_dir, "val", lay.labels[val], val_prob, lay.classes, val,
@@ -178,15 +177,11 @@ def evaluate(predictor, data: str | Path | None = None, overwrite: bool = False)
 # ----------------------------------------------------------------------------- the inference end
 
 
-class MilEnd:
+class MilEnd(SoftmaxEnd):
     """The MIL task's end for :mod:`biodl.inference.predictor`: a patient tree (its mosaics cut
     into bags as the run made them, features by the run's extractor); one row per bag."""
 
-    output = "classes"
     preprocess = PreprocessFile
-
-    def classes(self, pre: PreprocessFile) -> list[str]:
-        return list(pre.classes)
 
     def network(self, config: MilRunConfig, pre: PreprocessFile) -> nn.Module:
         return network(config, len(pre.classes), pre.dim)
@@ -210,10 +205,6 @@ class MilEnd:
         feats = md.features(config, lay)[0]
         rows = np.arange(len(lay.labels))
         return md.bag_set(lay, feats, rows), pd.DataFrame({"bag": lay.ids, "patient": lay.groups})
-
-    def probabilities(self, outputs: torch.Tensor) -> np.ndarray:
-        """(P, N, K) softmax outputs -> float64."""
-        return outputs.numpy().astype(np.float64)
 
     def module(self, inferer: Inferer, pre: PreprocessFile, tta: bool = True) -> nn.Module:
         """(B, N, D) NaN-padded bags -> (B, K) logits."""

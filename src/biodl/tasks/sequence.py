@@ -37,8 +37,9 @@ from ..models import create_model
 from ..models.sequence import StrandAverage
 from ..report.predictions import save_predictions
 from ..repro import seed_everything
-from .common import (Run, Stopwatch, class_weights, finish_run, finish_trial, make_trainer, refuse_overwrite, run_path,
-                     score_predictions, start_run, weighted_cross_entropy, without_test, write_results)
+from .common import (Run, SoftmaxEnd, Stopwatch, best_predictions, class_weights, finish_trial, make_trainer,
+                     refuse_overwrite, run_path, score_predictions, start_run, weighted_cross_entropy, without_test,
+                     write_results)
 from .trust import referral, trust, trust_of, uncertainty_columns
 
 __all__ = ["PreprocessFile", "FACTORS", "load_split", "network", "train", "evaluate", "SequenceEnd", "END"]
@@ -179,12 +180,10 @@ def train(config: SequenceRunConfig, out: str | Path | None = None, resume: bool
     if config.trial:
         return finish_trial(trainer, run_dir, sets["val"], manifest, watch)
     with watch("evaluate"):
-        metrics = finish_run(trainer, run_dir, sets["val"], sets["test"])
-        samples = trainer.predict_passes(sets["test"]).numpy().astype(np.float64)
+        metrics, samples, val_prob = best_predictions(trainer, run_dir, sets)
         prob, scores = _report(samples, test_set, data.classes, config.n_boot, "test", run_dir)
         metrics.update(scores)
         val = data.subset(parts["val"])
-        val_prob = trainer.predict(sets["val"]).numpy().astype(np.float64)
         if is_main_process():
             save_predictions(run_dir, "val", val.labels, val_prob, data.classes, parts["val"], val.ids, val.groups)
         metrics.update(trust(run_dir, config, data.classes, False, (val.labels, val_prob), (test_set.labels, prob),
@@ -238,15 +237,11 @@ def evaluate(predictor, data: str | Path | None = None, overwrite: bool = False)
 # ----------------------------------------------------------------------------- the inference end
 
 
-class SequenceEnd:
+class SequenceEnd(SoftmaxEnd):
     """The sequence task's end for :mod:`biodl.inference.predictor`: new sequences as a file
     (FASTA, CSV, .seq, a folder of FASTA), or a list of strings; one row per record, by id."""
 
-    output = "classes"
     preprocess = PreprocessFile
-
-    def classes(self, pre: PreprocessFile) -> list[str]:
-        return list(pre.classes)
 
     def network(self, config: SequenceRunConfig, pre: PreprocessFile) -> nn.Module:
         return network(config, len(pre.classes), pre.length)
@@ -268,10 +263,6 @@ class SequenceEnd:
         x = one_hot(fit_length(found.sequences, pre.length, found.source))
         return TensorDataset(torch.from_numpy(x), torch.zeros(len(found), dtype=torch.int64)), \
             pd.DataFrame({"id": found.ids})
-
-    def probabilities(self, outputs: torch.Tensor) -> np.ndarray:
-        """(P, N, K) softmax outputs -> float64."""
-        return outputs.numpy().astype(np.float64)
 
     def module(self, inferer: Inferer, pre: PreprocessFile, tta: bool = True) -> nn.Module:
         """(B, 4, L) one-hot floats -> (B, K) scores (both strands averaged with ``tta``)."""
