@@ -45,6 +45,26 @@ def test_the_references_cover_every_command_key_and_public_name():
     assert all(f"## biodl.{n}\n" in api for n in biodl.__all__ if n != "__version__")
 
 
+def test_every_study_has_a_page_of_the_same_shape():
+    """Run it, data and licence, method, results beside the published (a table), own data."""
+    from biodl.studies import list_studies
+
+    import re
+
+    pages = {p.stem: p.read_text() for p in (ROOT / "docs" / "studies").glob("*.md")}
+    runs = {stem: set(re.findall(r"biodl run ([\w-]+)", text)) for stem, text in pages.items()}
+    sections = ["## Run it", "## Data and licence", "## Method", "## Results beside the published",
+                "## Your own data"]
+    for name in list_studies():
+        assert any(name in found for found in runs.values()), name  # heart-failure-mlp: on heart-failure's page
+    for stem, text in pages.items():
+        assert f"biodl run {stem} " in text.split("## Run it")[1].split("\n## ")[0], stem
+        at = [text.find(h + "\n") for h in sections]
+        assert -1 not in at and at == sorted(at), (stem, at)
+        results = text.split("## Results beside the published\n")[1].split("\n## ")[0]
+        assert "|---" in results and "SOURCE.md" in text, stem
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
     """The site built from a copy of docs/ with freshly generated references, warnings as errors
@@ -86,7 +106,11 @@ def test_each_tutorial_runs_on_the_venvs_kernel(notebook, tmp_path):
     expected = {"01-supervised-loop.ipynb": ["test/mcc", "trained"],
                 "02-chicco-jurman.ipynb": ["Random forests", "table4_comparison.csv"],
                 "03-retinopathy.ipynb": ["test/qwk", "coverage", "entropy"],
-                "04-histopathology.ipynb": ["CIs over 10 patients", "test/f1", "000_gradcam.png"]}
+                "04-histopathology.ipynb": ["CIs over 10 patients", "test/f1", "000_gradcam.png"],
+                "05-whole-slides.ipynb": ["10 tiles of 224 px", "'tiles': 17", "tiles.geojson"],
+                "06-tcga-melanoma.ipynb": ["468 samples", "ARI hierarchical", "CXCL"],
+                "07-tf-binding.ipynb": ["test/roc_auc", "k-mer spectrum", "p_1"],
+                "08-cell-lines.ipynb": ["CIs over 3 plates", "5-fold CV", "linear SVM"]}
     assert all(word in text for word in expected[notebook]), text[-2000:]
 
 
