@@ -27,9 +27,11 @@ endif
 	$(BIN)/python -m pytest -q
 
 # the documentation site: references generated from the code, then a strict build (warnings fail) into site/
+# (built under docs/_build, where MyST-NB keeps the executed notebooks beside the build, then copied)
 docs: $(STAMP)
 	$(BIN)/python docs/gen_reference.py
-	$(BIN)/python -m sphinx -W --keep-going -q -b html docs site
+	$(BIN)/python -m sphinx -W --keep-going -q -b html docs docs/_build/html
+	@rm -rf site && cp -r docs/_build/html site
 	@echo "docs: site/index.html"
 
 bench: $(STAMP)
