@@ -241,8 +241,18 @@ def train(
         typer.echo(f"results: {result.run_dir}")
 
 
+def _checked_run(run_dir: Path) -> Path:
+    """``run_dir``, once its config is read and valid: a wrong folder is a one-line error before
+    torch and the model code are imported (seconds)."""
+    from .runs import load_run_config
+
+    load_run_config(run_dir)
+    return run_dir
+
+
 def _predictor(run_dir: Path, checkpoint: str):
     """The run in ``run_dir`` as one object (:func:`biodl.load`), every part checked."""
+    _checked_run(run_dir)
     from .inference.predictor import load
 
     return load(run_dir, checkpoint)
@@ -286,6 +296,9 @@ def predict(
 ) -> None:
     """Predict new data with a trained run, applying its saved preprocessing: one row per case
     with p_<class> (recalibrated), raw_p_<class>, predicted, set, entropy, mutual_information."""
+    _checked_run(run_dir)
+    if not input.exists():
+        raise BiodlError(input, "no such file or folder")
     from .inference.predict import write_predictions
 
     typer.echo(f"results: {write_predictions(_predictor(run_dir, checkpoint), input, out, overwrite)}")
@@ -306,6 +319,7 @@ def export(
     feature columns, in; class probabilities or the vessel probability map out), checked against
     PyTorch on the run's test split: it fails, leaving no file, unless the probabilities agree
     within 1e-4 and every predicted class (every pixel's decision) is the same."""
+    _checked_run(run_dir)
     try:
         import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
@@ -347,6 +361,7 @@ def explain(
 ) -> None:
     """Attribution maps (captum) with sanity and faithfulness checks; sequence runs: per-base
     attributions and mutation maps; tabular runs: feature importance."""
+    _checked_run(run_dir)
     from .interpret.explain import explain_run
 
     out = explain_run(run_dir, images, method, target, pick, n, baseline, steps, sanity, layer, overwrite)
@@ -365,6 +380,7 @@ def calibrate(
     Writes RUN_DIR/calibration.json (predict and evaluate apply it from then on) and the test
     split's calibration metrics before and after (ECE, Brier, NLL...) to metrics.json and the
     report. A k-fold run recalibrates each fold on its own validation patients."""
+    _checked_run(run_dir)
     from .inference.calibrate import calibrate_run
 
     metrics, path = calibrate_run(run_dir, method, overwrite)
@@ -573,6 +589,7 @@ def wsi_infer(
     """A trained patch classifier over every tissue tile: per slide tiles.csv, heatmap.png/.npy,
     mask.png, slide.json (mean, top-10 mean, share above 0.5) and report.html; slides.csv and
     index.html over the slides done; slides done before are skipped."""
+    _checked_run(run_dir)
     from .data.wsi import check_mpp
     from .inference.slides import check_patch_run, infer_slide, read_cohort, write_cohort
     from .io import check_writable

@@ -23,10 +23,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["NAME", "SUMMARY", "CONFIG", "ALPHA", "run", "finish"]
+__all__ = ["NAME", "CONFIG", "ALPHA", "run", "finish"]
 
 NAME = "cell-lines"
-SUMMARY = "Single cells of 5 lung cancer lines (CellBench, 3 plates): MLP vs SVM/kNN/RF/LR out of plate, rejection"
 CONFIG: dict[str, Any] = {"name": NAME, "task": "cells", "seed": 0,
                           "data": {"dataset": "cellbench", "split": "kfold", "folds": 3}, "trainer": {"epochs": 30},
                           "conformal": {"alpha": 0.05}}  # the rejection rules all at alpha 0.05

@@ -34,13 +34,12 @@ from ..repro import finish_manifest, write_manifest
 from ..evaluation.stats import describe_by_outcome
 
 __all__ = [
-    "NAME", "SUMMARY", "TARGET", "BINARY", "NUMERIC", "CLINICAL", "TWO", "TOP2", "FROM_LABELS", "LEAK", "StudyConfig",
+    "NAME", "TARGET", "BINARY", "NUMERIC", "CLINICAL", "TWO", "TOP2", "FROM_LABELS", "LEAK", "StudyConfig",
     "config", "load_records", "run",
 ]
 
 
 NAME = "heart-failure"
-SUMMARY = "Chicco & Jurman 2020 replicated: 10 classifiers x 100 splits, CIs, Borda ranking, vs the paper's tables"
 TARGET = "DEATH_EVENT"
 BINARY = ["anaemia", "diabetes", "high_blood_pressure", "sex", "smoking"]
 NUMERIC = ["age", "creatinine_phosphokinase", "ejection_fraction", "platelets", "serum_creatinine", "serum_sodium"]

@@ -10,11 +10,10 @@ from typing import Any
 
 from ..config import TabularRunConfig, build_config
 
-__all__ = ["NAME", "SUMMARY", "CONFIG", "config", "run"]
+__all__ = ["NAME", "CONFIG", "config", "run"]
 
 
 NAME = "heart-failure-mlp"
-SUMMARY = "MLP on the embedded heart-failure records (11 clinical features, death event); the engine's end-to-end demo"
 
 CONFIG: dict[str, Any] = {
     "name": NAME,

@@ -28,11 +28,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-__all__ = ["NAME", "SUMMARY", "CONFIG", "EXPLAIN_PER_OUTCOME", "PUBLISHED", "run", "finish"]
+__all__ = ["NAME", "CONFIG", "EXPLAIN_PER_OUTCOME", "PUBLISHED", "run", "finish"]
 
 
 NAME = "histopathology"
-SUMMARY = "IDC in breast H&E patches (10 embedded patients, or --data): patient-grouped split, patient-level CIs"
 
 CONFIG: dict[str, Any] = {
     "name": NAME,

@@ -22,10 +22,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["NAME", "SUMMARY", "CONFIG", "run", "resume"]
+__all__ = ["NAME", "CONFIG", "run", "resume"]
 
 NAME = "histopathology-mil"
-SUMMARY = "IDC regions from tile features: attention MIL vs mean pooling vs a patch model's pooling, patient CIs"
 
 CONFIG: dict[str, Any] = {
     "name": NAME, "task": "mil", "seed": 0,

@@ -11,11 +11,10 @@ from typing import Any
 
 from ..config import ImageRunConfig, build_config
 
-__all__ = ["NAME", "SUMMARY", "CONFIG", "config", "run"]
+__all__ = ["NAME", "CONFIG", "config", "run"]
 
 
 NAME = "retinopathy"
-SUMMARY = "RetinaMNIST DR grading (5 grades, official splits): small ResNet, QWK and AUC with CIs"
 
 CONFIG: dict[str, Any] = {
     "name": NAME,

@@ -28,12 +28,10 @@ from ..report.tables import print_table, write_table
 from ..repro import finish_manifest, seed_everything, write_manifest
 from ..evaluation.survival import compare_groups
 
-__all__ = ["NAME", "SUMMARY", "NOTE", "StudyConfig", "run"]
+__all__ = ["NAME", "NOTE", "StudyConfig", "run"]
 
 
 NAME = "tcga-melanoma"
-SUMMARY = ("TCGA melanoma RNA-seq: normalisation, clusters vs the 2015 subclasses, survival by cluster, deep vs "
-           "classical models")
 
 NOTE = ("the models are compared under cross-validation and none is saved for use; the RNA subclasses come from "
         "clustering the same TCGA samples, so subclass accuracy here is agreement with that clustering")

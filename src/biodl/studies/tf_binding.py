@@ -17,10 +17,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["NAME", "SUMMARY", "CONFIG", "PUBLISHED", "run", "finish"]
+__all__ = ["NAME", "CONFIG", "PUBLISHED", "run", "finish"]
 
 NAME = "tf-binding"
-SUMMARY = "Transcription-factor binding from DNA (5 ENCODE ChIP-seq sets): DeepBind CNN vs k-mer baseline, motifs"
 
 CONFIG: dict[str, Any] = {
     "name": NAME, "task": "sequence", "seed": 0,

@@ -9,11 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["NAME", "SUMMARY", "CONFIG", "run"]
+__all__ = ["NAME", "CONFIG", "run"]
 
 
 NAME = "vessels"
-SUMMARY = "CHASE_DB1 retinal vessels (20 train / 8 test): patch U-Net, FOV-only AUC/F1 vs the second observer"
 
 CONFIG: dict[str, Any] = {
     "name": NAME,
