@@ -98,7 +98,7 @@ def test_each_tutorial_runs_on_the_venvs_kernel(notebook, tmp_path):
     nbclient = pytest.importorskip("nbclient")
     book = nbformat.read(ROOT / "docs" / "tutorials" / notebook, as_version=4)
     assert all(not c.get("outputs") for c in book.cells if c.cell_type == "code")  # stored without outputs
-    nbclient.NotebookClient(book, timeout=120, kernel_name="python3",
+    nbclient.NotebookClient(book, timeout=300, kernel_name="python3",
                             resources={"metadata": {"path": str(tmp_path)}}).execute()
     text = "\n".join(str(o.get("text") or (o.get("data") or {}).get("text/plain") or "")
                      for c in book.cells if c.cell_type == "code" for o in c.outputs)

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from .errors import BiodlError, DataError
+from .errors import BiodlError, DataError, path_problem
 
 __all__ = ["training_config", "train", "run_study"]
 
@@ -37,8 +37,8 @@ def training_config(config: Any = None, data: str | Path | None = None, *, image
     from .runs import load_run_config
 
     for given in (data, images):  # before any data code is imported
-        if given is not None and not Path(given).exists():
-            raise DataError(given, "no such file or folder")
+        if given is not None and (problem := path_problem(given)):
+            raise DataError(given, problem)
     quick = [f"data.path={data}"] if data is not None else []
     quick += [f"data.images={images}"] if images is not None else []
     quick += [f"model.name={model}"] if model is not None else []

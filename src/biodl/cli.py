@@ -17,7 +17,7 @@ from typing import Optional
 import typer
 
 from . import __version__
-from .errors import PREEMPTED_EXIT, BiodlError, ConfigError, Preempted
+from .errors import PREEMPTED_EXIT, BiodlError, ConfigError, Preempted, path_problem
 
 __all__ = [
     "studies", "run", "train", "evaluate", "predict", "export", "explain", "calibrate", "report", "compare",
@@ -297,8 +297,8 @@ def predict(
     """Predict new data with a trained run, applying its saved preprocessing: one row per case
     with p_<class> (recalibrated), raw_p_<class>, predicted, set, entropy, mutual_information."""
     _checked_run(run_dir)
-    if not input.exists():
-        raise BiodlError(input, "no such file or folder")
+    if problem := path_problem(input):
+        raise BiodlError(input, problem)
     from .inference.predict import write_predictions
 
     typer.echo(f"results: {write_predictions(_predictor(run_dir, checkpoint), input, out, overwrite)}")

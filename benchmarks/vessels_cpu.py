@@ -1,0 +1,126 @@
+"""Where the vessel study's CPU time goes, and what each lever of the field buys on this CPU.
+
+Part 1, the split of one study run: preparing the fundus images (CLAHE, FOV), drawing the
+training patches, one training step (forward + backward + AdamW) times the study's steps, and
+tiled inference over the 20 training images (the threshold) and the 8 test images. Part 2, one
+training step and one tiled image under each setting, side by side with float32 NCHW (the
+baseline): channels-last, bf16 autocast (this CPU has avx512_bf16 if lscpu says so), larger
+patches for the same pixels, and torch.compile.
+
+    python benchmarks/vessels_cpu.py [--steps 20] [--compile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from contextlib import nullcontext
+
+import torch
+
+from biodl.config import build_config
+from biodl.models import create_model
+from biodl.studies.vessels import CONFIG
+from biodl.engine import Inferer
+from biodl.tasks.segmentation import Normalise, _loss, draw_patches, load_cases
+from biodl.tasks.segmentation_report import predict_map
+
+
+def step_seconds(model, norm, loss, x, y, steps: int, channels_last: bool, bf16: bool) -> float:
+    """Median-free mean seconds of one training step after 3 warm-up steps."""
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    cast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext()
+    model.train()
+
+    def one() -> None:
+        xb = norm(x, train=True)
+        if channels_last:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        with cast:
+            out = model(xb)
+        value = loss(out, y)
+        opt.zero_grad(set_to_none=True)
+        value.backward()
+        opt.step()
+
+    for _ in range(3):
+        one()
+    t = time.perf_counter()
+    for _ in range(steps):
+        one()
+    return (time.perf_counter() - t) / steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile (minutes to compile)")
+    opts = parser.parse_args()
+    torch.manual_seed(0)
+    config = build_config(CONFIG, None, where="vessels")
+    d = config.data
+    t = time.perf_counter()
+    from biodl.data.vessels import prepare_fundus
+
+    train_cases, test_cases, _ = load_cases(config)
+    prepared = {c.name: prepare_fundus(c.image, d.channels, d.clahe) for c in [*train_cases, *test_cases]}
+    t_prepare = time.perf_counter() - t
+    images = [prepared[c.name] for c in train_cases]
+    masks, fovs = [c.mask for c in train_cases], [c.fov for c in train_cases]
+    t = time.perf_counter()
+    xs, ys = draw_patches(images, masks, fovs, d.patches, d.patch, 0, True)
+    t_draw = time.perf_counter() - t
+    norm = Normalise([0.5], [0.25], True)
+    loss = _loss()
+
+    def model():
+        torch.manual_seed(0)
+        return create_model(config.model.name, in_chans=1, **config.model.args)
+
+    b = d.batch_size
+    steps_per_run = config.trainer.epochs * d.patches // b
+    print(f"vessels on the CPU ({torch.get_num_threads()} threads), study settings: {config.trainer.epochs} epochs x "
+          f"{d.patches} patches of {d.patch} px, batch {b} = {steps_per_run} steps")
+    rows = []
+    base = step_seconds(model(), norm, loss, xs[:b], ys[:b], opts.steps, False, False)
+    rows.append(("float32 NCHW (baseline)", base))
+    rows.append(("float32 channels-last (the study now)", step_seconds(model(), norm, loss, xs[:b], ys[:b],
+                                                                        opts.steps, True, False)))
+    rows.append(("bf16 autocast NCHW", step_seconds(model(), norm, loss, xs[:b], ys[:b], opts.steps, False, True)))
+    rows.append(("bf16 autocast channels-last", step_seconds(model(), norm, loss, xs[:b], ys[:b], opts.steps,
+                                                             True, True)))
+    x128, y128 = draw_patches(images, masks, fovs, b // 4, 128, 0, True)
+    per = step_seconds(model(), norm, loss, x128, y128, opts.steps, True, False)
+    rows.append((f"128 px patches, batch {b // 4} (same pixels), channels-last", per))
+    if opts.compile:
+        compiled = torch.compile(model())
+        rows.append(("torch.compile, channels-last", step_seconds(compiled, norm, loss, xs[:b], ys[:b], opts.steps,
+                                                                 True, False)))
+    print(f"{'one training step':<58} {'s/step':>7} {'run (s)':>8} {'vs baseline':>11}")
+    for label, s in rows:
+        print(f"{label:<58} {s:7.3f} {s * steps_per_run:8.0f} {base / s:10.2f}x")
+
+    def per_image(precision: str) -> float:
+        inferer = Inferer(model(), device="cpu", precision=precision, batch_transform=norm, postprocess=torch.sigmoid)
+        t = time.perf_counter()
+        for c in test_cases[:2]:
+            predict_map(inferer, prepared[c.name], d.tile, d.overlap)
+        return (time.perf_counter() - t) / 2
+
+    per_image, per_image_bf16 = per_image("32"), per_image("bf16")
+    n_maps = len(train_cases) + len(test_cases)  # the threshold (training images), the test images
+    now = dict(rows)["float32 channels-last (the study now)"]
+    print("\nwhere a study run's time goes (float32 channels-last, as the study runs now):")
+    split = [("prepare images (CLAHE, FOV)", t_prepare), ("draw patches (per epoch budget, once)", t_draw),
+             ("training steps", now * steps_per_run), ("tiled inference, float32", per_image * n_maps)]
+    for label, s in split:
+        print(f"  {label:<42} {s:8.1f} s")
+    print(f"  {'total':<42} {sum(s for _, s in split):8.1f} s")
+    print(f"tiled inference per 999x960 image: float32 {per_image:.2f} s, bf16 {per_image_bf16:.2f} s "
+          f"({per_image / per_image_bf16:.2f}x)")
+
+
+if __name__ == "__main__":
+    main()
