@@ -49,6 +49,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/loader_throughput.py
 	$(BIN)/python benchmarks/gpu_loader_check.py
 	$(BIN)/python benchmarks/stain_normalisation.py
+	$(BIN)/python benchmarks/cli_latency.py
+	$(BIN)/python benchmarks/vessels_cpu.py
 
 # histolab (the baseline of benchmarks/wsi_tiling.py) in a venv of its own: it pins scikit-image < 0.19.4
 # (built from source here, minutes) and numpy < 2. Its pin openslide-python < 1.3.2 predates the

@@ -128,3 +128,26 @@ def test_a_test_split_that_parts_a_childs_eyes_is_refused(tmp_path, cli):
     r = cli("train", "--config", path, "--out", tmp_path / "run")
     assert_one_line_error(r, "data.test_images", "child 11", "Image_11L, Image_11R")  # the last 7 of 28
     assert not (tmp_path / "run").exists()
+
+
+def test_vessel_fraction_centres_that_share_of_patches_on_vessels():
+    """vessel_fraction 1: every patch centred on a vessel pixel of the FOV; 0: the uniform draw,
+    unchanged (the same patches as without the argument)."""
+    import numpy as np
+
+    from biodl.tasks.segmentation import draw_patches
+
+    rng = np.random.default_rng(0)
+    image = rng.random((1, 40, 40))
+    mask = np.zeros((40, 40), np.uint8)
+    mask[20, 5:35] = 1  # one thin horizontal vessel: 2.5% of the FOV
+    fov = np.ones((40, 40), bool)
+    fov[:, :3] = False
+    _, ys = draw_patches([image], [mask], [fov], 200, 16, seed=1, augment=False, vessel_fraction=1.0)
+    assert (ys[:, 0, 8, 8] == 1).all()
+    x0, y0 = draw_patches([image], [mask], [fov], 200, 16, seed=1, augment=True)
+    x1, y1 = draw_patches([image], [mask], [fov], 200, 16, seed=1, augment=True, vessel_fraction=0.0)
+    assert (x0 == x1).all() and (y0 == y1).all()
+    assert 0 < (y0[:, 0, 8, 8] == 1).float().mean() < 0.15
+    _, half = draw_patches([image], [mask], [fov], 400, 16, seed=2, augment=False, vessel_fraction=0.5)
+    assert 0.4 < (half[:, 0, 8, 8] == 1).float().mean() < 0.65

@@ -147,6 +147,8 @@ class SegmentationDataConfig(Strict):
     clahe: bool = Field(True, description="contrast-limited adaptive histogram equalisation per image")
     patch: int = Field(64, ge=16, description="training patch side (a multiple of 2**depth)")
     patches: int = Field(20000, ge=100, description="training patches drawn (inside the FOV) per epoch")
+    vessel_fraction: float = Field(0.0, ge=0, le=1, description="share of training patches centred on a vessel "
+                                                                 "pixel (the rest anywhere in the FOV)")
     batch_size: int = Field(32, ge=1)
     num_workers: int = Field(0, ge=0)
     augment: bool = Field(True, description="flips, 90-degree rotations, brightness/contrast jitter")

@@ -91,9 +91,10 @@ def load_cases(config: SegmentationRunConfig) -> tuple[list[VesselCase], list[Ve
 
 
 def draw_patches(images: list[np.ndarray], masks: list[np.ndarray], fovs: list[np.ndarray], n: int, size: int,
-                 seed: int, augment: bool) -> tuple[Tensor, Tensor]:
+                 seed: int, augment: bool, vessel_fraction: float = 0.0) -> tuple[Tensor, Tensor]:
     """``n`` (size x size) patches centred on FOV pixels drawn uniformly over all training FOV
-    pixels; with ``augment`` each gets a random flip/90-degree rotation (its mask too).
+    pixels (a ``vessel_fraction`` of them on vessel pixels of the FOV); with ``augment`` each gets
+    a random flip/90-degree rotation (its mask too).
     Returns (n, C, size, size) uint8 and (n, 1, size, size) uint8."""
     rng = np.random.default_rng(seed)
     half = size // 2
@@ -102,10 +103,13 @@ def draw_patches(images: list[np.ndarray], masks: list[np.ndarray], fovs: list[n
     where = [np.flatnonzero(f) for f in fovs]
     sizes = np.array([len(w) for w in where], dtype=np.float64)
     which = rng.choice(len(images), n, p=sizes / sizes.sum())
+    on_vessel = rng.random(n) < vessel_fraction if vessel_fraction > 0 else np.zeros(n, bool)
+    vessels = [np.flatnonzero(m.astype(bool) & f) for m, f in zip(masks, fovs, strict=True)] if on_vessel.any() else []
     xs = np.empty((n, images[0].shape[0], size, size), np.uint8)
     ys = np.empty((n, 1, size, size), np.uint8)
     for i, k in enumerate(which):
-        r, c = divmod(int(where[k][rng.integers(len(where[k]))]), fovs[k].shape[1])
+        pool = vessels[k] if on_vessel[i] and len(vessels[k]) else where[k]
+        r, c = divmod(int(pool[rng.integers(len(pool))]), fovs[k].shape[1])
         x = pads[k][:, r:r + size, c:c + size]
         y = mpads[k][r:r + size, c:c + size]
         if augment:
@@ -181,7 +185,8 @@ def train(config: SegmentationRunConfig, out: str | Path | None = None, resume: 
         "fov_derived": sum(c.fov_derived for c in [*train_cases, *test_cases])})
     with watch("train"):
         xs, ys = draw_patches([prepared[c.name] for c in train_cases], [c.mask for c in train_cases],
-                              [c.fov for c in train_cases], d.patches, d.patch, config.seed, d.augment)
+                              [c.fov for c in train_cases], d.patches, d.patch, config.seed, d.augment,
+                              d.vessel_fraction)
         trainer.fit(torch.utils.data.TensorDataset(xs, ys), None, resume=resume)
         del xs, ys
     best = next((c for c in trainer.callbacks if isinstance(c, BestCheckpoint)), None)
