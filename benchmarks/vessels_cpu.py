@@ -19,15 +19,15 @@ from contextlib import nullcontext
 import torch
 
 from biodl.config import build_config
+from biodl.engine import Inferer
 from biodl.models import create_model
 from biodl.studies.vessels import CONFIG
-from biodl.engine import Inferer
 from biodl.tasks.segmentation import Normalise, _loss, draw_patches, load_cases
 from biodl.tasks.segmentation_report import predict_map
 
 
 def step_seconds(model, norm, loss, x, y, steps: int, channels_last: bool, bf16: bool) -> float:
-    """Median-free mean seconds of one training step after 3 warm-up steps."""
+    """Mean seconds of one training step over ``steps``, after 3 warm-up steps."""
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -83,21 +83,18 @@ def main() -> None:
     steps_per_run = config.trainer.epochs * d.patches // b
     print(f"vessels on the CPU ({torch.get_num_threads()} threads), study settings: {config.trainer.epochs} epochs x "
           f"{d.patches} patches of {d.patch} px, batch {b} = {steps_per_run} steps")
-    rows = []
-    base = step_seconds(model(), norm, loss, xs[:b], ys[:b], opts.steps, False, False)
-    rows.append(("float32 NCHW (baseline)", base))
-    rows.append(("float32 channels-last (the study now)", step_seconds(model(), norm, loss, xs[:b], ys[:b],
-                                                                        opts.steps, True, False)))
-    rows.append(("bf16 autocast NCHW", step_seconds(model(), norm, loss, xs[:b], ys[:b], opts.steps, False, True)))
-    rows.append(("bf16 autocast channels-last", step_seconds(model(), norm, loss, xs[:b], ys[:b], opts.steps,
-                                                             True, True)))
+    study = (True, config.trainer.precision == "bf16")  # the study's (channels-last, bf16)
+    settings = {"float32 NCHW (baseline)": (False, False), "float32 channels-last": (True, False),
+                "bf16 autocast NCHW": (False, True), "bf16 autocast channels-last": (True, True)}
+    rows = [(label + (" (the study)" if how == study else ""),
+             step_seconds(model(), norm, loss, xs[:b], ys[:b], opts.steps, *how)) for label, how in settings.items()]
+    base, now = rows[0][1], dict(zip(settings.values(), (r[1] for r in rows), strict=True))[study]
     x128, y128 = draw_patches(images, masks, fovs, b // 4, 128, 0, True)
-    per = step_seconds(model(), norm, loss, x128, y128, opts.steps, True, False)
-    rows.append((f"128 px patches, batch {b // 4} (same pixels), channels-last", per))
+    rows.append((f"128 px patches, batch {b // 4} (same pixels), channels-last",
+                 step_seconds(model(), norm, loss, x128, y128, opts.steps, True, False)))
     if opts.compile:
-        compiled = torch.compile(model())
-        rows.append(("torch.compile, channels-last", step_seconds(compiled, norm, loss, xs[:b], ys[:b], opts.steps,
-                                                                 True, False)))
+        rows.append(("torch.compile, channels-last", step_seconds(torch.compile(model()), norm, loss, xs[:b], ys[:b],
+                                                                 opts.steps, True, False)))
     print(f"{'one training step':<58} {'s/step':>7} {'run (s)':>8} {'vs baseline':>11}")
     for label, s in rows:
         print(f"{label:<58} {s:7.3f} {s * steps_per_run:8.0f} {base / s:10.2f}x")
@@ -111,10 +108,10 @@ def main() -> None:
 
     per_image, per_image_bf16 = per_image("32"), per_image("bf16")
     n_maps = len(train_cases) + len(test_cases)  # the threshold (training images), the test images
-    now = dict(rows)["float32 channels-last (the study now)"]
-    print("\nwhere a study run's time goes (float32 channels-last, as the study runs now):")
-    split = [("prepare images (CLAHE, FOV)", t_prepare), ("draw patches (per epoch budget, once)", t_draw),
-             ("training steps", now * steps_per_run), ("tiled inference, float32", per_image * n_maps)]
+    tiled = per_image_bf16 if study[1] else per_image
+    print(f"\nwhere a study run's time goes ({'bf16' if study[1] else 'float32'} channels-last, as the study runs):")
+    split = [("prepare images (CLAHE, FOV)", t_prepare), ("draw patches (once)", t_draw),
+             ("training steps", now * steps_per_run), ("tiled inference", tiled * n_maps)]
     for label, s in split:
         print(f"  {label:<42} {s:8.1f} s")
     print(f"  {'total':<42} {sum(s for _, s in split):8.1f} s")

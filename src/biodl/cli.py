@@ -300,8 +300,9 @@ def predict(
     if problem := path_problem(input):
         raise BiodlError(input, problem)
     from .inference.predict import write_predictions
+    from .inference.predictor import load
 
-    typer.echo(f"results: {write_predictions(_predictor(run_dir, checkpoint), input, out, overwrite)}")
+    typer.echo(f"results: {write_predictions(load(run_dir, checkpoint), input, out, overwrite)}")
 
 
 @app.command()
