@@ -2,7 +2,8 @@
 
 Part 1, the split of one study run: preparing the fundus images (CLAHE, FOV), drawing the
 training patches, one training step (forward + backward + AdamW) times the study's steps, and
-tiled inference over the 20 training images (the threshold) and the 8 test images. Part 2, one
+tiled inference over the 20 training images (the threshold) and the 8 test images (each tile's 4
+flips averaged, as the study predicts). Part 2, one
 training step and one tiled image under each setting, side by side with float32 NCHW (the
 baseline): channels-last, bf16 autocast (this CPU has avx512_bf16 if lscpu says so), larger
 patches for the same pixels, and torch.compile.
@@ -19,6 +20,7 @@ from contextlib import nullcontext
 import torch
 
 from biodl.config import build_config
+from biodl.data.transforms import flip_tta_map
 from biodl.engine import Inferer
 from biodl.models import create_model
 from biodl.studies.vessels import CONFIG
@@ -99,24 +101,28 @@ def main() -> None:
     for label, s in rows:
         print(f"{label:<58} {s:7.3f} {s * steps_per_run:8.0f} {base / s:10.2f}x")
 
-    def per_image(precision: str) -> float:
-        inferer = Inferer(model(), device="cpu", precision=precision, batch_transform=norm, postprocess=torch.sigmoid)
+    def per_image(precision: str, tta: bool = False) -> float:
+        inferer = Inferer(model(), device="cpu", precision=precision, batch_transform=norm, postprocess=torch.sigmoid,
+                          eval_forward=flip_tta_map if tta else None)
         t = time.perf_counter()
         for c in test_cases[:2]:
             predict_map(inferer, prepared[c.name], d.tile, d.overlap)
         return (time.perf_counter() - t) / 2
 
     per_image, per_image_bf16 = per_image("32"), per_image("bf16")
+    per_image_tta = per_image("bf16" if study[1] else "32", tta=True)
     n_maps = len(train_cases) + len(test_cases)  # the threshold (training images), the test images
-    tiled = per_image_bf16 if study[1] else per_image
-    print(f"\nwhere a study run's time goes ({'bf16' if study[1] else 'float32'} channels-last, as the study runs):")
+    tiled = per_image_tta if config.model.tta else per_image_bf16 if study[1] else per_image
+    tta = ", 4-flip TTA" if config.model.tta else ""
+    print(f"\nwhere a study run's time goes ({'bf16' if study[1] else 'float32'} channels-last{tta}, as the study "
+          "runs):")
     split = [("prepare images (CLAHE, FOV)", t_prepare), ("draw patches (once)", t_draw),
              ("training steps", now * steps_per_run), ("tiled inference", tiled * n_maps)]
     for label, s in split:
         print(f"  {label:<42} {s:8.1f} s")
     print(f"  {'total':<42} {sum(s for _, s in split):8.1f} s")
     print(f"tiled inference per 999x960 image: float32 {per_image:.2f} s, bf16 {per_image_bf16:.2f} s "
-          f"({per_image / per_image_bf16:.2f}x)")
+          f"({per_image / per_image_bf16:.2f}x), with the 4 flips averaged {per_image_tta:.2f} s")
 
 
 if __name__ == "__main__":

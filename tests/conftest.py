@@ -148,3 +148,52 @@ def idc_patches(idc_tree) -> Path:
     main_ok("train", "--config", idc_tree.parent / "patches.yaml", "--out", idc_tree.parent / "patches",
             "--set", "trainer.progress=false", "--set", "n_boot=100")
     return idc_tree.parent / "patches"
+
+
+class Tutorial:
+    """An executed docs tutorial: ``book`` (the notebook with its outputs) and ``tmp`` (the
+    temporary folder, ``$TMPDIR`` of its kernel, where its runs stay)."""
+
+    def __init__(self, book, tmp: Path) -> None:
+        self.book, self.tmp = book, tmp
+
+    @property
+    def text(self) -> str:
+        """Every code cell's printed and displayed text, joined."""
+        return "\n".join(str(o.get("text") or (o.get("data") or {}).get("text/plain") or "")
+                         for c in self.book.cells if c.cell_type == "code" for o in c.outputs)
+
+    def run(self, name: str) -> Path:
+        """The one run folder called ``name`` that the tutorial wrote (``tempfile.mkdtemp()/name``)."""
+        found = sorted(self.tmp.glob(f"*/{name}"))
+        assert len(found) == 1, (name, found)
+        return found[0]
+
+
+@pytest.fixture(scope="session")
+def tutorial(tmp_path_factory):
+    """``tutorial(NOTEBOOK)`` -> :class:`Tutorial`: ``docs/tutorials/NOTEBOOK`` executed once per
+    session on the venv's kernel (nbclient, 300 s a cell). A tutorial runs a study as a reader
+    would; the study's tests read that run instead of training the same study a second time."""
+    done: dict[str, Tutorial | BaseException] = {}
+
+    def execute(notebook: str) -> Tutorial:
+        if notebook not in done:
+            import nbclient
+            import nbformat
+
+            book = nbformat.read(ROOT / "docs" / "tutorials" / notebook, as_version=4)
+            tmp = tmp_path_factory.mktemp(notebook.split(".")[0])
+            try:
+                with pytest.MonkeyPatch.context() as mp:
+                    mp.setenv("TMPDIR", str(tmp))
+                    nbclient.NotebookClient(book, timeout=300, kernel_name="python3",
+                                            resources={"metadata": {"path": str(tmp)}}).execute()
+                done[notebook] = Tutorial(book, tmp)
+            except Exception as exc:  # every test that needs this tutorial fails with its error
+                done[notebook] = exc
+        if isinstance(done[notebook], BaseException):
+            raise done[notebook]
+        return done[notebook]
+
+    return execute

@@ -123,3 +123,28 @@ def test_bad_single_cell_input_is_one_error_naming_the_file(tmp_path, case):
 def test_normalised_values_are_accepted_when_declared(tmp_path):
     cells = load_cells(write_csv(tmp_path / "c.csv", COUNTS * 0.25), normalised=True)
     assert np.allclose(cells.x.toarray(), COUNTS.T * 0.25)
+
+
+def test_the_last_cells_read_are_given_again_until_a_file_changes(tmp_path, monkeypatch):
+    """A k-fold run reads its tables once per fold: the second read comes from memory, as a copy
+    that the caller may change, and a file rewritten in place (same size) is read again."""
+    from biodl.data import cells as cells_module
+
+    counts, meta = write_csv(tmp_path / "c.csv"), write_meta(tmp_path / "m.csv")
+    first = load_cells(counts, meta)
+    calls = []
+    real = cells_module._load_cells
+    monkeypatch.setattr(cells_module, "_load_cells", lambda *a: calls.append(a) or real(*a))
+    second = load_cells(counts, meta)
+    assert calls == [] and np.array_equal(second.x.toarray(), first.x.toarray())
+    second.x.data[:] = 0
+    second.obs["line"] = "Z"
+    third = load_cells(counts, meta)
+    assert calls == [] and np.array_equal(third.x.toarray(), COUNTS.T) and third.obs["line"].tolist()[0] == "A"
+    changed = COUNTS.copy()
+    changed[0, 1] = 4  # 3 -> 4: same size on disk
+    before = counts.stat().st_size
+    write_csv(counts, changed)
+    assert counts.stat().st_size == before
+    assert load_cells(counts, meta).x.toarray()[1, 0] == 4 and len(calls) == 1
+    assert load_cells(counts).obs.columns.tolist() == [] and len(calls) == 2  # without the metadata: read again

@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from biodl.data.transforms import BatchAugment, ImagePreprocess, channel_stats, dihedral_tta
+from biodl.data.transforms import BatchAugment, ImagePreprocess, channel_stats, dihedral_tta, flip_tta_map
 
 
 @pytest.mark.parametrize("channels", [3, 1])
@@ -45,6 +45,25 @@ def test_dihedral_tta_averages_probabilities_over_the_eight_views():
     torch.testing.assert_close(dihedral_tta(conv, x), torch.log_softmax(conv(x), dim=1))
     wide = torch.rand(3, 1, 4, 6)  # not square: the 4 flips only
     assert dihedral_tta(conv, wide).shape == (3, 2)
+
+
+def test_flip_tta_map_is_the_mean_probability_of_the_four_flips_flipped_back():
+    x = torch.rand(2, 1, 4, 6)
+    ramp = torch.arange(6.0).view(1, 1, 1, 6)
+
+    class Ramp(nn.Module):  # a logit that grows to the right: not flip-equivariant
+        def forward(self, v):
+            return v + ramp
+
+    out = flip_tta_map(Ramp(), x)
+    # un-flipping a left-right view's map gives x + ramp mirrored; up-down flips are equivariant here
+    p = (2 * torch.sigmoid(x + ramp) + 2 * torch.sigmoid(x + ramp.flip(-1))) / 4
+    assert out.shape == (2, 1, 4, 6)
+    torch.testing.assert_close(torch.sigmoid(out), p)
+    conv = nn.Conv2d(1, 1, 3, padding=1, bias=True)
+    with torch.no_grad():  # a symmetric kernel is equivariant to every flip: TTA changes nothing
+        conv.weight.copy_(torch.tensor([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]).view(1, 1, 3, 3) / 8)
+        torch.testing.assert_close(flip_tta_map(conv, x), conv(x), atol=1e-5, rtol=1e-5)
 
 
 def test_augment_keeps_shape_range_and_is_seeded():

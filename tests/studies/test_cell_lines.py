@@ -1,4 +1,4 @@
-"""The cell-lines study in a reduced setting: every method out of plate side by side, the
+"""The cell-lines study (the tutorial's run, 5 epochs): every method out of plate side by side, the
 leave-one-line-out rejection table, the map, and its flags for your own data."""
 
 import json
@@ -6,15 +6,13 @@ import json
 import pandas as pd
 import pytest
 
-from tests.conftest import assert_one_line_error, main_ok
+from tests.conftest import assert_one_line_error
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory):
-    out = tmp_path_factory.mktemp("cl") / "run"
-    main_ok("run", "cell-lines", "--out", out, "--set", "trainer.epochs=4", "--set", "trainer.progress=false",
-            "--set", "n_boot=100", "--set", "data.preprocess.n_top_genes=500")
-    return out
+def study(tutorial):
+    """The run of the cell-lines tutorial (5 epochs; executed once a session)."""
+    return tutorial("08-cell-lines.ipynb").run("cells")
 
 
 def test_every_method_out_of_plate_side_by_side(study):

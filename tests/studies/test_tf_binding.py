@@ -1,20 +1,17 @@
-"""The tf-binding study on ELK1 in a reduced setting: the CNN and the k-mer baseline side by side
+"""The tf-binding study on ELK1 (the tutorial's run, 3 epochs): the CNN and the k-mer baseline side by side
 with the published figure, motifs matched with the ETS site, the mutation map."""
 
 import json
 
 import pandas as pd
 import pytest
-
-from tests.conftest import main_ok
+import yaml
 
 
 @pytest.fixture(scope="module")
-def elk1(tmp_path_factory):
-    out = tmp_path_factory.mktemp("tfb") / "run"
-    main_ok("run", "tf-binding", "--out", out, "--set", "trainer.epochs=2", "--set", "trainer.progress=false",
-            "--set", "n_boot=100", "--set", "model.args={filters: 32, width: 15}", "--set", "data.shuffles=1")
-    return out
+def elk1(tutorial):
+    """The run of the tf-binding tutorial (the study's model, 3 epochs; executed once a session)."""
+    return tutorial("07-tf-binding.ipynb").run("elk1")
 
 
 def test_the_cnn_and_the_kmer_baseline_side_by_side_with_the_published_figure(elk1):
@@ -32,7 +29,8 @@ def test_the_learned_motifs_match_the_ets_site_and_the_report_shows_them(elk1):
     assert m["motif/score"] > 0.8  # mean column correlation with ACCGGAAGT, both strands
     motifs = pd.read_csv(elk1 / "motifs.csv")
     assert motifs["match"].iloc[0] == pytest.approx(m["motif/score"], abs=1e-3) and motifs["sites"].iloc[0] > 0
-    assert ((motifs["bits"] > 0) & (motifs["bits"] <= 2 * 15)).all()  # information summed over a 15-bp filter
+    width = yaml.safe_load((elk1 / "config.yaml").read_text())["model"]["args"]["width"]
+    assert ((motifs["bits"] > 0) & (motifs["bits"] <= 2 * width)).all()  # information summed over a filter
     html = (elk1 / "report.html").read_text()
     for title in ("Models", "Motifs", "Mutation map"):
         assert title in html

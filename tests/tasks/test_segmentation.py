@@ -80,6 +80,35 @@ def test_segmentation_trains_predicts_and_evaluates(folder, tmp_path, cli):
     assert_one_line_error(cli("evaluate", run, "--overwrite"), "preprocess.json", "channels")
 
 
+def test_tta_predicts_the_mean_of_the_four_flips_in_the_report_and_the_predictor(folder, tmp_path, cli):
+    """model.tta: a loaded run's maps average the 4 flips of each tile (flipped back), and the run's
+    own test report used the same maps (evaluate gives its AUC again)."""
+    import torch
+
+    import biodl
+    from biodl.data.vessels import prepare_fundus
+
+    r = cli("train", "--config", _config(tmp_path, folder), "--out", tmp_path / "run", "--set", "model.tta=true",
+            "--set", "trainer.epochs=1")
+    assert r.code == 0, r.err
+    predictor = biodl.load(tmp_path / "run", device="cpu")
+    image = np.asarray(Image.open(folder / "images/case3.png").convert("RGB"))
+    x = torch.from_numpy(prepare_fundus(image, "green", True))
+    inferer = predictor.members[0].inferer
+    with_tta = predictor.predict_proba(image)[0]
+    np.testing.assert_allclose(with_tta, inferer.tiled(x, 64, 8)[0].numpy(), atol=1e-6)
+    inferer.eval_forward = lambda m, v: m(v)
+    # 96 px in 64 px tiles at 56 px steps: tiles at 0 and 32, a grid that every flip maps onto itself
+    flips = [inferer.tiled(x.flip(d), 64, 8).flip(d) if d else inferer.tiled(x, 64, 8) for d in ((), (-1,), (-2,),
+                                                                                                  (-2, -1))]
+    np.testing.assert_allclose(with_tta, (sum(flips) / 4)[0].numpy(), atol=1e-5)
+    assert np.abs(with_tta - flips[0][0].numpy()).max() > 1e-4  # the flips do change the map
+    m = json.loads((tmp_path / "run/metrics.json").read_text())
+    assert cli("evaluate", tmp_path / "run").code == 0
+    assert json.loads((tmp_path / "run/evaluation/test.json").read_text())["test/roc_auc"] == pytest.approx(
+        m["test/roc_auc"], abs=1e-9)
+
+
 def test_bad_masks_are_one_line_errors(folder, tmp_path, cli):
     cfg = _config(tmp_path, folder)
     _save(np.zeros((90, 96), np.uint8), folder / "masks/case1.png")

@@ -8,8 +8,8 @@ errors that list the valid keys and suggest the closest one, so a typo never sil
 back to a default.
 """
 
-from .images import (ImageDataConfig, ImageModelConfig, ImageRunConfig, SegmentationDataConfig, SegmentationRunConfig,
-                     SegmentationTrainerConfig, TilesConfig)
+from .images import (ImageDataConfig, ImageModelConfig, ImageRunConfig, SegmentationDataConfig,
+                     SegmentationModelConfig, SegmentationRunConfig, SegmentationTrainerConfig, TilesConfig)
 from .loading import (MAX_YAML_NODES, apply_overrides, build_config, config_dict, config_hash, dump_config,
                       load_config, read_yaml, safe_yaml, validation_problem)
 from .mil import MilDataConfig, MilRunConfig
@@ -23,9 +23,9 @@ __all__ = [
     "Strict", "Positive", "MPP_RANGE", "Mpp", "DataConfig", "ModelConfig", "OptimizerConfig", "SchedulerConfig",
     "TrainerConfig", "ConformalConfig",
     "TabularRunConfig", "TilesConfig", "ImageDataConfig", "ImageModelConfig", "ImageRunConfig",
-    "SegmentationDataConfig", "SegmentationTrainerConfig", "SegmentationRunConfig", "SequenceDataConfig",
-    "SequenceModelConfig", "SequenceRunConfig", "CellPreprocessConfig", "CellsDataConfig", "CellsRunConfig",
-    "MilDataConfig", "MilRunConfig", "RunConfig", "RUN_CONFIGS",
+    "SegmentationDataConfig", "SegmentationModelConfig", "SegmentationTrainerConfig", "SegmentationRunConfig",
+    "SequenceDataConfig", "SequenceModelConfig", "SequenceRunConfig", "CellPreprocessConfig", "CellsDataConfig",
+    "CellsRunConfig", "MilDataConfig", "MilRunConfig", "RunConfig", "RUN_CONFIGS",
     "config_class", "validation_problem", "apply_overrides", "MAX_YAML_NODES", "safe_yaml", "read_yaml",
     "build_config", "load_config", "config_dict", "dump_config", "config_hash",
 ]

@@ -163,6 +163,14 @@ class SegmentationDataConfig(Strict):
         return self
 
 
+class SegmentationModelConfig(ImageModelConfig):
+    """A segmentation network (a U-Net by default) and test-time augmentation."""
+
+    name: str = "unet"
+    tta: bool = Field(False, description="predict each tile as the mean vessel probability over its 4 flips (none, "
+                                         "left-right, up-down, both), flipped back; 4x the inference time")
+
+
 class SegmentationTrainerConfig(TrainerConfig):
     monitor: str = Field("train/loss", description="metric that picks the best checkpoint (no validation set: "
                                                    "images are for training or testing)")
@@ -178,7 +186,7 @@ class SegmentationRunConfig(Strict):
     n_boot: int = Field(1000, ge=100, description="bootstrap resamples for the CIs of the test means (patients "
                                                   "resampled: CHASE_DB1's two eyes of a child together)")
     data: SegmentationDataConfig
-    model: ImageModelConfig = Field(default_factory=lambda: ImageModelConfig(name="unet"))
+    model: SegmentationModelConfig = Field(default_factory=SegmentationModelConfig)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     trainer: SegmentationTrainerConfig = Field(default_factory=SegmentationTrainerConfig)

@@ -19,10 +19,11 @@ CONFIG: dict[str, Any] = {
     "task": "segmentation",
     "seed": 0,
     # 4 epochs of 32,000 patches in bf16 autocast (2.3x faster steps on a CPU with avx512_bf16, the
-    # GPU's precision already): chosen on validation children 09-10, benchmarks/vessels_cpu.py
+    # GPU's precision already), maps the mean of each tile's 4 flips (validation AUC 0.9814 -> 0.9826):
+    # chosen on validation children 09-10, benchmarks/vessels_cpu.py
     "data": {"dataset": "chase_db1", "test_images": 8, "channels": "green", "clahe": True, "patch": 64,
              "patches": 32000, "batch_size": 32},
-    "model": {"name": "unet", "args": {"width": 16, "depth": 3, "dropout": 0.1}},
+    "model": {"name": "unet", "args": {"width": 16, "depth": 3, "dropout": 0.1}, "tta": True},
     "optimizer": {"name": "adamw", "lr": 0.003, "weight_decay": 0.0001},
     "scheduler": {"name": "cosine"},
     "trainer": {"epochs": 4, "monitor": "train/loss", "mode": "min", "precision": "bf16"},

@@ -24,6 +24,7 @@ from .. import runs
 from ..config import Positive, SegmentationRunConfig, Strict
 from ..data.cache import content_key
 from ..data.folders import image_paths
+from ..data.transforms import flip_tta_map
 from ..data.vessels import (IMAGE_EXT, VesselCase, derive_fov, detect_layout, load_chase, load_drive, load_folder,
                             patient_of, prepare_fundus, read_image)
 from ..datasets import embedded_path
@@ -178,7 +179,8 @@ def train(config: SegmentationRunConfig, out: str | Path | None = None, resume: 
     model = network(config, len(mean))
     norm = Normalise(mean, std, d.augment)
     trainer = make_trainer(config, model, _loss(), None, torch.sigmoid, run_dir, device,
-                           show=("train/loss", "lr"), batch_transform=norm)
+                           show=("train/loss", "lr"), batch_transform=norm,
+                           eval_forward=flip_tta_map if config.model.tta else None)
     manifest = start_run(config, run_dir, resume, device, pre, {}, {
         "split": f"{len(train_cases)} train / {len(test_cases)} test", "data_path": str(root),
         "data_content_sha256": content_key(files, {}), "n_files": len(files),
@@ -240,6 +242,7 @@ class SegmentationEnd:
                 device: torch.device) -> Inferer:
         return Inferer(module, device=device, precision=config.trainer.precision,
                        batch_transform=Normalise(pre.mean, pre.std, False), postprocess=torch.sigmoid,
+                       eval_forward=flip_tta_map if config.model.tta else None,
                        batch_size=config.data.batch_size, num_workers=config.data.num_workers, seed=config.seed)
 
     def read(self, pre: PreprocessFile, inputs: Any) -> tuple[list[np.ndarray], pd.DataFrame]:
