@@ -108,6 +108,8 @@ def test_export_bad_input(run_copy, cli, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("clahe", [False, True])
 def test_segmentation_export_any_size(tmp_path, cli, clahe):
+    """Any image size; with CLAHE (float input) the run also averages each image's 4 flips (model.tta),
+    and so does its graph."""
     import yaml
 
     from tests.data.test_vessels import _fundus, _save
@@ -120,7 +122,8 @@ def test_segmentation_export_any_size(tmp_path, cli, clahe):
     cfg = {"name": "seg", "task": "segmentation",
            "data": {"path": str(root), "test_images": 1, "patch": 32, "patches": 128, "batch_size": 16, "tile": 64,
                     "overlap": 8, "clahe": clahe},
-           "model": {"name": "unet", "args": {"width": 8, "depth": 2}}, "trainer": {"epochs": 1, "progress": False}}
+           "model": {"name": "unet", "args": {"width": 8, "depth": 2}, "tta": clahe},
+           "trainer": {"epochs": 1, "progress": False}}
     (tmp_path / "seg.yaml").write_text(yaml.safe_dump(cfg))
     main_ok("train", "--config", tmp_path / "seg.yaml", "--out", tmp_path / "run")
     r = cli("export", tmp_path / "run", "--out", tmp_path / "seg.onnx")
@@ -139,11 +142,14 @@ def test_segmentation_export_any_size(tmp_path, cli, clahe):
     from biodl.inference.export import _SegmentationGraph
     import torch
 
-    inferer = load(tmp_path / "run", device="cpu").members[0].inferer
+    predictor = load(tmp_path / "run", device="cpu")
+    inferer = predictor.members[0].inferer
     with torch.no_grad():
-        ref = _SegmentationGraph(inferer.module, inferer.batch_transform, True, clahe, 4).eval()(
-            torch.from_numpy(x)).numpy()
+        ref, plain = (_SegmentationGraph(net, inferer.batch_transform, True, clahe, 4).eval()(
+            torch.from_numpy(x)).numpy() for net in (predictor.end.module(inferer, predictor.pre), inferer.module))
     np.testing.assert_allclose(got, ref, atol=1e-4)
+    assert (np.abs(got - plain).max() > 1e-3) == clahe  # the flips change the map where the run averages them
+    assert ("3 flips" in meta["preprocessing"]["inside_graph"]) == clahe
     if not clahe:  # a fixed side must suit the U-Net's two poolings
         assert_one_line_error(cli("export", tmp_path / "run", "--out", tmp_path / "f.onnx", "--size", "50"),
                               "--size", "divisible by 4")

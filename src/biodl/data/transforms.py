@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-__all__ = ["HEDJitter", "BatchAugment", "dihedral_tta", "flip_tta_map", "ImagePreprocess", "channel_stats"]
+__all__ = ["HEDJitter", "BatchAugment", "dihedral_tta", "flip_tta_map", "FlipMean", "ImagePreprocess", "channel_stats"]
 
 
 class HEDJitter(nn.Module):
@@ -118,6 +118,18 @@ def flip_tta_map(model: nn.Module, x: Tensor) -> Tensor:
         p = p.flip(dims) if dims else p
         total = p if total is None else total + p
     return torch.logit(total / 4, eps=1e-6)
+
+
+class FlipMean(nn.Module):
+    """``network`` as one module whose output is :func:`flip_tta_map` of it (for export):
+    (B, C, H, W) -> (B, 1, H, W) logits of the mean probability over the 4 flips."""
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, x: Tensor) -> Tensor:
+        return flip_tta_map(self.network, x)
 
 
 class ImagePreprocess(nn.Module):

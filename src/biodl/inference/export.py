@@ -139,12 +139,14 @@ def _segmentation(predictor: MapPredictor, size: int | None
         images = [im[:size, :size] for im in images]
     clahe = bool(pre.clahe)
     inputs = [prepare_fundus(im, pre.channels, True)[None] if clahe else im[None] for im in images]
-    graph = _SegmentationGraph(inferer.module.float(), inferer.batch_transform, pre.channels == "green", clahe,
+    network = predictor.end.module(inferer, pre).float()  # with the run's 4 flips averaged where it has model.tta
+    graph = _SegmentationGraph(network, inferer.batch_transform, pre.channels == "green", clahe,
                                0 if size else multiple).eval()
     with torch.no_grad():
         expected = [[graph(torch.from_numpy(x)).numpy()] for x in inputs]
     side = [size, size] if size else ["height", "width"]
     shape = ["batch", pre.in_chans, *side] if clahe else ["batch", *side, 3]
+    tta = " on the image and its 3 flips, probabilities averaged (model.tta)" if network is not inferer.module else ""
     info = {"inputs": [{"name": "images", "dtype": "float32" if clahe else "uint8", "shape": shape,
                         "layout": "NCHW floats in [0, 1] after biodl.data.vessels.prepare_fundus (the run uses CLAHE, "
                                   "which no ONNX operator does)" if clahe else "NHWC RGB, no scaling"}],
@@ -153,7 +155,8 @@ def _segmentation(predictor: MapPredictor, size: int | None
             "classes": ["background", "vessel"],
             "preprocessing": {"inside_graph": ("" if clahe else f"{pre.channels} channel(s) / 255, ") +
                               "minus mean, over std, reflect-padded to a multiple of " + str(multiple) +
-                              ", U-Net, sigmoid, cropped back" if not size else "normalisation, U-Net, sigmoid",
+                              f", U-Net{tta}, sigmoid, cropped back" if not size else
+                              f"normalisation, U-Net{tta}, sigmoid",
                               "mean": pre.mean, "std": pre.std, "channels": pre.channels, "clahe": clahe,
                               "threshold_f1_train": predictor.threshold,
                               "note": "one forward pass over the whole image; biodl predict tiles the image with "

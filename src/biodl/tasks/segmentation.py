@@ -24,7 +24,7 @@ from .. import runs
 from ..config import Positive, SegmentationRunConfig, Strict
 from ..data.cache import content_key
 from ..data.folders import image_paths
-from ..data.transforms import flip_tta_map
+from ..data.transforms import FlipMean, flip_tta_map
 from ..data.vessels import (IMAGE_EXT, VesselCase, derive_fov, detect_layout, load_chase, load_drive, load_folder,
                             patient_of, prepare_fundus, read_image)
 from ..datasets import embedded_path
@@ -273,7 +273,9 @@ class SegmentationEnd:
         return threshold(run_dir)
 
     def module(self, inferer: Inferer, pre: PreprocessFile, tta: bool = True) -> nn.Module:
-        return inferer.module
+        """(B, C, H, W) normalised -> (B, 1, H, W) logits; with ``tta`` and a run with ``model.tta``,
+        of the mean probability over each input's 4 flips."""
+        return FlipMean(inferer.module) if tta and inferer.eval_forward is flip_tta_map else inferer.module
 
 
 #: the segmentation task's inference end
