@@ -34,6 +34,26 @@ def test_fov_derived_from_a_generated_disc():
     assert iou > 0.98
 
 
+def test_fov_morphology_matches_scipys_disk_closing_and_opening_to_the_pixel():
+    """derive_fov closes and opens by distance transforms; scipy's binary_closing/opening with the
+    same disk (border 0) give the same pixels, at the image border too (structure touching it)."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(0)
+    for width in (100, 250, 420):
+        red = ndimage.gaussian_filter(rng.random((width * 2 // 3, width)), width / 60)
+        img = np.repeat((255 * (red > np.median(red))).astype(np.uint8)[..., None], 3, axis=2)
+        r = round(0.01 * width)
+        disk = np.hypot(*np.mgrid[-r:r + 1, -r:r + 1]) <= r
+        ref = ndimage.binary_opening(ndimage.binary_closing(img[..., 0] > 25, disk, border_value=0), disk)
+        ref = ndimage.binary_fill_holes(ref)
+        labels, n = ndimage.label(ref)
+        ref = labels == 1 + int(np.argmax(ndimage.sum(ref, labels, range(1, n + 1))))
+        fov = derive_fov(img)
+        assert np.array_equal(fov, ref), width
+        assert (img[0, :, 0] > 25).any() and (img[:, 0, 0] > 25).any()  # structure touching the border, eroded there
+
+
 def _save(a, path):
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(a).save(path)
