@@ -40,6 +40,9 @@ def test_the_baseline_chooses_c_by_grouped_cross_validation_and_learns_a_planted
         groups.append(str(i // 2))
     model = KmerBaseline(ks=(4, 5, 6), cs=(0.1, 100.0)).fit(seqs, np.array(labels), np.array(groups))
     assert set(model.cv_auc) == {0.1, 100.0} and model.C == max(model.cv_auc, key=model.cv_auc.get)
+    alone = KmerBaseline(ks=(4, 5, 6), cs=(0.1, 100.0), n_jobs=1).fit(seqs, np.array(labels), np.array(groups))
+    assert alone.cv_auc == model.cv_auc and alone.C == model.C  # worker processes change the time, not a digit
+    assert model.cv_auc[0.1] != model.cv_auc[100.0]
     test = ["".join(rng.choice(list("ACGT"), 60)) for _ in range(40)]
     test = [t[:20] + "CCGGAAGT" + t[28:] if k % 2 else t for k, t in enumerate(test)]
     from sklearn.metrics import roc_auc_score
