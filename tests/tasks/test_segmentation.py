@@ -149,7 +149,11 @@ def test_test_means_get_cis_that_resample_patients_not_eyes(monkeypatch):
     assert m6["test/ci_clusters"] == 6 and m6["test/f1_opt"] == pytest.approx(m["test/f1_opt"])
 
 
-def test_a_test_split_that_parts_a_childs_eyes_is_refused(tmp_path, cli):
+def test_a_test_split_that_parts_a_childs_eyes_is_refused(tmp_path, cli, monkeypatch):
+    """From the file names, before any image is read."""
+    from biodl.tasks import segmentation
+
+    monkeypatch.setattr(segmentation, "read_cases", lambda files: pytest.fail("an image was read"))
     cfg = {"name": "seg", "task": "segmentation", "data": {"dataset": "chase_db1", "test_images": 7},
            "trainer": {"epochs": 1, "progress": False}}
     path = tmp_path / "odd.yaml"

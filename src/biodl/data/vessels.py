@@ -22,8 +22,8 @@ from ..errors import ImageFault
 from .images import open_image
 
 __all__ = [
-    "IMAGE_EXT", "VesselCase", "read_image", "read_binary", "derive_fov", "load_chase", "load_drive", "load_folder",
-    "detect_layout", "prepare_fundus", "patient_of",
+    "IMAGE_EXT", "VesselCase", "CaseFiles", "read_image", "read_binary", "derive_fov", "chase_files", "folder_files",
+    "read_cases", "load_chase", "load_drive", "load_folder", "detect_layout", "prepare_fundus", "patient_of",
 ]
 
 
@@ -117,13 +117,27 @@ def _case(name: str, image_path: Path, mask_path: Path | None, fov_path: Path | 
     return VesselCase(name, image, mask, fov if fov is not None else derive_fov(image), fov is None, second)
 
 
-def load_chase(root: str | Path) -> list[VesselCase]:
-    """CHASE_DB1's flat folder, in name order (01L, 01R, 02L, ...)."""
+#: one case's files before they are read: (name, image, vessel mask, FOV mask, second observer's mask)
+CaseFiles = tuple[str, Path, Path | None, Path | None, Path | None]
+
+
+def chase_files(root: str | Path) -> list[CaseFiles]:
+    """The files of CHASE_DB1's flat folder, in name order (01L, 01R, 02L, ...), unread."""
     root = Path(root)
     images = sorted(p for p in root.glob("Image_*.jpg"))
     if not images:
         raise DataError(root, "no Image_NNX.jpg files (CHASE_DB1 layout)")
-    return [_case(p.stem, p, root / f"{p.stem}_1stHO.png", None, root / f"{p.stem}_2ndHO.png") for p in images]
+    return [(p.stem, p, root / f"{p.stem}_1stHO.png", None, root / f"{p.stem}_2ndHO.png") for p in images]
+
+
+def read_cases(files: list[CaseFiles]) -> list[VesselCase]:
+    """Each case's image and masks read and checked (FOV derived where it has none)."""
+    return [_case(*f) for f in files]
+
+
+def load_chase(root: str | Path) -> list[VesselCase]:
+    """CHASE_DB1's flat folder, in name order (01L, 01R, 02L, ...)."""
+    return read_cases(chase_files(root))
 
 
 _CHASE_EYE = re.compile(r"^Image_(\d+)[LR]$")
@@ -163,6 +177,12 @@ def load_drive(root: str | Path, part: str) -> list[VesselCase]:
 
 def load_folder(root: str | Path) -> list[VesselCase]:
     """``images/`` with ``masks/`` (and optionally ``fov/``) of the same stems."""
+    return read_cases(folder_files(root))
+
+
+def folder_files(root: str | Path) -> list[CaseFiles]:
+    """The files of an ``images/`` + ``masks/`` [+ ``fov/``, ``second/``] folder, unread; an image
+    without a mask is an error."""
     root = Path(root)
     images = sorted(p for p in (root / "images").glob("*") if p.suffix.lower() in IMAGE_EXT)
     if not images:
@@ -177,7 +197,7 @@ def load_folder(root: str | Path) -> list[VesselCase]:
         mask = same_stem("masks", p.stem)
         if mask is None:
             raise DataError(p, f"no vessel mask for this image (expected {root / 'masks' / p.stem}.*)")
-        out.append(_case(p.stem, p, mask, same_stem("fov", p.stem), same_stem("second", p.stem)))
+        out.append((p.stem, p, mask, same_stem("fov", p.stem), same_stem("second", p.stem)))
     return out
 
 

@@ -25,8 +25,8 @@ from ..config import Positive, SegmentationRunConfig, Strict
 from ..data.cache import content_key
 from ..data.folders import image_paths
 from ..data.transforms import FlipMean, flip_tta_map
-from ..data.vessels import (IMAGE_EXT, VesselCase, derive_fov, detect_layout, load_chase, load_drive, load_folder,
-                            patient_of, prepare_fundus, read_image)
+from ..data.vessels import (IMAGE_EXT, VesselCase, chase_files, derive_fov, detect_layout, folder_files, load_drive,
+                            patient_of, prepare_fundus, read_cases, read_image)
 from ..datasets import embedded_path
 from ..engine import BestCheckpoint
 from ..engine.checkpoint import load_model_weights, model_state
@@ -80,15 +80,17 @@ def load_cases(config: SegmentationRunConfig) -> tuple[list[VesselCase], list[Ve
     layout = detect_layout(root) if d.layout == "auto" else d.layout
     if layout == "drive":
         return load_drive(root, "training"), load_drive(root, "test"), root
-    cases = load_chase(root) if layout == "chase" else load_folder(root)
-    if len(cases) <= d.test_images:
-        raise DataError(root, f"{len(cases)} images: too few for {d.test_images} test images and a training set")
-    train, test = cases[: -d.test_images], cases[-d.test_images:]
-    if shared := sorted({patient_of(c.name) for c in train} & {patient_of(c.name) for c in test}):
-        both = [c.name for c in cases if patient_of(c.name) in shared]
+    files = chase_files(root) if layout == "chase" else folder_files(root)  # the split is checked before any read
+    if len(files) <= d.test_images:
+        raise DataError(root, f"{len(files)} images: too few for {d.test_images} test images and a training set")
+    names = [f[0] for f in files]
+    train, test = names[: -d.test_images], names[-d.test_images:]
+    if shared := sorted({patient_of(n) for n in train} & {patient_of(n) for n in test}):
+        both = [n for n in names if patient_of(n) in shared]
         raise ConfigError("data.test_images", f"{d.test_images} puts the eyes of {', '.join(shared)} in both training "
                           f"and test ({', '.join(both)}); choose a number that keeps each patient on one side")
-    return train, test, root
+    cases = read_cases(files)
+    return cases[: -d.test_images], cases[-d.test_images:], root
 
 
 def draw_patches(images: list[np.ndarray], masks: list[np.ndarray], fovs: list[np.ndarray], n: int, size: int,
