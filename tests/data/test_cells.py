@@ -148,3 +148,7 @@ def test_the_last_cells_read_are_given_again_until_a_file_changes(tmp_path, monk
     assert counts.stat().st_size == before
     assert load_cells(counts, meta).x.toarray()[1, 0] == 4 and len(calls) == 1
     assert load_cells(counts).obs.columns.tolist() == [] and len(calls) == 2  # without the metadata: read again
+    monkeypatch.setattr(cells_module, "_KEEP_BYTES", 8)  # counts larger than that are not kept
+    load_cells(counts, meta)
+    load_cells(counts, meta)
+    assert len(calls) == 4

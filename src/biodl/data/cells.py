@@ -243,8 +243,10 @@ def _read_one(path: Path, normalised: bool) -> CellCounts:
 
 
 #: the cells last read by :func:`load_cells`, by their files' contents: a study or a k-fold run reads
-#: the same tables once per child run (the cell-lines study 21 times, ~1 s each)
+#: the same tables once per child run (the cell-lines study 21 times, ~1 s each); kept only up to
+#: :data:`_KEEP_BYTES` of counts, so that an atlas is not held twice
 _LAST: dict[tuple, CellCounts] = {}
+_KEEP_BYTES = 512 * 2**20
 
 
 def _files_key(paths: list[Path], metas: list[Path], normalised: bool) -> tuple | None:
@@ -280,7 +282,7 @@ def load_cells(paths: str | Path | Sequence[str | Path], metadata: str | Path | 
     else:
         cells = _load_cells(paths, metas, normalised)
         _LAST.clear()
-        if key is not None:
+        if key is not None and cells.x.data.nbytes + cells.x.indices.nbytes <= _KEEP_BYTES:
             _LAST[key] = cells
     return CellCounts(cells.x.copy(), cells.genes.copy(), cells.obs.copy(), cells.source)
 
