@@ -40,7 +40,7 @@ from .common import Run, Stopwatch, image_files, make_trainer, refuse_overwrite,
 from .segmentation_report import case_metrics, predict_map, write_test_report
 
 
-__all__ = ["PreprocessFile", "load_cases", "draw_patches", "Normalise", "network", "train", "evaluate",
+__all__ = ["PreprocessFile", "load_cases", "draw_patches", "Normalise", "eval_forward", "network", "train", "evaluate",
            "SegmentationEnd", "END"]
 
 
@@ -157,6 +157,12 @@ def _loss():
     return loss
 
 
+def eval_forward(config: SegmentationRunConfig):
+    """How the run's network predicts a tile: the mean over its 4 flips with ``model.tta``, else
+    one pass (None)."""
+    return flip_tta_map if config.model.tta else None
+
+
 def network(config: SegmentationRunConfig, in_chans: int) -> nn.Module:
     """The run's network, untrained (a U-Net by default)."""
     return create_model(config.model.name, in_chans=in_chans, **config.model.args)
@@ -182,7 +188,7 @@ def train(config: SegmentationRunConfig, out: str | Path | None = None, resume: 
     norm = Normalise(mean, std, d.augment)
     trainer = make_trainer(config, model, _loss(), None, torch.sigmoid, run_dir, device,
                            show=("train/loss", "lr"), batch_transform=norm,
-                           eval_forward=flip_tta_map if config.model.tta else None)
+                           eval_forward=eval_forward(config))
     manifest = start_run(config, run_dir, resume, device, pre, {}, {
         "split": f"{len(train_cases)} train / {len(test_cases)} test", "data_path": str(root),
         "data_content_sha256": content_key(files, {}), "n_files": len(files),
@@ -244,7 +250,7 @@ class SegmentationEnd:
                 device: torch.device) -> Inferer:
         return Inferer(module, device=device, precision=config.trainer.precision,
                        batch_transform=Normalise(pre.mean, pre.std, False), postprocess=torch.sigmoid,
-                       eval_forward=flip_tta_map if config.model.tta else None,
+                       eval_forward=eval_forward(config),
                        batch_size=config.data.batch_size, num_workers=config.data.num_workers, seed=config.seed)
 
     def read(self, pre: PreprocessFile, inputs: Any) -> tuple[list[np.ndarray], pd.DataFrame]:
