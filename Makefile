@@ -51,6 +51,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/stain_normalisation.py
 	$(BIN)/python benchmarks/cli_latency.py
 	$(BIN)/python benchmarks/study_inputs.py
+	$(BIN)/python benchmarks/report_figures.py
 	$(BIN)/python benchmarks/vessels_cpu.py
 
 # histolab (the baseline of benchmarks/wsi_tiling.py) in a venv of its own: it pins scikit-image < 0.19.4

@@ -22,3 +22,51 @@ def test_per_class_curves_and_scores_handle_a_class_missing_from_the_labels(tmp_
     with Image.open(tmp_path / "curves.png") as im:
         im.load()
         assert im.format == "PNG" and im.width > 2 * im.height > 400
+
+
+def _labelled(plt):
+    """Two panels whose long tick labels, axis labels and titles spill out of the default margins."""
+    fig, axes = plt.subplots(1, 2, figsize=(5, 3))
+    for ax in axes:
+        ax.plot([0, 1], [0, 1])
+        ax.set_yticks([0, 1], ["a long tick label", "another long one"])
+        ax.set_ylabel("a y label", fontsize=14)
+        ax.set(title="a title", xlabel="an x label")
+    fig.suptitle("a figure title")
+    return fig, axes
+
+
+def test_a_laid_out_figure_is_saved_whole_with_every_label_inside(tmp_path):
+    from biodl.report.figures import pyplot, save_figure
+
+    plt = pyplot()
+    fig, axes = _labelled(plt)
+    texts = [fig._suptitle] + [t for ax in axes for t in (ax.title, ax.xaxis.label, ax.yaxis.label,
+                                                          *ax.get_yticklabels())]
+    renderer = fig.canvas.get_renderer()
+    assert any(t.get_window_extent(renderer).x0 < 0 for t in texts)  # as drawn, a label is cut off
+    save_figure(fig, tmp_path / "whole.png", tight_layout=True)
+    with Image.open(tmp_path / "whole.png") as im:
+        assert im.size == (5 * 120, 3 * 120)  # the figure as it is: no cropping pass
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()  # the figure is closed: measure it on a new canvas
+    panels = [ax.get_window_extent(renderer) for ax in axes]
+    assert panels[0].x1 < panels[1].x0  # the panels' labels don't overlap either
+    for t in texts:
+        bb = t.get_window_extent(renderer)
+        assert fig.bbox.x0 <= bb.x0 and bb.x1 <= fig.bbox.x1 and fig.bbox.y0 <= bb.y0 and bb.y1 <= fig.bbox.y1, t
+
+
+def test_text_outside_the_panels_is_kept_by_cropping_to_what_was_drawn(tmp_path):
+    from biodl.report.figures import pyplot, save_figure
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.plot([0, 1], [0, 1])
+    fig.text(0.5, -0.15, "a footnote below the figure", ha="center")
+    save_figure(fig, tmp_path / "cropped.png")
+    with Image.open(tmp_path / "cropped.png") as im:
+        pixels = np.asarray(im.convert("L"))
+    assert pixels.shape[0] > 3 * 120 * 1.05  # grown to hold the footnote
+    assert (pixels[-30:] < 128).any()  # and the footnote's ink is in the bottom rows

@@ -357,8 +357,7 @@ def explain_tabular(run_dir: Path, out: Path, images: list[Path], **_: Any) -> N
     axes[1].axvline(0, color="grey", lw=0.8)
     axes[1].set(title="integrated gradients (baseline: the training mean)", xlabel="attribution to the logit")
     axes[1].legend(fontsize=8)
-    fig.tight_layout()
-    save_figure(fig, out / "tabular_importance.png")
+    save_figure(fig, out / "tabular_importance.png", tight_layout=True)
     atomic_write_json(out / "explain.json", {
         "run": str(run_dir.resolve()), "rows": len(rows), "features": feats,
         "permutation_importance_auc_drop": dict(zip(feats, map(float, perm), strict=True)),

@@ -92,8 +92,7 @@ def attribution_grid(images: list[Tensor], maps: list[dict[str, Tensor]], captio
                 axes[r, c].set_title(m, fontsize=9)
     for ax in axes.ravel():
         ax.axis("off")
-    fig.tight_layout()
-    save_figure(fig, path)
+    save_figure(fig, path, tight_layout=True)
 
 
 def first_layer_filters(model: nn.Module, path: str | Path) -> bool:

@@ -188,8 +188,7 @@ def logo_figure(logos: list[tuple[np.ndarray, str]], path: str | Path) -> None:
     fig, axes = plt.subplots(len(logos), 1, figsize=(6, 1.3 * (len(logos) + 1)), squeeze=False)
     for ax, (pwm, title) in zip(axes[:, 0], logos, strict=True):
         draw_logo(pwm, ax, title)
-    fig.tight_layout()
-    save_figure(fig, path)
+    save_figure(fig, path, tight_layout=True)
 
 
 def mutation_figure(maps: list[np.ndarray], titles: list[str], path: str | Path) -> None:
@@ -204,5 +203,4 @@ def mutation_figure(maps: list[np.ndarray], titles: list[str], path: str | Path)
         ax.imshow(m, aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim)
         ax.set_yticks(range(4), list(BASES))
         ax.set_title(title, fontsize=8)
-    fig.tight_layout()
-    save_figure(fig, path)
+    save_figure(fig, path, tight_layout=True)

@@ -164,8 +164,7 @@ def _figure(seq: str, maps: dict[str, np.ndarray], ism: np.ndarray | None, title
             ax.set_title(f"{title} - ism: change in log-odds for each substitution", fontsize=8)
         else:
             _track(ax, seq, maps[meth], f"{title} - {meth}: {METHODS[meth]}")
-    fig.tight_layout()
-    save_figure(fig, path)
+    save_figure(fig, path, tight_layout=True)
 
 
 def _overview(seqs: list[str], maps: list[np.ndarray], titles: list[str], method: str, path: Path) -> None:
@@ -175,8 +174,7 @@ def _overview(seqs: list[str], maps: list[np.ndarray], titles: list[str], method
     fig, axes = plt.subplots(len(seqs), 1, figsize=(max(8.0, len(seqs[0]) * 0.1), 1.2 * len(seqs)), squeeze=False)
     for ax, seq, a, title in zip(axes[:, 0], seqs, maps, titles, strict=True):
         _track(ax, seq, a, f"{title} ({method})")
-    fig.tight_layout()
-    save_figure(fig, path)
+    save_figure(fig, path, tight_layout=True)
 
 
 def _pick_test(predictor: Any, pick: str, n: int) -> tuple[Tensor, list[dict]]:

@@ -38,8 +38,7 @@ def distributions(tables: dict[str, pd.DataFrame], path: str | Path, n_samples: 
         ax.set_title(title, fontsize=10)
         ax.set_yticks([])
     fig.suptitle(f"distributions of {values.shape[1]} samples, before and after each step", fontsize=11, y=1.0)
-    fig.tight_layout()
-    save_figure(fig, path)
+    save_figure(fig, path, tight_layout=True)
 
 
 def library_sizes_figure(sizes: pd.Series, path: str | Path) -> None:

@@ -27,10 +27,16 @@ def pyplot():
     return plt
 
 
-def save_figure(fig, path: str | Path) -> None:
-    """Write ``fig`` as a PNG (120 dpi) atomically, then close it."""
+def save_figure(fig, path: str | Path, tight_layout: bool = False) -> None:
+    """Write ``fig`` as a PNG (120 dpi) atomically, then close it. ``tight_layout``: fit the
+    subplots, their labels and the title into the figure (``fig.tight_layout()``) and save it
+    whole; otherwise the PNG is cropped to what was drawn (``bbox_inches="tight"``: two more layout
+    passes, for figures with text outside their axes' grid)."""
     plt = pyplot()
-    atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=120, bbox_inches="tight"))
+    if tight_layout:
+        fig.tight_layout()
+    crop = None if tight_layout else "tight"
+    atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=120, bbox_inches=crop))
     plt.close(fig)
 
 
@@ -106,8 +112,7 @@ def distributions_by_outcome(df: pd.DataFrame, target: str, features: list[str],
     for ax in np.ravel(axes)[len(features):]:
         ax.axis("off")
     np.ravel(axes)[0].legend(fontsize=8)
-    fig.tight_layout()
-    save_figure(fig, path)
+    save_figure(fig, path, tight_layout=True)
 
 
 def per_class_curves(y: np.ndarray, prob: np.ndarray, classes: list[str], title: str, path: str | Path,
@@ -191,8 +196,7 @@ def training_curves(history: pd.DataFrame, path: str | Path, best_epoch: int | N
         if title == "learning rate" and (history["lr"] > 0).all():
             ax.set_yscale("log")
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    save_figure(fig, path)
+    save_figure(fig, path, tight_layout=True)
 
 
 def confusion_heatmap(counts: np.ndarray, classes: list[str], title: str, path: str | Path) -> None:
@@ -214,7 +218,7 @@ def confusion_heatmap(counts: np.ndarray, classes: list[str], title: str, path: 
     ax.set(xlabel="predicted", ylabel="true", title=title)
     fig.colorbar(im, ax=ax, fraction=0.046, label="share of the true class")
     fig.tight_layout()
-    save_figure(fig, path)
+    save_figure(fig, path)  # cropped: tight_layout leaves the colorbar's axes as they are
 
 
 def reliability_diagram(y: np.ndarray, prob: np.ndarray, what: str, title: str, path: str | Path,
@@ -244,8 +248,7 @@ def reliability_diagram(y: np.ndarray, prob: np.ndarray, what: str, title: str, 
     ax.set(ylabel=f"observed {what}", xlim=(0, 1), ylim=(0, 1.02), title=f"{title}: ECE {ece:.3f}")
     ax.legend(fontsize=8, loc="upper left")
     hist.set(xlabel="predicted probability", ylabel="predictions")
-    fig.tight_layout()
-    save_figure(fig, path)
+    save_figure(fig, path, tight_layout=True)
     return bins, ece
 
 
@@ -263,8 +266,7 @@ def image_examples(images: np.ndarray, captions: list[str], colors: list[str], t
             ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None)
             ax.set_title(tex_safe(captions[i]), fontsize=7, color=colors[i])
     fig.suptitle(tex_safe(title), fontsize=10)
-    fig.tight_layout()
-    save_figure(fig, path)
+    save_figure(fig, path, tight_layout=True)
 
 
 def referral_plot(curves: dict[str, pd.DataFrame], title: str, path: str | Path) -> None:
