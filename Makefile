@@ -24,7 +24,7 @@ ifeq ($(CHROMIUM),)
 	-(export DEBIAN_FRONTEND=noninteractive; apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null && \
 	  apt-get install -y -q chromium >/dev/null)) || echo "warning: chromium not installed; browser tests skip"
 endif
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto  # a worker a core (tests/conftest.py shares out the threads)
 
 # the documentation site: references generated from the code, then a strict build (warnings fail) into site/
 # (built under docs/_build, where MyST-NB keeps the executed notebooks beside the build, then copied)

@@ -1,7 +1,9 @@
-"""Shared fixtures: the CLI called in-process, a trained run, CSV helpers."""
+"""Shared fixtures: the CLI called in-process, a trained run, CSV helpers; how the suite shares
+the CPU among pytest-xdist workers (``make test`` runs ``pytest -n auto``)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -9,6 +11,13 @@ import pytest
 
 from biodl.cli import main
 from biodl.datasets import embedded_path
+
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    # Each worker (and every process it starts: `python -m biodl`, torchrun, a notebook kernel) takes
+    # its share of the cores instead of all of them, set before torch is imported; so a test's
+    # in-process reference and its subprocess compute with the same number of threads.
+    os.environ.setdefault("OMP_NUM_THREADS",
+                          str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
 
 ROOT = Path(__file__).resolve().parents[1]
 HEART = embedded_path("heart-failure")
@@ -168,6 +177,43 @@ class Tutorial:
         found = sorted(self.tmp.glob(f"*/{name}"))
         assert len(found) == 1, (name, found)
         return found[0]
+
+
+#: the test modules that read a tutorial's runs (``tutorial(NOTEBOOK)``), by the tutorial's notebook
+TUTORIAL_READERS = {"07-tf-binding.ipynb": "tests/studies/test_tf_binding.py",
+                    "08-cell-lines.ipynb": "tests/studies/test_cell_lines.py"}
+
+
+def xdist_scope(nodeid: str) -> str:
+    """The unit an xdist worker takes whole: a tutorial's test with the tests that read its runs
+    (one worker executes the notebook, once), any other test alone."""
+    module, _, name = nodeid.partition("::")
+    if module == "tests/test_docs.py" and name.startswith("test_each_tutorial_runs_on_the_venvs_kernel["):
+        return name[name.index("[") + 1:-1]
+    return next((book for book, reader in TUTORIAL_READERS.items() if reader == module), nodeid)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """``pytest -n N``: tests spread one at a time, a tutorial and its readers as one unit (the
+    unit of ``--dist loadgroup``, whose marks pytest 9 no longer passes on)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class TutorialScopes(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_scope(nodeid)
+
+    return TutorialScopes(config, log)
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """A test module that reads a tutorial's runs must be in :data:`TUTORIAL_READERS` (else two
+    workers would each execute the notebook)."""
+    for item in items:
+        module = item.nodeid.partition("::")[0]
+        if "tutorial" in getattr(item, "fixturenames", ()) and module != "tests/test_docs.py" and \
+                module not in TUTORIAL_READERS.values():
+            raise pytest.UsageError(f"{module} reads a tutorial: add it to TUTORIAL_READERS in tests/conftest.py")
 
 
 @pytest.fixture(scope="session")
