@@ -185,18 +185,19 @@ TUTORIAL_READERS = {"07-tf-binding.ipynb": "tests/studies/test_tf_binding.py",
 
 
 def xdist_scope(nodeid: str) -> str:
-    """The unit an xdist worker takes whole: a tutorial's test with the tests that read its runs
-    (one worker executes the notebook, once), any other test alone."""
+    """The unit an xdist worker takes whole: a test module (its module fixtures built once), but
+    each tutorial apart, with the modules that read its runs (the notebook executed once)."""
     module, _, name = nodeid.partition("::")
     if module == "tests/test_docs.py" and name.startswith("test_each_tutorial_runs_on_the_venvs_kernel["):
         return name[name.index("[") + 1:-1]
-    return next((book for book, reader in TUTORIAL_READERS.items() if reader == module), nodeid)
+    return next((book for book, reader in TUTORIAL_READERS.items() if reader == module), module)
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
-    """``pytest -n N``: tests spread one at a time, a tutorial and its readers as one unit (the
-    unit of ``--dist loadgroup``, whose marks pytest 9 no longer passes on)."""
+    """``pytest -n N``: workers take :func:`xdist_scope` units, those with the most tests first
+    (``--dist loadfile`` with the tutorials apart; ``xdist_group`` marks no longer reach the
+    scheduler under pytest 9)."""
     from xdist.scheduler import LoadScopeScheduling
 
     class TutorialScopes(LoadScopeScheduling):

@@ -7,11 +7,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
+
+from tests.forked import biodl
 
 ROOT = Path(__file__).resolve().parents[2]
 ARGS = [
@@ -22,11 +23,11 @@ ARGS = [
 
 
 def _biodl(out: Path, *extra: str, crash: str | None = None) -> subprocess.CompletedProcess:
+    """``biodl EXTRA --out OUT`` in a child process (forked from a warm server: tests/forked.py)."""
     env = dict(os.environ)
     if crash:
         env["BIODL_CRASH_AT"] = crash
-    return subprocess.run([sys.executable, "-m", "biodl", *extra, "--out", str(out)], env=env,
-                          capture_output=True, text=True, timeout=300)
+    return biodl([*extra, "--out", str(out)], env=env, timeout=300)
 
 
 @pytest.fixture(scope="module")

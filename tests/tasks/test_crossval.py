@@ -121,22 +121,20 @@ def test_a_kfold_run_killed_inside_a_fold_resumes_there_and_ends_as_if_never_kil
     result equals the uninterrupted run's."""
     import os
     import signal
-    import subprocess
-    import sys
 
     from safetensors.torch import load_file
 
+    from tests.forked import biodl  # a child process, forked from a warm server
+
     run, ref = tmp_path / "run", kfold_run / "run"
     env = {**os.environ, "BIODL_CRASH_AT": "step:4"}
-    killed = subprocess.run([sys.executable, "-m", "biodl", *_kfold_args(kfold_run, run)], env=env,
-                            capture_output=True, text=True, timeout=600)
+    killed = biodl(_kfold_args(kfold_run, run), env=env, timeout=600)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert (run / "folds/fold1/metrics.json").is_file() and not (run / "folds/fold2/metrics.json").exists()
     assert (run / "folds/fold2/checkpoints/last.json").is_file() and not (run / "folds/fold3").exists()
     assert not (run / "metrics.json").exists()
     fold1 = (run / "folds/fold1/metrics.json").stat().st_mtime_ns
-    resumed = subprocess.run([sys.executable, "-m", "biodl", "train", "--resume", "--out", str(run)],
-                             capture_output=True, text=True, timeout=600)
+    resumed = biodl(["train", "--resume", "--out", run], timeout=600)
     assert resumed.returncode == 0, resumed.stderr
     assert (run / "folds/fold1/metrics.json").stat().st_mtime_ns == fold1
     assert json.loads((run / "folds/fold2/manifest.json").read_text())["resumed"]  # continued, not restarted

@@ -176,23 +176,30 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, cli, search):
     assert not (tmp_path / "b").exists() and not list((tmp_path / "empty").iterdir())
 
 
+def _tune_killed_in_trial4(config: str, out: str) -> None:
+    """(In a child process) ``biodl tune`` whose fifth trial's process gets SIGKILL."""
+    import os
+    import signal
+
+    import biodl.tasks.tabular as tabular
+    from biodl.tasks.tune import tune
+
+    real = tabular.train
+
+    def dying(config, out=None, resume=False):
+        if config.name.endswith("trial004"):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(config, out, resume)
+
+    tabular.train = dying
+    tune(config, 8, out, progress=False)
+
+
 def test_a_hard_kill_leaves_a_running_trial_that_resume_runs_again(search, tmp_path, cli):
     """SIGKILL in the fifth trial (the study keeps it as running): resume re-runs it and goes on."""
-    import subprocess
-    import sys
+    from tests.forked import call  # a child process, forked from a warm server
 
-    script = (
-        "import os, signal, sys\n"
-        "import biodl.tasks.tabular as tabular\n"
-        "from biodl.tasks.tune import tune\n"
-        "real = tabular.train\n"
-        "def dying(config, out=None, resume=False):\n"
-        "    if config.name.endswith('trial004'):\n"
-        "        os.kill(os.getpid(), signal.SIGKILL)\n"
-        "    return real(config, out, resume)\n"
-        "tabular.train = dying\n"
-        f"tune({str(_config(tmp_path))!r}, 8, {str(tmp_path / 'out')!r}, progress=False)\n")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    done = call(_tune_killed_in_trial4, str(_config(tmp_path)), str(tmp_path / "out"))
     assert done.returncode == -9, done.stderr[-2000:]
     import optuna
 
