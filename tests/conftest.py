@@ -195,14 +195,25 @@ def xdist_scope(nodeid: str) -> str:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
-    """``pytest -n N``: workers take :func:`xdist_scope` units, those with the most tests first
-    (``--dist loadfile`` with the tutorials apart; ``xdist_group`` marks no longer reach the
-    scheduler under pytest 9)."""
+    """``pytest -n N``: workers take :func:`xdist_scope` units, the tutorials first, then those
+    with the most tests (``--dist loadfile`` with the tutorials apart and put first, so that no
+    notebook is left to run alone at the end; ``xdist_group`` marks no longer reach the scheduler
+    under pytest 9)."""
     from xdist.scheduler import LoadScopeScheduling
 
     class TutorialScopes(LoadScopeScheduling):
+        ordered = False
+
         def _split_scope(self, nodeid: str) -> str:
             return xdist_scope(nodeid)
+
+        def _assign_work_unit(self, node) -> None:
+            if not self.ordered:  # the tutorials first (the longest units), then the most tests first
+                units = sorted(self.workqueue.items(), key=lambda u: (not u[0].endswith(".ipynb"), -len(u[1])))
+                self.workqueue.clear()
+                self.workqueue.update(units)
+                self.ordered = True
+            super()._assign_work_unit(node)
 
     return TutorialScopes(config, log)
 

@@ -199,21 +199,6 @@ def test_a_second_run_reads_the_cache_and_decodes_nothing(kfold_run, monkeypatch
     assert len(data) == 72 and data.patients is not None
 
 
-def test_a_resumed_histopathology_run_gets_its_published_table(cli, tmp_path, monkeypatch):
-    """`biodl run histopathology --resume` finishes like a fresh run: the study's own table too."""
-    monkeypatch.setenv("BIODL_CACHE", str(tmp_path / "cache"))
-    args = ["--set", "trainer.epochs=1", "--set", "trainer.progress=false", "--set", "n_boot=100",
-            "--set", "model.args={width: 4, blocks: 1}", "--set", "data.folds=2"]
-    assert cli("run", "histopathology", "--out", tmp_path / "run", *args).code == 0
-    for name in ("published.csv", "published.md", "metrics.json"):
-        (tmp_path / "run" / name).unlink()
-    shutil.rmtree(tmp_path / "run/folds/fold2")
-    r = cli("run", "histopathology", "--resume", "--out", tmp_path / "run")
-    assert r.code == 0, r.err
-    assert (tmp_path / "run/published.csv").is_file() and "Beside the published results" in (
-        tmp_path / "run/report.html").read_text()
-
-
 def test_kfold_parent_pools_each_folds_own_recalibration_and_sets(kfold_run, cli, tmp_path):
     from biodl.trust import calibration
     from biodl.evaluation import calibration_scores

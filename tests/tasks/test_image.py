@@ -254,17 +254,30 @@ def test_train_straight_from_data_with_no_config(tmp_path, cli, monkeypatch):
     assert "Warning" not in r.err and "warning" not in r.err  # scikit-learn's resample warnings stay quiet
 
 
-def test_histopathology_runs_on_the_embedded_patients(cli, tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def histopathology(tmp_path_factory):
+    """``biodl run histopathology`` on the embedded patients, short (2 folds, 1 epoch of a tiny
+    net), from an empty cache: (run folder, what it printed on stderr). Read only!"""
+    import contextlib
+    import io
+
+    from tests.conftest import main_ok
+
+    tmp = tmp_path_factory.mktemp("histopathology")
+    err = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stderr(err):
+        mp.setenv("BIODL_CACHE", str(tmp / "cache"))
+        main_ok("run", "histopathology", "--out", tmp / "run", "--set", "trainer.epochs=1", "--set",
+                "trainer.progress=false", "--set", "n_boot=100", "--set", "model.args={width: 8, blocks: 1}",
+                "--set", "data.folds=2")
+    return tmp / "run", err.getvalue()
+
+
+def test_histopathology_runs_on_the_embedded_patients(histopathology):
     """No --data: the 10 embedded IDC patients in folds by patient, edge crops padded, pooled
-    out-of-fold predictions traceable to file and patient, patient-level CIs (a short run: 2 folds,
-    1 epoch of a tiny net)."""
-    monkeypatch.setenv("BIODL_CACHE", str(tmp_path / "cache"))
-    r = cli("run", "histopathology", "--out", tmp_path / "run", "--set", "trainer.epochs=1", "--set",
-            "trainer.progress=false", "--set", "n_boot=100", "--set", "model.args={width: 8, blocks: 1}",
-            "--set", "data.folds=2")
-    assert r.code == 0, r.err
-    assert "padded 6 smaller edge crops to 50 x 50" in r.err
-    run = tmp_path / "run"
+    out-of-fold predictions traceable to file and patient, patient-level CIs."""
+    run, err = histopathology
+    assert "padded 6 smaller edge crops to 50 x 50" in err
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["split"] == "2-fold cross-validation, by patient" and manifest["n_images"] == 4982
     pred = pd.read_csv(run / "test_predictions.csv", dtype={"patient": str})
@@ -303,6 +316,22 @@ def test_histopathology_runs_on_the_embedded_patients(cli, tmp_path, monkeypatch
     assert seconds["train"] == pytest.approx(sum(f["train"] for f in folds), abs=0.11)
     assert seconds["total"] >= seconds["decode"] + seconds["train"] - 1
     assert "wall time" in html
+
+
+def test_a_resumed_histopathology_run_gets_its_published_table(histopathology, cli, tmp_path, monkeypatch):
+    """`biodl run histopathology --resume` finishes like a fresh run: the study's own table too."""
+    import shutil
+
+    monkeypatch.setenv("BIODL_CACHE", str(histopathology[0].parent / "cache"))  # warm, as after the run
+    shutil.copytree(histopathology[0], tmp_path / "run")
+    for name in ("published.csv", "published.md", "metrics.json"):
+        (tmp_path / "run" / name).unlink()
+    shutil.rmtree(tmp_path / "run/folds/fold2")
+    r = cli("run", "histopathology", "--resume", "--out", tmp_path / "run")
+    assert r.code == 0, r.err
+    assert (tmp_path / "run/published.csv").is_file() and "Beside the published results" in (
+        tmp_path / "run/report.html").read_text()
+    assert (tmp_path / "run/folds/fold2/metrics.json").is_file()
 
 
 def test_histopathology_transfer_learning_from_a_local_file(cli, tmp_path, monkeypatch):
