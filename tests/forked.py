@@ -1,5 +1,6 @@
-"""``python -m biodl ARGS`` as a real child process, forked from a server that imported biodl's
-training stack once (multiprocessing's forkserver) instead of started as a fresh interpreter.
+"""``biodl ARGS`` (or a test's own function) in a real child process, forked from a server that
+imported biodl's training stack once (multiprocessing's forkserver) instead of started as a fresh
+interpreter with ``python -m biodl``.
 
 The child is what the kill and resume tests need of a process: its own PID, its exit code, a
 SIGKILL that nothing in it survives, SIGTERM/SIGUSR1 reaching biodl's handlers, stdout and stderr
