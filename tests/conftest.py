@@ -184,6 +184,11 @@ TUTORIAL_READERS = {"07-tf-binding.ipynb": "tests/studies/test_tf_binding.py",
                     "08-cell-lines.ipynb": "tests/studies/test_cell_lines.py"}
 
 
+#: test modules of few tests that keep one worker busy for a minute or more (a wheel built and
+#: installed, torchrun jobs): started first, so that none is left to run alone at the end
+LONG_UNITS = ("tests/test_wheel.py", "tests/engine/test_ddp.py")
+
+
 def xdist_scope(nodeid: str) -> str:
     """The unit an xdist worker takes whole: a test module (its module fixtures built once), but
     each tutorial apart, with the modules that read its runs (the notebook executed once)."""
@@ -195,10 +200,10 @@ def xdist_scope(nodeid: str) -> str:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
-    """``pytest -n N``: workers take :func:`xdist_scope` units, the tutorials first, then those
-    with the most tests (``--dist loadfile`` with the tutorials apart and put first, so that no
-    notebook is left to run alone at the end; ``xdist_group`` marks no longer reach the scheduler
-    under pytest 9)."""
+    """``pytest -n N``: workers take :func:`xdist_scope` units, the tutorials and
+    :data:`LONG_UNITS` first, then those with the most tests (``--dist loadfile`` with the
+    tutorials apart and the long units put first, so that none is left to run alone at the end;
+    ``xdist_group`` marks no longer reach the scheduler under pytest 9)."""
     from xdist.scheduler import LoadScopeScheduling
 
     class TutorialScopes(LoadScopeScheduling):
@@ -208,8 +213,12 @@ def pytest_xdist_make_scheduler(config, log):
             return xdist_scope(nodeid)
 
         def _assign_work_unit(self, node) -> None:
-            if not self.ordered:  # the tutorials first (the longest units), then the most tests first
-                units = sorted(self.workqueue.items(), key=lambda u: (not u[0].endswith(".ipynb"), -len(u[1])))
+            if not self.ordered:
+                def order(unit):  # the long units first, then those with the most tests
+                    scope, tests = unit
+                    return not (scope.endswith(".ipynb") or scope in LONG_UNITS), -len(tests)
+
+                units = sorted(self.workqueue.items(), key=order)
                 self.workqueue.clear()
                 self.workqueue.update(units)
                 self.ordered = True
