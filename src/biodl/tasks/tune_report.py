@@ -15,7 +15,7 @@ import pandas as pd
 from .. import runs
 from ..config import build_config, dump_config
 from ..errors import RunDirError
-from ..io import atomic_write, atomic_write_json, atomic_write_text
+from ..io import atomic_write_json, atomic_write_text
 from ..report.tables import write_table
 from .search import Param, overrides_of
 
@@ -34,12 +34,9 @@ def _once(train, config, where: Path) -> Path:
 
 def history_figure(table: pd.DataFrame, metric: str, mode: str, path: Path) -> None:
     """Each trial's validation value (pruned: its last report, grey), and the best so far."""
-    import matplotlib
+    from ..report.figures import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=110)
+    fig, ax = pyplot().subplots(figsize=(7, 3.6))
     done = table[table["state"] == "complete"]
     cut = table[table["state"] == "pruned"]
     ax.scatter(done["trial"], done["value"], s=22, color="#1f77b4", label="complete", zorder=3)
@@ -51,9 +48,7 @@ def history_figure(table: pd.DataFrame, metric: str, mode: str, path: Path) -> N
     ax.set_ylabel(metric)
     ax.set_title("Optimisation history (validation only)")
     ax.legend(frameon=False, fontsize=8)
-    fig.tight_layout()
-    atomic_write(path, lambda f: fig.savefig(f, format="png"))
-    plt.close(fig)
+    save_figure(fig, path, tight_layout=True)
 
 
 def _importances(study) -> pd.DataFrame | None:
