@@ -161,7 +161,8 @@ def idc_patches(idc_tree) -> Path:
 
 class Tutorial:
     """An executed docs tutorial: ``book`` (the notebook with its outputs) and ``tmp`` (the
-    temporary folder, ``$TMPDIR`` of its kernel, where its runs stay)."""
+    temporary folder, ``$TMPDIR`` of its kernel, where its runs stay; ``tmp/cache`` its
+    ``$BIODL_CACHE``, empty when it started)."""
 
     def __init__(self, book, tmp: Path) -> None:
         self.book, self.tmp = book, tmp
@@ -172,6 +173,17 @@ class Tutorial:
         return "\n".join(str(o.get("text") or (o.get("data") or {}).get("text/plain") or "")
                          for c in self.book.cells if c.cell_type == "code" for o in c.outputs)
 
+    @property
+    def stderr(self) -> str:
+        """What its code cells printed on stderr (warnings), joined."""
+        return "".join(o.get("text", "") for c in self.book.cells if c.cell_type == "code" for o in c.outputs
+                       if o.get("output_type") == "stream" and o.get("name") == "stderr")
+
+    @property
+    def cache(self) -> Path:
+        """Its ``$BIODL_CACHE``."""
+        return self.tmp / "cache"
+
     def run(self, name: str) -> Path:
         """The one run folder called ``name`` that the tutorial wrote (``tempfile.mkdtemp()/name``)."""
         found = sorted(self.tmp.glob(f"*/{name}"))
@@ -180,7 +192,8 @@ class Tutorial:
 
 
 #: the test modules that read a tutorial's runs (``tutorial(NOTEBOOK)``), by the tutorial's notebook
-TUTORIAL_READERS = {"07-tf-binding.ipynb": "tests/studies/test_tf_binding.py",
+TUTORIAL_READERS = {"04-histopathology.ipynb": "tests/tasks/test_image.py",
+                    "07-tf-binding.ipynb": "tests/studies/test_tf_binding.py",
                     "08-cell-lines.ipynb": "tests/studies/test_cell_lines.py"}
 
 
@@ -254,6 +267,7 @@ def tutorial(tmp_path_factory):
             try:
                 with pytest.MonkeyPatch.context() as mp:
                     mp.setenv("TMPDIR", str(tmp))
+                    mp.setenv("BIODL_CACHE", str(tmp / "cache"))
                     nbclient.NotebookClient(book, timeout=300, kernel_name="python3",
                                             resources={"metadata": {"path": str(tmp)}}).execute()
                 done[notebook] = Tutorial(book, tmp)

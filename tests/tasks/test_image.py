@@ -255,28 +255,18 @@ def test_train_straight_from_data_with_no_config(tmp_path, cli, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def histopathology(tmp_path_factory):
-    """``biodl run histopathology`` on the embedded patients, short (2 folds, 1 epoch of a tiny
-    net), from an empty cache: (run folder, what it printed on stderr). Read only!"""
-    import contextlib
-    import io
-
-    from tests.conftest import main_ok
-
-    tmp = tmp_path_factory.mktemp("histopathology")
-    err = io.StringIO()
-    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stderr(err):
-        mp.setenv("BIODL_CACHE", str(tmp / "cache"))
-        main_ok("run", "histopathology", "--out", tmp / "run", "--set", "trainer.epochs=1", "--set",
-                "trainer.progress=false", "--set", "n_boot=100", "--set", "model.args={width: 8, blocks: 1}",
-                "--set", "data.folds=2")
-    return tmp / "run", err.getvalue()
+def histopathology(tutorial):
+    """``biodl run histopathology`` on the embedded patients, short (2 folds, 1 epoch), from an
+    empty cache: the run the histopathology tutorial makes, what it printed on stderr, and its
+    cache. Read only!"""
+    book = tutorial("04-histopathology.ipynb")
+    return book.run("idc"), book.stderr, book.cache
 
 
 def test_histopathology_runs_on_the_embedded_patients(histopathology):
     """No --data: the 10 embedded IDC patients in folds by patient, edge crops padded, pooled
     out-of-fold predictions traceable to file and patient, patient-level CIs."""
-    run, err = histopathology
+    run, err, _ = histopathology
     assert "padded 6 smaller edge crops to 50 x 50" in err
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["split"] == "2-fold cross-validation, by patient" and manifest["n_images"] == 4982
@@ -322,7 +312,7 @@ def test_a_resumed_histopathology_run_gets_its_published_table(histopathology, c
     """`biodl run histopathology --resume` finishes like a fresh run: the study's own table too."""
     import shutil
 
-    monkeypatch.setenv("BIODL_CACHE", str(histopathology[0].parent / "cache"))  # warm, as after the run
+    monkeypatch.setenv("BIODL_CACHE", str(histopathology[2]))  # warm, as after the run
     shutil.copytree(histopathology[0], tmp_path / "run")
     for name in ("published.csv", "published.md", "metrics.json"):
         (tmp_path / "run" / name).unlink()
