@@ -1,8 +1,9 @@
 """The figures a run's report draws, saved the way they were (``fig.tight_layout()`` where
 asked, then ``savefig(bbox_inches="tight")``: each a dry draw of the figure before the real
-one) beside the way ``save_figure`` saves them now (the subplots fitted from the text they
-will show, ``fit_subplots``, with no dry draw; the figure saved whole; cropping kept for the
-confusion matrix and its colour bar). Same process, same inputs, alternating rounds; prints
+one; the image grid an axes per image) beside the way ``save_figure`` saves them now (the
+subplots fitted from the text they will show, ``fit_subplots``, with no dry draw; the figure
+saved whole; cropping kept for the confusion matrix and its colour bar; the image grid one
+axes). Same process, same inputs, alternating rounds; prints
 ms per figure, the ratio, and each PNG's size both ways (they differ by the margins only).
 
     python benchmarks/report_figures.py [--rounds 5]
@@ -25,8 +26,26 @@ FILES = {"training curves": "curves.png", "reliability": "reliability.png", "cla
          "referral": "referral.png"}
 
 
-def figures(out: Path) -> dict:
-    """name -> a call drawing and saving one figure into ``out`` (inputs of a typical run)."""
+def axes_per_image(images, captions, colors, title, path, cols: int = 8) -> None:
+    """The image grid as it was drawn before: an axes per image, its caption as the axes' title."""
+    from biodl.report import figures as F
+
+    plt = F.pyplot()
+    n = len(images)
+    rows = max(1, -(-n // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(1.7 * cols, 1.95 * rows + 0.4), squeeze=False)
+    for i, ax in enumerate(np.ravel(axes)):
+        ax.axis("off")
+        if i < n:
+            ax.imshow(images[i])
+            ax.set_title(F.tex_safe(captions[i]), fontsize=7, color=colors[i])
+    fig.suptitle(F.tex_safe(title), fontsize=10)
+    F.save_figure(fig, path, tight_layout=True)
+
+
+def figures(out: Path, before: bool) -> dict:
+    """name -> a call drawing and saving one figure into ``out`` (inputs of a typical run), the
+    image grid ``before``'s way or today's."""
     import torch
 
     from biodl.interpret.figures import attribution_grid
@@ -50,8 +69,8 @@ def figures(out: Path) -> dict:
                                                    out / FILES["class curves"], n_boot=200),
         "confusion": lambda: F.confusion_heatmap(np.array([[50, 3], [4, 40]]), ["no IDC", "IDC"], "Test",
                                                  out / FILES["confusion"]),
-        "image examples": lambda: F.image_examples(images, [f"IDC {i}" for i in range(16)], ["green"] * 16,
-                                                   "Most confident", out / FILES["image examples"]),
+        "image examples": lambda: (axes_per_image if before else F.image_examples)(
+            images, [f"IDC {i}" for i in range(16)], ["green"] * 16, "Most confident", out / FILES["image examples"]),
         "attributions": lambda: attribution_grid(tensors, maps, [f"case {i}" for i in range(4)],
                                                  out / FILES["attributions"]),
         "referral": lambda: F.referral_plot(referral, "Referral", out / FILES["referral"]),
@@ -79,7 +98,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         dirs = {"before": Path(tmp) / "before", "now": Path(tmp) / "now"}
-        calls = {arm: figures(d) for arm, d in dirs.items()}
+        calls = {arm: figures(d, arm == "before") for arm, d in dirs.items()}
         for d in dirs.values():
             d.mkdir()
         times: dict[tuple[str, str], list[float]] = {}

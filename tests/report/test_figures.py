@@ -90,3 +90,29 @@ def test_a_footnote_goes_under_the_fitted_subplots_inside_the_figure(tmp_path):
     assert note.get_text() == "Bands: pointwise 95% bootstrap"
     bb = note.get_window_extent(renderer)
     assert 0 <= bb.y0 and all(bb.y1 < ax.xaxis.label.get_window_extent(renderer).y0 for ax in axes)
+
+
+def test_image_examples_puts_each_image_in_its_cell_under_its_caption(tmp_path):
+    """Cells of 1.7 x 1.95 inches under a 0.4 inch title band, each image centred in the box under
+    its caption; a caption too long for its cell is shrunk to it, not spilled into the next."""
+    from biodl.report.figures import image_examples
+
+    images = np.zeros((3, 10, 20, 3), np.uint8)
+    colours = ([255, 0, 0], [0, 255, 0], [0, 0, 255])
+    for img, colour in zip(images, colours, strict=True):
+        img[:] = colour
+    image_examples(images, ["red", "a caption far too long for the width of one cell " * 2, "blue"],
+                   ["black"] * 3, "title", tmp_path / "grid.png", cols=2)
+    with Image.open(tmp_path / "grid.png") as im:
+        pixels = np.asarray(im.convert("RGB")).astype(int)
+    dpi = 120
+    assert pixels.shape == (round((2 * 1.95 + 0.4) * dpi), round(2 * 1.7 * dpi), 3)
+    for i, colour in enumerate(colours):
+        x, y = (i % 2 + 0.5) * 1.7, 0.4 + (i // 2) * 1.95 + 0.3 + 0.775
+        assert pixels[int(y * dpi), int(x * dpi)].tolist() == colour, i
+    assert (pixels[int((0.4 + 1.95 + 1.075) * dpi), int(2.55 * dpi)] == 255).all()  # the fourth cell is empty
+    band = pixels[int(0.4 * dpi):int(0.7 * dpi)].sum(axis=2) < 300  # the first row's captions: ink
+    ink = np.flatnonzero(band.any(axis=0)) / dpi
+    first, second = ink[ink < 1.7], ink[ink >= 1.7]
+    assert first.min() > 0.85 - 0.4 and first.max() < 0.85 + 0.4  # "red", centred in its cell
+    assert second.min() > 1.7 and second.max() < 3.4 and second.max() - second.min() > 1.2  # shrunk to its cell

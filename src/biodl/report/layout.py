@@ -11,12 +11,15 @@ def fit_subplots(fig, below: float = 0.0) -> None:
     dry draw of the figure (which costs as much as drawing it): the margins and the gaps of a
     grid of subplots hold each axis's tick labels (from its locator and formatter), the axis
     labels, the titles and the suptitle, with matplotlib's padding (1.08 font sizes).
-    ``below``: inches kept free under the subplots. A figure it cannot measure (axes outside
+    ``below``: inches kept free under the subplots. Axes placed by hand are left where they
+    are; a figure it cannot measure (axes outside
     one grid, such as colour bars; rotated tick labels) gets ``fig.tight_layout()``; text it
     does not see (``ax.text`` or a legend placed outside the axes) needs a cropped figure."""
     axes = [ax for ax in fig.axes if ax.get_visible()]
     specs = [ax.get_subplotspec() for ax in axes]
-    if not axes or None in specs or len({s.get_gridspec() for s in specs}) != 1:
+    if all(s is None for s in specs):  # axes the caller placed (``fig.add_axes``): nothing to fit
+        return
+    if None in specs or len({s.get_gridspec() for s in specs}) != 1:
         fig.tight_layout()
         return
     try:
