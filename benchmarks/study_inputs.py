@@ -1,4 +1,4 @@
-"""Three steps that studies repeat, each beside the way it was done before (same process, same
+"""Four steps that studies repeat, each beside the way it was done before (same process, same
 inputs, the results checked equal):
 
 1. Fields of view of the 28 CHASE_DB1 images (the vessel study, every vessel test): closing and
@@ -11,6 +11,9 @@ inputs, the results checked equal):
 3. The tf-binding study's k-mer baseline on ELK1: choosing C among 8 strengths by grouped 3-fold
    cross-validation, 24 logistic regressions one after the other (``n_jobs=1``, the baseline)
    against all cores (``n_jobs=-1``).
+4. The k-mer spectra of ELK1's training sequences (k 1-6, both strands; the baseline reads
+   them for its fits and the study for its test set): a sequence at a time (the baseline)
+   against ``spectrum``'s sequences of one length at once.
 
     python benchmarks/study_inputs.py [--reads 21]
 """
@@ -89,13 +92,49 @@ def kmer_step() -> tuple[float, float]:
     return out[0][0], out[1][0]
 
 
+def spectrum_step() -> tuple[float, float]:
+    from scipy import sparse
+
+    from biodl.config import build_config
+    from biodl.omics.kmers import _codes, _patterns, _reverse_complement_codes, kmer_codes, spectrum
+    from biodl.studies.tf_binding import CONFIG
+    from biodl.tasks.sequence import load_split
+
+    def one_at_a_time(sequences: list[str], ks=(1, 2, 3, 4, 5, 6)):
+        patterns = _patterns(ks, None)
+        offsets = np.cumsum([0] + [4 ** len(p) for p in patterns])
+        rows, cols = [], []
+        for i, codes in enumerate(_codes(sequences)):
+            for offset, pattern in zip(offsets[:-1], patterns, strict=True):
+                for strand in (codes, _reverse_complement_codes(codes)):
+                    c = kmer_codes(strand, pattern)
+                    c = c[c >= 0]
+                    rows.append(np.full(len(c), i, dtype=np.int64))
+                    cols.append(c + offset)
+        r, c = np.concatenate(rows), np.concatenate(cols)
+        m = sparse.csr_matrix((np.ones(len(r), dtype=np.float32), (r, c)), shape=(len(sequences), int(offsets[-1])))
+        m.sum_duplicates()
+        return m
+
+    sequences = load_split(build_config(CONFIG, None, where="tf-binding"))[0].sequences
+    t = time.perf_counter()
+    before = one_at_a_time(sequences)
+    t_before = time.perf_counter() - t
+    t = time.perf_counter()
+    now = spectrum(sequences)
+    t_now = time.perf_counter() - t
+    assert (before != now).nnz == 0 and np.array_equal(before.indices, now.indices), "the spectra differ"
+    return t_before, t_now
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reads", type=int, default=21, help="cell table reads (the cell-lines study makes 21)")
     opts = parser.parse_args()
     rows = [("FOV of 28 CHASE_DB1 images", "scipy disk", "distance transform", *fov_step()),
             (f"cell-lines tables read {opts.reads} times", "parse each", "last read kept", *cells_step(opts.reads)),
-            ("k-mer baseline C search (24 fits)", "n_jobs=1", f"n_jobs=-1 ({os.cpu_count()} CPUs)", *kmer_step())]
+            ("k-mer baseline C search (24 fits)", "n_jobs=1", f"n_jobs=-1 ({os.cpu_count()} CPUs)", *kmer_step()),
+            ("k-mer spectra of ELK1 training", "one at a time", "one length at once", *spectrum_step())]
     print(f"{'step':<36} {'baseline':<20} {'s':>6}   {'now':<22} {'s':>6} {'speed-up':>8}")
     for step, base, now, t_base, t_now in rows:
         print(f"{step:<36} {base:<20} {t_base:6.1f}   {now:<22} {t_now:6.1f} {t_base / t_now:7.1f}x")

@@ -27,6 +27,20 @@ def test_gapped_kmers_read_the_kept_positions_with_wildcards_between():
     assert got == {"AC.T": 1, "A.GT": 1}
 
 
+def test_sequences_counted_together_get_the_rows_each_gets_alone():
+    """Sequences of several lengths (empty, shorter than k, with ambiguity codes and lower case)
+    counted in one call, a length at a time: each row is that sequence's spectrum on its own."""
+    from scipy import sparse
+
+    rng = np.random.default_rng(1)
+    seqs = ["".join(rng.choice(list("ACGTNacgt"), int(n))) for n in rng.integers(0, 40, 60)] + ["", "A", "ACGT"]
+    for kw in ({"ks": (1, 2, 3)}, {"ks": (2,), "both_strands": False}, {"ks": (), "gapped": (5, 3)}):
+        together = spectrum(seqs, **kw)
+        alone = sparse.vstack([spectrum([s], **kw) for s in seqs]).tocsr()
+        assert together.shape == alone.shape and (together != alone).nnz == 0, kw
+        assert together.sum() > 0
+
+
 def test_the_baseline_chooses_c_by_grouped_cross_validation_and_learns_a_planted_motif():
     rng = np.random.default_rng(0)
     seqs, labels, groups = [], [], []

@@ -33,15 +33,16 @@ def _codes(sequences: list[str]) -> list[np.ndarray]:
 
 def kmer_codes(codes: np.ndarray, positions: tuple[int, ...]) -> np.ndarray:
     """The integer code (base 4) of the k-mer read at ``positions`` (offsets within a window) of
-    every window of ``codes`` (one sequence's base codes); -1 where a read base is ambiguous."""
+    every window of ``codes``: (L,) one sequence's base codes -> (W,), or (N, L) sequences of one
+    length -> (N, W); -1 where a read base is ambiguous."""
     span = positions[-1] + 1
-    n = len(codes) - span + 1
+    n = codes.shape[-1] - span + 1
     if n <= 0:
-        return np.zeros(0, dtype=np.int64)
-    out = np.zeros(n, dtype=np.int64)
-    bad = np.zeros(n, dtype=bool)
+        return np.zeros((*codes.shape[:-1], 0), dtype=np.int64)
+    out = np.zeros((*codes.shape[:-1], n), dtype=np.int64)
+    bad = np.zeros(out.shape, dtype=bool)
     for p in positions:
-        part = codes[p:p + n]
+        part = codes[..., p:p + n]
         out = out * 4 + np.maximum(part, 0)
         bad |= part < 0
     out[bad] = -1
@@ -49,7 +50,8 @@ def kmer_codes(codes: np.ndarray, positions: tuple[int, ...]) -> np.ndarray:
 
 
 def _reverse_complement_codes(codes: np.ndarray) -> np.ndarray:
-    return np.where(codes >= 0, 3 - codes, -1)[::-1]
+    """The reverse complement of (..., L) base codes."""
+    return np.where(codes >= 0, 3 - codes, -1)[..., ::-1]
 
 
 def _patterns(ks: tuple[int, ...], gapped: tuple[int, int] | None) -> list[tuple[int, ...]]:
@@ -70,15 +72,19 @@ def spectrum(sequences: list[str], ks: tuple[int, ...] = (1, 2, 3, 4, 5, 6), bot
 
     patterns = _patterns(ks, gapped)
     offsets = np.cumsum([0] + [4 ** len(p) for p in patterns])
+    codes = _codes(sequences)
+    lengths = np.array([len(c) for c in codes], dtype=np.int64)
     rows, cols = [], []
-    for i, codes in enumerate(_codes(sequences)):
-        strands = [codes, _reverse_complement_codes(codes)] if both_strands else [codes]
+    for length in np.unique(lengths):  # the sequences of one length at once: (n, length) codes
+        which = np.flatnonzero(lengths == length)
+        block = np.stack([codes[i] for i in which])
+        strands = [block, _reverse_complement_codes(block)] if both_strands else [block]
         for offset, pattern in zip(offsets[:-1], patterns, strict=True):
             for strand in strands:
                 c = kmer_codes(strand, pattern)
-                c = c[c >= 0]
-                rows.append(np.full(len(c), i, dtype=np.int64))
-                cols.append(c + offset)
+                keep = c >= 0
+                rows.append(np.broadcast_to(which[:, None], c.shape)[keep])
+                cols.append(c[keep] + offset)
     r = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
     c = np.concatenate(cols) if cols else np.zeros(0, dtype=np.int64)
     m = sparse.csr_matrix((np.ones(len(r), dtype=np.float32), (r, c)), shape=(len(sequences), int(offsets[-1])))
