@@ -192,7 +192,8 @@ class Tutorial:
 
 
 #: the test modules that read a tutorial's runs (``tutorial(NOTEBOOK)``), by the tutorial's notebook
-TUTORIAL_READERS = {"04-histopathology.ipynb": "tests/tasks/test_image.py",
+TUTORIAL_READERS = {"02-chicco-jurman.ipynb": "tests/studies/test_heart_failure.py",
+                    "04-histopathology.ipynb": "tests/tasks/test_image.py",
                     "07-tf-binding.ipynb": "tests/studies/test_tf_binding.py",
                     "08-cell-lines.ipynb": "tests/studies/test_cell_lines.py"}
 

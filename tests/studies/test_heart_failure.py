@@ -11,15 +11,9 @@ FAST = ["--set", "n_splits=3", "--set", "n_boot=200", "--set", "progress=false"]
 
 
 @pytest.fixture(scope="module")
-def study_run(tmp_path_factory):
-    from biodl.cli import main
-
-    out = tmp_path_factory.mktemp("hf") / "run"
-    try:
-        main(["run", "heart-failure", "--out", str(out), *FAST])
-    except SystemExit as exc:
-        assert exc.code in (0, None)
-    return out
+def study_run(tutorial):
+    """The run the heart-failure tutorial makes (read only!)."""
+    return tutorial("02-chicco-jurman.ipynb").run("heart-failure")
 
 
 def test_outputs(study_run):
@@ -57,8 +51,12 @@ def test_outputs(study_run):
 
 
 def test_rerun_gives_identical_tables(study_run, cli, tmp_path):
+    import yaml
+
+    config = yaml.safe_load((study_run / "config.yaml").read_text())
+    again = [a for key in ("n_splits", "n_boot", "progress") for a in ("--set", f"{key}={config[key]}")]
     out = tmp_path / "again"
-    assert cli("run", "heart-failure", "--out", out, *FAST, "--set", "n_jobs=1").code == 0
+    assert cli("run", "heart-failure", "--out", out, *again, "--set", "n_jobs=1").code == 0  # it ran n_jobs=-1
     for name in ("metrics.json", "table4_long.csv", "two_features.csv", "borda_permutation.csv", "descriptive.csv"):
         assert (out / name).read_text() == (study_run / name).read_text(), name
 

@@ -12,9 +12,9 @@ def fit_subplots(fig, below: float = 0.0) -> None:
     grid of subplots hold each axis's tick labels (from its locator and formatter), the axis
     labels, the titles and the suptitle, with matplotlib's padding (1.08 font sizes).
     ``below``: inches kept free under the subplots. Axes placed by hand are left where they
-    are; a figure it cannot measure (axes outside
-    one grid, such as colour bars; rotated tick labels) gets ``fig.tight_layout()``; text it
-    does not see (``ax.text`` or a legend placed outside the axes) needs a cropped figure."""
+    are; a figure it cannot measure (axes outside one grid, such as colour bars; rotated tick
+    labels) gets ``fig.tight_layout()``; text it does not see (``ax.text`` or a legend placed
+    outside the axes) needs a cropped figure."""
     axes = [ax for ax in fig.axes if ax.get_visible()]
     specs = [ax.get_subplotspec() for ax in axes]
     if all(s is None for s in specs):  # axes the caller placed (``fig.add_axes``): nothing to fit
