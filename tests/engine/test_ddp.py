@@ -81,7 +81,7 @@ def test_the_cli_command_works_under_torchrun(tmp_path):
     assert (out / "checkpoints/best.safetensors").exists()
 
 
-def test_two_nodes_through_c10d_rendezvous_match_one_process(tmp_path):
+def test_two_nodes_through_c10d_rendezvous_match_one_process(tmp_path, cli):
     """How clusters launch: one torchrun per node (two here, one CPU process each, gloo), meeting
     at a c10d rendezvous, all writing to one shared run directory. Batch 8 on each of the two
     ranks is the same optimisation as batch 16 in one process (the DDP sampler's rank r takes
@@ -89,9 +89,8 @@ def test_two_nodes_through_c10d_rendezvous_match_one_process(tmp_path):
     and weights must match a single-process run to float tolerance."""
     sets = [a for s in [*SETS, "data.val_fraction=0.2025", "model.args={hidden: [32, 16], dropout: 0.0}"]
             for a in ("--set", s)]
-    single = subprocess.run([sys.executable, "-m", "biodl", "train", "--config", str(EXAMPLE), "--out",
-                             str(tmp_path / "one"), *sets], capture_output=True, text=True, timeout=600, cwd=ROOT)
-    assert single.returncode == 0, single.stderr[-3000:]
+    single = cli("train", "--config", EXAMPLE, "--out", tmp_path / "one", *sets)  # in this process: no DDP
+    assert single.code == 0, single.err[-3000:]
     port = _free_port()
     node = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=1",
             "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-id=biodl-test",
