@@ -198,9 +198,9 @@ TUTORIAL_READERS = {"02-chicco-jurman.ipynb": "tests/studies/test_heart_failure.
                     "08-cell-lines.ipynb": "tests/studies/test_cell_lines.py"}
 
 
-#: test modules of few tests that keep one worker busy for a minute or more (a wheel built and
-#: installed, torchrun jobs): started first, so that none is left to run alone at the end
-LONG_UNITS = ("tests/test_wheel.py", "tests/engine/test_ddp.py")
+#: test modules of few tests that keep one worker busy for 20 s or more (a wheel built and
+#: installed, torchrun jobs, a study): started first, so that none is left to run alone at the end
+LONG_UNITS = ("tests/test_wheel.py", "tests/engine/test_ddp.py", "tests/studies/test_histopathology_mil.py")
 
 
 def xdist_scope(nodeid: str) -> str:
