@@ -263,15 +263,14 @@ def image_examples(images: np.ndarray, captions: list[str], colors: list[str], t
     to its cell's width if longer), the title on top: one axes holding every image, placed in
     1.7 x 1.95 inch cells (an axes per image would cost ~10 ms each to make and lay out)."""
     plt = pyplot()
-    n = len(images)
-    rows = max(1, -(-n // cols))
+    rows = max(1, -(-len(images) // cols))
     cell_w, cell_h, head = 1.7, 1.95, 0.4
     width, height = cell_w * cols, cell_h * rows + head
     fig = plt.figure(figsize=(width, height))
     ax = fig.add_axes((0, 0, 1, 1))
     ax.set_axis_off()
     side = min(cell_w, cell_h - 0.3) - 0.1  # the image box under each caption, in inches
-    for i, img in enumerate(images[:n]):
+    for i, img in enumerate(images):
         x, y = (i % cols) * cell_w, head + (i // cols) * cell_h
         h, w = img.shape[:2]
         scale = side / max(h, w)
