@@ -12,7 +12,7 @@ from .layout import fit_subplots, pad_inches, text_inches
 
 
 __all__ = [
-    "pyplot", "save_figure", "fit_subplots", "tex_safe", "boxplot_by_feature", "borda_bar", "roc_pr_bands",
+    "pyplot", "save_figure", "tex_safe", "boxplot_by_feature", "borda_bar", "roc_pr_bands",
     "model_curves", "distributions_by_outcome", "per_class_curves",
     "training_curves", "confusion_heatmap", "reliability_diagram", "image_examples", "referral_plot", "cell_map",
 ]
